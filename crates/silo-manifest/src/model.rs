@@ -1,0 +1,160 @@
+//! The resolved manifest: every default applied, every name checked.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a service's store lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// One SQLite file per service under the data dir: the embedded default.
+    Sqlite,
+    /// A PostgreSQL database and login role per service.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine's name as written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sqlite" => Ok(Engine::Sqlite),
+            "postgres" | "postgresql" => Ok(Engine::Postgres),
+            other => Err(format!(
+                "unknown engine `{other}`; expected `sqlite` or `postgres`"
+            )),
+        }
+    }
+}
+
+/// How PostgreSQL stores are kept apart (ignored for SQLite, where every
+/// store is its own file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// One server; one database and one login role per service.
+    Database,
+    /// One server per service, named by the service's `url_env`.
+    Instance,
+}
+
+impl Isolation {
+    /// The isolation's name as written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Database => "database",
+            Isolation::Instance => "instance",
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed and validated `silo.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// The folder that holds the manifest; relative paths start here.
+    pub root: PathBuf,
+    /// `[project] name`.
+    pub project: String,
+    /// Where SQLite stores and secrets live (absolute).
+    pub data_dir: PathBuf,
+    /// The services, in the order the manifest declares them.
+    pub services: Vec<Service>,
+}
+
+/// One service and its store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The service's name (lower snake_case).
+    pub name: String,
+    /// The engine of its store.
+    pub engine: Engine,
+    /// How its store is isolated (meaningful for PostgreSQL).
+    pub isolation: Isolation,
+    /// The database name (the SQLite file stem for SQLite).
+    pub database: String,
+    /// The login role its credentials use.
+    pub role: String,
+    /// For instance isolation: the environment variable holding the admin
+    /// URL of this service's own server.
+    pub url_env: Option<String>,
+    /// The migrations folder, relative to the manifest's folder.
+    pub migrations: PathBuf,
+    /// Maximum concurrent connections for the role.
+    pub connection_limit: Option<u32>,
+    /// The owning team (free text).
+    pub owner: Option<String>,
+    /// Event types this service publishes.
+    pub publishes: Vec<String>,
+    /// Event types this service consumes.
+    pub consumes: Vec<String>,
+}
+
+impl Manifest {
+    /// Finds a service by name.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The folder of secrets files (one `<service>.env` per service).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.data_dir.join("secrets")
+    }
+
+    /// The absolute path of a service's migrations folder.
+    pub fn migrations_dir(&self, service: &Service) -> PathBuf {
+        self.root.join(&service.migrations)
+    }
+
+    /// Selects services by name, in manifest order; all when `names` is
+    /// empty. Returns the unknown names as the error.
+    pub fn select<'a>(&'a self, names: &[String]) -> Result<Vec<&'a Service>, Vec<String>> {
+        let unknown: Vec<String> = names
+            .iter()
+            .filter(|n| self.service(n).is_none())
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        Ok(self
+            .services
+            .iter()
+            .filter(|s| names.is_empty() || names.contains(&s.name))
+            .collect())
+    }
+}
+
+impl Service {
+    /// The SQLite file of this service under `data_dir`.
+    pub fn sqlite_path(&self, data_dir: &Path) -> PathBuf {
+        data_dir
+            .join(&self.name)
+            .join(format!("{}.sqlite3", self.database))
+    }
+}

@@ -1,0 +1,506 @@
+//! From `silo.toml` text to a validated [`Manifest`].
+//!
+//! The raw structures keep every value's byte span so that each rule can
+//! point at the exact place in the file.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Problem, line_column};
+use crate::model::{Engine, Isolation, Manifest, Service};
+use crate::names::{check_env_var, check_event_type, check_identifier, suggest_identifier};
+
+/// Values from flags and the environment that beat the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Engine for every service that does not set its own.
+    pub engine: Option<Engine>,
+    /// Data dir, relative to the current folder when not absolute.
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    project: Option<Spanned<RawProject>>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    services: IndexMap<Spanned<String>, Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    name: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    engine: Option<Spanned<String>>,
+    data_dir: Option<Spanned<String>>,
+    isolation: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    database: Option<Spanned<String>>,
+    engine: Option<Spanned<String>>,
+    isolation: Option<Spanned<String>>,
+    role: Option<Spanned<String>>,
+    url_env: Option<Spanned<String>>,
+    migrations: Option<Spanned<String>>,
+    connection_limit: Option<Spanned<i64>>,
+    owner: Option<String>,
+    #[serde(default)]
+    publishes: Vec<Spanned<String>>,
+    #[serde(default)]
+    consumes: Vec<Spanned<String>>,
+}
+
+/// Collects problems against one source text.
+struct Problems<'t> {
+    text: &'t str,
+    list: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, span: Range<usize>, message: String, help: Option<String>) {
+        let (line, column) = line_column(self.text, span.start);
+        self.list.push(Problem {
+            message,
+            span: Some(span),
+            line,
+            column,
+            help,
+        });
+    }
+}
+
+/// A resolved service plus the spans its cross-service rules point at.
+struct Located {
+    service: Service,
+    database_span: Range<usize>,
+    role_span: Range<usize>,
+    migrations_span: Range<usize>,
+    url_env_span: Range<usize>,
+}
+
+/// Parses and validates manifest text. `path` locates the manifest: its
+/// parent is the root for relative paths, and it names the file in errors.
+pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest, Vec<Problem>> {
+    let mut problems = Problems {
+        text,
+        list: Vec::new(),
+    };
+    let raw: RawManifest = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            problems.add(span, e.message().trim().to_string(), toml_help(e.message()));
+            return Err(problems.list);
+        }
+    };
+
+    let root = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+
+    let project = match &raw.project {
+        None => {
+            problems.add(
+                0..0,
+                "missing `[project]` table".into(),
+                Some("add `[project]` with `name = \"your_system\"`".into()),
+            );
+            String::new()
+        }
+        Some(p) => {
+            let name = p.get_ref().name.get_ref();
+            if name.trim().is_empty() {
+                problems.add(
+                    p.get_ref().name.span(),
+                    "the project name is empty".into(),
+                    None,
+                );
+            }
+            name.clone()
+        }
+    };
+
+    let default_engine = match (&overrides.engine, &raw.defaults.engine) {
+        (Some(engine), _) => *engine,
+        (None, Some(e)) => parse_engine(e, &mut problems),
+        (None, None) => Engine::Sqlite,
+    };
+    let default_isolation = raw
+        .defaults
+        .isolation
+        .as_ref()
+        .map_or(Isolation::Database, |i| parse_isolation(i, &mut problems));
+    let data_dir = match (&overrides.data_dir, &raw.defaults.data_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => root.join(dir.get_ref()),
+        (None, None) => root.join(".silo"),
+    };
+
+    if raw.services.is_empty() {
+        problems.add(
+            raw.project.as_ref().map_or(0..0, |p| p.span()),
+            "the manifest declares no services".into(),
+            Some("add a `[services.<name>]` table for each service".into()),
+        );
+    }
+
+    let mut located = Vec::new();
+    for (name, raw_service) in &raw.services {
+        if let Some(l) = resolve_service(
+            name,
+            raw_service,
+            default_engine,
+            default_isolation,
+            &mut problems,
+        ) {
+            located.push(l);
+        }
+    }
+    check_cross_service(&located, &mut problems);
+
+    if !problems.list.is_empty() {
+        return Err(problems.list);
+    }
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        root,
+        project,
+        data_dir,
+        services: located.into_iter().map(|l| l.service).collect(),
+    })
+}
+
+fn toml_help(message: &str) -> Option<String> {
+    message.contains("unknown field").then(|| {
+        "remove the key or fix its spelling; docs/manifest.md lists every field".to_string()
+    })
+}
+
+fn parse_engine(value: &Spanned<String>, problems: &mut Problems) -> Engine {
+    value.get_ref().parse().unwrap_or_else(|message| {
+        problems.add(value.span(), message, None);
+        Engine::Sqlite
+    })
+}
+
+fn parse_isolation(value: &Spanned<String>, problems: &mut Problems) -> Isolation {
+    match value.get_ref().as_str() {
+        "database" => Isolation::Database,
+        "instance" => Isolation::Instance,
+        other => {
+            problems.add(
+                value.span(),
+                format!("unknown isolation `{other}`; expected `database` or `instance`"),
+                Some(
+                    "`database`: one server, a database and role per service; \
+                     `instance`: one server per service"
+                        .into(),
+                ),
+            );
+            Isolation::Database
+        }
+    }
+}
+
+fn check_name(kind: &str, value: &str, span: Range<usize>, problems: &mut Problems) -> bool {
+    match check_identifier(value) {
+        Ok(()) => true,
+        Err(problem) => {
+            let help = match suggest_identifier(value) {
+                Some(s) if s != value => Some(format!("try `{s}`")),
+                _ => Some("use lower snake_case: a-z, 0-9 and `_`, starting with a letter".into()),
+            };
+            problems.add(span, format!("invalid {kind} name `{value}`: {problem}"), help);
+            false
+        }
+    }
+}
+
+fn resolve_service(
+    name: &Spanned<String>,
+    raw: &Spanned<RawService>,
+    default_engine: Engine,
+    default_isolation: Isolation,
+    problems: &mut Problems,
+) -> Option<Located> {
+    let service_name = name.get_ref().clone();
+    let name_ok = check_name("service", &service_name, name.span(), problems);
+    let r = raw.get_ref();
+
+    // A service's own engine wins over defaults and over `--engine`: the
+    // seeds let each service pick its storage technology.
+    let engine = match &r.engine {
+        Some(e) => parse_engine(e, problems),
+        None => default_engine,
+    };
+    let isolation = r
+        .isolation
+        .as_ref()
+        .map_or(default_isolation, |i| parse_isolation(i, problems));
+
+    let (database, database_span) = match &r.database {
+        Some(d) => (d.get_ref().clone(), d.span()),
+        None => (service_name.clone(), name.span()),
+    };
+    if r.database.is_some() {
+        check_name("database", &database, database_span.clone(), problems);
+    }
+    let (role, role_span) = match &r.role {
+        Some(role) => (role.get_ref().clone(), role.span()),
+        None => (format!("{service_name}_svc"), name.span()),
+    };
+    if r.role.is_some() || (name_ok && role.len() > crate::names::MAX_IDENTIFIER_BYTES) {
+        check_name("role", &role, role_span.clone(), problems);
+    }
+
+    let (migrations, migrations_span) = match &r.migrations {
+        Some(m) => (m.get_ref().clone(), m.span()),
+        None => (format!("services/{service_name}/migrations"), name.span()),
+    };
+    let migrations = normalize(Path::new(&migrations));
+    if migrations.as_os_str().is_empty() || migrations.is_absolute() || migrations.starts_with("..")
+    {
+        problems.add(
+            migrations_span.clone(),
+            format!(
+                "the migrations folder `{}` must be inside the project folder",
+                migrations.display()
+            ),
+            Some("use a path relative to the folder that holds silo.toml".into()),
+        );
+    }
+
+    let connection_limit = match &r.connection_limit {
+        None => None,
+        Some(limit) => match u32::try_from(*limit.get_ref()) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                problems.add(
+                    limit.span(),
+                    format!(
+                        "connection_limit must be a positive number, not {}",
+                        limit.get_ref()
+                    ),
+                    Some("leave it out for no limit".into()),
+                );
+                None
+            }
+        },
+    };
+
+    let url_env_span = r.url_env.as_ref().map_or(name.span(), |u| u.span());
+    if let Some(url_env) = &r.url_env {
+        if let Err(why) = check_env_var(url_env.get_ref()) {
+            problems.add(
+                url_env.span(),
+                format!("invalid url_env `{}`: {why}", url_env.get_ref()),
+                None,
+            );
+        }
+    }
+    if engine == Engine::Postgres && isolation == Isolation::Instance && r.url_env.is_none() {
+        problems.add(
+            name.span(),
+            format!("service `{service_name}` uses instance isolation but has no `url_env`"),
+            Some(format!(
+                "add `url_env = \"{}_PG_URL\"` and put its server's admin URL in that variable",
+                service_name.to_uppercase()
+            )),
+        );
+    }
+
+    let mut events = |list: &[Spanned<String>]| -> Vec<String> {
+        list.iter()
+            .filter(|e| match check_event_type(e.get_ref()) {
+                Ok(()) => true,
+                Err(why) => {
+                    problems.add(
+                        e.span(),
+                        format!("invalid event type `{}`: {why}", e.get_ref()),
+                        None,
+                    );
+                    false
+                }
+            })
+            .map(|e| e.get_ref().clone())
+            .collect()
+    };
+    let publishes = events(&r.publishes);
+    let consumes = events(&r.consumes);
+
+    Some(Located {
+        service: Service {
+            name: service_name,
+            engine,
+            isolation,
+            database,
+            role,
+            url_env: r.url_env.as_ref().map(|u| u.get_ref().clone()),
+            migrations,
+            connection_limit,
+            owner: r.owner.clone(),
+            publishes,
+            consumes,
+        },
+        database_span,
+        role_span,
+        migrations_span,
+        url_env_span,
+    })
+}
+
+/// The rules that span services: no shared database, role, migrations
+/// folder or server.
+fn check_cross_service(services: &[Located], problems: &mut Problems) {
+    let mut databases: HashMap<(&str, Option<&str>), &Located> = HashMap::new();
+    let mut roles: HashMap<(&str, Option<&str>), &Located> = HashMap::new();
+    let mut url_envs: HashMap<&str, &Located> = HashMap::new();
+
+    for l in services {
+        let s = &l.service;
+        // Names collide only on one server; see `server_key`.
+        let server = server_key(s);
+
+        if let Some(first) = first_claim(&mut databases, (&s.database, server), l) {
+            problems.add(
+                l.database_span.clone(),
+                format!(
+                    "services `{}` and `{}` both use database `{}`",
+                    first.service.name, s.name, s.database
+                ),
+                Some("each service owns exactly one database that no other service uses; give one of them its own `database = \"...\"`".into()),
+            );
+        }
+        if let Some(first) = first_claim(&mut roles, (&s.role, server), l) {
+            problems.add(
+                l.role_span.clone(),
+                format!(
+                    "services `{}` and `{}` both use role `{}`",
+                    first.service.name, s.name, s.role
+                ),
+                Some("each service needs its own credentials; give one of them its own `role = \"...\"`".into()),
+            );
+        }
+        if s.engine == Engine::Postgres && s.isolation == Isolation::Instance {
+            if let Some(url_env) = &s.url_env {
+                if let Some(first) = first_claim(&mut url_envs, url_env.as_str(), l) {
+                    problems.add(
+                        l.url_env_span.clone(),
+                        format!(
+                            "services `{}` and `{}` both read their server from `{url_env}`; instance isolation needs one server per service",
+                            first.service.name, s.name
+                        ),
+                        Some("give each service its own `url_env`, or use `isolation = \"database\"`".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    for (i, a) in services.iter().enumerate() {
+        for b in &services[i + 1..] {
+            let (ma, mb) = (&a.service.migrations, &b.service.migrations);
+            let message = if ma == mb {
+                format!(
+                    "services `{}` and `{}` share the migrations folder `{}`",
+                    a.service.name,
+                    b.service.name,
+                    ma.display()
+                )
+            } else if mb.starts_with(ma) {
+                nested_message(b, a)
+            } else if ma.starts_with(mb) {
+                nested_message(a, b)
+            } else {
+                continue;
+            };
+            problems.add(
+                b.migrations_span.clone(),
+                message,
+                Some("each service keeps its own migration scripts; give every service a folder of its own".into()),
+            );
+        }
+    }
+}
+
+/// Records `claimant` for `key` unless another service claimed it first,
+/// in which case that first claimant is returned.
+fn first_claim<'a, K: std::hash::Hash + Eq>(
+    claims: &mut HashMap<K, &'a Located>,
+    key: K,
+    claimant: &'a Located,
+) -> Option<&'a Located> {
+    match claims.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.get()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(claimant);
+            None
+        }
+    }
+}
+
+fn nested_message(inner: &Located, outer: &Located) -> String {
+    format!(
+        "the migrations folder of `{}` (`{}`) is inside the migrations folder of `{}` (`{}`)",
+        inner.service.name,
+        inner.service.migrations.display(),
+        outer.service.name,
+        outer.service.migrations.display()
+    )
+}
+
+/// Identifies the server a store lives on, as far as the manifest can tell:
+/// the URL variable for instance isolation, `None` for everything else.
+/// SQLite stores count as one server too, so that a manifest stays valid
+/// when `--engine postgres` moves its services onto one server.
+fn server_key(s: &Service) -> Option<&str> {
+    match (s.engine, s.isolation) {
+        (Engine::Postgres, Isolation::Instance) => s.url_env.as_deref().or(Some(&s.name)),
+        _ => None,
+    }
+}
+
+/// Lexically normalises a relative path: drops `.` and folds `x/..`.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_folds_dots() {
+        assert_eq!(normalize(Path::new("./a/b/../c/")), PathBuf::from("a/c"));
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(normalize(Path::new("a/..")), PathBuf::from(""));
+    }
+}

@@ -1,0 +1,401 @@
+//! One test per manifest rule: each asserts the exact message and the line
+//! and column it points at.
+
+use std::path::Path;
+
+use silo_manifest::{Engine, Isolation, Manifest, Overrides, Problem};
+
+fn problems(text: &str) -> Vec<Problem> {
+    match Manifest::from_str(text, Path::new("proj/silo.toml"), &Overrides::default()) {
+        Ok(m) => panic!("expected problems, got a manifest: {m:?}"),
+        Err(e) => e.problems().cloned().collect(),
+    }
+}
+
+/// The single problem of `text`, as `(line, column, message)`.
+fn one(text: &str) -> (usize, usize, String) {
+    let mut all = problems(text);
+    assert_eq!(all.len(), 1, "expected one problem, got {all:#?}");
+    let p = all.remove(0);
+    (p.line, p.column, p.message)
+}
+
+#[test]
+fn defaults_are_applied() {
+    let m = Manifest::from_str(
+        "[project]\nname = \"p\"\n[services.orders]\n",
+        Path::new("proj/silo.toml"),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let s = &m.services[0];
+    assert_eq!(s.engine, Engine::Sqlite);
+    assert_eq!(s.isolation, Isolation::Database);
+    assert_eq!(s.database, "orders");
+    assert_eq!(s.role, "orders_svc");
+    assert_eq!(s.migrations, Path::new("services/orders/migrations"));
+    assert_eq!(m.data_dir, Path::new("proj/.silo"));
+    assert_eq!(m.root, Path::new("proj"));
+}
+
+#[test]
+fn services_keep_manifest_order() {
+    let m = Manifest::from_str(
+        "[project]\nname = \"p\"\n[services.zeta]\n[services.alpha]\n[services.mid]\n",
+        Path::new("silo.toml"),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let names: Vec<_> = m.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["zeta", "alpha", "mid"]);
+}
+
+#[test]
+fn engine_override_skips_services_that_choose_their_own() {
+    let text = "[project]\nname = \"p\"\n[services.a]\n[services.b]\nengine = \"sqlite\"\n";
+    let overrides = Overrides {
+        engine: Some(Engine::Postgres),
+        data_dir: Some("/tmp/elsewhere".into()),
+    };
+    let m = Manifest::from_str(text, Path::new("silo.toml"), &overrides).unwrap();
+    assert_eq!(m.service("a").unwrap().engine, Engine::Postgres);
+    assert_eq!(m.service("b").unwrap().engine, Engine::Sqlite);
+    assert_eq!(m.data_dir, Path::new("/tmp/elsewhere"));
+}
+
+#[test]
+fn unknown_key_in_service() {
+    let (line, column, message) =
+        one("[project]\nname = \"p\"\n\n[services.orders]\ndatabse = \"orders_db\"\n");
+    assert_eq!((line, column), (5, 1));
+    assert!(
+        message.starts_with("unknown field `databse`, expected one of `database`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_top_level_table() {
+    let (line, _, message) = one("[project]\nname = \"p\"\n[servics.orders]\n");
+    assert_eq!(line, 3);
+    assert!(message.starts_with("unknown field `servics`"), "{message}");
+}
+
+#[test]
+fn toml_syntax_error_points_at_line() {
+    let (line, _, _) = one("[project]\nname = \"p\n[services.a]\n");
+    assert_eq!(line, 2);
+}
+
+#[test]
+fn missing_project() {
+    let (line, column, message) = one("[services.a]\n");
+    assert_eq!((line, column), (1, 1));
+    assert_eq!(message, "missing `[project]` table");
+}
+
+#[test]
+fn no_services() {
+    let (line, _, message) = one("[project]\nname = \"p\"\n");
+    assert_eq!(line, 1);
+    assert_eq!(message, "the manifest declares no services");
+}
+
+#[test]
+fn invalid_service_name() {
+    let (line, column, message) = one("[project]\nname = \"p\"\n[services.Orders]\n");
+    assert_eq!((line, column), (3, 11));
+    assert_eq!(
+        message,
+        "invalid service name `Orders`: it must start with a lowercase letter"
+    );
+}
+
+#[test]
+fn service_name_with_dash() {
+    let (line, column, message) = one("[project]\nname = \"p\"\n[services.\"auth-service\"]\n");
+    assert_eq!((line, column), (3, 11));
+    assert_eq!(
+        message,
+        "invalid service name `auth-service`: it contains '-'; only lowercase letters, digits and `_` are allowed"
+    );
+}
+
+#[test]
+fn reserved_service_name() {
+    let (_, _, message) = one("[project]\nname = \"p\"\n[services.user]\n");
+    assert_eq!(
+        message,
+        "invalid service name `user`: it is a reserved word in PostgreSQL"
+    );
+}
+
+#[test]
+fn invalid_database_name() {
+    let (line, column, message) =
+        one("[project]\nname = \"p\"\n[services.a]\ndatabase = \"A-db\"\n");
+    assert_eq!((line, column), (4, 12));
+    assert_eq!(
+        message,
+        "invalid database name `A-db`: it must start with a lowercase letter"
+    );
+}
+
+#[test]
+fn database_name_too_long() {
+    let long = "d".repeat(64);
+    let (line, _, message) = one(&format!(
+        "[project]\nname = \"p\"\n[services.a]\ndatabase = \"{long}\"\n"
+    ));
+    assert_eq!(line, 4);
+    assert_eq!(
+        message,
+        format!(
+            "invalid database name `{long}`: it is 64 bytes long; PostgreSQL identifiers hold at most 63"
+        )
+    );
+}
+
+#[test]
+fn invalid_role_name() {
+    let (line, column, message) =
+        one("[project]\nname = \"p\"\n[services.a]\nrole = \"pg_a\"\n");
+    assert_eq!((line, column), (4, 8));
+    assert_eq!(
+        message,
+        "invalid role name `pg_a`: names starting with `pg_` are reserved by PostgreSQL"
+    );
+}
+
+#[test]
+fn default_role_too_long() {
+    let name = "s".repeat(61);
+    let (line, _, message) = one(&format!("[project]\nname = \"p\"\n[services.{name}]\n"));
+    assert_eq!(line, 3);
+    assert_eq!(
+        message,
+        format!(
+            "invalid role name `{name}_svc`: it is 65 bytes long; PostgreSQL identifiers hold at most 63"
+        )
+    );
+}
+
+#[test]
+fn shared_database() {
+    let (line, column, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.orders]\ndatabase = \"shop\"\n",
+        "[services.billing]\ndatabase = \"shop\"\n",
+    ));
+    assert_eq!((line, column), (6, 12));
+    assert_eq!(
+        message,
+        "services `orders` and `billing` both use database `shop`"
+    );
+}
+
+#[test]
+fn default_database_collides_with_explicit_one() {
+    let (line, _, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.orders]\n",
+        "[services.billing]\ndatabase = \"orders\"\n",
+    ));
+    assert_eq!(line, 5);
+    assert_eq!(
+        message,
+        "services `orders` and `billing` both use database `orders`"
+    );
+}
+
+#[test]
+fn shared_role() {
+    let (line, column, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.orders]\nrole = \"app\"\n",
+        "[services.billing]\nrole = \"app\"\n",
+    ));
+    assert_eq!((line, column), (6, 8));
+    assert_eq!(message, "services `orders` and `billing` both use role `app`");
+}
+
+#[test]
+fn shared_migrations_folder() {
+    let (line, column, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.orders]\nmigrations = \"db/migrations\"\n",
+        "[services.billing]\nmigrations = \"./db/migrations/\"\n",
+    ));
+    assert_eq!((line, column), (6, 14));
+    assert_eq!(
+        message,
+        "services `orders` and `billing` share the migrations folder `db/migrations`"
+    );
+}
+
+#[test]
+fn nested_migrations_folder() {
+    let (line, _, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.orders]\nmigrations = \"db\"\n",
+        "[services.billing]\nmigrations = \"db/billing\"\n",
+    ));
+    assert_eq!(line, 6);
+    assert_eq!(
+        message,
+        "the migrations folder of `billing` (`db/billing`) is inside the migrations folder of `orders` (`db`)"
+    );
+}
+
+#[test]
+fn nested_migrations_folder_declared_first() {
+    let (line, _, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.billing]\nmigrations = \"db/billing\"\n",
+        "[services.orders]\nmigrations = \"db\"\n",
+    ));
+    assert_eq!(line, 6);
+    assert_eq!(
+        message,
+        "the migrations folder of `billing` (`db/billing`) is inside the migrations folder of `orders` (`db`)"
+    );
+}
+
+#[test]
+fn sibling_folders_with_common_prefix_are_fine() {
+    let text = concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.orders]\nmigrations = \"db/order\"\n",
+        "[services.billing]\nmigrations = \"db/orders\"\n",
+    );
+    assert!(Manifest::from_str(text, Path::new("silo.toml"), &Overrides::default()).is_ok());
+}
+
+#[test]
+fn migrations_outside_project() {
+    let (line, _, message) =
+        one("[project]\nname = \"p\"\n[services.a]\nmigrations = \"../elsewhere\"\n");
+    assert_eq!(line, 4);
+    assert_eq!(
+        message,
+        "the migrations folder `../elsewhere` must be inside the project folder"
+    );
+}
+
+#[test]
+fn instance_isolation_shared_url_env() {
+    let (line, column, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[defaults]\nengine = \"postgres\"\nisolation = \"instance\"\n",
+        "[services.orders]\nurl_env = \"PG_URL\"\n",
+        "[services.billing]\nurl_env = \"PG_URL\"\n",
+    ));
+    assert_eq!((line, column), (9, 11));
+    assert_eq!(
+        message,
+        "services `orders` and `billing` both read their server from `PG_URL`; instance isolation needs one server per service"
+    );
+}
+
+#[test]
+fn instance_isolation_allows_same_names_on_different_servers() {
+    let text = concat!(
+        "[project]\nname = \"p\"\n",
+        "[defaults]\nengine = \"postgres\"\nisolation = \"instance\"\n",
+        "[services.orders]\nurl_env = \"ORDERS_URL\"\ndatabase = \"app\"\nrole = \"app\"\n",
+        "[services.billing]\nurl_env = \"BILLING_URL\"\ndatabase = \"app\"\nrole = \"app\"\n",
+    );
+    assert!(Manifest::from_str(text, Path::new("silo.toml"), &Overrides::default()).is_ok());
+}
+
+#[test]
+fn instance_isolation_needs_url_env() {
+    let (line, _, message) = one(concat!(
+        "[project]\nname = \"p\"\n",
+        "[defaults]\nengine = \"postgres\"\nisolation = \"instance\"\n",
+        "[services.orders]\n",
+    ));
+    assert_eq!(line, 6);
+    assert_eq!(
+        message,
+        "service `orders` uses instance isolation but has no `url_env`"
+    );
+}
+
+#[test]
+fn invalid_url_env() {
+    let (line, _, message) =
+        one("[project]\nname = \"p\"\n[services.a]\nurl_env = \"pg-url\"\n");
+    assert_eq!(line, 4);
+    assert_eq!(
+        message,
+        "invalid url_env `pg-url`: it must start with an uppercase letter or `_`"
+    );
+}
+
+#[test]
+fn unknown_engine() {
+    let (line, column, message) =
+        one("[project]\nname = \"p\"\n[defaults]\nengine = \"mysql\"\n[services.a]\n");
+    assert_eq!((line, column), (4, 10));
+    assert_eq!(
+        message,
+        "unknown engine `mysql`; expected `sqlite` or `postgres`"
+    );
+}
+
+#[test]
+fn unknown_isolation() {
+    let (line, _, message) =
+        one("[project]\nname = \"p\"\n[defaults]\nisolation = \"schema\"\n[services.a]\n");
+    assert_eq!(line, 4);
+    assert_eq!(
+        message,
+        "unknown isolation `schema`; expected `database` or `instance`"
+    );
+}
+
+#[test]
+fn bad_connection_limit() {
+    let (line, _, message) =
+        one("[project]\nname = \"p\"\n[services.a]\nconnection_limit = 0\n");
+    assert_eq!(line, 4);
+    assert_eq!(message, "connection_limit must be a positive number, not 0");
+}
+
+#[test]
+fn bad_event_type() {
+    let (line, column, message) =
+        one("[project]\nname = \"p\"\n[services.a]\npublishes = [\"ok.event\", \"Bad\"]\n");
+    assert_eq!((line, column), (4, 26));
+    assert_eq!(
+        message,
+        "invalid event type `Bad`: event types have at least two dot-separated parts, like `battle.created`"
+    );
+}
+
+#[test]
+fn all_problems_reported_in_source_order() {
+    let all = problems(concat!(
+        "[project]\nname = \"p\"\n",
+        "[services.B]\n",
+        "[services.c]\ndatabase = \"x\"\n",
+        "[services.d]\ndatabase = \"x\"\n",
+    ));
+    let lines: Vec<usize> = all.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [3, 7]);
+}
+
+#[test]
+fn error_display_names_file_line_and_column() {
+    let err = Manifest::from_str(
+        "[project]\nname = \"p\"\n[services.a]\nrole = \"pg_a\"\n",
+        Path::new("proj/silo.toml"),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "proj/silo.toml:4:8: invalid role name `pg_a`: names starting with `pg_` are reserved by PostgreSQL"
+    );
+}
