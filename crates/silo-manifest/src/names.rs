@@ -208,18 +208,24 @@ pub fn suggest_identifier(name: &str) -> Option<String> {
 pub fn check_event_type(name: &str) -> Result<(), String> {
     let segments: Vec<&str> = name.split('.').collect();
     if segments.len() < 2 {
-        return Err("event types have at least two dot-separated parts, like `battle.created`".into());
+        return Err(
+            "event types have at least two dot-separated parts, like `battle.created`".into(),
+        );
     }
     for segment in segments {
         let mut chars = segment.chars();
         match chars.next() {
             None => return Err("it has an empty part between dots".into()),
             Some(c) if !c.is_ascii_lowercase() => {
-                return Err(format!("part `{segment}` must start with a lowercase letter"));
+                return Err(format!(
+                    "part `{segment}` must start with a lowercase letter"
+                ));
             }
             _ => {}
         }
-        if let Some(c) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
+        if let Some(c) =
+            chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+        {
             return Err(format!(
                 "part `{segment}` contains {c:?}; only lowercase letters, digits and `_` are allowed"
             ));
@@ -270,17 +276,29 @@ mod tests {
         assert_eq!(check_identifier("1abc"), Err(NameProblem::BadStart));
         assert_eq!(check_identifier("_abc"), Err(NameProblem::BadStart));
         assert_eq!(check_identifier("Users"), Err(NameProblem::BadStart));
-        assert_eq!(check_identifier("my-svc"), Err(NameProblem::BadCharacter('-')));
+        assert_eq!(
+            check_identifier("my-svc"),
+            Err(NameProblem::BadCharacter('-'))
+        );
         assert_eq!(check_identifier("user"), Err(NameProblem::Reserved));
         assert_eq!(check_identifier("pg_app"), Err(NameProblem::SystemPrefix));
-        assert_eq!(check_identifier(&"a".repeat(64)), Err(NameProblem::TooLong(64)));
+        assert_eq!(
+            check_identifier(&"a".repeat(64)),
+            Err(NameProblem::TooLong(64))
+        );
         assert_eq!(check_identifier(&"a".repeat(63)), Ok(()));
     }
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest_identifier("UserPreferences").as_deref(), Some("user_preferences"));
-        assert_eq!(suggest_identifier("auth-service").as_deref(), Some("auth_service"));
+        assert_eq!(
+            suggest_identifier("UserPreferences").as_deref(),
+            Some("user_preferences")
+        );
+        assert_eq!(
+            suggest_identifier("auth-service").as_deref(),
+            Some("auth_service")
+        );
         assert_eq!(suggest_identifier("user").as_deref(), Some("user_svc"));
         assert_eq!(suggest_identifier("9lives").as_deref(), Some("s_9lives"));
         assert_eq!(suggest_identifier("---"), None);

@@ -226,7 +226,11 @@ fn check_name(kind: &str, value: &str, span: Range<usize>, problems: &mut Proble
                 Some(s) if s != value => Some(format!("try `{s}`")),
                 _ => Some("use lower snake_case: a-z, 0-9 and `_`, starting with a letter".into()),
             };
-            problems.add(span, format!("invalid {kind} name `{value}`: {problem}"), help);
+            problems.add(
+                span,
+                format!("invalid {kind} name `{value}`: {problem}"),
+                help,
+            );
             false
         }
     }

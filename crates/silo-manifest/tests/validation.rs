@@ -158,8 +158,7 @@ fn database_name_too_long() {
 
 #[test]
 fn invalid_role_name() {
-    let (line, column, message) =
-        one("[project]\nname = \"p\"\n[services.a]\nrole = \"pg_a\"\n");
+    let (line, column, message) = one("[project]\nname = \"p\"\n[services.a]\nrole = \"pg_a\"\n");
     assert_eq!((line, column), (4, 8));
     assert_eq!(
         message,
@@ -216,7 +215,10 @@ fn shared_role() {
         "[services.billing]\nrole = \"app\"\n",
     ));
     assert_eq!((line, column), (6, 8));
-    assert_eq!(message, "services `orders` and `billing` both use role `app`");
+    assert_eq!(
+        message,
+        "services `orders` and `billing` both use role `app`"
+    );
 }
 
 #[test]
@@ -324,8 +326,7 @@ fn instance_isolation_needs_url_env() {
 
 #[test]
 fn invalid_url_env() {
-    let (line, _, message) =
-        one("[project]\nname = \"p\"\n[services.a]\nurl_env = \"pg-url\"\n");
+    let (line, _, message) = one("[project]\nname = \"p\"\n[services.a]\nurl_env = \"pg-url\"\n");
     assert_eq!(line, 4);
     assert_eq!(
         message,
@@ -357,8 +358,7 @@ fn unknown_isolation() {
 
 #[test]
 fn bad_connection_limit() {
-    let (line, _, message) =
-        one("[project]\nname = \"p\"\n[services.a]\nconnection_limit = 0\n");
+    let (line, _, message) = one("[project]\nname = \"p\"\n[services.a]\nconnection_limit = 0\n");
     assert_eq!(line, 4);
     assert_eq!(message, "connection_limit must be a positive number, not 0");
 }

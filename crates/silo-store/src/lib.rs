@@ -1,1 +1,125 @@
+//! Store engines: give each service its own store and its own credentials,
+//! report on them, and drop them again.
+//!
+//! The seam is [`StoreEngine`]; [`sqlite::SqliteEngine`] and
+//! [`postgres::PgEngine`] implement it, and [`Stores`] picks the engine
+//! (and, for instance isolation, the server) of each service. Engines mark
+//! everything they create (`managed by silo: service=<name>`) and refuse to
+//! adopt or drop anything unmarked.
 
+mod credentials;
+mod error;
+pub mod files;
+pub mod postgres;
+mod secret;
+pub mod sqlite;
+mod stores;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use silo_manifest::Service;
+
+pub use credentials::{Credentials, CredentialsView, SecretsDir};
+pub use error::StoreError;
+pub use secret::{Secret, scram_verifier};
+pub use stores::{Stores, StoresConfig};
+
+/// The comment silo puts on every database and role it creates.
+pub fn marker(service: &str) -> String {
+    format!("managed by silo: service={service}")
+}
+
+/// The service named by a silo marker, if `comment` is one.
+pub fn marker_service(comment: &str) -> Option<&str> {
+    comment.strip_prefix("managed by silo: service=")
+}
+
+/// Options for [`StoreEngine::provision`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProvisionOptions {
+    /// Take over a database or role that exists without silo's marker.
+    pub adopt: bool,
+}
+
+/// What provisioning did to one store.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Provisioned {
+    pub outcome: Outcome,
+    /// Each change made, in order, in plain words (empty when unchanged).
+    pub changes: Vec<String>,
+}
+
+/// The short verdict on one store.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Provisioned {
+    pub(crate) fn from_changes(created: bool, changes: Vec<String>) -> Self {
+        let outcome = match (created, changes.is_empty()) {
+            (true, _) => Outcome::Created,
+            (false, true) => Outcome::Unchanged,
+            (false, false) => Outcome::Updated,
+        };
+        Provisioned { outcome, changes }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// A live look at one store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    /// The store exists (database or file).
+    pub exists: bool,
+    /// Its size on disk, when it exists.
+    pub size_bytes: Option<u64>,
+    /// The service's own credentials open its own store.
+    pub connects: bool,
+    /// Why it does not connect, when it does not.
+    pub problem: Option<String>,
+}
+
+/// What dropping one store removed.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Dropped {
+    /// Each thing removed, in plain words.
+    pub removed: Vec<String>,
+}
+
+/// One engine: everything silo does to a service's store.
+#[async_trait]
+pub trait StoreEngine: Send + Sync {
+    /// Creates the store, its credentials and its privileges, or brings an
+    /// existing one back in line. Running it twice changes nothing.
+    async fn provision(
+        &self,
+        service: &Service,
+        options: ProvisionOptions,
+    ) -> Result<Provisioned, StoreError>;
+
+    /// Reports existence, size and whether the service's own credentials
+    /// connect.
+    async fn status(&self, service: &Service) -> Result<StoreStatus, StoreError>;
+
+    /// Replaces the service's password in the server and the secrets file.
+    async fn rotate(&self, service: &Service) -> Result<(), StoreError>;
+
+    /// Drops the store, its role and its secrets, if silo created them.
+    async fn drop_store(&self, service: &Service) -> Result<Dropped, StoreError>;
+
+    /// The service's credentials as stored in its secrets file.
+    fn credentials(&self, service: &Service) -> Result<Credentials, StoreError>;
+}

@@ -1,0 +1,329 @@
+//! A service's credentials and the `<data_dir>/secrets/<service>.env` file
+//! that carries them to the service.
+//!
+//! The file holds `DATABASE_URL` plus the per-field variables seed 004's
+//! services read (`AUTH_DB_HOST`, `AUTH_DB_PORT`, ...).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use silo_manifest::{Engine, Service};
+
+use crate::error::StoreError;
+use crate::files;
+use crate::secret::Secret;
+
+/// Everything a service needs to reach its own store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub service: String,
+    pub engine: Engine,
+    /// Server host, or the socket folder; `None` for SQLite.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Database name (PostgreSQL) or file path (SQLite).
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// The JSON shape of `silo credentials show --json`.
+#[derive(Debug, Serialize)]
+pub struct CredentialsView<'a> {
+    pub service: &'a str,
+    pub engine: Engine,
+    pub host: Option<&'a str>,
+    pub port: Option<u16>,
+    pub database: &'a str,
+    pub user: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub url: String,
+}
+
+impl Credentials {
+    /// The connection URL, password included: for the secrets file and the
+    /// service, never for logs.
+    pub fn url(&self) -> String {
+        let password = self.password.as_ref().map(|p| url_encode(p.expose()));
+        self.render_url(password.as_deref())
+    }
+
+    /// The URL with the password masked, safe to print.
+    pub fn redacted_url(&self) -> String {
+        self.render_url(self.password.as_ref().map(|_| "***"))
+    }
+
+    /// The URL with `password` (already URL-encoded) in its user info.
+    fn render_url(&self, password: Option<&str>) -> String {
+        match self.engine {
+            Engine::Sqlite => format!("sqlite://{}", self.database),
+            Engine::Postgres => {
+                let host = self.host.as_deref().unwrap_or("localhost");
+                let port = self.port.unwrap_or(5432);
+                let user = url_encode(self.user.as_deref().unwrap_or_default());
+                let password = password.map(|p| format!(":{p}")).unwrap_or_default();
+                if host.starts_with('/') {
+                    // A Unix socket folder goes in the query, as libpq reads it.
+                    format!(
+                        "postgres://{user}{password}@localhost:{port}/{}?host={}",
+                        self.database,
+                        url_encode(host)
+                    )
+                } else {
+                    format!(
+                        "postgres://{user}{password}@{host}:{port}/{}",
+                        self.database
+                    )
+                }
+            }
+        }
+    }
+
+    /// The fields for `--json`, password included (the caller asked).
+    pub fn view(&self) -> CredentialsView<'_> {
+        CredentialsView {
+            service: &self.service,
+            engine: self.engine,
+            host: self.host.as_deref(),
+            port: self.port,
+            database: &self.database,
+            user: self.user.as_deref(),
+            password: self.password.as_ref().map(Secret::expose),
+            url: self.url(),
+        }
+    }
+
+    /// The env file's text.
+    pub fn to_env_file(&self) -> String {
+        let prefix = self.service.to_uppercase();
+        let mut out = format!(
+            "# silo credentials for service `{}` ({}). Private: mode 0600, never commit.\n\
+             # Written by `silo up`; `silo credentials rotate {}` replaces the password.\n",
+            self.service, self.engine, self.service
+        );
+        let mut line = |key: String, value: &str| {
+            out.push_str(&key);
+            out.push('=');
+            out.push_str(value);
+            out.push('\n');
+        };
+        line("DATABASE_URL".into(), &self.url());
+        match self.engine {
+            Engine::Sqlite => {
+                line(format!("{prefix}_DB_PATH"), &self.database);
+            }
+            Engine::Postgres => {
+                line(
+                    format!("{prefix}_DB_HOST"),
+                    self.host.as_deref().unwrap_or(""),
+                );
+                line(
+                    format!("{prefix}_DB_PORT"),
+                    &self.port.map(|p| p.to_string()).unwrap_or_default(),
+                );
+                line(
+                    format!("{prefix}_DB_USER"),
+                    self.user.as_deref().unwrap_or(""),
+                );
+                line(
+                    format!("{prefix}_DB_PASSWORD"),
+                    self.password.as_ref().map(Secret::expose).unwrap_or(""),
+                );
+                line(format!("{prefix}_DB_NAME"), &self.database);
+            }
+        }
+        out
+    }
+
+    /// Parses an env file written by [`Credentials::to_env_file`].
+    pub fn from_env_file(service: &Service, text: &str) -> Option<Credentials> {
+        let prefix = service.name.to_uppercase();
+        let get = |suffix: &str| -> Option<String> {
+            let key = format!("{prefix}_DB_{suffix}=");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&key))
+                .map(str::to_string)
+        };
+        if let Some(path) = get("PATH") {
+            return Some(Credentials {
+                service: service.name.clone(),
+                engine: Engine::Sqlite,
+                host: None,
+                port: None,
+                database: path,
+                user: None,
+                password: None,
+            });
+        }
+        Some(Credentials {
+            service: service.name.clone(),
+            engine: Engine::Postgres,
+            host: get("HOST"),
+            port: get("PORT").and_then(|p| p.parse().ok()),
+            database: get("NAME")?,
+            user: get("USER"),
+            password: get("PASSWORD").map(Secret::new),
+        })
+    }
+}
+
+/// The folder of secrets files.
+#[derive(Debug, Clone)]
+pub struct SecretsDir {
+    dir: PathBuf,
+}
+
+impl SecretsDir {
+    /// The secrets folder inside `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        SecretsDir {
+            dir: data_dir.join("secrets"),
+        }
+    }
+
+    /// The secrets file of `service`.
+    pub fn path(&self, service: &str) -> PathBuf {
+        self.dir.join(format!("{service}.env"))
+    }
+
+    /// Reads a service's credentials; `None` when the file does not exist.
+    pub fn read(&self, service: &Service) -> Result<Option<Credentials>, StoreError> {
+        let path = self.path(&service.name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Credentials::from_env_file(service, &text)
+                .map(Some)
+                .ok_or(StoreError::BadSecretsFile { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// Writes a service's credentials (0600, atomically; folder 0700).
+    /// Returns false when the file already said exactly this.
+    pub fn write(&self, creds: &Credentials) -> Result<bool, StoreError> {
+        let path = self.path(&creds.service);
+        let text = creds.to_env_file();
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            files::ensure_mode(&path, files::FILE_MODE).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            return Ok(false);
+        }
+        self.prepare()?;
+        files::write_private_atomic(&path, text.as_bytes())
+            .map_err(|source| StoreError::Io { path, source })?;
+        Ok(true)
+    }
+
+    /// Writes the new credentials to a staged file beside the real one;
+    /// [`SecretsDir::commit`] moves it into place.
+    pub fn stage(&self, creds: &Credentials) -> Result<PathBuf, StoreError> {
+        self.prepare()?;
+        let path = self.path(&creds.service);
+        files::stage_private(&path, creds.to_env_file().as_bytes())
+            .map_err(|source| StoreError::Io { path, source })
+    }
+
+    /// Moves a staged file into place.
+    pub fn commit(&self, service: &str, staged: &Path) -> Result<(), StoreError> {
+        let path = self.path(service);
+        files::commit_staged(staged, &path).map_err(|source| StoreError::Io { path, source })
+    }
+
+    /// Removes a service's secrets file. Returns whether there was one.
+    pub fn remove(&self, service: &str) -> Result<bool, StoreError> {
+        let path = self.path(service);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    fn prepare(&self) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        files::ensure_private_dir(&self.dir).map_err(io)?;
+        if let Some(data_dir) = self.dir.parent() {
+            crate::files::ensure_private_dir(data_dir).map_err(io)?;
+            guard_with_gitignore(data_dir).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the data dir out of version control: secrets must never reach a
+/// repository, even when a user forgets to ignore the folder.
+pub(crate) fn guard_with_gitignore(data_dir: &Path) -> std::io::Result<()> {
+    let path = data_dir.join(".gitignore");
+    if !path.exists() {
+        std::fs::write(&path, "# silo data: stores and secrets. Never commit.\n*\n")?;
+    }
+    Ok(())
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> Service {
+        let text = format!("[project]\nname = \"p\"\n[services.{name}]\n");
+        silo_manifest::Manifest::from_str(&text, Path::new("silo.toml"), &Default::default())
+            .unwrap()
+            .services
+            .remove(0)
+    }
+
+    #[test]
+    fn postgres_env_file_round_trips() {
+        let creds = Credentials {
+            service: "auth".into(),
+            engine: Engine::Postgres,
+            host: Some("db.internal".into()),
+            port: Some(5433),
+            database: "usecapsule_auth".into(),
+            user: Some("usecapsule_auth".into()),
+            password: Some(Secret::new("s3cr-et_")),
+        };
+        let text = creds.to_env_file();
+        assert!(text.contains(
+            "DATABASE_URL=postgres://usecapsule_auth:s3cr-et_@db.internal:5433/usecapsule_auth\n"
+        ));
+        assert!(text.contains("AUTH_DB_HOST=db.internal\n"));
+        assert!(text.contains("AUTH_DB_PORT=5433\n"));
+        assert!(text.contains("AUTH_DB_USER=usecapsule_auth\n"));
+        assert!(text.contains("AUTH_DB_PASSWORD=s3cr-et_\n"));
+        assert!(text.contains("AUTH_DB_NAME=usecapsule_auth\n"));
+        assert_eq!(
+            Credentials::from_env_file(&service("auth"), &text),
+            Some(creds)
+        );
+    }
+
+    #[test]
+    fn redacted_url_hides_password() {
+        let creds = Credentials {
+            service: "a".into(),
+            engine: Engine::Postgres,
+            host: Some("/var/run/postgresql".into()),
+            port: Some(5432),
+            database: "a".into(),
+            user: Some("a_svc".into()),
+            password: Some(Secret::new("topsecret")),
+        };
+        assert_eq!(
+            creds.redacted_url(),
+            "postgres://a_svc:***@localhost:5432/a?host=%2Fvar%2Frun%2Fpostgresql"
+        );
+        assert!(!format!("{creds:?}").contains("topsecret"));
+    }
+}

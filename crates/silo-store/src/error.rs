@@ -1,0 +1,108 @@
+//! Errors from store engines. Each says what went wrong, where, and what
+//! to do; none ever contains a password.
+
+use std::path::PathBuf;
+
+/// What can go wrong with a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{kind} `{name}` exists but was not created by silo; silo never touches what it did not create"
+    )]
+    NotManaged { kind: &'static str, name: String },
+
+    #[error("{kind} `{name}` is managed by silo for service `{owner}`, not `{service}`")]
+    ManagedByOther {
+        kind: &'static str,
+        name: String,
+        owner: String,
+        service: String,
+    },
+
+    #[error("service `{service}` uses PostgreSQL but no admin URL is set")]
+    NoAdminUrl { service: String },
+
+    #[error("service `{service}` reads its server's admin URL from `{var}`, which is not set")]
+    UrlEnvUnset { service: String, var: String },
+
+    #[error("invalid PostgreSQL URL in {origin}: {reason}")]
+    BadUrl { origin: String, reason: String },
+
+    #[error("cannot connect to {target}")]
+    Connect {
+        /// Where, with any password masked.
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("{action} failed")]
+    Sql {
+        action: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{} is not a silo credentials file", path.display())]
+    BadSecretsFile { path: PathBuf },
+
+    #[error("service `{service}` has no credentials at {}", path.display())]
+    NoCredentials { service: String, path: PathBuf },
+
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl StoreError {
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::NotManaged { .. } => Some(
+                "pass `--adopt` to take it over (silo then resets its owner, privileges and password), or name another database or role in silo.toml".into(),
+            ),
+            StoreError::ManagedByOther { .. } => Some(
+                "two services cannot share a store; give this service its own `database` and `role`".into(),
+            ),
+            StoreError::NoAdminUrl { .. } => Some(
+                "set SILO_PG_ADMIN_URL (for example postgres://postgres@127.0.0.1:5432/postgres) or pass --admin-url".into(),
+            ),
+            StoreError::UrlEnvUnset { var, .. } => Some(format!(
+                "export {var}=postgres://ADMIN@HOST:PORT/postgres for this service's own server"
+            )),
+            StoreError::NoCredentials { .. } => Some("run `silo up` to provision it".into()),
+            StoreError::Connect { .. } => {
+                Some("check that the server is running and the URL is right".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is about reaching a server or finding its URL
+    /// (exit code 2) rather than an operation that failed (exit code 1).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connect { .. }
+                | StoreError::NoAdminUrl { .. }
+                | StoreError::UrlEnvUnset { .. }
+                | StoreError::BadUrl { .. }
+        )
+    }
+}
+
+pub(crate) fn sql(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let action = action.into();
+    move |source| StoreError::Sql { action, source }
+}
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.into();
+    move |source| StoreError::Io { path, source }
+}

@@ -1,0 +1,613 @@
+//! The PostgreSQL engine: per service a database, a login role with a
+//! generated password and least privilege, and nothing for PUBLIC.
+//!
+//! One [`PgEngine`] talks to one server through an admin URL. With
+//! `database` isolation all services share one engine; with `instance`
+//! isolation each service has an engine of its own (see [`crate::Stores`]).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use silo_manifest::{Engine, Service};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+
+use crate::credentials::{Credentials, SecretsDir};
+use crate::error::{StoreError, sql};
+use crate::secret::{Secret, scram_verifier};
+use crate::sqlite::root_cause;
+use crate::{
+    Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus, marker, marker_service,
+};
+
+/// One PostgreSQL server, reached as an administrator.
+pub struct PgEngine {
+    admin: PgConnectOptions,
+    pool: PgPool,
+    secrets: SecretsDir,
+    /// `host:port`, for messages.
+    server: String,
+}
+
+/// A role as the catalog shows it.
+struct RoleState {
+    comment: Option<String>,
+    superuser: bool,
+    createdb: bool,
+    createrole: bool,
+    replication: bool,
+    bypassrls: bool,
+    login: bool,
+    connection_limit: i32,
+}
+
+/// A database as the catalog shows it.
+struct DatabaseState {
+    comment: Option<String>,
+    owner: String,
+    public_has_privileges: bool,
+    role_can_connect: bool,
+}
+
+/// Parses a PostgreSQL URL. `origin` names where it came from in errors
+/// (the URL itself may hold a password, so it is never echoed).
+pub fn parse_url(url: &str, origin: &str) -> Result<PgConnectOptions, StoreError> {
+    PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+        origin: origin.to_string(),
+        reason: root_cause(&e),
+    })
+}
+
+/// Quotes an identifier. Manifest names are plain identifiers already;
+/// quoting anyway keeps any name that reaches SQL inert.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal (standard_conforming_strings is on since 9.1).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn server_label(options: &PgConnectOptions) -> String {
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+impl PgEngine {
+    /// An engine for the server behind `admin`; connections are made on
+    /// first use, at most `max_connections` at a time.
+    pub fn new(admin: PgConnectOptions, data_dir: &std::path::Path, max_connections: u32) -> Self {
+        let admin = admin.application_name("silo");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(admin.clone());
+        PgEngine {
+            server: server_label(&admin),
+            admin,
+            pool,
+            secrets: SecretsDir::new(data_dir),
+        }
+    }
+
+    async fn run(&self, sql_text: String, action: &str) -> Result<(), StoreError> {
+        tracing::debug!(server = %self.server, "{action}");
+        sqlx::raw_sql(AssertSqlSafe(sql_text))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.classify(e, action))
+    }
+
+    /// Tells "cannot reach the server" apart from "the statement failed".
+    fn classify(&self, e: sqlx::Error, action: &str) -> StoreError {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::Configuration(_) => StoreError::Connect {
+                target: format!("PostgreSQL at {}", self.server),
+                source: e,
+            },
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("28")) => {
+                StoreError::Connect {
+                    target: format!("PostgreSQL at {}", self.server),
+                    source: e,
+                }
+            }
+            other => sql(format!("{action} on {}", self.server))(other),
+        }
+    }
+
+    async fn role_state(&self, role: &str) -> Result<Option<RoleState>, StoreError> {
+        let row = sqlx::query(
+            "SELECT shobj_description(oid, 'pg_authid'), rolsuper, rolcreatedb, rolcreaterole,
+                    rolreplication, rolbypassrls, rolcanlogin, rolconnlimit
+             FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.classify(e, "reading the role"))?;
+        Ok(row.map(|r| RoleState {
+            comment: r.get(0),
+            superuser: r.get(1),
+            createdb: r.get(2),
+            createrole: r.get(3),
+            replication: r.get(4),
+            bypassrls: r.get(5),
+            login: r.get(6),
+            connection_limit: r.get(7),
+        }))
+    }
+
+    async fn database_state(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> Result<Option<DatabaseState>, StoreError> {
+        let row = sqlx::query(
+            "SELECT shobj_description(d.oid, 'pg_database'),
+                    pg_get_userbyid(d.datdba)::text,
+                    EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                            WHERE a.grantee = 0),
+                    EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = $2)
+                      AND has_database_privilege($2, d.oid, 'CONNECT')
+                      AND has_database_privilege($2, d.oid, 'TEMPORARY')
+             FROM pg_database d WHERE d.datname = $1",
+        )
+        .bind(database)
+        .bind(role)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.classify(e, "reading the database"))?;
+        Ok(row.map(|r| DatabaseState {
+            comment: r.get(0),
+            owner: r.get(1),
+            public_has_privileges: r.get(2),
+            role_can_connect: r.get(3),
+        }))
+    }
+
+    /// Connects to `database` as the administrator (for per-database work
+    /// such as the `public` schema).
+    async fn admin_in(&self, database: &str) -> Result<PgConnection, StoreError> {
+        PgConnection::connect_with(&self.admin.clone().database(database))
+            .await
+            .map_err(|source| StoreError::Connect {
+                target: format!("database `{database}` on {}", self.server),
+                source,
+            })
+    }
+
+    fn credentials_for(&self, service: &Service, password: Secret) -> Credentials {
+        Credentials {
+            service: service.name.clone(),
+            engine: Engine::Postgres,
+            host: Some(self.admin.get_host().to_string()),
+            port: Some(self.admin.get_port()),
+            database: service.database.clone(),
+            user: Some(service.role.clone()),
+            password: Some(password),
+        }
+    }
+
+    /// Sets a new password: staged secrets file, then the server, then the
+    /// file moves into place. A failure in the server leaves the old file.
+    /// `sql_prefix` is the `CREATE ROLE` or `ALTER ROLE` the password ends;
+    /// `then` runs in the same implicit transaction.
+    async fn set_password(
+        &self,
+        service: &Service,
+        sql_prefix: &str,
+        then: &str,
+    ) -> Result<(), StoreError> {
+        let password = Secret::generate();
+        let creds = self.credentials_for(service, password.clone());
+        let staged = self.secrets.stage(&creds)?;
+        let statement = format!(
+            "{sql_prefix} PASSWORD {}; {then}",
+            quote_literal(&scram_verifier(&password))
+        );
+        if let Err(e) = self.run(statement, "setting the role's password").await {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e);
+        }
+        self.secrets.commit(&service.name, &staged)
+    }
+
+    /// Makes sure a marked object belongs to `service`, or may be adopted.
+    fn check_mark(
+        comment: Option<&str>,
+        kind: &'static str,
+        name: &str,
+        service: &Service,
+        adopt: bool,
+    ) -> Result<bool, StoreError> {
+        match comment.and_then(marker_service) {
+            Some(owner) if owner == service.name => Ok(false),
+            Some(owner) => Err(StoreError::ManagedByOther {
+                kind,
+                name: name.to_string(),
+                owner: owner.to_string(),
+                service: service.name.clone(),
+            }),
+            None if adopt => Ok(true),
+            None => Err(StoreError::NotManaged {
+                kind,
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    async fn provision_role(
+        &self,
+        service: &Service,
+        adopt: bool,
+        changes: &mut Vec<String>,
+    ) -> Result<bool, StoreError> {
+        let role = quote_ident(&service.role);
+        let limit = service.connection_limit.map_or(-1, |n| n as i32);
+        let attributes = format!(
+            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit}"
+        );
+        let comment = format!(
+            "COMMENT ON ROLE {role} IS {}",
+            quote_literal(&marker(&service.name))
+        );
+        let Some(state) = self.role_state(&service.role).await? else {
+            // CREATE ROLE and its marker in one implicit transaction, so an
+            // unmarked role is never left behind.
+            self.set_password(
+                service,
+                &format!("CREATE ROLE {role} {attributes}"),
+                &comment,
+            )
+            .await?;
+            changes.push(format!("created role {}", service.role));
+            return Ok(true);
+        };
+        let adopting = Self::check_mark(
+            state.comment.as_deref(),
+            "role",
+            &service.role,
+            service,
+            adopt,
+        )?;
+        let drifted = state.superuser
+            || state.createdb
+            || state.createrole
+            || state.replication
+            || state.bypassrls
+            || !state.login
+            || state.connection_limit != limit;
+        let has_credentials = self.secrets.read(service)?.is_some();
+        if adopting || !has_credentials {
+            let then = if adopting { comment.as_str() } else { "" };
+            self.set_password(service, &format!("ALTER ROLE {role} {attributes}"), then)
+                .await?;
+            changes.push(if adopting {
+                format!("adopted role {} and reset its password", service.role)
+            } else {
+                format!(
+                    "reset the password of role {}: its credentials file was missing",
+                    service.role
+                )
+            });
+        } else if drifted {
+            self.run(
+                format!("ALTER ROLE {role} {attributes}"),
+                "altering the role",
+            )
+            .await?;
+            changes.push(format!("reset the attributes of role {}", service.role));
+        }
+        // Keep host and port in the credentials file current.
+        if let Some(creds) = self.secrets.read(service)? {
+            if let Some(password) = creds.password {
+                if self
+                    .secrets
+                    .write(&self.credentials_for(service, password))?
+                {
+                    changes.push("rewrote the credentials file".into());
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    async fn provision_database(
+        &self,
+        service: &Service,
+        adopt: bool,
+        changes: &mut Vec<String>,
+    ) -> Result<bool, StoreError> {
+        let db = quote_ident(&service.database);
+        let role = quote_ident(&service.role);
+        let mark = format!(
+            "COMMENT ON DATABASE {db} IS {};",
+            quote_literal(&marker(&service.name))
+        );
+        let lock_down = format!(
+            "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role};"
+        );
+        let Some(state) = self
+            .database_state(&service.database, &service.role)
+            .await?
+        else {
+            self.run(
+                format!("CREATE DATABASE {db} OWNER {role}"),
+                "creating the database",
+            )
+            .await?;
+            // CREATE DATABASE cannot share a transaction; if marking or
+            // locking down fails, drop it again rather than leave an
+            // unmarked or open database behind.
+            if let Err(e) = self
+                .run(format!("{mark} {lock_down}"), "locking down the database")
+                .await
+            {
+                let _ = self
+                    .run(
+                        format!("DROP DATABASE {db}"),
+                        "dropping the half-made database",
+                    )
+                    .await;
+                return Err(e);
+            }
+            self.provision_schema(service, true, changes).await?;
+            changes.push(format!("created database {}", service.database));
+            return Ok(true);
+        };
+        let adopting = Self::check_mark(
+            state.comment.as_deref(),
+            "database",
+            &service.database,
+            service,
+            adopt,
+        )?;
+        if adopting {
+            self.run(mark, "marking the database").await?;
+            changes.push(format!("adopted database {}", service.database));
+        }
+        if state.owner != service.role {
+            self.run(
+                format!("ALTER DATABASE {db} OWNER TO {role}"),
+                "changing the database's owner",
+            )
+            .await?;
+            changes.push(format!(
+                "gave database {} to role {} (was {})",
+                service.database, service.role, state.owner
+            ));
+        }
+        if state.public_has_privileges || !state.role_can_connect {
+            self.run(lock_down, "locking down the database").await?;
+            changes.push(format!(
+                "revoked PUBLIC's privileges on database {}",
+                service.database
+            ));
+        }
+        self.provision_schema(service, false, changes).await?;
+        Ok(false)
+    }
+
+    /// Inside the database: the `public` schema belongs to the service's
+    /// role and PUBLIC has no privileges on it.
+    async fn provision_schema(
+        &self,
+        service: &Service,
+        fresh: bool,
+        changes: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let role = quote_ident(&service.role);
+        let mut conn = self.admin_in(&service.database).await?;
+        let fix = format!(
+            "ALTER SCHEMA public OWNER TO {role}; REVOKE ALL ON SCHEMA public FROM PUBLIC;"
+        );
+        let needed = if fresh {
+            true
+        } else {
+            let row = sqlx::query(
+                "SELECT pg_get_userbyid(n.nspowner)::text,
+                        EXISTS (SELECT 1 FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+                                WHERE a.grantee = 0)
+                 FROM pg_namespace n WHERE n.nspname = 'public'",
+            )
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(sql("reading the public schema"))?;
+            match row {
+                // No public schema at all: nothing for PUBLIC to use.
+                None => false,
+                Some(r) => r.get::<String, _>(0) != service.role || r.get::<bool, _>(1),
+            }
+        };
+        if needed {
+            sqlx::raw_sql(AssertSqlSafe(fix))
+                .execute(&mut conn)
+                .await
+                .map_err(sql("locking down the public schema"))?;
+            if !fresh {
+                changes.push(format!(
+                    "gave schema public of {} to {} and revoked PUBLIC's privileges",
+                    service.database, service.role
+                ));
+            }
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    /// Connects with the service's own credentials.
+    pub async fn connect_as(&self, creds: &Credentials) -> Result<PgConnection, StoreError> {
+        let options =
+            parse_url(&creds.url(), "the credentials file")?.application_name(&creds.service);
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                target: creds.redacted_url(),
+                source,
+            })
+    }
+}
+
+#[async_trait]
+impl StoreEngine for PgEngine {
+    async fn provision(
+        &self,
+        service: &Service,
+        options: ProvisionOptions,
+    ) -> Result<Provisioned, StoreError> {
+        let mut changes = Vec::new();
+        // Refuse early if the database is someone else's, before the role
+        // is touched.
+        if let Some(state) = self
+            .database_state(&service.database, &service.role)
+            .await?
+        {
+            Self::check_mark(
+                state.comment.as_deref(),
+                "database",
+                &service.database,
+                service,
+                options.adopt,
+            )?;
+        }
+        let role_created = self
+            .provision_role(service, options.adopt, &mut changes)
+            .await?;
+        let db_created = self
+            .provision_database(service, options.adopt, &mut changes)
+            .await?;
+        Ok(Provisioned::from_changes(
+            role_created && db_created,
+            changes,
+        ))
+    }
+
+    async fn status(&self, service: &Service) -> Result<StoreStatus, StoreError> {
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1")
+                .bind(&service.database)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.classify(e, "reading the database size"))?;
+        let Some(size) = size else {
+            return Ok(StoreStatus {
+                exists: false,
+                size_bytes: None,
+                connects: false,
+                problem: Some("not provisioned".into()),
+            });
+        };
+        let problem = match self.secrets.read(service)? {
+            None => Some("no credentials file".to_string()),
+            Some(creds) => match self.connect_as(&creds).await {
+                Err(e) => Some(format!("{e}: {}", root_cause(&e))),
+                Ok(mut conn) => {
+                    let who: Result<(String, String), _> =
+                        sqlx::query_as("SELECT current_user::text, current_database()::text")
+                            .fetch_one(&mut conn)
+                            .await;
+                    let _ = conn.close().await;
+                    match who {
+                        Ok((user, db)) if user == service.role && db == service.database => None,
+                        Ok((user, db)) => Some(format!("connected as {user} to {db}")),
+                        Err(e) => Some(root_cause(&e)),
+                    }
+                }
+            },
+        };
+        Ok(StoreStatus {
+            exists: true,
+            size_bytes: u64::try_from(size).ok(),
+            connects: problem.is_none(),
+            problem,
+        })
+    }
+
+    async fn rotate(&self, service: &Service) -> Result<(), StoreError> {
+        let Some(state) = self.role_state(&service.role).await? else {
+            return Err(StoreError::NoCredentials {
+                service: service.name.clone(),
+                path: self.secrets.path(&service.name),
+            });
+        };
+        Self::check_mark(
+            state.comment.as_deref(),
+            "role",
+            &service.role,
+            service,
+            false,
+        )?;
+        self.set_password(
+            service,
+            &format!("ALTER ROLE {}", quote_ident(&service.role)),
+            "",
+        )
+        .await
+    }
+
+    async fn drop_store(&self, service: &Service) -> Result<Dropped, StoreError> {
+        let db_state = self
+            .database_state(&service.database, &service.role)
+            .await?;
+        let role_state = self.role_state(&service.role).await?;
+        // Check both before dropping either: all or nothing.
+        if let Some(db) = &db_state {
+            Self::check_mark(
+                db.comment.as_deref(),
+                "database",
+                &service.database,
+                service,
+                false,
+            )?;
+        }
+        if let Some(role) = &role_state {
+            Self::check_mark(
+                role.comment.as_deref(),
+                "role",
+                &service.role,
+                service,
+                false,
+            )?;
+        }
+        let mut dropped = Dropped::default();
+        if db_state.is_some() {
+            self.run(
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&service.database)
+                ),
+                "dropping the database",
+            )
+            .await?;
+            dropped
+                .removed
+                .push(format!("database {}", service.database));
+        }
+        if role_state.is_some() {
+            self.run(
+                format!("DROP ROLE IF EXISTS {}", quote_ident(&service.role)),
+                "dropping the role",
+            )
+            .await?;
+            dropped.removed.push(format!("role {}", service.role));
+        }
+        if self.secrets.remove(&service.name)? {
+            dropped.removed.push("credentials file".into());
+        }
+        Ok(dropped)
+    }
+
+    fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
+        self.secrets
+            .read(service)?
+            .ok_or_else(|| StoreError::NoCredentials {
+                service: service.name.clone(),
+                path: self.secrets.path(&service.name),
+            })
+    }
+}

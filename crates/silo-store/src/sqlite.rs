@@ -1,0 +1,310 @@
+//! The embedded engine: one SQLite file per service,
+//! `<data_dir>/<service>/<database>.sqlite3`, folder 0700, file 0600, WAL.
+//!
+//! A store is marked as silo's by the header's `application_id` and by the
+//! service name in its `silo_store` table, so a file copied from another
+//! service is recognised as foreign.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use silo_manifest::{Engine, Service};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Connection, SqliteConnection};
+
+use crate::credentials::{Credentials, SecretsDir, guard_with_gitignore};
+use crate::error::{StoreError, io, sql};
+use crate::files::{DIR_MODE, FILE_MODE, create_private_file, ensure_mode, ensure_private_dir};
+use crate::{Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus};
+
+/// `application_id` of every store silo creates: "SILO" in ASCII.
+pub const APPLICATION_ID: i64 = 0x5349_4C4F;
+
+/// SQLite stores under one data dir.
+#[derive(Debug, Clone)]
+pub struct SqliteEngine {
+    data_dir: PathBuf,
+    secrets: SecretsDir,
+}
+
+impl SqliteEngine {
+    /// An engine keeping stores and secrets under `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        SqliteEngine {
+            data_dir: data_dir.to_path_buf(),
+            secrets: SecretsDir::new(data_dir),
+        }
+    }
+
+    /// The store file of `service`.
+    pub fn path(&self, service: &Service) -> PathBuf {
+        service.sqlite_path(&self.data_dir)
+    }
+
+    fn credentials_for(&self, service: &Service) -> Credentials {
+        Credentials {
+            service: service.name.clone(),
+            engine: Engine::Sqlite,
+            host: None,
+            port: None,
+            database: self.path(service).display().to_string(),
+            user: None,
+            password: None,
+        }
+    }
+}
+
+/// Opens a store file with silo's settings: WAL, foreign keys on, never
+/// creating a missing file (creation goes through [`create_private_file`]
+/// so the file is 0600 from its first byte).
+pub async fn open(path: &Path) -> Result<SqliteConnection, StoreError> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(|e| StoreError::Connect {
+            target: path.display().to_string(),
+            source: e,
+        })?
+        .create_if_missing(false)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true);
+    SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            target: path.display().to_string(),
+            source,
+        })
+}
+
+/// Who a store file says it belongs to.
+enum Mark {
+    /// Not a silo store (application_id unset or foreign).
+    Foreign,
+    /// A silo store of the named service.
+    Silo(String),
+}
+
+async fn read_mark(conn: &mut SqliteConnection) -> Result<Mark, StoreError> {
+    let app_id: i64 = sqlx::query_scalar("PRAGMA application_id")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql("reading application_id"))?;
+    if app_id != APPLICATION_ID {
+        return Ok(Mark::Foreign);
+    }
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT value FROM silo_store WHERE key = 'service' \
+         AND EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'silo_store')",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .unwrap_or(None);
+    Ok(owner.map_or(Mark::Foreign, Mark::Silo))
+}
+
+async fn write_mark(conn: &mut SqliteConnection, service: &str) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await.map_err(sql("starting a transaction"))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "PRAGMA application_id = {APPLICATION_ID};
+         CREATE TABLE IF NOT EXISTS silo_store (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(sql("marking the store"))?;
+    sqlx::query("INSERT OR REPLACE INTO silo_store (key, value) VALUES ('service', ?)")
+        .bind(service)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("marking the store"))?;
+    tx.commit().await.map_err(sql("marking the store"))
+}
+
+fn file_size(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut p = path.as_os_str().to_os_string();
+            p.push(suffix);
+            std::fs::metadata(PathBuf::from(p)).ok()
+        })
+        .map(|m| m.len())
+        .sum()
+}
+
+fn sidecars(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    ["-wal", "-shm", "-journal"].into_iter().map(move |suffix| {
+        let mut p = path.as_os_str().to_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    })
+}
+
+#[async_trait]
+impl StoreEngine for SqliteEngine {
+    async fn provision(
+        &self,
+        service: &Service,
+        options: ProvisionOptions,
+    ) -> Result<Provisioned, StoreError> {
+        let path = self.path(service);
+        let dir = path.parent().expect("store files live in a folder");
+        let mut changes = Vec::new();
+
+        ensure_private_dir(&self.data_dir).map_err(io(&self.data_dir))?;
+        guard_with_gitignore(&self.data_dir).map_err(io(&self.data_dir))?;
+        if ensure_private_dir(dir).map_err(io(dir))? {
+            changes.push(format!(
+                "made folder {} private ({:o})",
+                dir.display(),
+                DIR_MODE
+            ));
+        }
+        let created = create_private_file(&path).map_err(io(&path))?;
+        if !created && ensure_mode(&path, FILE_MODE).map_err(io(&path))? {
+            changes.push(format!("made {} private ({:o})", path.display(), FILE_MODE));
+        }
+
+        let mut conn = open(&path).await?;
+        if created {
+            write_mark(&mut conn, &service.name).await?;
+        } else {
+            match read_mark(&mut conn).await? {
+                Mark::Silo(owner) if owner == service.name => {}
+                Mark::Silo(owner) => {
+                    return Err(StoreError::ManagedByOther {
+                        kind: "SQLite store",
+                        name: path.display().to_string(),
+                        owner,
+                        service: service.name.clone(),
+                    });
+                }
+                Mark::Foreign if options.adopt => {
+                    write_mark(&mut conn, &service.name).await?;
+                    changes.push(format!("adopted {}", path.display()));
+                }
+                Mark::Foreign => {
+                    return Err(StoreError::NotManaged {
+                        kind: "SQLite file",
+                        name: path.display().to_string(),
+                    });
+                }
+            }
+        }
+        // Opening with WAL switched the file over if it was not already;
+        // the change persists in the file header.
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql("reading journal_mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unsupported(format!(
+                "{} cannot switch to WAL mode (it reports `{mode}`)",
+                path.display()
+            )));
+        }
+        conn.close().await.map_err(sql("closing the store"))?;
+
+        if self.secrets.write(&self.credentials_for(service))? && !created {
+            changes.push("wrote the credentials file".into());
+        }
+        Ok(Provisioned::from_changes(created, changes))
+    }
+
+    async fn status(&self, service: &Service) -> Result<StoreStatus, StoreError> {
+        let path = self.path(service);
+        if !path.exists() {
+            return Ok(StoreStatus {
+                exists: false,
+                size_bytes: None,
+                connects: false,
+                problem: Some("not provisioned".into()),
+            });
+        }
+        let size = Some(file_size(&path));
+        let problem = match self.secrets.read(service)? {
+            None => Some("no credentials file".to_string()),
+            Some(creds) if Path::new(&creds.database) != path => {
+                Some(format!("credentials point at {}", creds.database))
+            }
+            Some(_) => match open(&path).await {
+                Err(e) => Some(format!("{e}: {}", root_cause(&e))),
+                Ok(mut conn) => match read_mark(&mut conn).await {
+                    Ok(Mark::Silo(owner)) if owner == service.name => None,
+                    Ok(Mark::Silo(owner)) => Some(format!("the file belongs to service `{owner}`")),
+                    Ok(Mark::Foreign) => Some("the file is not a silo store".into()),
+                    Err(e) => Some(format!("{e}: {}", root_cause(&e))),
+                },
+            },
+        };
+        Ok(StoreStatus {
+            exists: true,
+            size_bytes: size,
+            connects: problem.is_none(),
+            problem,
+        })
+    }
+
+    async fn rotate(&self, service: &Service) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!(
+            "service `{}` uses SQLite, which has no passwords; its file's permissions (0600) guard it",
+            service.name
+        )))
+    }
+
+    async fn drop_store(&self, service: &Service) -> Result<Dropped, StoreError> {
+        let path = self.path(service);
+        let mut dropped = Dropped::default();
+        if path.exists() {
+            let mut conn = open(&path).await?;
+            let mark = read_mark(&mut conn).await?;
+            conn.close().await.map_err(sql("closing the store"))?;
+            match mark {
+                Mark::Silo(owner) if owner == service.name => {}
+                Mark::Silo(owner) => {
+                    return Err(StoreError::ManagedByOther {
+                        kind: "SQLite store",
+                        name: path.display().to_string(),
+                        owner,
+                        service: service.name.clone(),
+                    });
+                }
+                Mark::Foreign => {
+                    return Err(StoreError::NotManaged {
+                        kind: "SQLite file",
+                        name: path.display().to_string(),
+                    });
+                }
+            }
+            for sidecar in sidecars(&path) {
+                let _ = std::fs::remove_file(sidecar);
+            }
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            dropped.removed.push(format!("store {}", path.display()));
+            if let Some(dir) = path.parent() {
+                // Only an empty folder goes: anything else in it is not ours.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        if self.secrets.remove(&service.name)? {
+            dropped.removed.push("credentials file".into());
+        }
+        Ok(dropped)
+    }
+
+    fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
+        self.secrets
+            .read(service)?
+            .ok_or_else(|| StoreError::NoCredentials {
+                service: service.name.clone(),
+                path: self.secrets.path(&service.name),
+            })
+    }
+}
+
+/// The innermost cause's message, for one-line reports.
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

@@ -1,0 +1,121 @@
+//! Which engine and server hold each service's store, and running one
+//! operation over many services at once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use silo_manifest::{Engine, Isolation, Service};
+
+use crate::StoreEngine;
+use crate::error::StoreError;
+use crate::postgres::{PgEngine, parse_url};
+use crate::sqlite::SqliteEngine;
+
+/// What [`Stores`] needs to reach every store.
+#[derive(Debug, Clone)]
+pub struct StoresConfig {
+    /// Data dir of SQLite stores and secrets files.
+    pub data_dir: PathBuf,
+    /// Admin URL of the shared PostgreSQL server (`database` isolation).
+    pub admin_url: Option<String>,
+    /// How many services are worked on at once.
+    pub concurrency: usize,
+}
+
+/// The engines of a project, made on first use and shared.
+pub struct Stores {
+    config: StoresConfig,
+    sqlite: Arc<SqliteEngine>,
+    /// PostgreSQL engines by server: `None` is the shared server, `Some(var)`
+    /// the server named by an instance-isolated service's `url_env`.
+    postgres: Mutex<HashMap<Option<String>, Arc<PgEngine>>>,
+}
+
+impl Stores {
+    /// Engines for the project described by `config`.
+    pub fn new(config: StoresConfig) -> Self {
+        Stores {
+            sqlite: Arc::new(SqliteEngine::new(&config.data_dir)),
+            config,
+            postgres: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The engine holding `service`'s store.
+    pub fn engine(&self, service: &Service) -> Result<Arc<dyn StoreEngine>, StoreError> {
+        match service.engine {
+            Engine::Sqlite => Ok(self.sqlite.clone()),
+            Engine::Postgres => Ok(self.postgres(service)?),
+        }
+    }
+
+    /// The PostgreSQL engine of `service`'s server.
+    pub fn postgres(&self, service: &Service) -> Result<Arc<PgEngine>, StoreError> {
+        let (key, url, origin) = match (service.isolation, &service.url_env) {
+            (Isolation::Instance, Some(var)) => {
+                let url = std::env::var(var).map_err(|_| StoreError::UrlEnvUnset {
+                    service: service.name.clone(),
+                    var: var.clone(),
+                })?;
+                (Some(var.clone()), url, format!("${var}"))
+            }
+            _ => {
+                let url = self
+                    .config
+                    .admin_url
+                    .clone()
+                    .ok_or_else(|| StoreError::NoAdminUrl {
+                        service: service.name.clone(),
+                    })?;
+                (None, url, "the admin URL".to_string())
+            }
+        };
+        let mut engines = self.postgres.lock().expect("engine cache poisoned");
+        if let Some(engine) = engines.get(&key) {
+            return Ok(engine.clone());
+        }
+        let options = parse_url(&url, &origin)?;
+        let pool_size = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+        let engine = Arc::new(PgEngine::new(options, &self.config.data_dir, pool_size));
+        engines.insert(key, engine.clone());
+        Ok(engine)
+    }
+
+    /// Runs `op` on every service, `concurrency` at a time, calling
+    /// `on_done` as each finishes. One service's failure does not stop the
+    /// others. Results come back in the order of `services`.
+    pub async fn for_each<'s, T, F, Fut>(
+        &self,
+        services: &[&'s Service],
+        op: F,
+        mut on_done: impl FnMut(&Service, &Result<T, StoreError>),
+    ) -> Vec<(&'s Service, Result<T, StoreError>)>
+    where
+        F: Fn(Arc<dyn StoreEngine>, &'s Service) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let jobs = services.iter().enumerate().map(|(i, &service)| {
+            let engine = self.engine(service);
+            let fut = engine.map(|e| op(e, service));
+            async move {
+                let result = match fut {
+                    Ok(fut) => fut.await,
+                    Err(e) => Err(e),
+                };
+                (i, service, result)
+            }
+        });
+        let mut stream =
+            futures::stream::iter(jobs).buffer_unordered(self.config.concurrency.max(1));
+        let mut out: Vec<(usize, &'s Service, Result<T, StoreError>)> = Vec::new();
+        while let Some((i, service, result)) = stream.next().await {
+            on_done(service, &result);
+            out.push((i, service, result));
+        }
+        out.sort_by_key(|(i, _, _)| *i);
+        out.into_iter().map(|(_, s, r)| (s, r)).collect()
+    }
+}
