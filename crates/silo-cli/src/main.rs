@@ -1,1 +1,61 @@
-fn main() {}
+//! The `silo` binary: parses arguments, loads the project and hands off to
+//! the libraries. Exit codes: 0 success, 1 failure, 2 bad usage, bad
+//! manifest or unreachable server.
+
+mod cli;
+mod commands;
+mod context;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+use context::{CmdResult, Context};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("{:?}", failure.report);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CmdResult {
+    if let Command::Init(args) = &cli.command {
+        return commands::init::run(args);
+    }
+    let ctx = Context::load(&cli.global)?;
+    match &cli.command {
+        Command::Init(_) => unreachable!("handled above"),
+        Command::Up(args) => commands::up::run(&ctx, args).await,
+        Command::Status(args) => commands::status::run(&ctx, args).await,
+        Command::Down(args) => commands::down::down(&ctx, args).await,
+        Command::Destroy(args) => commands::down::destroy(&ctx, args).await,
+        Command::Credentials(command) => commands::credentials::run(&ctx, command).await,
+        Command::Connect(args) => commands::connect::run(&ctx, args),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,sqlx=warn",
+        _ => "debug,sqlx=info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}

@@ -109,10 +109,10 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         }
     };
 
-    let root = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let root = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
 
     let project = match &raw.project {
         None => {
@@ -309,14 +309,14 @@ fn resolve_service(
     };
 
     let url_env_span = r.url_env.as_ref().map_or(name.span(), |u| u.span());
-    if let Some(url_env) = &r.url_env {
-        if let Err(why) = check_env_var(url_env.get_ref()) {
-            problems.add(
-                url_env.span(),
-                format!("invalid url_env `{}`: {why}", url_env.get_ref()),
-                None,
-            );
-        }
+    if let Some(url_env) = &r.url_env
+        && let Err(why) = check_env_var(url_env.get_ref())
+    {
+        problems.add(
+            url_env.span(),
+            format!("invalid url_env `{}`: {why}", url_env.get_ref()),
+            None,
+        );
     }
     if engine == Engine::Postgres && isolation == Isolation::Instance && r.url_env.is_none() {
         problems.add(
@@ -401,10 +401,12 @@ fn check_cross_service(services: &[Located], problems: &mut Problems) {
                 Some("each service needs its own credentials; give one of them its own `role = \"...\"`".into()),
             );
         }
-        if s.engine == Engine::Postgres && s.isolation == Isolation::Instance {
-            if let Some(url_env) = &s.url_env {
-                if let Some(first) = first_claim(&mut url_envs, url_env.as_str(), l) {
-                    problems.add(
+        if s.engine == Engine::Postgres
+            && s.isolation == Isolation::Instance
+            && let Some(url_env) = &s.url_env
+            && let Some(first) = first_claim(&mut url_envs, url_env.as_str(), l)
+        {
+            problems.add(
                         l.url_env_span.clone(),
                         format!(
                             "services `{}` and `{}` both read their server from `{url_env}`; instance isolation needs one server per service",
@@ -412,8 +414,6 @@ fn check_cross_service(services: &[Located], problems: &mut Problems) {
                         ),
                         Some("give each service its own `url_env`, or use `isolation = \"database\"`".into()),
                     );
-                }
-            }
         }
     }
 

@@ -97,10 +97,15 @@ impl Credentials {
     pub fn to_env_file(&self) -> String {
         let prefix = self.service.to_uppercase();
         let mut out = format!(
-            "# silo credentials for service `{}` ({}). Private: mode 0600, never commit.\n\
-             # Written by `silo up`; `silo credentials rotate {}` replaces the password.\n",
-            self.service, self.engine, self.service
+            "# silo credentials for service `{}` ({}). Private: mode 0600, never commit.\n",
+            self.service, self.engine
         );
+        if self.engine == Engine::Postgres {
+            out.push_str(&format!(
+                "# Written by `silo up`; `silo credentials rotate {}` replaces the password.\n",
+                self.service
+            ));
+        }
         let mut line = |key: String, value: &str| {
             out.push_str(&key);
             out.push('=');

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use silo_manifest::{Engine, Service};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, Row};
 
 use crate::credentials::{Credentials, SecretsDir};
 use crate::error::{StoreError, sql};
@@ -52,11 +52,15 @@ struct DatabaseState {
 
 /// Parses a PostgreSQL URL. `origin` names where it came from in errors
 /// (the URL itself may hold a password, so it is never echoed).
+/// Statement logging is off: role statements carry password verifiers,
+/// and `CREATE DATABASE` routinely trips the slow-statement warning.
 pub fn parse_url(url: &str, origin: &str) -> Result<PgConnectOptions, StoreError> {
-    PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
-        origin: origin.to_string(),
-        reason: root_cause(&e),
-    })
+    PgConnectOptions::from_str(url)
+        .map(ConnectOptions::disable_statement_logging)
+        .map_err(|e| StoreError::BadUrl {
+            origin: origin.to_string(),
+            reason: root_cause(&e),
+        })
 }
 
 /// Quotes an identifier. Manifest names are plain identifiers already;
@@ -304,15 +308,13 @@ impl PgEngine {
             changes.push(format!("reset the attributes of role {}", service.role));
         }
         // Keep host and port in the credentials file current.
-        if let Some(creds) = self.secrets.read(service)? {
-            if let Some(password) = creds.password {
-                if self
-                    .secrets
-                    .write(&self.credentials_for(service, password))?
-                {
-                    changes.push("rewrote the credentials file".into());
-                }
-            }
+        if let Some(creds) = self.secrets.read(service)?
+            && let Some(password) = creds.password
+            && self
+                .secrets
+                .write(&self.credentials_for(service, password))?
+        {
+            changes.push("rewrote the credentials file".into());
         }
         Ok(false)
     }

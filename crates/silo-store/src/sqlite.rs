@@ -11,7 +11,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use silo_manifest::{Engine, Service};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::credentials::{Credentials, SecretsDir, guard_with_gitignore};
 use crate::error::{StoreError, io, sql};
@@ -66,7 +66,8 @@ pub async fn open(path: &Path) -> Result<SqliteConnection, StoreError> {
         })?
         .create_if_missing(false)
         .journal_mode(SqliteJournalMode::Wal)
-        .foreign_keys(true);
+        .foreign_keys(true)
+        .disable_statement_logging();
     SqliteConnection::connect_with(&options)
         .await
         .map_err(|source| StoreError::Connect {
@@ -166,6 +167,11 @@ impl StoreEngine for SqliteEngine {
         let mut conn = open(&path).await?;
         if created {
             write_mark(&mut conn, &service.name).await?;
+            changes.push(format!(
+                "created {} (mode {:o}, WAL)",
+                path.display(),
+                FILE_MODE
+            ));
         } else {
             match read_mark(&mut conn).await? {
                 Mark::Silo(owner) if owner == service.name => {}

@@ -1,0 +1,37 @@
+# silo: `make demo` to see it work, `make test` to check everything.
+CARGO ?= cargo
+SILO := $(CURDIR)/target/debug/silo
+DEMO := $(CURDIR)/target/demo
+
+.PHONY: demo test prereqs fmt-check clippy unit bench clean-demo
+
+## demo: build, provision the battlescope example on SQLite, show status
+demo:
+	$(CARGO) build --quiet -p silo-cli
+	rm -rf $(DEMO)
+	$(SILO) init --example battlescope --dir $(DEMO)
+	cd $(DEMO) && $(SILO) up
+	cd $(DEMO) && $(SILO) status
+
+## test: prerequisites, formatting, lints, then every test
+test: prereqs fmt-check clippy unit
+
+prereqs:
+	@scripts/ensure-prereqs.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+## bench: `silo up` for 100 services against a shell loop of createuser/createdb/psql
+bench: prereqs
+	$(CARGO) build --release --quiet -p silo-cli
+	bench/up-vs-shell.sh
+
+clean-demo:
+	rm -rf $(DEMO)

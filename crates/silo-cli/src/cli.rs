@@ -1,0 +1,214 @@
+//! The command line: flags, commands and their help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// One isolated database per service: provisioned, checked and kept apart.
+///
+/// silo reads `silo.toml` (found in the current folder or above), gives
+/// every service its own store (a SQLite file by default, or a PostgreSQL
+/// database and login role) with its own generated credentials, and
+/// refuses to touch anything it did not create.
+///
+/// Exit codes: 0 success, 1 an operation failed, 2 bad usage, a bad
+/// manifest or an unreachable server.
+#[derive(Debug, Parser)]
+#[command(name = "silo", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes. Precedence: flag, then environment, then
+/// silo.toml, then the default.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The manifest [default: silo.toml in the current folder or the
+    /// nearest one above]
+    #[arg(long, global = true, env = "SILO_MANIFEST", value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+
+    /// Where SQLite stores and secrets live [default: `data_dir` in
+    /// silo.toml, else .silo beside it]
+    #[arg(long, global = true, env = "SILO_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Engine for every service that does not choose its own in silo.toml
+    #[arg(long, global = true, env = "SILO_ENGINE", value_enum)]
+    pub engine: Option<EngineArg>,
+
+    /// Admin URL of the shared PostgreSQL server, e.g.
+    /// postgres://postgres@127.0.0.1:5432/postgres. Read it from the
+    /// environment rather than the command line, where other users can see
+    /// it.
+    #[arg(
+        long,
+        global = true,
+        env = "SILO_PG_ADMIN_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub admin_url: Option<String>,
+
+    /// How many services to work on at once
+    #[arg(short = 'j', long, global = true, env = "SILO_JOBS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+
+    /// More detail on stderr (-v, -vv); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EngineArg {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented silo.toml and the service folders
+    ///
+    /// Without --example, writes a manifest for the services named with
+    /// --service (default: one service, `app`). With --example, writes one
+    /// of the bundled example systems with its migrations.
+    Init(InitArgs),
+
+    /// Provision every service's store, role and credentials
+    ///
+    /// Idempotent: a second run reports every store `unchanged`. Existing
+    /// databases, roles or files that silo did not create are refused
+    /// unless --adopt. Credentials go to <data_dir>/secrets/<service>.env
+    /// (mode 0600).
+    Up(UpArgs),
+
+    /// Show each store: existence, size, and whether the service's own
+    /// credentials connect
+    Status(StatusArgs),
+
+    /// Drop the stores, roles and credentials of the named services
+    ///
+    /// Only what silo created (marked `managed by silo`) is dropped.
+    Down(DownArgs),
+
+    /// Drop every service's store, role and credentials
+    Destroy(DestroyArgs),
+
+    /// Show or rotate a service's credentials
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+
+    /// Open psql or sqlite3 as a service, with its own credentials
+    ///
+    /// The password travels in the child's environment, never on its
+    /// command line. Arguments after `--` go to the client.
+    Connect(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Write a bundled example system
+    #[arg(long, value_enum)]
+    pub example: Option<Example>,
+    /// Services to declare (without --example)
+    #[arg(long = "service", value_name = "NAME", conflicts_with = "example")]
+    pub services: Vec<String>,
+    /// Project name [default: the folder's name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder to write into
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite files that exist
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Example {
+    /// Seeds 000/001: five event-driven services, one store each
+    Battlescope,
+    /// Seed 002: auth, users, notifications
+    Orion,
+    /// Seed 004: auth, project, deploy with Flyway folders as they are
+    Capsule,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Services to provision [default: all]
+    pub services: Vec<String>,
+    /// Take over databases, roles or files that exist without silo's
+    /// marker (their owner, privileges and password are reset)
+    #[arg(long)]
+    pub adopt: bool,
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Services to show [default: all]
+    pub services: Vec<String>,
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Services whose stores to drop
+    #[arg(required = true)]
+    pub services: Vec<String>,
+    /// Really drop them (required: nothing is destroyed without it)
+    #[arg(long)]
+    pub yes: bool,
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Really drop every store (required: nothing is destroyed without it)
+    #[arg(long)]
+    pub yes: bool,
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Print a service's credentials (password masked unless --reveal or
+    /// --json)
+    Show {
+        service: String,
+        /// Show the password in the human output
+        #[arg(long)]
+        reveal: bool,
+        /// Print JSON: service, engine, host, port, database, user,
+        /// password, url
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a service's password in the server and its secrets file;
+    /// the old password stops working
+    Rotate {
+        service: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    pub service: String,
+    /// Arguments for psql or sqlite3
+    #[arg(last = true)]
+    pub client_args: Vec<String>,
+}

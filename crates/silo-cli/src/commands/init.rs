@@ -1,0 +1,171 @@
+//! `silo init`: a commented manifest and the service folders, or one of
+//! the bundled example systems.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use include_dir::{Dir, include_dir};
+use silo_manifest::names::{check_identifier, suggest_identifier};
+use silo_manifest::{MANIFEST_FILE, Manifest, Overrides};
+
+use crate::cli::{Example, InitArgs};
+use crate::context::{CmdResult, Failure};
+
+static BATTLESCOPE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/battlescope");
+static ORION: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/orion");
+static CAPSULE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/capsule");
+
+fn example_dir(example: Example) -> &'static Dir<'static> {
+    match example {
+        Example::Battlescope => &BATTLESCOPE,
+        Example::Orion => &ORION,
+        Example::Capsule => &CAPSULE,
+    }
+}
+
+/// Every file of an embedded folder, with its path inside it.
+fn files<'a>(dir: &'a Dir<'a>, out: &mut Vec<(&'a Path, &'a [u8])>) {
+    for file in dir.files() {
+        out.push((file.path(), file.contents()));
+    }
+    for sub in dir.dirs() {
+        files(sub, out);
+    }
+}
+
+pub fn run(args: &InitArgs) -> CmdResult {
+    let target = &args.dir;
+    let mut plan: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut folders: Vec<PathBuf> = Vec::new();
+    match args.example {
+        Some(example) => {
+            let mut all = Vec::new();
+            files(example_dir(example), &mut all);
+            plan.extend(all.into_iter().map(|(p, c)| (target.join(p), c.to_vec())));
+        }
+        None => {
+            let project = match &args.name {
+                Some(n) => n.clone(),
+                None => folder_name(target),
+            };
+            let services = if args.services.is_empty() {
+                vec!["app".to_string()]
+            } else {
+                args.services.clone()
+            };
+            for s in &services {
+                if let Err(problem) = check_identifier(s) {
+                    let help = suggest_identifier(s)
+                        .map(|x| format!("try `{x}`"))
+                        .unwrap_or_else(|| "use lower snake_case".into());
+                    return Err(Failure::usage(miette::miette!(
+                        help = help,
+                        "invalid service name `{s}`: {problem}"
+                    )));
+                }
+                folders.push(target.join("services").join(s).join("migrations"));
+            }
+            plan.push((
+                target.join(MANIFEST_FILE),
+                template(&project, &services).into_bytes(),
+            ));
+        }
+    }
+
+    let existing: Vec<&PathBuf> = plan.iter().map(|(p, _)| p).filter(|p| p.exists()).collect();
+    if !existing.is_empty() && !args.force {
+        return Err(Failure::usage(miette::miette!(
+            help = "pass --force to overwrite them",
+            "refusing to overwrite {} existing file{}: {}",
+            existing.len(),
+            if existing.len() == 1 { "" } else { "s" },
+            existing
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for (path, contents) in &plan {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| write_failure(parent, e))?;
+        }
+        std::fs::write(path, contents).map_err(|e| write_failure(path, e))?;
+    }
+    for folder in &folders {
+        std::fs::create_dir_all(folder).map_err(|e| write_failure(folder, e))?;
+    }
+    // What we wrote must load: catch a broken template or example early.
+    let manifest_path = target.join(MANIFEST_FILE);
+    let manifest = Manifest::load(&manifest_path, &Overrides::default())
+        .map_err(|e| Failure::failed(miette::Report::new(e)))?;
+    println!(
+        "wrote {} ({} service{}: {})",
+        manifest_path.display(),
+        manifest.services.len(),
+        if manifest.services.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        manifest
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("next: `silo up` to provision a store per service, then `silo status`");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_failure(path: &Path, e: std::io::Error) -> Failure {
+    Failure::failed(miette::miette!("cannot write {}: {e}", path.display()))
+}
+
+fn folder_name(dir: &Path) -> String {
+    std::path::absolute(dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "my_system".into())
+}
+
+fn template(project: &str, services: &[String]) -> String {
+    let mut out = format!(
+        r#"# silo.toml: one isolated store per service.
+# Every field is documented in docs/manifest.md.
+
+[project]
+name = "{project}"
+
+[defaults]
+# "sqlite" keeps one file per service under data_dir (zero setup);
+# "postgres" gives each service a database and a login role on the server
+# named by SILO_PG_ADMIN_URL. `--engine` or SILO_ENGINE override this.
+engine = "sqlite"
+# SQLite stores and the secrets/ folder of credentials live here (mode 0700).
+data_dir = ".silo"
+# PostgreSQL only: "database" (one server, a database + role per service)
+# or "instance" (one server per service; set each service's url_env).
+isolation = "database"
+"#
+    );
+    for s in services {
+        out.push_str(&format!(
+            r#"
+[services.{s}]
+# database = "{s}"                      # default: the service name
+# role = "{s}_svc"                      # default: <service>_svc
+# engine = "postgres"                    # this service's own choice
+# url_env = "{upper}_PG_URL"             # instance isolation: its server's admin URL
+# migrations = "services/{s}/migrations" # default shown
+# connection_limit = 20
+# owner = "team name"
+# publishes = ["{s}.created"]           # event types it emits
+# consumes = []                          # event types it reads
+"#,
+            upper = s.to_uppercase()
+        ));
+    }
+    out
+}

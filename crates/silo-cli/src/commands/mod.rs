@@ -1,0 +1,8 @@
+//! One module per command.
+
+pub mod connect;
+pub mod credentials;
+pub mod down;
+pub mod init;
+pub mod status;
+pub mod up;

@@ -1,0 +1,107 @@
+//! `silo status`: a live look at every store.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use silo_manifest::Engine;
+
+use crate::cli::StatusArgs;
+use crate::context::{CmdResult, Context, describe, human_size, print_json, progress, table};
+
+pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
+    let services = ctx.select(&args.services)?;
+    let bar = progress(services.len(), "checking");
+    let results = ctx
+        .stores
+        .for_each(
+            &services,
+            |engine, service| async move { engine.status(service).await },
+            |_, _| bar.inc(1),
+        )
+        .await;
+    bar.finish_and_clear();
+
+    let isolation = |s: &silo_manifest::Service| match s.engine {
+        Engine::Sqlite => "file".to_string(),
+        Engine::Postgres => s.isolation.to_string(),
+    };
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(s, r)| {
+                let mut row = json!({
+                    "service": s.name,
+                    "engine": s.engine,
+                    "isolation": isolation(s),
+                    "database": s.database,
+                    "role": s.role,
+                    "exists": r.as_ref().is_ok_and(|st| st.exists),
+                    "size_bytes": r.as_ref().ok().and_then(|st| st.size_bytes),
+                    "connects": r.as_ref().is_ok_and(|st| st.connects),
+                });
+                let problem = match r {
+                    Ok(st) => st.problem.clone(),
+                    Err(e) => Some(describe(e)),
+                };
+                if let Some(p) = problem {
+                    row["problem"] = json!(p);
+                }
+                row
+            })
+            .collect();
+        print_json(&json!({ "services": rows }));
+    } else {
+        let mut t = table(&[
+            "service",
+            "engine",
+            "isolation",
+            "database",
+            "role",
+            "exists",
+            "size",
+            "connects",
+        ]);
+        for (s, r) in &results {
+            let (exists, size, connects) = match r {
+                Ok(st) => (
+                    if st.exists { "yes" } else { "no" }.to_string(),
+                    st.size_bytes.map(human_size).unwrap_or_else(|| "-".into()),
+                    match (&st.problem, st.connects) {
+                        (_, true) => "yes".to_string(),
+                        (Some(p), false) => format!("no: {p}"),
+                        (None, false) => "no".to_string(),
+                    },
+                ),
+                Err(e) => ("?".into(), "-".into(), format!("error: {}", describe(e))),
+            };
+            let role = match s.engine {
+                Engine::Sqlite => "-".to_string(),
+                Engine::Postgres => s.role.clone(),
+            };
+            t.add_row(vec![
+                s.name.clone(),
+                s.engine.to_string(),
+                isolation(s),
+                s.database.clone(),
+                role,
+                exists,
+                size,
+                connects,
+            ]);
+        }
+        println!("{t}");
+    }
+    let healthy = results
+        .iter()
+        .all(|(_, r)| r.as_ref().is_ok_and(|st| st.exists && st.connects));
+    let unreachable = results
+        .iter()
+        .any(|(_, r)| r.as_ref().err().is_some_and(|e| e.is_unreachable()));
+    Ok(if unreachable {
+        ExitCode::from(2)
+    } else if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

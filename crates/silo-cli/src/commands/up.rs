@@ -1,0 +1,114 @@
+//! `silo up`: provision every selected service's store.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use silo_store::{Outcome, ProvisionOptions};
+
+use crate::cli::UpArgs;
+use crate::context::{CmdResult, Context, describe, print_json, progress, table};
+
+pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
+    let services = ctx.select(&args.services)?;
+    let options = ProvisionOptions { adopt: args.adopt };
+    let bar = progress(services.len(), "provisioning");
+    let results = ctx
+        .stores
+        .for_each(
+            &services,
+            |engine, service| async move { engine.provision(service, options).await },
+            |service, _| {
+                bar.set_message(service.name.clone());
+                bar.inc(1);
+            },
+        )
+        .await;
+    bar.finish_and_clear();
+
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(s, r)| {
+                json!({
+                    "service": s.name,
+                    "engine": s.engine,
+                    "database": s.database,
+                    "role": s.role,
+                    "outcome": r.as_ref().map_or("failed".to_string(), |p| p.outcome.to_string()),
+                    "changes": r.as_ref().map(|p| p.changes.clone()).unwrap_or_default(),
+                    "error": r.as_ref().err().map(describe),
+                })
+            })
+            .collect();
+        let count = |o: Outcome| {
+            results
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_ok_and(|p| p.outcome == o))
+                .count()
+        };
+        print_json(&json!({
+            "services": rows,
+            "summary": {
+                "created": count(Outcome::Created),
+                "updated": count(Outcome::Updated),
+                "unchanged": count(Outcome::Unchanged),
+                "failed": failed,
+            }
+        }));
+    } else {
+        let mut t = table(&["service", "engine", "store", "result", "details"]);
+        for (s, r) in &results {
+            let store = match s.engine {
+                silo_manifest::Engine::Sqlite => s
+                    .sqlite_path(&ctx.manifest.data_dir)
+                    .strip_prefix(&ctx.manifest.root)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| s.database.clone()),
+                silo_manifest::Engine::Postgres => format!("{} (role {})", s.database, s.role),
+            };
+            let (result, details) = match r {
+                Ok(p) => (p.outcome.to_string(), p.changes.join("; ")),
+                Err(e) => ("FAILED".to_string(), describe(e)),
+            };
+            t.add_row(vec![
+                s.name.clone(),
+                s.engine.to_string(),
+                store,
+                result,
+                details,
+            ]);
+        }
+        println!("{t}");
+        let mut hints: Vec<String> = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().err().and_then(|e| e.hint()))
+            .collect();
+        hints.sort();
+        hints.dedup();
+        for hint in hints {
+            eprintln!("hint: {hint}");
+        }
+        let changed = results
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_ok_and(|p| p.outcome != Outcome::Unchanged))
+            .count();
+        eprintln!(
+            "{} service{}: {changed} changed, {} unchanged, {failed} failed. Credentials: {}",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" },
+            results.len() - changed - failed,
+            ctx.manifest.secrets_dir().display()
+        );
+    }
+    let unreachable = results
+        .iter()
+        .any(|(_, r)| r.as_ref().err().is_some_and(|e| e.is_unreachable()));
+    Ok(if unreachable {
+        ExitCode::from(2)
+    } else if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

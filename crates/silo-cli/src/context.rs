@@ -1,0 +1,199 @@
+//! What every command starts from: the manifest, the engines, and the
+//! conventions for failures and output.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use miette::{MietteDiagnostic, Report};
+use silo_manifest::{Engine, Manifest, Overrides, Service, find_manifest};
+use silo_store::{StoreError, Stores, StoresConfig};
+
+use crate::cli::{EngineArg, Global};
+
+/// A command's failure and the exit code it maps to.
+pub struct Failure {
+    pub code: u8,
+    pub report: Report,
+}
+
+pub type CmdResult = Result<ExitCode, Failure>;
+
+impl Failure {
+    /// Bad usage, bad manifest, unreachable server: exit 2.
+    pub fn usage(report: Report) -> Self {
+        Failure { code: 2, report }
+    }
+
+    /// An operation that failed: exit 1.
+    pub fn failed(report: Report) -> Self {
+        Failure { code: 1, report }
+    }
+
+    /// A store error, with its cause and hint.
+    pub fn store(e: StoreError) -> Self {
+        let code = if e.is_unreachable() { 2 } else { 1 };
+        Failure {
+            code,
+            report: store_report(&e),
+        }
+    }
+}
+
+/// Renders a store error as a diagnostic: message, innermost cause, hint.
+pub fn store_report(e: &StoreError) -> Report {
+    let mut diag = MietteDiagnostic::new(describe(e));
+    if let Some(hint) = e.hint() {
+        diag = diag.with_help(hint);
+    }
+    Report::new(diag)
+}
+
+/// `message: innermost cause` on one line.
+pub fn describe(e: &StoreError) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let top = e.to_string();
+    let root = cause.to_string();
+    if root == top {
+        top
+    } else {
+        format!("{top}: {root}")
+    }
+}
+
+/// The loaded project.
+pub struct Context {
+    pub manifest: Manifest,
+    pub stores: Stores,
+}
+
+impl Context {
+    /// Finds and loads the manifest, applying flags and environment.
+    pub fn load(global: &Global) -> Result<Self, Failure> {
+        let path = match &global.manifest {
+            Some(path) => path.clone(),
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| {
+                    Failure::usage(miette::miette!("cannot read the current folder: {e}"))
+                })?;
+                let found = find_manifest(&cwd).map_err(|e| Failure::usage(Report::new(e)))?;
+                // Shown in errors: keep it short when it is below us.
+                found
+                    .strip_prefix(&cwd)
+                    .map(Path::to_path_buf)
+                    .unwrap_or(found)
+            }
+        };
+        let overrides = Overrides {
+            engine: global.engine.map(|e| match e {
+                EngineArg::Sqlite => Engine::Sqlite,
+                EngineArg::Postgres => Engine::Postgres,
+            }),
+            data_dir: global.data_dir.as_ref().map(|d| absolute(d)),
+        };
+        let mut manifest =
+            Manifest::load(&path, &overrides).map_err(|e| Failure::usage(Report::new(e)))?;
+        manifest.data_dir = absolute(&manifest.data_dir);
+        manifest.root = absolute(&manifest.root);
+        let stores = Stores::new(StoresConfig {
+            data_dir: manifest.data_dir.clone(),
+            admin_url: global.admin_url.clone(),
+            concurrency: usize::from(global.jobs),
+        });
+        Ok(Context { manifest, stores })
+    }
+
+    /// The named services, or all of them; unknown names are a usage error.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Service>, Failure> {
+        self.manifest.select(names).map_err(|unknown| {
+            let known: Vec<&str> = self
+                .manifest
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            Failure::usage(miette::miette!(
+                help = format!(
+                    "services in {}: {}",
+                    self.manifest.path.display(),
+                    known.join(", ")
+                ),
+                "unknown service{} {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// One service by name.
+    pub fn service(&self, name: &str) -> Result<&Service, Failure> {
+        Ok(self.select(std::slice::from_ref(&name.to_string()))?[0])
+    }
+}
+
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A progress bar on stderr for work over many services; invisible when
+/// stderr is not a terminal.
+pub fn progress(len: usize, verb: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(verb.to_string());
+    bar
+}
+
+/// Prints a JSON document on stdout.
+pub fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialize")
+    );
+}
+
+/// A table in the house style.
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(header.iter().map(|h| h.to_uppercase()));
+    t
+}
+
+/// Human-readable bytes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+/// Refuses destruction without `--yes`.
+pub fn require_yes(yes: bool, what: &str) -> Result<(), Failure> {
+    if yes {
+        return Ok(());
+    }
+    Err(Failure::usage(miette::miette!(
+        help = "run again with --yes to confirm",
+        "refusing to {what} without --yes"
+    )))
+}

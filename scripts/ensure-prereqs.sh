@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Makes sure what `make test` needs is here: the Rust toolchain, the
+# PostgreSQL server binaries, and a PostgreSQL server answering on
+# 127.0.0.1:5432 (started if it is installed but down).
+set -euo pipefail
+
+fail() { echo "error: $*" >&2; exit 2; }
+
+command -v cargo >/dev/null || fail "cargo not found: install Rust (https://rustup.rs)"
+for tool in pg_config pg_isready psql; do
+  command -v "$tool" >/dev/null || fail "$tool not found: install PostgreSQL (Debian: apt-get install postgresql postgresql-client)"
+done
+[ -x "$(pg_config --bindir)/initdb" ] || fail "initdb not found in $(pg_config --bindir): install the PostgreSQL server package"
+
+host=127.0.0.1 port=5432
+if ! pg_isready -q -h "$host" -p "$port"; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    echo "PostgreSQL is down; starting cluster $version/main" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  fi
+  for _ in $(seq 1 30); do
+    pg_isready -q -h "$host" -p "$port" && break
+    sleep 1
+  done
+  pg_isready -q -h "$host" -p "$port" || fail "PostgreSQL does not answer on $host:$port; start it, or point SILO_TEST_PG_ADMIN_URL at a server"
+fi
