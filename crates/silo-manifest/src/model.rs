@@ -113,6 +113,9 @@ pub struct Service {
     pub publishes: Vec<String>,
     /// Event types this service consumes.
     pub consumes: Vec<String>,
+    /// Values for `${name}` placeholders in its migrations, beside the
+    /// built-in `service`, `database` and `role`.
+    pub placeholders: std::collections::BTreeMap<String, String>,
 }
 
 impl Manifest {

@@ -63,6 +63,8 @@ struct RawService {
     publishes: Vec<Spanned<String>>,
     #[serde(default)]
     consumes: Vec<Spanned<String>>,
+    #[serde(default)]
+    placeholders: std::collections::BTreeMap<String, String>,
 }
 
 /// Collects problems against one source text.
@@ -361,6 +363,7 @@ fn resolve_service(
             owner: r.owner.clone(),
             publishes,
             consumes,
+            placeholders: r.placeholders.clone(),
         },
         database_span,
         role_span,

@@ -1,0 +1,148 @@
+//! Migration errors. Each names the service, the file and, for SQL, the
+//! line and column in the file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use silo_manifest::Engine;
+use silo_store::StoreError;
+
+/// Where in a migration file something went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// A migration that the database refused.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub script: String,
+    /// Where the error points, when it could be located.
+    pub location: Option<Location>,
+    /// The statement that failed, when known.
+    pub statement: Option<String>,
+    /// The server's message.
+    pub message: String,
+    /// SQLSTATE (PostgreSQL) or extended result code (SQLite).
+    pub code: Option<String>,
+    /// Whether the store is as it was (transactional file) or may hold a
+    /// partial change (no-transaction file).
+    pub rolled_back: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some(l) => write!(f, "{l}: {}", self.message)?,
+            None => write!(f, "{}: {}", self.script, self.message)?,
+        }
+        if let Some(code) = &self.code {
+            write!(f, " ({code})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{} is not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+
+    #[error("{}: not a migration file name: {reason}", path.display())]
+    BadFileName { path: PathBuf, reason: String },
+
+    #[error("{} and {} have the same version", first.display(), second.display())]
+    DuplicateVersion { first: PathBuf, second: PathBuf },
+
+    #[error("{} keeps engine folders but has none for {engine}", dir.display())]
+    NoEngineFolder { dir: PathBuf, engine: Engine },
+
+    #[error("{location}: unknown placeholder `${{{name}}}`")]
+    UnknownPlaceholder { location: Location, name: String },
+
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    #[error("{action} failed")]
+    Sql {
+        action: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("{0}")]
+    Failed(Box<Failure>),
+
+    #[error("another silo migrate has held the lock for {0:?}; gave up (--lock-timeout)")]
+    LockTimeout(Duration),
+
+    #[error(
+        "the history table was written by a newer silo (format {found}; this silo reads format {supported})"
+    )]
+    NewerHistory { found: u32, supported: u32 },
+
+    #[error("validation failed: {0}")]
+    Validation(String),
+
+    #[error("cannot undo version {version}: {reason}")]
+    Undo { version: String, reason: String },
+
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl MigrateError {
+    pub(crate) fn failed(failure: Failure) -> Self {
+        MigrateError::Failed(Box::new(failure))
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            MigrateError::Store(e) => e.hint(),
+            MigrateError::BadFileName { .. } => Some(
+                "name it V<version>__<description>.sql (apply), U<version>__<description>.sql (undo) or R__<description>.sql (repeatable)".into(),
+            ),
+            MigrateError::NoEngineFolder { dir, engine } => Some(format!(
+                "add {}/{engine}/ with this engine's migrations",
+                dir.display()
+            )),
+            MigrateError::UnknownPlaceholder { .. } => Some(
+                "define it under [services.<name>.placeholders] in silo.toml; ${service}, ${database} and ${role} are built in".into(),
+            ),
+            MigrateError::LockTimeout(_) => {
+                Some("wait for the other run to finish, or raise --lock-timeout".into())
+            }
+            MigrateError::NewerHistory { .. } => Some("upgrade silo".into()),
+            MigrateError::Validation(_) => Some(
+                "run `silo validate` for details; `silo repair SERVICE --yes` realigns checksums, `--ignore-mismatch` runs anyway".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether the store could not be reached (exit code 2).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, MigrateError::Store(e) if e.is_unreachable())
+    }
+}
+
+pub(crate) fn sql(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> MigrateError {
+    let action = action.into();
+    move |source| MigrateError::Sql { action, source }
+}

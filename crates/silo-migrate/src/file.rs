@@ -1,0 +1,261 @@
+//! Migration files: Flyway-compatible names, discovery in a service's
+//! folder (engine subfolders first), and checksums that ignore line endings
+//! and byte-order marks.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use silo_manifest::Engine;
+
+use crate::error::MigrateError;
+use crate::version::Version;
+
+/// What a migration file does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `V<version>__<description>.sql`: applied once, in version order.
+    Versioned,
+    /// `U<version>__<description>.sql`: reverts its `V` file.
+    Undo,
+    /// `R__<description>.sql`: re-applied whenever its checksum changes.
+    Repeatable,
+}
+
+impl Kind {
+    /// The history table's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Versioned => "versioned",
+            Kind::Undo => "undo",
+            Kind::Repeatable => "repeatable",
+        }
+    }
+}
+
+/// One migration file, read and checksummed.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub kind: Kind,
+    /// `None` for repeatables.
+    pub version: Option<Version>,
+    /// The description part of the name, underscores as spaces.
+    pub description: String,
+    /// The file name (what the history records as `script`).
+    pub script: String,
+    pub path: PathBuf,
+    /// The file's text with a leading BOM removed.
+    pub sql: String,
+    /// SHA-256 (hex) of the text with a BOM removed and CRLF/CR as LF.
+    pub checksum: String,
+}
+
+/// A parsed file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName {
+    pub kind: Kind,
+    pub version: Option<Version>,
+    pub description: String,
+}
+
+/// Parses `V1__init.sql`, `U1__init.sql`, `R__views.sql`. `Ok(None)` for a
+/// file that is not SQL at all; an error for a `.sql` file whose name does
+/// not follow the pattern (a misnamed migration must not be skipped
+/// silently).
+pub fn parse_file_name(name: &str) -> Result<Option<FileName>, String> {
+    let Some(stem) = name.strip_suffix(".sql") else {
+        return Ok(None);
+    };
+    let expected = "expected V<version>__<description>.sql, U<version>__<description>.sql or R__<description>.sql";
+    let kind = match stem.as_bytes().first() {
+        Some(b'V') => Kind::Versioned,
+        Some(b'U') => Kind::Undo,
+        Some(b'R') => Kind::Repeatable,
+        _ => return Err(expected.to_string()),
+    };
+    let rest = &stem[1..];
+    let Some((version, description)) = rest.split_once("__") else {
+        return Err(format!(
+            "no `__` between version and description; {expected}"
+        ));
+    };
+    let version = match kind {
+        Kind::Repeatable if version.is_empty() => None,
+        Kind::Repeatable => {
+            return Err("repeatable migrations have no version: R__<description>.sql".into());
+        }
+        _ => Some(Version::parse(version)?),
+    };
+    if description.is_empty() {
+        return Err(format!("the description is empty; {expected}"));
+    }
+    Ok(Some(FileName {
+        kind,
+        version,
+        description: description.replace('_', " "),
+    }))
+}
+
+/// The checksum silo records: SHA-256 over the text with any UTF-8 BOM
+/// removed and every CRLF or lone CR turned into LF, so a Windows checkout
+/// of the same file has the same checksum.
+pub fn checksum(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut hasher = Sha256::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' => {
+                hasher.update(b"\n");
+                if bytes.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            b => hasher.update([b]),
+        }
+        i += 1;
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The folder that holds `engine`'s migrations: `<dir>/<engine>/` when the
+/// service keeps engine folders, else `<dir>` itself.
+pub fn engine_dir(dir: &Path, engine: Engine) -> Result<PathBuf, MigrateError> {
+    let own = dir.join(engine.as_str());
+    if own.is_dir() {
+        return Ok(own);
+    }
+    let other = match engine {
+        Engine::Sqlite => Engine::Postgres,
+        Engine::Postgres => Engine::Sqlite,
+    };
+    if dir.join(other.as_str()).is_dir() {
+        return Err(MigrateError::NoEngineFolder {
+            dir: dir.to_path_buf(),
+            engine,
+        });
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Reads every migration of a service for `engine`, sorted: versioned by
+/// version, undo by version, repeatables by description. A missing folder
+/// holds no migrations.
+pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, MigrateError> {
+    let folder = engine_dir(dir, engine)?;
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(MigrateError::Io {
+                path: folder,
+                source,
+            });
+        }
+    };
+    let mut migrations = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| MigrateError::Io {
+            path: folder.clone(),
+            source,
+        })?;
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let script = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = parse_file_name(&script).map_err(|reason| MigrateError::BadFileName {
+            path: path.clone(),
+            reason,
+        })?
+        else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|source| MigrateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|_| MigrateError::NotUtf8 { path: path.clone() })?;
+        migrations.push(Migration {
+            kind: name.kind,
+            version: name.version,
+            description: name.description,
+            script,
+            checksum: checksum(&bytes),
+            sql: text.strip_prefix('\u{feff}').unwrap_or(&text).to_string(),
+            path,
+        });
+    }
+    check_duplicates(&migrations)?;
+    migrations.sort_by(|a, b| {
+        (a.kind as u8, &a.version, &a.description).cmp(&(b.kind as u8, &b.version, &b.description))
+    });
+    Ok(migrations)
+}
+
+fn check_duplicates(migrations: &[Migration]) -> Result<(), MigrateError> {
+    for (i, a) in migrations.iter().enumerate() {
+        for b in &migrations[i + 1..] {
+            let clash = a.kind == b.kind
+                && match a.kind {
+                    Kind::Repeatable => a.description == b.description,
+                    _ => a.version == b.version,
+                };
+            if clash {
+                let (mut first, mut second) = (a.path.clone(), b.path.clone());
+                if first > second {
+                    std::mem::swap(&mut first, &mut second);
+                }
+                return Err(MigrateError::DuplicateVersion { first, second });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let n = parse_file_name("V001__create_users_table.sql")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.kind, Kind::Versioned);
+        assert_eq!(n.version.unwrap().as_str(), "001");
+        assert_eq!(n.description, "create users table");
+        let n = parse_file_name("U1.2__x.sql").unwrap().unwrap();
+        assert_eq!(
+            (n.kind, n.version.unwrap().canonical()),
+            (Kind::Undo, "1.2".into())
+        );
+        let n = parse_file_name("R__views.sql").unwrap().unwrap();
+        assert_eq!((n.kind, n.version), (Kind::Repeatable, None));
+        assert_eq!(parse_file_name("README.md").unwrap(), None);
+        assert!(parse_file_name("001_init.sql").is_err());
+        assert!(parse_file_name("V1_init.sql").is_err());
+        assert!(parse_file_name("V1__.sql").is_err());
+        assert!(parse_file_name("R1__x.sql").is_err());
+        assert!(parse_file_name("Vx__y.sql").is_err());
+    }
+
+    #[test]
+    fn checksum_ignores_line_endings_and_bom() {
+        let unix = checksum(b"CREATE TABLE a();\nSELECT 1;\n");
+        assert_eq!(checksum(b"CREATE TABLE a();\r\nSELECT 1;\r\n"), unix);
+        assert_eq!(
+            checksum(b"\xEF\xBB\xBFCREATE TABLE a();\nSELECT 1;\n"),
+            unix
+        );
+        assert_eq!(checksum(b"CREATE TABLE a();\rSELECT 1;\r"), unix);
+        assert_ne!(checksum(b"CREATE TABLE b();\nSELECT 1;\n"), unix);
+        assert_eq!(unix.len(), 64);
+    }
+}

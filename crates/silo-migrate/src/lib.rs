@@ -1,0 +1,29 @@
+//! silo's migration engine. Each service migrates its own store, as its
+//! own role, on its own schedule.
+//!
+//! - [`file`]: Flyway-compatible names (`V1__x.sql`, `U1__x.sql`,
+//!   `R__x.sql`), discovery, checksums.
+//! - [`split`]: statements split by each engine's own lexer.
+//! - [`state`]: files against history (`info`, `validate`).
+//! - [`run`]: `migrate`, `undo`, `baseline`, `repair` through a
+//!   [`target::Target`] ([`postgres::PgTarget`], [`sqlite::SqliteTarget`]).
+
+pub mod connect;
+pub mod error;
+pub mod file;
+pub mod history;
+pub mod placeholders;
+pub mod postgres;
+pub mod run;
+pub mod split;
+pub mod sqlite;
+pub mod state;
+pub mod target;
+pub mod version;
+
+pub use error::{Failure, Location, MigrateError};
+pub use file::{Kind, Migration, discover};
+pub use run::{MigrateOptions, Prepared, Step, baseline, migrate, prepare, repair, undo};
+pub use state::{Entry, State, entries};
+pub use target::{LockPolicy, Target};
+pub use version::Version;

@@ -1,0 +1,546 @@
+//! Applying, undoing, baselining and repairing: the operations that write
+//! a store, all through [`Target`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use silo_manifest::Service;
+
+use crate::error::{Failure, Location, MigrateError};
+use crate::file::{Kind, Migration};
+use crate::history::{HistoryRow, NewRow};
+use crate::placeholders::{Substituted, substitute};
+use crate::split::Statement;
+use crate::state::{self, Entry, State};
+use crate::target::{DbError, Target};
+use crate::version::Version;
+
+/// First-line marker of a file that must run outside a transaction.
+pub const NO_TRANSACTION_MARKER: &str = "-- silo:no-transaction";
+
+/// A migration ready to run: placeholders replaced, statements split.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub migration: Migration,
+    pub sql: Substituted,
+    pub statements: Vec<Statement>,
+    /// Why it runs outside a transaction, if it does.
+    pub no_transaction: Option<String>,
+}
+
+/// Options of [`migrate`].
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    /// Stop after this version.
+    pub target: Option<Version>,
+    /// Show the plan; change nothing.
+    pub dry_run: bool,
+    /// Run even when applied files changed.
+    pub ignore_mismatch: bool,
+    /// Apply pending versions older than the newest applied one.
+    pub out_of_order: bool,
+}
+
+/// One migration applied (or, in a dry run, to be applied).
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub script: String,
+    pub version: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub transactional: bool,
+    /// Why not, when not transactional.
+    pub no_transaction: Option<String>,
+    pub execution_time_ms: i32,
+    /// The SQL, in a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// The values of `${...}` for a service: built-ins plus the manifest's.
+pub fn placeholder_values(service: &Service) -> BTreeMap<String, String> {
+    let mut values = service.placeholders.clone();
+    values.insert("service".into(), service.name.clone());
+    values.insert("database".into(), service.database.clone());
+    values.insert("role".into(), service.role.clone());
+    values
+}
+
+/// Replaces placeholders and splits, for every file: all errors surface
+/// before a store is touched.
+pub fn prepare(
+    migrations: &[Migration],
+    service: &Service,
+    target: &dyn Target,
+) -> Result<Vec<Prepared>, MigrateError> {
+    let values = placeholder_values(service);
+    migrations
+        .iter()
+        .map(|m| {
+            let sql = substitute(&m.sql, &values).map_err(|u| {
+                let (line, column) = line_column(&m.sql, u.offset);
+                MigrateError::UnknownPlaceholder {
+                    location: Location {
+                        path: m.path.clone(),
+                        line,
+                        column,
+                    },
+                    name: u.name,
+                }
+            })?;
+            let statements = target.split(&sql.text);
+            let marked = m
+                .sql
+                .lines()
+                .next()
+                .is_some_and(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION_MARKER));
+            let no_transaction = if marked {
+                Some(format!("marked `{NO_TRANSACTION_MARKER}`"))
+            } else {
+                statements
+                    .iter()
+                    .find_map(|s| s.no_transaction)
+                    .map(|why| format!("contains {why}"))
+            };
+            Ok(Prepared {
+                migration: m.clone(),
+                sql,
+                statements,
+                no_transaction,
+            })
+        })
+        .collect()
+}
+
+/// 1-based line and column (characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    silo_manifest::line_column(text, offset)
+}
+
+/// What to run next, given the history.
+fn next_step<'p>(
+    prepared: &'p [Prepared],
+    history: &[HistoryRow],
+    options: &MigrateOptions,
+) -> Result<Option<&'p Prepared>, MigrateError> {
+    let migrations: Vec<Migration> = prepared.iter().map(|p| p.migration.clone()).collect();
+    let entries = state::entries(&migrations, history);
+    check(&entries, options)?;
+    let runnable = |e: &Entry| match e.state {
+        State::Pending => true,
+        State::OutOfOrder => options.out_of_order,
+        _ => false,
+    };
+    // Versioned first, in order, up to the target; then repeatables.
+    for e in entries
+        .iter()
+        .filter(|e| e.kind == "versioned" && runnable(e))
+    {
+        let p = find(prepared, &e.script);
+        let v = p.migration.version.as_ref().expect("versioned");
+        if options.target.as_ref().is_some_and(|t| v > t) {
+            break;
+        }
+        return Ok(Some(p));
+    }
+    if options.target.is_none() {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.kind == "repeatable" && runnable(e))
+        {
+            return Ok(Some(find(prepared, &e.script)));
+        }
+    }
+    Ok(None)
+}
+
+fn find<'p>(prepared: &'p [Prepared], script: &str) -> &'p Prepared {
+    prepared
+        .iter()
+        .find(|p| p.migration.script == script)
+        .expect("entries come from these files")
+}
+
+fn check(entries: &[Entry], options: &MigrateOptions) -> Result<(), MigrateError> {
+    let mut problems = state::problems(entries);
+    if options.ignore_mismatch {
+        problems.retain(|p| !p.contains("changed after it was applied"));
+    }
+    if let Some(first) = problems.first() {
+        let more = if problems.len() > 1 {
+            format!(" (and {} more)", problems.len() - 1)
+        } else {
+            String::new()
+        };
+        return Err(MigrateError::Validation(format!("{first}{more}")));
+    }
+    let late: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.state == State::OutOfOrder)
+        .map(|e| e.script.as_str())
+        .collect();
+    if !late.is_empty() && !options.out_of_order {
+        return Err(MigrateError::Refused(format!(
+            "{} {} older than the newest applied version; pass --out-of-order to apply {}",
+            late.join(", "),
+            if late.len() == 1 { "is" } else { "are" },
+            if late.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    Ok(())
+}
+
+/// Applies pending migrations in order, each in its own transaction
+/// (or statement by statement when it cannot run in one). Calls `on_step`
+/// after each.
+pub async fn migrate(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    options: &MigrateOptions,
+    mut on_step: impl FnMut(&Step) + Send,
+) -> Result<Vec<Step>, MigrateError> {
+    if options.dry_run {
+        return plan(target, prepared, options).await;
+    }
+    target.lock().await?;
+    let result = apply_all(target, prepared, options, &mut on_step).await;
+    let unlocked = target.unlock().await;
+    let steps = result?;
+    unlocked?;
+    Ok(steps)
+}
+
+async fn plan(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    options: &MigrateOptions,
+) -> Result<Vec<Step>, MigrateError> {
+    let mut history = target.history().await?;
+    let mut steps = Vec::new();
+    while let Some(p) = next_step(prepared, &history, options)? {
+        steps.push(step_of(p, 0, true));
+        history.push(simulated_row(p, history.len()));
+    }
+    Ok(steps)
+}
+
+fn simulated_row(p: &Prepared, rank: usize) -> HistoryRow {
+    HistoryRow {
+        installed_rank: rank as i32 + 1,
+        version: p.migration.version.as_ref().map(|v| v.to_string()),
+        description: p.migration.description.clone(),
+        kind: p.migration.kind.as_str().to_string(),
+        script: p.migration.script.clone(),
+        checksum: Some(p.migration.checksum.clone()),
+        installed_by: String::new(),
+        installed_on: String::new(),
+        execution_time_ms: 0,
+        success: true,
+    }
+}
+
+fn step_of(p: &Prepared, ms: i32, with_sql: bool) -> Step {
+    Step {
+        script: p.migration.script.clone(),
+        version: p.migration.version.as_ref().map(|v| v.to_string()),
+        kind: p.migration.kind.as_str(),
+        transactional: p.no_transaction.is_none(),
+        no_transaction: p.no_transaction.clone(),
+        execution_time_ms: ms,
+        sql: with_sql.then(|| p.sql.text.clone()),
+    }
+}
+
+async fn apply_all(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    options: &MigrateOptions,
+    on_step: &mut (dyn FnMut(&Step) + Send),
+) -> Result<Vec<Step>, MigrateError> {
+    let mut steps = Vec::new();
+    let mut cached: Option<Vec<HistoryRow>> = None;
+    loop {
+        target.begin().await?;
+        let prepared_step = async {
+            if cached.is_none() {
+                target.ensure_history().await?;
+            }
+            let history = match (&cached, target.run_lock()) {
+                (Some(h), true) => h.clone(),
+                _ => target.history().await?,
+            };
+            let next = next_step(prepared, &history, options)?;
+            Ok::<_, MigrateError>((history, next))
+        }
+        .await;
+        let (mut history, next) = match prepared_step {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = target.rollback().await;
+                return Err(e);
+            }
+        };
+        let Some(p) = next else {
+            target.commit().await?;
+            return Ok(steps);
+        };
+        let started = Instant::now();
+        if p.no_transaction.is_none() {
+            if let Err(e) = target.execute(&p.sql.text).await {
+                target.rollback().await?;
+                return Err(MigrateError::failed(locate(target, p, e, true).await));
+            }
+            let ms = elapsed_ms(started);
+            target.record(&new_row(p, ms, true)).await?;
+            target.commit().await?;
+            steps.push(step_of(p, ms, false));
+        } else {
+            // Whatever the history step began must not stay open: an open
+            // transaction would stall a concurrent index build.
+            target.commit().await?;
+            let mut failure = None;
+            for s in &p.statements {
+                if let Err(e) = target.execute(s.text(&p.sql.text)).await {
+                    failure = Some(failure_at(p, s, e, false));
+                    break;
+                }
+            }
+            let ms = elapsed_ms(started);
+            target.begin().await?;
+            target.record(&new_row(p, ms, failure.is_none())).await?;
+            target.commit().await?;
+            if let Some(f) = failure {
+                return Err(MigrateError::failed(f));
+            }
+            steps.push(step_of(p, ms, false));
+        }
+        history.push(simulated_row(p, history.len()));
+        cached = Some(history);
+        on_step(steps.last().expect("just pushed"));
+    }
+}
+
+fn elapsed_ms(started: Instant) -> i32 {
+    i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX)
+}
+
+fn new_row(p: &Prepared, ms: i32, success: bool) -> NewRow {
+    NewRow {
+        version: p.migration.version.as_ref().map(|v| v.to_string()),
+        description: p.migration.description.clone(),
+        kind: p.migration.kind.as_str(),
+        script: p.migration.script.clone(),
+        checksum: Some(p.migration.checksum.clone()),
+        execution_time_ms: ms,
+        success,
+    }
+}
+
+/// Places a failure in the file. When the server gave no position, the
+/// statements are replayed one by one in a transaction that is rolled back,
+/// to find the one that fails.
+async fn locate(target: &mut dyn Target, p: &Prepared, e: DbError, rolled_back: bool) -> Failure {
+    if let Some(offset) = e.offset {
+        let statement = p
+            .statements
+            .iter()
+            .find(|s| s.start <= offset && offset <= s.end)
+            .map(|s| s.text(&p.sql.text).to_string());
+        return failure(p, Some(offset), statement, e, rolled_back);
+    }
+    if target.begin().await.is_ok() {
+        for s in &p.statements {
+            if let Err(inner) = target.execute(s.text(&p.sql.text)).await {
+                let _ = target.rollback().await;
+                let mut f = failure_at(p, s, inner, rolled_back);
+                // Keep the first run's message: it is what really happened.
+                f.message = e.message.clone();
+                f.code = e.code.clone().or(f.code);
+                return f;
+            }
+        }
+        let _ = target.rollback().await;
+    }
+    failure(p, None, None, e, rolled_back)
+}
+
+fn failure_at(p: &Prepared, s: &Statement, e: DbError, rolled_back: bool) -> Failure {
+    let offset = e.offset.map_or(s.start, |o| s.start + o);
+    failure(
+        p,
+        Some(offset),
+        Some(s.text(&p.sql.text).to_string()),
+        e,
+        rolled_back,
+    )
+}
+
+fn failure(
+    p: &Prepared,
+    offset: Option<usize>,
+    statement: Option<String>,
+    e: DbError,
+    rolled_back: bool,
+) -> Failure {
+    let location = offset.map(|o| {
+        let original = p.sql.to_original(o);
+        let (line, column) = line_column(&p.migration.sql, original);
+        Location {
+            path: p.migration.path.clone(),
+            line,
+            column,
+        }
+    });
+    Failure {
+        script: p.migration.script.clone(),
+        location,
+        statement,
+        message: e.message,
+        code: e.code,
+        rolled_back,
+    }
+}
+
+/// Undoes applied versions newest first, down to (not including) `to`, or
+/// only the newest when `to` is `None`. Refuses before running anything
+/// when an undo file is missing.
+pub async fn undo(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    to: Option<&Version>,
+    mut on_step: impl FnMut(&Step) + Send,
+) -> Result<Vec<Step>, MigrateError> {
+    target.lock().await?;
+    let result = undo_locked(target, prepared, to, &mut on_step).await;
+    let unlocked = target.unlock().await;
+    let steps = result?;
+    unlocked?;
+    Ok(steps)
+}
+
+async fn undo_locked(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    to: Option<&Version>,
+    on_step: &mut (dyn FnMut(&Step) + Send),
+) -> Result<Vec<Step>, MigrateError> {
+    let history = target.history().await?;
+    let replayed = state::replay(&history);
+    let mut applied: Vec<Version> = replayed
+        .applied
+        .values()
+        .filter_map(|r| r.version.as_deref().and_then(|v| Version::parse(v).ok()))
+        .collect();
+    applied.sort();
+    applied.reverse();
+    let chosen: Vec<Version> = match to {
+        Some(to) => applied.into_iter().filter(|v| v > to).collect(),
+        None => applied.into_iter().take(1).collect(),
+    };
+    let mut plan = Vec::new();
+    for v in &chosen {
+        let u = prepared
+            .iter()
+            .find(|p| p.migration.kind == Kind::Undo && p.migration.version.as_ref() == Some(v))
+            .ok_or_else(|| MigrateError::Undo {
+                version: v.to_string(),
+                reason: format!("there is no U{v}__*.sql file; nothing was undone"),
+            })?;
+        plan.push(u);
+    }
+    let mut steps = Vec::new();
+    for u in plan {
+        let started = Instant::now();
+        target.begin().await?;
+        if let Err(e) = target.execute(&u.sql.text).await {
+            target.rollback().await?;
+            return Err(MigrateError::failed(locate(target, u, e, true).await));
+        }
+        let ms = elapsed_ms(started);
+        target.record(&new_row(u, ms, true)).await?;
+        target.commit().await?;
+        steps.push(step_of(u, ms, false));
+        on_step(steps.last().expect("just pushed"));
+    }
+    Ok(steps)
+}
+
+/// Records `version` as the baseline of a store whose history is empty:
+/// files up to it never run.
+pub async fn baseline(target: &mut dyn Target, version: &Version) -> Result<(), MigrateError> {
+    target.lock().await?;
+    let result = async {
+        target.begin().await?;
+        target.ensure_history().await?;
+        if !target.history().await?.is_empty() {
+            target.rollback().await?;
+            return Err(MigrateError::Refused(
+                "the store already has a migration history; baseline adopts stores that have none"
+                    .into(),
+            ));
+        }
+        target
+            .record(&NewRow {
+                version: Some(version.to_string()),
+                description: "baseline".into(),
+                kind: "baseline",
+                script: "<< silo baseline >>".into(),
+                checksum: None,
+                execution_time_ms: 0,
+                success: true,
+            })
+            .await?;
+        target.commit().await
+    }
+    .await;
+    let unlocked = target.unlock().await;
+    result?;
+    unlocked
+}
+
+/// Removes failed rows and realigns recorded checksums with the files.
+/// Returns each change in words.
+pub async fn repair(
+    target: &mut dyn Target,
+    migrations: &[Migration],
+) -> Result<Vec<String>, MigrateError> {
+    target.lock().await?;
+    let result = async {
+        target.begin().await?;
+        let history = target.history().await?;
+        let mut changes = Vec::new();
+        for row in history.iter().filter(|r| !r.success) {
+            target.delete_row(row.installed_rank).await?;
+            changes.push(format!("removed the failed row of {}", row.script));
+        }
+        let replayed = state::replay(&history);
+        for m in migrations {
+            let row = match m.kind {
+                Kind::Versioned => m
+                    .version
+                    .as_ref()
+                    .and_then(|v| replayed.applied.get(&v.canonical()).copied()),
+                Kind::Repeatable | Kind::Undo => None,
+            };
+            if let Some(row) = row {
+                if row.checksum.as_deref() != Some(m.checksum.as_str()) {
+                    target.set_checksum(row.installed_rank, &m.checksum).await?;
+                    changes.push(format!(
+                        "realigned the checksum of {}: {} -> {}",
+                        m.script,
+                        row.checksum.as_deref().unwrap_or("none"),
+                        m.checksum
+                    ));
+                }
+            }
+        }
+        target.commit().await?;
+        Ok::<_, MigrateError>(changes)
+    }
+    .await;
+    let unlocked = target.unlock().await;
+    let changes = result?;
+    unlocked?;
+    Ok(changes)
+}

@@ -1,0 +1,282 @@
+//! Files against history: the state of every migration (`silo info`), what
+//! is wrong (`silo validate`) and what is pending (`silo migrate`).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::file::{Kind, Migration};
+use crate::history::HistoryRow;
+use crate::version::Version;
+
+/// The state of one migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Applied,
+    Pending,
+    Failed,
+    /// Applied, but its file is gone.
+    Missing,
+    /// Applied, newer than any file (applied by a newer checkout).
+    Future,
+    /// Pending, but older than the newest applied version.
+    OutOfOrder,
+    /// Applied, and its file changed since.
+    ChecksumMismatch,
+    /// At or below the baseline: never runs.
+    Baselined,
+    /// Applied and later undone.
+    Undone,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::Failed => "failed",
+            State::Missing => "missing",
+            State::Future => "future",
+            State::OutOfOrder => "out-of-order",
+            State::ChecksumMismatch => "checksum-mismatch",
+            State::Baselined => "baselined",
+            State::Undone => "undone",
+        }
+    }
+}
+
+/// One line of `silo info`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub version: Option<String>,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub script: String,
+    pub state: State,
+    /// Whether a `U` file exists for this version.
+    pub undo: bool,
+    pub installed_on: Option<String>,
+    pub execution_time_ms: Option<i32>,
+    /// The checksum in the history, when it differs from the file's.
+    pub recorded_checksum: Option<String>,
+    pub file_checksum: Option<String>,
+}
+
+/// The effect of the history, replayed in rank order.
+#[derive(Debug, Default)]
+pub struct Replay<'h> {
+    /// Applied versioned migrations by canonical version.
+    pub applied: HashMap<String, &'h HistoryRow>,
+    /// Versions undone after being applied.
+    pub undone: HashMap<String, &'h HistoryRow>,
+    /// The latest failed row per script.
+    pub failed: Vec<&'h HistoryRow>,
+    /// Latest successful row per repeatable script.
+    pub repeatables: HashMap<String, &'h HistoryRow>,
+    pub baseline: Option<Version>,
+}
+
+/// Replays the history.
+pub fn replay(history: &[HistoryRow]) -> Replay<'_> {
+    let mut r = Replay::default();
+    for row in history {
+        let version = row.version.as_deref().and_then(|v| Version::parse(v).ok());
+        let key = version.as_ref().map(Version::canonical);
+        if !row.success {
+            r.failed.retain(|f| f.script != row.script);
+            r.failed.push(row);
+            continue;
+        }
+        r.failed.retain(|f| f.script != row.script);
+        match (row.kind.as_str(), key) {
+            ("versioned", Some(k)) => {
+                r.undone.remove(&k);
+                r.applied.insert(k, row);
+            }
+            ("undo", Some(k)) => {
+                if let Some(prev) = r.applied.remove(&k) {
+                    r.undone.insert(k, prev);
+                }
+            }
+            ("baseline", Some(_)) => r.baseline = version,
+            ("repeatable", _) => {
+                r.repeatables.insert(row.script.clone(), row);
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+impl Replay<'_> {
+    /// The newest applied version.
+    pub fn newest(&self) -> Option<Version> {
+        self.applied
+            .values()
+            .filter_map(|r| r.version.as_deref().and_then(|v| Version::parse(v).ok()))
+            .chain(self.baseline.clone())
+            .max()
+    }
+}
+
+/// Every migration's state, in order: versioned by version, then
+/// repeatables, then history rows whose files are gone.
+pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
+    let r = replay(history);
+    let newest_applied = r.newest();
+    let newest_file = migrations
+        .iter()
+        .filter(|m| m.kind == Kind::Versioned)
+        .filter_map(|m| m.version.clone())
+        .max();
+    let undo_versions: Vec<String> = migrations
+        .iter()
+        .filter(|m| m.kind == Kind::Undo)
+        .filter_map(|m| m.version.as_ref().map(Version::canonical))
+        .collect();
+    let mut out = Vec::new();
+
+    for m in migrations.iter().filter(|m| m.kind == Kind::Versioned) {
+        let v = m.version.as_ref().expect("versioned files have versions");
+        let key = v.canonical();
+        let failed = r.failed.iter().find(|f| f.script == m.script);
+        let (state, row) = if let Some(row) = r.applied.get(&key) {
+            if row.checksum.as_deref().is_some_and(|c| c != m.checksum) {
+                (State::ChecksumMismatch, Some(*row))
+            } else {
+                (State::Applied, Some(*row))
+            }
+        } else if let Some(f) = failed {
+            (State::Failed, Some(*f))
+        } else if r.baseline.as_ref().is_some_and(|b| v <= b) {
+            (State::Baselined, None)
+        } else if let Some(row) = r.undone.get(&key) {
+            let _ = row;
+            (State::Pending, None)
+        } else if newest_applied.as_ref().is_some_and(|n| v < n) {
+            (State::OutOfOrder, None)
+        } else {
+            (State::Pending, None)
+        };
+        out.push(entry(m, state, row, undo_versions.contains(&key)));
+    }
+
+    for m in migrations.iter().filter(|m| m.kind == Kind::Repeatable) {
+        let row = r.repeatables.get(&m.script).copied();
+        let failed = r.failed.iter().find(|f| f.script == m.script).copied();
+        let (state, row) = match (row, failed) {
+            (_, Some(f)) => (State::Failed, Some(f)),
+            (Some(row), None) if row.checksum.as_deref() == Some(m.checksum.as_str()) => {
+                (State::Applied, Some(row))
+            }
+            (Some(row), None) => (State::Pending, Some(row)),
+            (None, None) => (State::Pending, None),
+        };
+        let mut e = entry(m, state, row, false);
+        if state == State::Pending {
+            e.recorded_checksum = None;
+        }
+        out.push(e);
+    }
+
+    // Applied rows without a file.
+    let file_versions: Vec<String> = migrations
+        .iter()
+        .filter(|m| m.kind == Kind::Versioned)
+        .filter_map(|m| m.version.as_ref().map(Version::canonical))
+        .collect();
+    let mut orphans: Vec<&&HistoryRow> = r
+        .applied
+        .iter()
+        .filter(|(k, _)| !file_versions.contains(k))
+        .map(|(_, row)| row)
+        .collect();
+    orphans.sort_by_key(|row| row.installed_rank);
+    for row in orphans {
+        let v = row.version.as_deref().and_then(|v| Version::parse(v).ok());
+        let future = match (&v, &newest_file) {
+            (Some(v), Some(newest)) => v > newest,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        out.push(Entry {
+            version: row.version.clone(),
+            description: row.description.clone(),
+            kind: "versioned",
+            script: row.script.clone(),
+            state: if future {
+                State::Future
+            } else {
+                State::Missing
+            },
+            undo: false,
+            installed_on: Some(row.installed_on.clone()),
+            execution_time_ms: Some(row.execution_time_ms),
+            recorded_checksum: row.checksum.clone(),
+            file_checksum: None,
+        });
+    }
+    for f in &r.failed {
+        let has_file = migrations.iter().any(|m| m.script == f.script);
+        if !has_file {
+            out.push(Entry {
+                version: f.version.clone(),
+                description: f.description.clone(),
+                kind: "versioned",
+                script: f.script.clone(),
+                state: State::Failed,
+                undo: false,
+                installed_on: Some(f.installed_on.clone()),
+                execution_time_ms: Some(f.execution_time_ms),
+                recorded_checksum: f.checksum.clone(),
+                file_checksum: None,
+            });
+        }
+    }
+    out
+}
+
+fn entry(m: &Migration, state: State, row: Option<&HistoryRow>, undo: bool) -> Entry {
+    let recorded = row
+        .and_then(|r| r.checksum.clone())
+        .filter(|c| *c != m.checksum);
+    Entry {
+        version: m.version.as_ref().map(|v| v.to_string()),
+        description: m.description.clone(),
+        kind: m.kind.as_str(),
+        script: m.script.clone(),
+        state,
+        undo,
+        installed_on: row.map(|r| r.installed_on.clone()),
+        execution_time_ms: row.map(|r| r.execution_time_ms),
+        recorded_checksum: recorded,
+        file_checksum: Some(m.checksum.clone()),
+    }
+}
+
+/// What `validate` objects to: changed, vanished or failed migrations.
+pub fn problems(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match e.state {
+            State::ChecksumMismatch => Some(format!(
+                "{} changed after it was applied: recorded checksum {}, file checksum {}",
+                e.script,
+                e.recorded_checksum.as_deref().unwrap_or("?"),
+                e.file_checksum.as_deref().unwrap_or("?")
+            )),
+            State::Missing => Some(format!(
+                "{} was applied but its file is gone (version {})",
+                e.script,
+                e.version.as_deref().unwrap_or("?")
+            )),
+            State::Failed => Some(format!(
+                "{} failed and left a failed row in the history",
+                e.script
+            )),
+            _ => None,
+        })
+        .collect()
+}

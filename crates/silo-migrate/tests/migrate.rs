@@ -1,0 +1,519 @@
+//! The migration engine on real stores: every story runs on SQLite and on
+//! the real PostgreSQL server, as the service's own role.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use silo_manifest::{Manifest, Overrides, Service};
+use silo_migrate::{
+    LockPolicy, MigrateError, MigrateOptions, State, Target, Version, connect, discover, entries,
+    migrate, prepare, undo,
+};
+use silo_store::{ProvisionOptions, Stores, StoresConfig};
+use silo_testkit::{Prefix, admin_url};
+
+/// A provisioned single-service project with a migrations folder.
+struct Project {
+    _dir: tempfile::TempDir,
+    _prefix: Prefix,
+    manifest: Manifest,
+    stores: Stores,
+    engine: &'static str,
+}
+
+impl Project {
+    async fn new(engine: &'static str, placeholders: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = Prefix::new();
+        let text = format!(
+            "[project]\nname = \"t\"\n[defaults]\nengine = \"{engine}\"\n\
+             [services.orders]\ndatabase = \"{}\"\nrole = \"{}\"\n{placeholders}",
+            prefix.name("orders"),
+            prefix.name("orders_svc")
+        );
+        let manifest =
+            Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
+                .unwrap();
+        let stores = Stores::new(StoresConfig {
+            data_dir: manifest.data_dir.clone(),
+            admin_url: Some(admin_url()),
+            concurrency: 2,
+        });
+        let svc = &manifest.services[0];
+        stores
+            .engine(svc)
+            .unwrap()
+            .provision(svc, ProvisionOptions::default())
+            .await
+            .unwrap();
+        std::fs::create_dir_all(manifest.migrations_dir(svc)).unwrap();
+        Project {
+            _dir: dir,
+            _prefix: prefix,
+            manifest,
+            stores,
+            engine,
+        }
+    }
+
+    fn service(&self) -> &Service {
+        &self.manifest.services[0]
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.manifest.migrations_dir(self.service())
+    }
+
+    fn write(&self, name: &str, sql: &str) {
+        std::fs::write(self.dir().join(name), sql).unwrap();
+    }
+
+    async fn target(&self) -> Box<dyn Target> {
+        connect::open(&self.stores, self.service(), policy())
+            .await
+            .unwrap()
+    }
+
+    async fn migrate(&self, options: MigrateOptions) -> Result<Vec<String>, MigrateError> {
+        let migrations = discover(&self.dir(), self.service().engine)?;
+        let mut target = self.target().await;
+        let prepared = prepare(&migrations, self.service(), target.as_ref())?;
+        let steps = migrate(target.as_mut(), &prepared, &options, |_| {}).await?;
+        Ok(steps.into_iter().map(|s| s.script).collect())
+    }
+
+    async fn states(&self) -> Vec<(String, State)> {
+        let migrations = discover(&self.dir(), self.service().engine).unwrap();
+        let mut target = self.target().await;
+        let history = target.history().await.unwrap();
+        entries(&migrations, &history)
+            .into_iter()
+            .map(|e| (e.script, e.state))
+            .collect()
+    }
+
+    async fn history_len(&self) -> usize {
+        self.target().await.history().await.unwrap().len()
+    }
+
+    /// Names of the user's tables, sorted.
+    async fn tables(&self) -> Vec<String> {
+        let sql = match self.engine {
+            "postgres" => {
+                "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+                 WHERE schemaname = 'public' AND tablename NOT LIKE 'silo\\_%'"
+            }
+            _ => {
+                "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master \
+                 WHERE type = 'table' AND name NOT LIKE 'silo\\_%' ESCAPE '\\' ORDER BY name)"
+            }
+        };
+        match self.engine {
+            "postgres" => {
+                let creds = self
+                    .stores
+                    .engine(self.service())
+                    .unwrap()
+                    .credentials(self.service())
+                    .unwrap();
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&creds.url())
+                    .await
+                    .unwrap();
+                let s: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                split(s)
+            }
+            _ => {
+                let path = self.service().sqlite_path(&self.manifest.data_dir);
+                let mut conn = silo_store::sqlite::open(&path).await.unwrap();
+                let s: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                split(s)
+            }
+        }
+    }
+}
+
+fn split(s: Option<String>) -> Vec<String> {
+    s.map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn policy() -> LockPolicy {
+    LockPolicy {
+        timeout: Duration::from_secs(60),
+        on_wait: Arc::new(|_| {}),
+    }
+}
+
+fn scripts(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+async fn orders_versions_and_repeatables(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1_10__tenth.sql", "CREATE TABLE t10 (id INTEGER);");
+    p.write("V1_9__ninth.sql", "CREATE TABLE t9 (id INTEGER);");
+    p.write("V001__first.sql", "CREATE TABLE t1 (id INTEGER);");
+    p.write("R__view.sql", "CREATE VIEW v AS SELECT id FROM t10;");
+    p.write("U1_10__tenth.sql", "DROP TABLE t10;");
+    let applied = p.migrate(MigrateOptions::default()).await.unwrap();
+    assert_eq!(
+        applied,
+        scripts(&[
+            "V001__first.sql",
+            "V1_9__ninth.sql",
+            "V1_10__tenth.sql",
+            "R__view.sql"
+        ])
+    );
+    assert!(p.states().await.iter().all(|(_, s)| *s == State::Applied));
+    // Nothing left: a second run applies nothing.
+    assert!(
+        p.migrate(MigrateOptions::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A changed repeatable runs again, after any new versioned file.
+    p.write(
+        "R__view.sql",
+        "DROP VIEW v; CREATE VIEW v AS SELECT id, 1 AS one FROM t10;",
+    );
+    p.write("V2__second.sql", "CREATE TABLE t2 (id INTEGER);");
+    let applied = p.migrate(MigrateOptions::default()).await.unwrap();
+    assert_eq!(applied, scripts(&["V2__second.sql", "R__view.sql"]));
+}
+
+#[tokio::test]
+async fn ordering_sqlite() {
+    orders_versions_and_repeatables("sqlite").await;
+}
+
+#[tokio::test]
+async fn ordering_postgres() {
+    orders_versions_and_repeatables("postgres").await;
+}
+
+async fn target_version_stops_early(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    for v in 1..=3 {
+        p.write(
+            &format!("V{v}__t{v}.sql"),
+            &format!("CREATE TABLE t{v} (id INTEGER);"),
+        );
+    }
+    let options = MigrateOptions {
+        target: Some(Version::parse("2").unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(p.migrate(options).await.unwrap().len(), 2);
+    assert_eq!(p.tables().await, ["t1", "t2"]);
+    let dry = MigrateOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert_eq!(p.migrate(dry).await.unwrap(), scripts(&["V3__t3.sql"]));
+    assert_eq!(p.tables().await, ["t1", "t2"], "a dry run changes nothing");
+}
+
+#[tokio::test]
+async fn target_sqlite() {
+    target_version_stops_early("sqlite").await;
+}
+
+#[tokio::test]
+async fn target_postgres() {
+    target_version_stops_early("postgres").await;
+}
+
+async fn placeholders(engine: &'static str) {
+    let p = Project::new(
+        engine,
+        "[services.orders.placeholders]\ntable = \"widgets\"\n",
+    )
+    .await;
+    p.write(
+        "V1__placeholders.sql",
+        "CREATE TABLE ${table} (id INTEGER, owner TEXT DEFAULT '${service}');",
+    );
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    assert_eq!(p.tables().await, ["widgets"]);
+
+    p.write("V2__unknown.sql", "SELECT 1;\nSELECT '${nope}';");
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    match err {
+        MigrateError::UnknownPlaceholder { location, name } => {
+            assert_eq!(name, "nope");
+            assert_eq!((location.line, location.column), (2, 9));
+            assert!(location.path.ends_with("V2__unknown.sql"));
+        }
+        other => panic!("expected an unknown placeholder, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn placeholders_sqlite() {
+    placeholders("sqlite").await;
+}
+
+#[tokio::test]
+async fn placeholders_postgres() {
+    placeholders("postgres").await;
+}
+
+async fn failure_on_third_statement(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1__ok.sql", "CREATE TABLE keep (id INTEGER);");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let before = p.history_len().await;
+    p.write(
+        "V2__broken.sql",
+        "-- three statements, the third fails\n\
+         CREATE TABLE a (id INTEGER);\n\
+         INSERT INTO a VALUES (1);\n\
+         \n\
+         INSERT INTO missing_table VALUES (2);\n",
+    );
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    let MigrateError::Failed(f) = err else {
+        panic!("expected a failed migration, got {err}");
+    };
+    let location = f.location.clone().expect("located");
+    assert_eq!(location.line, 5, "{f}");
+    assert!(location.path.ends_with("V2__broken.sql"));
+    assert_eq!(
+        f.statement.as_deref(),
+        Some("INSERT INTO missing_table VALUES (2)")
+    );
+    assert!(f.message.contains("missing_table"), "{}", f.message);
+    assert!(f.rolled_back);
+    // Nothing half-applied: no table `a`, no new history row.
+    assert_eq!(p.tables().await, ["keep"]);
+    assert_eq!(p.history_len().await, before);
+}
+
+#[tokio::test]
+async fn failure_sqlite() {
+    failure_on_third_statement("sqlite").await;
+}
+
+#[tokio::test]
+async fn failure_postgres() {
+    failure_on_third_statement("postgres").await;
+}
+
+/// PostgreSQL reports a position: the column is exact.
+#[tokio::test]
+async fn failure_position_postgres() {
+    let p = Project::new("postgres", "").await;
+    p.write(
+        "V1__typo.sql",
+        "CREATE TABLE a (id int);\nSELECT idd FROM a;\n",
+    );
+    let MigrateError::Failed(f) = p.migrate(MigrateOptions::default()).await.unwrap_err() else {
+        panic!("expected a failure");
+    };
+    let l = f.location.unwrap();
+    assert_eq!((l.line, l.column), (2, 8));
+    assert_eq!(f.code.as_deref(), Some("42703"));
+}
+
+async fn tamper(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1__a.sql", "CREATE TABLE a (id INTEGER);");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    // A CRLF checkout is the same file.
+    p.write(
+        "V1__a.sql",
+        "CREATE TABLE a (id INTEGER);\r\n".trim_end_matches("\r\n"),
+    );
+    assert!(p.states().await.iter().all(|(_, s)| *s == State::Applied));
+    p.write("V1__a.sql", "CREATE TABLE a (id BIGINT);");
+    assert_eq!(
+        p.states().await,
+        [("V1__a.sql".to_string(), State::ChecksumMismatch)]
+    );
+    p.write("V2__b.sql", "CREATE TABLE b (id INTEGER);");
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::Validation(ref m) if m.contains("V1__a.sql")),
+        "{err}"
+    );
+    assert_eq!(p.tables().await, ["a"]);
+    let forced = MigrateOptions {
+        ignore_mismatch: true,
+        ..Default::default()
+    };
+    assert_eq!(p.migrate(forced).await.unwrap(), scripts(&["V2__b.sql"]));
+}
+
+#[tokio::test]
+async fn tamper_sqlite() {
+    tamper("sqlite").await;
+}
+
+#[tokio::test]
+async fn tamper_postgres() {
+    tamper("postgres").await;
+}
+
+async fn undo_to_zero_and_forward(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    for v in 1..=3 {
+        p.write(
+            &format!("V{v}__t{v}.sql"),
+            &format!("CREATE TABLE t{v} (id INTEGER);"),
+        );
+        p.write(&format!("U{v}__t{v}.sql"), &format!("DROP TABLE t{v};"));
+    }
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let mut target = p.target().await;
+    let prepared = prepare(&migrations, p.service(), target.as_ref()).unwrap();
+    let steps = undo(
+        target.as_mut(),
+        &prepared,
+        Some(&Version::parse("0").unwrap()),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let undone: Vec<_> = steps.into_iter().map(|s| s.script).collect();
+    assert_eq!(undone, scripts(&["U3__t3.sql", "U2__t2.sql", "U1__t1.sql"]));
+    assert!(p.tables().await.is_empty());
+    assert!(p.states().await.iter().all(|(_, s)| *s == State::Pending));
+    assert_eq!(p.migrate(MigrateOptions::default()).await.unwrap().len(), 3);
+    assert_eq!(p.tables().await, ["t1", "t2", "t3"]);
+
+    // A missing undo file refuses before anything runs.
+    std::fs::remove_file(p.dir().join("U2__t2.sql")).unwrap();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service(), target.as_ref()).unwrap();
+    let err = undo(
+        target.as_mut(),
+        &prepared,
+        Some(&Version::parse("1").unwrap()),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, MigrateError::Undo { ref version, .. } if version == "2"),
+        "{err}"
+    );
+    assert_eq!(p.tables().await, ["t1", "t2", "t3"]);
+}
+
+#[tokio::test]
+async fn undo_sqlite() {
+    undo_to_zero_and_forward("sqlite").await;
+}
+
+#[tokio::test]
+async fn undo_postgres() {
+    undo_to_zero_and_forward("postgres").await;
+}
+
+async fn baseline_then_migrate(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    // A store made by hand before silo: V1 and V2 are already in it.
+    {
+        let mut target = p.target().await;
+        target
+            .execute("CREATE TABLE t1 (id INTEGER); CREATE TABLE t2 (id INTEGER);")
+            .await
+            .unwrap();
+    }
+    for v in 1..=3 {
+        p.write(
+            &format!("V{v}__t{v}.sql"),
+            &format!("CREATE TABLE t{v} (id INTEGER);"),
+        );
+    }
+    let mut target = p.target().await;
+    silo_migrate::baseline(target.as_mut(), &Version::parse("2").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        p.migrate(MigrateOptions::default()).await.unwrap(),
+        scripts(&["V3__t3.sql"])
+    );
+    let states: Vec<State> = p.states().await.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(states, [State::Baselined, State::Baselined, State::Applied]);
+    let err = silo_migrate::baseline(target.as_mut(), &Version::parse("5").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrateError::Refused(_)));
+}
+
+#[tokio::test]
+async fn baseline_sqlite() {
+    baseline_then_migrate("sqlite").await;
+}
+
+#[tokio::test]
+async fn baseline_postgres() {
+    baseline_then_migrate("postgres").await;
+}
+
+#[tokio::test]
+async fn no_transaction_file_postgres() {
+    let p = Project::new("postgres", "").await;
+    p.write("V1__t.sql", "CREATE TABLE t (id int, x int);");
+    p.write(
+        "V2__index.sql",
+        "CREATE INDEX CONCURRENTLY idx_t_x ON t (x);",
+    );
+    p.write(
+        "V3__marked.sql",
+        "-- silo:no-transaction\nCREATE TABLE m (id int);\nINSERT INTO m VALUES (1);",
+    );
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let target = p.target().await;
+    let prepared = prepare(&migrations, p.service(), target.as_ref()).unwrap();
+    let flags: Vec<Option<String>> = prepared.iter().map(|p| p.no_transaction.clone()).collect();
+    assert_eq!(
+        flags,
+        [
+            None,
+            Some("contains CREATE INDEX CONCURRENTLY".to_string()),
+            Some("marked `-- silo:no-transaction`".to_string())
+        ]
+    );
+    let applied = p.migrate(MigrateOptions::default()).await.unwrap();
+    assert_eq!(applied.len(), 3);
+    assert_eq!(p.tables().await, ["m", "t"]);
+}
+
+#[tokio::test]
+async fn no_transaction_file_sqlite() {
+    let p = Project::new("sqlite", "").await;
+    p.write("V1__t.sql", "CREATE TABLE t (id INTEGER);");
+    p.write("V2__vacuum.sql", "VACUUM;");
+    assert_eq!(p.migrate(MigrateOptions::default()).await.unwrap().len(), 2);
+}
+
+#[test]
+fn engine_folders_are_picked_by_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("postgres")).unwrap();
+    std::fs::create_dir_all(root.join("sqlite")).unwrap();
+    std::fs::write(root.join("postgres/V1__pg.sql"), "SELECT 1;").unwrap();
+    std::fs::write(root.join("sqlite/V1__lite.sql"), "SELECT 1;").unwrap();
+    let pick = |e| -> Vec<String> {
+        discover(root, e)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.script)
+            .collect()
+    };
+    assert_eq!(pick(silo_manifest::Engine::Postgres), ["V1__pg.sql"]);
+    assert_eq!(pick(silo_manifest::Engine::Sqlite), ["V1__lite.sql"]);
+    std::fs::remove_dir_all(root.join("sqlite")).unwrap();
+    assert!(matches!(
+        discover(root, silo_manifest::Engine::Sqlite),
+        Err(MigrateError::NoEngineFolder { .. })
+    ));
+}
