@@ -101,6 +101,38 @@ pub enum Command {
     #[command(subcommand)]
     Credentials(CredentialsCommand),
 
+    /// Apply pending migrations, each service as its own role
+    ///
+    /// Files are Flyway-compatible: V<version>__<desc>.sql (apply, in
+    /// numeric version order), U<version>__<desc>.sql (undo),
+    /// R__<desc>.sql (repeatable: re-applied when it changes, after the
+    /// versioned ones). Each file runs in its own transaction, or statement
+    /// by statement when it cannot (CREATE INDEX CONCURRENTLY, VACUUM, or a
+    /// first line `-- silo:no-transaction`). Concurrent runs against one
+    /// store apply each migration exactly once.
+    Migrate(MigrateArgs),
+
+    /// Show every migration's state per service: applied, pending, failed,
+    /// missing, future, out-of-order, checksum-mismatch, baselined
+    Info(InfoArgs),
+
+    /// Fail (exit 1) if an applied migration changed, disappeared or failed
+    Validate(InfoArgs),
+
+    /// Run U files newest first: the newest version, or down to --to
+    Undo(UndoArgs),
+
+    /// Remove failed rows from the history and realign recorded checksums
+    /// with the files
+    Repair(RepairArgs),
+
+    /// Adopt an existing store: record VERSION as applied without running
+    /// the files up to it
+    Baseline(BaselineArgs),
+
+    /// Create the next V file and its U file
+    New(NewArgs),
+
     /// Open psql or sqlite3 as a service, with its own credentials
     ///
     /// The password travels in the child's environment, never on its
@@ -203,6 +235,87 @@ pub enum CredentialsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How long to wait for another migrator of the same store.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Give up waiting for another `silo migrate` on the same store after
+    /// this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Services to migrate [default: all]
+    pub services: Vec<String>,
+    /// Stop after this version
+    #[arg(long, value_name = "VERSION")]
+    pub target: Option<String>,
+    /// Print the plan and its SQL; touch nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop every service at the first failure (default: others go on)
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Run even when applied files changed since (see `silo validate`)
+    #[arg(long)]
+    pub ignore_mismatch: bool,
+    /// Apply pending versions older than the newest applied one
+    #[arg(long)]
+    pub out_of_order: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Services to show [default: all]
+    pub services: Vec<String>,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    pub service: String,
+    /// Undo every applied version newer than this one (0: all)
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    pub service: String,
+    /// Really change the history (required)
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    pub service: String,
+    /// The version the store already has
+    #[arg(long, value_name = "VERSION")]
+    pub version: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    pub service: String,
+    /// What the migration does, in words (becomes the file name)
+    pub description: String,
 }
 
 #[derive(Debug, Args)]

@@ -68,6 +68,8 @@ pub fn describe(e: &StoreError) -> String {
 pub struct Context {
     pub manifest: Manifest,
     pub stores: Stores,
+    /// How many services to work on at once.
+    pub jobs: usize,
 }
 
 impl Context {
@@ -103,7 +105,11 @@ impl Context {
             admin_url: global.admin_url.clone(),
             concurrency: usize::from(global.jobs),
         });
-        Ok(Context { manifest, stores })
+        Ok(Context {
+            manifest,
+            stores,
+            jobs: usize::from(global.jobs),
+        })
     }
 
     /// The named services, or all of them; unknown names are a usage error.

@@ -43,6 +43,13 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Destroy(args) => commands::down::destroy(&ctx, args).await,
         Command::Credentials(command) => commands::credentials::run(&ctx, command).await,
         Command::Connect(args) => commands::connect::run(&ctx, args),
+        Command::Migrate(args) => commands::migrations::migrate(&ctx, args).await,
+        Command::Info(args) => commands::migrations::info(&ctx, args).await,
+        Command::Validate(args) => commands::migrations::validate(&ctx, args).await,
+        Command::Undo(args) => commands::migrations::undo(&ctx, args).await,
+        Command::Repair(args) => commands::migrations::repair(&ctx, args).await,
+        Command::Baseline(args) => commands::migrations::baseline(&ctx, args).await,
+        Command::New(args) => commands::migrations::new(&ctx, args),
     }
 }
 

@@ -45,7 +45,7 @@ impl std::fmt::Display for Failure {
             None => write!(f, "{}: {}", self.script, self.message)?,
         }
         if let Some(code) = &self.code {
-            write!(f, " ({code})")?;
+            write!(f, " (code {code})")?;
         }
         Ok(())
     }

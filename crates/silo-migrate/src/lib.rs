@@ -15,6 +15,7 @@ pub mod history;
 pub mod placeholders;
 pub mod postgres;
 pub mod run;
+pub mod service;
 pub mod split;
 pub mod sqlite;
 pub mod state;

@@ -4,5 +4,6 @@ pub mod connect;
 pub mod credentials;
 pub mod down;
 pub mod init;
+pub mod migrations;
 pub mod status;
 pub mod up;

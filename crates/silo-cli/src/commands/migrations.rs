@@ -1,0 +1,413 @@
+//! `silo migrate`, `info`, `validate`, `undo`, `repair`, `baseline`, `new`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
+use serde_json::json;
+use silo_manifest::Service;
+use silo_migrate::service as ops;
+use silo_migrate::{Entry, LockPolicy, MigrateError, MigrateOptions, Step, Version};
+
+use crate::cli::{BaselineArgs, InfoArgs, LockArgs, MigrateArgs, NewArgs, RepairArgs, UndoArgs};
+use crate::context::{CmdResult, Context, Failure, print_json, require_yes, table};
+
+fn policy(service: &str, lock: &LockArgs) -> LockPolicy {
+    let service = service.to_string();
+    LockPolicy {
+        timeout: Duration::from_secs(lock.lock_timeout),
+        on_wait: Arc::new(move |who| {
+            eprintln!("{service}: waiting for {who} to finish migrating this store");
+        }),
+    }
+}
+
+fn version(text: &str, flag: &str) -> Result<Version, Failure> {
+    Version::parse(text)
+        .map_err(|e| Failure::usage(miette::miette!("invalid {flag} `{text}`: {e}")))
+}
+
+/// A migration error as a diagnostic; a failed file shows its source with
+/// the failing spot underlined.
+pub fn report(service: &str, e: &MigrateError) -> Report {
+    let mut message = format!("{service}: {e}");
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if cause.to_string() != e.to_string() {
+        message.push_str(&format!(": {cause}"));
+    }
+    let mut diag = MietteDiagnostic::new(message);
+    if let Some(hint) = e.hint() {
+        diag = diag.with_help(hint);
+    }
+    if let MigrateError::Failed(f) = e {
+        diag = diag.with_help(if f.rolled_back {
+            "the file ran in a transaction: it was rolled back and is not recorded as applied".to_string()
+        } else {
+            "the file ran outside a transaction: statements before the failing one stay applied; fix them by hand, then `silo repair`".to_string()
+        });
+        if let Some(loc) = &f.location {
+            if let Ok(text) = std::fs::read_to_string(&loc.path) {
+                let offset = offset_of(&text, loc.line, loc.column);
+                let len = f
+                    .statement
+                    .as_ref()
+                    .map_or(1, |s| s.len().min(text.len() - offset).max(1));
+                diag = diag.with_label(LabeledSpan::at(offset..offset + len, "here"));
+                return Report::new(diag)
+                    .with_source_code(NamedSource::new(loc.path.display().to_string(), text));
+            }
+        }
+    }
+    Report::new(diag)
+}
+
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let rest = &text[line_start.min(text.len())..];
+    line_start
+        + rest
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(rest.len(), |(i, _)| i)
+}
+
+fn spinner(multi: &MultiProgress, service: &str) -> ProgressBar {
+    let bar = multi.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}").expect("template"),
+    );
+    bar.set_prefix(service.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
+    let services = ctx.select(&args.services)?;
+    let options = MigrateOptions {
+        target: args
+            .target
+            .as_deref()
+            .map(|t| version(t, "--target"))
+            .transpose()?,
+        dry_run: args.dry_run,
+        ignore_mismatch: args.ignore_mismatch,
+        out_of_order: args.out_of_order,
+    };
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let jobs = services.iter().map(|&service| {
+        let bar = spinner(&multi, &service.name);
+        let options = options.clone();
+        let stop = stop.clone();
+        async move {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                bar.finish_and_clear();
+                return (
+                    service,
+                    Err(MigrateError::Refused("skipped: --fail-fast".into())),
+                );
+            }
+            let result = ops::migrate(
+                &ctx.manifest,
+                &ctx.stores,
+                service,
+                &options,
+                policy(&service.name, &args.lock),
+                |step: &Step| bar.set_message(format!("applied {}", step.script)),
+            )
+            .await;
+            if result.is_err() && args.fail_fast {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            bar.finish_and_clear();
+            (service, result)
+        }
+    });
+    let mut results: Vec<(&Service, Result<Vec<Step>, MigrateError>)> = futures::stream::iter(jobs)
+        .buffer_unordered(ctx.jobs)
+        .collect()
+        .await;
+    results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
+
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(s, r)| match r {
+                Ok(steps) => json!({"service": s.name, "applied": steps, "error": null}),
+                Err(e) => json!({"service": s.name, "applied": [], "error": e.to_string()}),
+            })
+            .collect();
+        print_json(
+            &json!({"dry_run": args.dry_run, "services": rows, "summary": {"failed": failed}}),
+        );
+    } else {
+        let mut t = table(&["service", "result", "migrations"]);
+        for (s, r) in &results {
+            let (result, detail) = match r {
+                Ok(steps) if steps.is_empty() => ("up to date".to_string(), String::new()),
+                Ok(steps) => (
+                    if args.dry_run {
+                        "would apply"
+                    } else {
+                        "applied"
+                    }
+                    .to_string(),
+                    steps
+                        .iter()
+                        .map(|st| match &st.no_transaction {
+                            Some(why) => format!("{} (no transaction: {why})", st.script),
+                            None => st.script.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                Err(_) => ("FAILED".to_string(), String::new()),
+            };
+            t.add_row(vec![s.name.clone(), result, detail]);
+        }
+        println!("{t}");
+        if args.dry_run {
+            for (s, r) in &results {
+                for st in r.iter().flatten() {
+                    println!(
+                        "\n-- {}: {}\n{}",
+                        s.name,
+                        st.script,
+                        st.sql.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        for (s, r) in &results {
+            if let Err(e) = r {
+                eprintln!("{:?}", report(&s.name, e));
+            }
+        }
+    }
+    Ok(exit_code(&results))
+}
+
+fn exit_code<T>(results: &[(&Service, Result<T, MigrateError>)]) -> ExitCode {
+    if results
+        .iter()
+        .any(|(_, r)| r.as_ref().err().is_some_and(MigrateError::is_unreachable))
+    {
+        ExitCode::from(2)
+    } else if results.iter().any(|(_, r)| r.is_err()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn infos<'a>(
+    ctx: &'a Context,
+    services: &[&'a Service],
+) -> Vec<(&'a Service, Result<Vec<Entry>, MigrateError>)> {
+    let lock = LockArgs { lock_timeout: 30 };
+    let jobs = services.iter().map(|&service| {
+        let policy = policy(&service.name, &lock);
+        async move {
+            (
+                service,
+                ops::info(&ctx.manifest, &ctx.stores, service, policy).await,
+            )
+        }
+    });
+    let mut results: Vec<_> = futures::stream::iter(jobs)
+        .buffered(ctx.jobs)
+        .collect()
+        .await;
+    results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
+    results
+}
+
+pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
+    let services = ctx.select(&args.services)?;
+    let results = infos(ctx, &services).await;
+    if args.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(s, r)| match r {
+                Ok(entries) => json!({"service": s.name, "migrations": entries}),
+                Err(e) => json!({"service": s.name, "migrations": [], "error": e.to_string()}),
+            })
+            .collect();
+        print_json(&json!({ "services": rows }));
+    } else {
+        let mut t = table(&[
+            "service",
+            "version",
+            "description",
+            "type",
+            "state",
+            "undo",
+            "installed on",
+        ]);
+        for (s, r) in &results {
+            match r {
+                Ok(entries) if entries.is_empty() => {
+                    t.add_row(vec![s.name.clone(), "-".into(), "(no migrations)".into()]);
+                }
+                Ok(entries) => {
+                    for e in entries {
+                        t.add_row(vec![
+                            s.name.clone(),
+                            e.version.clone().unwrap_or_else(|| "-".into()),
+                            e.description.clone(),
+                            e.kind.to_string(),
+                            e.state.as_str().to_string(),
+                            if e.undo { "yes" } else { "" }.to_string(),
+                            e.installed_on.clone().unwrap_or_default(),
+                        ]);
+                    }
+                }
+                Err(e) => {
+                    t.add_row(vec![s.name.clone(), "-".into(), format!("error: {e}")]);
+                }
+            }
+        }
+        println!("{t}");
+    }
+    Ok(exit_code(&results))
+}
+
+pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
+    let services = ctx.select(&args.services)?;
+    let results = infos(ctx, &services).await;
+    let mut any = false;
+    let mut rows = Vec::new();
+    for (s, r) in &results {
+        match r {
+            Ok(entries) => {
+                let problems = silo_migrate::state::problems(entries);
+                any |= !problems.is_empty();
+                if !args.json {
+                    for p in &problems {
+                        println!("{}: {p}", s.name);
+                    }
+                }
+                rows.push(
+                    json!({"service": s.name, "valid": problems.is_empty(), "problems": problems}),
+                );
+            }
+            Err(e) => {
+                if !args.json {
+                    eprintln!("{:?}", report(&s.name, e));
+                }
+                rows.push(json!({"service": s.name, "valid": false, "error": e.to_string()}));
+            }
+        }
+    }
+    if args.json {
+        print_json(&json!({ "services": rows }));
+    } else if !any && results.iter().all(|(_, r)| r.is_ok()) {
+        println!(
+            "{} service(s) valid: every applied migration matches its file",
+            results.len()
+        );
+    }
+    let code = exit_code(&results);
+    Ok(if code == ExitCode::SUCCESS && any {
+        ExitCode::from(1)
+    } else {
+        code
+    })
+}
+
+pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
+    let service = ctx.service(&args.service)?;
+    let to = args.to.as_deref().map(|t| version(t, "--to")).transpose()?;
+    let result = ops::undo(
+        &ctx.manifest,
+        &ctx.stores,
+        service,
+        to.as_ref(),
+        policy(&service.name, &args.lock),
+        |step: &Step| eprintln!("{}: undid {}", service.name, step.script),
+    )
+    .await;
+    match result {
+        Ok(steps) => {
+            if args.json {
+                print_json(&json!({"service": service.name, "undone": steps}));
+            } else if steps.is_empty() {
+                println!("{}: nothing to undo", service.name);
+            } else {
+                println!("{}: undid {} migration(s)", service.name, steps.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(migrate_failure(&service.name, &e)),
+    }
+}
+
+fn migrate_failure(service: &str, e: &MigrateError) -> Failure {
+    let report = report(service, e);
+    if e.is_unreachable() {
+        Failure::usage(report)
+    } else {
+        Failure::failed(report)
+    }
+}
+
+pub async fn repair(ctx: &Context, args: &RepairArgs) -> CmdResult {
+    let service = ctx.service(&args.service)?;
+    require_yes(
+        args.yes,
+        &format!("rewrite the migration history of `{}`", service.name),
+    )?;
+    let lock = LockArgs { lock_timeout: 300 };
+    let changes = ops::repair(
+        &ctx.manifest,
+        &ctx.stores,
+        service,
+        policy(&service.name, &lock),
+    )
+    .await
+    .map_err(|e| migrate_failure(&service.name, &e))?;
+    if args.json {
+        print_json(&json!({"service": service.name, "changes": changes}));
+    } else if changes.is_empty() {
+        println!("{}: the history needed no repair", service.name);
+    } else {
+        for c in &changes {
+            println!("{}: {c}", service.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
+    let service = ctx.service(&args.service)?;
+    let v = version(&args.version, "--version")?;
+    let lock = LockArgs { lock_timeout: 300 };
+    ops::baseline(&ctx.stores, service, &v, policy(&service.name, &lock))
+        .await
+        .map_err(|e| migrate_failure(&service.name, &e))?;
+    println!(
+        "{}: baselined at version {v}; files up to it will not run",
+        service.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn new(ctx: &Context, args: &NewArgs) -> CmdResult {
+    let service = ctx.service(&args.service)?;
+    let (v, u) = ops::new_migration(&ctx.manifest, service, &args.description)
+        .map_err(|e| migrate_failure(&service.name, &e))?;
+    println!("created {}", v.display());
+    println!("created {}", u.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,155 @@
+//! The operations of the CLI for one service: find its files, connect as
+//! it, and run.
+
+use silo_manifest::{Manifest, Service};
+use silo_store::Stores;
+
+use crate::connect;
+use crate::error::MigrateError;
+use crate::file::{Migration, discover};
+use crate::run::{self, MigrateOptions, Step};
+use crate::state::{self, Entry};
+use crate::target::LockPolicy;
+use crate::version::Version;
+
+/// The service's migrations for its engine.
+pub fn migrations(manifest: &Manifest, service: &Service) -> Result<Vec<Migration>, MigrateError> {
+    discover(&manifest.migrations_dir(service), service.engine)
+}
+
+/// `silo migrate` for one service.
+pub async fn migrate(
+    manifest: &Manifest,
+    stores: &Stores,
+    service: &Service,
+    options: &MigrateOptions,
+    policy: LockPolicy,
+    on_step: impl FnMut(&Step) + Send,
+) -> Result<Vec<Step>, MigrateError> {
+    let files = migrations(manifest, service)?;
+    let mut target = connect::open(stores, service, policy).await?;
+    let prepared = run::prepare(&files, service, target.as_ref())?;
+    run::migrate(target.as_mut(), &prepared, options, on_step).await
+}
+
+/// `silo info` for one service.
+pub async fn info(
+    manifest: &Manifest,
+    stores: &Stores,
+    service: &Service,
+    policy: LockPolicy,
+) -> Result<Vec<Entry>, MigrateError> {
+    let files = migrations(manifest, service)?;
+    let mut target = connect::open(stores, service, policy).await?;
+    let history = target.history().await?;
+    Ok(state::entries(&files, &history))
+}
+
+/// `silo undo` for one service.
+pub async fn undo(
+    manifest: &Manifest,
+    stores: &Stores,
+    service: &Service,
+    to: Option<&Version>,
+    policy: LockPolicy,
+    on_step: impl FnMut(&Step) + Send,
+) -> Result<Vec<Step>, MigrateError> {
+    let files = migrations(manifest, service)?;
+    let mut target = connect::open(stores, service, policy).await?;
+    let prepared = run::prepare(&files, service, target.as_ref())?;
+    run::undo(target.as_mut(), &prepared, to, on_step).await
+}
+
+/// `silo repair` for one service.
+pub async fn repair(
+    manifest: &Manifest,
+    stores: &Stores,
+    service: &Service,
+    policy: LockPolicy,
+) -> Result<Vec<String>, MigrateError> {
+    let files = migrations(manifest, service)?;
+    let mut target = connect::open(stores, service, policy).await?;
+    run::repair(target.as_mut(), &files).await
+}
+
+/// `silo baseline` for one service.
+pub async fn baseline(
+    stores: &Stores,
+    service: &Service,
+    version: &Version,
+    policy: LockPolicy,
+) -> Result<(), MigrateError> {
+    let mut target = connect::open(stores, service, policy).await?;
+    run::baseline(target.as_mut(), version).await
+}
+
+/// `silo new`: writes the next `V` file and its `U` file. Returns their
+/// paths.
+pub fn new_migration(
+    manifest: &Manifest,
+    service: &Service,
+    description: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), MigrateError> {
+    let slug = slug(description);
+    if slug.is_empty() {
+        return Err(MigrateError::Refused(format!(
+            "the description `{description}` has no letters or digits to name a file with"
+        )));
+    }
+    let dir = crate::file::engine_dir(&manifest.migrations_dir(service), service.engine)?;
+    let files = discover(&manifest.migrations_dir(service), service.engine).unwrap_or_default();
+    let next = files
+        .iter()
+        .filter_map(|m| m.version.clone())
+        .max()
+        .map_or_else(|| Version::parse("001").expect("valid"), |v| v.next());
+    std::fs::create_dir_all(&dir).map_err(|source| MigrateError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let v_name = format!("V{next}__{slug}.sql");
+    let u_name = format!("U{next}__{slug}.sql");
+    let v_path = dir.join(&v_name);
+    let u_path = dir.join(&u_name);
+    let v_text = format!("-- {v_name}\n-- Description: {description}\n-- Rollback: {u_name}\n\n");
+    let u_text = format!("-- {u_name}\n-- Description: undo V{next}: {description}\n\n");
+    for (path, text) in [(&v_path, v_text), (&u_path, u_text)] {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| MigrateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| {
+            MigrateError::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok((v_path, u_path))
+}
+
+/// `Add user roles!` -> `add_user_roles`.
+fn slug(description: &str) -> String {
+    let mut out = String::new();
+    for c in description.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs() {
+        assert_eq!(super::slug("Add user roles!"), "add_user_roles");
+        assert_eq!(super::slug("  --- "), "");
+    }
+}
