@@ -5,13 +5,15 @@ DEMO := $(CURDIR)/target/demo
 
 .PHONY: demo test prereqs fmt-check clippy unit bench clean-demo
 
-## demo: build, provision the battlescope example on SQLite, show status
+## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
 	$(CARGO) build --quiet -p silo-cli
 	rm -rf $(DEMO)
 	$(SILO) init --example battlescope --dir $(DEMO)
 	cd $(DEMO) && $(SILO) up
 	cd $(DEMO) && $(SILO) status
+	cd $(DEMO) && $(SILO) migrate
+	cd $(DEMO) && $(SILO) info
 
 ## test: prerequisites, formatting, lints, then every test
 test: prereqs fmt-check clippy unit

@@ -1,0 +1,19 @@
+-- V002__create_battle_killmails.sql
+-- Description: killmails of a battle, denormalized from enrichment (no foreign keys across services)
+-- Rollback: U002__create_battle_killmails.sql
+
+CREATE TABLE battle_killmails (
+  battle_id TEXT REFERENCES battles(id) ON DELETE CASCADE,
+  killmail_id INTEGER NOT NULL,
+  occurred_at TEXT NOT NULL,
+  zkb_url TEXT NOT NULL,
+  ship_type_name TEXT,
+  victim_name TEXT,
+  victim_alliance_name TEXT,
+  isk_value INTEGER,
+  side_id INT,
+  PRIMARY KEY (battle_id, killmail_id)
+);
+
+CREATE INDEX idx_battle_killmails_killmail_id ON battle_killmails (killmail_id);
+CREATE INDEX idx_battle_killmails_side_id ON battle_killmails (side_id);

@@ -1,0 +1,4 @@
+-- U002__create_sessions.sql
+-- Description: undo V002: active sessions
+
+DROP TABLE sessions;

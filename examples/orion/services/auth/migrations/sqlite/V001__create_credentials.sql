@@ -1,0 +1,14 @@
+-- V001__create_credentials.sql
+-- Description: login credentials; user_id is the users service id, no foreign key
+-- Rollback: U001__create_credentials.sql
+
+CREATE TABLE credentials (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL,            -- users service id; synchronized by events
+  email TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+CREATE INDEX idx_credentials_user_id ON credentials (user_id);

@@ -1,0 +1,14 @@
+-- V001__create_users.sql
+-- Description: user profiles (Prisma model User)
+-- Rollback: U001__create_users.sql
+
+CREATE TABLE users (
+  id UUID PRIMARY KEY,
+  email TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  avatar TEXT,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+  updated_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE INDEX idx_users_email ON users (email);
