@@ -12,6 +12,23 @@ for tool in pg_config pg_isready psql; do
 done
 [ -x "$(pg_config --bindir)/initdb" ] || fail "initdb not found in $(pg_config --bindir): install the PostgreSQL server package"
 
+# pg_query (PostgreSQL's own parser, used to split and lint SQL) runs
+# bindgen at build time, which needs libclang.
+have_libclang() {
+  ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' ||
+    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1
+}
+if ! have_libclang; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "libclang is missing; installing libclang-dev" >&2
+    (apt-get install -y -qq libclang-dev >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libclang-dev >/dev/null; }) ||
+      fail "could not install libclang-dev"
+  else
+    fail "libclang not found: install libclang-dev (Debian/Ubuntu) or clang (it is needed to build pg_query)"
+  fi
+fi
+
 host=127.0.0.1 port=5432
 if ! pg_isready -q -h "$host" -p "$port"; then
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then

@@ -85,7 +85,10 @@ fn eight_concurrent_processes(engine: &str) {
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
         applied_total += doc["services"][0]["applied"].as_array().unwrap().len();
     }
-    assert_eq!(applied_total, 12, "each migration applied by exactly one process");
+    assert_eq!(
+        applied_total, 12,
+        "each migration applied by exactly one process"
+    );
     let info = json(silo(dir.path()).args(["info", "--json"]));
     let entries = info["services"][0]["migrations"].as_array().unwrap();
     assert_eq!(entries.len(), 12);
@@ -169,7 +172,10 @@ fn validate_and_migrate_refuse_a_changed_file() {
     let out = silo(dir.path()).arg("validate").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("V1__a.sql changed after it was applied"), "{text}");
+    assert!(
+        text.contains("V1__a.sql changed after it was applied"),
+        "{text}"
+    );
     assert!(text.contains("recorded checksum"), "{text}");
 
     std::fs::write(migrations.join("V2__b.sql"), "CREATE TABLE b (id INTEGER);").unwrap();
@@ -196,7 +202,10 @@ fn failed_migration_reports_file_line_and_statement() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("V1__broken.sql:3:"), "{err}");
-    assert!(err.contains("invalid input syntax for type integer"), "{err}");
+    assert!(
+        err.contains("invalid input syntax for type integer"),
+        "{err}"
+    );
     assert!(err.contains("rolled back"), "{err}");
     let info = json(silo(dir.path()).args(["info", "--json"]));
     assert_eq!(info["services"][0]["migrations"][0]["state"], "pending");

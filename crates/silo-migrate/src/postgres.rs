@@ -258,24 +258,24 @@ impl Target for PgTarget {
 }
 
 fn db_error(e: sqlx::Error, sent: &str) -> DbError {
-    if let sqlx::Error::Database(db) = &e {
-        if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
-            let offset = match pg.position() {
-                Some(sqlx::postgres::PgErrorPosition::Original(p)) => {
-                    Some(char_position_to_offset(sent, p))
-                }
-                _ => None,
-            };
-            let mut message = pg.message().to_string();
-            if let Some(detail) = pg.detail() {
-                message.push_str(&format!(" ({detail})"));
+    if let sqlx::Error::Database(db) = &e
+        && let Some(pg) = db.try_downcast_ref::<PgDatabaseError>()
+    {
+        let offset = match pg.position() {
+            Some(sqlx::postgres::PgErrorPosition::Original(p)) => {
+                Some(char_position_to_offset(sent, p))
             }
-            return DbError {
-                message,
-                code: Some(pg.code().to_string()),
-                offset,
-            };
+            _ => None,
+        };
+        let mut message = pg.message().to_string();
+        if let Some(detail) = pg.detail() {
+            message.push_str(&format!(" ({detail})"));
         }
+        return DbError {
+            message,
+            code: Some(pg.code().to_string()),
+            offset,
+        };
     }
     DbError {
         message: e.to_string(),

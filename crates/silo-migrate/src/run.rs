@@ -121,11 +121,11 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// What to run next, given the history.
 fn next_step<'p>(
     prepared: &'p [Prepared],
+    migrations: &[Migration],
     history: &[HistoryRow],
     options: &MigrateOptions,
 ) -> Result<Option<&'p Prepared>, MigrateError> {
-    let migrations: Vec<Migration> = prepared.iter().map(|p| p.migration.clone()).collect();
-    let entries = state::entries(&migrations, history);
+    let entries = state::entries(migrations, history);
     check(&entries, options)?;
     let runnable = |e: &Entry| match e.state {
         State::Pending => true,
@@ -133,26 +133,29 @@ fn next_step<'p>(
         _ => false,
     };
     // Versioned first, in order, up to the target; then repeatables.
-    for e in entries
+    if let Some(e) = entries
         .iter()
-        .filter(|e| e.kind == "versioned" && runnable(e))
+        .find(|e| e.kind == "versioned" && runnable(e))
     {
         let p = find(prepared, &e.script);
-        let v = p.migration.version.as_ref().expect("versioned");
-        if options.target.as_ref().is_some_and(|t| v > t) {
-            break;
-        }
-        return Ok(Some(p));
+        let beyond = options
+            .target
+            .as_ref()
+            .is_some_and(|t| p.migration.version.as_ref().is_some_and(|v| v > t));
+        return Ok((!beyond).then_some(p));
     }
-    if options.target.is_none() {
-        if let Some(e) = entries
+    if options.target.is_none()
+        && let Some(e) = entries
             .iter()
             .find(|e| e.kind == "repeatable" && runnable(e))
-        {
-            return Ok(Some(find(prepared, &e.script)));
-        }
+    {
+        return Ok(Some(find(prepared, &e.script)));
     }
     Ok(None)
+}
+
+fn files_of(prepared: &[Prepared]) -> Vec<Migration> {
+    prepared.iter().map(|p| p.migration.clone()).collect()
 }
 
 fn find<'p>(prepared: &'p [Prepared], script: &str) -> &'p Prepared {
@@ -217,8 +220,9 @@ async fn plan(
     options: &MigrateOptions,
 ) -> Result<Vec<Step>, MigrateError> {
     let mut history = target.history().await?;
+    let migrations = files_of(prepared);
     let mut steps = Vec::new();
-    while let Some(p) = next_step(prepared, &history, options)? {
+    while let Some(p) = next_step(prepared, &migrations, &history, options)? {
         steps.push(step_of(p, 0, true));
         history.push(simulated_row(p, history.len()));
     }
@@ -258,6 +262,7 @@ async fn apply_all(
     options: &MigrateOptions,
     on_step: &mut (dyn FnMut(&Step) + Send),
 ) -> Result<Vec<Step>, MigrateError> {
+    let migrations = files_of(prepared);
     let mut steps = Vec::new();
     let mut cached: Option<Vec<HistoryRow>> = None;
     loop {
@@ -270,7 +275,7 @@ async fn apply_all(
                 (Some(h), true) => h.clone(),
                 _ => target.history().await?,
             };
-            let next = next_step(prepared, &history, options)?;
+            let next = next_step(prepared, &migrations, &history, options)?;
             Ok::<_, MigrateError>((history, next))
         }
         .await;
@@ -523,16 +528,16 @@ pub async fn repair(
                     .and_then(|v| replayed.applied.get(&v.canonical()).copied()),
                 Kind::Repeatable | Kind::Undo => None,
             };
-            if let Some(row) = row {
-                if row.checksum.as_deref() != Some(m.checksum.as_str()) {
-                    target.set_checksum(row.installed_rank, &m.checksum).await?;
-                    changes.push(format!(
-                        "realigned the checksum of {}: {} -> {}",
-                        m.script,
-                        row.checksum.as_deref().unwrap_or("none"),
-                        m.checksum
-                    ));
-                }
+            if let Some(row) = row
+                && row.checksum.as_deref() != Some(m.checksum.as_str())
+            {
+                target.set_checksum(row.installed_rank, &m.checksum).await?;
+                changes.push(format!(
+                    "realigned the checksum of {}: {} -> {}",
+                    m.script,
+                    row.checksum.as_deref().unwrap_or("none"),
+                    m.checksum
+                ));
             }
         }
         target.commit().await?;

@@ -51,17 +51,17 @@ pub fn report(service: &str, e: &MigrateError) -> Report {
         } else {
             "the file ran outside a transaction: statements before the failing one stay applied; fix them by hand, then `silo repair`".to_string()
         });
-        if let Some(loc) = &f.location {
-            if let Ok(text) = std::fs::read_to_string(&loc.path) {
-                let offset = offset_of(&text, loc.line, loc.column);
-                let len = f
-                    .statement
-                    .as_ref()
-                    .map_or(1, |s| s.len().min(text.len() - offset).max(1));
-                diag = diag.with_label(LabeledSpan::at(offset..offset + len, "here"));
-                return Report::new(diag)
-                    .with_source_code(NamedSource::new(loc.path.display().to_string(), text));
-            }
+        if let Some(loc) = &f.location
+            && let Ok(text) = std::fs::read_to_string(&loc.path)
+        {
+            let offset = offset_of(&text, loc.line, loc.column);
+            let len = f
+                .statement
+                .as_ref()
+                .map_or(1, |s| s.len().min(text.len() - offset).max(1));
+            diag = diag.with_label(LabeledSpan::at(offset..offset + len, "here"));
+            return Report::new(diag)
+                .with_source_code(NamedSource::new(loc.path.display().to_string(), text));
         }
     }
     Report::new(diag)
