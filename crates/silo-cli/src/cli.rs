@@ -133,6 +133,10 @@ pub enum Command {
     /// Create the next V file and its U file
     New(NewArgs),
 
+    /// Work with migration folders (import from other tools)
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
+
     /// Open psql or sqlite3 as a service, with its own credentials
     ///
     /// The password travels in the child's environment, never on its
@@ -316,6 +320,35 @@ pub struct NewArgs {
     pub service: String,
     /// What the migration does, in words (becomes the file name)
     pub description: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrationsCommand {
+    /// Convert another tool's migrations into silo's names in a service's
+    /// folder, keeping their order and content
+    ///
+    /// sqlx: <version>_<name>.sql or .up.sql/.down.sql; diesel:
+    /// <timestamp>_<name>/up.sql and down.sql; refinery: V<n>__<name>.sql.
+    /// Down files become U files. Existing files are never overwritten.
+    Import {
+        /// The tool the folder comes from
+        #[arg(long, value_enum)]
+        from: ImportTool,
+        /// The other tool's migrations folder
+        source: std::path::PathBuf,
+        /// The service that will own them
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImportTool {
+    Sqlx,
+    Diesel,
+    Refinery,
 }
 
 #[derive(Debug, Args)]

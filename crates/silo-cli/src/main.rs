@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Repair(args) => commands::migrations::repair(&ctx, args).await,
         Command::Baseline(args) => commands::migrations::baseline(&ctx, args).await,
         Command::New(args) => commands::migrations::new(&ctx, args),
+        Command::Migrations(command) => commands::migrations::import(&ctx, command),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod connect;
 pub mod error;
 pub mod file;
 pub mod history;
+pub mod import;
 pub mod placeholders;
 pub mod postgres;
 pub mod run;

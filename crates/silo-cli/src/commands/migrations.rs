@@ -1,4 +1,5 @@
-//! `silo migrate`, `info`, `validate`, `undo`, `repair`, `baseline`, `new`.
+//! `silo migrate`, `info`, `validate`, `undo`, `repair`, `baseline`, `new`,
+//! `migrations import`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,8 +13,12 @@ use silo_manifest::Service;
 use silo_migrate::service as ops;
 use silo_migrate::{Entry, LockPolicy, MigrateError, MigrateOptions, Step, Version};
 
-use crate::cli::{BaselineArgs, InfoArgs, LockArgs, MigrateArgs, NewArgs, RepairArgs, UndoArgs};
+use crate::cli::{
+    BaselineArgs, ImportTool, InfoArgs, LockArgs, MigrateArgs, MigrationsCommand, NewArgs,
+    RepairArgs, UndoArgs,
+};
 use crate::context::{CmdResult, Context, Failure, print_json, require_yes, table};
+use silo_migrate::import::Tool;
 
 fn policy(service: &str, lock: &LockArgs) -> LockPolicy {
     let service = service.to_string();
@@ -112,20 +117,28 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
         async move {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 bar.finish_and_clear();
-                return (
-                    service,
-                    Err(MigrateError::Refused("skipped: --fail-fast".into())),
-                );
+                let skipped = MigrateError::Refused("skipped: --fail-fast".into());
+                return (service, Err((Vec::new(), skipped)));
             }
+            // Steps arrive as they commit, so a failure still reports what
+            // was applied before it.
+            let mut applied: Vec<Step> = Vec::new();
             let result = ops::migrate(
                 &ctx.manifest,
                 &ctx.stores,
                 service,
                 &options,
                 policy(&service.name, &args.lock),
-                |step: &Step| bar.set_message(format!("applied {}", step.script)),
+                |step: &Step| {
+                    bar.set_message(format!("applied {}", step.script));
+                    applied.push(step.clone());
+                },
             )
             .await;
+            let result = match result {
+                Ok(steps) => Ok(steps),
+                Err(e) => Err((applied, e)),
+            };
             if result.is_err() && args.fail_fast {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
             }
@@ -133,10 +146,11 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             (service, result)
         }
     });
-    let mut results: Vec<(&Service, Result<Vec<Step>, MigrateError>)> = futures::stream::iter(jobs)
-        .buffer_unordered(ctx.jobs)
-        .collect()
-        .await;
+    let mut results: Vec<(&Service, Result<Vec<Step>, (Vec<Step>, MigrateError)>)> =
+        futures::stream::iter(jobs)
+            .buffer_unordered(ctx.jobs)
+            .collect()
+            .await;
     results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
 
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
@@ -145,7 +159,9 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             .iter()
             .map(|(s, r)| match r {
                 Ok(steps) => json!({"service": s.name, "applied": steps, "error": null}),
-                Err(e) => json!({"service": s.name, "applied": [], "error": e.to_string()}),
+                Err((steps, e)) => {
+                    json!({"service": s.name, "applied": steps, "error": e.to_string()})
+                }
             })
             .collect();
         print_json(
@@ -190,12 +206,16 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             }
         }
         for (s, r) in &results {
-            if let Err(e) = r {
+            if let Err((_, e)) = r {
                 eprintln!("{:?}", report(&s.name, e));
             }
         }
     }
-    Ok(exit_code(&results))
+    let outcomes: Vec<(&Service, Result<(), MigrateError>)> = results
+        .into_iter()
+        .map(|(s, r)| (s, r.map(|_| ()).map_err(|(_, e)| e)))
+        .collect();
+    Ok(exit_code(&outcomes))
 }
 
 fn exit_code<T>(results: &[(&Service, Result<T, MigrateError>)]) -> ExitCode {
@@ -409,5 +429,37 @@ pub fn new(ctx: &Context, args: &NewArgs) -> CmdResult {
         .map_err(|e| migrate_failure(&service.name, &e))?;
     println!("created {}", v.display());
     println!("created {}", u.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(ctx: &Context, command: &MigrationsCommand) -> CmdResult {
+    let MigrationsCommand::Import {
+        from,
+        source,
+        service,
+        json,
+    } = command;
+    let service = ctx.service(service)?;
+    let tool = match from {
+        ImportTool::Sqlx => Tool::Sqlx,
+        ImportTool::Diesel => Tool::Diesel,
+        ImportTool::Refinery => Tool::Refinery,
+    };
+    let fail = |e: MigrateError| migrate_failure(&service.name, &e);
+    let plan = silo_migrate::import::plan(tool, source).map_err(fail)?;
+    let dest =
+        silo_migrate::file::engine_dir(&ctx.manifest.migrations_dir(service), service.engine)
+            .map_err(fail)?;
+    let written = silo_migrate::import::write(&plan, &dest).map_err(fail)?;
+    if *json {
+        print_json(&json!({"service": service.name, "written": written}));
+    } else {
+        println!(
+            "imported {} file(s) from {} into {}",
+            written.len(),
+            source.display(),
+            dest.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
