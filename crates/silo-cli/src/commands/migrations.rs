@@ -20,6 +20,10 @@ use crate::cli::{
 use crate::context::{CmdResult, Context, Failure, print_json, require_yes, table};
 use silo_migrate::import::Tool;
 
+/// One service's migrate run: its steps, or the steps applied before the
+/// error and the error.
+type ServiceRun = Result<Vec<Step>, (Vec<Step>, MigrateError)>;
+
 fn policy(service: &str, lock: &LockArgs) -> LockPolicy {
     let service = service.to_string();
     LockPolicy {
@@ -146,11 +150,10 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             (service, result)
         }
     });
-    let mut results: Vec<(&Service, Result<Vec<Step>, (Vec<Step>, MigrateError)>)> =
-        futures::stream::iter(jobs)
-            .buffer_unordered(ctx.jobs)
-            .collect()
-            .await;
+    let mut results: Vec<(&Service, ServiceRun)> = futures::stream::iter(jobs)
+        .buffer_unordered(ctx.jobs)
+        .collect()
+        .await;
     results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
 
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();

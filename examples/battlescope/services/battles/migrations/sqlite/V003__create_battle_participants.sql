@@ -1,0 +1,30 @@
+-- V003__create_battle_participants.sql
+-- Description: Create battle_participants, the pilots of each battle
+-- Rollback: U003__create_battle_participants.sql
+
+-- SQLite version of ../postgres/V003__create_battle_participants.sql: UUID, TIMESTAMPTZ, JSONB and arrays
+-- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
+-- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
+-- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
+-- KEY hold NULL unless told otherwise.
+
+CREATE TABLE battle_participants (
+  battle_id TEXT NOT NULL REFERENCES battles(id) ON DELETE CASCADE,
+  character_id BIGINT NOT NULL,
+  character_name TEXT,              -- denormalized
+  alliance_id BIGINT,
+  alliance_name TEXT,               -- denormalized
+  corp_id BIGINT,
+  corp_name TEXT,                   -- denormalized
+  ship_type_id BIGINT,
+  ship_type_name TEXT,              -- denormalized
+  side_id INT,
+  is_victim BOOLEAN NOT NULL,
+  PRIMARY KEY (battle_id, character_id)
+);
+
+CREATE INDEX idx_battle_participants_character_id ON battle_participants (character_id);
+CREATE INDEX idx_battle_participants_alliance_id ON battle_participants (alliance_id);
+CREATE INDEX idx_battle_participants_corp_id ON battle_participants (corp_id);
+CREATE INDEX idx_battle_participants_ship_type_id ON battle_participants (ship_type_id);
+CREATE INDEX idx_battle_participants_side_id ON battle_participants (side_id);

@@ -1,0 +1,22 @@
+-- V004__create_pilot_ship_history.sql
+-- Description: Create pilot_ship_history, the ships each pilot flew with kills and losses
+-- Rollback: U004__create_pilot_ship_history.sql
+
+-- SQLite version of ../postgres/V004__create_pilot_ship_history.sql: UUID, TIMESTAMPTZ, JSONB and arrays
+-- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
+-- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
+-- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
+-- KEY hold NULL unless told otherwise.
+
+CREATE TABLE pilot_ship_history (
+  character_id BIGINT NOT NULL,
+  ship_type_id BIGINT NOT NULL,
+  ship_type_name TEXT NOT NULL,    -- denormalized
+  first_seen TEXT NOT NULL,
+  last_seen TEXT NOT NULL,
+  kill_count INT NOT NULL,
+  loss_count INT NOT NULL,
+  PRIMARY KEY (character_id, ship_type_id)
+);
+
+CREATE INDEX idx_pilot_ship_history_ship_type_id ON pilot_ship_history (ship_type_id);

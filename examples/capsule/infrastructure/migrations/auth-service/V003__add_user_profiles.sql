@@ -1,0 +1,25 @@
+-- V003__add_user_profiles.sql
+-- Description: Add user_profiles, one public profile per user
+-- Rollback: U003__add_user_profiles.sql
+
+CREATE TABLE user_profiles (
+    id SERIAL PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    display_name VARCHAR(255),
+    bio TEXT,
+    avatar_url TEXT,
+    website_url TEXT,
+    timezone VARCHAR(50) DEFAULT 'UTC',
+    language VARCHAR(5) DEFAULT 'en',
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW()
+);
+
+-- One profile per user.
+CREATE UNIQUE INDEX idx_user_profiles_user_id ON user_profiles(user_id);
+
+-- Keep updated_at current with the function V001 created.
+CREATE TRIGGER update_user_profiles_updated_at
+    BEFORE UPDATE ON user_profiles
+    FOR EACH ROW
+    EXECUTE FUNCTION update_updated_at_column();

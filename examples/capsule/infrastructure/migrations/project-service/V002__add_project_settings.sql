@@ -1,0 +1,22 @@
+-- V002__add_project_settings.sql
+-- Description: Add project_settings, how each project is built and deployed
+-- Rollback: U002__add_project_settings.sql
+
+-- One row per project: project_id is the primary key (and so indexed), and a
+-- real foreign key, since projects is in this same database. Secrets and
+-- environment variables do not belong here.
+CREATE TABLE project_settings (
+    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    default_branch VARCHAR(255) NOT NULL DEFAULT 'main',
+    root_directory VARCHAR(255) NOT NULL DEFAULT '.',
+    install_command TEXT,
+    build_command TEXT,
+    output_directory VARCHAR(255),
+    auto_deploy BOOLEAN NOT NULL DEFAULT true,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW()
+);
+
+-- Existing projects get the default settings.
+INSERT INTO project_settings (project_id)
+SELECT id FROM projects;
