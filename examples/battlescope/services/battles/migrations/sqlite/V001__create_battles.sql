@@ -2,11 +2,10 @@
 -- Description: Create battles, combat encounters clustered from enriched killmails
 -- Rollback: U001__create_battles.sql
 
--- SQLite version of ../postgres/V001__create_battles.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V001__create_battles.sql: UUID -> TEXT;
+-- TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
+-- CURRENT_TIMESTAMP. Primary key columns say NOT NULL: unlike PostgreSQL,
+-- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE battles (
   id TEXT NOT NULL PRIMARY KEY,     -- UUID

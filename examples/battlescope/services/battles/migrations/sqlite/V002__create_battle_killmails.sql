@@ -2,11 +2,10 @@
 -- Description: Create battle_killmails, the killmails of each battle
 -- Rollback: U002__create_battle_killmails.sql
 
--- SQLite version of ../postgres/V002__create_battle_killmails.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V002__create_battle_killmails.sql: UUID ->
+-- TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC). Primary key columns say NOT
+-- NULL: unlike PostgreSQL, SQLite lets a primary key other than INTEGER
+-- PRIMARY KEY hold NULL.
 
 CREATE TABLE battle_killmails (
   battle_id TEXT NOT NULL REFERENCES battles(id) ON DELETE CASCADE,  -- same database: a real foreign key

@@ -2,11 +2,9 @@
 -- Description: Create battle_participants, the pilots of each battle
 -- Rollback: U003__create_battle_participants.sql
 
--- SQLite version of ../postgres/V003__create_battle_participants.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V003__create_battle_participants.sql: UUID ->
+-- TEXT. Primary key columns say NOT NULL: unlike PostgreSQL, SQLite lets a
+-- primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE battle_participants (
   battle_id TEXT NOT NULL REFERENCES battles(id) ON DELETE CASCADE,

@@ -2,11 +2,8 @@
 -- Description: Create pilot_ship_history, the ships each pilot flew with kills and losses
 -- Rollback: U004__create_pilot_ship_history.sql
 
--- SQLite version of ../postgres/V004__create_pilot_ship_history.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V004__create_pilot_ship_history.sql:
+-- TIMESTAMPTZ -> TEXT (ISO-8601, UTC).
 
 CREATE TABLE pilot_ship_history (
   character_id BIGINT NOT NULL,

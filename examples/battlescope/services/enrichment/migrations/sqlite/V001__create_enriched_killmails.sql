@@ -2,11 +2,10 @@
 -- Description: Create enriched_killmails, killmails with names resolved from ESI
 -- Rollback: U001__create_enriched_killmails.sql
 
--- SQLite version of ../postgres/V001__create_enriched_killmails.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V001__create_enriched_killmails.sql:
+-- TIMESTAMPTZ -> TEXT (ISO-8601, UTC); JSONB -> TEXT (JSON); DECIMAL ->
+-- NUMERIC. Primary key columns say NOT NULL: unlike PostgreSQL, SQLite lets a
+-- primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE enriched_killmails (
   killmail_id BIGINT NOT NULL PRIMARY KEY,

@@ -2,11 +2,10 @@
 -- Description: Create killmail_events, raw killmails as fetched from zKillboard
 -- Rollback: U001__create_killmail_events.sql
 
--- SQLite version of ../postgres/V001__create_killmail_events.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V001__create_killmail_events.sql: UUID ->
+-- TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); BIGINT[] -> TEXT (a JSON array).
+-- Primary key columns say NOT NULL: unlike PostgreSQL, SQLite lets a primary
+-- key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE killmail_events (
   killmail_id BIGINT NOT NULL PRIMARY KEY,

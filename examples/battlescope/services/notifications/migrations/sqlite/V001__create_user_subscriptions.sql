@@ -2,11 +2,10 @@
 -- Description: Create user_subscriptions, what each user wants to be notified about
 -- Rollback: U001__create_user_subscriptions.sql
 
--- SQLite version of ../postgres/V001__create_user_subscriptions.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V001__create_user_subscriptions.sql: UUID ->
+-- TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
+-- CURRENT_TIMESTAMP. Primary key columns say NOT NULL: unlike PostgreSQL,
+-- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE user_subscriptions (
   id TEXT NOT NULL PRIMARY KEY,        -- UUID

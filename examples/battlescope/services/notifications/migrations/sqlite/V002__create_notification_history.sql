@@ -2,11 +2,11 @@
 -- Description: Create notification_history, every notification sent
 -- Rollback: U002__create_notification_history.sql
 
--- SQLite version of ../postgres/V002__create_notification_history.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V002__create_notification_history.sql: UUID
+-- -> TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
+-- CURRENT_TIMESTAMP; JSONB -> TEXT (JSON). Primary key columns say NOT NULL:
+-- unlike PostgreSQL, SQLite lets a primary key other than INTEGER PRIMARY KEY
+-- hold NULL.
 
 CREATE TABLE notification_history (
   id TEXT NOT NULL PRIMARY KEY,                            -- UUID

@@ -3,10 +3,10 @@
 -- Rollback: U001__create_battle_documents.sql
 
 -- The seed keeps this collection in Typesense. Here it is a table the search
--- service fills from events, one column per Typesense field: string -> TEXT, int32 -> INT,
--- int64 -> BIGINT, string[] -> TEXT[].
--- Typesense fields are required unless marked optional, so every column is
--- NOT NULL. Fields the seed marks `facet` or `sort` get an index.
+-- service fills from events, one column per Typesense field: string -> TEXT,
+-- int32 -> INT, int64 -> BIGINT, string[] -> TEXT[]. Typesense fields are
+-- required unless marked optional, so every column is NOT NULL. Fields the
+-- seed marks `facet` or `sort` get an index.
 
 CREATE TABLE battle_documents (
   id TEXT PRIMARY KEY,                  -- the battle's id (from battle.created)

@@ -4,9 +4,9 @@
 
 -- The seed keeps this collection in Typesense. Here it is a table the search
 -- service fills from events, one column per Typesense field: string -> TEXT,
--- int64 -> BIGINT.
--- Typesense fields are required unless marked optional, so every column is
--- NOT NULL. Fields the seed marks `facet` or `sort` get an index.
+-- int64 -> BIGINT. Typesense fields are required unless marked optional, so
+-- every column is NOT NULL. Fields the seed marks `facet` or `sort` get an
+-- index.
 
 CREATE TABLE killmail_documents (
   killmail_id TEXT PRIMARY KEY,   -- a string in the seed's schema (from killmail.enriched)

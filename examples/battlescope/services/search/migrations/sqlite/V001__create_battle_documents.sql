@@ -2,15 +2,13 @@
 -- Description: Create battle_documents, the seed's Typesense `battles` collection
 -- Rollback: U001__create_battle_documents.sql
 
--- SQLite version of ../postgres/V001__create_battle_documents.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V001__create_battle_documents.sql: TEXT[] ->
+-- TEXT (a JSON array). Primary key columns say NOT NULL: unlike PostgreSQL,
+-- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 
 -- The seed keeps this collection in Typesense. Here it is a table the search
--- service fills from events, one column per Typesense field: string -> TEXT, int32 -> INT,
--- int64 -> BIGINT, string[] -> TEXT holding a JSON array.
+-- service fills from events, one column per Typesense field: string -> TEXT,
+-- int32 -> INT, int64 -> BIGINT, string[] -> TEXT holding a JSON array.
 -- Typesense fields are required unless marked optional, so every column is
 -- NOT NULL. Fields the seed marks `facet` or `sort` get an index.
 -- The array facet alliance_names has no SQLite index (PostgreSQL's version

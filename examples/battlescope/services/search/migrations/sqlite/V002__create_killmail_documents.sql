@@ -2,17 +2,15 @@
 -- Description: Create killmail_documents, the seed's Typesense `killmails` collection
 -- Rollback: U002__create_killmail_documents.sql
 
--- SQLite version of ../postgres/V002__create_killmail_documents.sql: UUID, TIMESTAMPTZ, JSONB and arrays
--- are TEXT (UUIDs as text, times as ISO-8601 UTC, JSON as text), DECIMAL is
--- NUMERIC, NOW() is CURRENT_TIMESTAMP. Primary key columns say NOT NULL:
--- unlike PostgreSQL, SQLite lets a primary key that is not INTEGER PRIMARY
--- KEY hold NULL unless told otherwise.
+-- SQLite version of ../postgres/V002__create_killmail_documents.sql. Primary
+-- key columns say NOT NULL: unlike PostgreSQL, SQLite lets a primary key
+-- other than INTEGER PRIMARY KEY hold NULL.
 
 -- The seed keeps this collection in Typesense. Here it is a table the search
 -- service fills from events, one column per Typesense field: string -> TEXT,
--- int64 -> BIGINT.
--- Typesense fields are required unless marked optional, so every column is
--- NOT NULL. Fields the seed marks `facet` or `sort` get an index.
+-- int64 -> BIGINT. Typesense fields are required unless marked optional, so
+-- every column is NOT NULL. Fields the seed marks `facet` or `sort` get an
+-- index.
 
 CREATE TABLE killmail_documents (
   killmail_id TEXT NOT NULL PRIMARY KEY,  -- a string in the seed's schema (from killmail.enriched)

@@ -2,10 +2,10 @@
 -- Description: Create sessions, the logins each user holds open
 -- Rollback: U002__create_sessions.sql
 
--- SQLite version of ../postgres/V002__create_sessions.sql: UUID and TIMESTAMPTZ are TEXT (UUIDs as
--- text, times as ISO-8601 UTC), JSONB is JSON text, NOW() is
+-- SQLite version of ../postgres/V002__create_sessions.sql: UUID -> TEXT;
+-- TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
 -- CURRENT_TIMESTAMP. Primary key columns say NOT NULL: unlike PostgreSQL,
--- SQLite lets a primary key that is not INTEGER PRIMARY KEY hold NULL.
+-- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE sessions (
   id TEXT NOT NULL PRIMARY KEY,   -- UUID

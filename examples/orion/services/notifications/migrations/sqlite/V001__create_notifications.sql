@@ -2,10 +2,11 @@
 -- Description: Create notifications, the seed's Notification model (the "Good Solution")
 -- Rollback: U001__create_notifications.sql
 
--- SQLite version of ../postgres/V001__create_notifications.sql: UUID and TIMESTAMPTZ are TEXT (UUIDs as
--- text, times as ISO-8601 UTC), JSONB is JSON text, NOW() is
--- CURRENT_TIMESTAMP. Primary key columns say NOT NULL: unlike PostgreSQL,
--- SQLite lets a primary key that is not INTEGER PRIMARY KEY hold NULL.
+-- SQLite version of ../postgres/V001__create_notifications.sql: UUID -> TEXT;
+-- TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
+-- CURRENT_TIMESTAMP; JSONB -> TEXT (JSON). Primary key columns say NOT NULL:
+-- unlike PostgreSQL, SQLite lets a primary key other than INTEGER PRIMARY KEY
+-- hold NULL.
 
 CREATE TABLE notifications (
   id TEXT NOT NULL PRIMARY KEY,  -- UUID
