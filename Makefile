@@ -30,10 +30,12 @@ clippy:
 unit:
 	$(CARGO) test --workspace
 
-## bench: `silo up` for 100 services against a shell loop of createuser/createdb/psql
+## bench: `silo up` for 100 services against a createuser/createdb/psql loop; `silo migrate` against sqlx-cli
 bench: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	bench/up-vs-shell.sh
+	@if command -v sqlx >/dev/null || [ -x $$HOME/.cargo/bin/sqlx ]; then bench/migrate-vs-sqlx.sh; \
+	else echo "skipping migrate-vs-sqlx: install sqlx-cli (cargo install sqlx-cli --no-default-features --features postgres,rustls)"; fi
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -152,14 +152,15 @@ impl StoreEngine for SqliteEngine {
 
         ensure_private_dir(&self.data_dir).map_err(io(&self.data_dir))?;
         guard_with_gitignore(&self.data_dir).map_err(io(&self.data_dir))?;
-        if ensure_private_dir(dir).map_err(io(dir))? {
+        let dir_changed = ensure_private_dir(dir).map_err(io(dir))?;
+        let created = create_private_file(&path).map_err(io(&path))?;
+        if dir_changed && !created {
             changes.push(format!(
                 "made folder {} private ({:o})",
                 dir.display(),
                 DIR_MODE
             ));
         }
-        let created = create_private_file(&path).map_err(io(&path))?;
         if !created && ensure_mode(&path, FILE_MODE).map_err(io(&path))? {
             changes.push(format!("made {} private ({:o})", path.display(), FILE_MODE));
         }
@@ -167,11 +168,7 @@ impl StoreEngine for SqliteEngine {
         let mut conn = open(&path).await?;
         if created {
             write_mark(&mut conn, &service.name).await?;
-            changes.push(format!(
-                "created {} (mode {:o}, WAL)",
-                path.display(),
-                FILE_MODE
-            ));
+            changes.push(format!("created the store file (mode {FILE_MODE:o}, WAL)"));
         } else {
             match read_mark(&mut conn).await? {
                 Mark::Silo(owner) if owner == service.name => {}

@@ -2,9 +2,9 @@
 -- Description: Create battle_killmails, the killmails of each battle
 -- Rollback: U002__create_battle_killmails.sql
 
--- SQLite version of ../postgres/V002__create_battle_killmails.sql: UUID ->
--- TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC). Primary key columns say NOT
--- NULL: unlike PostgreSQL, SQLite lets a primary key other than INTEGER
+-- SQLite version of ../postgres/V002__create_battle_killmails.sql:
+-- UUID -> TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC). Primary key columns say
+-- NOT NULL: unlike PostgreSQL, SQLite lets a primary key other than INTEGER
 -- PRIMARY KEY hold NULL.
 
 CREATE TABLE battle_killmails (

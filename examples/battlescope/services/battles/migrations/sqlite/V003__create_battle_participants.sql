@@ -2,9 +2,9 @@
 -- Description: Create battle_participants, the pilots of each battle
 -- Rollback: U003__create_battle_participants.sql
 
--- SQLite version of ../postgres/V003__create_battle_participants.sql: UUID ->
--- TEXT. Primary key columns say NOT NULL: unlike PostgreSQL, SQLite lets a
--- primary key other than INTEGER PRIMARY KEY hold NULL.
+-- SQLite version of ../postgres/V003__create_battle_participants.sql:
+-- UUID -> TEXT. Primary key columns say NOT NULL: unlike PostgreSQL, SQLite
+-- lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE battle_participants (
   battle_id TEXT NOT NULL REFERENCES battles(id) ON DELETE CASCADE,

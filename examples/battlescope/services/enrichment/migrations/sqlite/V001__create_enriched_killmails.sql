@@ -3,9 +3,9 @@
 -- Rollback: U001__create_enriched_killmails.sql
 
 -- SQLite version of ../postgres/V001__create_enriched_killmails.sql:
--- TIMESTAMPTZ -> TEXT (ISO-8601, UTC); JSONB -> TEXT (JSON); DECIMAL ->
--- NUMERIC. Primary key columns say NOT NULL: unlike PostgreSQL, SQLite lets a
--- primary key other than INTEGER PRIMARY KEY hold NULL.
+-- TIMESTAMPTZ -> TEXT (ISO-8601, UTC); JSONB -> TEXT (JSON);
+-- DECIMAL -> NUMERIC. Primary key columns say NOT NULL: unlike PostgreSQL,
+-- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE enriched_killmails (
   killmail_id BIGINT NOT NULL PRIMARY KEY,

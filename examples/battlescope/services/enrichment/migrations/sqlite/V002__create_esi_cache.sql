@@ -2,10 +2,10 @@
 -- Description: Create esi_cache, cached responses of EVE's ESI API
 -- Rollback: U002__create_esi_cache.sql
 
--- SQLite version of ../postgres/V002__create_esi_cache.sql: TIMESTAMPTZ ->
--- TEXT (ISO-8601, UTC); JSONB -> TEXT (JSON). Primary key columns say NOT
--- NULL: unlike PostgreSQL, SQLite lets a primary key other than INTEGER
--- PRIMARY KEY hold NULL.
+-- SQLite version of ../postgres/V002__create_esi_cache.sql:
+-- TIMESTAMPTZ -> TEXT (ISO-8601, UTC); JSONB -> TEXT (JSON). Primary key
+-- columns say NOT NULL: unlike PostgreSQL, SQLite lets a primary key other
+-- than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE esi_cache (
   cache_key TEXT NOT NULL PRIMARY KEY,

@@ -2,10 +2,10 @@
 -- Description: Create killmail_events, raw killmails as fetched from zKillboard
 -- Rollback: U001__create_killmail_events.sql
 
--- SQLite version of ../postgres/V001__create_killmail_events.sql: UUID ->
--- TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); BIGINT[] -> TEXT (a JSON array).
--- Primary key columns say NOT NULL: unlike PostgreSQL, SQLite lets a primary
--- key other than INTEGER PRIMARY KEY hold NULL.
+-- SQLite version of ../postgres/V001__create_killmail_events.sql:
+-- UUID -> TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); BIGINT[] -> TEXT (a JSON
+-- array). Primary key columns say NOT NULL: unlike PostgreSQL, SQLite lets a
+-- primary key other than INTEGER PRIMARY KEY hold NULL.
 
 CREATE TABLE killmail_events (
   killmail_id BIGINT NOT NULL PRIMARY KEY,

@@ -2,8 +2,8 @@
 -- Description: Create user_subscriptions, what each user wants to be notified about
 -- Rollback: U001__create_user_subscriptions.sql
 
--- SQLite version of ../postgres/V001__create_user_subscriptions.sql: UUID ->
--- TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
+-- SQLite version of ../postgres/V001__create_user_subscriptions.sql:
+-- UUID -> TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
 -- CURRENT_TIMESTAMP. Primary key columns say NOT NULL: unlike PostgreSQL,
 -- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 

@@ -2,8 +2,8 @@
 -- Description: Create notification_history, every notification sent
 -- Rollback: U002__create_notification_history.sql
 
--- SQLite version of ../postgres/V002__create_notification_history.sql: UUID
--- -> TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
+-- SQLite version of ../postgres/V002__create_notification_history.sql:
+-- UUID -> TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
 -- CURRENT_TIMESTAMP; JSONB -> TEXT (JSON). Primary key columns say NOT NULL:
 -- unlike PostgreSQL, SQLite lets a primary key other than INTEGER PRIMARY KEY
 -- hold NULL.

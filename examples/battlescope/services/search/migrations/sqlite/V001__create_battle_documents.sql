@@ -2,9 +2,10 @@
 -- Description: Create battle_documents, the seed's Typesense `battles` collection
 -- Rollback: U001__create_battle_documents.sql
 
--- SQLite version of ../postgres/V001__create_battle_documents.sql: TEXT[] ->
--- TEXT (a JSON array). Primary key columns say NOT NULL: unlike PostgreSQL,
--- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
+-- SQLite version of ../postgres/V001__create_battle_documents.sql:
+-- TEXT[] -> TEXT (a JSON array). Primary key columns say NOT NULL: unlike
+-- PostgreSQL, SQLite lets a primary key other than INTEGER PRIMARY KEY hold
+-- NULL.
 
 -- The seed keeps this collection in Typesense. Here it is a table the search
 -- service fills from events, one column per Typesense field: string -> TEXT,

@@ -2,8 +2,8 @@
 -- Description: Create user_preferences, the seed's reviewed UserPreferences model
 -- Rollback: U002__create_user_preferences.sql
 
--- SQLite version of ../postgres/V002__create_user_preferences.sql: UUID ->
--- TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
+-- SQLite version of ../postgres/V002__create_user_preferences.sql:
+-- UUID -> TEXT; TIMESTAMPTZ -> TEXT (ISO-8601, UTC); DEFAULT NOW() -> DEFAULT
 -- CURRENT_TIMESTAMP. Primary key columns say NOT NULL: unlike PostgreSQL,
 -- SQLite lets a primary key other than INTEGER PRIMARY KEY hold NULL.
 
