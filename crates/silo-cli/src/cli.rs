@@ -133,6 +133,25 @@ pub enum Command {
     /// Create the next V file and its U file
     New(NewArgs),
 
+    /// Prove every undo: on a scratch store, apply each version, undo it,
+    /// and compare the schema with the one before it
+    ///
+    /// For each version with a U file: apply up to V-1 and snapshot the
+    /// schema; apply V; apply U; compare (tables, columns with types,
+    /// defaults and nullability, indexes, constraints, views, functions,
+    /// triggers, sequences, enum types); apply V again. Reports the first
+    /// version whose undo fails or does not restore the schema. The scratch
+    /// store is dropped afterwards; the service's own store is not touched.
+    Verify(ServiceArgs),
+
+    /// Drift check: compare the live schema with the schema the applied
+    /// migrations make on a scratch store; exit 1 if they differ
+    Diff(ServiceArgs),
+
+    /// Print a store's schema as its catalog describes it
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+
     /// Work with migration folders (import from other tools)
     #[command(subcommand)]
     Migrations(MigrationsCommand),
@@ -320,6 +339,20 @@ pub struct NewArgs {
     pub service: String,
     /// What the migration does, in words (becomes the file name)
     pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    pub service: String,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print the live schema of a service's store
+    Dump(ServiceArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,7 @@
 //! file: migrations never run as the administrator.
 
 use silo_manifest::{Engine, Service};
-use silo_store::{StoreError, Stores};
+use silo_store::{Credentials, StoreError, Stores};
 use sqlx::{Connection, PgConnection};
 
 use crate::error::MigrateError;
@@ -17,6 +17,15 @@ pub async fn open(
     policy: LockPolicy,
 ) -> Result<Box<dyn Target>, MigrateError> {
     let creds = stores.engine(service)?.credentials(service)?;
+    open_with(&creds, service, policy).await
+}
+
+/// Connects with given credentials (a scratch store's, say) as `service`.
+pub async fn open_with(
+    creds: &Credentials,
+    service: &Service,
+    policy: LockPolicy,
+) -> Result<Box<dyn Target>, MigrateError> {
     match creds.engine {
         Engine::Postgres => {
             let options = silo_store::postgres::parse_url(&creds.url(), "the credentials file")?

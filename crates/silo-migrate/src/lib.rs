@@ -21,6 +21,7 @@ pub mod split;
 pub mod sqlite;
 pub mod state;
 pub mod target;
+pub mod verify;
 pub mod version;
 
 pub use error::{Failure, Location, MigrateError};

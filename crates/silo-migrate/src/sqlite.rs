@@ -230,6 +230,12 @@ impl Target for SqliteTarget {
         .map_err(sql("updating a checksum"))
     }
 
+    async fn snapshot(&mut self) -> Result<silo_store::snapshot::Schema, MigrateError> {
+        silo_store::snapshot::snapshot_sqlite(&mut self.conn)
+            .await
+            .map_err(sql("reading the schema"))
+    }
+
     async fn execute(&mut self, text: &str) -> Result<(), DbError> {
         sqlx::raw_sql(AssertSqlSafe(text.to_string()))
             .execute(&mut self.conn)

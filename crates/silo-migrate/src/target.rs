@@ -66,6 +66,9 @@ pub trait Target: Send {
 
     /// Runs SQL text (one or more statements).
     async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
+
+    /// The store's schema, read from its catalog.
+    async fn snapshot(&mut self) -> Result<silo_store::snapshot::Schema, MigrateError>;
 }
 
 /// Converts a 1-based character position into a byte offset in `text`.

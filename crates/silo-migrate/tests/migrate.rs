@@ -517,3 +517,104 @@ fn engine_folders_are_picked_by_engine() {
         Err(MigrateError::NoEngineFolder { .. })
     ));
 }
+
+async fn verify_names_the_broken_undo(engine: &'static str) {
+    use silo_migrate::verify::{VerifyFailure, verify};
+    let p = Project::new(engine, "").await;
+    p.write("V1__t.sql", "CREATE TABLE t (id INTEGER, x INTEGER);");
+    p.write("U1__t.sql", "DROP TABLE t;");
+    p.write("V2__index.sql", "CREATE INDEX idx_t_x ON t (x);");
+    p.write("U2__index.sql", "DROP INDEX idx_t_x;");
+    p.write("V3__u.sql", "CREATE TABLE u (id INTEGER);");
+    p.write("U3__u.sql", "DROP TABLE u;");
+    let report = verify(&p.manifest, &p.stores, p.service(), policy(), |_| {})
+        .await
+        .unwrap();
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert_eq!(report.proven, ["1", "2", "3"]);
+    assert!(p.tables().await.is_empty(), "the real store is not touched");
+
+    // An undo that forgets the index it should drop.
+    p.write(
+        "V4__more.sql",
+        "ALTER TABLE u ADD COLUMN y INTEGER; CREATE INDEX idx_u_id ON u (id);",
+    );
+    p.write(
+        "U4__more.sql",
+        "-- drops the column, forgets the index\nALTER TABLE u DROP COLUMN y;",
+    );
+    let report = verify(&p.manifest, &p.stores, p.service(), policy(), |_| {})
+        .await
+        .unwrap();
+    match report.failure {
+        Some(VerifyFailure::NotRestored {
+            version,
+            differences,
+        }) => {
+            assert_eq!(version, "4");
+            let text: Vec<String> = differences.iter().map(ToString::to_string).collect();
+            assert!(
+                text.iter().any(|d| d.starts_with("+ index idx_u_id")),
+                "{text:?}"
+            );
+        }
+        other => panic!("expected version 4 not restored, got {other:?}"),
+    }
+
+    // An undo that errors.
+    p.write("U4__more.sql", "DROP TABLE no_such_table;");
+    let report = verify(&p.manifest, &p.stores, p.service(), policy(), |_| {})
+        .await
+        .unwrap();
+    match report.failure {
+        Some(VerifyFailure::Undo { version, error }) => {
+            assert_eq!(version, "4");
+            assert!(error.contains("no_such_table"), "{error}");
+        }
+        other => panic!("expected the undo of version 4 to fail, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn verify_sqlite() {
+    verify_names_the_broken_undo("sqlite").await;
+}
+
+#[tokio::test]
+async fn verify_postgres() {
+    verify_names_the_broken_undo("postgres").await;
+}
+
+async fn drift_is_found(engine: &'static str) {
+    use silo_migrate::verify::drift;
+    let p = Project::new(engine, "").await;
+    p.write("V1__t.sql", "CREATE TABLE t (id INTEGER, x INTEGER);");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    assert!(
+        drift(&p.manifest, &p.stores, p.service(), policy())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    p.target()
+        .await
+        .execute("CREATE INDEX idx_t_x ON t (x)")
+        .await
+        .unwrap();
+    let differences = drift(&p.manifest, &p.stores, p.service(), policy())
+        .await
+        .unwrap();
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert_eq!(differences[0].name, "idx_t_x");
+    assert!(differences[0].before.is_none());
+}
+
+#[tokio::test]
+async fn drift_sqlite() {
+    drift_is_found("sqlite").await;
+}
+
+#[tokio::test]
+async fn drift_postgres() {
+    drift_is_found("postgres").await;
+}

@@ -12,6 +12,7 @@ mod error;
 pub mod files;
 pub mod postgres;
 mod secret;
+pub mod snapshot;
 pub mod sqlite;
 mod stores;
 
@@ -122,4 +123,19 @@ pub trait StoreEngine: Send + Sync {
 
     /// The service's credentials as stored in its secrets file.
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError>;
+
+    /// A new, empty store like the service's own (same engine, server and
+    /// role), for proofs that must not touch the real one (`silo verify`,
+    /// `silo diff`). Drop it with [`StoreEngine::drop_scratch`].
+    async fn scratch(&self, service: &Service) -> Result<Credentials, StoreError>;
+
+    /// Drops a store made by [`StoreEngine::scratch`].
+    async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError>;
+}
+
+/// A short random suffix for scratch stores.
+pub(crate) fn scratch_suffix() -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -604,6 +604,52 @@ impl StoreEngine for PgEngine {
         Ok(dropped)
     }
 
+    async fn scratch(&self, service: &Service) -> Result<Credentials, StoreError> {
+        let mut creds = self.credentials(service)?;
+        let suffix = crate::scratch_suffix();
+        let base: String = service.database.chars().take(63 - 14).collect();
+        let name = format!("{base}_scratch_{suffix}");
+        let db = quote_ident(&name);
+        let role = quote_ident(&service.role);
+        self.run(
+            format!("CREATE DATABASE {db} OWNER {role}"),
+            "creating a scratch database",
+        )
+        .await?;
+        let lock_down = format!(
+            "COMMENT ON DATABASE {db} IS {}; REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
+            quote_literal(&format!("silo scratch store of service={}", service.name))
+        );
+        if let Err(e) = self
+            .run(lock_down, "locking down the scratch database")
+            .await
+        {
+            let _ = self.run(format!("DROP DATABASE {db}"), "dropping it").await;
+            return Err(e);
+        }
+        let mut conn = self.admin_in(&name).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "ALTER SCHEMA public OWNER TO {role}; REVOKE ALL ON SCHEMA public FROM PUBLIC;"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(sql("locking down the scratch schema"))?;
+        let _ = conn.close().await;
+        creds.database = name;
+        Ok(creds)
+    }
+
+    async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError> {
+        self.run(
+            format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&scratch.database)
+            ),
+            "dropping the scratch database",
+        )
+        .await
+    }
+
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
         self.secrets
             .read(service)?

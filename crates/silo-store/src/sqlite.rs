@@ -293,6 +293,33 @@ impl StoreEngine for SqliteEngine {
         Ok(dropped)
     }
 
+    async fn scratch(&self, service: &Service) -> Result<Credentials, StoreError> {
+        let dir = self
+            .path(service)
+            .parent()
+            .expect("in a folder")
+            .to_path_buf();
+        ensure_private_dir(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!(".scratch-{}.sqlite3", crate::scratch_suffix()));
+        create_private_file(&path).map_err(io(&path))?;
+        let mut conn = open(&path).await?;
+        write_mark(&mut conn, &service.name).await?;
+        conn.close()
+            .await
+            .map_err(sql("closing the scratch store"))?;
+        let mut creds = self.credentials_for(service);
+        creds.database = path.display().to_string();
+        Ok(creds)
+    }
+
+    async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError> {
+        let path = PathBuf::from(&scratch.database);
+        for sidecar in sidecars(&path) {
+            let _ = std::fs::remove_file(sidecar);
+        }
+        std::fs::remove_file(&path).map_err(io(&path))
+    }
+
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
         self.secrets
             .read(service)?

@@ -15,10 +15,11 @@ use silo_migrate::{Entry, LockPolicy, MigrateError, MigrateOptions, Step, Versio
 
 use crate::cli::{
     BaselineArgs, ImportTool, InfoArgs, LockArgs, MigrateArgs, MigrationsCommand, NewArgs,
-    RepairArgs, UndoArgs,
+    RepairArgs, SchemaCommand, ServiceArgs, UndoArgs,
 };
 use crate::context::{CmdResult, Context, Failure, print_json, require_yes, table};
 use silo_migrate::import::Tool;
+use silo_migrate::verify::VerifyFailure;
 
 /// One service's migrate run: its steps, or the steps applied before the
 /// error and the error.
@@ -463,6 +464,122 @@ pub fn import(ctx: &Context, command: &MigrationsCommand) -> CmdResult {
             source.display(),
             dest.display()
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(ctx: &Context, args: &ServiceArgs) -> CmdResult {
+    let service = ctx.service(&args.service)?;
+    let lock = LockArgs { lock_timeout: 300 };
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} verifying {msg}").expect("template"));
+    let report = silo_migrate::verify::verify(
+        &ctx.manifest,
+        &ctx.stores,
+        service,
+        policy(&service.name, &lock),
+        |v| bar.set_message(format!("version {v}")),
+    )
+    .await
+    .map_err(|e| migrate_failure(&service.name, &e))?;
+    bar.finish_and_clear();
+    if args.json {
+        print_json(&json!({"service": service.name, "report": report}));
+    } else {
+        for v in &report.proven {
+            println!("{}: version {v}: undo restores the schema", service.name);
+        }
+        if !report.without_undo.is_empty() {
+            println!(
+                "{}: no undo file for version(s) {}",
+                service.name,
+                report.without_undo.join(", ")
+            );
+        }
+        match &report.failure {
+            None => println!(
+                "{}: verified: {} undo(s) proven on a scratch store",
+                service.name,
+                report.proven.len()
+            ),
+            Some(VerifyFailure::Apply { version, error }) => {
+                println!(
+                    "{}: version {version} does not apply: {error}",
+                    service.name
+                )
+            }
+            Some(VerifyFailure::Undo { version, error }) => {
+                println!(
+                    "{}: the undo of version {version} fails: {error}",
+                    service.name
+                )
+            }
+            Some(VerifyFailure::NotRestored {
+                version,
+                differences,
+            }) => {
+                println!(
+                    "{}: the undo of version {version} does not restore the schema; after V{version} and U{version}, compared with before:",
+                    service.name
+                );
+                for d in differences {
+                    println!("  {d}");
+                }
+            }
+        }
+    }
+    Ok(if report.failure.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub async fn diff(ctx: &Context, args: &ServiceArgs) -> CmdResult {
+    let service = ctx.service(&args.service)?;
+    let lock = LockArgs { lock_timeout: 300 };
+    let differences = silo_migrate::verify::drift(
+        &ctx.manifest,
+        &ctx.stores,
+        service,
+        policy(&service.name, &lock),
+    )
+    .await
+    .map_err(|e| migrate_failure(&service.name, &e))?;
+    if args.json {
+        print_json(&json!({"service": service.name, "drift": differences}));
+    } else if differences.is_empty() {
+        println!(
+            "{}: no drift: the live schema is what the migrations make",
+            service.name
+        );
+    } else {
+        println!(
+            "{}: the live schema differs from what the migrations make (+ only live, - only in migrations):",
+            service.name
+        );
+        for d in &differences {
+            println!("  {d}");
+        }
+    }
+    Ok(if differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub async fn schema(ctx: &Context, command: &SchemaCommand) -> CmdResult {
+    let SchemaCommand::Dump(args) = command;
+    let service = ctx.service(&args.service)?;
+    let lock = LockArgs { lock_timeout: 30 };
+    let schema = silo_migrate::verify::dump(&ctx.stores, service, policy(&service.name, &lock))
+        .await
+        .map_err(|e| migrate_failure(&service.name, &e))?;
+    if args.json {
+        print_json(&json!({"service": service.name, "objects": schema.rows()}));
+    } else {
+        print!("{schema}");
     }
     Ok(ExitCode::SUCCESS)
 }

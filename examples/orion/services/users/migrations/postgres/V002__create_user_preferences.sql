@@ -7,8 +7,8 @@
 -- CHECK on TEXT is the same guarantee and easier to extend), and the table
 -- gets timestamps. users is in this same database, so user_id may carry a
 -- real foreign key; only references to other services' databases must not.
--- user_id is unique (one row per user), so its unique index also serves
--- every (user_id, created_at) lookup the review asked an index for.
+-- The review also asked for an index on (user_id, created_at); user_id is
+-- unique here (one row per user), so its unique index already serves that.
 CREATE TABLE user_preferences (
   id UUID PRIMARY KEY,
   user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
