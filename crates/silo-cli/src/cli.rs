@@ -332,6 +332,8 @@ pub struct BaselineArgs {
     /// The version the store already has
     #[arg(long, value_name = "VERSION")]
     pub version: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -339,6 +341,8 @@ pub struct NewArgs {
     pub service: String,
     /// What the migration does, in words (becomes the file name)
     pub description: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

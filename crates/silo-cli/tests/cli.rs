@@ -360,3 +360,48 @@ fn missing_admin_url_exits_2_with_a_hint() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("set SILO_PG_ADMIN_URL"));
 }
+
+#[test]
+fn connect_opens_the_client_as_the_service() {
+    let prefix = Prefix::new();
+    let (dir, m) = battlescope(&prefix);
+    let dir = dir.path();
+    let svc = &m.services[1];
+    silo(dir)
+        .args(["--engine", "postgres", "up", &svc.name])
+        .assert()
+        .success();
+    let out = silo(dir)
+        .args(["--engine", "postgres", "connect", &svc.name, "--"])
+        .args(["-XAtc", "SELECT current_user || ' ' || current_database()"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{} {}", svc.role, svc.database)
+    );
+
+    silo(dir).args(["up", &svc.name]).assert().success();
+    let out = silo(dir)
+        .args(["connect", &svc.name, "--", "PRAGMA application_id;"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        silo_store::sqlite::APPLICATION_ID.to_string()
+    );
+    silo(dir)
+        .args(["--engine", "postgres", "destroy", "--yes"])
+        .assert()
+        .success();
+}

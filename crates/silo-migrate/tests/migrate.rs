@@ -618,3 +618,31 @@ async fn drift_sqlite() {
 async fn drift_postgres() {
     drift_is_found("postgres").await;
 }
+
+async fn newer_history_is_refused(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1__t.sql", "CREATE TABLE t (id INTEGER);");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let bump = match engine {
+        "postgres" => "COMMENT ON TABLE silo_schema_history IS 'silo schema history, format 99'",
+        _ => "UPDATE silo_store SET value = '99' WHERE key = 'history_format'",
+    };
+    p.target().await.execute(bump).await.unwrap();
+    p.write("V2__u.sql", "CREATE TABLE u (id INTEGER);");
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::NewerHistory { found: 99, .. }),
+        "{err}"
+    );
+    assert_eq!(p.tables().await, ["t"]);
+}
+
+#[tokio::test]
+async fn newer_history_sqlite() {
+    newer_history_is_refused("sqlite").await;
+}
+
+#[tokio::test]
+async fn newer_history_postgres() {
+    newer_history_is_refused("postgres").await;
+}

@@ -420,10 +420,14 @@ pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
     ops::baseline(&ctx.stores, service, &v, policy(&service.name, &lock))
         .await
         .map_err(|e| migrate_failure(&service.name, &e))?;
-    println!(
-        "{}: baselined at version {v}; files up to it will not run",
-        service.name
-    );
+    if args.json {
+        print_json(&json!({"service": service.name, "baseline": v.to_string()}));
+    } else {
+        println!(
+            "{}: baselined at version {v}; files up to it will not run",
+            service.name
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -431,8 +435,12 @@ pub fn new(ctx: &Context, args: &NewArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
     let (v, u) = ops::new_migration(&ctx.manifest, service, &args.description)
         .map_err(|e| migrate_failure(&service.name, &e))?;
-    println!("created {}", v.display());
-    println!("created {}", u.display());
+    if args.json {
+        print_json(&json!({"service": service.name, "created": [v, u]}));
+    } else {
+        println!("created {}", v.display());
+        println!("created {}", u.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
