@@ -34,7 +34,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 # sqlx layout of the first N diesel folders: <version>_<name>.up.sql/.down.sql
 sqlx_folder() { # N DEST
   mkdir -p "$2"
-  ls "$CORPUS" | sort | head -n "$1" | while read -r d; do
+  ls "$CORPUS" | sort | sed -n "1,${1}p" | while read -r d; do
     v=$(echo "${d%%_*}" | tr -d -); name=${d#*_}
     cp "$CORPUS/$d/up.sql" "$2/${v}_${name}.up.sql"
     [ -f "$CORPUS/$d/down.sql" ] && cp "$CORPUS/$d/down.sql" "$2/${v}_${name}.down.sql"
@@ -42,7 +42,7 @@ sqlx_folder() { # N DEST
 }
 silo_folder() { # N DEST
   mkdir -p "$work/diesel-$1"
-  ls "$CORPUS" | sort | head -n "$1" | while read -r d; do cp -r "$CORPUS/$d" "$work/diesel-$1/"; done
+  ls "$CORPUS" | sort | sed -n "1,${1}p" | while read -r d; do cp -r "$CORPUS/$d" "$work/diesel-$1/"; done
 }
 
 project() { # DIR SERVICES

@@ -1,7 +1,7 @@
 //! Applying, undoing, baselining and repairing: the operations that write
 //! a store, all through [`Target`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -19,14 +19,48 @@ use crate::version::Version;
 /// First-line marker of a file that must run outside a transaction.
 pub const NO_TRANSACTION_MARKER: &str = "-- silo:no-transaction";
 
-/// A migration ready to run: placeholders replaced, statements split.
+/// A migration ready to run: placeholders replaced. Its statements are
+/// split on first use, so files that are already applied cost nothing.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub migration: Migration,
     pub sql: Substituted,
+    analysis: std::sync::OnceLock<Analysis>,
+}
+
+/// A file's statements and whether it can run in a transaction.
+#[derive(Debug, Clone)]
+pub struct Analysis {
     pub statements: Vec<Statement>,
     /// Why it runs outside a transaction, if it does.
     pub no_transaction: Option<String>,
+}
+
+impl Prepared {
+    /// Splits the file with the target's lexer (once).
+    pub fn analysis(&self, target: &dyn Target) -> &Analysis {
+        self.analysis.get_or_init(|| {
+            let statements = target.split(&self.sql.text);
+            let marked = self
+                .migration
+                .sql
+                .lines()
+                .next()
+                .is_some_and(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION_MARKER));
+            let no_transaction = if marked {
+                Some(format!("marked `{NO_TRANSACTION_MARKER}`"))
+            } else {
+                statements
+                    .iter()
+                    .find_map(|s| s.no_transaction)
+                    .map(|why| format!("contains {why}"))
+            };
+            Analysis {
+                statements,
+                no_transaction,
+            }
+        })
+    }
 }
 
 /// Options of [`migrate`].
@@ -69,11 +103,7 @@ pub fn placeholder_values(service: &Service) -> BTreeMap<String, String> {
 
 /// Replaces placeholders and splits, for every file: all errors surface
 /// before a store is touched.
-pub fn prepare(
-    migrations: &[Migration],
-    service: &Service,
-    target: &dyn Target,
-) -> Result<Vec<Prepared>, MigrateError> {
+pub fn prepare(migrations: &[Migration], service: &Service) -> Result<Vec<Prepared>, MigrateError> {
     let values = placeholder_values(service);
     migrations
         .iter()
@@ -89,25 +119,10 @@ pub fn prepare(
                     name: u.name,
                 }
             })?;
-            let statements = target.split(&sql.text);
-            let marked = m
-                .sql
-                .lines()
-                .next()
-                .is_some_and(|l| l.trim().eq_ignore_ascii_case(NO_TRANSACTION_MARKER));
-            let no_transaction = if marked {
-                Some(format!("marked `{NO_TRANSACTION_MARKER}`"))
-            } else {
-                statements
-                    .iter()
-                    .find_map(|s| s.no_transaction)
-                    .map(|why| format!("contains {why}"))
-            };
             Ok(Prepared {
                 migration: m.clone(),
                 sql,
-                statements,
-                no_transaction,
+                analysis: std::sync::OnceLock::new(),
             })
         })
         .collect()
@@ -118,13 +133,14 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     silo_manifest::line_column(text, offset)
 }
 
-/// What to run next, given the history.
-fn next_step<'p>(
+/// Everything to run, in order, given the history: pending versioned files
+/// up to the target, then (without a target) new or changed repeatables.
+fn pending<'p>(
     prepared: &'p [Prepared],
     migrations: &[Migration],
     history: &[HistoryRow],
     options: &MigrateOptions,
-) -> Result<Option<&'p Prepared>, MigrateError> {
+) -> Result<Vec<&'p Prepared>, MigrateError> {
     let entries = state::entries(migrations, history);
     check(&entries, options)?;
     let runnable = |e: &Entry| match e.state {
@@ -132,37 +148,36 @@ fn next_step<'p>(
         State::OutOfOrder => options.out_of_order,
         _ => false,
     };
-    // Versioned first, in order, up to the target; then repeatables.
-    if let Some(e) = entries
+    let by_script: std::collections::HashMap<&str, &Prepared> = prepared
         .iter()
-        .find(|e| e.kind == "versioned" && runnable(e))
-    {
-        let p = find(prepared, &e.script);
-        let beyond = options
-            .target
-            .as_ref()
-            .is_some_and(|t| p.migration.version.as_ref().is_some_and(|v| v > t));
-        return Ok((!beyond).then_some(p));
+        .map(|p| (p.migration.script.as_str(), p))
+        .collect();
+    let mut out: Vec<&Prepared> = entries
+        .iter()
+        .filter(|e| e.kind == "versioned" && runnable(e))
+        .map(|e| by_script[e.script.as_str()])
+        .take_while(|p| {
+            options
+                .target
+                .as_ref()
+                .is_none_or(|t| p.migration.version.as_ref().is_some_and(|v| v <= t))
+        })
+        .collect();
+    // Out-of-order files come in version order too.
+    out.sort_by(|a, b| a.migration.version.cmp(&b.migration.version));
+    if options.target.is_none() {
+        out.extend(
+            entries
+                .iter()
+                .filter(|e| e.kind == "repeatable" && runnable(e))
+                .map(|e| by_script[e.script.as_str()]),
+        );
     }
-    if options.target.is_none()
-        && let Some(e) = entries
-            .iter()
-            .find(|e| e.kind == "repeatable" && runnable(e))
-    {
-        return Ok(Some(find(prepared, &e.script)));
-    }
-    Ok(None)
+    Ok(out)
 }
 
 fn files_of(prepared: &[Prepared]) -> Vec<Migration> {
     prepared.iter().map(|p| p.migration.clone()).collect()
-}
-
-fn find<'p>(prepared: &'p [Prepared], script: &str) -> &'p Prepared {
-    prepared
-        .iter()
-        .find(|p| p.migration.script == script)
-        .expect("entries come from these files")
 }
 
 fn check(entries: &[Entry], options: &MigrateOptions) -> Result<(), MigrateError> {
@@ -219,38 +234,22 @@ async fn plan(
     prepared: &[Prepared],
     options: &MigrateOptions,
 ) -> Result<Vec<Step>, MigrateError> {
-    let mut history = target.history().await?;
+    let history = target.history().await?;
     let migrations = files_of(prepared);
-    let mut steps = Vec::new();
-    while let Some(p) = next_step(prepared, &migrations, &history, options)? {
-        steps.push(step_of(p, 0, true));
-        history.push(simulated_row(p, history.len()));
-    }
-    Ok(steps)
+    Ok(pending(prepared, &migrations, &history, options)?
+        .into_iter()
+        .map(|p| step_of(p, target, 0, true))
+        .collect())
 }
 
-fn simulated_row(p: &Prepared, rank: usize) -> HistoryRow {
-    HistoryRow {
-        installed_rank: rank as i32 + 1,
-        version: p.migration.version.as_ref().map(|v| v.to_string()),
-        description: p.migration.description.clone(),
-        kind: p.migration.kind.as_str().to_string(),
-        script: p.migration.script.clone(),
-        checksum: Some(p.migration.checksum.clone()),
-        installed_by: String::new(),
-        installed_on: String::new(),
-        execution_time_ms: 0,
-        success: true,
-    }
-}
-
-fn step_of(p: &Prepared, ms: i32, with_sql: bool) -> Step {
+fn step_of(p: &Prepared, target: &dyn Target, ms: i32, with_sql: bool) -> Step {
+    let no_transaction = p.analysis(target).no_transaction.clone();
     Step {
         script: p.migration.script.clone(),
         version: p.migration.version.as_ref().map(|v| v.to_string()),
         kind: p.migration.kind.as_str(),
-        transactional: p.no_transaction.is_none(),
-        no_transaction: p.no_transaction.clone(),
+        transactional: no_transaction.is_none(),
+        no_transaction,
         execution_time_ms: ms,
         sql: with_sql.then(|| p.sql.text.clone()),
     }
@@ -264,34 +263,45 @@ async fn apply_all(
 ) -> Result<Vec<Step>, MigrateError> {
     let migrations = files_of(prepared);
     let mut steps = Vec::new();
-    let mut cached: Option<Vec<HistoryRow>> = None;
+    // Under a run lock (PostgreSQL) the plan made once stays true. Without
+    // one (SQLite) each step plans again inside its own write transaction,
+    // so concurrent runs never apply a file twice.
+    let mut queue: Option<VecDeque<&Prepared>> = None;
+    let mut first = true;
     loop {
         target.begin().await?;
-        let prepared_step = async {
-            if cached.is_none() {
+        let next = async {
+            if first {
                 target.ensure_history().await?;
             }
-            let history = match (&cached, target.run_lock()) {
-                (Some(h), true) => h.clone(),
-                _ => target.history().await?,
-            };
-            let next = next_step(prepared, &migrations, &history, options)?;
-            Ok::<_, MigrateError>((history, next))
+            match (&mut queue, target.run_lock()) {
+                (Some(q), true) => Ok(q.pop_front()),
+                _ => {
+                    let history = target.history().await?;
+                    let mut q: VecDeque<&Prepared> =
+                        pending(prepared, &migrations, &history, options)?.into();
+                    let next = q.pop_front();
+                    queue = Some(q);
+                    Ok::<_, MigrateError>(next)
+                }
+            }
         }
         .await;
-        let (mut history, next) = match prepared_step {
-            Ok(x) => x,
+        first = false;
+        let p = match next {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                target.commit().await?;
+                return Ok(steps);
+            }
             Err(e) => {
                 let _ = target.rollback().await;
                 return Err(e);
             }
         };
-        let Some(p) = next else {
-            target.commit().await?;
-            return Ok(steps);
-        };
+        let analysis = p.analysis(&*target);
         let started = Instant::now();
-        if p.no_transaction.is_none() {
+        if analysis.no_transaction.is_none() {
             if let Err(e) = target.execute(&p.sql.text).await {
                 target.rollback().await?;
                 return Err(MigrateError::failed(locate(target, p, e, true).await));
@@ -299,13 +309,13 @@ async fn apply_all(
             let ms = elapsed_ms(started);
             target.record(&new_row(p, ms, true)).await?;
             target.commit().await?;
-            steps.push(step_of(p, ms, false));
+            steps.push(step_of(p, &*target, ms, false));
         } else {
-            // Whatever the history step began must not stay open: an open
+            // Whatever the planning step began must not stay open: an open
             // transaction would stall a concurrent index build.
             target.commit().await?;
             let mut failure = None;
-            for s in &p.statements {
+            for s in &analysis.statements {
                 if let Err(e) = target.execute(s.text(&p.sql.text)).await {
                     failure = Some(failure_at(p, s, e, false));
                     break;
@@ -318,10 +328,8 @@ async fn apply_all(
             if let Some(f) = failure {
                 return Err(MigrateError::failed(f));
             }
-            steps.push(step_of(p, ms, false));
+            steps.push(step_of(p, &*target, ms, false));
         }
-        history.push(simulated_row(p, history.len()));
-        cached = Some(history);
         on_step(steps.last().expect("just pushed"));
     }
 }
@@ -348,6 +356,7 @@ fn new_row(p: &Prepared, ms: i32, success: bool) -> NewRow {
 async fn locate(target: &mut dyn Target, p: &Prepared, e: DbError, rolled_back: bool) -> Failure {
     if let Some(offset) = e.offset {
         let statement = p
+            .analysis(&*target)
             .statements
             .iter()
             .find(|s| s.start <= offset && offset <= s.end)
@@ -355,7 +364,7 @@ async fn locate(target: &mut dyn Target, p: &Prepared, e: DbError, rolled_back: 
         return failure(p, Some(offset), statement, e, rolled_back);
     }
     if target.begin().await.is_ok() {
-        for s in &p.statements {
+        for s in &p.analysis(&*target).statements {
             if let Err(inner) = target.execute(s.text(&p.sql.text)).await {
                 let _ = target.rollback().await;
                 let mut f = failure_at(p, s, inner, rolled_back);
@@ -465,7 +474,7 @@ async fn undo_locked(
         let ms = elapsed_ms(started);
         target.record(&new_row(u, ms, true)).await?;
         target.commit().await?;
-        steps.push(step_of(u, ms, false));
+        steps.push(step_of(u, &*target, ms, false));
         on_step(steps.last().expect("just pushed"));
     }
     Ok(steps)

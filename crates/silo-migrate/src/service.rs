@@ -28,7 +28,7 @@ pub async fn migrate(
 ) -> Result<Vec<Step>, MigrateError> {
     let files = migrations(manifest, service)?;
     let mut target = connect::open(stores, service, policy).await?;
-    let prepared = run::prepare(&files, service, target.as_ref())?;
+    let prepared = run::prepare(&files, service)?;
     run::migrate(target.as_mut(), &prepared, options, on_step).await
 }
 
@@ -56,7 +56,7 @@ pub async fn undo(
 ) -> Result<Vec<Step>, MigrateError> {
     let files = migrations(manifest, service)?;
     let mut target = connect::open(stores, service, policy).await?;
-    let prepared = run::prepare(&files, service, target.as_ref())?;
+    let prepared = run::prepare(&files, service)?;
     run::undo(target.as_mut(), &prepared, to, on_step).await
 }
 

@@ -54,7 +54,7 @@ pub async fn verify(
     let result = async {
         let mut target = connect::open_with(&scratch, service, policy).await?;
         let files = migrations(manifest, service)?;
-        let prepared = run::prepare(&files, service, target.as_ref())?;
+        let prepared = run::prepare(&files, service)?;
         prove(target.as_mut(), &prepared, &mut on_version).await
     }
     .await;
@@ -169,7 +169,7 @@ pub async fn drift(
     let scratch = engine.scratch(service).await?;
     let result: Result<Schema, MigrateError> = async {
         let mut target = connect::open_with(&scratch, service, policy).await?;
-        let prepared = run::prepare(&files, service, target.as_ref())?;
+        let prepared = run::prepare(&files, service)?;
         if options.target.is_some() || !history.is_empty() {
             run::migrate(target.as_mut(), &prepared, &options, |_| {}).await?;
         }

@@ -78,7 +78,7 @@ impl Project {
     async fn migrate(&self, options: MigrateOptions) -> Result<Vec<String>, MigrateError> {
         let migrations = discover(&self.dir(), self.service().engine)?;
         let mut target = self.target().await;
-        let prepared = prepare(&migrations, self.service(), target.as_ref())?;
+        let prepared = prepare(&migrations, self.service())?;
         let steps = migrate(target.as_mut(), &prepared, &options, |_| {}).await?;
         Ok(steps.into_iter().map(|s| s.script).collect())
     }
@@ -370,7 +370,7 @@ async fn undo_to_zero_and_forward(engine: &'static str) {
     p.migrate(MigrateOptions::default()).await.unwrap();
     let migrations = discover(&p.dir(), p.service().engine).unwrap();
     let mut target = p.target().await;
-    let prepared = prepare(&migrations, p.service(), target.as_ref()).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
     let steps = undo(
         target.as_mut(),
         &prepared,
@@ -389,7 +389,7 @@ async fn undo_to_zero_and_forward(engine: &'static str) {
     // A missing undo file refuses before anything runs.
     std::fs::remove_file(p.dir().join("U2__t2.sql")).unwrap();
     let migrations = discover(&p.dir(), p.service().engine).unwrap();
-    let prepared = prepare(&migrations, p.service(), target.as_ref()).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
     let err = undo(
         target.as_mut(),
         &prepared,
@@ -471,8 +471,11 @@ async fn no_transaction_file_postgres() {
     );
     let migrations = discover(&p.dir(), p.service().engine).unwrap();
     let target = p.target().await;
-    let prepared = prepare(&migrations, p.service(), target.as_ref()).unwrap();
-    let flags: Vec<Option<String>> = prepared.iter().map(|p| p.no_transaction.clone()).collect();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let flags: Vec<Option<String>> = prepared
+        .iter()
+        .map(|p| p.analysis(target.as_ref()).no_transaction.clone())
+        .collect();
     assert_eq!(
         flags,
         [
