@@ -44,7 +44,7 @@ cleanup() {
 now() { date +%s.%N; }
 
 run_silo() {
-  (cd "$work" && "$SILO" -j "$JOBS" up >/dev/null)
+  (cd "$work" && "$SILO" -j "$JOBS" up >/dev/null 2>&1)
 }
 
 run_shell() {
