@@ -4,8 +4,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::Value;
+
+mod common;
+use common::{json, silo};
 use silo_manifest::{Manifest, Overrides};
 use silo_testkit::{Prefix, TempServer, admin_url};
 use sqlx::{Connection, PgConnection};
@@ -37,27 +39,6 @@ fn battlescope(prefix: &Prefix) -> (tempfile::TempDir, Manifest) {
     let m = Manifest::load(&path, &Overrides::default()).unwrap();
     assert_eq!(m.services.len(), 5);
     (dir, m)
-}
-
-fn silo(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("silo").unwrap();
-    c.current_dir(dir)
-        .env_remove("SILO_ENGINE")
-        .env_remove("SILO_DATA_DIR")
-        .env_remove("SILO_MANIFEST")
-        .env("SILO_PG_ADMIN_URL", admin_url());
-    c
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn outcomes(doc: &Value) -> Vec<String> {

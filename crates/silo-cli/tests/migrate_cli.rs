@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use assert_cmd::Command;
 use serde_json::Value;
+
+mod common;
+use common::{json, silo};
 use silo_testkit::{Prefix, admin_url};
 
 /// A project with one service `orders` on `engine`, provisioned.
@@ -25,27 +27,6 @@ fn project(engine: &str, prefix: &Prefix) -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir_all(&migrations).unwrap();
     silo(dir.path()).arg("up").assert().success();
     (dir, migrations)
-}
-
-fn silo(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("silo").unwrap();
-    c.current_dir(dir)
-        .env_remove("SILO_ENGINE")
-        .env_remove("SILO_DATA_DIR")
-        .env_remove("SILO_MANIFEST")
-        .env("SILO_PG_ADMIN_URL", admin_url());
-    c
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// Eight `silo migrate` processes at once on one store: every process

@@ -38,3 +38,32 @@ pub struct NewRow {
     pub execution_time_ms: i32,
     pub success: bool,
 }
+
+/// The columns every engine reads, in [`HistoryRow`] order.
+pub(crate) const COLUMNS: &str =
+    "installed_rank, version, description, type, script, checksum, installed_by";
+
+/// Maps a row selected as [`COLUMNS`] + installed_on (text),
+/// execution_time_ms, success.
+pub(crate) fn from_row<R>(r: &R) -> HistoryRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    HistoryRow {
+        installed_rank: r.get(0),
+        version: r.get(1),
+        description: r.get(2),
+        kind: r.get(3),
+        script: r.get(4),
+        checksum: r.get(5),
+        installed_by: r.get(6),
+        installed_on: r.get(7),
+        execution_time_ms: r.get(8),
+        success: r.get(9),
+    }
+}

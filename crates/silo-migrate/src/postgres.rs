@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use silo_manifest::Engine;
 use sqlx::postgres::PgDatabaseError;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::error::{MigrateError, sql};
-use crate::history::{FORMAT, HistoryRow, NewRow, TABLE};
+use crate::history::{self, COLUMNS, FORMAT, HistoryRow, NewRow, TABLE};
 use crate::split::{Statement, split_postgres};
 use crate::target::{DbError, LockPolicy, Target, char_position_to_offset};
 
@@ -174,7 +174,7 @@ impl Target for PgTarget {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT installed_rank, version, description, type, script, checksum, installed_by,
+            "SELECT {COLUMNS},
                     to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
                     execution_time_ms, success
              FROM public.{TABLE} ORDER BY installed_rank"
@@ -182,21 +182,7 @@ impl Target for PgTarget {
         .fetch_all(&mut self.conn)
         .await
         .map_err(sql("reading the history"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| HistoryRow {
-                installed_rank: r.get(0),
-                version: r.get(1),
-                description: r.get(2),
-                kind: r.get(3),
-                script: r.get(4),
-                checksum: r.get(5),
-                installed_by: r.get(6),
-                installed_on: r.get(7),
-                execution_time_ms: r.get(8),
-                success: r.get(9),
-            })
-            .collect())
+        Ok(rows.iter().map(history::from_row).collect())
     }
 
     async fn record(&mut self, row: &NewRow) -> Result<(), MigrateError> {

@@ -7,14 +7,27 @@ use silo_store::Stores;
 use crate::connect;
 use crate::error::MigrateError;
 use crate::file::{Migration, discover};
-use crate::run::{self, MigrateOptions, Step};
+use crate::run::{self, MigrateOptions, Prepared, Step};
 use crate::state::{self, Entry};
 use crate::target::LockPolicy;
+use crate::target::Target;
 use crate::version::Version;
 
 /// The service's migrations for its engine.
 pub fn migrations(manifest: &Manifest, service: &Service) -> Result<Vec<Migration>, MigrateError> {
     discover(&manifest.migrations_dir(service), service.engine)
+}
+
+/// Connects as the service and prepares its files.
+async fn open_prepared(
+    manifest: &Manifest,
+    stores: &Stores,
+    service: &Service,
+    policy: LockPolicy,
+) -> Result<(Box<dyn Target>, Vec<Prepared>), MigrateError> {
+    let files = migrations(manifest, service)?;
+    let prepared = run::prepare(&files, service)?;
+    Ok((connect::open(stores, service, policy).await?, prepared))
 }
 
 /// `silo migrate` for one service.
@@ -26,9 +39,7 @@ pub async fn migrate(
     policy: LockPolicy,
     on_step: impl FnMut(&Step) + Send,
 ) -> Result<Vec<Step>, MigrateError> {
-    let files = migrations(manifest, service)?;
-    let mut target = connect::open(stores, service, policy).await?;
-    let prepared = run::prepare(&files, service)?;
+    let (mut target, prepared) = open_prepared(manifest, stores, service, policy).await?;
     run::migrate(target.as_mut(), &prepared, options, on_step).await
 }
 
@@ -54,9 +65,7 @@ pub async fn undo(
     policy: LockPolicy,
     on_step: impl FnMut(&Step) + Send,
 ) -> Result<Vec<Step>, MigrateError> {
-    let files = migrations(manifest, service)?;
-    let mut target = connect::open(stores, service, policy).await?;
-    let prepared = run::prepare(&files, service)?;
+    let (mut target, prepared) = open_prepared(manifest, stores, service, policy).await?;
     run::undo(target.as_mut(), &prepared, to, on_step).await
 }
 

@@ -203,6 +203,16 @@ impl SecretsDir {
         }
     }
 
+    /// Reads a service's credentials; a missing file is an error that says
+    /// to run `silo up`.
+    pub fn require(&self, service: &Service) -> Result<Credentials, StoreError> {
+        self.read(service)?
+            .ok_or_else(|| StoreError::NoCredentials {
+                service: service.name.clone(),
+                path: self.path(&service.name),
+            })
+    }
+
     /// Writes a service's credentials (0600, atomically; folder 0700).
     /// Returns false when the file already said exactly this.
     pub fn write(&self, creds: &Credentials) -> Result<bool, StoreError> {

@@ -651,11 +651,6 @@ impl StoreEngine for PgEngine {
     }
 
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
-        self.secrets
-            .read(service)?
-            .ok_or_else(|| StoreError::NoCredentials {
-                service: service.name.clone(),
-                path: self.secrets.path(&service.name),
-            })
+        self.secrets.require(service)
     }
 }

@@ -321,12 +321,7 @@ impl StoreEngine for SqliteEngine {
     }
 
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
-        self.secrets
-            .read(service)?
-            .ok_or_else(|| StoreError::NoCredentials {
-                service: service.name.clone(),
-                path: self.secrets.path(&service.name),
-            })
+        self.secrets.require(service)
     }
 }
 

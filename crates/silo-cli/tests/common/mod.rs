@@ -1,0 +1,31 @@
+//! Helpers shared by the CLI test files.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use silo_testkit::admin_url;
+
+/// The `silo` binary run in `dir`, with the shared test server as admin
+/// and none of the caller's SILO_* settings.
+pub fn silo(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("silo").unwrap();
+    c.current_dir(dir)
+        .env_remove("SILO_ENGINE")
+        .env_remove("SILO_DATA_DIR")
+        .env_remove("SILO_MANIFEST")
+        .env("SILO_PG_ADMIN_URL", admin_url());
+    c
+}
+
+/// Runs `cmd` and parses its stdout as JSON.
+pub fn json(cmd: &mut Command) -> Value {
+    let out = cmd.output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
