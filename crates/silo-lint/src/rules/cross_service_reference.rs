@@ -1,0 +1,65 @@
+//! `cross-service-reference`: a statement names a table that another
+//! service owns, or qualifies a name with another service's database or
+//! schema (seed 000 rules 2 and 4, seed 002 "No Cross-Database Foreign
+//! Keys"). Only silo knows this: it reads every service's migrations.
+
+use pg_query::NodeRef;
+
+use super::{Context, Hit, Rule, foreign_key_targets};
+use crate::finding::{Group, Severity};
+use crate::source::SourceFile;
+
+pub struct CrossServiceReference;
+
+impl Rule for CrossServiceReference {
+    fn id(&self) -> &'static str {
+        "cross-service-reference"
+    }
+    fn group(&self) -> Group {
+        Group::Boundary
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        for statement in &file.statements {
+            let walked = statement
+                .node
+                .nodes()
+                .into_iter()
+                .filter_map(|(n, _, _, _)| match n {
+                    NodeRef::RangeVar(rv) => Some(rv),
+                    _ => None,
+                });
+            for rv in walked.chain(foreign_key_targets(&statement.node)) {
+                let qualifier = [&rv.catalogname, &rv.schemaname].into_iter().find_map(|q| {
+                    ctx.databases
+                        .get(q.as_str())
+                        .filter(|s| **s != file.service)
+                });
+                let owner = ctx.tables.get(&rv.relname).and_then(|owners| {
+                    (!owners.contains(&file.service)).then(|| owners[0].clone())
+                });
+                let other = qualifier.cloned().or(owner);
+                let Some(other) = other else { continue };
+                let at = usize::try_from(rv.location).unwrap_or(statement.start);
+                let name = [&rv.catalogname, &rv.schemaname, &rv.relname]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                out.push(Hit {
+                    span: at..at + name.len(),
+                    message: format!(
+                        "`{name}` belongs to service `{other}`; service `{}` must not reference it",
+                        file.service
+                    ),
+                    help: format!(
+                        "keep only the id (indexed, no foreign key) and a denormalized copy fed by `{other}`'s events, or ask `{other}` through its API"
+                    ),
+                });
+            }
+        }
+    }
+}

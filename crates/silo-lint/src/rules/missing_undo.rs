@@ -1,0 +1,60 @@
+//! `missing-undo`: every `V` file has its `U` file (seed 002: "Migration is
+//! reversible"), unless its header says `-- silo:irreversible <reason>`.
+
+use super::{Context, Hit, Rule};
+use crate::finding::{Group, Severity};
+use crate::source::SourceFile;
+use silo_migrate::Kind;
+
+pub struct MissingUndo;
+
+impl Rule for MissingUndo {
+    fn id(&self) -> &'static str {
+        "missing-undo"
+    }
+    fn group(&self) -> Group {
+        Group::Review
+    }
+    fn severity(&self) -> Severity {
+        Severity::Warning
+    }
+    fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        let Ok(name) = &file.name else { return };
+        if name.kind != Kind::Versioned {
+            return;
+        }
+        let excused = file
+            .text
+            .lines()
+            .take_while(|l| l.trim_start().starts_with("--") || l.trim().is_empty())
+            .any(|l| {
+                l.trim()
+                    .strip_prefix("-- silo:irreversible")
+                    .is_some_and(|reason| !reason.trim().is_empty())
+            });
+        if excused {
+            return;
+        }
+        let has_undo = ctx.files.iter().any(|f| {
+            f.service == file.service
+                && f.path.parent() == file.path.parent()
+                && f.name
+                    .as_ref()
+                    .is_ok_and(|n| n.kind == Kind::Undo && n.version == name.version)
+        });
+        if !has_undo {
+            let version = name
+                .version
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            out.push(Hit {
+                span: 0..0,
+                message: format!("version {version} has no undo file"),
+                help: format!(
+                    "add U{version}__<description>.sql that reverts it, or state why it cannot be undone with `-- silo:irreversible <reason>` in its header"
+                ),
+            });
+        }
+    }
+}

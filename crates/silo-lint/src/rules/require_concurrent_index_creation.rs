@@ -1,0 +1,47 @@
+//! `require-concurrent-index-creation` (as squawk names it): `CREATE INDEX`
+//! without `CONCURRENTLY` blocks writes to the table for the whole build.
+//! An index on a table created in the same file is fine: nobody else can
+//! be writing to it yet.
+
+use pg_query::NodeEnum;
+
+use super::{Context, Hit, Rule, created_tables};
+use crate::finding::{Group, Severity};
+use crate::source::SourceFile;
+
+pub struct RequireConcurrentIndexCreation;
+
+impl Rule for RequireConcurrentIndexCreation {
+    fn id(&self) -> &'static str {
+        "require-concurrent-index-creation"
+    }
+    fn group(&self) -> Group {
+        Group::Safety
+    }
+    fn severity(&self) -> Severity {
+        Severity::Warning
+    }
+    fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        let new_tables = created_tables(file);
+        for s in &file.statements {
+            let NodeEnum::IndexStmt(index) = &s.node else {
+                continue;
+            };
+            let table = index
+                .relation
+                .as_ref()
+                .map(|r| r.relname.as_str())
+                .unwrap_or("");
+            if index.concurrent || new_tables.iter().any(|t| t == table) {
+                continue;
+            }
+            out.push(Hit {
+                span: s.start..s.end,
+                message: format!(
+                    "CREATE INDEX on existing table `{table}` without CONCURRENTLY locks out writes while it builds"
+                ),
+                help: "use CREATE INDEX CONCURRENTLY (silo runs such a file outside a transaction)".into(),
+            });
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Each rule on a file that fires and on a near miss that must not.
+
+use silo_lint::{Options, Report, lint, load};
+use silo_manifest::{Manifest, Overrides};
+
+/// A postgres project of `orders` and `billing` with the given files.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("silo.toml"),
+            "[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n\
+             [services.orders]\ndatabase = \"orders_db\"\n[services.billing]\n",
+        )
+        .unwrap();
+        for s in ["orders", "billing"] {
+            std::fs::create_dir_all(dir.path().join(format!("services/{s}/migrations"))).unwrap();
+        }
+        Project { dir }
+    }
+
+    fn write(&self, service: &str, name: &str, sql: &str) -> &Self {
+        std::fs::write(
+            self.dir
+                .path()
+                .join(format!("services/{service}/migrations/{name}")),
+            sql,
+        )
+        .unwrap();
+        self
+    }
+
+    fn lint(&self, rule: &str) -> Report {
+        let m = Manifest::load(&self.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+        let files = load(&m).unwrap();
+        lint(
+            &m,
+            &files,
+            &Options {
+                rules: vec![rule.to_string()],
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `(file, line, column)` of each finding of `rule`.
+    fn hits(&self, rule: &str) -> Vec<(String, usize, usize)> {
+        self.lint(rule)
+            .findings
+            .into_iter()
+            .map(|f| (f.file.display().to_string(), f.line, f.column))
+            .collect()
+    }
+}
+
+#[test]
+fn cross_service_foreign_key_fires() {
+    let p = Project::new();
+    p.write("billing", "V1__invoices.sql", "CREATE TABLE invoices (id bigint PRIMARY KEY);")
+        .write("billing", "U1__invoices.sql", "DROP TABLE invoices;")
+        .write(
+            "orders",
+            "V1__orders.sql",
+            "CREATE TABLE orders (\n  id bigint PRIMARY KEY,\n  invoice_id bigint REFERENCES invoices(id)\n);",
+        );
+    let report = p.lint("cross-service-reference");
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let f = &report.findings[0];
+    assert_eq!(f.service, "orders");
+    assert_eq!((f.line, f.column), (3, 32));
+    assert!(
+        f.message
+            .contains("`invoices` belongs to service `billing`"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn same_service_foreign_key_is_fine() {
+    let p = Project::new();
+    p.write(
+        "orders",
+        "V1__orders.sql",
+        "CREATE TABLE orders (id bigint PRIMARY KEY);\n\
+         CREATE TABLE order_lines (order_id bigint REFERENCES orders(id));",
+    );
+    assert!(p.hits("cross-service-reference").is_empty());
+}
+
+#[test]
+fn name_qualified_with_another_database_fires() {
+    let p = Project::new();
+    p.write(
+        "billing",
+        "V1__v.sql",
+        "CREATE VIEW late AS SELECT * FROM orders_db.public.orders;",
+    );
+    let hits = p.hits("cross-service-reference");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0].0.ends_with("billing/migrations/V1__v.sql"));
+}
+
+#[test]
+fn foreign_data_access_fires_and_plain_extensions_do_not() {
+    let p = Project::new();
+    p.write(
+        "orders",
+        "V1__fdw.sql",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm;\nCREATE EXTENSION postgres_fdw;\n\
+         CREATE SERVER billing_srv FOREIGN DATA WRAPPER postgres_fdw;\n\
+         SELECT * FROM dblink('dbname=billing', 'select 1') AS t(x int);",
+    );
+    let lines: Vec<usize> = p.hits("foreign-data-access").iter().map(|h| h.1).collect();
+    assert_eq!(lines, [2, 3, 4]);
+}
+
+#[test]
+fn missing_undo_fires_unless_irreversible_or_present() {
+    let p = Project::new();
+    p.write("orders", "V1__a.sql", "SELECT 1;")
+        .write("orders", "U1__a.sql", "SELECT 1;")
+        .write("orders", "V2__b.sql", "SELECT 1;")
+        .write(
+            "orders",
+            "V3__c.sql",
+            "-- silo:irreversible drops data that cannot come back\nSELECT 1;",
+        )
+        .write("orders", "V4__d.sql", "-- silo:irreversible\nSELECT 1;");
+    let hits: Vec<String> = p
+        .hits("missing-undo")
+        .into_iter()
+        .map(|h| h.0.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(hits, ["V2__b.sql", "V4__d.sql"], "a reason is required");
+}
+
+#[test]
+fn migration_file_name_fires_on_bad_names() {
+    let p = Project::new();
+    p.write("orders", "V1__good_name.sql", "SELECT 1;")
+        .write("orders", "V2__Bad-Name.sql", "SELECT 1;")
+        .write("orders", "003_diesel_style.sql", "SELECT 1;");
+    let hits: Vec<String> = p
+        .hits("migration-file-name")
+        .into_iter()
+        .map(|h| h.0.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(hits, ["003_diesel_style.sql", "V2__Bad-Name.sql"]);
+}
+
+#[test]
+fn index_on_existing_table_needs_concurrently() {
+    let p = Project::new();
+    p.write(
+        "orders",
+        "V1__t.sql",
+        "CREATE TABLE t (id bigint, x bigint);\nCREATE INDEX idx_t_x ON t (x);",
+    )
+    .write(
+        "orders",
+        "V2__i.sql",
+        "CREATE INDEX CONCURRENTLY idx_t_id ON t (id);\n\n-- silo:ignore require-concurrent-index-creation small table\nCREATE INDEX idx_t_a ON t (id);\nCREATE INDEX idx_t_b ON t (x, id);",
+    );
+    let hits = p.hits("require-concurrent-index-creation");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0].0.ends_with("V2__i.sql"));
+    assert_eq!((hits[0].1, hits[0].2), (5, 1));
+}
+
+#[test]
+fn parse_error_is_one_finding_and_linting_goes_on() {
+    let p = Project::new();
+    p.write("orders", "V1__ok.sql", "CREATE TABLE t (id bigint);")
+        .write(
+            "orders",
+            "V2__broken.sql",
+            "SELECT 1;\n\nCREAT TABLE nope (id int);",
+        )
+        .write(
+            "orders",
+            "V3__index.sql",
+            "CREATE INDEX idx_t_id ON t (id);",
+        );
+    let m = Manifest::load(&p.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    let files = load(&m).unwrap();
+    let report = lint(&m, &files, &Options::default());
+    let parse: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "parse-error")
+        .collect();
+    assert_eq!(parse.len(), 1);
+    assert_eq!(parse[0].line, 3);
+    assert!(
+        parse[0].message.contains("syntax error"),
+        "{}",
+        parse[0].message
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.rule == "require-concurrent-index-creation")
+    );
+}
