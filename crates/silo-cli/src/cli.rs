@@ -133,6 +133,16 @@ pub enum Command {
     /// Create the next V file and its U file
     New(NewArgs),
 
+    /// Review migrations like a strict database lead, offline
+    ///
+    /// Rules come in four groups: boundary (references to other services'
+    /// tables, databases or foreign data), review (seed 002's checklist),
+    /// integrity (file names, undo files) and safety (locks during
+    /// deploys). Inline `-- silo:ignore <rule> <reason>` on the line before
+    /// a statement silences one rule there. Exit 1 when an error-severity
+    /// finding remains.
+    Lint(LintArgs),
+
     /// Prove every undo: on a scratch store, apply each version, undo it,
     /// and compare the schema with the one before it
     ///
@@ -343,6 +353,29 @@ pub struct NewArgs {
     pub description: String,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Only these services
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Only these rules
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// Never these rules
+    #[arg(long = "no-rule", value_name = "ID")]
+    pub no_rules: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: LintFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LintFormat {
+    Human,
+    Json,
+    Github,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Baseline(args) => commands::migrations::baseline(&ctx, args).await,
         Command::New(args) => commands::migrations::new(&ctx, args),
         Command::Migrations(command) => commands::migrations::import(&ctx, command),
+        Command::Lint(args) => commands::lint::run(&ctx, args),
         Command::Verify(args) => commands::migrations::verify(&ctx, args).await,
         Command::Diff(args) => commands::migrations::diff(&ctx, args).await,
         Command::Schema(command) => commands::migrations::schema(&ctx, command).await,

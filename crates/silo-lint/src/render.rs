@@ -60,3 +60,33 @@ fn underline_width(f: &Finding, line: &str) -> usize {
 pub fn json(report: &Report) -> serde_json::Value {
     serde_json::to_value(report).expect("findings serialize")
 }
+
+/// GitHub Actions workflow annotations, one line per finding.
+pub fn github(report: &Report) -> String {
+    let mut out = String::new();
+    for f in &report.findings {
+        let level = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "notice",
+        };
+        let _ = writeln!(
+            out,
+            "::{level} file={},line={},col={},title=silo {}::{} (help: {})",
+            f.file.display(),
+            f.line,
+            f.column,
+            f.rule,
+            escape(&f.message),
+            escape(&f.help)
+        );
+    }
+    out
+}
+
+/// Workflow commands end at a newline; percent-encode what would break them.
+fn escape(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}

@@ -4,6 +4,7 @@ pub mod connect;
 pub mod credentials;
 pub mod down;
 pub mod init;
+pub mod lint;
 pub mod migrations;
 pub mod status;
 pub mod up;
