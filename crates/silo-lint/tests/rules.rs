@@ -272,3 +272,78 @@ fn corpora_lint_without_crashing() {
         );
     }
 }
+
+/// `(rule, sql that fires, sql that must not)` for the statement rules.
+const CASES: &[(&str, &str, &str)] = &[
+    ("ban-drop-table", "DROP TABLE t;", "DROP INDEX idx_t_x;"),
+    (
+        "ban-drop-column",
+        "ALTER TABLE t DROP COLUMN x;",
+        "ALTER TABLE t ADD COLUMN y text;",
+    ),
+    (
+        "ban-drop-database",
+        "DROP DATABASE other;",
+        "DROP TABLE IF EXISTS nothing_here;",
+    ),
+    (
+        "changing-column-type",
+        "ALTER TABLE t ALTER COLUMN x TYPE bigint;",
+        "ALTER TABLE t ALTER COLUMN x SET DEFAULT 0;",
+    ),
+    (
+        "adding-required-field",
+        "ALTER TABLE t ADD COLUMN y text NOT NULL;",
+        "ALTER TABLE t ADD COLUMN y text NOT NULL DEFAULT '';",
+    ),
+    (
+        "renaming-column",
+        "ALTER TABLE t RENAME COLUMN x TO z;",
+        "ALTER TABLE t RENAME CONSTRAINT c TO d;",
+    ),
+    (
+        "renaming-table",
+        "ALTER TABLE t RENAME TO u;",
+        "ALTER TABLE t RENAME COLUMN x TO z;",
+    ),
+    (
+        "prefer-text-field",
+        "CREATE TABLE a (name varchar(255));",
+        "CREATE TABLE a (name text);",
+    ),
+    (
+        "prefer-timestamptz",
+        "ALTER TABLE t ADD COLUMN at timestamp;",
+        "ALTER TABLE t ADD COLUMN at timestamptz;",
+    ),
+    (
+        "ban-char-field",
+        "CREATE TABLE a (code char(2));",
+        "CREATE TABLE a (code text);",
+    ),
+    (
+        "prefer-bigint-over-int",
+        "CREATE TABLE a (id serial PRIMARY KEY, n integer);",
+        "CREATE TABLE a (id bigint GENERATED ALWAYS AS IDENTITY, n bigint);",
+    ),
+];
+
+#[test]
+fn statement_rules_fire_and_spare_near_misses() {
+    for (rule, fires, spared) in CASES {
+        let p = Project::new();
+        p.write("orders", "V1__base.sql", "CREATE TABLE t (x int);")
+            .write("orders", "V2__fires.sql", fires)
+            .write("orders", "V3__spared.sql", spared);
+        let hits: Vec<String> = p
+            .hits(rule)
+            .into_iter()
+            .map(|h| h.0.rsplit('/').next().unwrap().to_string())
+            .filter(|f| f != "V1__base.sql")
+            .collect();
+        assert!(
+            !hits.is_empty() && hits.iter().all(|f| f == "V2__fires.sql"),
+            "{rule}: {hits:?}"
+        );
+    }
+}

@@ -1,11 +1,24 @@
 //! The rules, one file each. A rule looks at one file at a time, with the
 //! whole project (every service's tables) in its [`Context`].
 
+mod adding_required_field;
+mod ban_char_field;
+mod ban_drop_column;
+mod ban_drop_database;
+mod ban_drop_table;
+mod changing_column_type;
 mod cross_service_reference;
+pub(crate) mod ddl;
 mod foreign_data_access;
 mod migration_file_name;
 mod missing_undo;
+mod prefer_bigint_over_int;
+mod prefer_text_field;
+mod prefer_timestamptz;
+mod renaming_column;
+mod renaming_table;
 mod require_concurrent_index_creation;
+pub(crate) mod type_rules;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -50,6 +63,17 @@ pub fn all() -> Vec<&'static dyn Rule> {
         &migration_file_name::MigrationFileName,
         &missing_undo::MissingUndo,
         &require_concurrent_index_creation::RequireConcurrentIndexCreation,
+        &ban_char_field::BanCharField,
+        &prefer_bigint_over_int::PreferBigintOverInt,
+        &prefer_text_field::PreferTextField,
+        &prefer_timestamptz::PreferTimestamptz,
+        &adding_required_field::AddingRequiredField,
+        &ban_drop_column::BanDropColumn,
+        &ban_drop_database::BanDropDatabase,
+        &ban_drop_table::BanDropTable,
+        &changing_column_type::ChangingColumnType,
+        &renaming_column::RenamingColumn,
+        &renaming_table::RenamingTable,
     ];
     rules.sort_by_key(|r| r.id());
     rules

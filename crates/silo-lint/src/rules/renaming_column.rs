@@ -1,0 +1,39 @@
+//! `renaming-column` (squawk's name): renaming a column breaks every deployed reader and writer that uses the old name.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::ObjectType;
+
+use super::{Context, Hit, Rule};
+use crate::finding::{Group, Severity};
+use crate::source::SourceFile;
+
+pub struct RenamingColumn;
+
+impl Rule for RenamingColumn {
+    fn id(&self) -> &'static str {
+        "renaming-column"
+    }
+    fn group(&self) -> Group {
+        Group::Safety
+    }
+    fn severity(&self) -> Severity {
+        Severity::Warning
+    }
+    fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        for s in &file.statements {
+            if let NodeEnum::RenameStmt(r) = &s.node {
+                if r.rename_type == ObjectType::ObjectColumn as i32 {
+                    out.push(Hit {
+                        span: s.start..s.end,
+                        message: format!(
+                            "renaming column `{}` to `{}` breaks code that uses the old name",
+                            r.subname, r.newname
+                        ),
+                        help: "add the new column, write both, move readers, then drop the old one"
+                            .into(),
+                    });
+                }
+            }
+        }
+    }
+}
