@@ -21,14 +21,14 @@ impl Rule for BanDropTable {
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for s in &file.statements {
-            if let NodeEnum::DropStmt(d) = &s.node {
-                if d.remove_type == ObjectType::ObjectTable as i32 {
-                    out.push(Hit {
+            if let NodeEnum::DropStmt(d) = &s.node
+                && d.remove_type == ObjectType::ObjectTable as i32
+            {
+                out.push(Hit {
                         span: s.start..s.end,
                         message: "DROP TABLE loses the data and breaks code that still reads the table".into(),
                         help: "stop using the table in a release first; drop it in a later migration marked `-- silo:breaking <reason>`".into(),
                     });
-                }
             }
         }
     }

@@ -74,37 +74,36 @@ pub fn column_types(file: &SourceFile) -> Vec<ColumnType<'_>> {
         if let NodeEnum::CreateStmt(c) = &s.node {
             let table = c.relation.as_ref().map_or("", |r| r.relname.as_str());
             for e in &c.table_elts {
-                if let Some(NodeEnum::ColumnDef(col)) = &e.node {
-                    if let Some((type_name, at)) = type_of(col) {
-                        out.push(ColumnType {
-                            table,
-                            column: &col.colname,
-                            type_name,
-                            at,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    for a in alter_cmds(file) {
-        if a.is(AlterTableType::AtAddColumn) || a.is(AlterTableType::AtAlterColumnType) {
-            if let Some(col) = a.column() {
-                if let Some((type_name, at)) = type_of(col) {
-                    let cmd: &AlterTableCmd = a.cmd;
-                    let column = if col.colname.is_empty() {
-                        cmd.name.as_str()
-                    } else {
-                        col.colname.as_str()
-                    };
+                if let Some(NodeEnum::ColumnDef(col)) = &e.node
+                    && let Some((type_name, at)) = type_of(col)
+                {
                     out.push(ColumnType {
-                        table: a.table,
-                        column,
+                        table,
+                        column: &col.colname,
                         type_name,
                         at,
                     });
                 }
             }
+        }
+    }
+    for a in alter_cmds(file) {
+        if (a.is(AlterTableType::AtAddColumn) || a.is(AlterTableType::AtAlterColumnType))
+            && let Some(col) = a.column()
+            && let Some((type_name, at)) = type_of(col)
+        {
+            let cmd: &AlterTableCmd = a.cmd;
+            let column = if col.colname.is_empty() {
+                cmd.name.as_str()
+            } else {
+                col.colname.as_str()
+            };
+            out.push(ColumnType {
+                table: a.table,
+                column,
+                type_name,
+                at,
+            });
         }
     }
     out

@@ -21,18 +21,18 @@ impl Rule for RenamingColumn {
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for s in &file.statements {
-            if let NodeEnum::RenameStmt(r) = &s.node {
-                if r.rename_type == ObjectType::ObjectColumn as i32 {
-                    out.push(Hit {
-                        span: s.start..s.end,
-                        message: format!(
-                            "renaming column `{}` to `{}` breaks code that uses the old name",
-                            r.subname, r.newname
-                        ),
-                        help: "add the new column, write both, move readers, then drop the old one"
-                            .into(),
-                    });
-                }
+            if let NodeEnum::RenameStmt(r) = &s.node
+                && r.rename_type == ObjectType::ObjectColumn as i32
+            {
+                out.push(Hit {
+                    span: s.start..s.end,
+                    message: format!(
+                        "renaming column `{}` to `{}` breaks code that uses the old name",
+                        r.subname, r.newname
+                    ),
+                    help: "add the new column, write both, move readers, then drop the old one"
+                        .into(),
+                });
             }
         }
     }

@@ -21,15 +21,20 @@ impl Rule for RenamingTable {
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for s in &file.statements {
-            if let NodeEnum::RenameStmt(r) = &s.node {
-                if r.rename_type == ObjectType::ObjectTable as i32 {
-                    let old = r.relation.as_ref().map_or("", |t| t.relname.as_str());
-                    out.push(Hit {
-                        span: s.start..s.end,
-                        message: format!("renaming table `{old}` to `{}` breaks code that uses the old name", r.newname),
-                        help: "create the new table (or a view under the old name) and move readers first".into(),
-                    });
-                }
+            if let NodeEnum::RenameStmt(r) = &s.node
+                && r.rename_type == ObjectType::ObjectTable as i32
+            {
+                let old = r.relation.as_ref().map_or("", |t| t.relname.as_str());
+                out.push(Hit {
+                    span: s.start..s.end,
+                    message: format!(
+                        "renaming table `{old}` to `{}` breaks code that uses the old name",
+                        r.newname
+                    ),
+                    help:
+                        "create the new table (or a view under the old name) and move readers first"
+                            .into(),
+                });
             }
         }
     }
