@@ -232,8 +232,8 @@ impl Target for PgTarget {
         .map_err(sql("updating a checksum"))
     }
 
-    async fn snapshot(&mut self) -> Result<silo_store::snapshot::Schema, MigrateError> {
-        silo_store::snapshot::snapshot_postgres(&mut self.conn)
+    async fn snapshot(&mut self) -> Result<silo_store::schema::Schema, MigrateError> {
+        silo_store::schema::snapshot_postgres(&mut self.conn)
             .await
             .map_err(sql("reading the schema"))
     }

@@ -68,7 +68,7 @@ pub trait Target: Send {
     async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
 
     /// The store's schema, read from its catalog.
-    async fn snapshot(&mut self) -> Result<silo_store::snapshot::Schema, MigrateError>;
+    async fn snapshot(&mut self) -> Result<silo_store::schema::Schema, MigrateError>;
 }
 
 /// Converts a 1-based character position into a byte offset in `text`.

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use silo_manifest::{Manifest, Service};
 use silo_store::Stores;
-use silo_store::snapshot::{Difference, Schema};
+use silo_store::schema::{Difference, Schema, diff};
 
 use crate::connect;
 use crate::error::MigrateError;
@@ -117,7 +117,7 @@ async fn prove(
             return Ok(report);
         }
         let after = target.snapshot().await?;
-        let differences = before.diff(&after);
+        let differences = diff(&before, &after);
         if !differences.is_empty() {
             report.failure = Some(VerifyFailure::NotRestored {
                 version: v.to_string(),
@@ -179,7 +179,7 @@ pub async fn drift(
     let dropped = engine.drop_scratch(&scratch).await;
     let expected = result?;
     dropped?;
-    Ok(expected.diff(&live_schema))
+    Ok(diff(&expected, &live_schema))
 }
 
 /// The live schema of a service's store.

@@ -11,8 +11,8 @@ mod credentials;
 mod error;
 pub mod files;
 pub mod postgres;
+pub mod schema;
 mod secret;
-pub mod snapshot;
 pub mod sqlite;
 mod stores;
 

@@ -585,7 +585,7 @@ pub async fn schema(ctx: &Context, command: &SchemaCommand) -> CmdResult {
         .await
         .map_err(|e| migrate_failure(&service.name, &e))?;
     if args.json {
-        print_json(&json!({"service": service.name, "objects": schema.rows()}));
+        print_json(&json!({"service": service.name, "schema": schema}));
     } else {
         print!("{schema}");
     }
