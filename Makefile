@@ -7,6 +7,7 @@ DEMO := $(CURDIR)/target/demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
+	@scripts/ensure-prereqs.sh --build
 	$(CARGO) build --quiet -p silo-cli
 	rm -rf $(DEMO)
 	$(SILO) init --example battlescope --dir $(DEMO)

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Makes sure what `make test` needs is here: the Rust toolchain, the
-# PostgreSQL server binaries, and a PostgreSQL server answering on
+# Makes sure what `make test` needs is here: the Rust toolchain, libclang,
+# the PostgreSQL server binaries, and a PostgreSQL server answering on
 # 127.0.0.1:5432 (started if it is installed but down).
+# With --build, only what building silo needs (`make demo` runs on SQLite).
 set -euo pipefail
+
+build_only=false
+[ "${1:-}" = "--build" ] && build_only=true
 
 fail() { echo "error: $*" >&2; exit 2; }
 
 command -v cargo >/dev/null || fail "cargo not found: install Rust (https://rustup.rs)"
-for tool in pg_config pg_isready psql; do
-  command -v "$tool" >/dev/null || fail "$tool not found: install PostgreSQL (Debian: apt-get install postgresql postgresql-client)"
-done
-[ -x "$(pg_config --bindir)/initdb" ] || fail "initdb not found in $(pg_config --bindir): install the PostgreSQL server package"
 
 # pg_query (PostgreSQL's own parser, used to split and lint SQL) runs
 # bindgen at build time, which needs libclang.
@@ -28,6 +28,13 @@ if ! have_libclang; then
     fail "libclang not found: install libclang-dev (Debian/Ubuntu) or clang (it is needed to build pg_query)"
   fi
 fi
+
+$build_only && exit 0
+
+for tool in pg_config pg_isready psql; do
+  command -v "$tool" >/dev/null || fail "$tool not found: install PostgreSQL (Debian: apt-get install postgresql postgresql-client)"
+done
+[ -x "$(pg_config --bindir)/initdb" ] || fail "initdb not found in $(pg_config --bindir): install the PostgreSQL server package"
 
 host=127.0.0.1 port=5432
 if ! pg_isready -q -h "$host" -p "$port"; then
