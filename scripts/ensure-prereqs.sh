@@ -14,9 +14,11 @@ command -v cargo >/dev/null || fail "cargo not found: install Rust (https://rust
 
 # pg_query (PostgreSQL's own parser, used to split and lint SQL) runs
 # bindgen at build time, which needs libclang.
+# (libclang-cpp, which other LLVM packages bring, is not enough.)
 have_libclang() {
-  ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' ||
-    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1
+  ldconfig -p 2>/dev/null | grep -Eq '\blibclang(-[0-9.]+)?\.so' ||
+    compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null ||
+    compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null
 }
 if ! have_libclang; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
