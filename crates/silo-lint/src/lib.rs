@@ -5,16 +5,21 @@
 //! severity and tests of its own. Boundary rules see every service's
 //! tables at once, which is what no single-service linter can do.
 
+pub mod docs;
+pub mod facts;
 pub mod finding;
 pub mod render;
 pub mod rules;
 pub mod source;
+pub mod sum;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use silo_manifest::Manifest;
+use silo_manifest::{Manifest, RuleLevel};
 
 pub use finding::{Finding, Group, Severity};
 use rules::{Context, Hit};
@@ -32,6 +37,72 @@ pub struct Options {
     pub rules: Vec<String>,
     /// Never these rules.
     pub skip_rules: Vec<String>,
+    /// Report only these files (absolute paths); all when `None`. Every
+    /// file is still read: boundary rules need the whole project.
+    pub files: Option<Vec<PathBuf>>,
+}
+
+/// Every rule id, `parse-error` included, sorted.
+pub fn rule_ids() -> Vec<&'static str> {
+    let mut ids: Vec<&'static str> = rules::all().iter().map(|r| r.id()).collect();
+    ids.push(PARSE_ERROR);
+    ids.sort_unstable();
+    ids
+}
+
+/// Checks the rule ids that `[lint.rules]` names in silo.toml; each
+/// problem reads `silo.toml:LINE:COLUMN: ...`.
+pub fn check_settings(manifest: &Manifest) -> Result<(), Vec<String>> {
+    let known = rule_ids();
+    let file = manifest.path.display();
+    let settings = std::iter::once(&manifest.lint).chain(manifest.services.iter().map(|s| &s.lint));
+    let problems: Vec<String> = settings
+        .flat_map(|s| &s.rules)
+        .filter(|(id, _)| !known.contains(&id.as_str()))
+        .map(|(id, at)| {
+            format!(
+                "{file}:{}:{}: unknown lint rule `{id}` (`silo lint --explain` lists them)",
+                at.line, at.column
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The severity of `rule` for `service`, or `None` when it is off: the
+/// service's `[lint.rules]` beats the project's, which beats the default.
+/// Naming a rule with `--rule` turns it on even where silo.toml turns it
+/// off (a flag beats the file).
+fn severity_of(
+    manifest: &Manifest,
+    service: &str,
+    rule: &str,
+    default: Severity,
+    options: &Options,
+) -> Option<Severity> {
+    if options.skip_rules.iter().any(|r| r == rule) {
+        return None;
+    }
+    let named = options.rules.iter().any(|r| r == rule);
+    if !options.rules.is_empty() && !named {
+        return None;
+    }
+    let level = manifest
+        .service(service)
+        .and_then(|s| s.lint.rules.get(rule))
+        .or_else(|| manifest.lint.rules.get(rule))
+        .map(|s| s.level);
+    match level {
+        None => Some(default),
+        Some(RuleLevel::Off) => named.then_some(default),
+        Some(RuleLevel::Info) => Some(Severity::Info),
+        Some(RuleLevel::Warning) => Some(Severity::Warning),
+        Some(RuleLevel::Error) => Some(Severity::Error),
+    }
 }
 
 /// The result of a run.
@@ -95,8 +166,8 @@ pub fn load(manifest: &Manifest) -> Result<Vec<SourceFile>, ReadError> {
 pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Report {
     let mut tables: HashMap<String, Vec<String>> = HashMap::new();
     for f in files {
-        for t in rules::created_tables(f) {
-            let owners = tables.entry(t).or_default();
+        for t in &f.facts.tables {
+            let owners = tables.entry(t.name.clone()).or_default();
             if !owners.contains(&f.service) {
                 owners.push(f.service.clone());
             }
@@ -107,30 +178,36 @@ pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Rep
         databases.insert(s.database.clone(), s.name.clone());
         databases.insert(s.name.clone(), s.name.clone());
     }
+    let sums = sum::SumFiles::load(manifest);
     let ctx = Context {
+        manifest,
         files,
         tables,
         databases,
-    };
-    let selected = |id: &str| {
-        (options.rules.is_empty() || options.rules.iter().any(|r| r == id))
-            && !options.skip_rules.iter().any(|r| r == id)
+        sums,
     };
     let mut findings = Vec::new();
-    let reported = files
-        .iter()
-        .filter(|f| options.services.is_empty() || options.services.contains(&f.service));
+    let reported = files.iter().filter(|f| {
+        (options.services.is_empty() || options.services.contains(&f.service))
+            && options
+                .files
+                .as_ref()
+                .is_none_or(|only| only.contains(&f.path))
+    });
     let mut count = 0;
     for file in reported {
         count += 1;
+        let severity = |id: &str, default: Severity| {
+            severity_of(manifest, &file.service, id, default, options)
+        };
         if let Some((message, offset)) = &file.parse_error
-            && selected(PARSE_ERROR)
+            && let Some(severity) = severity(PARSE_ERROR, Severity::Error)
         {
             let (line, column) = file.position(*offset);
             findings.push(Finding {
                 rule: PARSE_ERROR,
                 group: Group::Integrity,
-                severity: Severity::Error,
+                severity,
                 service: file.service.clone(),
                 file: file.display.clone(),
                 line,
@@ -140,7 +217,10 @@ pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Rep
                 help: "fix the syntax; the other files are still linted".into(),
             });
         }
-        for rule in rules::all().into_iter().filter(|r| selected(r.id())) {
+        for rule in rules::all() {
+            let Some(severity) = severity(rule.id(), rule.severity()) else {
+                continue;
+            };
             let mut hits: Vec<Hit> = Vec::new();
             rule.check(&ctx, file, &mut hits);
             for hit in hits {
@@ -151,7 +231,7 @@ pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Rep
                 findings.push(Finding {
                     rule: rule.id(),
                     group: rule.group(),
-                    severity: rule.severity(),
+                    severity,
                     service: file.service.clone(),
                     file: file.display.clone(),
                     line,

@@ -1,11 +1,23 @@
-//! A service's migration files, parsed with PostgreSQL's own parser, and
-//! the inline `-- silo:ignore <rule> <reason>` comments in them.
+//! A service's migration files, parsed with the grammar of the service's
+//! engine (PostgreSQL's own parser, or a SQLite-dialect parser), and the
+//! inline `-- silo:ignore <rule> <reason>` comments in them.
 
 use std::path::PathBuf;
 
 use pg_query::NodeEnum;
 use silo_manifest::{Engine, Service, line_column};
 use silo_migrate::file::{FileName, parse_file_name};
+use sqlparser::dialect::SQLiteDialect;
+
+use crate::facts::{self, Facts, Locator};
+
+/// One statement of a SQLite file.
+#[derive(Debug)]
+pub struct SqliteStatement {
+    pub node: sqlparser::ast::Statement,
+    pub start: usize,
+    pub end: usize,
+}
 
 /// One statement of a file.
 #[derive(Debug)]
@@ -28,10 +40,14 @@ pub struct SourceFile {
     pub text: String,
     /// The parsed name, or why it is not a migration name.
     pub name: Result<FileName, String>,
-    /// Statements, when the file parsed.
+    /// PostgreSQL statements, when the file parsed.
     pub statements: Vec<Statement>,
+    /// SQLite statements (those that parsed).
+    pub sqlite: Vec<SqliteStatement>,
     /// The parser's message and byte offset, when it did not.
     pub parse_error: Option<(String, usize)>,
+    /// What the file declares, whichever the engine.
+    pub facts: Facts,
 }
 
 impl SourceFile {
@@ -47,12 +63,23 @@ impl SourceFile {
             Ok(None) => Err("not a .sql file".to_string()),
             Err(e) => Err(e),
         };
-        let (statements, parse_error) = if service.engine == Engine::Postgres {
-            parse(&text)
+        let mut facts = Facts::default();
+        let (statements, sqlite, parse_error) = if service.engine == Engine::Postgres {
+            let (statements, error) = parse(&text);
+            for s in &statements {
+                facts::from_postgres(&s.node, s.start, &mut facts);
+            }
+            (statements, Vec::new(), error)
         } else {
-            // SQLite's dialect is not PostgreSQL's: its files get the
-            // file-level rules only.
-            (Vec::new(), None)
+            let (statements, error) = parse_sqlite(&text);
+            for s in &statements {
+                let loc = Locator {
+                    text: &text,
+                    start: s.start,
+                };
+                facts::from_sqlite(&s.node, &loc, &mut facts);
+            }
+            (Vec::new(), statements, error)
         };
         Ok(SourceFile {
             service: service.name.clone(),
@@ -62,13 +89,41 @@ impl SourceFile {
             text,
             name,
             statements,
+            sqlite,
             parse_error,
+            facts,
         })
     }
 
     /// 1-based line and column of a byte offset.
     pub fn position(&self, offset: usize) -> (usize, usize) {
         line_column(&self.text, offset)
+    }
+
+    /// The reason of the first `-- silo:<name> <reason>` comment anywhere in
+    /// the file (`silo:breaking`, `silo:irreversible`); a directive without
+    /// a reason does not count. Comments are found by PostgreSQL's scanner,
+    /// so `--` inside a string literal is not a comment.
+    pub fn directive(&self, name: &str) -> Option<&str> {
+        let prefix = format!("silo:{name}");
+        self.comments().find_map(|c| {
+            let body = c.strip_prefix("--")?.trim();
+            let reason = body.strip_prefix(&prefix)?;
+            (reason.starts_with(char::is_whitespace) && !reason.trim().is_empty())
+                .then(|| reason.trim())
+        })
+    }
+
+    /// The file's `--` comments, in order.
+    fn comments(&self) -> impl Iterator<Item = &str> {
+        let tokens = pg_query::scan(&self.text)
+            .map(|r| r.tokens)
+            .unwrap_or_default();
+        let comment = pg_query::protobuf::Token::SqlComment as i32;
+        tokens
+            .into_iter()
+            .filter(move |t| t.token == comment)
+            .filter_map(|t| self.text.get(t.start as usize..t.end as usize))
     }
 
     /// Whether `-- silo:ignore <rule> <reason>` stands on the line before
@@ -118,6 +173,50 @@ fn parse(text: &str) -> (Vec<Statement>, Option<(String, usize)>) {
             (Vec::new(), Some((message, error_offset(text))))
         }
     }
+}
+
+/// Splits with SQLite's own statement scanner (`sqlite3_complete`), then
+/// parses each statement in the SQLite dialect. A statement that does not
+/// parse is reported (the first one) and skipped; the rest still count.
+fn parse_sqlite(text: &str) -> (Vec<SqliteStatement>, Option<(String, usize)>) {
+    let mut statements = Vec::new();
+    let mut error = None;
+    for piece in silo_migrate::split::split_sqlite(text) {
+        let sql = piece.text(text);
+        match sqlparser::parser::Parser::parse_sql(&SQLiteDialect {}, sql) {
+            Ok(nodes) => statements.extend(nodes.into_iter().map(|node| SqliteStatement {
+                node,
+                start: piece.start,
+                end: piece.end,
+            })),
+            Err(e) if error.is_none() => {
+                let message = e.to_string();
+                let loc = Locator {
+                    text,
+                    start: piece.start,
+                };
+                let at = error_location(&message).map_or(piece.start, |l| loc.at(l));
+                let message = message
+                    .strip_prefix("sql parser error: ")
+                    .unwrap_or(&message)
+                    .to_string();
+                error = Some((message, at));
+            }
+            Err(_) => {}
+        }
+    }
+    (statements, error)
+}
+
+/// sqlparser ends its messages with `at Line: L, Column: C`.
+fn error_location(message: &str) -> Option<sqlparser::tokenizer::Location> {
+    let rest = &message[message.rfind("Line: ")? + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some(sqlparser::tokenizer::Location {
+        line: line.trim().parse().ok()?,
+        column: column.parse().ok()?,
+    })
 }
 
 /// libpg_query's error carries no position through the Rust API; the

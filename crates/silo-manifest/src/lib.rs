@@ -27,7 +27,7 @@ mod parse;
 use std::path::{Path, PathBuf};
 
 pub use error::{LoadError, ManifestError, Problem, line_column};
-pub use model::{Engine, Isolation, Manifest, Service};
+pub use model::{Engine, Isolation, LintSettings, Manifest, RuleLevel, RuleSetting, Service};
 pub use parse::Overrides;
 
 /// The manifest's file name.

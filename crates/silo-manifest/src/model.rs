@@ -85,6 +85,48 @@ pub struct Manifest {
     pub data_dir: PathBuf,
     /// The services, in the order the manifest declares them.
     pub services: Vec<Service>,
+    /// `[lint]`: rule levels for every service.
+    pub lint: LintSettings,
+}
+
+/// `[lint.rules]` (project-wide) or `[services.<name>.lint.rules]`: the
+/// level of each named rule. silo-lint knows the rule ids and checks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LintSettings {
+    pub rules: std::collections::BTreeMap<String, RuleSetting>,
+}
+
+/// One rule's level, and where the manifest sets it (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSetting {
+    pub level: RuleLevel,
+    /// 1-based line and column of the rule's key in silo.toml.
+    pub line: usize,
+    pub column: usize,
+}
+
+/// What a `[lint.rules]` entry sets a rule to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleLevel {
+    Off,
+    Info,
+    Warning,
+    Error,
+}
+
+impl std::str::FromStr for RuleLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(RuleLevel::Off),
+            "info" => Ok(RuleLevel::Info),
+            "warning" => Ok(RuleLevel::Warning),
+            "error" => Ok(RuleLevel::Error),
+            other => Err(format!(
+                "unknown rule level `{other}`; expected `off`, `info`, `warning` or `error`"
+            )),
+        }
+    }
 }
 
 /// One service and its store.
@@ -116,6 +158,9 @@ pub struct Service {
     /// Values for `${name}` placeholders in its migrations, beside the
     /// built-in `service`, `database` and `role`.
     pub placeholders: std::collections::BTreeMap<String, String>,
+    /// `[services.<name>.lint]`: rule levels for this service, over the
+    /// project's.
+    pub lint: LintSettings,
 }
 
 impl Manifest {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Problem, line_column};
-use crate::model::{Engine, Isolation, Manifest, Service};
+use crate::model::{Engine, Isolation, LintSettings, Manifest, RuleSetting, Service};
 use crate::names::{check_env_var, check_event_type, check_identifier, suggest_identifier};
 
 /// Values from flags and the environment that beat the file.
@@ -32,6 +32,14 @@ struct RawManifest {
     defaults: RawDefaults,
     #[serde(default)]
     services: IndexMap<Spanned<String>, Spanned<RawService>>,
+    lint: Option<RawLint>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLint {
+    #[serde(default)]
+    rules: IndexMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +73,7 @@ struct RawService {
     consumes: Vec<Spanned<String>>,
     #[serde(default)]
     placeholders: std::collections::BTreeMap<String, String>,
+    lint: Option<RawLint>,
 }
 
 /// Collects problems against one source text.
@@ -175,6 +184,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         }
     }
     check_cross_service(&located, &mut problems);
+    let lint = lint_settings(raw.lint.as_ref(), &mut problems);
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -185,7 +195,30 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         project,
         data_dir,
         services: located.into_iter().map(|l| l.service).collect(),
+        lint,
     })
+}
+
+/// Rule levels; rule ids are left to silo-lint, which knows them.
+fn lint_settings(raw: Option<&RawLint>, problems: &mut Problems) -> LintSettings {
+    let mut settings = LintSettings::default();
+    for (rule, level) in raw.into_iter().flat_map(|r| &r.rules) {
+        match level.get_ref().parse() {
+            Ok(level) => {
+                let (line, column) = line_column(problems.text, rule.span().start);
+                settings.rules.insert(
+                    rule.get_ref().clone(),
+                    RuleSetting {
+                        level,
+                        line,
+                        column,
+                    },
+                );
+            }
+            Err(message) => problems.add(level.span(), message, None),
+        }
+    }
+    settings
 }
 
 fn toml_help(message: &str) -> Option<String> {
@@ -349,6 +382,7 @@ fn resolve_service(
     };
     let publishes = events(&r.publishes);
     let consumes = events(&r.consumes);
+    let lint = lint_settings(r.lint.as_ref(), problems);
 
     Some(Located {
         service: Service {
@@ -364,6 +398,7 @@ fn resolve_service(
             publishes,
             consumes,
             placeholders: r.placeholders.clone(),
+            lint,
         },
         database_span,
         role_span,

@@ -20,6 +20,7 @@ pub mod service;
 pub mod split;
 pub mod sqlite;
 pub mod state;
+pub mod sum;
 pub mod target;
 pub mod verify;
 pub mod version;

@@ -116,6 +116,13 @@ pub fn new_migration(
         path: dir.clone(),
         source,
     })?;
+    // A new migration closes the earlier ones: record them in silo.sum so
+    // any later edit to them is caught (the new files are recorded by the
+    // next `silo lint --update-sum`, once they are written).
+    crate::sum::update(&dir).map_err(|source| MigrateError::Io {
+        path: dir.join(crate::sum::SUM_FILE),
+        source,
+    })?;
     let v_name = format!("V{next}__{slug}.sql");
     let u_name = format!("U{next}__{slug}.sql");
     let v_path = dir.join(&v_name);

@@ -115,3 +115,79 @@ pub fn has_constraint(col: &ColumnDef, kind: ConstrType) -> bool {
         .iter()
         .any(|c| matches!(&c.node, Some(NodeEnum::Constraint(c)) if c.contype == kind as i32))
 }
+
+/// A constraint that an `ALTER TABLE` adds, as `ADD CONSTRAINT` or on a
+/// column it adds.
+pub struct AddedConstraint<'a> {
+    pub table: &'a str,
+    pub constraint: &'a pg_query::protobuf::Constraint,
+    /// The column it stands on, for a column constraint.
+    pub column: Option<&'a str>,
+    pub at: usize,
+    pub end: usize,
+}
+
+/// Every constraint a file's `ALTER TABLE` statements add to tables that
+/// existed before the file.
+pub fn added_constraints(file: &SourceFile) -> Vec<AddedConstraint<'_>> {
+    let mut out = Vec::new();
+    for s in &file.statements {
+        let NodeEnum::AlterTableStmt(a) = &s.node else {
+            continue;
+        };
+        let table = a.relation.as_ref().map_or("", |r| r.relname.as_str());
+        if !super::existing(file, table) {
+            continue;
+        }
+        for cmd in &a.cmds {
+            let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
+                continue;
+            };
+            match cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+                Some(NodeEnum::Constraint(c))
+                    if cmd.subtype == AlterTableType::AtAddConstraint as i32 =>
+                {
+                    out.push(AddedConstraint {
+                        table,
+                        constraint: c,
+                        column: None,
+                        at: s.start,
+                        end: s.end,
+                    })
+                }
+                Some(NodeEnum::ColumnDef(col))
+                    if cmd.subtype == AlterTableType::AtAddColumn as i32 =>
+                {
+                    for c in &col.constraints {
+                        if let Some(NodeEnum::Constraint(c)) = &c.node {
+                            out.push(AddedConstraint {
+                                table,
+                                constraint: c,
+                                column: Some(&col.colname),
+                                at: s.start,
+                                end: s.end,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+impl AddedConstraint<'_> {
+    pub fn is(&self, kind: ConstrType) -> bool {
+        self.constraint.contype == kind as i32
+    }
+
+    /// How to name it in a message: `orders_customer_fk` or `UNIQUE (email)`.
+    pub fn describe(&self, kind: &str) -> String {
+        match (self.constraint.conname.as_str(), self.column) {
+            ("", Some(column)) => format!("{kind} on new column `{}.{column}`", self.table),
+            ("", None) => format!("{kind} on `{}`", self.table),
+            (name, _) => format!("{kind} `{name}` on `{}`", self.table),
+        }
+    }
+}

@@ -1,24 +1,47 @@
 //! The rules, one file each. A rule looks at one file at a time, with the
 //! whole project (every service's tables) in its [`Context`].
 
+mod adding_field_with_default;
+mod adding_foreign_key_constraint;
 mod adding_required_field;
+mod adding_serial_primary_key_field;
+mod applied_migration_modified;
 mod ban_char_field;
+mod ban_concurrent_index_creation_in_transaction;
 mod ban_drop_column;
 mod ban_drop_database;
+mod ban_drop_not_null;
 mod ban_drop_table;
+mod ban_truncate_cascade;
 mod changing_column_type;
+mod column_name;
+mod constraint_missing_not_valid;
 mod cross_service_reference;
 pub(crate) mod ddl;
+mod disallow_unique_constraint;
+mod duplicate_version;
 mod foreign_data_access;
+mod grant_outside_service;
+mod index_name;
 mod migration_file_name;
 mod missing_undo;
+pub(crate) mod naming;
 mod prefer_bigint_over_int;
+mod prefer_bigint_over_smallint;
+mod prefer_identity;
 mod prefer_text_field;
 mod prefer_timestamptz;
 mod renaming_column;
 mod renaming_table;
 mod require_concurrent_index_creation;
+mod require_concurrent_index_deletion;
+mod require_timeout_settings;
+mod shared_migration;
+mod table_name;
+mod transaction_nesting;
 pub(crate) mod type_rules;
+mod undocumented_breaking_change;
+mod unindexed_reference;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -30,12 +53,22 @@ use crate::source::SourceFile;
 
 /// What every rule sees besides its file.
 pub struct Context<'a> {
+    pub manifest: &'a silo_manifest::Manifest,
     /// Every file of every service.
     pub files: &'a [SourceFile],
     /// Table name -> the services that create it.
     pub tables: HashMap<String, Vec<String>>,
     /// Database name -> its service.
     pub databases: HashMap<String, String>,
+    /// Each service's committed `silo.sum`.
+    pub sums: crate::sum::SumFiles,
+}
+
+impl Context<'_> {
+    /// The files of `service`.
+    pub fn service_files<'f>(&'f self, service: &'f str) -> impl Iterator<Item = &'f SourceFile> {
+        self.files.iter().filter(move |f| f.service == service)
+    }
 }
 
 /// One problem a rule found, before it becomes a [`crate::Finding`].
@@ -55,25 +88,69 @@ pub trait Rule: Sync {
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>);
 }
 
+/// The id, group and default severity of a rule, inside `impl Rule`.
+macro_rules! meta {
+    ($id:literal, $group:ident, $severity:ident) => {
+        fn id(&self) -> &'static str {
+            $id
+        }
+        fn group(&self) -> $crate::finding::Group {
+            $crate::finding::Group::$group
+        }
+        fn severity(&self) -> $crate::finding::Severity {
+            $crate::finding::Severity::$severity
+        }
+    };
+}
+pub(crate) use meta;
+
+/// Whether `table` existed before `file` (the file does not create it):
+/// lock rules only matter for tables others may be using.
+pub(crate) fn existing(file: &SourceFile, table: &str) -> bool {
+    !file.facts.tables.iter().any(|t| t.name == table)
+}
+
 /// Every rule, in id order.
 pub fn all() -> Vec<&'static dyn Rule> {
     let mut rules: Vec<&'static dyn Rule> = vec![
-        &cross_service_reference::CrossServiceReference,
-        &foreign_data_access::ForeignDataAccess,
-        &migration_file_name::MigrationFileName,
-        &missing_undo::MissingUndo,
-        &require_concurrent_index_creation::RequireConcurrentIndexCreation,
-        &ban_char_field::BanCharField,
-        &prefer_bigint_over_int::PreferBigintOverInt,
-        &prefer_text_field::PreferTextField,
-        &prefer_timestamptz::PreferTimestamptz,
+        &adding_field_with_default::AddingFieldWithDefault,
+        &adding_foreign_key_constraint::AddingForeignKeyConstraint,
         &adding_required_field::AddingRequiredField,
+        &adding_serial_primary_key_field::AddingSerialPrimaryKeyField,
+        &applied_migration_modified::AppliedMigrationModified,
+        &ban_char_field::BanCharField,
+        &ban_concurrent_index_creation_in_transaction::BanConcurrentIndexCreationInTransaction,
         &ban_drop_column::BanDropColumn,
         &ban_drop_database::BanDropDatabase,
+        &ban_drop_not_null::BanDropNotNull,
         &ban_drop_table::BanDropTable,
+        &ban_truncate_cascade::BanTruncateCascade,
         &changing_column_type::ChangingColumnType,
+        &column_name::ColumnName,
+        &constraint_missing_not_valid::ConstraintMissingNotValid,
+        &cross_service_reference::CrossServiceReference,
+        &disallow_unique_constraint::DisallowUniqueConstraint,
+        &duplicate_version::DuplicateVersion,
+        &foreign_data_access::ForeignDataAccess,
+        &grant_outside_service::GrantOutsideService,
+        &index_name::IndexName,
+        &migration_file_name::MigrationFileName,
+        &missing_undo::MissingUndo,
+        &prefer_bigint_over_int::PreferBigintOverInt,
+        &prefer_bigint_over_smallint::PreferBigintOverSmallint,
+        &prefer_identity::PreferIdentity,
+        &prefer_text_field::PreferTextField,
+        &prefer_timestamptz::PreferTimestamptz,
         &renaming_column::RenamingColumn,
         &renaming_table::RenamingTable,
+        &require_concurrent_index_creation::RequireConcurrentIndexCreation,
+        &require_concurrent_index_deletion::RequireConcurrentIndexDeletion,
+        &require_timeout_settings::RequireTimeoutSettings,
+        &shared_migration::SharedMigration,
+        &table_name::TableName,
+        &transaction_nesting::TransactionNesting,
+        &undocumented_breaking_change::UndocumentedBreakingChange,
+        &unindexed_reference::UnindexedReference,
     ];
     rules.sort_by_key(|r| r.id());
     rules
@@ -81,13 +158,7 @@ pub fn all() -> Vec<&'static dyn Rule> {
 
 /// Tables a file creates (for rules that spare tables new in the file).
 pub(crate) fn created_tables(file: &SourceFile) -> Vec<String> {
-    file.statements
-        .iter()
-        .filter_map(|s| match &s.node {
-            NodeEnum::CreateStmt(c) => c.relation.as_ref().map(|r| r.relname.clone()),
-            _ => None,
-        })
-        .collect()
+    file.facts.tables.iter().map(|t| t.name.clone()).collect()
 }
 
 /// The tables that foreign keys declared in a statement point at

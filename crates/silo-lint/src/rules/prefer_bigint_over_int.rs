@@ -5,14 +5,7 @@ use super::type_rules::type_rule;
 type_rule!(
     PreferBigintOverInt,
     "prefer-bigint-over-int",
-    [
-        "int4",
-        "int2",
-        "serial",
-        "serial4",
-        "smallserial",
-        "serial2"
-    ],
+    ["int4", "serial", "serial4"],
     "32-bit ids and counters run out, and widening them later rewrites the table",
     "bigint (bigserial or bigint GENERATED ... AS IDENTITY for ids)"
 );

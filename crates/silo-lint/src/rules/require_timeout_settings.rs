@@ -1,0 +1,109 @@
+//! `require-timeout-settings` (squawk's name): a statement that takes a
+//! strong lock on an existing table waits behind any long transaction on
+//! it, and every query on that table queues behind the waiting lock. With
+//! `lock_timeout` the migration gives up instead of stalling the service;
+//! `statement_timeout` bounds the work done under the lock.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{ObjectType, VariableSetKind};
+
+use super::{Context, Hit, Rule, existing, meta};
+use crate::source::SourceFile;
+
+pub struct RequireTimeoutSettings;
+
+/// The existing table a statement locks strongly, if any.
+fn locked_table<'a>(file: &SourceFile, node: &'a NodeEnum) -> Option<&'a str> {
+    let table = match node {
+        NodeEnum::AlterTableStmt(a) if a.objtype == ObjectType::ObjectTable as i32 => {
+            a.relation.as_ref()?.relname.as_str()
+        }
+        NodeEnum::IndexStmt(i) if !i.concurrent => i.relation.as_ref()?.relname.as_str(),
+        NodeEnum::RenameStmt(r) => r.relation.as_ref()?.relname.as_str(),
+        NodeEnum::CreateTrigStmt(t) => t.relation.as_ref()?.relname.as_str(),
+        _ => return None,
+    };
+    existing(file, table).then_some(table)
+}
+
+impl Rule for RequireTimeoutSettings {
+    meta!("require-timeout-settings", Safety, Warning);
+
+    fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        let (mut lock, mut statement) = (false, false);
+        for s in &file.statements {
+            if let NodeEnum::VariableSetStmt(v) = &s.node
+                && v.kind == VariableSetKind::VarSetValue as i32
+            {
+                match v.name.as_str() {
+                    "lock_timeout" => lock = true,
+                    "statement_timeout" => statement = true,
+                    _ => {}
+                }
+                continue;
+            }
+            let Some(table) = locked_table(file, &s.node) else {
+                continue;
+            };
+            let missing: Vec<&str> = [(lock, "lock_timeout"), (statement, "statement_timeout")]
+                .into_iter()
+                .filter(|(set, _)| !set)
+                .map(|(_, name)| name)
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            out.push(Hit {
+                span: s.start..s.end,
+                message: format!(
+                    "this statement locks `{table}` with no {} set: it can stall every query on the table while it waits",
+                    missing.join(" or ")
+                ),
+                help: "start the file with `SET lock_timeout = '2s';` and `SET statement_timeout = '5min';` (or set them on the service's role)".into(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    #[test]
+    fn locking_statements_without_timeouts_fire() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "ALTER TABLE orders ADD COLUMN note text;\nSET lock_timeout = '2s';\nCREATE INDEX idx_orders_note ON orders (note);",
+        );
+        let hits = p.hits("require-timeout-settings");
+        assert_eq!(hits.len(), 2);
+        assert!(
+            hits[0]
+                .message
+                .contains("no lock_timeout or statement_timeout")
+        );
+        assert!(
+            hits[1].message.contains("no statement_timeout set"),
+            "{}",
+            hits[1].message
+        );
+    }
+
+    #[test]
+    fn timeouts_first_or_new_tables_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SET lock_timeout = '2s';\nSET statement_timeout = '5min';\nALTER TABLE orders ADD COLUMN note text;",
+        )
+        .write(
+            "orders",
+            "V3__t.sql",
+            "CREATE TABLE carts (id bigint);\nALTER TABLE carts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY idx_orders_x ON orders (x);",
+        );
+        assert_eq!(p.places("require-timeout-settings"), []);
+    }
+}

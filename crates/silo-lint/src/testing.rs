@@ -1,0 +1,67 @@
+//! A throwaway project for the rules' own tests: services `orders`
+//! (database `orders_db`) and `billing` on one engine.
+
+use crate::{Finding, Options, lint, load};
+use silo_manifest::{Manifest, Overrides};
+
+pub(crate) struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn postgres() -> Self {
+        Self::with_manifest("[defaults]\nengine = \"postgres\"\n")
+    }
+
+    pub fn sqlite() -> Self {
+        Self::with_manifest("")
+    }
+
+    /// A project whose silo.toml adds `extra` after `[project]`.
+    pub fn with_manifest(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("silo.toml"),
+            format!(
+                "[project]\nname = \"t\"\n{extra}\n\
+                 [services.orders]\ndatabase = \"orders_db\"\n[services.billing]\n"
+            ),
+        )
+        .unwrap();
+        for s in ["orders", "billing"] {
+            std::fs::create_dir_all(dir.path().join(format!("services/{s}/migrations"))).unwrap();
+        }
+        Project { dir }
+    }
+
+    pub fn write(&self, service: &str, name: &str, sql: &str) -> &Self {
+        std::fs::write(self.folder(service).join(name), sql).unwrap();
+        self
+    }
+
+    pub fn folder(&self, service: &str) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join(format!("services/{service}/migrations"))
+    }
+
+    pub fn manifest(&self) -> Manifest {
+        Manifest::load(&self.dir.path().join("silo.toml"), &Overrides::default()).unwrap()
+    }
+
+    /// The findings of `rule` alone.
+    pub fn hits(&self, rule: &str) -> Vec<Finding> {
+        let m = self.manifest();
+        let files = load(&m).unwrap();
+        let options = Options {
+            rules: vec![rule.to_string()],
+            ..Default::default()
+        };
+        lint(&m, &files, &options).findings
+    }
+
+    /// `(line, column)` of each finding of `rule`.
+    pub fn places(&self, rule: &str) -> Vec<(usize, usize)> {
+        self.hits(rule).iter().map(|f| (f.line, f.column)).collect()
+    }
+}
