@@ -135,12 +135,24 @@ pub enum Command {
 
     /// Review migrations like a strict database lead, offline
     ///
-    /// Rules come in four groups: boundary (references to other services'
-    /// tables, databases or foreign data), review (seed 002's checklist),
-    /// integrity (file names, undo files) and safety (locks during
-    /// deploys). Inline `-- silo:ignore <rule> <reason>` on the line before
-    /// a statement silences one rule there. Exit 1 when an error-severity
-    /// finding remains.
+    /// Rules come in four groups: boundary (what only silo can see:
+    /// references to other services' tables, databases, roles or foreign
+    /// data, and migration files shared between services), review (seed
+    /// 002's checklist: names, indexes, undo files, documented breaking
+    /// changes), integrity (file names, duplicate versions, applied files
+    /// changed against silo.sum) and safety (locks and rewrites during a
+    /// deploy; squawk's rule names).
+    ///
+    /// Every service's files are read, since boundary rules need them all;
+    /// PATHS, --service and --changed-since only narrow what is reported.
+    /// Set levels in silo.toml (`[lint.rules]`, or
+    /// `[services.<name>.lint.rules]`): `rule-id = "off" | "info" |
+    /// "warning" | "error"`. Silence one statement with
+    /// `-- silo:ignore <rule-id> <reason>` on the line before it. `silo
+    /// lint --explain RULE` prints a rule's page.
+    ///
+    /// Exit 0 without error-severity findings, 1 with some, 2 on bad usage
+    /// or a bad manifest.
     Lint(LintArgs),
 
     /// Prove every undo: on a scratch store, apply each version, undo it,
@@ -357,24 +369,41 @@ pub struct NewArgs {
 
 #[derive(Debug, Args)]
 pub struct LintArgs {
+    /// Report only these migration files, or the files under these folders
+    pub paths: Vec<PathBuf>,
     /// Only these services
     #[arg(long = "service", value_name = "SERVICE")]
     pub services: Vec<String>,
-    /// Only these rules
+    /// Report only files added or changed since this git revision
+    /// (committed, staged, unstaged or untracked), e.g. `origin/main`
+    #[arg(long, value_name = "GIT_REF")]
+    pub changed_since: Option<String>,
+    /// Only these rules (repeatable); turns a rule on even where silo.toml
+    /// turns it off
     #[arg(long = "rule", value_name = "ID")]
     pub rules: Vec<String>,
-    /// Never these rules
+    /// Never these rules (repeatable)
     #[arg(long = "no-rule", value_name = "ID")]
     pub no_rules: Vec<String>,
-    /// Output format
+    /// Output format: `human` (rustc-style), `json`, `sarif` (2.1.0, for
+    /// code-scanning upload) or `github` (workflow annotations)
     #[arg(long, value_enum, default_value = "human")]
     pub format: LintFormat,
+    /// Print a rule's page (why, bad and good examples, how to fix) and
+    /// exit; without a rule, list the rules
+    #[arg(long, value_name = "RULE", num_args = 0..=1, default_missing_value = "")]
+    pub explain: Option<String>,
+    /// Record the current migration files in each migrations folder's
+    /// silo.sum (commit it), then lint
+    #[arg(long)]
+    pub update_sum: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LintFormat {
     Human,
     Json,
+    Sarif,
     Github,
 }
 

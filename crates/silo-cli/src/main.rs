@@ -34,6 +34,11 @@ async fn run(cli: Cli) -> CmdResult {
     if let Command::Init(args) = &cli.command {
         return commands::init::run(args);
     }
+    if let Command::Lint(args) = &cli.command
+        && let Some(rule) = &args.explain
+    {
+        return commands::lint::explain(rule);
+    }
     let ctx = Context::load(&cli.global)?;
     match &cli.command {
         Command::Init(_) => unreachable!("handled above"),

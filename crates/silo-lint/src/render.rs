@@ -16,11 +16,11 @@ pub fn human(report: &Report, files: &[SourceFile]) -> String {
             Severity::Warning => "warning",
             Severity::Info => "info",
         };
+        let gutter = f.line.to_string();
+        let pad = " ".repeat(gutter.len());
         let _ = writeln!(out, "{label}[{}]: {}", f.rule, f.message);
-        let _ = writeln!(out, "  --> {}:{}:{}", f.file.display(), f.line, f.column);
+        let _ = writeln!(out, "{pad}--> {}:{}:{}", f.file.display(), f.line, f.column);
         if let Some(line) = source_line(f, files) {
-            let gutter = f.line.to_string();
-            let pad = " ".repeat(gutter.len());
             let width = underline_width(f, &line);
             let _ = writeln!(out, "{pad} |");
             let _ = writeln!(out, "{gutter} | {line}");
@@ -31,7 +31,7 @@ pub fn human(report: &Report, files: &[SourceFile]) -> String {
                 "^".repeat(width)
             );
         }
-        let _ = writeln!(out, "  = help: {}\n", f.help);
+        let _ = writeln!(out, "{pad} = help: {}\n", f.help);
     }
     let s = &report.summary;
     let _ = writeln!(
@@ -89,4 +89,97 @@ fn escape(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
+}
+
+/// SARIF 2.1.0, as GitHub code scanning and other viewers take it. Each
+/// reported rule carries its page as help; columns count Unicode code
+/// points, as silo's do.
+pub fn sarif(report: &Report, files: &[SourceFile]) -> serde_json::Value {
+    let mut rule_ids: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
+    rule_ids.sort_unstable();
+    rule_ids.dedup();
+    let groups: std::collections::HashMap<&str, crate::Group> =
+        report.findings.iter().map(|f| (f.rule, f.group)).collect();
+    let rules: Vec<serde_json::Value> = rule_ids
+        .iter()
+        .map(|id| {
+            let summary = crate::docs::summary(id).unwrap_or_else(|| id.to_string());
+            let page = crate::docs::page(id).unwrap_or_default();
+            serde_json::json!({
+                "id": id,
+                "name": id,
+                "shortDescription": {"text": summary},
+                "help": {"text": page, "markdown": page},
+                "properties": {"tags": [groups[id]]},
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let level = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Info => "note",
+            };
+            let mut region = serde_json::json!({"startLine": f.line, "startColumn": f.column});
+            if let Some(file) = files.iter().find(|s| s.display == f.file)
+                && f.span.end > f.span.start
+            {
+                let (line, column) = file.position(f.span.end);
+                region["endLine"] = line.into();
+                region["endColumn"] = column.into();
+            }
+            serde_json::json!({
+                "ruleId": f.rule,
+                "ruleIndex": rule_ids.binary_search(&f.rule).unwrap_or(0),
+                "level": level,
+                "message": {"text": format!("{} (help: {})", f.message, f.help)},
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": {
+                            "uri": uri(&f.file),
+                            "uriBaseId": "%SRCROOT%",
+                        },
+                        "region": region,
+                    }
+                }],
+                "properties": {"service": f.service, "group": f.group},
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "silo",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            }},
+            "columnKind": "unicodeCodePoints",
+            "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "the folder that holds silo.toml"}}},
+            "results": results,
+        }],
+    })
+}
+
+/// A relative path as a URI reference: `/` separators, percent-encoded
+/// where a URI needs it.
+fn uri(path: &std::path::Path) -> String {
+    let mut out = String::new();
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        for b in part.to_string_lossy().bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }

@@ -1,5 +1,6 @@
 //! `silo lint`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use silo_lint::{Options, Severity};
@@ -9,24 +10,49 @@ use crate::context::{CmdResult, Context, Failure, print_json};
 
 pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
     ctx.select(&args.services)?;
-    let known: Vec<&str> = silo_lint::rules::all()
-        .iter()
-        .map(|r| r.id())
-        .chain([silo_lint::PARSE_ERROR])
-        .collect();
+    let known = silo_lint::rule_ids();
     if let Some(unknown) = args
         .rules
         .iter()
         .chain(&args.no_rules)
         .find(|r| !known.contains(&r.as_str()))
     {
-        return Err(Failure::usage(miette::miette!(
-            help = format!("rules: {}", known.join(", ")),
-            "unknown rule `{unknown}`"
-        )));
+        return Err(unknown_rule(unknown));
+    }
+    silo_lint::check_settings(&ctx.manifest).map_err(|problems| {
+        Failure::usage(miette::miette!(
+            help = "fix the rule ids in [lint.rules]; `silo lint --explain` lists them",
+            "{}",
+            problems.join("\n")
+        ))
+    })?;
+    if args.update_sum {
+        let changed = silo_lint::sum::update_all(&ctx.manifest)
+            .map_err(|e| Failure::failed(miette::miette!("cannot write silo.sum: {e}")))?;
+        for path in &changed {
+            let shown = path.strip_prefix(&ctx.manifest.root).unwrap_or(path);
+            eprintln!("updated {}", shown.display());
+        }
+        if changed.is_empty() {
+            eprintln!("silo.sum files unchanged");
+        }
     }
     let files =
         silo_lint::load(&ctx.manifest).map_err(|e| Failure::usage(miette::miette!("{e}")))?;
+    let mut only = None;
+    if !args.paths.is_empty() {
+        only = Some(select_paths(&args.paths, &files)?);
+    }
+    if let Some(git_ref) = &args.changed_since {
+        let changed = changed_since(&ctx.manifest.root, git_ref)?;
+        let selected: Vec<PathBuf> = files
+            .iter()
+            .map(|f| f.path.clone())
+            .filter(|p| changed.contains(&std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
+            .filter(|p| only.as_ref().is_none_or(|o: &Vec<PathBuf>| o.contains(p)))
+            .collect();
+        only = Some(selected);
+    }
     let report = silo_lint::lint(
         &ctx.manifest,
         &files,
@@ -34,22 +60,107 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
             services: args.services.clone(),
             rules: args.rules.clone(),
             skip_rules: args.no_rules.clone(),
+            files: only,
         },
     );
     match args.format {
         LintFormat::Human => print!("{}", silo_lint::render::human(&report, &files)),
         LintFormat::Json => print_json(&silo_lint::render::json(&report)),
+        LintFormat::Sarif => print_json(&silo_lint::render::sarif(&report, &files)),
         LintFormat::Github => print!("{}", silo_lint::render::github(&report)),
     }
-    Ok(
-        if report
-            .findings
+    let failed = report
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Error);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `silo lint --explain [RULE]`: a rule's page, or the list of rules.
+pub fn explain(rule: &str) -> CmdResult {
+    if rule.is_empty() {
+        for id in silo_lint::rule_ids() {
+            let summary = silo_lint::docs::summary(id).unwrap_or_default();
+            println!("{id:<46} {summary}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match silo_lint::docs::page(rule) {
+        Some(page) => {
+            print!("{page}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(unknown_rule(rule)),
+    }
+}
+
+fn unknown_rule(rule: &str) -> Failure {
+    Failure::usage(miette::miette!(
+        help = format!("rules: {}", silo_lint::rule_ids().join(", ")),
+        "unknown rule `{rule}`"
+    ))
+}
+
+/// The loaded files under each of `paths`; a path that names no
+/// migration file of any service is a usage error.
+fn select_paths(paths: &[PathBuf], files: &[silo_lint::source::SourceFile]) -> Result<Vec<PathBuf>, Failure> {
+    let mut selected = Vec::new();
+    for path in paths {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        let absolute = std::fs::canonicalize(&absolute).unwrap_or(absolute);
+        let matched: Vec<PathBuf> = files
             .iter()
-            .any(|f| f.severity == Severity::Error)
-        {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+            .filter(|f| {
+                let real = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+                real.starts_with(&absolute)
+            })
+            .map(|f| f.path.clone())
+            .collect();
+        if matched.is_empty() {
+            return Err(Failure::usage(miette::miette!(
+                help = "give a migration file or folder of a service in silo.toml",
+                "`{}` holds no migration file of any service",
+                path.display()
+            )));
+        }
+        selected.extend(matched);
+    }
+    Ok(selected)
+}
+
+/// Absolute paths of the files that differ from `git_ref` in the working
+/// tree (committed since, staged, unstaged) or are untracked.
+fn changed_since(root: &Path, git_ref: &str) -> Result<Vec<PathBuf>, Failure> {
+    let git = |args: &[&str]| -> Result<Vec<PathBuf>, Failure> {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .map_err(|e| Failure::usage(miette::miette!("cannot run git: {e}")))?;
+        if !output.status.success() {
+            return Err(Failure::usage(miette::miette!(
+                help = "give a revision git knows (a branch, tag or commit) in a git work tree",
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(output
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let p = root.join(String::from_utf8_lossy(p).as_ref());
+                std::fs::canonicalize(&p).unwrap_or(p)
+            })
+            .collect())
+    };
+    let mut changed = git(&["diff", "--name-only", "--relative", "-z", git_ref, "--"])?;
+    changed.extend(git(&["ls-files", "--others", "--exclude-standard", "-z"])?);
+    Ok(changed)
 }

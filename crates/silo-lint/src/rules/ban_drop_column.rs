@@ -20,6 +20,9 @@ impl Rule for BanDropColumn {
         Severity::Warning
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        if super::is_undo(file) {
+            return;
+        }
         for a in alter_cmds(file) {
             if a.is(AlterTableType::AtDropColumn) {
                 out.push(Hit {

@@ -20,6 +20,9 @@ impl Rule for BanDropTable {
         Severity::Warning
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        if super::is_undo(file) {
+            return;
+        }
         for s in &file.statements {
             if let NodeEnum::DropStmt(d) = &s.node
                 && d.remove_type == ObjectType::ObjectTable as i32

@@ -110,6 +110,14 @@ pub(crate) fn existing(file: &SourceFile, table: &str) -> bool {
     !file.facts.tables.iter().any(|t| t.name == table)
 }
 
+/// Whether `file` is an undo (`U`) file: its job is to remove what its V
+/// file added, so drop and breaking-change rules leave it alone.
+pub(crate) fn is_undo(file: &SourceFile) -> bool {
+    file.name
+        .as_ref()
+        .is_ok_and(|n| n.kind == silo_migrate::Kind::Undo)
+}
+
 /// Every rule, in id order.
 pub fn all() -> Vec<&'static dyn Rule> {
     let mut rules: Vec<&'static dyn Rule> = vec![

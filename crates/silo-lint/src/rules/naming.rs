@@ -58,6 +58,7 @@ const INVARIANT: &[&str] = &[
     "sheep",
     "fish",
     "aircraft",
+    "history",
     "settings",
     "analytics",
     "statistics",

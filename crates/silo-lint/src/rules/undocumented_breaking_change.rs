@@ -47,6 +47,9 @@ impl Rule for UndocumentedBreakingChange {
     meta!("undocumented-breaking-change", Review, Error);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        if super::is_undo(file) {
+            return;
+        }
         if file.directive("breaking").is_some() {
             return;
         }

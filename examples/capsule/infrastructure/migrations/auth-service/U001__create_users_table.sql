@@ -6,6 +6,6 @@
 DROP TRIGGER update_users_updated_at ON users;
 DROP FUNCTION update_updated_at_column();
 DROP INDEX idx_users_role;
-DROP INDEX idx_users_active;
+DROP INDEX idx_users_is_active;
 DROP INDEX idx_users_email;
 DROP TABLE users;

@@ -3,14 +3,14 @@
 -- Rollback: U003__add_user_profiles.sql
 
 CREATE TABLE user_profiles (
-    id SERIAL PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    display_name VARCHAR(255),
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    display_name TEXT CHECK (char_length(display_name) <= 255),
     bio TEXT,
     avatar_url TEXT,
     website_url TEXT,
-    timezone VARCHAR(50) DEFAULT 'UTC',
-    language VARCHAR(5) DEFAULT 'en',
+    timezone TEXT DEFAULT 'UTC' CHECK (char_length(timezone) <= 50),
+    language TEXT DEFAULT 'en' CHECK (char_length(language) <= 5),
     created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW()
 );

@@ -6,13 +6,13 @@
 -- service's: both rows live in other databases, so plain columns with
 -- indexes, no foreign keys.
 CREATE TABLE deployments (
-    id SERIAL PRIMARY KEY,
-    project_id INTEGER NOT NULL,
-    triggered_by_user_id INTEGER,
-    git_branch VARCHAR(255) NOT NULL,
-    commit_sha VARCHAR(40) NOT NULL,
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    project_id BIGINT NOT NULL,
+    triggered_by_user_id BIGINT,
+    git_branch TEXT NOT NULL CHECK (char_length(git_branch) <= 255),
+    commit_sha TEXT NOT NULL CHECK (char_length(commit_sha) <= 40),
     commit_message TEXT,
-    status VARCHAR(20) NOT NULL DEFAULT 'queued'
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (char_length(status) <= 20)
         CHECK (status IN ('queued', 'building', 'deploying', 'ready', 'failed', 'cancelled')),
     url TEXT,
     started_at TIMESTAMP WITH TIME ZONE,

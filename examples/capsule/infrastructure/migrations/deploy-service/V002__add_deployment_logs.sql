@@ -3,9 +3,9 @@
 -- Rollback: U002__add_deployment_logs.sql
 
 CREATE TABLE deployment_logs (
-    id BIGSERIAL PRIMARY KEY,
-    deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
-    stream VARCHAR(10) NOT NULL DEFAULT 'stdout'
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    deployment_id BIGINT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    stream TEXT NOT NULL DEFAULT 'stdout' CHECK (char_length(stream) <= 10)
         CHECK (stream IN ('stdout', 'stderr', 'system')),
     message TEXT NOT NULL,
     logged_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW()

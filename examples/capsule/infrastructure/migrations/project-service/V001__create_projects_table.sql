@@ -3,10 +3,10 @@
 -- Rollback: U001__create_projects_table.sql
 
 CREATE TABLE projects (
-    id SERIAL PRIMARY KEY,
-    name VARCHAR(255) NOT NULL,
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name TEXT NOT NULL CHECK (char_length(name) <= 255),
     description TEXT,
-    owner_id INTEGER NOT NULL,
+    owner_id BIGINT NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW()
 );

@@ -6,12 +6,12 @@
 -- real foreign key, since projects is in this same database. Secrets and
 -- environment variables do not belong here.
 CREATE TABLE project_settings (
-    project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
-    default_branch VARCHAR(255) NOT NULL DEFAULT 'main',
-    root_directory VARCHAR(255) NOT NULL DEFAULT '.',
+    project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+    default_branch TEXT NOT NULL DEFAULT 'main' CHECK (char_length(default_branch) <= 255),
+    root_directory TEXT NOT NULL DEFAULT '.' CHECK (char_length(root_directory) <= 255),
     install_command TEXT,
     build_command TEXT,
-    output_directory VARCHAR(255),
+    output_directory TEXT CHECK (char_length(output_directory) <= 255),
     auto_deploy BOOLEAN NOT NULL DEFAULT true,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW()

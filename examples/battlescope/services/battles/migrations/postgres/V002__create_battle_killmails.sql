@@ -12,7 +12,7 @@ CREATE TABLE battle_killmails (
   victim_name TEXT,
   victim_alliance_name TEXT,
   isk_value BIGINT,
-  side_id INT,
+  side_id BIGINT,
   PRIMARY KEY (battle_id, killmail_id)
 );
 

@@ -12,7 +12,7 @@ CREATE TABLE battle_participants (
   corp_name TEXT,                   -- denormalized
   ship_type_id BIGINT,
   ship_type_name TEXT,              -- denormalized
-  side_id INT,
+  side_id BIGINT,
   is_victim BOOLEAN NOT NULL,
   PRIMARY KEY (battle_id, character_id)
 );

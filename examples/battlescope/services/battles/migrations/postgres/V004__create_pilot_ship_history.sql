@@ -8,8 +8,8 @@ CREATE TABLE pilot_ship_history (
   ship_type_name TEXT NOT NULL,    -- denormalized
   first_seen TIMESTAMPTZ NOT NULL,
   last_seen TIMESTAMPTZ NOT NULL,
-  kill_count INT NOT NULL,
-  loss_count INT NOT NULL,
+  kill_count BIGINT NOT NULL,
+  loss_count BIGINT NOT NULL,
   PRIMARY KEY (character_id, ship_type_id)
 );
 

@@ -19,7 +19,7 @@ CREATE TABLE enriched_killmails (
   victim_alliance_name TEXT,
   attacker_names JSONB,           -- denormalized attacker data
   enriched_at TIMESTAMPTZ NOT NULL,
-  version INT NOT NULL DEFAULT 1  -- schema version for evolution
+  version BIGINT NOT NULL DEFAULT 1  -- schema version for evolution
 );
 
 CREATE INDEX idx_enriched_killmails_ship_type_id ON enriched_killmails (ship_type_id);

@@ -13,7 +13,7 @@ CREATE TABLE battle_documents (
   system_name TEXT NOT NULL,            -- facet
   security_type TEXT NOT NULL,          -- facet
   start_time BIGINT NOT NULL,           -- Unix time; sort
-  total_kills INT NOT NULL,             -- sort
+  total_kills BIGINT NOT NULL,             -- sort
   total_isk_destroyed BIGINT NOT NULL,  -- sort
   alliance_names TEXT[] NOT NULL,       -- facet
   participant_names TEXT[] NOT NULL
