@@ -347,3 +347,50 @@ fn statement_rules_fire_and_spare_near_misses() {
         );
     }
 }
+
+/// A SQLite project: the same two services on the SQLite engine.
+fn sqlite_project() -> Project {
+    let p = Project::new();
+    std::fs::write(
+        p.dir.path().join("silo.toml"),
+        "[project]\nname = \"t\"\n[services.orders]\ndatabase = \"orders_db\"\n[services.billing]\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn sqlite_boundary_rules_fire_and_spare_own_tables() {
+    let p = sqlite_project();
+    p.write("billing", "V1__invoices.sql", "CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
+        .write(
+            "orders",
+            "V1__orders.sql",
+            "CREATE TABLE carts (id INTEGER PRIMARY KEY);\n\
+             CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  cart_id INTEGER REFERENCES carts (id),\n  invoice_id INTEGER REFERENCES invoices (id)\n);\n\
+             ATTACH DATABASE 'billing.db' AS billing;",
+        );
+    assert_eq!(
+        p.hits("cross-service-reference"),
+        [("services/orders/migrations/V1__orders.sql".into(), 5, 33)]
+    );
+    assert_eq!(
+        p.hits("foreign-data-access"),
+        [("services/orders/migrations/V1__orders.sql".into(), 7, 1)]
+    );
+}
+
+#[test]
+fn sqlite_syntax_error_is_located() {
+    let p = sqlite_project();
+    p.write(
+        "orders",
+        "V1__orders.sql",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY);\nCREATE TABLE carts (id INTEGER PRIMARY KEY,, n TEXT);\n",
+    );
+    let report = p.lint(silo_lint::PARSE_ERROR);
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let f = &report.findings[0];
+    assert_eq!((f.line, f.column), (2, 44));
+    assert!(f.message.contains("Expected"), "{}", f.message);
+}

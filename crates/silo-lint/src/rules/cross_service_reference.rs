@@ -22,6 +22,9 @@ impl Rule for CrossServiceReference {
         Severity::Error
     }
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        if file.engine == silo_manifest::Engine::Sqlite {
+            return sqlite(ctx, file, out);
+        }
         for statement in &file.statements {
             let walked = statement
                 .node
@@ -61,5 +64,38 @@ impl Rule for CrossServiceReference {
                 });
             }
         }
+    }
+}
+
+/// SQLite files: foreign keys to another service's tables, and names
+/// qualified with another service's attached database.
+fn sqlite(ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+    let f = &file.facts;
+    let targets = f
+        .foreign_keys
+        .iter()
+        .map(|fk| (&fk.target, &fk.qualifiers, fk.at))
+        .chain(f.qualified.iter().map(|(t, q, at)| (t, q, *at)));
+    for (table, qualifiers, at) in targets {
+        let qualifier = qualifiers
+            .iter()
+            .find_map(|q| ctx.databases.get(q).filter(|s| **s != file.service));
+        let owner = ctx
+            .tables
+            .get(table)
+            .and_then(|owners| (!owners.contains(&file.service)).then(|| owners[0].clone()));
+        let Some(other) = qualifier.cloned().or(owner) else {
+            continue;
+        };
+        out.push(Hit {
+            span: at..at + table.len(),
+            message: format!(
+                "`{table}` belongs to service `{other}`; service `{}` must not reference it",
+                file.service
+            ),
+            help: format!(
+                "keep only the id (indexed, no foreign key) and a denormalized copy fed by `{other}`'s events, or ask `{other}` through its API"
+            ),
+        });
     }
 }

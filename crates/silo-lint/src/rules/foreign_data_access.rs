@@ -1,6 +1,7 @@
 //! `foreign-data-access`: `dblink`, `postgres_fdw`, `CREATE SERVER`,
 //! `CREATE FOREIGN TABLE` and `IMPORT FOREIGN SCHEMA` reach into other
-//! stores behind the boundary's back (seed 000 rule 2).
+//! stores behind the boundary's back (seed 000 rule 2). In SQLite the door
+//! is `ATTACH DATABASE`.
 
 use pg_query::{NodeEnum, NodeRef};
 
@@ -23,6 +24,18 @@ impl Rule for ForeignDataAccess {
         Severity::Error
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
+        for s in &file.sqlite {
+            if let sqlparser::ast::Statement::AttachDatabase { .. } = &s.node {
+                out.push(Hit {
+                    span: s.start..s.end,
+                    message: format!(
+                        "ATTACH DATABASE opens another store's file from service `{}`",
+                        file.service
+                    ),
+                    help: "data crosses service boundaries as events (or API calls), never as a shared file".into(),
+                });
+            }
+        }
         for s in &file.statements {
             let what = match &s.node {
                 NodeEnum::CreateExtensionStmt(e) if EXTENSIONS.contains(&e.extname.as_str()) => {
