@@ -34,9 +34,14 @@ pub fn human(report: &Report, files: &[SourceFile]) -> String {
         let _ = writeln!(out, "{pad} = help: {}\n", f.help);
     }
     let s = &report.summary;
+    let infos = if s.infos > 0 {
+        format!(", {} info(s)", s.infos)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{} file(s) linted: {} error(s), {} warning(s)",
+        "{} file(s) linted: {} error(s), {} warning(s){infos}",
         s.files, s.errors, s.warnings
     );
     out

@@ -107,7 +107,10 @@ fn unknown_rule(rule: &str) -> Failure {
 
 /// The loaded files under each of `paths`; a path that names no
 /// migration file of any service is a usage error.
-fn select_paths(paths: &[PathBuf], files: &[silo_lint::source::SourceFile]) -> Result<Vec<PathBuf>, Failure> {
+fn select_paths(
+    paths: &[PathBuf],
+    files: &[silo_lint::source::SourceFile],
+) -> Result<Vec<PathBuf>, Failure> {
     let mut selected = Vec::new();
     for path in paths {
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());

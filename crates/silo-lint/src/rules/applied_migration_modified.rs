@@ -58,9 +58,7 @@ impl Rule for AppliedMigrationModified {
             out.push(Hit {
                 span: 0..0,
                 message,
-                help: format!(
-                    "restore the file as recorded and put the change in a new migration (`silo new`); if no database has applied it yet, run `silo lint --update-sum`"
-                ),
+                help: "restore the file as recorded and put the change in a new migration (`silo new`); if no database has applied it yet, run `silo lint --update-sum`".into(),
             });
         }
     }

@@ -24,7 +24,7 @@ impl Rule for BanDropColumn {
             return;
         }
         for a in alter_cmds(file) {
-            if a.is(AlterTableType::AtDropColumn) {
+            if a.is(AlterTableType::AtDropColumn) && super::existing(file, a.table) {
                 out.push(Hit {
                     span: a.at..a.at,
                     message: format!("dropping column `{}.{}` breaks code that still reads it", a.table, a.cmd.name),

@@ -84,8 +84,8 @@ pub(crate) fn plural(name: &str) -> Option<String> {
         last.ends_with('y') && !last[..last.len() - 1].ends_with(['a', 'e', 'i', 'o', 'u']);
     let word = if consonant_y {
         format!("{}ies", &last[..last.len() - 1])
-    } else if last.ends_with("is") {
-        format!("{}es", &last[..last.len() - 2])
+    } else if let Some(stem) = last.strip_suffix("is") {
+        format!("{stem}es")
     } else if ["s", "x", "z", "ch", "sh"]
         .iter()
         .any(|e| last.ends_with(e))

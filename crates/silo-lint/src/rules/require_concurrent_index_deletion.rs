@@ -78,7 +78,11 @@ mod tests {
             "V1__t.sql",
             "CREATE TABLE carts (id bigint, n bigint);\nCREATE INDEX idx_carts_n ON carts (n);",
         )
-        .write("orders", "U1__t.sql", "DROP INDEX idx_carts_n;\nDROP TABLE carts;");
+        .write(
+            "orders",
+            "U1__t.sql",
+            "DROP INDEX idx_carts_n;\nDROP TABLE carts;",
+        );
         assert_eq!(p.places("require-concurrent-index-deletion"), []);
     }
 
