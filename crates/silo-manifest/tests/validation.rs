@@ -399,3 +399,35 @@ fn error_display_names_file_line_and_column() {
         "proj/silo.toml:4:8: invalid role name `pg_a`: names starting with `pg_` are reserved by PostgreSQL"
     );
 }
+
+#[test]
+fn lint_levels_are_read_per_project_and_service() {
+    let m = Manifest::from_str(
+        "[project]\nname = \"p\"\n[services.orders.lint.rules]\ntable-name = \"error\"\n\
+         [lint.rules]\nprefer-identity = \"off\"\n",
+        Path::new("proj/silo.toml"),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let project = &m.lint.rules["prefer-identity"];
+    assert_eq!(
+        (project.level, project.line, project.column),
+        (silo_manifest::RuleLevel::Off, 6, 1)
+    );
+    assert_eq!(
+        m.services[0].lint.rules["table-name"].level,
+        silo_manifest::RuleLevel::Error
+    );
+}
+
+#[test]
+fn unknown_lint_level() {
+    assert_eq!(
+        one("[project]\nname = \"p\"\n[services.orders]\n[lint.rules]\ntable-name = \"loud\"\n"),
+        (
+            5,
+            14,
+            "unknown rule level `loud`; expected `off`, `info`, `warning` or `error`".into()
+        )
+    );
+}
