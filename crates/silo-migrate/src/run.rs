@@ -300,6 +300,25 @@ async fn apply_all(
             }
         };
         let analysis = p.analysis(&*target);
+        // A COMMIT or ROLLBACK in the file would end silo's transaction
+        // early: the rest would run outside it and the file be recorded
+        // as applied whatever happened. Refuse before running anything.
+        if let Some(s) = analysis
+            .statements
+            .iter()
+            .find(|s| s.transaction_control.is_some())
+        {
+            let _ = target.rollback().await;
+            let what = s.transaction_control.unwrap_or("transaction control");
+            let e = DbError {
+                message: format!(
+                    "{what} in a migration: silo runs each file in a transaction of its own; remove it (a file with statements that cannot run in a transaction runs outside one by itself)"
+                ),
+                code: None,
+                offset: None,
+            };
+            return Err(MigrateError::failed(failure_at(p, s, e, true)));
+        }
         let started = Instant::now();
         if analysis.no_transaction.is_none() {
             if let Err(e) = target.execute(&p.sql.text).await {

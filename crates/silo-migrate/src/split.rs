@@ -18,6 +18,9 @@ pub struct Statement {
     pub end: usize,
     /// Why it cannot run inside a transaction, if it cannot.
     pub no_transaction: Option<&'static str>,
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`...: a statement that would end or
+    /// nest the transaction silo runs the file in.
+    pub transaction_control: Option<&'static str>,
 }
 
 impl Statement {
@@ -55,6 +58,11 @@ pub fn split_postgres(script: &str, server_version: u32) -> Vec<Statement> {
                         .as_ref()
                         .and_then(|n| n.node.as_ref())
                         .and_then(|n| needs_no_transaction(n, server_version)),
+                    transaction_control: raw
+                        .stmt
+                        .as_ref()
+                        .and_then(|n| n.node.as_ref())
+                        .and_then(transaction_control),
                 })
             })
             .collect(),
@@ -69,6 +77,7 @@ pub fn split_postgres(script: &str, server_version: u32) -> Vec<Statement> {
                         start,
                         end: trim_end(script, start, end),
                         no_transaction: None,
+                        transaction_control: None,
                     })
                 })
                 .collect(),
@@ -82,6 +91,23 @@ fn whole(script: &str) -> Statement {
         start: skip_trivia(script, 0, script.len()),
         end: script.len(),
         no_transaction: None,
+        transaction_control: None,
+    }
+}
+
+/// Transaction control that would end or nest silo's own transaction
+/// (savepoints are fine: they stay inside it).
+fn transaction_control(node: &NodeEnum) -> Option<&'static str> {
+    use pg_query::protobuf::TransactionStmtKind as K;
+    let NodeEnum::TransactionStmt(t) = node else {
+        return None;
+    };
+    match K::try_from(t.kind).ok()? {
+        K::TransStmtBegin | K::TransStmtStart => Some("BEGIN"),
+        K::TransStmtCommit => Some("COMMIT"),
+        K::TransStmtRollback => Some("ROLLBACK"),
+        K::TransStmtPrepare => Some("PREPARE TRANSACTION"),
+        _ => None,
     }
 }
 
@@ -136,12 +162,24 @@ fn push_sqlite(script: &str, from: usize, to: usize, out: &mut Vec<Statement>) {
         .chars()
         .take_while(|c| c.is_ascii_alphabetic())
         .collect();
+    let second_word: String = script[start + first_word.len()..end]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    let upper = first_word.to_ascii_uppercase();
+    let transaction_control = match upper.as_str() {
+        "BEGIN" => Some("BEGIN"),
+        "COMMIT" | "END" => Some("COMMIT"),
+        // `ROLLBACK TO [SAVEPOINT] x` stays inside the transaction.
+        "ROLLBACK" if !second_word.eq_ignore_ascii_case("to") => Some("ROLLBACK"),
+        _ => None,
+    };
     out.push(Statement {
         start,
         end,
-        no_transaction: first_word
-            .eq_ignore_ascii_case("vacuum")
-            .then_some("VACUUM"),
+        no_transaction: (upper == "VACUUM").then_some("VACUUM"),
+        transaction_control,
     });
 }
 

@@ -649,3 +649,45 @@ async fn newer_history_sqlite() {
 async fn newer_history_postgres() {
     newer_history_is_refused("postgres").await;
 }
+
+/// A COMMIT inside a file would end silo's transaction early and record a
+/// half-run file as applied: the file is refused before it runs.
+async fn transaction_control_is_refused(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1__a.sql", "CREATE TABLE t1 (id INTEGER);");
+    p.write(
+        "V2__b.sql",
+        "CREATE TABLE t2 (id INTEGER);\nCOMMIT;\nCREATE TABLE t3 (id INTEGER);",
+    );
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    match err {
+        MigrateError::Failed(f) => {
+            let l = f.location.expect("located");
+            assert_eq!((l.line, l.column), (2, 1));
+            assert!(
+                f.message.starts_with("COMMIT in a migration"),
+                "{}",
+                f.message
+            );
+        }
+        other => panic!("expected a refused file, got {other}"),
+    }
+    assert_eq!(p.tables().await, ["t1"], "nothing of V2 ran");
+    // Savepoints stay inside the transaction and are fine.
+    p.write(
+        "V2__b.sql",
+        "SAVEPOINT s;\nCREATE TABLE t2 (id INTEGER);\nRELEASE SAVEPOINT s;",
+    );
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    assert_eq!(p.tables().await, ["t1", "t2"]);
+}
+
+#[tokio::test]
+async fn transaction_control_sqlite() {
+    transaction_control_is_refused("sqlite").await;
+}
+
+#[tokio::test]
+async fn transaction_control_postgres() {
+    transaction_control_is_refused("postgres").await;
+}

@@ -17,11 +17,11 @@ impl Rule for AddingRequiredField {
         Group::Safety
     }
     fn severity(&self) -> Severity {
-        Severity::Warning
+        Severity::Error
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for a in alter_cmds(file) {
-            if !a.is(AlterTableType::AtAddColumn) {
+            if !a.is(AlterTableType::AtAddColumn) || !super::existing(file, a.table) {
                 continue;
             }
             let Some(col) = a.column() else { continue };

@@ -16,7 +16,7 @@ impl Rule for BanDropDatabase {
         Group::Safety
     }
     fn severity(&self) -> Severity {
-        Severity::Warning
+        Severity::Error
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for s in &file.statements {

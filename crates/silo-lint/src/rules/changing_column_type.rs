@@ -21,7 +21,7 @@ impl Rule for ChangingColumnType {
     }
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for a in alter_cmds(file) {
-            if a.is(AlterTableType::AtAlterColumnType) {
+            if a.is(AlterTableType::AtAlterColumnType) && super::existing(file, a.table) {
                 out.push(Hit {
                     span: a.at..a.at,
                     message: format!("changing the type of `{}.{}` rewrites the table under an exclusive lock", a.table, a.cmd.name),

@@ -1,6 +1,6 @@
 //! `column-name`: columns are snake_case (seed 002's checklist).
 
-use super::naming::{is_snake_case, snake_case};
+use super::naming::{as_written, is_snake_case, snake_case};
 use super::{Context, Hit, Rule, meta};
 use crate::source::SourceFile;
 
@@ -11,7 +11,7 @@ impl Rule for ColumnName {
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for c in &file.facts.columns {
-            let name = &c.column.name;
+            let name = &as_written(&file.text, c.column.at, &c.column.name);
             if !is_snake_case(name) {
                 out.push(Hit {
                     span: c.column.at..c.column.at + name.len(),
@@ -33,14 +33,15 @@ mod tests {
         p.write(
             "orders",
             "V1__t.sql",
-            "CREATE TABLE orders (id bigint, \"createdAt\" timestamptz);\n\
+            "CREATE TABLE orders (id bigint, \"createdAt\" timestamptz, updatedAt timestamptz);\n\
              ALTER TABLE orders ADD COLUMN \"Total\" bigint;",
         );
         let hits = p.hits("column-name");
-        assert_eq!(hits.len(), 2);
+        assert_eq!(hits.len(), 3);
         assert_eq!((hits[0].line, hits[0].column), (1, 33));
         assert_eq!(hits[0].help, "name it `created_at`");
-        assert_eq!(hits[1].help, "name it `total`");
+        assert_eq!(hits[1].help, "name it `updated_at`");
+        assert_eq!(hits[2].help, "name it `total`");
     }
 
     #[test]

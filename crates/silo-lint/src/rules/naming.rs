@@ -37,6 +37,16 @@ pub(crate) fn snake_case(name: &str) -> String {
     out.trim_matches('_').to_string()
 }
 
+/// How `name` is written in the source at byte `at`: PostgreSQL folds an
+/// unquoted `createdAt` to `createdat`, but the author wrote camelCase and
+/// the naming rules should say so.
+pub(crate) fn as_written(text: &str, at: usize, name: &str) -> String {
+    match text.get(at..at + name.len()) {
+        Some(written) if written != name && written.eq_ignore_ascii_case(name) => written.into(),
+        _ => name.into(),
+    }
+}
+
 /// Words that are plural already or have no plural.
 const INVARIANT: &[&str] = &[
     "data",

@@ -23,6 +23,7 @@ impl Rule for RenamingColumn {
         for s in &file.statements {
             if let NodeEnum::RenameStmt(r) = &s.node
                 && r.rename_type == ObjectType::ObjectColumn as i32
+                && super::existing(file, r.relation.as_ref().map_or("", |t| t.relname.as_str()))
             {
                 out.push(Hit {
                     span: s.start..s.end,

@@ -23,8 +23,9 @@ impl Rule for RenamingTable {
         for s in &file.statements {
             if let NodeEnum::RenameStmt(r) = &s.node
                 && r.rename_type == ObjectType::ObjectTable as i32
+                && let old = r.relation.as_ref().map_or("", |t| t.relname.as_str())
+                && super::existing(file, old)
             {
-                let old = r.relation.as_ref().map_or("", |t| t.relname.as_str());
                 out.push(Hit {
                     span: s.start..s.end,
                     message: format!(

@@ -5,25 +5,52 @@
 //! `statement_timeout` bounds the work done under the lock.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{ObjectType, VariableSetKind};
+use pg_query::protobuf::{AlterTableType, ObjectType, VariableSetKind};
 
 use super::{Context, Hit, Rule, existing, meta};
 use crate::source::SourceFile;
 
 pub struct RequireTimeoutSettings;
 
-/// The existing table a statement locks strongly, if any.
-fn locked_table<'a>(file: &SourceFile, node: &'a NodeEnum) -> Option<&'a str> {
+/// The existing table (or index) a statement locks strongly, if any.
+/// `VALIDATE CONSTRAINT` alone takes SHARE UPDATE EXCLUSIVE, which blocks
+/// neither reads nor writes, so it does not count.
+fn locked_table(file: &SourceFile, node: &NodeEnum) -> Option<String> {
     let table = match node {
         NodeEnum::AlterTableStmt(a) if a.objtype == ObjectType::ObjectTable as i32 => {
-            a.relation.as_ref()?.relname.as_str()
+            let only_validate = a.cmds.iter().all(|c| {
+                matches!(&c.node, Some(NodeEnum::AlterTableCmd(c))
+                    if c.subtype == AlterTableType::AtValidateConstraint as i32)
+            });
+            if only_validate {
+                return None;
+            }
+            a.relation.as_ref()?.relname.clone()
         }
-        NodeEnum::IndexStmt(i) if !i.concurrent => i.relation.as_ref()?.relname.as_str(),
-        NodeEnum::RenameStmt(r) => r.relation.as_ref()?.relname.as_str(),
-        NodeEnum::CreateTrigStmt(t) => t.relation.as_ref()?.relname.as_str(),
+        NodeEnum::IndexStmt(i) if !i.concurrent => i.relation.as_ref()?.relname.clone(),
+        NodeEnum::RenameStmt(r) => r.relation.as_ref()?.relname.clone(),
+        NodeEnum::CreateTrigStmt(t) => t.relation.as_ref()?.relname.clone(),
+        NodeEnum::TruncateStmt(t) => match t.relations.first()?.node.as_ref()? {
+            NodeEnum::RangeVar(r) => r.relname.clone(),
+            _ => return None,
+        },
+        NodeEnum::DropStmt(d)
+            if (d.remove_type == ObjectType::ObjectTable as i32
+                || d.remove_type == ObjectType::ObjectIndex as i32)
+                && !d.concurrent =>
+        {
+            let name = d.objects.first()?;
+            let Some(NodeEnum::List(parts)) = &name.node else {
+                return None;
+            };
+            match parts.items.last()?.node.as_ref()? {
+                NodeEnum::String(s) => s.sval.clone(),
+                _ => return None,
+            }
+        }
         _ => return None,
     };
-    existing(file, table).then_some(table)
+    existing(file, &table).then_some(table)
 }
 
 impl Rule for RequireTimeoutSettings {
@@ -89,6 +116,17 @@ mod tests {
             "{}",
             hits[1].message
         );
+    }
+
+    #[test]
+    fn drops_and_truncates_count_validate_does_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "DROP TABLE carts;\nTRUNCATE orders;\nALTER TABLE orders VALIDATE CONSTRAINT fk_c;",
+        );
+        assert_eq!(p.places("require-timeout-settings"), [(1, 1), (2, 1)]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `table-name`: tables are plural and snake_case (seed 002's checklist).
 //! silo's own tables (`silo_*`) are exempt.
 
-use super::naming::{is_snake_case, plural, snake_case};
+use super::naming::{as_written, is_snake_case, plural, snake_case};
 use super::{Context, Hit, Rule, meta};
 use crate::source::SourceFile;
 
@@ -15,16 +15,17 @@ impl Rule for TableName {
             if t.name.starts_with("silo_") {
                 continue;
             }
-            let snake = if is_snake_case(&t.name) {
-                t.name.clone()
+            let name = as_written(&file.text, t.at, &t.name);
+            let snake = if is_snake_case(&name) {
+                name.clone()
             } else {
-                snake_case(&t.name)
+                snake_case(&name)
             };
             let expected = plural(&snake).unwrap_or(snake);
-            if expected != t.name {
+            if expected != name {
                 out.push(Hit {
                     span: t.at..t.at + t.name.len(),
-                    message: format!("table `{}` should be plural and snake_case", t.name),
+                    message: format!("table `{name}` should be plural and snake_case"),
                     help: format!("name it `{expected}`"),
                 });
             }
@@ -49,6 +50,17 @@ mod tests {
         assert_eq!((hits[0].line, hits[0].column), (1, 14));
         assert_eq!(hits[0].help, "name it `order_items`");
         assert_eq!(hits[1].help, "name it `order_lines`");
+    }
+
+    #[test]
+    fn unquoted_camel_case_is_caught_before_folding() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V1__t.sql",
+            "CREATE TABLE OrderLines (id bigint);",
+        );
+        assert_eq!(p.hits("table-name")[0].help, "name it `order_lines`");
     }
 
     #[test]
