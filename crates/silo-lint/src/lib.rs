@@ -138,7 +138,7 @@ impl std::error::Error for ReadError {}
 /// Every migration file of every service (files of all services are read:
 /// boundary rules need them even when only some services are reported).
 pub fn load(manifest: &Manifest) -> Result<Vec<SourceFile>, ReadError> {
-    let mut files = Vec::new();
+    let mut jobs = Vec::new();
     for service in &manifest.services {
         let Ok(dir) =
             silo_migrate::file::engine_dir(&manifest.migrations_dir(service), service.engine)
@@ -153,13 +153,36 @@ pub fn load(manifest: &Manifest) -> Result<Vec<SourceFile>, ReadError> {
             .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "sql"))
             .collect();
         paths.sort();
-        for path in paths {
-            let file = SourceFile::load(service, path.clone(), &manifest.root)
-                .map_err(|source| ReadError { path, source })?;
-            files.push(file);
-        }
+        jobs.extend(paths.into_iter().map(|p| (service, p)));
     }
-    Ok(files)
+    // Parsing is most of the work: spread it over the cores, keep the order.
+    parallel_map(&jobs, |(service, path)| {
+        SourceFile::load(service, path.clone(), &manifest.root).map_err(|source| ReadError {
+            path: path.clone(),
+            source,
+        })
+    })
+    .into_iter()
+    .collect()
+}
+
+/// `f` over `items` on every core, results in `items`' order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    if threads == 1 || items.len() < 2 {
+        return items.iter().map(&f).collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a lint thread panicked"))
+            .collect()
+    })
 }
 
 /// Runs the rules over `files`.
@@ -179,70 +202,42 @@ pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Rep
         databases.insert(s.name.clone(), s.name.clone());
     }
     let sums = sum::SumFiles::load(manifest);
+    let mut versions: HashMap<_, Vec<&SourceFile>> = HashMap::new();
+    for f in files {
+        if let (Ok(name), Some(dir)) = (&f.name, f.path.parent())
+            && let Some(version) = &name.version
+        {
+            versions
+                .entry((dir, name.kind, version.clone()))
+                .or_default()
+                .push(f);
+        }
+    }
     let ctx = Context {
         manifest,
         files,
         tables,
         databases,
         sums,
+        versions,
     };
-    let mut findings = Vec::new();
-    let reported = files.iter().filter(|f| {
-        (options.services.is_empty() || options.services.contains(&f.service))
-            && options
-                .files
-                .as_ref()
-                .is_none_or(|only| only.contains(&f.path))
-    });
-    let mut count = 0;
-    for file in reported {
-        count += 1;
-        let severity = |id: &str, default: Severity| {
-            severity_of(manifest, &file.service, id, default, options)
-        };
-        if let Some((message, offset)) = &file.parse_error
-            && let Some(severity) = severity(PARSE_ERROR, Severity::Error)
-        {
-            let (line, column) = file.position(*offset);
-            findings.push(Finding {
-                rule: PARSE_ERROR,
-                group: Group::Integrity,
-                severity,
-                service: file.service.clone(),
-                file: file.display.clone(),
-                line,
-                column,
-                span: *offset..*offset,
-                message: message.clone(),
-                help: "fix the syntax; the other files are still linted".into(),
-            });
-        }
-        for rule in rules::all() {
-            let Some(severity) = severity(rule.id(), rule.severity()) else {
-                continue;
-            };
-            let mut hits: Vec<Hit> = Vec::new();
-            rule.check(&ctx, file, &mut hits);
-            for hit in hits {
-                if file.ignored(rule.id(), hit.span.start) {
-                    continue;
-                }
-                let (line, column) = file.position(hit.span.start);
-                findings.push(Finding {
-                    rule: rule.id(),
-                    group: rule.group(),
-                    severity,
-                    service: file.service.clone(),
-                    file: file.display.clone(),
-                    line,
-                    column,
-                    span: hit.span,
-                    message: hit.message,
-                    help: hit.help,
-                });
-            }
-        }
-    }
+    let reported: Vec<&SourceFile> = files
+        .iter()
+        .filter(|f| {
+            (options.services.is_empty() || options.services.contains(&f.service))
+                && options
+                    .files
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&f.path))
+        })
+        .collect();
+    let count = reported.len();
+    let rules = rules::all();
+    let mut findings: Vec<Finding> =
+        parallel_map(&reported, |file| check_file(&ctx, file, &rules, options))
+            .into_iter()
+            .flatten()
+            .collect();
     findings.sort_by(|a, b| {
         (&a.file, a.line, a.column, a.rule).cmp(&(&b.file, b.line, b.column, b.rule))
     });
@@ -254,4 +249,60 @@ pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Rep
         infos: count_of(Severity::Info),
     };
     Report { findings, summary }
+}
+
+/// Every selected rule over one file.
+fn check_file(
+    ctx: &Context,
+    file: &SourceFile,
+    rules: &[&'static dyn rules::Rule],
+    options: &Options,
+) -> Vec<Finding> {
+    let manifest = ctx.manifest;
+    let mut findings = Vec::new();
+    let severity =
+        |id: &str, default: Severity| severity_of(manifest, &file.service, id, default, options);
+    if let Some((message, offset)) = &file.parse_error
+        && let Some(severity) = severity(PARSE_ERROR, Severity::Error)
+    {
+        let (line, column) = file.position(*offset);
+        findings.push(Finding {
+            rule: PARSE_ERROR,
+            group: Group::Integrity,
+            severity,
+            service: file.service.clone(),
+            file: file.display.clone(),
+            line,
+            column,
+            span: *offset..*offset,
+            message: message.clone(),
+            help: "fix the syntax; the other files are still linted".into(),
+        });
+    }
+    for rule in rules {
+        let Some(severity) = severity(rule.id(), rule.severity()) else {
+            continue;
+        };
+        let mut hits: Vec<Hit> = Vec::new();
+        rule.check(ctx, file, &mut hits);
+        for hit in hits {
+            if file.ignored(rule.id(), hit.span.start) {
+                continue;
+            }
+            let (line, column) = file.position(hit.span.start);
+            findings.push(Finding {
+                rule: rule.id(),
+                group: rule.group(),
+                severity,
+                service: file.service.clone(),
+                file: file.display.clone(),
+                line,
+                column,
+                span: hit.span,
+                message: hit.message,
+                help: hit.help,
+            });
+        }
+    }
+    findings
 }

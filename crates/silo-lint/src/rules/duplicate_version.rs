@@ -15,14 +15,15 @@ impl Rule for DuplicateVersion {
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let Ok(name) = &file.name else { return };
         let Some(version) = &name.version else { return };
-        let twins: Vec<&SourceFile> = ctx
-            .service_files(&file.service)
-            .filter(|f| f.path != file.path && f.path.parent() == file.path.parent())
-            .filter(|f| {
-                f.name
-                    .as_ref()
-                    .is_ok_and(|n| n.kind == name.kind && n.version.as_ref() == Some(version))
-            })
+        let Some(dir) = file.path.parent() else {
+            return;
+        };
+        let twins: Vec<&&SourceFile> = ctx
+            .versions
+            .get(&(dir, name.kind, version.clone()))
+            .into_iter()
+            .flatten()
+            .filter(|f| f.path != file.path)
             .collect();
         if let Some(first) = twins.first() {
             let kind = if name.kind == Kind::Undo {

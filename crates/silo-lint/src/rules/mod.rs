@@ -62,6 +62,15 @@ pub struct Context<'a> {
     pub databases: HashMap<String, String>,
     /// Each service's committed `silo.sum`.
     pub sums: crate::sum::SumFiles,
+    /// (folder, kind, version) -> the files that have it.
+    pub versions: HashMap<
+        (
+            &'a std::path::Path,
+            silo_migrate::Kind,
+            silo_migrate::Version,
+        ),
+        Vec<&'a SourceFile>,
+    >,
 }
 
 impl Context<'_> {
