@@ -3,7 +3,7 @@ CARGO ?= cargo
 SILO := $(CURDIR)/target/debug/silo
 DEMO := $(CURDIR)/target/demo
 
-.PHONY: demo test prereqs fmt-check clippy unit bench clean-demo
+.PHONY: demo test prereqs fmt-check clippy unit bench bench-lint clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -37,6 +37,11 @@ bench: prereqs
 	bench/up-vs-shell.sh
 	@if command -v sqlx >/dev/null || [ -x $$HOME/.cargo/bin/sqlx ]; then bench/migrate-vs-sqlx.sh; \
 	else echo "skipping migrate-vs-sqlx: install sqlx-cli (cargo install sqlx-cli --no-default-features --features postgres,rustls)"; fi
+
+## bench-lint: `silo lint` against squawk on the lemmy corpus (pip install squawk-cli)
+bench-lint: prereqs
+	$(CARGO) build --release --quiet -p silo-cli
+	bench/lint-vs-squawk.sh
 
 clean-demo:
 	rm -rf $(DEMO)

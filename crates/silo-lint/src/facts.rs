@@ -92,6 +92,15 @@ pub fn from_postgres(node: &NodeEnum, start: usize, facts: &mut Facts) {
                 }
             }
         }
+        // `CREATE TABLE ... AS SELECT` makes a new table too.
+        NodeEnum::CreateTableAsStmt(c) => {
+            if let Some(rel) = c.into.as_ref().and_then(|i| i.rel.as_ref()) {
+                facts.tables.push(Name {
+                    name: rel.relname.clone(),
+                    at: offset(rel.location, start),
+                });
+            }
+        }
         NodeEnum::AlterTableStmt(a) => {
             let Some(rel) = &a.relation else { return };
             for cmd in &a.cmds {

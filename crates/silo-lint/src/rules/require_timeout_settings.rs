@@ -88,6 +88,9 @@ impl Rule for RequireTimeoutSettings {
                 ),
                 help: "start the file with `SET lock_timeout = '2s';` and `SET statement_timeout = '5min';` (or set them on the service's role)".into(),
             });
+            // Once per file, at the first statement that needs them: the
+            // fix is one pair of lines at the top.
+            return;
         }
     }
 }
@@ -105,16 +108,22 @@ mod tests {
             "ALTER TABLE orders ADD COLUMN note text;\nSET lock_timeout = '2s';\nCREATE INDEX idx_orders_note ON orders (note);",
         );
         let hits = p.hits("require-timeout-settings");
-        assert_eq!(hits.len(), 2);
+        assert_eq!(hits.len(), 1, "once per file");
         assert!(
             hits[0]
                 .message
                 .contains("no lock_timeout or statement_timeout")
         );
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SET lock_timeout = '2s';\nCREATE INDEX idx_orders_note ON orders (note);",
+        );
+        let hits = p.hits("require-timeout-settings");
         assert!(
-            hits[1].message.contains("no statement_timeout set"),
+            hits[0].message.contains("no statement_timeout set"),
             "{}",
-            hits[1].message
+            hits[0].message
         );
     }
 
@@ -126,7 +135,9 @@ mod tests {
             "V2__t.sql",
             "DROP TABLE carts;\nTRUNCATE orders;\nALTER TABLE orders VALIDATE CONSTRAINT fk_c;",
         );
-        assert_eq!(p.places("require-timeout-settings"), [(1, 1), (2, 1)]);
+        assert_eq!(p.places("require-timeout-settings"), [(1, 1)]);
+        p.write("orders", "V2__t.sql", "TRUNCATE orders;");
+        assert_eq!(p.places("require-timeout-settings"), [(1, 1)]);
     }
 
     #[test]
