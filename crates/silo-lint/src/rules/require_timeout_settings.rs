@@ -34,9 +34,12 @@ fn locked_table(file: &SourceFile, node: &NodeEnum) -> Option<String> {
             NodeEnum::RangeVar(r) => r.relname.clone(),
             _ => return None,
         },
+        // An undo file dropping what its V file made is left alone, as by
+        // the drop rules.
         NodeEnum::DropStmt(d)
-            if (d.remove_type == ObjectType::ObjectTable as i32
-                || d.remove_type == ObjectType::ObjectIndex as i32)
+            if !super::is_undo(file)
+                && (d.remove_type == ObjectType::ObjectTable as i32
+                    || d.remove_type == ObjectType::ObjectIndex as i32)
                 && !d.concurrent =>
         {
             let name = d.objects.first()?;
