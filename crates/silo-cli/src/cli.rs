@@ -155,6 +155,32 @@ pub enum Command {
     /// or a bad manifest.
     Lint(LintArgs),
 
+    /// Prove every store is its own: live checks and a source scan
+    ///
+    /// Live (PostgreSQL): every service role against every store in the
+    /// catalog (CONNECT, ownership, memberships, superuser), real
+    /// connection attempts with each service's own credentials (its own
+    /// store, and a sibling; --thorough: every store), PUBLIC's
+    /// privileges, role attributes, shared credentials, object owners,
+    /// foreign data (dblink, FDW servers, subscriptions), the `public`
+    /// schema, instance sharing and pg_hba.conf. SQLite stores and secrets
+    /// files: modes, owners, links.
+    ///
+    /// Source: each service's folder (`source` in silo.toml, default
+    /// services/<name>/) is scanned for other services' databases, roles,
+    /// servers, secrets files and connection strings, and for literal
+    /// passwords. `.gitignore` is honoured; `[audit] exclude = [globs]`
+    /// skips test fixtures.
+    ///
+    /// The human report starts with the access matrix (own ✓, denied ·,
+    /// OPEN ✗), then each finding with its remediation. `--fix` applies the
+    /// fixable ones (each database's statements in one transaction) and
+    /// audits again. `silo audit --explain CHECK` prints a check's page.
+    ///
+    /// Exit 0 when clean, 1 with findings, 2 when the audit cannot run
+    /// (server unreachable, missing admin privilege, bad manifest).
+    Audit(AuditArgs),
+
     /// Prove every undo: on a scratch store, apply each version, undo it,
     /// and compare the schema with the one before it
     ///
@@ -397,6 +423,42 @@ pub struct LintArgs {
     /// silo.sum (commit it), then lint
     #[arg(long)]
     pub update_sum: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only findings and matrix cells involving these services (every
+    /// service is still read: a hole has two ends)
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Only the source scan: no server needed
+    #[arg(long, conflicts_with = "live_only")]
+    pub code_only: bool,
+    /// Only the live checks: no source scan
+    #[arg(long)]
+    pub live_only: bool,
+    /// Really try every role against every store on its server (n² probes)
+    /// instead of its own store and one sibling
+    #[arg(long)]
+    pub thorough: bool,
+    /// Connection probes made at once
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub probe_jobs: u16,
+    /// Output format: `human` (matrix and findings), `json`, `sarif`
+    /// (2.1.0) or `github` (workflow annotations)
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: LintFormat,
+    /// Apply the remediation of fixable findings (revokes, attributes,
+    /// owners, rotations, file modes), then audit again. Asks first on a
+    /// terminal; elsewhere needs --yes
+    #[arg(long)]
+    pub fix: bool,
+    /// Confirm --fix without asking
+    #[arg(long, requires = "fix")]
+    pub yes: bool,
+    /// Print a check's page and exit; without a check, list the checks
+    #[arg(long, value_name = "CHECK", num_args = 0..=1, default_missing_value = "")]
+    pub explain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

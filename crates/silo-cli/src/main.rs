@@ -39,6 +39,11 @@ async fn run(cli: Cli) -> CmdResult {
     {
         return commands::lint::explain(rule);
     }
+    if let Command::Audit(args) = &cli.command
+        && let Some(check) = &args.explain
+    {
+        return commands::audit::explain(check);
+    }
     let ctx = Context::load(&cli.global)?;
     match &cli.command {
         Command::Init(_) => unreachable!("handled above"),
@@ -57,6 +62,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::New(args) => commands::migrations::new(&ctx, args),
         Command::Migrations(command) => commands::migrations::import(&ctx, command),
         Command::Lint(args) => commands::lint::run(&ctx, args),
+        Command::Audit(args) => commands::audit::run(&ctx, args).await,
         Command::Verify(args) => commands::migrations::verify(&ctx, args).await,
         Command::Diff(args) => commands::migrations::diff(&ctx, args).await,
         Command::Schema(command) => commands::migrations::schema(&ctx, command).await,

@@ -27,7 +27,9 @@ mod parse;
 use std::path::{Path, PathBuf};
 
 pub use error::{LoadError, ManifestError, Problem, line_column};
-pub use model::{Engine, Isolation, LintSettings, Manifest, RuleLevel, RuleSetting, Service};
+pub use model::{
+    AuditSettings, Engine, Isolation, LintSettings, Manifest, RuleLevel, RuleSetting, Service,
+};
 pub use parse::Overrides;
 
 /// The manifest's file name.

@@ -87,6 +87,16 @@ pub struct Manifest {
     pub services: Vec<Service>,
     /// `[lint]`: rule levels for every service.
     pub lint: LintSettings,
+    /// `[audit]`: settings of `silo audit`'s source scan.
+    pub audit: AuditSettings,
+}
+
+/// `[audit]` in silo.toml.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Gitignore-style globs, relative to the project folder, of files the
+    /// source scan skips (test fixtures, vendored code).
+    pub exclude: Vec<String>,
 }
 
 /// `[lint.rules]` (project-wide) or `[services.<name>.lint.rules]`: the
@@ -147,6 +157,9 @@ pub struct Service {
     pub url_env: Option<String>,
     /// The migrations folder, relative to the manifest's folder.
     pub migrations: PathBuf,
+    /// The service's source folder, relative to the manifest's folder
+    /// (default `services/<name>`), scanned by `silo audit`.
+    pub source: PathBuf,
     /// Maximum concurrent connections for the role.
     pub connection_limit: Option<u32>,
     /// The owning team (free text).
@@ -177,6 +190,11 @@ impl Manifest {
     /// The absolute path of a service's migrations folder.
     pub fn migrations_dir(&self, service: &Service) -> PathBuf {
         self.root.join(&service.migrations)
+    }
+
+    /// The absolute path of a service's source folder.
+    pub fn source_dir(&self, service: &Service) -> PathBuf {
+        self.root.join(&service.source)
     }
 
     /// Selects services by name, in manifest order; all when `names` is

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Problem, line_column};
-use crate::model::{Engine, Isolation, LintSettings, Manifest, RuleSetting, Service};
+use crate::model::{
+    AuditSettings, Engine, Isolation, LintSettings, Manifest, RuleSetting, Service,
+};
 use crate::names::{check_env_var, check_event_type, check_identifier, suggest_identifier};
 
 /// Values from flags and the environment that beat the file.
@@ -33,6 +35,14 @@ struct RawManifest {
     #[serde(default)]
     services: IndexMap<Spanned<String>, Spanned<RawService>>,
     lint: Option<RawLint>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +75,7 @@ struct RawService {
     role: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
     migrations: Option<Spanned<String>>,
+    source: Option<Spanned<String>>,
     connection_limit: Option<Spanned<i64>>,
     owner: Option<String>,
     #[serde(default)]
@@ -185,6 +196,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
     }
     check_cross_service(&located, &mut problems);
     let lint = lint_settings(raw.lint.as_ref(), &mut problems);
+    let audit = audit_settings(raw.audit.as_ref(), &mut problems);
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -196,7 +208,29 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         data_dir,
         services: located.into_iter().map(|l| l.service).collect(),
         lint,
+        audit,
     })
+}
+
+/// `[audit]`: the source scan's exclusions, checked as globs here so that a
+/// bad pattern points at its line.
+fn audit_settings(raw: Option<&RawAudit>, problems: &mut Problems) -> AuditSettings {
+    let mut settings = AuditSettings::default();
+    for pattern in raw.into_iter().flat_map(|a| &a.exclude) {
+        match globset::Glob::new(pattern.get_ref()) {
+            Ok(_) => settings.exclude.push(pattern.get_ref().clone()),
+            Err(e) => problems.add(
+                pattern.span(),
+                format!(
+                    "invalid exclude pattern `{}`: {}",
+                    pattern.get_ref(),
+                    e.kind()
+                ),
+                Some("use gitignore-style globs such as `**/fixtures/**` or `tests/`".into()),
+            ),
+        }
+    }
+    settings
 }
 
 /// Rule levels; rule ids are left to silo-lint, which knows them.
@@ -325,6 +359,24 @@ fn resolve_service(
         );
     }
 
+    let (source, source_span) = match &r.source {
+        Some(s) => (s.get_ref().clone(), s.span()),
+        None => (format!("services/{service_name}"), name.span()),
+    };
+    let source = normalize(Path::new(&source));
+    if source.is_absolute() || source.starts_with("..") {
+        problems.add(
+            source_span,
+            format!(
+                "the source folder `{}` must be inside the project folder",
+                source.display()
+            ),
+            Some(
+                "use a path relative to the folder that holds silo.toml (`.` for all of it)".into(),
+            ),
+        );
+    }
+
     let connection_limit = match &r.connection_limit {
         None => None,
         Some(limit) => match u32::try_from(*limit.get_ref()) {
@@ -393,6 +445,7 @@ fn resolve_service(
             role,
             url_env: r.url_env.as_ref().map(|u| u.get_ref().clone()),
             migrations,
+            source,
             connection_limit,
             owner: r.owner.clone(),
             publishes,

@@ -95,6 +95,22 @@ impl PgEngine {
         }
     }
 
+    /// The administrator's connection options (no password is ever shown
+    /// from them).
+    pub fn admin_options(&self) -> &PgConnectOptions {
+        &self.admin
+    }
+
+    /// The administrator's pool, connected to the admin URL's database.
+    pub fn admin_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// `host:port` of the server, for messages.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
     async fn run(&self, sql_text: String, action: &str) -> Result<(), StoreError> {
         tracing::debug!(server = %self.server, "{action}");
         sqlx::raw_sql(AssertSqlSafe(sql_text))
@@ -105,7 +121,7 @@ impl PgEngine {
     }
 
     /// Tells "cannot reach the server" apart from "the statement failed".
-    fn classify(&self, e: sqlx::Error, action: &str) -> StoreError {
+    pub fn classify(&self, e: sqlx::Error, action: &str) -> StoreError {
         match e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
@@ -176,7 +192,7 @@ impl PgEngine {
 
     /// Connects to `database` as the administrator (for per-database work
     /// such as the `public` schema).
-    async fn admin_in(&self, database: &str) -> Result<PgConnection, StoreError> {
+    pub async fn admin_in(&self, database: &str) -> Result<PgConnection, StoreError> {
         PgConnection::connect_with(&self.admin.clone().database(database))
             .await
             .map_err(|source| StoreError::Connect {

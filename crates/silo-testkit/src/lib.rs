@@ -223,6 +223,11 @@ impl TempServer {
         server
     }
 
+    /// The server's data folder (pg_hba.conf lives there).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Superuser URL, password included.
     pub fn admin_url(&self) -> String {
         format!(

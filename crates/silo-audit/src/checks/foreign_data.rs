@@ -1,0 +1,157 @@
+//! `foreign-data`: no way from one service database into another's: no
+//! `dblink` or `*_fdw` extension, no foreign server or user mapping that
+//! points at another service's database or role, no logical-replication
+//! subscription that reads from one. (SQLite's `ATTACH` of another
+//! service's file is found by the source scan.)
+
+use crate::live::Live;
+use crate::{Check, Finding, Fix};
+
+use super::ident;
+
+/// A `key=value` option's value.
+fn option<'a>(options: &'a [String], key: &str) -> Option<&'a str> {
+    options
+        .iter()
+        .find_map(|o| o.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
+/// The `dbname` of a libpq connection string (`key=value` or URL form).
+fn conninfo_dbname(conninfo: &str) -> Option<String> {
+    if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
+        let url = url::Url::parse(conninfo).ok()?;
+        return Some(url.path().trim_start_matches('/').to_string()).filter(|d| !d.is_empty());
+    }
+    conninfo.split_whitespace().find_map(|pair| {
+        pair.split_once('=')
+            .filter(|(k, _)| k.trim() == "dbname")
+            .map(|(_, v)| v.trim_matches('\'').to_string())
+    })
+}
+
+pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
+    for server in &live.servers {
+        for name in &server.services {
+            let s = live.service(name);
+            let Some(inside) = server.databases.get(name) else {
+                continue;
+            };
+            for fs in &inside.foreign_servers {
+                let target = option(&fs.options, "dbname")
+                    .and_then(|db| live.database_owner(server, db))
+                    .filter(|o| o.name != *name);
+                let mapped: Vec<&str> = fs
+                    .mappings
+                    .iter()
+                    .filter_map(|(_, remote)| remote.as_deref())
+                    .filter(|u| live.role_owner(u).is_some_and(|o| o.name != *name))
+                    .collect();
+                if target.is_none() && mapped.is_empty() {
+                    continue;
+                }
+                let other = target.or_else(|| mapped.first().and_then(|u| live.role_owner(u)));
+                let statement = format!("DROP SERVER {} CASCADE;", ident(&fs.name));
+                let mut message = format!(
+                    "foreign server `{}` ({}) in `{}`",
+                    fs.name, fs.wrapper, s.database
+                );
+                if let Some(t) = target {
+                    message.push_str(&format!(
+                        " points at `{}`, the store of `{}`",
+                        t.database, t.name
+                    ));
+                }
+                if !mapped.is_empty() {
+                    message.push_str(&format!(
+                        "{} maps users to `{}`",
+                        if target.is_some() { " and" } else { "" },
+                        mapped.join("`, `")
+                    ));
+                }
+                out.push(
+                    Finding::new(Check::ForeignData, name, message, statement.clone())
+                        .store(&s.database)
+                        .other(other.map(|o| o.name.as_str()))
+                        .fix(Fix::Sql {
+                            server: server.key.clone(),
+                            database: Some(s.database.clone()),
+                            statements: vec![statement],
+                            phase: 0,
+                        }),
+                );
+            }
+            for extension in &inside.remote_extensions {
+                let statement = format!("DROP EXTENSION {};", ident(extension));
+                out.push(
+                    Finding::new(
+                        Check::ForeignData,
+                        name,
+                        format!(
+                            "extension `{extension}` is installed in `{}`: it can reach other databases",
+                            s.database
+                        ),
+                        format!(
+                            "{statement} (exchange data through events instead; drop its foreign \
+                             servers first)"
+                        ),
+                    )
+                    .store(&s.database)
+                    .fix(Fix::Sql {
+                        server: server.key.clone(),
+                        database: Some(s.database.clone()),
+                        statements: vec![statement],
+                        phase: 2,
+                    }),
+                );
+            }
+        }
+        for sub in server.catalog.subscriptions.iter().flatten() {
+            let Some(subscriber) = live.database_owner(server, &sub.database) else {
+                continue;
+            };
+            let Some(source) = conninfo_dbname(&sub.conninfo)
+                .and_then(|db| live.database_owner(server, &db))
+                .filter(|o| o.name != subscriber.name)
+            else {
+                continue;
+            };
+            out.push(
+                Finding::new(
+                    Check::ForeignData,
+                    &subscriber.name,
+                    format!(
+                        "subscription `{}` in `{}` replicates from `{}`, the store of `{}`",
+                        sub.name, sub.database, source.database, source.name
+                    ),
+                    format!(
+                        "ALTER SUBSCRIPTION {0} DISABLE; ALTER SUBSCRIPTION {0} SET (slot_name = NONE); \
+                         DROP SUBSCRIPTION {0}; then drop the slot on the publisher (consume `{1}`'s \
+                         events instead)",
+                        ident(&sub.name),
+                        source.name
+                    ),
+                )
+                .store(&sub.database)
+                .other(Some(&source.name)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbname_from_either_form() {
+        assert_eq!(
+            conninfo_dbname("host=localhost port=5432 dbname=billing user=x").as_deref(),
+            Some("billing")
+        );
+        assert_eq!(
+            conninfo_dbname("postgres://u@h:5432/orders?sslmode=disable").as_deref(),
+            Some("orders")
+        );
+        assert_eq!(conninfo_dbname("host=localhost"), None);
+    }
+}

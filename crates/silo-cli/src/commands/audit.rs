@@ -1,0 +1,161 @@
+//! `silo audit`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use silo_audit::{AuditError, Check, Options, Report, fix, render};
+
+use crate::cli::{AuditArgs, LintFormat};
+use crate::context::{CmdResult, Context, Failure, print_json};
+
+pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
+    ctx.select(&args.services)?;
+    let options = Options {
+        services: args.services.clone(),
+        live: !args.code_only,
+        code: !args.live_only,
+        thorough: args.thorough,
+        jobs: ctx.jobs,
+        probe_jobs: usize::from(args.probe_jobs),
+    };
+    let report = audit(ctx, &options).await?;
+    // One document per run: machine formats print only the final report.
+    let human = matches!(args.format, LintFormat::Human);
+    if !args.fix || human {
+        print_report(ctx, args, &report);
+    }
+    if !args.fix {
+        return Ok(exit(&report));
+    }
+    let steps = fix::plan(&report);
+    let unfixable = fix::unfixable(&report);
+    if steps.is_empty() {
+        eprintln!("nothing to fix automatically");
+        if !human {
+            print_report(ctx, args, &report);
+        }
+        return Ok(exit(&report));
+    }
+    eprintln!("\n--fix will:");
+    for step in &steps {
+        eprint!("{step}");
+    }
+    if !unfixable.is_empty() {
+        eprintln!(
+            "and leave {} finding{} for a person (their remediation is above)",
+            unfixable.len(),
+            if unfixable.len() == 1 { "" } else { "s" }
+        );
+    }
+    if !args.yes && !confirm()? {
+        eprintln!("nothing changed");
+        return Ok(ExitCode::from(1));
+    }
+    let mut failed = 0;
+    for step in &steps {
+        let title = step.to_string();
+        let title = title
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(", one transaction:");
+        match fix::apply(step, &ctx.manifest, &ctx.stores).await {
+            Ok(()) => eprintln!("fixed: {title}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAILED (rolled back): {title} {e}");
+            }
+        }
+    }
+    if human {
+        println!("\naudit after --fix:");
+    }
+    let after = audit(ctx, &options).await?;
+    print_report(ctx, args, &after);
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        exit(&after)
+    })
+}
+
+async fn audit(ctx: &Context, options: &Options) -> Result<Report, Failure> {
+    silo_audit::audit(&ctx.manifest, &ctx.stores, options)
+        .await
+        .map_err(|e| {
+            let hint = e.hint();
+            let message = match &e {
+                AuditError::Store(s) => crate::context::describe(s),
+                other => other.to_string(),
+            };
+            let report = match hint {
+                Some(h) => miette::miette!(help = h, "cannot audit: {message}"),
+                None => miette::miette!("cannot audit: {message}"),
+            };
+            Failure::usage(report)
+        })
+}
+
+fn print_report(ctx: &Context, args: &AuditArgs, report: &Report) {
+    match args.format {
+        LintFormat::Human => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", render::human(report, color));
+        }
+        LintFormat::Json => print_json(&render::json(report)),
+        LintFormat::Sarif => {
+            let manifest = ctx
+                .manifest
+                .path
+                .strip_prefix(&ctx.manifest.root)
+                .unwrap_or(&ctx.manifest.path)
+                .display()
+                .to_string();
+            print_json(&render::sarif(report, &manifest));
+        }
+        LintFormat::Github => print!("{}", render::github(report)),
+    }
+}
+
+fn exit(report: &Report) -> ExitCode {
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Asks on the terminal; without one, refuses (use --yes).
+fn confirm() -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(Failure::usage(miette::miette!(
+            help = "run again with --fix --yes to apply the steps above",
+            "refusing to fix without --yes: no terminal to ask on"
+        )));
+    }
+    eprint!("apply these changes? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn explain(check: &str) -> CmdResult {
+    if check.is_empty() {
+        for c in Check::ALL {
+            let summary = silo_audit::docs::summary(c.id()).unwrap_or_default();
+            println!("{:<22} {summary}", c.id());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match silo_audit::docs::page(check) {
+        Some(page) => {
+            print!("{page}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(Failure::usage(miette::miette!(
+            help = format!("checks: {}", Check::ALL.map(|c| c.id()).join(", ")),
+            "unknown check `{check}`"
+        ))),
+    }
+}
