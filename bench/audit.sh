@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `silo audit --live-only` on N provisioned services (default 100, so
+# 10,000 role/store pairs) on the local PostgreSQL server: the default run
+# (every pair in the catalog; real connections to each service's own store
+# and one sibling) and --thorough (a real connection for every pair).
+# Each runs ROUNDS times (default 3); the median wall time is reported.
+#
+#   bench/audit.sh [N] [ROUNDS]
+#   SILO_BIN=target/release/silo SILO_PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${1:-100}
+ROUNDS=${2:-3}
+SILO=${SILO_BIN:-$PWD/target/release/silo}
+export SILO_PG_ADMIN_URL=${SILO_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
+export PGHOST PGPORT PGUSER
+
+work=$(mktemp -d)
+prefix="benchaudit$$_"
+cleanup() {
+  psql -qAt -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%'" |
+    while read -r db; do psql -q -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)"; done
+  psql -qAt -d postgres -c "SELECT rolname FROM pg_roles WHERE rolname LIKE '${prefix}%'" |
+    while read -r r; do psql -q -d postgres -c "DROP ROLE \"$r\""; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+{
+  echo '[project]'; echo 'name = "bench"'
+  echo '[defaults]'; echo 'engine = "postgres"'
+  for i in $(seq -w 0 $((N - 1))); do
+    echo "[services.s$i]"
+    echo "database = \"${prefix}s$i\""
+    echo "role = \"${prefix}s${i}_svc\""
+  done
+} > "$work/silo.toml"
+(cd "$work" && "$SILO" -j 16 up >/dev/null 2>&1)
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+measure() {
+  local label=$1; shift
+  local times=() out
+  for _ in $(seq "$ROUNDS"); do
+    local t0 t1
+    t0=$(now)
+    out=$(cd "$work" && "$SILO" audit --live-only --format json "$@")
+    t1=$(now)
+    times+=("$(echo "$t1 - $t0" | bc -l)")
+  done
+  local probes open findings
+  probes=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["summary"]["probes"])')
+  open=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["summary"]["open"])')
+  findings=$(echo "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["findings"]))')
+  printf '%-22s median %6.2f s  (%s probes, %s open cells, %s findings; rounds: %s)\n' \
+    "$label" "$(printf '%s\n' "${times[@]}" | median)" "$probes" "$open" "$findings" "${times[*]}"
+}
+
+echo "silo audit on $N services ($((N * N)) pairs), $(nproc) cores"
+measure "default"
+measure "--thorough" --thorough
