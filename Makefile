@@ -3,7 +3,7 @@ CARGO ?= cargo
 SILO := $(CURDIR)/target/debug/silo
 DEMO := $(CURDIR)/target/demo
 
-.PHONY: demo test prereqs fmt-check clippy unit bench bench-lint clean-demo
+.PHONY: demo test prereqs fmt-check clippy unit bench bench-lint bench-audit clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -42,6 +42,12 @@ bench: prereqs
 bench-lint: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	bench/lint-vs-squawk.sh
+
+## bench-audit: `silo audit` on 100 provisioned services (10,000 pairs), default and --thorough; source-scan precision on the cargo registry
+bench-audit: prereqs
+	$(CARGO) build --release --quiet -p silo-cli
+	bench/audit.sh
+	bench/audit-scan-precision.sh
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -50,6 +50,10 @@ pub fn human(report: &Report, color: bool) -> String {
             roles.push(&c.role_service);
         }
     }
+    // Cells come in manifest order of their roles; stores follow the same
+    // order, so the own cells form the diagonal even when `--service`
+    // leaves only some cells.
+    stores.sort_by_key(|s| roles.iter().position(|r| r == s).unwrap_or(usize::MAX));
     if !report.matrix.is_empty() {
         let open = report
             .matrix

@@ -246,28 +246,57 @@ fn database_context(line: &str, previous: &str, start: usize) -> bool {
         }
         _ => {}
     }
-    let before = &line[..start];
-    if before.ends_with('/') && before.contains("://") {
-        return true;
-    }
-    false
+    url_database(&line[..start])
 }
 
-/// A connection URL at `start`: a secret when it carries a password, a
-/// reference is left to the needles of its parts.
+/// Whether the text just before a name ends a PostgreSQL URL's authority
+/// (`postgres://host:5432/`, `jdbc:postgresql://h/`,
+/// `postgresql+asyncpg://u@h/`): the name is then the database. Web URLs
+/// (`https://users.example.org/`, `.../docs/users/`) are not.
+fn url_database(before: &str) -> bool {
+    let Some(slash) = before.strip_suffix('/') else {
+        return false;
+    };
+    let Some(sep) = slash.rfind("://") else {
+        return false;
+    };
+    if slash[sep + 3..].contains('/') {
+        return false;
+    }
+    let scheme_start = slash[..sep]
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | ':')))
+        .map_or(0, |i| i + 1);
+    slash[scheme_start..sep]
+        .to_ascii_lowercase()
+        .contains("postgres")
+}
+
+/// A connection URL at `start`: recorded (the same string in two services
+/// is shared credentials) unless it is a template, and a secret when it
+/// carries a password. A reference is left to the needles of its parts.
 fn url_hit(line: &str, start: usize, column: usize, hits: &mut Vec<Hit>) -> Option<Hit> {
     let rest = &line[start..];
     let end = rest
         .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | '<' | '>'))
         .unwrap_or(rest.len());
     let text = &rest[..end];
-    let authority = text.split_once("://")?.1.split(['/', '?']).next()?;
+    let (_, after_scheme) = text.split_once("://")?;
+    // A template (`postgres://${USER}@${HOST}/${DB}`, `%s`, `{}`) reads
+    // the same in every service and names nothing.
+    let template = after_scheme.contains(['$', '{', '%']);
+    let (authority, path) = match after_scheme.find(['/', '?']) {
+        Some(i) => after_scheme.split_at(i),
+        None => (after_scheme, ""),
+    };
+    let names_store = authority.contains('@') || path.len() > 1;
+    if !template && names_store {
+        hits.push(Hit::ConnectionString {
+            column,
+            url: text.to_string(),
+        });
+    }
     let (userinfo, _) = authority.rsplit_once('@')?;
     let password = userinfo.split_once(':')?.1;
-    hits.push(Hit::ConnectionString {
-        column,
-        url: text.to_string(),
-    });
     (!is_placeholder(password)).then(|| Hit::Secret {
         column,
         what: "a connection string with a password".into(),
@@ -339,9 +368,16 @@ fn secret_key_hit(
             &body[..stop]
         }
     };
-    (!is_placeholder(value)).then(|| Hit::Secret {
+    let key_text = &line[key_start..key_end];
+    // `Self::Password => "PASSWORD"` names the key; `ALLOW_EMPTY_PASSWORD:
+    // 1` is a switch. Neither is a password.
+    let label = value.eq_ignore_ascii_case(key_text)
+        || ["1", "0", "yes", "no", "true", "false", "on", "off"]
+            .iter()
+            .any(|flag| value.eq_ignore_ascii_case(flag));
+    (!label && !is_placeholder(value)).then(|| Hit::Secret {
         column,
-        what: format!("a literal password under `{}`", &line[key_start..key_end]),
+        what: format!("a literal password under `{key_text}`"),
     })
 }
 
@@ -355,6 +391,7 @@ fn is_placeholder(value: &str) -> bool {
         || v.starts_with('%')
         || v.starts_with('<')
         || v.starts_with('{')
+        || v.starts_with('[')
         || v.chars()
             .all(|c| c == '*' || c == 'x' || c == 'X' || c == '.')
 }
@@ -434,6 +471,19 @@ mod tests {
         assert!(references("billing_address = form.get('billing_address')", false).is_empty());
         assert!(references("if database == 'billing':", false).is_empty());
         assert!(references("let billings = 3;", false).is_empty());
+        assert_eq!(
+            references("jdbc:postgresql://db:5432/users?ssl=true", false),
+            ["users"]
+        );
+        assert_eq!(
+            references("DSN=postgresql+asyncpg://u@db/billing", true),
+            ["billing"]
+        );
+        // Web URLs: a host, a path segment, a deeper path.
+        assert!(references("see https://users.rust-lang.org/t/1", false).is_empty());
+        assert!(references("[docs]: https://example.org/users/", false).is_empty());
+        assert!(references("https://github.com/search?q=users", false).is_empty());
+        assert!(references("postgres://db/app/users", false).is_empty());
     }
 
     #[test]
@@ -468,5 +518,8 @@ mod tests {
         assert_eq!(secrets("postgres://orders_svc@db/orders", false), 0);
         assert_eq!(secrets("password: '{{ vault.db }}'", true), 0);
         assert_eq!(secrets("forgot_password_url = '/reset'", false), 0);
+        assert_eq!(secrets("Self::Password => \"PASSWORD\",", false), 0);
+        assert_eq!(secrets("MYSQL_ALLOW_EMPTY_PASSWORD: 1", true), 0);
+        assert_eq!(secrets("\"password\": [", true), 0);
     }
 }
