@@ -9,8 +9,9 @@ use silo_manifest::{Engine, Manifest};
 use silo_store::Stores;
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::live::{root_cause, server_key};
+use crate::live::server_key;
 use crate::{Finding, Fix, Report};
+use silo_store::root_cause;
 
 /// One thing `--fix` does.
 #[derive(Debug, Clone, PartialEq, Eq)]

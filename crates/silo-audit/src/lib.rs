@@ -88,7 +88,7 @@ impl AuditError {
     pub(crate) fn from_sql(e: sqlx::Error, server: &str, action: &str) -> Self {
         let message = match &e {
             sqlx::Error::Database(db) => db.message().to_string(),
-            other => live::root_cause(other),
+            other => silo_store::root_cause(other),
         };
         match &e {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("42501") => {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 use silo_manifest::{Engine, Isolation, Manifest, Service};
-use silo_store::Stores;
+use silo_store::{StoreError, Stores, root_cause};
 use sqlx::postgres::PgConnectOptions;
 
 use crate::catalog::{self, DatabaseCatalog, ServerCatalog};
@@ -105,9 +105,20 @@ pub async fn read<'m>(
     for (key, services) in groups {
         let engine = stores.postgres(services[0]).map_err(AuditError::Store)?;
         let databases: Vec<String> = services.iter().map(|s| s.database.clone()).collect();
-        let catalog = catalog::read_server(engine.admin_pool(), &roles, &databases)
-            .await
-            .map_err(|e| AuditError::from_sql(e, engine.server(), "reading the catalog"))?;
+        let catalog = catalog::read_server(
+            engine.admin_pool().await.map_err(|e| match e {
+                StoreError::Connect { source, .. } => AuditError::Unreachable {
+                    server: engine.server().to_string(),
+                    action: "connecting as the admin".into(),
+                    message: root_cause(&source),
+                },
+                other => AuditError::Store(other),
+            })?,
+            &roles,
+            &databases,
+        )
+        .await
+        .map_err(|e| AuditError::from_sql(e, engine.server(), "reading the catalog"))?;
         // One admin connection per service database, `jobs` at a time.
         let mut inside = HashMap::new();
         let reads = services
@@ -212,13 +223,4 @@ async fn run_probes(live: &Live<'_>, options: &Options) -> HashMap<(String, Stri
         .buffer_unordered(options.probe_jobs.max(1))
         .collect()
         .await
-}
-
-/// The innermost cause of an error, for one-line messages.
-pub fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }

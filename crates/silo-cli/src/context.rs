@@ -51,12 +51,8 @@ pub fn store_report(e: &StoreError) -> Report {
 
 /// `message: innermost cause` on one line.
 pub fn describe(e: &StoreError) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
     let top = e.to_string();
-    let root = cause.to_string();
+    let root = silo_store::root_cause(e);
     if root == top {
         top
     } else {

@@ -290,3 +290,30 @@ fn explain_prints_a_check_page() {
         .code(2)
         .stderr(predicate::str::contains("unknown check"));
 }
+
+#[test]
+fn an_admin_without_superuser_exits_two_and_says_why() {
+    let prefix = Prefix::new();
+    let dir = project("postgres", &prefix);
+    let weak = prefix.name("weak_admin");
+    let admin = silo_testkit::admin_url();
+    let psql = |sql: &str| {
+        let status = std::process::Command::new("psql")
+            .args([admin.as_str(), "-qc", sql])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{sql}");
+    };
+    psql(&format!("CREATE ROLE \"{weak}\" LOGIN CREATEDB CREATEROLE"));
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_username(&weak).unwrap();
+    let assert = silo(dir.path())
+        .env("SILO_PG_ADMIN_URL", url.as_str())
+        .args(["audit", "--live-only"])
+        .assert();
+    psql(&format!("DROP ROLE \"{weak}\""));
+    assert.code(2).stderr(
+        predicate::str::contains("missing admin privilege")
+            .and(predicate::str::contains("superuser")),
+    );
+}

@@ -106,3 +106,19 @@ pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Sto
     let path = path.into();
     move |source| StoreError::Io { path, source }
 }
+
+/// The innermost cause's message, for one-line reports. A database error
+/// gives the server's own words, without the line of the server's C
+/// source that sqlx appends ("... at line 363").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    loop {
+        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
+            return db.message().to_string();
+        }
+        match cause.source() {
+            Some(next) => cause = next,
+            None => return cause.to_string(),
+        }
+    }
+}

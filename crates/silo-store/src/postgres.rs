@@ -15,8 +15,8 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, Row};
 
 use crate::credentials::{Credentials, SecretsDir};
 use crate::error::{StoreError, sql};
+use crate::root_cause;
 use crate::secret::{Secret, scram_verifier};
-use crate::sqlite::root_cause;
 use crate::{
     Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus, marker, marker_service,
 };
@@ -25,6 +25,8 @@ use crate::{
 pub struct PgEngine {
     admin: PgConnectOptions,
     pool: PgPool,
+    /// Set once the server has answered a direct connection.
+    reachable: tokio::sync::OnceCell<()>,
     secrets: SecretsDir,
     /// `host:port`, for messages.
     server: String,
@@ -91,6 +93,7 @@ impl PgEngine {
             server: server_label(&admin),
             admin,
             pool,
+            reachable: tokio::sync::OnceCell::new(),
             secrets: SecretsDir::new(data_dir),
         }
     }
@@ -102,8 +105,22 @@ impl PgEngine {
     }
 
     /// The administrator's pool, connected to the admin URL's database.
-    pub fn admin_pool(&self) -> &PgPool {
-        &self.pool
+    ///
+    /// The first call makes one direct connection: the pool retries a
+    /// refused connection until its 30 s acquire timeout, a silent wait
+    /// when the server is down, while one attempt fails at once with the
+    /// real cause.
+    pub async fn admin_pool(&self) -> Result<&PgPool, StoreError> {
+        self.reachable
+            .get_or_try_init(|| async {
+                let conn = PgConnection::connect_with(&self.admin)
+                    .await
+                    .map_err(|e| self.classify(e, "connecting"))?;
+                let _ = conn.close().await;
+                Ok::<(), StoreError>(())
+            })
+            .await?;
+        Ok(&self.pool)
     }
 
     /// `host:port` of the server, for messages.
@@ -114,7 +131,7 @@ impl PgEngine {
     async fn run(&self, sql_text: String, action: &str) -> Result<(), StoreError> {
         tracing::debug!(server = %self.server, "{action}");
         sqlx::raw_sql(AssertSqlSafe(sql_text))
-            .execute(&self.pool)
+            .execute(self.admin_pool().await?)
             .await
             .map(|_| ())
             .map_err(|e| self.classify(e, action))
@@ -147,7 +164,7 @@ impl PgEngine {
              FROM pg_roles WHERE rolname = $1",
         )
         .bind(role)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.admin_pool().await?)
         .await
         .map_err(|e| self.classify(e, "reading the role"))?;
         Ok(row.map(|r| RoleState {
@@ -179,7 +196,7 @@ impl PgEngine {
         )
         .bind(database)
         .bind(role)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.admin_pool().await?)
         .await
         .map_err(|e| self.classify(e, "reading the database"))?;
         Ok(row.map(|r| DatabaseState {
@@ -509,7 +526,7 @@ impl StoreEngine for PgEngine {
         let size: Option<i64> =
             sqlx::query_scalar("SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1")
                 .bind(&service.database)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.admin_pool().await?)
                 .await
                 .map_err(|e| self.classify(e, "reading the database size"))?;
         let Some(size) = size else {

@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::credentials::{Credentials, SecretsDir, guard_with_gitignore};
-use crate::error::{StoreError, io, sql};
+use crate::error::{StoreError, io, root_cause, sql};
 use crate::files::{DIR_MODE, FILE_MODE, create_private_file, ensure_mode, ensure_private_dir};
 use crate::{Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus};
 
@@ -323,13 +323,4 @@ impl StoreEngine for SqliteEngine {
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
         self.secrets.require(service)
     }
-}
-
-/// The innermost cause's message, for one-line reports.
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
