@@ -8,7 +8,9 @@
 #
 #   bench/lint-vs-squawk.sh [ROUNDS]
 #   needs: target/release/silo (cargo build --release -p silo-cli), squawk
-#   (pip install squawk-cli; measured with 2.70.0), python3
+#   (pip install squawk-cli; measured with 2.70.0), python3, and pglast
+#   (pip install pglast) to classify the disagreements with PostgreSQL's
+#   parser
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,5 +49,5 @@ echo "silo lint ($silo_rules rules): ${s} s   squawk: ${q} s   ratio silo/squawk
 
 "$SILO" lint --format json > "$OUT/silo.json" || true
 squawk --reporter json "${files[@]}" > "$OUT/squawk.json" 2>/dev/null || true
-python3 "$REPO/bench/lint_agreement.py" "$OUT/silo.json" "$OUT/squawk.json" "$OUT/disagreements.txt"
+LINT_ROOT=$work python3 "$REPO/bench/lint_agreement.py" "$OUT/silo.json" "$OUT/squawk.json" "$OUT/disagreements.txt"
 echo "disagreements: $OUT/disagreements.txt"

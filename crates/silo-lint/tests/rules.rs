@@ -309,7 +309,8 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "prefer-text-field",
         "CREATE TABLE a (name varchar(255));",
-        "CREATE TABLE a (name text);",
+        // A varchar without a length has no length to change.
+        "CREATE TABLE a (name text, nick varchar);",
     ),
     (
         "prefer-timestamptz",

@@ -5,18 +5,26 @@
 //! `statement_timeout` bounds the work done under the lock.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{AlterTableType, ObjectType, VariableSetKind};
+use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType, VariableSetKind};
 
 use super::{Context, Hit, Rule, existing, meta};
 use crate::source::SourceFile;
 
 pub struct RequireTimeoutSettings;
 
-/// The existing table (or index) a statement locks strongly, if any.
-/// `VALIDATE CONSTRAINT` alone takes SHARE UPDATE EXCLUSIVE, which blocks
-/// neither reads nor writes, so it does not count.
+/// The existing table (or index, or view) a statement locks strongly, if
+/// any. `VALIDATE CONSTRAINT` alone takes SHARE UPDATE EXCLUSIVE, which
+/// blocks neither reads nor writes, so it does not count. A new table that
+/// references an existing one takes SHARE ROW EXCLUSIVE on the referenced
+/// table; `DROP TRIGGER` takes ACCESS EXCLUSIVE on its table, `DROP VIEW`
+/// and `CREATE OR REPLACE VIEW` on the view.
 fn locked_table(file: &SourceFile, node: &NodeEnum) -> Option<String> {
     let table = match node {
+        NodeEnum::CreateStmt(c) => {
+            let own = c.relation.as_ref().map(|r| r.relname.as_str());
+            return referenced_tables(c).find(|t| Some(t.as_str()) != own && existing(file, t));
+        }
+        NodeEnum::ViewStmt(v) if v.replace => v.view.as_ref()?.relname.clone(),
         NodeEnum::AlterTableStmt(a) if a.objtype == ObjectType::ObjectTable as i32 => {
             let only_validate = a.cmds.iter().all(|c| {
                 matches!(&c.node, Some(NodeEnum::AlterTableCmd(c))
@@ -36,17 +44,33 @@ fn locked_table(file: &SourceFile, node: &NodeEnum) -> Option<String> {
         },
         // An undo file dropping what its V file made is left alone, as by
         // the drop rules.
-        NodeEnum::DropStmt(d)
-            if !super::is_undo(file)
-                && (d.remove_type == ObjectType::ObjectTable as i32
-                    || d.remove_type == ObjectType::ObjectIndex as i32)
-                && !d.concurrent =>
-        {
+        NodeEnum::DropStmt(d) if !super::is_undo(file) && !d.concurrent => {
             let name = d.objects.first()?;
             let Some(NodeEnum::List(parts)) = &name.node else {
                 return None;
             };
-            match parts.items.last()?.node.as_ref()? {
+            // `DROP TRIGGER t ON tbl` names [tbl, t]; the others end with
+            // the object's own name.
+            let part = if d.remove_type == ObjectType::ObjectTrigger as i32 {
+                parts
+                    .items
+                    .len()
+                    .checked_sub(2)
+                    .and_then(|i| parts.items.get(i))?
+            } else if [
+                ObjectType::ObjectTable,
+                ObjectType::ObjectIndex,
+                ObjectType::ObjectView,
+                ObjectType::ObjectMatview,
+            ]
+            .iter()
+            .any(|t| d.remove_type == *t as i32)
+            {
+                parts.items.last()?
+            } else {
+                return None;
+            };
+            match part.node.as_ref()? {
                 NodeEnum::String(s) => s.sval.clone(),
                 _ => return None,
             }
@@ -54,6 +78,28 @@ fn locked_table(file: &SourceFile, node: &NodeEnum) -> Option<String> {
         _ => return None,
     };
     existing(file, &table).then_some(table)
+}
+
+/// The tables a `CREATE TABLE` references by foreign key, in column and
+/// table constraints.
+fn referenced_tables(c: &pg_query::protobuf::CreateStmt) -> impl Iterator<Item = String> + '_ {
+    let column_constraints = c.table_elts.iter().flat_map(|e| match &e.node {
+        Some(NodeEnum::ColumnDef(col)) => col.constraints.iter().collect::<Vec<_>>(),
+        _ => Vec::new(),
+    });
+    let table_constraints = c
+        .table_elts
+        .iter()
+        .filter(|e| matches!(e.node, Some(NodeEnum::Constraint(_))))
+        .chain(&c.constraints);
+    column_constraints
+        .chain(table_constraints)
+        .filter_map(|n| match &n.node {
+            Some(NodeEnum::Constraint(con)) if con.contype == ConstrType::ConstrForeign as i32 => {
+                con.pktable.as_ref().map(|t| t.relname.clone())
+            }
+            _ => None,
+        })
 }
 
 impl Rule for RequireTimeoutSettings {
@@ -157,5 +203,40 @@ mod tests {
             "CREATE TABLE carts (id bigint);\nALTER TABLE carts ADD COLUMN note text;\nCREATE INDEX CONCURRENTLY idx_orders_x ON orders (x);",
         );
         assert_eq!(p.places("require-timeout-settings"), []);
+    }
+
+    #[test]
+    fn references_triggers_and_views_lock_what_exists() {
+        let p = Project::postgres();
+        // A new table's foreign key locks the existing table it references.
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "CREATE TABLE carts (id bigint PRIMARY KEY);\nCREATE TABLE cart_items (\n  cart_id bigint REFERENCES carts,\n  order_id bigint REFERENCES orders (id)\n);",
+        );
+        assert_eq!(p.places("require-timeout-settings"), [(2, 1)]);
+        let hits = p.hits("require-timeout-settings");
+        assert!(hits[0].message.contains("`orders`"), "{}", hits[0].message);
+        // Only tables of the same file referenced: nothing to wait for.
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "CREATE TABLE carts (id bigint PRIMARY KEY);\nCREATE TABLE cart_items (cart_id bigint, FOREIGN KEY (cart_id) REFERENCES carts);",
+        );
+        assert_eq!(p.places("require-timeout-settings"), []);
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "DROP FUNCTION f();\nCREATE VIEW v AS SELECT 1;\nDROP TRIGGER t ON orders;",
+        );
+        assert_eq!(p.places("require-timeout-settings"), [(3, 1)]);
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "CREATE OR REPLACE VIEW v AS SELECT 1;",
+        );
+        assert_eq!(p.places("require-timeout-settings"), [(1, 1)]);
+        p.write("orders", "V2__t.sql", "DROP MATERIALIZED VIEW mv;");
+        assert_eq!(p.places("require-timeout-settings"), [(1, 1)]);
     }
 }

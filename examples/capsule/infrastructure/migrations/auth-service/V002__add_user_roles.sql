@@ -2,6 +2,11 @@
 -- Description: Add roles and user_roles so a user can hold several roles
 -- Rollback: U002__add_user_roles.sql
 
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE roles (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name TEXT UNIQUE NOT NULL CHECK (char_length(name) <= 50),

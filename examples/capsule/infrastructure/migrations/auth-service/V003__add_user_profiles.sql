@@ -2,6 +2,11 @@
 -- Description: Add user_profiles, one public profile per user
 -- Rollback: U003__add_user_profiles.sql
 
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE user_profiles (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,

@@ -5,6 +5,12 @@
 -- One row per project: project_id is the primary key (and so indexed), and a
 -- real foreign key, since projects is in this same database. Secrets and
 -- environment variables do not belong here.
+
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE project_settings (
     project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
     default_branch TEXT NOT NULL DEFAULT 'main' CHECK (char_length(default_branch) <= 255),

@@ -2,6 +2,11 @@
 -- Description: Create battle_killmails, the killmails of each battle
 -- Rollback: U002__create_battle_killmails.sql
 
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE battle_killmails (
   battle_id UUID REFERENCES battles(id) ON DELETE CASCADE,  -- same database: a real foreign key
   killmail_id BIGINT NOT NULL,                              -- another service's id: no foreign key

@@ -2,6 +2,11 @@
 -- Description: Create battle_participants, the pilots of each battle
 -- Rollback: U003__create_battle_participants.sql
 
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE battle_participants (
   battle_id UUID REFERENCES battles(id) ON DELETE CASCADE,
   character_id BIGINT NOT NULL,

@@ -2,6 +2,11 @@
 -- Description: Create notification_history, every notification sent
 -- Rollback: U002__create_notification_history.sql
 
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE notification_history (
   id UUID PRIMARY KEY,
   user_id UUID NOT NULL,

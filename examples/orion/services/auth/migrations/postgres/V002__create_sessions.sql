@@ -2,6 +2,11 @@
 -- Description: Create sessions, the logins each user holds open
 -- Rollback: U002__create_sessions.sql
 
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE sessions (
   id UUID PRIMARY KEY,
   credential_id UUID NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,  -- same database: a real foreign key

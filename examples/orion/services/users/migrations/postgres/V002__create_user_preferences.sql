@@ -9,6 +9,12 @@
 -- real foreign key; only references to other services' databases must not.
 -- The review also asked for an index on (user_id, created_at); user_id is
 -- unique here (one row per user), so its unique index already serves that.
+
+-- The new table's foreign key takes a SHARE ROW EXCLUSIVE lock on the
+-- table it references: give up rather than queue behind a long transaction.
+SET lock_timeout = '2s';
+SET statement_timeout = '5min';
+
 CREATE TABLE user_preferences (
   id UUID PRIMARY KEY,
   user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
