@@ -38,7 +38,7 @@ bench: prereqs
 	@if command -v sqlx >/dev/null || [ -x $$HOME/.cargo/bin/sqlx ]; then bench/migrate-vs-sqlx.sh; \
 	else echo "skipping migrate-vs-sqlx: install sqlx-cli (cargo install sqlx-cli --no-default-features --features postgres,rustls)"; fi
 
-## bench-lint: `silo lint` against squawk on the lemmy corpus (pip install squawk-cli)
+## bench-lint: `silo lint` against squawk on the lemmy corpus (pip install squawk-cli pglast)
 bench-lint: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	bench/lint-vs-squawk.sh
