@@ -5,10 +5,10 @@
 //! `statement_timeout` bounds the work done under the lock.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType, VariableSetKind};
+use pg_query::protobuf::{AlterTableType, ObjectType, VariableSetKind};
 
 use super::{Context, Hit, Rule, existing, meta};
-use crate::source::SourceFile;
+use crate::source::{SourceFile, Statement};
 
 pub struct RequireTimeoutSettings;
 
@@ -18,11 +18,18 @@ pub struct RequireTimeoutSettings;
 /// references an existing one takes SHARE ROW EXCLUSIVE on the referenced
 /// table; `DROP TRIGGER` takes ACCESS EXCLUSIVE on its table, `DROP VIEW`
 /// and `CREATE OR REPLACE VIEW` on the view.
-fn locked_table(file: &SourceFile, node: &NodeEnum) -> Option<String> {
-    let table = match node {
+fn locked_table(file: &SourceFile, statement: &Statement) -> Option<String> {
+    let table = match &statement.node {
         NodeEnum::CreateStmt(c) => {
             let own = c.relation.as_ref().map(|r| r.relname.as_str());
-            return referenced_tables(c).find(|t| Some(t.as_str()) != own && existing(file, t));
+            return file
+                .facts
+                .foreign_keys
+                .iter()
+                .filter(|fk| (statement.start..statement.end).contains(&fk.at))
+                .map(|fk| &fk.target)
+                .find(|t| Some(t.as_str()) != own && existing(file, t))
+                .cloned();
         }
         NodeEnum::ViewStmt(v) if v.replace => v.view.as_ref()?.relname.clone(),
         NodeEnum::AlterTableStmt(a) if a.objtype == ObjectType::ObjectTable as i32 => {
@@ -80,28 +87,6 @@ fn locked_table(file: &SourceFile, node: &NodeEnum) -> Option<String> {
     existing(file, &table).then_some(table)
 }
 
-/// The tables a `CREATE TABLE` references by foreign key, in column and
-/// table constraints.
-fn referenced_tables(c: &pg_query::protobuf::CreateStmt) -> impl Iterator<Item = String> + '_ {
-    let column_constraints = c.table_elts.iter().flat_map(|e| match &e.node {
-        Some(NodeEnum::ColumnDef(col)) => col.constraints.iter().collect::<Vec<_>>(),
-        _ => Vec::new(),
-    });
-    let table_constraints = c
-        .table_elts
-        .iter()
-        .filter(|e| matches!(e.node, Some(NodeEnum::Constraint(_))))
-        .chain(&c.constraints);
-    column_constraints
-        .chain(table_constraints)
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::Constraint(con)) if con.contype == ConstrType::ConstrForeign as i32 => {
-                con.pktable.as_ref().map(|t| t.relname.clone())
-            }
-            _ => None,
-        })
-}
-
 impl Rule for RequireTimeoutSettings {
     meta!("require-timeout-settings", Safety, Warning);
 
@@ -118,7 +103,7 @@ impl Rule for RequireTimeoutSettings {
                 }
                 continue;
             }
-            let Some(table) = locked_table(file, &s.node) else {
+            let Some(table) = locked_table(file, s) else {
                 continue;
             };
             let missing: Vec<&str> = [(lock, "lock_timeout"), (statement, "statement_timeout")]
