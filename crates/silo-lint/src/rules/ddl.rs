@@ -55,24 +55,23 @@ pub struct ColumnType<'a> {
     pub table: &'a str,
     pub column: &'a str,
     pub type_name: String,
-    /// Whether the type has modifiers: `varchar(20)`, `numeric(10, 2)`.
-    pub sized: bool,
     pub at: usize,
 }
 
-/// A column's type: its last name part, whether it has modifiers, and
-/// where it is.
-fn type_of(c: &ColumnDef) -> Option<(String, bool, usize)> {
+/// A column's type: its last name part and where it is. A `varchar`
+/// without a length is `text` under another name, and is named so.
+fn type_of(c: &ColumnDef) -> Option<(String, usize)> {
     let t = c.type_name.as_ref()?;
     let last = t.names.iter().rev().find_map(|n| match &n.node {
         Some(NodeEnum::String(s)) => Some(s.sval.to_lowercase()),
         _ => None,
     })?;
-    Some((
-        last,
-        !t.typmods.is_empty(),
-        usize::try_from(t.location).unwrap_or(0),
-    ))
+    let name = if last == "varchar" && t.typmods.is_empty() {
+        "text".to_string()
+    } else {
+        last
+    };
+    Some((name, usize::try_from(t.location).unwrap_or(0)))
 }
 
 /// Every column type a file declares.
@@ -83,13 +82,12 @@ pub fn column_types(file: &SourceFile) -> Vec<ColumnType<'_>> {
             let table = c.relation.as_ref().map_or("", |r| r.relname.as_str());
             for e in &c.table_elts {
                 if let Some(NodeEnum::ColumnDef(col)) = &e.node
-                    && let Some((type_name, sized, at)) = type_of(col)
+                    && let Some((type_name, at)) = type_of(col)
                 {
                     out.push(ColumnType {
                         table,
                         column: &col.colname,
                         type_name,
-                        sized,
                         at,
                     });
                 }
@@ -99,7 +97,7 @@ pub fn column_types(file: &SourceFile) -> Vec<ColumnType<'_>> {
     for a in alter_cmds(file) {
         if (a.is(AlterTableType::AtAddColumn) || a.is(AlterTableType::AtAlterColumnType))
             && let Some(col) = a.column()
-            && let Some((type_name, sized, at)) = type_of(col)
+            && let Some((type_name, at)) = type_of(col)
         {
             let cmd: &AlterTableCmd = a.cmd;
             let column = if col.colname.is_empty() {
@@ -111,7 +109,6 @@ pub fn column_types(file: &SourceFile) -> Vec<ColumnType<'_>> {
                 table: a.table,
                 column,
                 type_name,
-                sized,
                 at,
             });
         }

@@ -16,10 +16,7 @@ pub(crate) struct TypeRule {
 impl TypeRule {
     pub(crate) fn check(&self, file: &SourceFile, out: &mut Vec<Hit>) {
         for c in column_types(file) {
-            // A `varchar` without a length is `text` under another name:
-            // there is no length to change later.
-            let unbounded_varchar = c.type_name == "varchar" && !c.sized;
-            if self.types.contains(&c.type_name.as_str()) && !unbounded_varchar {
+            if self.types.contains(&c.type_name.as_str()) {
                 out.push(Hit {
                     span: c.at..c.at + c.type_name.len(),
                     message: format!(
