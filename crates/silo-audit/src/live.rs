@@ -54,6 +54,19 @@ impl<'m> Live<'m> {
             .find(|s| s.engine == Engine::Postgres && s.role == role)
     }
 
+    /// Every service database whose inside was read, with its server and
+    /// its service.
+    pub fn service_databases(
+        &self,
+    ) -> impl Iterator<Item = (&Server, &'m Service, &DatabaseCatalog)> + '_ {
+        self.servers.iter().flat_map(move |server| {
+            server.services.iter().filter_map(move |name| {
+                let inside = server.databases.get(name)?;
+                Some((server, self.service(name), inside))
+            })
+        })
+    }
+
     /// The service whose database on `server` is `database`, if any.
     pub fn database_owner(&self, server: &Server, database: &str) -> Option<&'m Service> {
         server

@@ -30,59 +30,55 @@ fn conninfo_dbname(conninfo: &str) -> Option<String> {
 }
 
 pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
-    for server in &live.servers {
-        for name in &server.services {
-            let s = live.service(name);
-            let Some(inside) = server.databases.get(name) else {
+    for (server, s, inside) in live.service_databases() {
+        let name = &s.name;
+        for fs in &inside.foreign_servers {
+            let target = option(&fs.options, "dbname")
+                .and_then(|db| live.database_owner(server, db))
+                .filter(|o| o.name != *name);
+            let mapped: Vec<&str> = fs
+                .mappings
+                .iter()
+                .filter_map(|(_, remote)| remote.as_deref())
+                .filter(|u| live.role_owner(u).is_some_and(|o| o.name != *name))
+                .collect();
+            if target.is_none() && mapped.is_empty() {
                 continue;
-            };
-            for fs in &inside.foreign_servers {
-                let target = option(&fs.options, "dbname")
-                    .and_then(|db| live.database_owner(server, db))
-                    .filter(|o| o.name != *name);
-                let mapped: Vec<&str> = fs
-                    .mappings
-                    .iter()
-                    .filter_map(|(_, remote)| remote.as_deref())
-                    .filter(|u| live.role_owner(u).is_some_and(|o| o.name != *name))
-                    .collect();
-                if target.is_none() && mapped.is_empty() {
-                    continue;
-                }
-                let other = target.or_else(|| mapped.first().and_then(|u| live.role_owner(u)));
-                let statement = format!("DROP SERVER {} CASCADE;", ident(&fs.name));
-                let mut message = format!(
-                    "foreign server `{}` ({}) in `{}`",
-                    fs.name, fs.wrapper, s.database
-                );
-                if let Some(t) = target {
-                    message.push_str(&format!(
-                        " points at `{}`, the store of `{}`",
-                        t.database, t.name
-                    ));
-                }
-                if !mapped.is_empty() {
-                    message.push_str(&format!(
-                        "{} maps users to `{}`",
-                        if target.is_some() { " and" } else { "" },
-                        mapped.join("`, `")
-                    ));
-                }
-                out.push(
-                    Finding::new(Check::ForeignData, name, message, statement.clone())
-                        .store(&s.database)
-                        .other(other.map(|o| o.name.as_str()))
-                        .fix(Fix::Sql {
-                            server: server.key.clone(),
-                            database: Some(s.database.clone()),
-                            statements: vec![statement],
-                            phase: 0,
-                        }),
-                );
             }
-            for extension in &inside.remote_extensions {
-                let statement = format!("DROP EXTENSION {};", ident(extension));
-                out.push(
+            let other = target.or_else(|| mapped.first().and_then(|u| live.role_owner(u)));
+            let statement = format!("DROP SERVER {} CASCADE;", ident(&fs.name));
+            let mut message = format!(
+                "foreign server `{}` ({}) in `{}`",
+                fs.name, fs.wrapper, s.database
+            );
+            if let Some(t) = target {
+                message.push_str(&format!(
+                    " points at `{}`, the store of `{}`",
+                    t.database, t.name
+                ));
+            }
+            if !mapped.is_empty() {
+                message.push_str(&format!(
+                    "{} maps users to `{}`",
+                    if target.is_some() { " and" } else { "" },
+                    mapped.join("`, `")
+                ));
+            }
+            out.push(
+                Finding::new(Check::ForeignData, name, message, statement.clone())
+                    .store(&s.database)
+                    .other(other.map(|o| o.name.as_str()))
+                    .fix(Fix::Sql {
+                        server: server.key.clone(),
+                        database: Some(s.database.clone()),
+                        statements: vec![statement],
+                        phase: 0,
+                    }),
+            );
+        }
+        for extension in &inside.remote_extensions {
+            let statement = format!("DROP EXTENSION {};", ident(extension));
+            out.push(
                     Finding::new(
                         Check::ForeignData,
                         name,
@@ -103,8 +99,9 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
                         phase: 2,
                     }),
                 );
-            }
         }
+    }
+    for server in &live.servers {
         for sub in server.catalog.subscriptions.iter().flatten() {
             let Some(subscriber) = live.database_owner(server, &sub.database) else {
                 continue;
