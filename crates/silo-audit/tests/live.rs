@@ -22,11 +22,9 @@ struct Project {
 
 impl Project {
     /// Services `names` on PostgreSQL at `admin`, provisioned.
-    async fn on(admin: &str, names: &[&str], extra: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
+    async fn on(admin: &str, names: &[&str]) -> Project {
         let prefix = Prefix::new();
-        let mut text =
-            format!("[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n{extra}");
+        let mut text = String::new();
         for name in names {
             text.push_str(&format!(
                 "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n",
@@ -34,12 +32,27 @@ impl Project {
                 prefix.name(&format!("{name}_svc"))
             ));
         }
+        Project::provision(prefix, &text, admin, Some(admin)).await
+    }
+
+    /// The PostgreSQL project whose manifest ends with `services`,
+    /// provisioned; `shared_admin` is the shared server's admin URL, if
+    /// any, and `admin` the URL `admin_sql` uses.
+    async fn provision(
+        prefix: Prefix,
+        services: &str,
+        admin: &str,
+        shared_admin: Option<&str>,
+    ) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            format!("[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n{services}");
         let manifest =
             Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
                 .unwrap();
         let stores = Stores::new(StoresConfig {
             data_dir: manifest.data_dir.clone(),
-            admin_url: Some(admin.to_string()),
+            admin_url: shared_admin.map(str::to_string),
             concurrency: 4,
         });
         for s in &manifest.services {
@@ -60,7 +73,7 @@ impl Project {
     }
 
     async fn new(names: &[&str]) -> Project {
-        Project::on(&admin_url(), names, "").await
+        Project::on(&admin_url(), names).await
     }
 
     fn db(&self, service: &str) -> String {
@@ -388,7 +401,6 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test]
 async fn instance_isolated_services_on_one_server() {
-    let dir = tempfile::tempdir().unwrap();
     let prefix = Prefix::new();
     let var = |s: &str| {
         format!(
@@ -397,7 +409,7 @@ async fn instance_isolated_services_on_one_server() {
             s.to_uppercase()
         )
     };
-    let mut text = "[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n".to_string();
+    let mut text = String::new();
     for name in ["a", "b"] {
         // SAFETY: each test's variables have a unique prefix.
         unsafe { std::env::set_var(var(name), admin_url()) };
@@ -408,28 +420,10 @@ async fn instance_isolated_services_on_one_server() {
             prefix.name(&format!("{name}_svc"))
         ));
     }
-    let manifest =
-        Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default()).unwrap();
-    let stores = Stores::new(StoresConfig {
-        data_dir: manifest.data_dir.clone(),
-        admin_url: None,
-        concurrency: 4,
-    });
-    for s in &manifest.services {
-        stores
-            .engine(s)
-            .unwrap()
-            .provision(s, ProvisionOptions::default())
-            .await
-            .unwrap();
-    }
-    let options = Options {
-        code: false,
-        ..Options::default()
-    };
-    let report = silo_audit::audit(&manifest, &stores, &options)
-        .await
-        .unwrap();
+    // Each service reaches its server through its own url_env: no shared
+    // admin URL.
+    let p = Project::provision(prefix, &text, &admin_url(), None).await;
+    let report = p.audit().await;
     expect(&report, Check::InstanceSharing, "a", Some("b"));
     expect(&report, Check::InstanceSharing, "b", Some("a"));
     assert!(
@@ -449,7 +443,7 @@ async fn instance_isolated_services_on_one_server() {
 #[tokio::test]
 async fn bad_passwords_break_probes_and_hba_lines_are_read() {
     let server = TempServer::start();
-    let p = Project::on(&server.admin_url(), &["a", "b", "c"], "").await;
+    let p = Project::on(&server.admin_url(), &["a", "b", "c"]).await;
     assert_clean(&p.audit().await);
 
     p.admin_sql(
