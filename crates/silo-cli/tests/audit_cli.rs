@@ -12,8 +12,18 @@ use predicates::prelude::*;
 use serde_json::Value;
 use silo_testkit::Prefix;
 
+/// An admin URL nothing answers on.
+const UNREACHABLE: &str = "postgres://postgres@127.0.0.1:1/postgres";
+
 /// Services `orders` and `billing` on `engine`, provisioned.
 fn project(engine: &str, prefix: &Prefix) -> tempfile::TempDir {
+    let dir = manifest(engine, prefix);
+    silo(dir.path()).arg("up").assert().success();
+    dir
+}
+
+/// The manifest of services `orders` and `billing` on `engine`, alone.
+fn manifest(engine: &str, prefix: &Prefix) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!("[project]\nname = \"shop\"\n[defaults]\nengine = \"{engine}\"\n");
     for s in ["orders", "billing"] {
@@ -24,7 +34,6 @@ fn project(engine: &str, prefix: &Prefix) -> tempfile::TempDir {
         ));
     }
     std::fs::write(dir.path().join("silo.toml"), text).unwrap();
-    silo(dir.path()).arg("up").assert().success();
     dir
 }
 
@@ -206,17 +215,7 @@ fn sqlite_store_modes_and_links() {
 #[test]
 fn code_only_needs_no_server() {
     let prefix = Prefix::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("silo.toml"),
-        format!(
-            "[project]\nname = \"shop\"\n[defaults]\nengine = \"postgres\"\n\
-             [services.orders]\ndatabase = \"{}\"\n[services.billing]\ndatabase = \"{}\"\n",
-            prefix.name("orders"),
-            prefix.name("billing")
-        ),
-    )
-    .unwrap();
+    let dir = manifest("postgres", &prefix);
     let src = dir.path().join("services/orders");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(
@@ -226,10 +225,7 @@ fn code_only_needs_no_server() {
     .unwrap();
     let doc = json(
         silo(dir.path())
-            .env(
-                "SILO_PG_ADMIN_URL",
-                "postgres://postgres@127.0.0.1:1/postgres",
-            )
+            .env("SILO_PG_ADMIN_URL", UNREACHABLE)
             .args(["audit", "--code-only", "--format", "json"]),
     );
     assert_eq!(
@@ -247,21 +243,9 @@ fn code_only_needs_no_server() {
 #[test]
 fn unreachable_server_exits_two_and_says_why() {
     let prefix = Prefix::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("silo.toml"),
-        format!(
-            "[project]\nname = \"shop\"\n[defaults]\nengine = \"postgres\"\n\
-             [services.orders]\ndatabase = \"{}\"\n",
-            prefix.name("orders")
-        ),
-    )
-    .unwrap();
+    let dir = manifest("postgres", &prefix);
     silo(dir.path())
-        .env(
-            "SILO_PG_ADMIN_URL",
-            "postgres://postgres@127.0.0.1:1/postgres",
-        )
+        .env("SILO_PG_ADMIN_URL", UNREACHABLE)
         .arg("audit")
         .assert()
         .code(2)
