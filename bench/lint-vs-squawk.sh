@@ -13,6 +13,7 @@
 #   parser
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 
 REPO=$PWD
 ROUNDS=${1:-5}
@@ -33,8 +34,6 @@ rm -f services/lemmy/migrations/U*.sql   # the same files for both: the up.sql f
 files=(services/lemmy/migrations/V*.sql)
 echo "files: ${#files[@]}, lines: $(cat "${files[@]}" | wc -l)  ($(squawk --version))"
 
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 time_of() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || true; awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.3f\n", b - a}'; }
 
 silo_times=() squawk_times=()

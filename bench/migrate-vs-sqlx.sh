@@ -13,6 +13,7 @@
 #   (cargo install sqlx-cli --no-default-features --features postgres,rustls)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 
 ROUNDS=${1:-3}
 SILO=${SILO_BIN:-$PWD/target/release/silo}
@@ -26,9 +27,7 @@ work=$(mktemp -d)
 prefix="mb$$_"
 trap '(cd "$work/one" 2>/dev/null && "$SILO" destroy --yes >/dev/null 2>&1); (cd "$work/many" 2>/dev/null && "$SILO" destroy --yes >/dev/null 2>&1); rm -rf "$work"' EXIT
 
-now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.3f", b - a}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 # sqlx layout of the first N diesel folders: <version>_<name>.up.sql/.down.sql

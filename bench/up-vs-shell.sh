@@ -9,6 +9,7 @@
 #   SILO_BIN=target/release/silo SILO_PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 
 N=${1:-100}
 ROUNDS=${2:-3}
@@ -24,24 +25,11 @@ trap 'cleanup; rm -rf "$work"' EXIT
 prefix="bench$$_"
 
 cleanup() {
-  psql -qAt -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%'" |
-    while read -r db; do psql -q -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)"; done
-  psql -qAt -d postgres -c "SELECT rolname FROM pg_roles WHERE rolname LIKE '${prefix}%'" |
-    while read -r r; do psql -q -d postgres -c "DROP ROLE \"$r\""; done
+  drop_prefixed "$prefix"
   rm -rf "$work/.silo"
 }
 
-{
-  echo '[project]'; echo 'name = "bench"'
-  echo '[defaults]'; echo 'engine = "postgres"'
-  for i in $(seq -w 0 $((N - 1))); do
-    echo "[services.s$i]"
-    echo "database = \"${prefix}s$i\""
-    echo "role = \"${prefix}s${i}_svc\""
-  done
-} > "$work/silo.toml"
-
-now() { date +%s.%N; }
+services_manifest "$N" "$prefix" > "$work/silo.toml"
 
 run_silo() {
   (cd "$work" && "$SILO" -j "$JOBS" up >/dev/null 2>&1)
@@ -62,8 +50,6 @@ REVOKE ALL ON SCHEMA public FROM PUBLIC;
 SQL
   done
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 silo_times=() shell_times=()
 for r in $(seq 1 "$ROUNDS"); do
