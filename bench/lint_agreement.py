@@ -140,10 +140,7 @@ def takes_no_strong_lock(node):
     if kind == "DropStmt":
         return node.removeType.name in ("OBJECT_FUNCTION", "OBJECT_SCHEMA", "OBJECT_TYPE")
     if kind == "CreateStmt":  # a new table with no foreign key locks nothing else
-        elts = node.tableElts or ()
-        cons = [c for e in elts if type(e).__name__ == "ColumnDef" for c in (e.constraints or ())]
-        cons += [e for e in elts if type(e).__name__ == "Constraint"]
-        return not any(c.contype.name == "CONSTR_FOREIGN" for c in cons)
+        return not target(node)
     return False
 
 
