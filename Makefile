@@ -3,7 +3,7 @@ CARGO ?= cargo
 SILO := $(CURDIR)/target/debug/silo
 DEMO := $(CURDIR)/target/demo
 
-.PHONY: demo test prereqs fmt-check clippy unit bench bench-lint bench-audit clean-demo
+.PHONY: demo test test-corpora prereqs fmt-check clippy unit bench bench-lint bench-audit clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -51,3 +51,10 @@ bench-audit: prereqs
 
 clean-demo:
 	rm -rf $(DEMO)
+
+## test-corpora: the tests over real-world SQL in ../shared/corpora (or SILO_CORPORA); fails when it is missing
+test-corpora: prereqs
+	@dir="$${SILO_CORPORA:-$(CURDIR)/../shared/corpora}"; \
+	  [ -d "$$dir/lemmy-migrations" ] && [ -d "$$dir/pg-regress-sql" ] || \
+	  { echo "error: the corpora are not at $$dir: put ../shared beside the checkout or set SILO_CORPORA" >&2; exit 2; }
+	$(CARGO) test --workspace --test corpora -- --ignored

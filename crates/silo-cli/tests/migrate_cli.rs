@@ -1,33 +1,13 @@
 //! `silo migrate` and friends through the real binary: concurrency across
 //! processes, index builds outside transactions, validation and exit codes.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
 
 mod common;
-use common::{json, silo};
+use common::{json, orders_project as project, silo};
 use silo_testkit::{Prefix, admin_url};
-
-/// A project with one service `orders` on `engine`, provisioned.
-fn project(engine: &str, prefix: &Prefix) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("silo.toml"),
-        format!(
-            "[project]\nname = \"t\"\n[defaults]\nengine = \"{engine}\"\n\
-             [services.orders]\ndatabase = \"{}\"\nrole = \"{}\"\n",
-            prefix.name("orders"),
-            prefix.name("orders_svc")
-        ),
-    )
-    .unwrap();
-    let migrations = dir.path().join("services/orders/migrations");
-    std::fs::create_dir_all(&migrations).unwrap();
-    silo(dir.path()).arg("up").assert().success();
-    (dir, migrations)
-}
 
 /// Eight `silo migrate` processes at once on one store: every process
 /// exits 0 and every version is recorded exactly once.
@@ -204,80 +184,4 @@ fn new_numbers_files_after_the_last() {
     assert!(migrations.join("V010__add_user_roles.sql").exists());
     let undo = std::fs::read_to_string(migrations.join("U010__add_user_roles.sql")).unwrap();
     assert!(undo.contains("undo V010"));
-}
-
-/// The real-world corpus (`SILO_CORPORA`, default `../shared/corpora`):
-/// folder of a large application's diesel migrations.
-fn corpora() -> PathBuf {
-    std::env::var_os("SILO_CORPORA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora"))
-}
-
-/// Lemmy's 342 diesel migrations import unchanged and run, statement
-/// splitting and all, until PostgreSQL 15 meets syntax only newer servers
-/// know: the stop is the server's own syntax error in a late file, not
-/// a splitting mistake in an early one.
-#[test]
-fn lemmy_corpus_imports_and_runs_until_the_server_stops_it() {
-    let source = corpora().join("lemmy-migrations");
-    assert!(
-        source.is_dir(),
-        "corpus not found at {}; set SILO_CORPORA",
-        source.display()
-    );
-    let prefix = Prefix::new();
-    let (dir, migrations) = project("postgres", &prefix);
-    let imported = json(silo(dir.path()).args([
-        "migrations",
-        "import",
-        "--from",
-        "diesel",
-        source.to_str().unwrap(),
-        "--service",
-        "orders",
-        "--json",
-    ]));
-    let written = imported["written"].as_array().unwrap().len();
-    let folders = std::fs::read_dir(&source).unwrap().count();
-    assert_eq!(
-        written,
-        folders * 2,
-        "an up and a down file per diesel folder"
-    );
-    // Content is kept byte for byte.
-    let first = std::fs::read(source.join("00000000000000_diesel_initial_setup/up.sql")).unwrap();
-    assert_eq!(
-        std::fs::read(migrations.join("V00000000000000__diesel_initial_setup.sql")).unwrap(),
-        first
-    );
-
-    let out = silo(dir.path())
-        .args(["migrate", "--json"])
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let applied = doc["services"][0]["applied"].as_array().unwrap().len();
-    let info = json(silo(dir.path()).args(["info", "--json"]));
-    let entries = info["services"][0]["migrations"].as_array().unwrap();
-    assert!(applied >= 240, "only {applied} of {folders} applied");
-    match doc["services"][0]["error"].as_str() {
-        None => assert_eq!(applied, folders),
-        Some(error) => {
-            assert_eq!(out.status.code(), Some(1));
-            // The server's SQLSTATE, located in the first pending file.
-            let first_pending = entries.iter().find(|e| e["state"] == "pending").unwrap()["script"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            assert!(error.contains(&format!("{first_pending}:")), "{error}");
-            assert!(error.contains("(code 42"), "{error}");
-        }
-    }
-    let states: Vec<&str> = entries
-        .iter()
-        .map(|e| e["state"].as_str().unwrap())
-        .collect();
-    assert!(states[..applied].iter().all(|s| *s == "applied"));
-    assert!(states[applied..].iter().all(|s| *s == "pending"));
 }

@@ -1,10 +1,10 @@
 //! Helpers shared by the CLI test files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::Value;
-use silo_testkit::admin_url;
+use silo_testkit::{Prefix, admin_url};
 
 /// The `silo` binary run in `dir`, with the shared test server as admin
 /// and none of the caller's SILO_* settings.
@@ -28,4 +28,25 @@ pub fn json(cmd: &mut Command) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// A project with one service `orders` on `engine`, provisioned; returns
+/// the project folder and the service's migrations folder.
+#[allow(dead_code)] // not every test file provisions
+pub fn orders_project(engine: &str, prefix: &Prefix) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("silo.toml"),
+        format!(
+            "[project]\nname = \"t\"\n[defaults]\nengine = \"{engine}\"\n\
+             [services.orders]\ndatabase = \"{}\"\nrole = \"{}\"\n",
+            prefix.name("orders"),
+            prefix.name("orders_svc")
+        ),
+    )
+    .unwrap();
+    let migrations = dir.path().join("services/orders/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    silo(dir.path()).arg("up").assert().success();
+    (dir, migrations)
 }
