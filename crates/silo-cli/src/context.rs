@@ -35,14 +35,30 @@ impl Failure {
         let code = if e.is_unreachable() { 2 } else { 1 };
         Failure {
             code,
-            report: store_report(&e),
+            report: store_report("", &e),
         }
     }
 }
 
-/// Renders a store error as a diagnostic: message, innermost cause, hint.
-pub fn store_report(e: &StoreError) -> Report {
-    let mut diag = MietteDiagnostic::new(describe(e));
+/// The exit code of a command run over many services: 2 when any failed
+/// because a server is unreachable or the manifest does not match the
+/// stores, 1 when any other failed, else 0.
+pub fn store_exit_code<'a, T: 'a>(
+    results: impl IntoIterator<Item = &'a Result<T, StoreError>>,
+) -> ExitCode {
+    let mut code = 0;
+    for r in results {
+        if let Err(e) = r {
+            code = code.max(if e.is_unreachable() { 2 } else { 1 });
+        }
+    }
+    ExitCode::from(code)
+}
+
+/// Renders a store error as a diagnostic: `prefix`, message, innermost
+/// cause, hint.
+pub fn store_report(prefix: &str, e: &StoreError) -> Report {
+    let mut diag = MietteDiagnostic::new(format!("{prefix}{}", describe(e)));
     if let Some(hint) = e.hint() {
         diag = diag.with_help(hint);
     }

@@ -367,9 +367,11 @@ fn connect_opens_the_client_as_the_service() {
         format!("{} {}", svc.role, svc.database)
     );
 
-    silo(dir).args(["up", &svc.name]).assert().success();
+    // Another service on SQLite (a store stays on the engine it was made on).
+    let other = &m.services[2];
+    silo(dir).args(["up", &other.name]).assert().success();
     let out = silo(dir)
-        .args(["connect", &svc.name, "--", "PRAGMA application_id;"])
+        .args(["connect", &other.name, "--", "PRAGMA application_id;"])
         .output()
         .unwrap();
     assert!(
@@ -382,7 +384,7 @@ fn connect_opens_the_client_as_the_service() {
         silo_store::sqlite::APPLICATION_ID.to_string()
     );
     silo(dir)
-        .args(["--engine", "postgres", "destroy", "--yes"])
+        .args(["--engine", "postgres", "down", &svc.name, "--yes"])
         .assert()
         .success();
 }

@@ -1,46 +1,48 @@
-//! Opening a service's store as the service itself, from its credentials
-//! file: migrations never run as the administrator.
+//! Opening a service's store as the service itself, through silo-store's
+//! seam: migrations never run as the administrator, and never in a store
+//! that is not the service's own.
 
-use silo_manifest::{Engine, Service};
-use silo_store::{Credentials, StoreError, Stores};
-use sqlx::{Connection, PgConnection};
+use silo_manifest::Service;
+use silo_store::{Credentials, ServiceConnection, StoreKind, Stores};
 
 use crate::error::MigrateError;
 use crate::postgres::PgTarget;
 use crate::sqlite::SqliteTarget;
 use crate::target::{LockPolicy, Target};
 
-/// Connects to `service`'s store with its own credentials.
+/// Connects to `service`'s own store with its own credentials.
 pub async fn open(
     stores: &Stores,
     service: &Service,
     policy: LockPolicy,
 ) -> Result<Box<dyn Target>, MigrateError> {
-    let creds = stores.engine(service)?.credentials(service)?;
-    open_with(&creds, service, policy).await
+    let conn = stores.connect_as(service, &application(service)).await?;
+    target(conn, policy).await
 }
 
-/// Connects with given credentials (a scratch store's, say) as `service`.
-pub async fn open_with(
-    creds: &Credentials,
+/// Connects to a scratch store made for `service` (by `silo verify` or
+/// `silo diff`), as `service`.
+pub async fn open_scratch(
+    scratch: &Credentials,
     service: &Service,
     policy: LockPolicy,
 ) -> Result<Box<dyn Target>, MigrateError> {
-    match creds.engine {
-        Engine::Postgres => {
-            let options = silo_store::postgres::parse_url(&creds.url(), "the credentials file")?
-                .application_name(&format!("silo migrate {}", service.name));
-            let conn = PgConnection::connect_with(&options)
-                .await
-                .map_err(|source| StoreError::Connect {
-                    target: creds.redacted_url(),
-                    source,
-                })?;
-            Ok(Box::new(PgTarget::new(conn, policy).await?))
-        }
-        Engine::Sqlite => {
-            let conn = silo_store::sqlite::open(std::path::Path::new(&creds.database)).await?;
-            Ok(Box::new(SqliteTarget::new(conn, policy).await?))
-        }
-    }
+    let conn =
+        silo_store::connect_with(scratch, service, StoreKind::Scratch, &application(service))
+            .await?;
+    target(conn, policy).await
+}
+
+fn application(service: &Service) -> String {
+    format!("silo migrate {}", service.name)
+}
+
+async fn target(
+    conn: ServiceConnection,
+    policy: LockPolicy,
+) -> Result<Box<dyn Target>, MigrateError> {
+    Ok(match conn {
+        ServiceConnection::Postgres(conn) => Box::new(PgTarget::new(conn, policy).await?),
+        ServiceConnection::Sqlite(conn) => Box::new(SqliteTarget::new(conn, policy).await?),
+    })
 }

@@ -52,7 +52,7 @@ pub async fn verify(
     let engine = stores.engine(service)?;
     let scratch = engine.scratch(service).await?;
     let result = async {
-        let mut target = connect::open_with(&scratch, service, policy).await?;
+        let mut target = connect::open_scratch(&scratch, service, policy).await?;
         let files = migrations(manifest, service)?;
         let prepared = run::prepare(&files, service)?;
         prove(target.as_mut(), &prepared, &mut on_version).await
@@ -168,7 +168,7 @@ pub async fn drift(
     let engine = stores.engine(service)?;
     let scratch = engine.scratch(service).await?;
     let result: Result<Schema, MigrateError> = async {
-        let mut target = connect::open_with(&scratch, service, policy).await?;
+        let mut target = connect::open_scratch(&scratch, service, policy).await?;
         let prepared = run::prepare(&files, service)?;
         if options.target.is_some() || !history.is_empty() {
             run::migrate(target.as_mut(), &prepared, &options, |_| {}).await?;

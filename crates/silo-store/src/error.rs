@@ -19,6 +19,30 @@ pub enum StoreError {
         service: String,
     },
 
+    #[error(
+        "{kind} `{name}` is not service `{service}`'s store: {}",
+        match found {
+            Some(owner) => format!("it is marked as service `{owner}`'s"),
+            None => "it carries no silo mark (copied, replaced or emptied?)".to_string(),
+        }
+    )]
+    NotServiceStore {
+        service: String,
+        kind: &'static str,
+        name: String,
+        /// The service its mark names, if any.
+        found: Option<String>,
+    },
+
+    #[error(
+        "service `{service}`'s store was made on {recorded}, but silo.toml now says {configured}"
+    )]
+    EngineMismatch {
+        service: String,
+        recorded: silo_manifest::Engine,
+        configured: silo_manifest::Engine,
+    },
+
     #[error("service `{service}` uses PostgreSQL but no admin URL is set")]
     NoAdminUrl { service: String },
 
@@ -70,6 +94,16 @@ impl StoreError {
             StoreError::ManagedByOther { .. } => Some(
                 "two services cannot share a store; give this service its own `database` and `role`".into(),
             ),
+            StoreError::NotServiceStore { service, .. } => Some(format!(
+                "silo runs nothing in a store that is not the service's own; `silo status {service}` shows what is there. Move the file or database away and run `silo up {service}` for a new store, or put the service's own store back"
+            )),
+            StoreError::EngineMismatch {
+                service,
+                recorded,
+                configured,
+            } => Some(format!(
+                "silo never moves a store between engines. To keep working on the existing store, set `engine = \"{recorded}\"` under [services.{service}] in silo.toml; to start over on {configured}, first run `silo --engine {recorded} down {service} --yes`"
+            )),
             StoreError::NoAdminUrl { .. } => Some(
                 "set SILO_PG_ADMIN_URL (for example postgres://postgres@127.0.0.1:5432/postgres) or pass --admin-url".into(),
             ),
@@ -84,12 +118,14 @@ impl StoreError {
         }
     }
 
-    /// Whether the failure is about reaching a server or finding its URL
-    /// (exit code 2) rather than an operation that failed (exit code 1).
+    /// Whether the failure is about reaching a server or finding its URL,
+    /// or a manifest that does not match the stores that exist (exit code
+    /// 2), rather than an operation that failed (exit code 1).
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
             StoreError::Connect { .. }
+                | StoreError::EngineMismatch { .. }
                 | StoreError::NoAdminUrl { .. }
                 | StoreError::UrlEnvUnset { .. }
                 | StoreError::BadUrl { .. }

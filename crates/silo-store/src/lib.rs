@@ -7,6 +7,7 @@
 //! everything they create (`managed by silo: service=<name>`) and refuse to
 //! adopt or drop anything unmarked.
 
+mod connect;
 mod credentials;
 mod error;
 pub mod files;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use silo_manifest::Service;
 
+pub use connect::{ServiceConnection, StoreKind, connect_with};
 pub use credentials::{Credentials, CredentialsView, SecretsDir};
 pub use error::{StoreError, root_cause};
 pub use secret::{Secret, scram_verifier};
@@ -33,6 +35,16 @@ pub fn marker(service: &str) -> String {
 /// The service named by a silo marker, if `comment` is one.
 pub fn marker_service(comment: &str) -> Option<&str> {
     comment.strip_prefix("managed by silo: service=")
+}
+
+/// The comment on a scratch store made for `service`.
+pub fn scratch_marker(service: &str) -> String {
+    format!("silo scratch store of service={service}")
+}
+
+/// The service named by a scratch-store comment, if `comment` is one.
+pub fn scratch_service(comment: &str) -> Option<&str> {
+    comment.strip_prefix("silo scratch store of service=")
 }
 
 /// Options for [`StoreEngine::provision`].

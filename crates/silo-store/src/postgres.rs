@@ -651,7 +651,7 @@ impl StoreEngine for PgEngine {
         .await?;
         let lock_down = format!(
             "COMMENT ON DATABASE {db} IS {}; REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
-            quote_literal(&format!("silo scratch store of service={}", service.name))
+            quote_literal(&crate::scratch_marker(&service.name))
         );
         if let Err(e) = self
             .run(lock_down, "locking down the scratch database")

@@ -102,6 +102,30 @@ async fn read_mark(conn: &mut SqliteConnection) -> Result<Mark, StoreError> {
     Ok(owner.map_or(Mark::Foreign, Mark::Silo))
 }
 
+/// Whether a file's header says it is a SQLite database made by silo
+/// (`application_id`), read without opening it: opening an empty or foreign
+/// file with silo's settings would write to it.
+pub(crate) fn has_silo_header(path: &Path) -> Result<bool, StoreError> {
+    use std::io::Read;
+    let mut header = [0u8; 72];
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    match file.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(io(path)(e)),
+    }
+    let app_id = i32::from_be_bytes([header[68], header[69], header[70], header[71]]);
+    Ok(&header[..16] == b"SQLite format 3\0" && i64::from(app_id) == APPLICATION_ID)
+}
+
+/// The service a store file's silo mark names, if it has one.
+pub(crate) async fn owner(conn: &mut SqliteConnection) -> Result<Option<String>, StoreError> {
+    Ok(match read_mark(conn).await? {
+        Mark::Silo(owner) => Some(owner),
+        Mark::Foreign => None,
+    })
+}
+
 async fn write_mark(conn: &mut SqliteConnection, service: &str) -> Result<(), StoreError> {
     let mut tx = conn.begin().await.map_err(sql("starting a transaction"))?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -228,6 +252,7 @@ impl StoreEngine for SqliteEngine {
             Some(creds) if Path::new(&creds.database) != path => {
                 Some(format!("credentials point at {}", creds.database))
             }
+            Some(_) if !has_silo_header(&path)? => Some("the file is not a silo store".into()),
             Some(_) => match open(&path).await {
                 Err(e) => Some(format!("{e}: {}", root_cause(&e))),
                 Ok(mut conn) => match read_mark(&mut conn).await {
@@ -257,9 +282,15 @@ impl StoreEngine for SqliteEngine {
         let path = self.path(service);
         let mut dropped = Dropped::default();
         if path.exists() {
-            let mut conn = open(&path).await?;
-            let mark = read_mark(&mut conn).await?;
-            conn.close().await.map_err(sql("closing the store"))?;
+            // A file without silo's header is never opened (opening writes).
+            let mark = if has_silo_header(&path)? {
+                let mut conn = open(&path).await?;
+                let mark = read_mark(&mut conn).await?;
+                conn.close().await.map_err(sql("closing the store"))?;
+                mark
+            } else {
+                Mark::Foreign
+            };
             match mark {
                 Mark::Silo(owner) if owner == service.name => {}
                 Mark::Silo(owner) => {

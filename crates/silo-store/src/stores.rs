@@ -10,6 +10,7 @@ use futures::StreamExt;
 use silo_manifest::{Engine, Isolation, Service};
 
 use crate::StoreEngine;
+use crate::credentials::SecretsDir;
 use crate::error::StoreError;
 use crate::postgres::{PgEngine, parse_url};
 use crate::sqlite::SqliteEngine;
@@ -29,6 +30,7 @@ pub struct StoresConfig {
 pub struct Stores {
     config: StoresConfig,
     sqlite: Arc<SqliteEngine>,
+    secrets: SecretsDir,
     /// PostgreSQL engines by server: `None` is the shared server, `Some(var)`
     /// the server named by an instance-isolated service's `url_env`.
     postgres: Mutex<HashMap<Option<String>, Arc<PgEngine>>>,
@@ -39,17 +41,37 @@ impl Stores {
     pub fn new(config: StoresConfig) -> Self {
         Stores {
             sqlite: Arc::new(SqliteEngine::new(&config.data_dir)),
+            secrets: SecretsDir::new(&config.data_dir),
             config,
             postgres: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The engine holding `service`'s store.
+    /// The engine holding `service`'s store. Refuses when the store was
+    /// made on another engine than the manifest now names: silo never
+    /// switches a service's store silently.
     pub fn engine(&self, service: &Service) -> Result<Arc<dyn StoreEngine>, StoreError> {
+        self.check_recorded_engine(service)?;
         match service.engine {
             Engine::Sqlite => Ok(self.sqlite.clone()),
             Engine::Postgres => Ok(self.postgres(service)?),
         }
+    }
+
+    /// The engine a store was made on is recorded in its credentials file
+    /// (written when the store is made, removed when it is dropped).
+    fn check_recorded_engine(&self, service: &Service) -> Result<(), StoreError> {
+        // An unreadable file is reported by whatever reads it next.
+        if let Ok(Some(creds)) = self.secrets.read(service)
+            && creds.engine != service.engine
+        {
+            return Err(StoreError::EngineMismatch {
+                service: service.name.clone(),
+                recorded: creds.engine,
+                configured: service.engine,
+            });
+        }
+        Ok(())
     }
 
     /// The PostgreSQL engine of `service`'s server.

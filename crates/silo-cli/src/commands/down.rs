@@ -1,12 +1,13 @@
 //! `silo down` and `silo destroy`: drop what silo created, nothing else.
 
-use std::process::ExitCode;
-
 use serde_json::json;
 use silo_manifest::Service;
 
 use crate::cli::{DestroyArgs, DownArgs};
-use crate::context::{CmdResult, Context, describe, print_json, progress, require_yes, table};
+use crate::context::{
+    CmdResult, Context, describe, print_json, progress, require_yes, store_exit_code, store_report,
+    table,
+};
 
 pub async fn down(ctx: &Context, args: &DownArgs) -> CmdResult {
     let services = ctx.select(&args.services)?;
@@ -69,10 +70,11 @@ async fn drop_all(ctx: &Context, services: &[&Service], as_json: bool) -> CmdRes
             t.add_row(vec![s.name.clone(), result, details]);
         }
         println!("{t}");
+        for (s, r) in &results {
+            if let Err(e) = r {
+                eprintln!("{:?}", store_report(&format!("{}: ", s.name), e));
+            }
+        }
     }
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(store_exit_code(results.iter().map(|(_, r)| r)))
 }

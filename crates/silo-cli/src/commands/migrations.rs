@@ -303,6 +303,11 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
             }
         }
         println!("{t}");
+        for (s, r) in &results {
+            if let Err(e) = r {
+                eprintln!("{:?}", report(&s.name, e));
+            }
+        }
     }
     Ok(exit_code(&results))
 }

@@ -1,12 +1,10 @@
 //! `silo up`: provision every selected service's store.
 
-use std::process::ExitCode;
-
 use serde_json::json;
 use silo_store::{Outcome, ProvisionOptions};
 
 use crate::cli::UpArgs;
-use crate::context::{CmdResult, Context, describe, print_json, progress, table};
+use crate::context::{CmdResult, Context, describe, print_json, progress, store_exit_code, table};
 
 pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
     let services = ctx.select(&args.services)?;
@@ -101,14 +99,5 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
             ctx.manifest.secrets_dir().display()
         );
     }
-    let unreachable = results
-        .iter()
-        .any(|(_, r)| r.as_ref().err().is_some_and(|e| e.is_unreachable()));
-    Ok(if unreachable {
-        ExitCode::from(2)
-    } else if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(store_exit_code(results.iter().map(|(_, r)| r)))
 }

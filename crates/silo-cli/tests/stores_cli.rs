@@ -1,0 +1,172 @@
+//! Every command works on the store that exists, or refuses: the engine a
+//! store was made on is remembered, and a store that is not the service's
+//! own (copied, emptied) is never written.
+
+use serde_json::Value;
+
+mod common;
+use common::{json, silo};
+use silo_testkit::{Prefix, admin_url};
+use sqlx::{Connection, PgConnection};
+
+/// A project of `orders` and `billing` whose silo.toml says sqlite, with
+/// prefixed names so that a PostgreSQL run never meets another test's.
+fn project(prefix: &Prefix) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = "[project]\nname = \"t\"\n[defaults]\nengine = \"sqlite\"\n".to_string();
+    for s in ["orders", "billing"] {
+        text.push_str(&format!(
+            "[services.{s}]\ndatabase = \"{}\"\nrole = \"{}\"\n",
+            prefix.name(s),
+            prefix.name(&format!("{s}_svc"))
+        ));
+        let sqlite = dir.path().join(format!("services/{s}/migrations/sqlite"));
+        let postgres = dir.path().join(format!("services/{s}/migrations/postgres"));
+        std::fs::create_dir_all(&sqlite).unwrap();
+        std::fs::create_dir_all(&postgres).unwrap();
+        std::fs::write(
+            sqlite.join("V1__create.sql"),
+            format!("CREATE TABLE {s}_rows (id TEXT PRIMARY KEY);\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            postgres.join("V1__create.sql"),
+            format!("CREATE TABLE {s}_rows (id bigint PRIMARY KEY);\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("silo.toml"), text).unwrap();
+    dir
+}
+
+async fn database_exists(name: &str) -> bool {
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+}
+
+/// stderr on one line: the report's wrapping and frame taken out.
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Provisioned with `--engine postgres` while silo.toml says sqlite: a
+/// plain `migrate` or `destroy` refuses (exit 2, naming both engines)
+/// instead of applying the sqlite files to PostgreSQL or deleting the
+/// credentials and leaving the databases behind. With the engine named,
+/// everything works.
+#[tokio::test]
+async fn a_store_stays_on_the_engine_it_was_made_on() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix);
+    let dir = dir.path();
+    silo(dir)
+        .args(["--engine", "postgres", "up"])
+        .assert()
+        .success();
+
+    for args in [
+        vec!["migrate"],
+        vec!["destroy", "--yes"],
+        vec!["down", "orders", "--yes"],
+        vec!["up"],
+        vec!["info"],
+    ] {
+        let out = silo(dir).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = format!("{} {}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(
+            err.contains("made on postgres") && err.contains("now says sqlite"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("engine = \"postgres\""), "{args:?}: {err}");
+    }
+    // Nothing was applied, dropped or forgotten.
+    assert!(database_exists(&prefix.name("orders")).await);
+    assert!(dir.join(".silo/secrets/orders.env").exists());
+    assert!(
+        !dir.join(".silo/orders").exists(),
+        "no SQLite store was made"
+    );
+    let info = json(silo(dir).args(["--engine", "postgres", "info", "--json"]));
+    assert_eq!(info["services"][0]["migrations"][0]["state"], "pending");
+
+    // Named, it is the store that exists.
+    silo(dir)
+        .args(["--engine", "postgres", "migrate"])
+        .assert()
+        .success();
+    let creds = json(silo(dir).args([
+        "--engine",
+        "postgres",
+        "credentials",
+        "show",
+        "orders",
+        "--json",
+        "--reveal",
+    ]));
+    let mut conn = PgConnection::connect(creds["url"].as_str().unwrap())
+        .await
+        .unwrap();
+    let id_type: String = sqlx::query_scalar(
+        "SELECT data_type FROM information_schema.columns \
+         WHERE table_name = 'orders_rows' AND column_name = 'id'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        id_type, "bigint",
+        "the postgres files ran, not the sqlite ones"
+    );
+    conn.close().await.unwrap();
+    silo(dir)
+        .args(["--engine", "postgres", "destroy", "--yes"])
+        .assert()
+        .success();
+    assert!(!database_exists(&prefix.name("orders")).await);
+}
+
+/// The file at `orders`' place, once replaced by a copy of `billing`'s store
+/// or emptied, is refused by `migrate`, `info` and `undo`: nothing is applied
+/// into it.
+#[test]
+fn migrate_refuses_a_store_that_is_not_the_services_own() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix);
+    let dir = dir.path();
+    silo(dir).arg("up").assert().success();
+    let orders = dir.join(format!(".silo/orders/{}.sqlite3", prefix.name("orders")));
+    let billing = dir.join(format!(".silo/billing/{}.sqlite3", prefix.name("billing")));
+    assert!(orders.exists() && billing.exists());
+
+    let copied = std::fs::read(&billing).unwrap();
+    std::fs::write(&orders, &copied).unwrap();
+    let out = silo(dir).args(["migrate", "orders"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("marked as service `billing`'s"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&orders).unwrap(), copied, "nothing written");
+
+    std::fs::write(&orders, b"").unwrap();
+    for args in [vec!["migrate", "orders"], vec!["info", "orders"]] {
+        let out = silo(dir).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let said = format!("{} {}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(said.contains("no silo mark"), "{args:?}: {said}");
+    }
+    assert_eq!(std::fs::metadata(&orders).unwrap().len(), 0, "still empty");
+    // billing's own store is untouched and migrates.
+    let doc: Value = json(silo(dir).args(["migrate", "billing", "--json"]));
+    assert_eq!(doc["summary"]["failed"], 0);
+}

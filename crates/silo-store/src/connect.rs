@@ -1,0 +1,137 @@
+//! A connection to a store as its service: the one way every other crate
+//! reaches a store. The connection is made with the service's own
+//! credentials, never the administrator's, and only after the store has
+//! proven it is the service's own: its silo mark names the service, and it
+//! lives on the engine the store was made on.
+
+use std::path::Path;
+
+use silo_manifest::{Engine, Service};
+use sqlx::{Connection, PgConnection, SqliteConnection};
+
+use crate::credentials::Credentials;
+use crate::error::{StoreError, sql};
+use crate::postgres::parse_url;
+use crate::{Stores, marker_service};
+
+/// An open connection to one service's store, as that service.
+#[derive(Debug)]
+pub enum ServiceConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl ServiceConnection {
+    /// The engine at the other end.
+    pub fn engine(&self) -> Engine {
+        match self {
+            ServiceConnection::Postgres(_) => Engine::Postgres,
+            ServiceConnection::Sqlite(_) => Engine::Sqlite,
+        }
+    }
+
+    /// Closes the connection, ignoring a server that is already gone.
+    pub async fn close(self) {
+        let _ = match self {
+            ServiceConnection::Postgres(c) => c.close().await,
+            ServiceConnection::Sqlite(c) => c.close().await,
+        };
+    }
+}
+
+/// Which store a connection is meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The service's own store, marked `managed by silo: service=<name>`.
+    Own,
+    /// A scratch store made by [`crate::StoreEngine::scratch`] for it.
+    Scratch,
+}
+
+impl Stores {
+    /// Connects to `service`'s own store with its own credentials, after
+    /// checking that the store is the one silo made for it.
+    /// `application` names the connection on the server (`pg_stat_activity`).
+    pub async fn connect_as(
+        &self,
+        service: &Service,
+        application: &str,
+    ) -> Result<ServiceConnection, StoreError> {
+        let creds = self.engine(service)?.credentials(service)?;
+        connect_with(&creds, service, StoreKind::Own, application).await
+    }
+}
+
+/// Connects with given credentials (a scratch store's, say) as `service`,
+/// checking the store's mark first.
+pub async fn connect_with(
+    creds: &Credentials,
+    service: &Service,
+    kind: StoreKind,
+    application: &str,
+) -> Result<ServiceConnection, StoreError> {
+    if creds.engine != service.engine {
+        return Err(StoreError::EngineMismatch {
+            service: service.name.clone(),
+            recorded: creds.engine,
+            configured: service.engine,
+        });
+    }
+    match creds.engine {
+        Engine::Postgres => {
+            let options =
+                parse_url(&creds.url(), "the credentials file")?.application_name(application);
+            let mut conn = PgConnection::connect_with(&options)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    target: creds.redacted_url(),
+                    source,
+                })?;
+            let comment: Option<String> = sqlx::query_scalar(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database \
+                 WHERE datname = current_database()",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql("reading the database's silo mark"))?;
+            let owner = match kind {
+                StoreKind::Own => comment.as_deref().and_then(marker_service),
+                StoreKind::Scratch => comment.as_deref().and_then(crate::scratch_service),
+            };
+            check_owner(owner, "database", &creds.database, service)?;
+            Ok(ServiceConnection::Postgres(conn))
+        }
+        Engine::Sqlite => {
+            let path = Path::new(&creds.database);
+            if !crate::sqlite::has_silo_header(path)? {
+                return Err(StoreError::NotServiceStore {
+                    service: service.name.clone(),
+                    kind: "SQLite file",
+                    name: creds.database.clone(),
+                    found: None,
+                });
+            }
+            let mut conn = crate::sqlite::open(path).await?;
+            let owner = crate::sqlite::owner(&mut conn).await?;
+            check_owner(owner.as_deref(), "SQLite file", &creds.database, service)?;
+            Ok(ServiceConnection::Sqlite(conn))
+        }
+    }
+}
+
+fn check_owner(
+    owner: Option<&str>,
+    kind: &'static str,
+    name: &str,
+    service: &Service,
+) -> Result<(), StoreError> {
+    match owner {
+        Some(owner) if owner == service.name => Ok(()),
+        found => Err(StoreError::NotServiceStore {
+            service: service.name.clone(),
+            kind,
+            name: name.to_string(),
+            found: found.map(str::to_string),
+        }),
+    }
+}
