@@ -170,3 +170,97 @@ fn migrate_refuses_a_store_that_is_not_the_services_own() {
     let doc: Value = json(silo(dir).args(["migrate", "billing", "--json"]));
     assert_eq!(doc["summary"]["failed"], 0);
 }
+
+/// The password in `orders`' credentials file: (field, URL's).
+fn file_passwords(dir: &std::path::Path) -> (String, String) {
+    let text = std::fs::read_to_string(dir.join(".silo/secrets/orders.env")).unwrap();
+    let field = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ORDERS_DB_PASSWORD="))
+        .unwrap()
+        .to_string();
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("DATABASE_URL="))
+        .unwrap();
+    let url = url::Url::parse(url).unwrap();
+    (field, url.password().unwrap().to_string())
+}
+
+/// Whether `password` is `role`'s, by the server's own verifier.
+async fn is_role_password(role: &str, password: &str) -> bool {
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    let verifier: String =
+        sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+            .bind(role)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    silo_store::scram_verifies(&silo_store::Secret::new(password), &verifier).unwrap()
+}
+
+fn rewrite_password_field(dir: &std::path::Path, new: &str) {
+    let path = dir.join(".silo/secrets/orders.env");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("ORDERS_DB_PASSWORD=") {
+                format!("ORDERS_DB_PASSWORD={new}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+}
+
+/// A hand-edited wrong password in the credentials file is checked against
+/// the server (its SCRAM verifier: the shared test server trusts local
+/// logins, so a login would prove nothing) and never copied into
+/// `DATABASE_URL`: the file is repaired from the password that works, and
+/// when none works the role gets a new one.
+#[tokio::test]
+async fn up_repairs_a_wrong_password_from_what_the_server_accepts() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix);
+    let dir = dir.path();
+    let role = prefix.name("orders_svc");
+    silo(dir)
+        .args(["--engine", "postgres", "up", "orders"])
+        .assert()
+        .success();
+    let (good, _) = file_passwords(dir);
+    assert!(is_role_password(&role, &good).await);
+
+    rewrite_password_field(dir, "hand-edited-wrong");
+    let up = json(silo(dir).args(["--engine", "postgres", "up", "orders", "--json"]));
+    let changes = up["services"][0]["changes"].to_string();
+    assert!(
+        changes.contains("kept the one the server accepts"),
+        "{up:#}"
+    );
+    assert_eq!(file_passwords(dir), (good.clone(), good.clone()));
+
+    // Both fields wrong: nothing in the file logs in, so the role gets a
+    // new password and the file carries it everywhere.
+    let path = dir.join(".silo/secrets/orders.env");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&good, "wrong-everywhere");
+    std::fs::write(&path, text).unwrap();
+    let up = json(silo(dir).args(["--engine", "postgres", "up", "orders", "--json"]));
+    let changes = up["services"][0]["changes"].to_string();
+    assert!(changes.contains("does not log in"), "{up:#}");
+    let (field, url) = file_passwords(dir);
+    assert_eq!(field, url);
+    assert_ne!(field, good);
+    assert!(is_role_password(&role, &field).await);
+    // And now all is well: a third run changes nothing.
+    let up = json(silo(dir).args(["--engine", "postgres", "up", "orders", "--json"]));
+    assert_eq!(up["services"][0]["outcome"], "unchanged", "{up:#}");
+    silo(dir)
+        .args(["--engine", "postgres", "destroy", "--yes"])
+        .assert()
+        .success();
+}

@@ -203,6 +203,35 @@ impl SecretsDir {
         }
     }
 
+    /// Every password the service's file carries, distinct, in the order a
+    /// service may read them: `<SVC>_DB_PASSWORD`, then the one inside
+    /// `DATABASE_URL`. A hand-edited file may disagree with itself.
+    pub fn passwords(&self, service: &Service) -> Result<Vec<Secret>, StoreError> {
+        let path = self.path(&service.name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let field = format!("{}_DB_PASSWORD=", service.name.to_uppercase());
+        let from_field = text.lines().find_map(|l| l.strip_prefix(field.as_str()));
+        let from_url = text
+            .lines()
+            .find_map(|l| l.strip_prefix("DATABASE_URL="))
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.password().map(percent_decode));
+        let mut out: Vec<Secret> = Vec::new();
+        for p in [from_field.map(str::to_string), from_url]
+            .into_iter()
+            .flatten()
+        {
+            if !out.iter().any(|s| s.expose() == p) {
+                out.push(Secret::new(p));
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads a service's credentials; a missing file is an error that says
     /// to run `silo up`.
     pub fn require(&self, service: &Service) -> Result<Credentials, StoreError> {
@@ -278,6 +307,30 @@ pub(crate) fn guard_with_gitignore(data_dir: &Path) -> std::io::Result<()> {
         std::fs::write(&path, "# silo data: stores and secrets. Never commit.\n*\n")?;
     }
     Ok(())
+}
+
+/// Undoes the `%XX` escapes of a URL's user info.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn url_encode(s: &str) -> String {

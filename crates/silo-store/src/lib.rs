@@ -24,7 +24,7 @@ use silo_manifest::Service;
 pub use connect::{ServiceConnection, StoreKind, connect_with};
 pub use credentials::{Credentials, CredentialsView, SecretsDir};
 pub use error::{StoreError, root_cause};
-pub use secret::{Secret, scram_verifier};
+pub use secret::{Secret, scram_verifier, scram_verifies};
 pub use stores::{Stores, StoresConfig};
 
 /// The comment silo puts on every database and role it creates.

@@ -340,16 +340,80 @@ impl PgEngine {
             .await?;
             changes.push(format!("reset the attributes of role {}", service.role));
         }
-        // Keep host and port in the credentials file current.
-        if let Some(creds) = self.secrets.read(service)?
-            && let Some(password) = creds.password
-            && self
-                .secrets
-                .write(&self.credentials_for(service, password))?
-        {
-            changes.push("rewrote the credentials file".into());
+        if adopting || !has_credentials {
+            return Ok(false);
+        }
+        // The file is checked against the server, never trusted: a
+        // hand-edited password is not spread into the other fields.
+        let candidates = self.secrets.passwords(service)?;
+        match self.working_password(service, &candidates).await? {
+            Some(password) => {
+                // Keep host, port and every field in line with the password
+                // that works.
+                if self
+                    .secrets
+                    .write(&self.credentials_for(service, password))?
+                {
+                    changes.push(if candidates.len() > 1 {
+                        "repaired the credentials file: its fields disagreed on the password; kept the one the server accepts".to_string()
+                    } else {
+                        "rewrote the credentials file".to_string()
+                    });
+                }
+            }
+            None => {
+                self.set_password(service, &format!("ALTER ROLE {role}"), "")
+                    .await?;
+                changes.push(format!(
+                    "the credentials file's password does not log in as role {}; set a new password and rewrote the file",
+                    service.role
+                ));
+            }
         }
         Ok(false)
+    }
+
+    /// Which of `candidates` is the role's password. Checked against the
+    /// role's SCRAM verifier where the administrator may read it (exact,
+    /// even on a server that trusts local logins), else by logging in.
+    async fn working_password(
+        &self,
+        service: &Service,
+        candidates: &[Secret],
+    ) -> Result<Option<Secret>, StoreError> {
+        let verifier: Option<String> =
+            sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+                .bind(&service.role)
+                .fetch_optional(self.admin_pool().await?)
+                .await
+                .ok()
+                .flatten()
+                .flatten();
+        if let Some(verifier) = verifier.as_deref()
+            && verifier.starts_with("SCRAM-SHA-256$")
+        {
+            return Ok(candidates
+                .iter()
+                .find(|p| crate::secret::scram_verifies(p, verifier) == Some(true))
+                .cloned());
+        }
+        for password in candidates {
+            match self
+                .connect_as(&self.credentials_for(service, password.clone()))
+                .await
+            {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    return Ok(Some(password.clone()));
+                }
+                Err(StoreError::Connect {
+                    source: sqlx::Error::Database(db),
+                    ..
+                }) if db.code().as_deref() == Some("28P01") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     async fn provision_database(

@@ -75,6 +75,18 @@ fn scram_verifier_with_salt(password: &Secret, salt: &[u8], iterations: u32) -> 
     )
 }
 
+/// Whether `password` is the one behind a stored SCRAM-SHA-256 verifier
+/// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`). `None`
+/// when `verifier` is not in that form (an md5 hash, say).
+pub fn scram_verifies(password: &Secret, verifier: &str) -> Option<bool> {
+    let rest = verifier.strip_prefix("SCRAM-SHA-256$")?;
+    let (params, _keys) = rest.split_once('$')?;
+    let (iterations, salt) = params.split_once(':')?;
+    let iterations: u32 = iterations.parse().ok()?;
+    let salt = STANDARD.decode(salt).ok()?;
+    Some(scram_verifier_with_salt(password, &salt, iterations) == verifier)
+}
+
 fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(message);
@@ -84,6 +96,21 @@ fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verifier_checks_its_own_password_only() {
+        let right = Secret::new("right-password");
+        let verifier = scram_verifier(&right);
+        assert_eq!(scram_verifies(&right, &verifier), Some(true));
+        assert_eq!(
+            scram_verifies(&Secret::new("wrong-password"), &verifier),
+            Some(false)
+        );
+        assert_eq!(
+            scram_verifies(&right, "md5d41d8cd98f00b204e9800998ecf8427e"),
+            None
+        );
+    }
 
     #[test]
     fn generated_passwords_are_long_and_distinct() {
