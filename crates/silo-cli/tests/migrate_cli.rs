@@ -206,6 +206,116 @@ fn new_numbers_files_after_the_last() {
     assert!(undo.contains("undo V010"));
 }
 
+/// The user tables of `orders`' store, from `silo schema dump --json`.
+fn tables(dir: &Path) -> Vec<String> {
+    let dump = json(silo(dir).args(["schema", "dump", "orders", "--json"]));
+    dump["schema"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let name = t["name"].as_str().unwrap();
+            name.rsplit('.').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// `silo undo` drops tables, so it follows the rule of destructive
+/// commands: without --yes and without a terminal it refuses (exit 2) and
+/// the tables stay; --dry-run prints each U file and its SQL, newest first,
+/// and changes nothing; --yes undoes.
+fn undo_asks_before_it_drops(engine: &str) {
+    let prefix = Prefix::new();
+    let (dir, migrations) = project(engine, &prefix);
+    for (v, t) in [(1, "a"), (2, "b")] {
+        std::fs::write(
+            migrations.join(format!("V{v}__{t}.sql")),
+            format!("CREATE TABLE {t} (id INTEGER);\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            migrations.join(format!("U{v}__{t}.sql")),
+            format!("DROP TABLE {t};\n"),
+        )
+        .unwrap();
+    }
+    silo(dir.path()).arg("migrate").assert().success();
+    assert_eq!(tables(dir.path()), ["a", "b"]);
+
+    let out = silo(dir.path())
+        .args(["undo", "orders", "--to", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to undo migrations of `orders` without --yes"),
+        "{err}"
+    );
+    assert!(err.contains("--dry-run"), "{err}");
+    assert_eq!(tables(dir.path()), ["a", "b"]);
+
+    let out = silo(dir.path())
+        .args(["undo", "orders", "--to", "0", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (u2, u1) = (
+        text.find("U2__b.sql").expect(&text),
+        text.find("U1__a.sql").expect(&text),
+    );
+    assert!(u2 < u1, "newest first: {text}");
+    assert!(text.contains("DROP TABLE b;"), "{text}");
+    assert!(text.contains("DROP TABLE a;"), "{text}");
+    let plan = json(silo(dir.path()).args(["undo", "orders", "--to", "0", "--dry-run", "--json"]));
+    assert_eq!(plan["dry_run"], true);
+    let steps: Vec<(&str, &str)> = plan["undone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["script"].as_str().unwrap(), s["sql"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("U2__b.sql", "DROP TABLE b;\n"),
+            ("U1__a.sql", "DROP TABLE a;\n")
+        ]
+    );
+    assert_eq!(tables(dir.path()), ["a", "b"]);
+    let info = json(silo(dir.path()).args(["info", "--json"]));
+    assert!(
+        info["services"][0]["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "applied"),
+        "{info:#}"
+    );
+
+    silo(dir.path())
+        .args(["undo", "orders", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(tables(dir.path()), ["a"]);
+    silo(dir.path())
+        .args(["undo", "orders", "--to", "0", "--yes"])
+        .assert()
+        .success();
+    assert!(tables(dir.path()).is_empty());
+}
+
+#[test]
+fn undo_asks_before_it_drops_sqlite() {
+    undo_asks_before_it_drops("sqlite");
+}
+
+#[test]
+fn undo_asks_before_it_drops_postgres() {
+    undo_asks_before_it_drops("postgres");
+}
+
 /// The real-world corpus (`SILO_CORPORA`, default `../shared/corpora`):
 /// folder of a large application's diesel migrations.
 fn corpora() -> PathBuf {
