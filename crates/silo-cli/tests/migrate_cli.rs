@@ -316,6 +316,65 @@ fn undo_asks_before_it_drops_postgres() {
     undo_asks_before_it_drops("postgres");
 }
 
+/// `silo undo ARGS` on a terminal (util-linux `script` gives it one), with
+/// `answer` typed at the prompt: its exit code and what the terminal showed.
+fn undo_on_a_terminal(dir: &Path, answer: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let bin = assert_cmd::cargo::cargo_bin("silo");
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("'{}' undo orders", bin.display()),
+            "/dev/null",
+        ])
+        .current_dir(dir)
+        .env_remove("SILO_ENGINE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// On a terminal, `silo undo` shows the U files and their SQL and asks:
+/// anything but yes changes nothing (exit 1); yes undoes.
+#[test]
+fn undo_asks_on_a_terminal() {
+    let prefix = Prefix::new();
+    let (dir, migrations) = project("sqlite", &prefix);
+    std::fs::write(
+        migrations.join("V1__a.sql"),
+        "CREATE TABLE a (id INTEGER);\n",
+    )
+    .unwrap();
+    std::fs::write(migrations.join("U1__a.sql"), "DROP TABLE a;\n").unwrap();
+    silo(dir.path()).arg("migrate").assert().success();
+
+    let (code, shown) = undo_on_a_terminal(dir.path(), "n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(shown.contains("U1__a.sql"), "{shown}");
+    assert!(shown.contains("DROP TABLE a;"), "{shown}");
+    assert!(shown.contains("[y/N]"), "{shown}");
+    assert!(shown.contains("nothing changed"), "{shown}");
+    assert_eq!(tables(dir.path()), ["a"]);
+
+    let (code, shown) = undo_on_a_terminal(dir.path(), "y");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("undid 1 migration(s)"), "{shown}");
+    assert!(tables(dir.path()).is_empty());
+}
+
 /// The real-world corpus (`SILO_CORPORA`, default `../shared/corpora`):
 /// folder of a large application's diesel migrations.
 fn corpora() -> PathBuf {
