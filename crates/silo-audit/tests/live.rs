@@ -612,3 +612,52 @@ async fn scram_for_service_roles_is_clean() {
     assert_clean(&report);
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
 }
+
+/// An administrator that is not a superuser cannot read pg_hba.conf: the
+/// check is listed as skipped, saying why, and never passes silently.
+#[tokio::test]
+async fn without_a_superuser_hba_rules_is_skipped_and_says_why() {
+    let server = TempServer::start();
+    let p = Project::on(&server.admin_url(), &["a"]).await;
+    let weak = p.prefix.name("weak_admin");
+    // Member of the service role, so it may read the service database.
+    p.admin_sql(
+        None,
+        &format!(
+            "CREATE ROLE \"{weak}\" LOGIN CREATEDB CREATEROLE PASSWORD 'weak-admin-pw';
+             GRANT {} TO \"{weak}\"",
+            p.role("a")
+        ),
+    )
+    .await;
+    let stores = Stores::new(StoresConfig {
+        data_dir: p.manifest.data_dir.clone(),
+        admin_url: Some(format!(
+            "postgres://{weak}:weak-admin-pw@127.0.0.1:{}/postgres",
+            server.port
+        )),
+        concurrency: 4,
+    });
+    let options = Options {
+        code: false,
+        ..Options::default()
+    };
+    let report = silo_audit::audit(&p.manifest, &stores, &options)
+        .await
+        .unwrap();
+    let skipped: Vec<&str> = report
+        .skipped
+        .iter()
+        .filter(|s| s.check == Check::HbaRules)
+        .map(|s| s.reason.as_str())
+        .collect();
+    assert_eq!(skipped.len(), 1, "{:?}", report.skipped);
+    assert!(
+        skipped[0].contains("pg_hba_file_rules")
+            && skipped[0].contains(&format!("needs a superuser, and `{weak}` is not one")),
+        "{}",
+        skipped[0]
+    );
+    let human = silo_audit::render::human(&report, false);
+    assert!(human.contains("skipped hba-rules: "), "{human}");
+}
