@@ -36,7 +36,9 @@ measure() {
   for _ in $(seq "$ROUNDS"); do
     local t0 t1
     t0=$(now)
-    out=$(cd "$work" && "$SILO" audit --live-only --format json "$@")
+    # Exit 1 is an audit with findings (a server that trusts local
+    # connections gets hba-rules warnings); 2 is an audit that could not run.
+    out=$(cd "$work" && "$SILO" audit --live-only --format json "$@") || [ $? -eq 1 ]
     t1=$(now)
     times+=("$(echo "$t1 - $t0" | bc -l)")
   done

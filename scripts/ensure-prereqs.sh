@@ -37,6 +37,9 @@ for tool in pg_config pg_isready psql; do
   command -v "$tool" >/dev/null || fail "$tool not found: install PostgreSQL (Debian: apt-get install postgresql postgresql-client)"
 done
 [ -x "$(pg_config --bindir)/initdb" ] || fail "initdb not found in $(pg_config --bindir): install the PostgreSQL server package"
+# util-linux `script` gives a CLI test a terminal, to prove that destructive
+# commands ask there.
+command -v script >/dev/null || fail "script not found: install util-linux"
 
 host=127.0.0.1 port=5432
 if ! pg_isready -q -h "$host" -p "$port"; then

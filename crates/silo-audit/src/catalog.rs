@@ -43,15 +43,92 @@ pub struct Subscription {
     pub conninfo: String,
 }
 
-/// One line of pg_hba.conf.
-#[derive(Debug, Clone)]
+/// One line of pg_hba.conf, as `pg_hba_file_rules` shows it.
+#[derive(Debug, Clone, Default)]
 pub struct HbaRule {
     pub line: i32,
+    /// `local`, `host`, `hostssl`, `hostnossl`, `hostgssenc`, `hostnogssenc`.
     pub kind: String,
     pub databases: Vec<String>,
     pub users: Vec<String>,
+    /// An address, a host name or a keyword (`all`, `samehost`,
+    /// `samenet`); `None` on `local` lines.
     pub address: Option<String>,
+    /// The mask of an IP address, when there is one.
+    pub netmask: Option<String>,
     pub method: String,
+    /// Method options as `name=value` (`map=...`).
+    pub options: Vec<String>,
+}
+
+impl HbaRule {
+    /// The address field as it would be written: `127.0.0.1/32`, `all`,
+    /// empty on `local` lines.
+    pub fn address_text(&self) -> String {
+        let Some(address) = &self.address else {
+            return String::new();
+        };
+        match self
+            .netmask
+            .as_deref()
+            .and_then(|m| m.parse::<std::net::IpAddr>().ok())
+        {
+            Some(std::net::IpAddr::V4(m)) => format!("{address}/{}", m.to_bits().count_ones()),
+            Some(std::net::IpAddr::V6(m)) => format!("{address}/{}", m.to_bits().count_ones()),
+            None => address.clone(),
+        }
+    }
+
+    /// The value of option `name` (`map`), if set.
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.options.iter().find_map(|o| {
+            o.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        })
+    }
+}
+
+impl std::fmt::Display for HbaRule {
+    /// The line as it would be written in pg_hba.conf.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            self.kind,
+            self.databases.join(","),
+            self.users.join(",")
+        )?;
+        let address = self.address_text();
+        if !address.is_empty() {
+            write!(f, " {address}")?;
+        }
+        write!(f, " {}", self.method)?;
+        for o in &self.options {
+            write!(f, " {o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One line of pg_ident.conf: OS user `system_user` may log in as
+/// `pg_user` where a pg_hba.conf line names map `map`.
+#[derive(Debug, Clone)]
+pub struct IdentMapping {
+    pub map: String,
+    /// An OS user name, or `/regex`.
+    pub system_user: String,
+    /// A role name, `+group`, `all`, or a name with `\1` from the regex.
+    pub pg_user: String,
+}
+
+/// How a role's password is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verifier {
+    Scram,
+    Md5,
+    /// No password (or one in a form silo does not know).
+    Other,
 }
 
 /// One server, as the administrator sees it.
@@ -78,6 +155,11 @@ pub struct ServerCatalog {
     /// `Err` holds why they could not be read.
     pub subscriptions: Result<Vec<Subscription>, String>,
     pub hba: Result<Vec<HbaRule>, String>,
+    /// pg_ident.conf's lines (PostgreSQL 15 and later).
+    pub ident: Result<Vec<IdentMapping>, String>,
+    /// How each service role's password is stored; empty when pg_authid
+    /// is not readable.
+    pub verifiers: HashMap<String, Verifier>,
 }
 
 impl ServerCatalog {
@@ -133,6 +215,8 @@ pub async fn read_server(
         sessions: Vec::new(),
         subscriptions: Ok(Vec::new()),
         hba: Ok(Vec::new()),
+        ident: Ok(Vec::new()),
+        verifiers: HashMap::new(),
     };
     // pg_control_system() is for superusers and pg_monitor only.
     catalog.system_identifier =
@@ -229,7 +313,7 @@ pub async fn read_server(
     .map_err(|e| reason(&e));
     catalog.hba = sqlx::query(
         "SELECT line_number, type, coalesce(database, '{}'), coalesce(user_name, '{}'),
-                address, auth_method
+                address, netmask, auth_method, coalesce(options, '{}')
          FROM pg_hba_file_rules WHERE error IS NULL ORDER BY line_number",
     )
     .fetch_all(&mut *conn)
@@ -242,11 +326,52 @@ pub async fn read_server(
                 databases: r.get(2),
                 users: r.get(3),
                 address: r.get(4),
-                method: r.get(5),
+                netmask: r.get(5),
+                method: r.get(6),
+                options: r.get(7),
             })
             .collect()
     })
     .map_err(|e| reason(&e));
+    // pg_ident_file_mappings exists from PostgreSQL 15 on.
+    catalog.ident = sqlx::query(
+        "SELECT map_name, sys_name, pg_username FROM pg_ident_file_mappings
+         WHERE error IS NULL ORDER BY line_number",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map(|rows| {
+        rows.iter()
+            .map(|r| IdentMapping {
+                map: r.get(0),
+                system_user: r.get(1),
+                pg_user: r.get(2),
+            })
+            .collect()
+    })
+    .map_err(|e| reason(&e));
+    // pg_authid is readable by superusers only; without it the hba check
+    // cannot tell whether a role already has a SCRAM verifier.
+    if let Ok(rows) = sqlx::query(
+        "SELECT rolname::text,
+                CASE WHEN rolpassword LIKE 'SCRAM-SHA-256$%' THEN 'scram'
+                     WHEN rolpassword LIKE 'md5%' THEN 'md5' ELSE 'other' END
+         FROM pg_authid WHERE rolname = ANY($1)",
+    )
+    .bind(roles)
+    .fetch_all(&mut *conn)
+    .await
+    {
+        for r in rows {
+            let kind: String = r.get(1);
+            let verifier = match kind.as_str() {
+                "scram" => Verifier::Scram,
+                "md5" => Verifier::Md5,
+                _ => Verifier::Other,
+            };
+            catalog.verifiers.insert(r.get(0), verifier);
+        }
+    }
     Ok(catalog)
 }
 

@@ -99,15 +99,23 @@ impl Project {
         let _ = conn.close().await;
     }
 
+    /// The audit. On the shared test server, whose pg_hba.conf is the
+    /// machine's and not the test's, `hba-rules` findings are left out:
+    /// that check is proven on throwaway servers whose pg_hba.conf the
+    /// test writes.
     async fn audit_with(&self, thorough: bool) -> Report {
         let options = Options {
             thorough,
             code: false,
             ..Options::default()
         };
-        silo_audit::audit(&self.manifest, &self.stores, &options)
+        let mut report = silo_audit::audit(&self.manifest, &self.stores, &options)
             .await
-            .unwrap()
+            .unwrap();
+        if self.admin == admin_url() {
+            report.findings.retain(|f| f.check != Check::HbaRules);
+        }
+        report
     }
 
     async fn audit(&self) -> Report {
@@ -484,4 +492,172 @@ async fn bad_passwords_break_probes_and_hba_lines_are_read() {
     std::fs::write(&hba, text).unwrap();
     let report = p.audit().await;
     expect(&report, Check::HbaRules, "c", None);
+}
+
+/// Replaces the server's pg_hba.conf with `lines` and reloads it.
+async fn set_hba(server: &TempServer, lines: &str) {
+    std::fs::write(server.data_dir().join("pg_hba.conf"), lines).unwrap();
+    let mut conn = PgConnection::connect(&server.admin_url()).await.unwrap();
+    let reloaded: bool = sqlx::query_scalar("SELECT pg_reload_conf()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(reloaded);
+    let errors: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(errors, 0, "{lines}");
+    let _ = conn.close().await;
+}
+
+/// Whether `service`'s role logs in to its database with no password.
+async fn logs_in_without_password(p: &Project, server: &TempServer, service: &str) -> bool {
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{}",
+        p.prefix.name(&format!("{service}_svc")),
+        server.port,
+        p.prefix.name(service)
+    );
+    match PgConnection::connect(&url).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A server that trusts local connections lets anyone in as any service
+/// role: each service gets an `hba-rules` warning per trusting line, with
+/// the pg_hba.conf lines to write and the reload.
+#[tokio::test]
+async fn a_server_that_trusts_local_connections_is_not_clean() {
+    let server = TempServer::start();
+    set_hba(
+        &server,
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .await;
+    let p = Project::on(&server.admin_url(), &["a", "b"]).await;
+    assert!(logs_in_without_password(&p, &server, "a").await);
+
+    let report = p.audit().await;
+    for service in ["a", "b"] {
+        let found: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.check == Check::HbaRules && f.service == service)
+            .collect();
+        assert_eq!(
+            found.len(),
+            2,
+            "the socket line and the 127.0.0.1 line:\n{}",
+            silo_audit::render::human(&report, false)
+        );
+        let role = p.prefix.name(&format!("{service}_svc"));
+        let db = p.prefix.name(service);
+        for f in &found {
+            assert_eq!(f.severity, silo_audit::Severity::Warning);
+            assert!(
+                f.message.contains("without a password (`trust`)"),
+                "{}",
+                f.message
+            );
+            assert!(f.message.contains(&format!("`{role}`")), "{}", f.message);
+            assert!(
+                f.remediation.contains("SELECT pg_reload_conf()"),
+                "{}",
+                f.remediation
+            );
+            assert!(f.fix.is_none(), "pg_hba.conf is edited by a person");
+        }
+        assert!(found.iter().any(|f| {
+            f.message.contains("line 1 (`local all all trust`)")
+                && f.remediation
+                    .contains(&format!("`local {db} {role} scram-sha-256`"))
+        }));
+        assert!(found.iter().any(|f| {
+            f.message.contains("from 127.0.0.1/32")
+                && f.remediation
+                    .contains(&format!("`host {db} {role} 127.0.0.1/32 scram-sha-256`"))
+        }));
+    }
+    assert!(
+        report.findings.iter().all(|f| f.check == Check::HbaRules),
+        "{}",
+        silo_audit::render::human(&report, false)
+    );
+}
+
+/// The near miss: SCRAM for every connection a service role can make; a
+/// trust line for the administrator only, and one that an earlier SCRAM
+/// line always catches first. The roles need their passwords and the
+/// audit is clean.
+#[tokio::test]
+async fn scram_for_service_roles_is_clean() {
+    let server = TempServer::start();
+    set_hba(
+        &server,
+        "local all postgres trust\n\
+         local all all scram-sha-256\n\
+         host all all 127.0.0.1/32 scram-sha-256\n\
+         host all all 127.0.0.1/32 trust\n",
+    )
+    .await;
+    let p = Project::on(&server.admin_url(), &["a", "b"]).await;
+    assert!(!logs_in_without_password(&p, &server, "a").await);
+    let report = p.audit().await;
+    assert_clean(&report);
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+}
+
+/// An administrator that is not a superuser cannot read pg_hba.conf: the
+/// check is listed as skipped, saying why, and never passes silently.
+#[tokio::test]
+async fn without_a_superuser_hba_rules_is_skipped_and_says_why() {
+    let server = TempServer::start();
+    let p = Project::on(&server.admin_url(), &["a"]).await;
+    let weak = p.prefix.name("weak_admin");
+    // Member of the service role, so it may read the service database.
+    p.admin_sql(
+        None,
+        &format!(
+            "CREATE ROLE \"{weak}\" LOGIN CREATEDB CREATEROLE PASSWORD 'weak-admin-pw';
+             GRANT {} TO \"{weak}\"",
+            p.role("a")
+        ),
+    )
+    .await;
+    let stores = Stores::new(StoresConfig {
+        data_dir: p.manifest.data_dir.clone(),
+        admin_url: Some(format!(
+            "postgres://{weak}:weak-admin-pw@127.0.0.1:{}/postgres",
+            server.port
+        )),
+        concurrency: 4,
+    });
+    let options = Options {
+        code: false,
+        ..Options::default()
+    };
+    let report = silo_audit::audit(&p.manifest, &stores, &options)
+        .await
+        .unwrap();
+    let skipped: Vec<&str> = report
+        .skipped
+        .iter()
+        .filter(|s| s.check == Check::HbaRules)
+        .map(|s| s.reason.as_str())
+        .collect();
+    assert_eq!(skipped.len(), 1, "{:?}", report.skipped);
+    assert!(
+        skipped[0].contains("pg_hba_file_rules")
+            && skipped[0].contains(&format!("needs a superuser, and `{weak}` is not one")),
+        "{}",
+        skipped[0]
+    );
+    let human = silo_audit::render::human(&report, false);
+    assert!(human.contains("skipped hba-rules: "), "{human}");
 }

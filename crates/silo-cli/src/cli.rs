@@ -120,6 +120,13 @@ pub enum Command {
     Validate(InfoArgs),
 
     /// Run U files newest first: the newest version, or down to --to
+    ///
+    /// Undo drops what the V files made, data included. It asks on a
+    /// terminal and refuses without one unless --yes is given; --dry-run
+    /// prints the U files and their SQL, in the order they would run, and
+    /// changes nothing. Each U file runs as V files do: in a transaction of
+    /// its own, or statement by statement when it cannot run in one (DROP
+    /// INDEX CONCURRENTLY, or a first line `-- silo:no-transaction`).
     Undo(UndoArgs),
 
     /// Remove failed rows from the history and realign recorded checksums
@@ -358,8 +365,16 @@ pub struct UndoArgs {
     /// Undo every applied version newer than this one (0: all)
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
+    /// Print the U files and their SQL, in the order they would run;
+    /// change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Really undo, without asking (required without a terminal)
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+    /// Print one JSON document
     #[arg(long)]
     pub json: bool,
 }

@@ -1,6 +1,7 @@
 //! What every command starts from: the manifest, the engines, and the
 //! conventions for failures and output.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -214,4 +215,27 @@ pub fn require_yes(yes: bool, what: &str) -> Result<(), Failure> {
         help = "run again with --yes to confirm",
         "refusing to {what} without --yes"
     )))
+}
+
+/// Whether a person can be asked: stdin and stderr are both terminals.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The refusal of a destructive command run without `--yes` and without a
+/// terminal to ask on (exit 2, before anything changed).
+pub fn refuse_without_terminal(what: &str, help: &str) -> Failure {
+    Failure::usage(miette::miette!(
+        help = help.to_string(),
+        "refusing to {what} without --yes: no terminal to ask on"
+    ))
+}
+
+/// Asks `question` on the terminal; true only on an explicit yes.
+pub fn ask(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{json, silo};
 use predicates::prelude::*;
 use serde_json::Value;
-use silo_testkit::Prefix;
+use silo_testkit::{Prefix, TempServer};
 
 /// An admin URL nothing answers on.
 const UNREACHABLE: &str = "postgres://postgres@127.0.0.1:1/postgres";
@@ -20,6 +20,23 @@ fn project(engine: &str, prefix: &Prefix) -> tempfile::TempDir {
     let dir = manifest(engine, prefix);
     silo(dir.path()).arg("up").assert().success();
     dir
+}
+
+/// Services `orders` and `billing` provisioned on a throwaway server of
+/// the test's own. A clean audit needs one: the shared test server's
+/// pg_hba.conf is the machine's, and it trusts local connections, which
+/// `hba-rules` rightly reports.
+fn project_on(server: &TempServer, prefix: &Prefix) -> tempfile::TempDir {
+    let dir = manifest("postgres", prefix);
+    silo_on(server, dir.path()).arg("up").assert().success();
+    dir
+}
+
+/// `silo` in `dir` with `server` as the admin.
+fn silo_on(server: &TempServer, dir: &Path) -> assert_cmd::Command {
+    let mut cmd = silo(dir);
+    cmd.env("SILO_PG_ADMIN_URL", server.admin_url());
+    cmd
 }
 
 /// The manifest of services `orders` and `billing` on `engine`, alone.
@@ -58,9 +75,10 @@ fn checks(doc: &Value) -> Vec<(String, String, Option<String>)> {
 
 #[test]
 fn clean_postgres_project_exits_zero_with_a_full_matrix() {
+    let server = TempServer::start();
     let prefix = Prefix::new();
-    let dir = project("postgres", &prefix);
-    let doc = json(silo(dir.path()).args(["audit", "--format", "json"]));
+    let dir = project_on(&server, &prefix);
+    let doc = json(silo_on(&server, dir.path()).args(["audit", "--format", "json"]));
     assert_eq!(doc["findings"], serde_json::json!([]), "{doc:#}");
     let mut cells: Vec<(String, String, String)> = doc["matrix"]
         .as_array()
@@ -85,7 +103,7 @@ fn clean_postgres_project_exits_zero_with_a_full_matrix() {
             cell("orders", "orders", "own"),
         ]
     );
-    silo(dir.path())
+    silo_on(&server, dir.path())
         .arg("audit")
         .assert()
         .code(0)
@@ -94,20 +112,23 @@ fn clean_postgres_project_exits_zero_with_a_full_matrix() {
 
 #[test]
 fn a_planted_hole_exits_one_and_names_both_services() {
+    let server = TempServer::start();
     let prefix = Prefix::new();
-    let dir = project("postgres", &prefix);
-    let admin = silo_testkit::admin_url();
+    let dir = project_on(&server, &prefix);
     let grant = format!(
         "GRANT CONNECT ON DATABASE \"{}\" TO \"{}\"",
         prefix.name("billing"),
         prefix.name("orders_svc")
     );
+    // The password goes through the environment, not psql's command line.
     let status = std::process::Command::new("psql")
-        .args([admin.as_str(), "-qc", &grant])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+        .args(["-p", &server.port.to_string(), "-qc", &grant])
+        .env("PGPASSWORD", &server.password)
         .status()
         .unwrap();
     assert!(status.success());
-    let out = silo(dir.path())
+    let out = silo_on(&server, dir.path())
         .args(["audit", "--live-only", "--format", "json"])
         .output()
         .unwrap();
@@ -142,20 +163,20 @@ fn a_planted_hole_exits_one_and_names_both_services() {
     );
 
     // --fix without --yes and without a terminal changes nothing.
-    silo(dir.path())
+    silo_on(&server, dir.path())
         .args(["audit", "--live-only", "--fix"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--yes"));
-    silo(dir.path())
+    silo_on(&server, dir.path())
         .args(["audit", "--live-only"])
         .assert()
         .code(1);
-    silo(dir.path())
+    silo_on(&server, dir.path())
         .args(["audit", "--live-only", "--fix", "--yes", "--format", "json"])
         .assert()
         .code(0);
-    silo(dir.path())
+    silo_on(&server, dir.path())
         .args(["audit", "--live-only"])
         .assert()
         .code(0);

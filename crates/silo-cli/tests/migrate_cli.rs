@@ -1,6 +1,7 @@
 //! `silo migrate` and friends through the real binary: concurrency across
 //! processes, index builds outside transactions, validation and exit codes.
 
+use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -184,4 +185,173 @@ fn new_numbers_files_after_the_last() {
     assert!(migrations.join("V010__add_user_roles.sql").exists());
     let undo = std::fs::read_to_string(migrations.join("U010__add_user_roles.sql")).unwrap();
     assert!(undo.contains("undo V010"));
+}
+
+/// The user tables of `orders`' store, from `silo schema dump --json`.
+fn tables(dir: &Path) -> Vec<String> {
+    let dump = json(silo(dir).args(["schema", "dump", "orders", "--json"]));
+    dump["schema"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let name = t["name"].as_str().unwrap();
+            name.rsplit('.').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// `silo undo` drops tables, so it follows the rule of destructive
+/// commands: without --yes and without a terminal it refuses (exit 2) and
+/// the tables stay; --dry-run prints each U file and its SQL, newest first,
+/// and changes nothing; --yes undoes.
+fn undo_asks_before_it_drops(engine: &str) {
+    let prefix = Prefix::new();
+    let (dir, migrations) = project(engine, &prefix);
+    for (v, t) in [(1, "a"), (2, "b")] {
+        std::fs::write(
+            migrations.join(format!("V{v}__{t}.sql")),
+            format!("CREATE TABLE {t} (id INTEGER);\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            migrations.join(format!("U{v}__{t}.sql")),
+            format!("DROP TABLE {t};\n"),
+        )
+        .unwrap();
+    }
+    silo(dir.path()).arg("migrate").assert().success();
+    assert_eq!(tables(dir.path()), ["a", "b"]);
+
+    let out = silo(dir.path())
+        .args(["undo", "orders", "--to", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to undo migrations of `orders` without --yes"),
+        "{err}"
+    );
+    assert!(err.contains("--dry-run"), "{err}");
+    assert_eq!(tables(dir.path()), ["a", "b"]);
+
+    let out = silo(dir.path())
+        .args(["undo", "orders", "--to", "0", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (u2, u1) = (
+        text.find("U2__b.sql").expect(&text),
+        text.find("U1__a.sql").expect(&text),
+    );
+    assert!(u2 < u1, "newest first: {text}");
+    assert!(text.contains("DROP TABLE b;"), "{text}");
+    assert!(text.contains("DROP TABLE a;"), "{text}");
+    let plan = json(silo(dir.path()).args(["undo", "orders", "--to", "0", "--dry-run", "--json"]));
+    assert_eq!(plan["dry_run"], true);
+    let steps: Vec<(&str, &str)> = plan["undone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["script"].as_str().unwrap(), s["sql"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("U2__b.sql", "DROP TABLE b;\n"),
+            ("U1__a.sql", "DROP TABLE a;\n")
+        ]
+    );
+    assert_eq!(tables(dir.path()), ["a", "b"]);
+    let info = json(silo(dir.path()).args(["info", "--json"]));
+    assert!(
+        info["services"][0]["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "applied"),
+        "{info:#}"
+    );
+
+    silo(dir.path())
+        .args(["undo", "orders", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(tables(dir.path()), ["a"]);
+    silo(dir.path())
+        .args(["undo", "orders", "--to", "0", "--yes"])
+        .assert()
+        .success();
+    assert!(tables(dir.path()).is_empty());
+}
+
+#[test]
+fn undo_asks_before_it_drops_sqlite() {
+    undo_asks_before_it_drops("sqlite");
+}
+
+#[test]
+fn undo_asks_before_it_drops_postgres() {
+    undo_asks_before_it_drops("postgres");
+}
+
+/// `silo undo ARGS` on a terminal (util-linux `script` gives it one), with
+/// `answer` typed at the prompt: its exit code and what the terminal showed.
+fn undo_on_a_terminal(dir: &Path, answer: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let bin = assert_cmd::cargo::cargo_bin("silo");
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("'{}' undo orders", bin.display()),
+            "/dev/null",
+        ])
+        .current_dir(dir)
+        .env_remove("SILO_ENGINE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// On a terminal, `silo undo` shows the U files and their SQL and asks:
+/// anything but yes changes nothing (exit 1); yes undoes.
+#[test]
+fn undo_asks_on_a_terminal() {
+    let prefix = Prefix::new();
+    let (dir, migrations) = project("sqlite", &prefix);
+    std::fs::write(
+        migrations.join("V1__a.sql"),
+        "CREATE TABLE a (id INTEGER);\n",
+    )
+    .unwrap();
+    std::fs::write(migrations.join("U1__a.sql"), "DROP TABLE a;\n").unwrap();
+    silo(dir.path()).arg("migrate").assert().success();
+
+    let (code, shown) = undo_on_a_terminal(dir.path(), "n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(shown.contains("U1__a.sql"), "{shown}");
+    assert!(shown.contains("DROP TABLE a;"), "{shown}");
+    assert!(shown.contains("[y/N]"), "{shown}");
+    assert!(shown.contains("nothing changed"), "{shown}");
+    assert_eq!(tables(dir.path()), ["a"]);
+
+    let (code, shown) = undo_on_a_terminal(dir.path(), "y");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("undid 1 migration(s)"), "{shown}");
+    assert!(tables(dir.path()).is_empty());
 }

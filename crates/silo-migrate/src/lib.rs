@@ -27,7 +27,9 @@ pub mod version;
 
 pub use error::{Failure, Location, MigrateError};
 pub use file::{Kind, Migration, discover};
-pub use run::{MigrateOptions, Prepared, Step, baseline, migrate, prepare, repair, undo};
+pub use run::{
+    MigrateOptions, Prepared, Step, baseline, migrate, prepare, repair, undo, undo_plan,
+};
 pub use state::{Entry, State, entries};
 pub use target::{LockPolicy, Target};
 pub use version::Version;

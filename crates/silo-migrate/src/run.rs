@@ -299,58 +299,66 @@ async fn apply_all(
                 return Err(e);
             }
         };
-        let analysis = p.analysis(&*target);
-        // A COMMIT or ROLLBACK in the file would end silo's transaction
-        // early: the rest would run outside it and the file be recorded
-        // as applied whatever happened. Refuse before running anything.
-        if let Some(s) = analysis
-            .statements
-            .iter()
-            .find(|s| s.transaction_control.is_some())
-        {
-            let _ = target.rollback().await;
-            let what = s.transaction_control.unwrap_or("transaction control");
-            let e = DbError {
-                message: format!(
-                    "{what} in a migration: silo runs each file in a transaction of its own; remove it (a file with statements that cannot run in a transaction runs outside one by itself)"
-                ),
-                code: None,
-                offset: None,
-            };
-            return Err(MigrateError::failed(failure_at(p, s, e, true)));
-        }
-        let started = Instant::now();
-        if analysis.no_transaction.is_none() {
-            if let Err(e) = target.execute(&p.sql.text).await {
-                target.rollback().await?;
-                return Err(MigrateError::failed(locate(target, p, e, true).await));
-            }
-            let ms = elapsed_ms(started);
-            target.record(&new_row(p, ms, true)).await?;
-            target.commit().await?;
-            steps.push(step_of(p, &*target, ms, false));
-        } else {
-            // Whatever the planning step began must not stay open: an open
-            // transaction would stall a concurrent index build.
-            target.commit().await?;
-            let mut failure = None;
-            for s in &analysis.statements {
-                if let Err(e) = target.execute(s.text(&p.sql.text)).await {
-                    failure = Some(failure_at(p, s, e, false));
-                    break;
-                }
-            }
-            let ms = elapsed_ms(started);
-            target.begin().await?;
-            target.record(&new_row(p, ms, failure.is_none())).await?;
-            target.commit().await?;
-            if let Some(f) = failure {
-                return Err(MigrateError::failed(f));
-            }
-            steps.push(step_of(p, &*target, ms, false));
-        }
+        steps.push(run_file(target, p).await?);
         on_step(steps.last().expect("just pushed"));
     }
+}
+
+/// Runs one file (V, U or R) and records it in the history. The caller has
+/// begun a transaction (the one it planned in); it is closed on return.
+/// A transactional file runs and is recorded in that transaction. A file
+/// that cannot run in one runs statement by statement after it commits,
+/// and is then recorded, as failed if a statement failed.
+async fn run_file(target: &mut dyn Target, p: &Prepared) -> Result<Step, MigrateError> {
+    let analysis = p.analysis(&*target);
+    // A COMMIT or ROLLBACK in the file would end silo's transaction
+    // early: the rest would run outside it and the file be recorded
+    // as applied whatever happened. Refuse before running anything.
+    if let Some(s) = analysis
+        .statements
+        .iter()
+        .find(|s| s.transaction_control.is_some())
+    {
+        let _ = target.rollback().await;
+        let what = s.transaction_control.unwrap_or("transaction control");
+        let e = DbError {
+            message: format!(
+                "{what} in a migration: silo runs each file in a transaction of its own; remove it (a file with statements that cannot run in a transaction runs outside one by itself)"
+            ),
+            code: None,
+            offset: None,
+        };
+        return Err(MigrateError::failed(failure_at(p, s, e, true)));
+    }
+    let started = Instant::now();
+    if analysis.no_transaction.is_none() {
+        if let Err(e) = target.execute(&p.sql.text).await {
+            target.rollback().await?;
+            return Err(MigrateError::failed(locate(target, p, e, true).await));
+        }
+        let ms = elapsed_ms(started);
+        target.record(&new_row(p, ms, true)).await?;
+        target.commit().await?;
+        return Ok(step_of(p, &*target, ms, false));
+    }
+    // Whatever the planning step began must not stay open: an open
+    // transaction would stall a concurrent index build.
+    target.commit().await?;
+    let mut failure = None;
+    for s in &analysis.statements {
+        if let Err(e) = target.execute(s.text(&p.sql.text)).await {
+            failure = Some(failure_at(p, s, e, false));
+            break;
+        }
+    }
+    let ms = elapsed_ms(started);
+    target.begin().await?;
+    target.record(&new_row(p, ms, failure.is_none())).await?;
+    target.commit().await?;
+    if let Some(f) = failure {
+        return Err(MigrateError::failed(f));
+    }
+    Ok(step_of(p, &*target, ms, false))
 }
 
 fn elapsed_ms(started: Instant) -> i32 {
@@ -437,7 +445,9 @@ fn failure(
 
 /// Undoes applied versions newest first, down to (not including) `to`, or
 /// only the newest when `to` is `None`. Refuses before running anything
-/// when an undo file is missing.
+/// when an undo file is missing. Each U file runs as a V file does: in a
+/// transaction of its own, or statement by statement when it cannot run in
+/// one (`DROP INDEX CONCURRENTLY`, `-- silo:no-transaction`).
 pub async fn undo(
     target: &mut dyn Target,
     prepared: &[Prepared],
@@ -452,14 +462,28 @@ pub async fn undo(
     Ok(steps)
 }
 
-async fn undo_locked(
+/// What [`undo`] would run, in order, each step with its SQL; reads the
+/// history and changes nothing.
+pub async fn undo_plan(
     target: &mut dyn Target,
     prepared: &[Prepared],
     to: Option<&Version>,
-    on_step: &mut (dyn FnMut(&Step) + Send),
 ) -> Result<Vec<Step>, MigrateError> {
     let history = target.history().await?;
-    let replayed = state::replay(&history);
+    Ok(undo_files(prepared, &history, to)?
+        .into_iter()
+        .map(|u| step_of(u, &*target, 0, true))
+        .collect())
+}
+
+/// The U files that undo the applied versions above `to` (or the newest
+/// one), newest first.
+fn undo_files<'p>(
+    prepared: &'p [Prepared],
+    history: &[HistoryRow],
+    to: Option<&Version>,
+) -> Result<Vec<&'p Prepared>, MigrateError> {
+    let replayed = state::replay(history);
     let mut applied: Vec<Version> = replayed
         .applied
         .values()
@@ -471,29 +495,32 @@ async fn undo_locked(
         Some(to) => applied.into_iter().filter(|v| v > to).collect(),
         None => applied.into_iter().take(1).collect(),
     };
-    let mut plan = Vec::new();
-    for v in &chosen {
-        let u = prepared
-            .iter()
-            .find(|p| p.migration.kind == Kind::Undo && p.migration.version.as_ref() == Some(v))
-            .ok_or_else(|| MigrateError::Undo {
-                version: v.to_string(),
-                reason: format!("there is no U{v}__*.sql file; nothing was undone"),
-            })?;
-        plan.push(u);
-    }
+    chosen
+        .iter()
+        .map(|v| {
+            prepared
+                .iter()
+                .find(|p| p.migration.kind == Kind::Undo && p.migration.version.as_ref() == Some(v))
+                .ok_or_else(|| MigrateError::Undo {
+                    version: v.to_string(),
+                    reason: format!("there is no U{v}__*.sql file; nothing was undone"),
+                })
+        })
+        .collect()
+}
+
+async fn undo_locked(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    to: Option<&Version>,
+    on_step: &mut (dyn FnMut(&Step) + Send),
+) -> Result<Vec<Step>, MigrateError> {
+    let history = target.history().await?;
+    let plan = undo_files(prepared, &history, to)?;
     let mut steps = Vec::new();
     for u in plan {
-        let started = Instant::now();
         target.begin().await?;
-        if let Err(e) = target.execute(&u.sql.text).await {
-            target.rollback().await?;
-            return Err(MigrateError::failed(locate(target, u, e, true).await));
-        }
-        let ms = elapsed_ms(started);
-        target.record(&new_row(u, ms, true)).await?;
-        target.commit().await?;
-        steps.push(step_of(u, &*target, ms, false));
+        steps.push(run_file(target, u).await?);
         on_step(steps.last().expect("just pushed"));
     }
     Ok(steps)

@@ -69,6 +69,19 @@ pub async fn undo(
     run::undo(target.as_mut(), &prepared, to, on_step).await
 }
 
+/// `silo undo --dry-run` for one service: the U files `undo` would run,
+/// in order, with their SQL. Changes nothing.
+pub async fn undo_plan(
+    manifest: &Manifest,
+    stores: &Stores,
+    service: &Service,
+    to: Option<&Version>,
+    policy: LockPolicy,
+) -> Result<Vec<Step>, MigrateError> {
+    let (mut target, prepared) = open_prepared(manifest, stores, service, policy).await?;
+    run::undo_plan(target.as_mut(), &prepared, to).await
+}
+
 /// `silo repair` for one service.
 pub async fn repair(
     manifest: &Manifest,

@@ -497,6 +497,123 @@ async fn no_transaction_file_sqlite() {
     assert_eq!(p.migrate(MigrateOptions::default()).await.unwrap().len(), 2);
 }
 
+/// U files follow the V files' transaction rule: `DROP INDEX CONCURRENTLY`
+/// runs outside a transaction under `undo` and under `verify`, and the
+/// plan shows it before anything runs.
+#[tokio::test]
+async fn no_transaction_undo_postgres() {
+    use silo_migrate::verify::verify;
+    let p = Project::new("postgres", "").await;
+    p.write("V1__t.sql", "CREATE TABLE t (id int, x int);");
+    p.write("U1__t.sql", "DROP TABLE t;");
+    p.write(
+        "V2__index.sql",
+        "CREATE INDEX CONCURRENTLY idx_t_x ON t (x);",
+    );
+    p.write("U2__index.sql", "DROP INDEX CONCURRENTLY idx_t_x;");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let report = verify(&p.manifest, &p.stores, p.service(), policy(), |_| {})
+        .await
+        .unwrap();
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert_eq!(report.proven, ["1", "2"]);
+
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = p.target().await;
+    let zero = Version::parse("0").unwrap();
+    let rows = p.history_len().await;
+    let plan = silo_migrate::undo_plan(target.as_mut(), &prepared, Some(&zero))
+        .await
+        .unwrap();
+    let shown: Vec<_> = plan
+        .iter()
+        .map(|s| (s.script.as_str(), s.transactional, s.sql.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "U2__index.sql",
+                false,
+                Some("DROP INDEX CONCURRENTLY idx_t_x;")
+            ),
+            ("U1__t.sql", true, Some("DROP TABLE t;")),
+        ]
+    );
+    assert_eq!(p.history_len().await, rows, "the plan changes nothing");
+    assert_eq!(p.tables().await, ["t"]);
+
+    let steps = undo(target.as_mut(), &prepared, Some(&zero), |_| {})
+        .await
+        .unwrap();
+    let undone: Vec<_> = steps.iter().map(|s| s.script.as_str()).collect();
+    assert_eq!(undone, ["U2__index.sql", "U1__t.sql"]);
+    assert!(p.tables().await.is_empty());
+    assert!(p.states().await.iter().all(|(_, s)| *s == State::Pending));
+}
+
+/// A U file marked `-- silo:no-transaction` runs statement by statement:
+/// when its second statement fails, the first stays done, the failure says
+/// it was not rolled back, and the history records the failed undo.
+async fn marked_undo_runs_statement_by_statement(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write(
+        "V1__t.sql",
+        "CREATE TABLE t (id INTEGER);\nCREATE TABLE u (id INTEGER);",
+    );
+    p.write(
+        "U1__t.sql",
+        "-- silo:no-transaction\nDROP TABLE t;\nDROP TABLE no_such_table;\nDROP TABLE u;",
+    );
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = p.target().await;
+    let err = undo(target.as_mut(), &prepared, None, |_| {})
+        .await
+        .unwrap_err();
+    match &err {
+        MigrateError::Failed(f) => {
+            assert!(!f.rolled_back, "{f}");
+            assert_eq!(f.statement.as_deref(), Some("DROP TABLE no_such_table"));
+            assert_eq!(f.location.as_ref().map(|l| l.line), Some(3), "{f}");
+        }
+        other => panic!("expected a failed undo, got {other}"),
+    }
+    assert_eq!(p.tables().await, ["u"]);
+    let history = target.history().await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.kind.as_str(), last.success), ("undo", false));
+}
+
+#[tokio::test]
+async fn marked_undo_sqlite() {
+    marked_undo_runs_statement_by_statement("sqlite").await;
+}
+
+#[tokio::test]
+async fn marked_undo_postgres() {
+    marked_undo_runs_statement_by_statement("postgres").await;
+}
+
+/// A COMMIT in a U file is refused before anything runs, as in a V file.
+#[tokio::test]
+async fn commit_in_an_undo_file_is_refused() {
+    let p = Project::new("sqlite", "").await;
+    p.write("V1__t.sql", "CREATE TABLE t (id INTEGER);");
+    p.write("U1__t.sql", "DROP TABLE t;\nCOMMIT;");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = p.target().await;
+    let err = undo(target.as_mut(), &prepared, None, |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("COMMIT in a migration"), "{err}");
+    assert_eq!(p.tables().await, ["t"]);
+}
+
 #[test]
 fn engine_folders_are_picked_by_engine() {
     let dir = tempfile::tempdir().unwrap();

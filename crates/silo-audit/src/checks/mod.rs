@@ -32,10 +32,39 @@ pub fn run_live(live: &Live<'_>, report: &mut Report) {
     hba_rules::run(live, out);
     for server in &live.servers {
         if let Err(reason) = &server.catalog.hba {
+            let why = if server.catalog.admin_is_superuser {
+                String::new()
+            } else {
+                format!(
+                    "; reading it needs a superuser, and `{}` is not one",
+                    server.catalog.admin
+                )
+            };
             report.skipped.push(Skipped {
                 check: Check::HbaRules,
-                reason: format!("pg_hba_file_rules on {}: {reason}", server.label),
+                reason: format!(
+                    "cannot read pg_hba_file_rules on {}: {reason}{why}",
+                    server.label
+                ),
             });
+        }
+        if let (Ok(rules), Err(reason)) = (&server.catalog.hba, &server.catalog.ident) {
+            let mapped: Vec<String> = rules
+                .iter()
+                .filter(|r| r.option("map").is_some())
+                .map(|r| r.line.to_string())
+                .collect();
+            if !mapped.is_empty() {
+                report.skipped.push(Skipped {
+                    check: Check::HbaRules,
+                    reason: format!(
+                        "cannot read pg_ident_file_mappings on {} ({reason}): the user-name maps \
+                         of pg_hba.conf line(s) {} were not checked",
+                        server.label,
+                        mapped.join(", ")
+                    ),
+                });
+            }
         }
         if let Err(reason) = &server.catalog.subscriptions {
             report.skipped.push(Skipped {

@@ -1,12 +1,14 @@
 //! `silo audit`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use silo_audit::{AuditError, Check, Options, Report, fix, render};
 
 use crate::cli::{AuditArgs, LintFormat};
-use crate::context::{CmdResult, Context, Failure, print_json};
+use crate::context::{
+    CmdResult, Context, Failure, ask, interactive, print_json, refuse_without_terminal,
+};
 
 pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
     ctx.select(&args.services)?;
@@ -127,17 +129,13 @@ fn exit(report: &Report) -> ExitCode {
 
 /// Asks on the terminal; without one, refuses (use --yes).
 fn confirm() -> Result<bool, Failure> {
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(Failure::usage(miette::miette!(
-            help = "run again with --fix --yes to apply the steps above",
-            "refusing to fix without --yes: no terminal to ask on"
-        )));
+    if !interactive() {
+        return Err(refuse_without_terminal(
+            "fix",
+            "run again with --fix --yes to apply the steps above",
+        ));
     }
-    eprint!("apply these changes? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    Ok(ask("apply these changes?"))
 }
 
 pub fn explain(check: &str) -> CmdResult {

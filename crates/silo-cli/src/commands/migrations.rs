@@ -17,7 +17,10 @@ use crate::cli::{
     BaselineArgs, ImportTool, InfoArgs, LockArgs, MigrateArgs, MigrationsCommand, NewArgs,
     RepairArgs, SchemaCommand, ServiceArgs, UndoArgs,
 };
-use crate::context::{CmdResult, Context, Failure, print_json, require_yes, table};
+use crate::context::{
+    CmdResult, Context, Failure, ask, interactive, print_json, refuse_without_terminal,
+    require_yes, table,
+};
 use silo_migrate::import::Tool;
 use silo_migrate::verify::VerifyFailure;
 
@@ -358,6 +361,50 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
 pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
     let to = args.to.as_deref().map(|t| version(t, "--to")).transpose()?;
+    let what = format!("undo migrations of `{}`", service.name);
+    // Refuse before connecting: nothing is read or changed.
+    if !args.dry_run && !args.yes && !interactive() {
+        return Err(refuse_without_terminal(
+            &what,
+            "run again with --dry-run to see the U files and their SQL, then with --yes to undo",
+        ));
+    }
+    if args.dry_run || !args.yes {
+        let plan = ops::undo_plan(
+            &ctx.manifest,
+            &ctx.stores,
+            service,
+            to.as_ref(),
+            policy(&service.name, &args.lock),
+        )
+        .await
+        .map_err(|e| migrate_failure(&service.name, &e))?;
+        if args.dry_run {
+            if args.json {
+                print_json(&json!({"service": service.name, "dry_run": true, "undone": plan}));
+            } else {
+                print!("{}", undo_plan_text(&service.name, &plan));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if plan.is_empty() {
+            if args.json {
+                print_json(&json!({"service": service.name, "dry_run": false, "undone": plan}));
+            } else {
+                println!("{}: nothing to undo", service.name);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprint!("{}", undo_plan_text(&service.name, &plan));
+        if !ask(&format!(
+            "\nrun these {} U file(s) on `{}`? what they drop is gone",
+            plan.len(),
+            service.name
+        )) {
+            eprintln!("nothing changed");
+            return Ok(ExitCode::from(1));
+        }
+    }
     let result = ops::undo(
         &ctx.manifest,
         &ctx.stores,
@@ -370,7 +417,7 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
     match result {
         Ok(steps) => {
             if args.json {
-                print_json(&json!({"service": service.name, "undone": steps}));
+                print_json(&json!({"service": service.name, "dry_run": false, "undone": steps}));
             } else if steps.is_empty() {
                 println!("{}: nothing to undo", service.name);
             } else {
@@ -380,6 +427,29 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
         }
         Err(e) => Err(migrate_failure(&service.name, &e)),
     }
+}
+
+/// The U files an undo would run, in order, each with its SQL.
+fn undo_plan_text(service: &str, plan: &[Step]) -> String {
+    if plan.is_empty() {
+        return format!("{service}: nothing to undo\n");
+    }
+    let mut out = format!(
+        "{service}: would undo {} migration(s), newest first:\n",
+        plan.len()
+    );
+    for step in plan {
+        let how = match &step.no_transaction {
+            Some(why) => format!("no transaction: {why}"),
+            None => "one transaction".to_string(),
+        };
+        out.push_str(&format!(
+            "\n-- {service}: {} ({how})\n{}\n",
+            step.script,
+            step.sql.as_deref().unwrap_or("").trim_end()
+        ));
+    }
+    out
 }
 
 fn migrate_failure(service: &str, e: &MigrateError) -> Failure {
