@@ -147,8 +147,9 @@ pub enum Command {
     /// PATHS, --service and --changed-since only narrow what is reported.
     /// Set levels in silo.toml (`[lint.rules]`, or
     /// `[services.<name>.lint.rules]`): `rule-id = "off" | "info" |
-    /// "warning" | "error"`. Silence one statement with
-    /// `-- silo:ignore <rule-id> <reason>` on the line before it. `silo
+    /// "warning" | "error"`. Silence rules on one statement with
+    /// `-- silo:ignore <rule-id>[,<rule-id>...] [--] <reason>` in the
+    /// comment lines directly above it (the reason is required). `silo
     /// lint --explain RULE` prints a rule's page.
     ///
     /// Exit 0 without error-severity findings, 1 with some, 2 on bad usage

@@ -106,8 +106,10 @@ pub enum MigrateError {
     Refused(String),
 
     #[error(
-        "the store holds {tool}'s history ({table}, {}) and no silo history: migrating would run again what {tool} applied",
-        rows_text(*rows)
+        "the store holds {}'s history ({table}, {}) and no silo history: migrating would run again what {} applied",
+        tool.title(),
+        rows_text(*rows),
+        tool.title()
     )]
     ForeignHistory {
         tool: crate::adopt::Tool,
@@ -115,7 +117,7 @@ pub enum MigrateError {
         rows: Option<u64>,
     },
 
-    #[error("the store has no table {table}: there is no {tool} history to adopt")]
+    #[error("the store has no table {table}: there is no {} history to adopt", tool.title())]
     NoForeignHistory {
         tool: crate::adopt::Tool,
         table: String,
