@@ -987,6 +987,25 @@ mod tests {
         );
     }
 
+    /// A repeatable migration changed since Flyway last ran it is left for
+    /// `silo migrate` to run again, as Flyway would: not a problem, not
+    /// recorded.
+    #[test]
+    fn a_changed_repeatable_is_left_to_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = prepared(vec![file(
+            dir.path(),
+            "R__v.sql",
+            "CREATE VIEW v AS SELECT 2;\n",
+        )]);
+        let old = checksum::flyway(b"CREATE VIEW v AS SELECT 1;\n");
+        let rows = vec![flyway_row(None, "SQL", "R__v.sql", Some(old))];
+        let (a, writes) = plan(Tool::Flyway, "t", false, rows, &files, &[]).unwrap();
+        assert_eq!(outcomes(&a), [("R__v.sql", Outcome::Changed, false)]);
+        assert!(writes.is_empty());
+        assert_eq!(a.problems().count(), 0);
+    }
+
     #[test]
     fn diesel_versions_are_the_folder_digits() {
         let v = Version::parse("2019_02_26_002946").unwrap();
