@@ -288,15 +288,15 @@ struct Write {
 /// adopted when silo's history holds n rows with it.
 type Key = (&'static str, String);
 
-fn key_of(row: &HistoryRow) -> Option<Key> {
-    let kind = match row.kind.as_str() {
+fn key_of(kind: &str, version: Option<&str>, script: &str) -> Option<Key> {
+    let kind = match kind {
         "versioned" => "versioned",
         "undo" => "undo",
         "baseline" => "baseline",
-        "repeatable" => return Some(("repeatable", row.script.clone())),
+        "repeatable" => return Some(("repeatable", script.to_string())),
         _ => return None,
     };
-    let version = Version::parse(row.version.as_deref()?).ok()?;
+    let version = Version::parse(version?).ok()?;
     Some((kind, version.canonical()))
 }
 
@@ -312,7 +312,7 @@ fn plan(
 ) -> Result<(Adoption, Vec<Write>), MigrateError> {
     let mut existing: HashMap<Key, usize> = HashMap::new();
     for row in history {
-        if let Some(k) = key_of(row) {
+        if let Some(k) = key_of(&row.kind, row.version.as_deref(), &row.script) {
             *existing.entry(k).or_default() += 1;
         }
     }
@@ -362,18 +362,7 @@ fn plan(
             out.version = file.version.as_ref().map(|v| v.to_string()).or(out.version);
         }
         if let Some(new) = decided.record {
-            let key = key_of(&HistoryRow {
-                installed_rank: 0,
-                version: new.version.clone(),
-                description: String::new(),
-                kind: new.kind.to_string(),
-                script: new.script.clone(),
-                checksum: None,
-                installed_by: String::new(),
-                installed_on: String::new(),
-                execution_time_ms: 0,
-                success: true,
-            });
+            let key = key_of(new.kind, new.version.as_deref(), &new.script);
             let already = key.is_some_and(|k| {
                 let n = used.entry(k.clone()).or_default();
                 *n += 1;
