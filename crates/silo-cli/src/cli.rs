@@ -154,8 +154,9 @@ pub enum Command {
     /// PATHS, --service and --changed-since only narrow what is reported.
     /// Set levels in silo.toml (`[lint.rules]`, or
     /// `[services.<name>.lint.rules]`): `rule-id = "off" | "info" |
-    /// "warning" | "error"`. Silence one statement with
-    /// `-- silo:ignore <rule-id> <reason>` on the line before it. `silo
+    /// "warning" | "error"`. Silence rules on one statement with
+    /// `-- silo:ignore <rule-id>[,<rule-id>...] [--] <reason>` in the
+    /// comment lines directly above it (the reason is required). `silo
     /// lint --explain RULE` prints a rule's page.
     ///
     /// Exit 0 without error-severity findings, 1 with some, 2 on bad usage
@@ -207,7 +208,8 @@ pub enum Command {
     #[command(subcommand)]
     Schema(SchemaCommand),
 
-    /// Work with migration folders (import from other tools)
+    /// Move in from other migration tools: their files (import) and the
+    /// history they kept in a store (adopt)
     #[command(subcommand)]
     Migrations(MigrationsCommand),
 
@@ -518,6 +520,53 @@ pub enum MigrationsCommand {
         #[arg(long)]
         json: bool,
     },
+
+    /// Take in the history another tool kept in a service's store, so
+    /// `silo migrate` runs only what is new
+    ///
+    /// Reads the tool's history table in the store, as the service
+    /// (flyway_schema_history, _sqlx_migrations,
+    /// __diesel_schema_migrations or refinery_schema_history; --table
+    /// names another), matches each row to the service's migration file
+    /// by version, and checks the file against the tool's own checksum
+    /// (Flyway: CRC-32 of the lines; sqlx: SHA-384; refinery: SipHash;
+    /// diesel keeps none). Matching rows are recorded in
+    /// silo_schema_history with their original time and user. A file that
+    /// differs from what the tool applied, a failed row and a row whose
+    /// file is gone are reported (exit 1) and recorded so that `silo info`
+    /// shows them and `silo migrate` refuses until they are dealt with;
+    /// a failed row is never recorded as applied. The tool's table is left
+    /// as it is. A second run records nothing and says so.
+    Adopt(AdoptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The service whose store holds the other tool's history
+    pub service: String,
+    /// The tool that migrated the store
+    #[arg(long, value_enum)]
+    pub from: AdoptTool,
+    /// The tool's history table, when not its default name (Flyway's
+    /// `flyway.table`); `schema.table` on PostgreSQL
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Show what would be recorded; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Print one JSON document: every row with its outcome, and a summary
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AdoptTool {
+    Flyway,
+    Sqlx,
+    Diesel,
+    Refinery,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

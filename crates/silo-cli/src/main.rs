@@ -60,6 +60,9 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Repair(args) => commands::migrations::repair(&ctx, args).await,
         Command::Baseline(args) => commands::migrations::baseline(&ctx, args).await,
         Command::New(args) => commands::migrations::new(&ctx, args),
+        Command::Migrations(cli::MigrationsCommand::Adopt(args)) => {
+            commands::adopt::run(&ctx, args).await
+        }
         Command::Migrations(command) => commands::migrations::import(&ctx, command),
         Command::Lint(args) => commands::lint::run(&ctx, args),
         Command::Audit(args) => commands::audit::run(&ctx, args).await,

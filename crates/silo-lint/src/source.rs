@@ -1,6 +1,6 @@
 //! A service's migration files, parsed with the grammar of the service's
 //! engine (PostgreSQL's own parser, or a SQLite-dialect parser), and the
-//! inline `-- silo:ignore <rule> <reason>` comments in them.
+//! inline `-- silo:ignore <rule> [--] <reason>` comments in them.
 
 use std::path::PathBuf;
 
@@ -126,22 +126,73 @@ impl SourceFile {
             .filter_map(|t| self.text.get(t.start as usize..t.end as usize))
     }
 
-    /// Whether `-- silo:ignore <rule> <reason>` stands on the line before
-    /// the statement starting at `offset` (a reason is required).
+    /// Whether a `-- silo:ignore <rule> <reason>` comment silences `rule`
+    /// for the finding at `offset`: the comment stands in the block of `--`
+    /// lines directly above the statement that holds the finding, or
+    /// directly above the finding's own line (inside a long statement).
+    /// See [`ignores`] for the comment's form; a reason is required.
     pub fn ignored(&self, rule: &str, offset: usize) -> bool {
-        let (line, _) = self.position(offset);
-        if line < 2 {
-            return false;
-        }
-        let Some(previous) = self.text.lines().nth(line - 2) else {
-            return false;
-        };
-        let Some(rest) = previous.trim().strip_prefix("-- silo:ignore") else {
-            return false;
-        };
-        let mut words = rest.split_whitespace();
-        words.next() == Some(rule) && words.next().is_some()
+        let lines: Vec<&str> = self.text.lines().collect();
+        let own = self.position(offset).0;
+        let statement = self
+            .statement_start(offset)
+            .map(|start| self.position(start).0);
+        [Some(own), statement]
+            .into_iter()
+            .flatten()
+            .any(|line| comments_above(&lines, line).any(|c| ignores(c, rule)))
     }
+
+    /// Where the statement holding `offset` starts, whichever the engine.
+    fn statement_start(&self, offset: usize) -> Option<usize> {
+        self.statements
+            .iter()
+            .map(|s| s.start)
+            .chain(self.sqlite.iter().map(|s| s.start))
+            .filter(|&start| start <= offset)
+            .max()
+    }
+}
+
+/// The `--` comment lines directly above 1-based `line`, nearest first
+/// (a blank line ends the block).
+fn comments_above<'a>(lines: &'a [&'a str], line: usize) -> impl Iterator<Item = &'a str> {
+    lines[..line.saturating_sub(1).min(lines.len())]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .take_while(|l| l.starts_with("--"))
+}
+
+/// Whether `comment` is `-- silo:ignore <rules> <reason>` naming `rule`.
+/// `<rules>` is one rule id or several separated by commas; the reason may
+/// follow a `--` (`-- silo:ignore prefer-identity -- ids match users.id`)
+/// and must not be empty: an ignore without a reason silences nothing.
+pub fn ignores(comment: &str, rule: &str) -> bool {
+    let Some(rest) = comment
+        .strip_prefix("--")
+        .map(str::trim_start)
+        .and_then(|c| c.strip_prefix("silo:ignore"))
+    else {
+        return false;
+    };
+    if !rest.starts_with(char::is_whitespace) {
+        return false;
+    }
+    let mut rest = rest.trim_start();
+    let mut named = false;
+    // Rule ids, allowing `a,b` and `a, b`: a token ending in a comma
+    // continues the list.
+    loop {
+        let (token, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        named |= token.split(',').any(|r| r == rule);
+        rest = after.trim_start();
+        if !token.ends_with(',') || rest.is_empty() {
+            break;
+        }
+    }
+    let reason = rest.strip_prefix("--").unwrap_or(rest).trim();
+    named && !reason.is_empty()
 }
 
 fn parse(text: &str) -> (Vec<Statement>, Option<(String, usize)>) {
@@ -232,4 +283,45 @@ fn error_offset(text: &str) -> usize {
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ignores;
+
+    #[test]
+    fn ignore_comments_need_the_rule_and_a_reason() {
+        let rule = "prefer-identity";
+        assert!(ignores(
+            "-- silo:ignore prefer-identity ids match users.id",
+            rule
+        ));
+        assert!(ignores("-- silo:ignore prefer-identity -- ids match", rule));
+        assert!(ignores("--silo:ignore prefer-identity --ids match", rule));
+        assert!(ignores(
+            "-- silo:ignore a,prefer-identity -- ids match",
+            rule
+        ));
+        assert!(ignores(
+            "-- silo:ignore a, prefer-identity -- ids match",
+            rule
+        ));
+        assert!(ignores("-- silo:ignore prefer-identity, a ids match", rule));
+        // No reason, or only the separator: silences nothing.
+        assert!(!ignores("-- silo:ignore prefer-identity", rule));
+        assert!(!ignores("-- silo:ignore prefer-identity --", rule));
+        assert!(!ignores("-- silo:ignore prefer-identity --   ", rule));
+        assert!(!ignores("-- silo:ignore a, prefer-identity", rule));
+        // Another rule, a prefix of the id, or not an ignore comment.
+        assert!(!ignores(
+            "-- silo:ignore prefer-text-field -- because",
+            rule
+        ));
+        assert!(!ignores("-- silo:ignore prefer -- because", rule));
+        assert!(!ignores("-- silo:ignored prefer-identity because", rule));
+        assert!(!ignores(
+            "-- note: silo:ignore prefer-identity because",
+            rule
+        ));
+    }
 }

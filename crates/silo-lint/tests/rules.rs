@@ -331,3 +331,34 @@ fn sqlite_syntax_error_is_located() {
     assert_eq!((f.line, f.column), (2, 44));
     assert!(f.message.contains("Expected"), "{}", f.message);
 }
+
+/// An ignore comment above a statement covers findings on any of its
+/// lines; several ignore lines stack; one without a reason silences
+/// nothing.
+#[test]
+fn ignore_comments_cover_the_statement_below_them() {
+    let p = Project::new();
+    p.write(
+        "orders",
+        "V1__t.sql",
+        "-- silo:irreversible first\n\
+         -- silo:ignore prefer-identity -- ids match the Flyway-era tables\n\
+         -- silo:ignore prefer-text-field, prefer-bigint-over-int -- same\n\
+         CREATE TABLE t (\n    id serial PRIMARY KEY,\n    name varchar(20)\n);\n\
+         -- silo:ignore prefer-identity --\n\
+         CREATE TABLE u (\n    id serial PRIMARY KEY\n);\n\
+         CREATE TABLE w (\n    -- silo:ignore prefer-identity on its own line\n    id serial PRIMARY KEY\n);\n",
+    );
+    assert!(p.hits("prefer-text-field").is_empty());
+    // `t` is ignored; `u`'s ignore has no reason; `w`'s comment stands on
+    // the column's own line.
+    let identity: Vec<usize> = p.hits("prefer-identity").iter().map(|h| h.1).collect();
+    assert_eq!(identity, [10], "only `u` (line 10) is reported");
+    // prefer-bigint-over-int is named for `t` only.
+    let bigint: Vec<usize> = p
+        .hits("prefer-bigint-over-int")
+        .iter()
+        .map(|h| h.1)
+        .collect();
+    assert_eq!(bigint, [10, 14]);
+}

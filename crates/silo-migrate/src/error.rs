@@ -104,6 +104,32 @@ pub enum MigrateError {
 
     #[error("{0}")]
     Refused(String),
+
+    #[error(
+        "the store holds {}'s history ({table}, {}) and no silo history: migrating would run again what {} applied",
+        tool.title(),
+        rows_text(*rows),
+        tool.title()
+    )]
+    ForeignHistory {
+        tool: crate::adopt::Tool,
+        table: String,
+        rows: Option<u64>,
+    },
+
+    #[error("the store has no table {table}: there is no {} history to adopt", tool.title())]
+    NoForeignHistory {
+        tool: crate::adopt::Tool,
+        table: String,
+    },
+}
+
+fn rows_text(rows: Option<u64>) -> String {
+    match rows {
+        Some(1) => "1 row".into(),
+        Some(n) => format!("{n} rows"),
+        None => "rows this service may not read".into(),
+    }
 }
 
 impl MigrateError {
@@ -129,6 +155,14 @@ impl MigrateError {
                 Some("wait for the other run to finish, or raise --lock-timeout".into())
             }
             MigrateError::NewerHistory { .. } => Some("upgrade silo".into()),
+            MigrateError::ForeignHistory { tool, .. } => Some(format!(
+                "adopt it first: `silo migrations adopt <service> --from {tool}` records what {} applied, then `silo migrate` runs only what is new (`--dry-run` shows what it would record); or, if that history does not matter, `silo baseline <service> --version <V>`",
+                tool.title()
+            )),
+            MigrateError::NoForeignHistory { tool, .. } => Some(format!(
+                "if {} was told to keep its history in another table, name it with --table",
+                tool.title()
+            )),
             MigrateError::Validation(_) => Some(
                 "run `silo validate` for details; `silo repair SERVICE --yes` realigns checksums, `--ignore-mismatch` runs anyway".into(),
             ),

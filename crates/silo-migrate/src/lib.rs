@@ -5,9 +5,12 @@
 //!   `R__x.sql`), discovery, checksums.
 //! - [`split`]: statements split by each engine's own lexer.
 //! - [`state`]: files against history (`info`, `validate`).
+//! - [`adopt`]: moving in with the history of Flyway, sqlx, diesel or
+//!   refinery.
 //! - [`run`]: `migrate`, `undo`, `baseline`, `repair` through a
 //!   [`target::Target`] ([`postgres::PgTarget`], [`sqlite::SqliteTarget`]).
 
+pub mod adopt;
 pub mod connect;
 pub mod error;
 pub mod file;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use silo_manifest::Engine;
 use sqlx::postgres::PgDatabaseError;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::{MigrateError, sql};
 use crate::history::{self, COLUMNS, FORMAT, HistoryRow, NewRow, TABLE};
@@ -203,6 +203,58 @@ impl Target for PgTarget {
         .await
         .map(|_| ())
         .map_err(sql("recording the migration"))
+    }
+
+    async fn record_adopted(
+        &mut self,
+        row: &NewRow,
+        installed_by: &str,
+        installed_on: &str,
+    ) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO public.{TABLE}
+               (installed_rank, version, description, type, script, checksum, installed_by,
+                installed_on, execution_time_ms, success)
+             VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM public.{TABLE}),
+                     $1, $2, $3, $4, $5, $6, $7::timestamptz, $8, $9)"
+        )))
+        .bind(&row.version)
+        .bind(&row.description)
+        .bind(row.kind)
+        .bind(&row.script)
+        .bind(&row.checksum)
+        .bind(installed_by)
+        .bind(installed_on)
+        .bind(row.execution_time_ms)
+        .bind(row.success)
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("recording an adopted migration"))
+    }
+
+    async fn query_text(
+        &mut self,
+        text: &str,
+        args: &[&str],
+        action: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, MigrateError> {
+        let mut query = sqlx::query(AssertSqlSafe(text.to_string()));
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        let rows = query
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(sql(action.to_string()))?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<Option<String>, _>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql(action.to_string()))
     }
 
     async fn delete_row(&mut self, installed_rank: i32) -> Result<(), MigrateError> {

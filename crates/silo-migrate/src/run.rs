@@ -218,6 +218,7 @@ pub async fn migrate(
     options: &MigrateOptions,
     mut on_step: impl FnMut(&Step) + Send,
 ) -> Result<Vec<Step>, MigrateError> {
+    refuse_foreign_history(target).await?;
     if options.dry_run {
         return plan(target, prepared, options).await;
     }
@@ -227,6 +228,28 @@ pub async fn migrate(
     let steps = result?;
     unlocked?;
     Ok(steps)
+}
+
+/// A store that another tool migrated and silo never did: running the
+/// files would apply again what that tool applied (and, with Flyway's
+/// `baselineOnMigrate`, what was there before it). Refused until the
+/// history is adopted or the store baselined.
+async fn refuse_foreign_history(target: &mut dyn Target) -> Result<(), MigrateError> {
+    if !target.history().await?.is_empty() {
+        return Ok(());
+    }
+    match crate::adopt::detect(target)
+        .await?
+        .into_iter()
+        .find(|f| f.rows != Some(0))
+    {
+        Some(found) => Err(MigrateError::ForeignHistory {
+            tool: found.tool,
+            table: found.table,
+            rows: found.rows,
+        }),
+        None => Ok(()),
+    }
 }
 
 async fn plan(

@@ -4,6 +4,7 @@
 use silo_manifest::{Manifest, Service};
 use silo_store::Stores;
 
+use crate::adopt;
 use crate::connect;
 use crate::error::MigrateError;
 use crate::file::{Migration, discover};
@@ -43,17 +44,47 @@ pub async fn migrate(
     run::migrate(target.as_mut(), &prepared, options, on_step).await
 }
 
+/// What `silo info` shows for one service.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub entries: Vec<Entry>,
+    /// Other tools' history tables in a store that has no silo history
+    /// (`silo migrations adopt` takes them in; `migrate` refuses until then).
+    pub foreign: Vec<adopt::Found>,
+}
+
 /// `silo info` for one service.
 pub async fn info(
     manifest: &Manifest,
     stores: &Stores,
     service: &Service,
     policy: LockPolicy,
-) -> Result<Vec<Entry>, MigrateError> {
+) -> Result<Info, MigrateError> {
     let files = migrations(manifest, service)?;
     let mut target = connect::open(stores, service, policy).await?;
     let history = target.history().await?;
-    Ok(state::entries(&files, &history))
+    let foreign = if history.is_empty() {
+        adopt::detect(target.as_mut()).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Info {
+        entries: state::entries(&files, &history),
+        foreign,
+    })
+}
+
+/// `silo migrations adopt` for one service: connects as the service and
+/// adopts another tool's history against the service's files.
+pub async fn adopt(
+    manifest: &Manifest,
+    stores: &Stores,
+    service: &Service,
+    options: &adopt::Options,
+    policy: LockPolicy,
+) -> Result<adopt::Adoption, MigrateError> {
+    let (mut target, prepared) = open_prepared(manifest, stores, service, policy).await?;
+    adopt::adopt(target.as_mut(), &prepared, options).await
 }
 
 /// `silo undo` for one service.

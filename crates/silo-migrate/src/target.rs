@@ -64,6 +64,24 @@ pub trait Target: Send {
         checksum: &str,
     ) -> Result<(), MigrateError>;
 
+    /// Records a row another tool wrote (`silo migrations adopt`), keeping
+    /// who installed it and when (`installed_on`: ISO 8601 in UTC).
+    async fn record_adopted(
+        &mut self,
+        row: &NewRow,
+        installed_by: &str,
+        installed_on: &str,
+    ) -> Result<(), MigrateError>;
+
+    /// Runs a query whose every column is text (cast in the SQL), binding
+    /// `args` as text (`$1`.. on PostgreSQL, `?` on SQLite); every row.
+    async fn query_text(
+        &mut self,
+        sql: &str,
+        args: &[&str],
+        action: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, MigrateError>;
+
     /// Runs SQL text (one or more statements).
     async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
 

@@ -11,7 +11,7 @@ use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
 use serde_json::json;
 use silo_manifest::Service;
 use silo_migrate::service as ops;
-use silo_migrate::{Entry, LockPolicy, MigrateError, MigrateOptions, Step, Version};
+use silo_migrate::{LockPolicy, MigrateError, MigrateOptions, Step, Version};
 
 use crate::cli::{
     BaselineArgs, ImportTool, InfoArgs, LockArgs, MigrateArgs, MigrationsCommand, NewArgs,
@@ -28,7 +28,7 @@ use silo_migrate::verify::VerifyFailure;
 /// error and the error.
 type ServiceRun = Result<Vec<Step>, (Vec<Step>, MigrateError)>;
 
-fn policy(service: &str, lock: &LockArgs) -> LockPolicy {
+pub(crate) fn policy(service: &str, lock: &LockArgs) -> LockPolicy {
     let service = service.to_string();
     LockPolicy {
         timeout: Duration::from_secs(lock.lock_timeout),
@@ -241,7 +241,7 @@ fn exit_code<T>(results: &[(&Service, Result<T, MigrateError>)]) -> ExitCode {
 async fn infos<'a>(
     ctx: &'a Context,
     services: &[&'a Service],
-) -> Vec<(&'a Service, Result<Vec<Entry>, MigrateError>)> {
+) -> Vec<(&'a Service, Result<ops::Info, MigrateError>)> {
     let lock = LockArgs { lock_timeout: 30 };
     let jobs = services.iter().map(|&service| {
         let policy = policy(&service.name, &lock);
@@ -267,7 +267,12 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
         let rows: Vec<_> = results
             .iter()
             .map(|(s, r)| match r {
-                Ok(entries) => json!({"service": s.name, "migrations": entries}),
+                Ok(info) => json!({
+                    "service": s.name,
+                    "migrations": info.entries,
+                    "foreign_history": info.foreign,
+                    "hint": foreign_hint(&s.name, &info.foreign),
+                }),
                 Err(e) => json!({"service": s.name, "migrations": [], "error": e.to_string()}),
             })
             .collect();
@@ -284,11 +289,11 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
         ]);
         for (s, r) in &results {
             match r {
-                Ok(entries) if entries.is_empty() => {
+                Ok(info) if info.entries.is_empty() => {
                     t.add_row(vec![s.name.clone(), "-".into(), "(no migrations)".into()]);
                 }
-                Ok(entries) => {
-                    for e in entries {
+                Ok(info) => {
+                    for e in &info.entries {
                         t.add_row(vec![
                             s.name.clone(),
                             e.version.clone().unwrap_or_else(|| "-".into()),
@@ -311,8 +316,33 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
                 eprintln!("{:?}", report(&s.name, e));
             }
         }
+        print_foreign_notes(&results);
     }
     Ok(exit_code(&results))
+}
+
+/// What to do about another tool's history in a store silo never migrated.
+fn foreign_hint(service: &str, foreign: &[silo_migrate::adopt::Found]) -> Option<String> {
+    let found = foreign.iter().find(|f| f.rows != Some(0))?;
+    Some(format!(
+        "{}'s history ({}) is in the store and silo's is empty: the files above are shown pending, but {} applied them. `silo migrations adopt {service} --from {}` records what it applied; `silo migrate` refuses until then",
+        found.tool.title(),
+        found.table,
+        found.tool.title(),
+        found.tool,
+    ))
+}
+
+/// Prints [`foreign_hint`] for each service, on stderr (stdout is the
+/// table).
+fn print_foreign_notes(results: &[(&Service, Result<ops::Info, MigrateError>)]) {
+    for (s, r) in results {
+        if let Ok(info) = r
+            && let Some(hint) = foreign_hint(&s.name, &info.foreign)
+        {
+            eprintln!("note: {}: {hint}", s.name);
+        }
+    }
 }
 
 pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
@@ -322,8 +352,8 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
     let mut rows = Vec::new();
     for (s, r) in &results {
         match r {
-            Ok(entries) => {
-                let problems = silo_migrate::state::problems(entries);
+            Ok(info) => {
+                let problems = silo_migrate::state::problems(&info.entries);
                 any |= !problems.is_empty();
                 if !args.json {
                     for p in &problems {
@@ -344,11 +374,14 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
     }
     if args.json {
         print_json(&json!({ "services": rows }));
-    } else if !any && results.iter().all(|(_, r)| r.is_ok()) {
-        println!(
-            "{} service(s) valid: every applied migration matches its file",
-            results.len()
-        );
+    } else {
+        if !any && results.iter().all(|(_, r)| r.is_ok()) {
+            println!(
+                "{} service(s) valid: every applied migration matches its file",
+                results.len()
+            );
+        }
+        print_foreign_notes(&results);
     }
     let code = exit_code(&results);
     Ok(if code == ExitCode::SUCCESS && any {
@@ -452,7 +485,7 @@ fn undo_plan_text(service: &str, plan: &[Step]) -> String {
     out
 }
 
-fn migrate_failure(service: &str, e: &MigrateError) -> Failure {
+pub(crate) fn migrate_failure(service: &str, e: &MigrateError) -> Failure {
     let report = report(service, e);
     if e.is_unreachable() {
         Failure::usage(report)
@@ -525,7 +558,10 @@ pub fn import(ctx: &Context, command: &MigrationsCommand) -> CmdResult {
         source,
         service,
         json,
-    } = command;
+    } = command
+    else {
+        unreachable!("adopt has its own handler");
+    };
     let service = ctx.service(service)?;
     let tool = match from {
         ImportTool::Sqlx => Tool::Sqlx,

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod adopt;
 pub mod audit;
 pub mod connect;
 pub mod credentials;

@@ -1,5 +1,5 @@
 -- U003__add_user_profiles.sql
--- Description: undo V003: add user_profiles, one public profile per user
+-- Description: Undo V003: drop the user profiles table
 -- The trigger function belongs to V001 and stays.
 
 DROP TRIGGER update_user_profiles_updated_at ON user_profiles;

@@ -3,11 +3,11 @@
 -- Rollback: DROP TABLE users;
 
 CREATE TABLE users (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    email TEXT UNIQUE NOT NULL CHECK (char_length(email) <= 255),
-    password_hash TEXT NOT NULL CHECK (char_length(password_hash) <= 255),
-    name TEXT NOT NULL CHECK (char_length(name) <= 255),
-    role TEXT DEFAULT 'user' CHECK (char_length(role) <= 50),
+    id SERIAL PRIMARY KEY,
+    email VARCHAR(255) UNIQUE NOT NULL,
+    password_hash VARCHAR(255) NOT NULL,
+    name VARCHAR(255) NOT NULL,
+    role VARCHAR(50) DEFAULT 'user',
     is_active BOOLEAN DEFAULT true,
     email_verified BOOLEAN DEFAULT false,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
@@ -16,7 +16,7 @@ CREATE TABLE users (
 
 -- Create indexes for performance
 CREATE INDEX idx_users_email ON users(email);
-CREATE INDEX idx_users_is_active ON users(is_active);
+CREATE INDEX idx_users_active ON users(is_active);
 CREATE INDEX idx_users_role ON users(role);
 
 -- Create trigger for updated_at

@@ -1,7 +1,6 @@
 -- U001__create_deployments_table.sql
--- Description: undo V001: create deployments table, one row per build and release
+-- Description: Undo V001: drop the deployments table
 
 DROP INDEX idx_deployments_status;
-DROP INDEX idx_deployments_triggered_by_user_id;
 DROP INDEX idx_deployments_project_id;
 DROP TABLE deployments;

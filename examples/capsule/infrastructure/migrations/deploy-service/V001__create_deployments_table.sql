@@ -1,25 +1,23 @@
 -- V001__create_deployments_table.sql
 -- Description: Create deployments table, one row per build and release
--- Rollback: U001__create_deployments_table.sql
+-- Rollback: DROP TABLE deployments;
 
--- project_id is the project service's id and triggered_by_user_id the auth
--- service's: both rows live in other databases, so plain columns with
--- indexes, no foreign keys.
+-- project_id belongs to the project service and triggered_by_user_id to the
+-- auth service: their rows live in other databases, so no foreign keys.
 CREATE TABLE deployments (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    project_id BIGINT NOT NULL,
-    triggered_by_user_id BIGINT,
-    git_branch TEXT NOT NULL CHECK (char_length(git_branch) <= 255),
-    commit_sha TEXT NOT NULL CHECK (char_length(commit_sha) <= 40),
+    id SERIAL PRIMARY KEY,
+    project_id INTEGER NOT NULL,
+    triggered_by_user_id INTEGER,
+    git_branch VARCHAR(255) NOT NULL,
+    commit_sha VARCHAR(40) NOT NULL,
     commit_message TEXT,
-    status TEXT NOT NULL DEFAULT 'queued' CHECK (char_length(status) <= 20)
-        CHECK (status IN ('queued', 'building', 'deploying', 'ready', 'failed', 'cancelled')),
-    url TEXT,
+    status VARCHAR(20) DEFAULT 'queued',
+    url VARCHAR(500),
     started_at TIMESTAMP WITH TIME ZONE,
     finished_at TIMESTAMP WITH TIME ZONE,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW()
 );
 
+-- Create indexes for performance
 CREATE INDEX idx_deployments_project_id ON deployments(project_id);
-CREATE INDEX idx_deployments_triggered_by_user_id ON deployments(triggered_by_user_id);
 CREATE INDEX idx_deployments_status ON deployments(status);

@@ -1,5 +1,4 @@
 -- U001__create_projects_table.sql
--- Description: undo V001: create projects table
+-- Description: Undo V001: drop the projects table
 
-DROP INDEX idx_projects_owner_id;
 DROP TABLE projects;

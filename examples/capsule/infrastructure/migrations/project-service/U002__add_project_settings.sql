@@ -1,4 +1,5 @@
 -- U002__add_project_settings.sql
--- Description: undo V002: add project_settings, how each project is built and deployed
+-- Description: Undo V002: drop the project settings table
 
+DROP INDEX idx_project_settings_project_id;
 DROP TABLE project_settings;
