@@ -226,8 +226,9 @@ fn parse(text: &str) -> (Vec<Statement>, Vec<RawStatement>, Option<(String, usiz
             (statements, raw, None)
         }
         Err(e) => {
-            let message = e.to_string();
-            (Vec::new(), Vec::new(), Some((message, error_offset(text))))
+            let error = split::postgres_syntax_error(text)
+                .map_or((e.to_string(), 0), |e| (e.message, e.offset));
+            (Vec::new(), Vec::new(), Some(error))
         }
     }
 }
@@ -300,19 +301,4 @@ fn error_location(message: &str) -> Option<sqlparser::tokenizer::Location> {
         line: line.trim().parse().ok()?,
         column: column.parse().ok()?,
     })
-}
-
-/// libpg_query's error carries no position through the Rust API; the
-/// scanner-based splitter finds the first statement the parser rejects.
-fn error_offset(text: &str) -> usize {
-    let Ok(parts) = pg_query::split_with_scanner(text) else {
-        return 0;
-    };
-    for part in parts {
-        if pg_query::parse(part, pg_query::ParserOptions::default()).is_err() {
-            let offset = part.as_ptr() as usize - text.as_ptr() as usize;
-            return split::skip_trivia(text, offset, offset + part.len());
-        }
-    }
-    0
 }

@@ -340,7 +340,8 @@ async fn apply_all(
 
 /// Why a file must not run at all, found before any of it runs: it ends
 /// inside a comment, string or trigger body (the engine would skip or
-/// refuse the rest), or it holds a `COMMIT` or `ROLLBACK` that would end
+/// refuse the rest), it runs outside a transaction and does not parse, or
+/// it holds a `COMMIT` or `ROLLBACK` that would end
 /// silo's transaction early, so the rest would run outside it and the file
 /// be recorded as applied whatever happened.
 fn refusal(p: &Prepared, target: &dyn Target) -> Option<Failure> {
@@ -351,6 +352,21 @@ fn refusal(p: &Prepared, target: &dyn Target) -> Option<Failure> {
             offset: None,
         };
         return Some(failure(p, Some(incomplete.offset), None, e, true));
+    }
+    // Outside a transaction, a syntax error late in the file would leave
+    // the statements before it applied: check the whole file first.
+    if p.analysis(target).no_transaction.is_some()
+        && let Some(bad) = crate::split::syntax_error(&p.sql.text, target.engine())
+    {
+        let e = DbError {
+            message: format!(
+                "{}; the file runs outside a transaction, so nothing of it was run",
+                bad.message
+            ),
+            code: None,
+            offset: None,
+        };
+        return Some(failure(p, Some(bad.offset), None, e, true));
     }
     let s = p
         .analysis(target)

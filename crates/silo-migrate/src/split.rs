@@ -274,12 +274,10 @@ pub fn split_postgres(script: &str, server_version: u32) -> Vec<Statement> {
                 })
             })
             .collect(),
-        Err(_) => match pg_query::split_with_scanner(script) {
-            Ok(parts) => parts
+        Err(_) => match scanner_parts(script) {
+            Some(parts) => parts
                 .into_iter()
-                .filter_map(|part| {
-                    let offset = part.as_ptr() as usize - script.as_ptr() as usize;
-                    let end = offset + part.len();
+                .filter_map(|(offset, end)| {
                     let start = skip_trivia(script, offset, end);
                     (start < end).then(|| Statement {
                         start,
@@ -289,9 +287,31 @@ pub fn split_postgres(script: &str, server_version: u32) -> Vec<Statement> {
                     })
                 })
                 .collect(),
-            Err(_) => vec![whole(script)],
+            None => vec![whole(script)],
         },
     }
+}
+
+/// The byte ranges of a PostgreSQL script's statements as the scanner
+/// splits them, the text after the last `;` included (the scanner's own
+/// split drops a last statement that does not parse).
+fn scanner_parts(script: &str) -> Option<Vec<(usize, usize)>> {
+    let parts = pg_query::split_with_scanner(script).ok()?;
+    let mut ranges: Vec<(usize, usize)> = parts
+        .into_iter()
+        .map(|part| {
+            let offset = part.as_ptr() as usize - script.as_ptr() as usize;
+            (offset, offset + part.len())
+        })
+        .collect();
+    let covered = ranges.last().map_or(0, |&(_, end)| end);
+    let rest = script[covered..]
+        .find(';')
+        .map_or(covered, |i| covered + i + 1);
+    if skip_trivia(script, rest, script.len()) < script.len() {
+        ranges.push((rest, script.len()));
+    }
+    Some(ranges)
 }
 
 fn whole(script: &str) -> Statement {
@@ -397,6 +417,125 @@ fn push_sqlite(script: &str, from: usize, to: usize, out: &mut Vec<Statement>) {
         no_transaction: (upper == "VACUUM").then_some("VACUUM"),
         transaction_control,
     });
+}
+
+/// A statement that the engine's own parser rejects: where, and the
+/// parser's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Byte offset of the error (or of the statement, where the parser
+    /// gives no position).
+    pub offset: usize,
+    pub message: String,
+}
+
+/// The first syntax error of a script, found by the engine's own parser
+/// without running anything: PostgreSQL's (libpg_query), or SQLite's
+/// (each statement prepared against an empty in-memory database; unknown
+/// tables and columns are not syntax errors and are ignored). For files
+/// that run statement by statement, where a late syntax error would leave
+/// the statements before it applied.
+pub fn syntax_error(script: &str, engine: silo_manifest::Engine) -> Option<SyntaxError> {
+    match engine {
+        silo_manifest::Engine::Postgres => postgres_syntax_error(script),
+        silo_manifest::Engine::Sqlite => sqlite_syntax_error(script),
+    }
+}
+
+/// [`syntax_error`] for PostgreSQL. libpg_query's error carries no position
+/// through its Rust API, so the scanner's split finds the first statement
+/// the parser rejects.
+pub fn postgres_syntax_error(script: &str) -> Option<SyntaxError> {
+    let Err(e) = pg_query::parse(script, pg_query::ParserOptions::default()) else {
+        return None;
+    };
+    let message = e.to_string();
+    let message = message
+        .strip_prefix("Invalid statement: ")
+        .unwrap_or(&message)
+        .to_string();
+    let offset = scanner_parts(script)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|&(start, end)| {
+            pg_query::parse(&script[start..end], pg_query::ParserOptions::default()).is_err()
+        })
+        .map_or(0, |(start, end)| skip_trivia(script, start, end));
+    Some(SyntaxError { offset, message })
+}
+
+/// [`syntax_error`] for SQLite.
+pub fn sqlite_syntax_error(script: &str) -> Option<SyntaxError> {
+    let db = MemoryDb::open()?;
+    split_sqlite(script).into_iter().find_map(|s| {
+        let (at, message) = db.syntax_error(s.text(script))?;
+        Some(SyntaxError {
+            offset: s.start + at,
+            message,
+        })
+    })
+}
+
+/// An empty in-memory SQLite database, to run SQLite's parser over SQL.
+struct MemoryDb(*mut libsqlite3_sys::sqlite3);
+
+impl MemoryDb {
+    fn open() -> Option<Self> {
+        let mut db = std::ptr::null_mut();
+        // SAFETY: the name is a NUL-terminated literal and `db` a valid out
+        // pointer; a handle is returned even on failure, and closed by Drop.
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_open_v2(
+                c":memory:".as_ptr(),
+                &mut db,
+                libsqlite3_sys::SQLITE_OPEN_READWRITE | libsqlite3_sys::SQLITE_OPEN_MEMORY,
+                std::ptr::null(),
+            )
+        };
+        let db = MemoryDb(db);
+        (rc == libsqlite3_sys::SQLITE_OK).then_some(db)
+    }
+
+    /// Prepares `sql` (never steps it). A syntax error's byte offset in
+    /// `sql` and message; `None` when it parses, whatever else fails.
+    fn syntax_error(&self, sql: &str) -> Option<(usize, String)> {
+        let c = CString::new(sql).ok()?;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: `self.0` is an open handle and `c` lives through the
+        // call; the statement is finalized before returning, and the
+        // message is copied before the next call on the handle.
+        unsafe {
+            let rc = libsqlite3_sys::sqlite3_prepare_v2(
+                self.0,
+                c.as_ptr(),
+                -1,
+                &mut stmt,
+                std::ptr::null_mut(),
+            );
+            libsqlite3_sys::sqlite3_finalize(stmt);
+            if rc == libsqlite3_sys::SQLITE_OK {
+                return None;
+            }
+            let message = std::ffi::CStr::from_ptr(libsqlite3_sys::sqlite3_errmsg(self.0))
+                .to_string_lossy()
+                .into_owned();
+            let syntax = message == "incomplete input"
+                || message.starts_with("unrecognized token")
+                || message.ends_with("syntax error");
+            let at = usize::try_from(libsqlite3_sys::sqlite3_error_offset(self.0)).unwrap_or(0);
+            syntax.then_some((at.min(sql.len()), message))
+        }
+    }
+}
+
+impl Drop for MemoryDb {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from sqlite3_open_v2 and is closed once;
+        // no statement of it is left unfinalized.
+        unsafe {
+            libsqlite3_sys::sqlite3_close(self.0);
+        }
+    }
 }
 
 fn is_complete(sql: &str) -> bool {
@@ -508,6 +647,18 @@ mod tests {
         assert_eq!(
             split_postgres("ALTER TYPE e ADD VALUE 'z'", 110000)[0].no_transaction,
             Some("ALTER TYPE ... ADD VALUE")
+        );
+    }
+
+    /// pg_query's scanner split drops a last statement that does not
+    /// parse; silo keeps it, so it runs and fails instead of vanishing.
+    #[test]
+    fn postgres_unparsable_last_statement_is_kept() {
+        let script = "CREATE TABLE a (x int);\n  CREATE TABLE b (y int";
+        let s = split_postgres(script, 150000);
+        assert_eq!(
+            texts(script, &s),
+            ["CREATE TABLE a (x int)", "CREATE TABLE b (y int"]
         );
     }
 
@@ -654,5 +805,36 @@ mod tests {
         ] {
             assert_eq!(incomplete_postgres(script), None, "{script}");
         }
+    }
+
+    #[test]
+    fn syntax_errors_are_found_by_each_engines_parser_without_running() {
+        let sqlite = "CREATE TABLE a (x INTEGER);\nCREATE INDEX i ON missing (y);\nCREATE TABLE b (y INTEGER";
+        let e = sqlite_syntax_error(sqlite).expect("the last statement has no end");
+        assert_eq!(e.message, "incomplete input");
+        assert!(e.offset >= sqlite.find("CREATE TABLE b").unwrap(), "{e:?}");
+        let e = sqlite_syntax_error("SELECT 1;\nSELEC 2;").unwrap();
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (10, "near \"SELEC\": syntax error")
+        );
+        // Unknown tables are not syntax errors.
+        assert_eq!(
+            sqlite_syntax_error("CREATE INDEX i ON missing (y); VACUUM;"),
+            None
+        );
+
+        let pg = "CREATE TABLE a (x int);\n  CREATE TABLE b (y int";
+        let e = postgres_syntax_error(pg).unwrap();
+        assert_eq!(e.offset, pg.find("CREATE TABLE b").unwrap());
+        assert!(
+            e.message.contains("syntax error at end of input"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            postgres_syntax_error("CREATE INDEX CONCURRENTLY i ON t (x);"),
+            None
+        );
     }
 }

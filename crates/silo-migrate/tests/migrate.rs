@@ -750,6 +750,30 @@ async fn incomplete_file_is_refused(engine: &'static str) {
         assert_eq!(p.tables().await, ["t1"], "nothing of V2 ran: {sql}");
         assert_eq!(p.history_len().await, 1, "V2 is not recorded: {sql}");
     }
+    // Outside a transaction, a last statement without its end would
+    // leave what comes before it applied (PostgreSQL's scanner even
+    // dropped it, and recorded the file as applied): refused before
+    // anything runs.
+    p.write(
+        "V2__b.sql",
+        "-- silo:no-transaction\nCREATE TABLE t2 (id INTEGER);\nCREATE TABLE t3 (id INTEGER",
+    );
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    match err {
+        MigrateError::Failed(f) => {
+            assert_eq!(f.location.expect("located").line, 3, "{}", f.message);
+            assert!(
+                f.message
+                    .ends_with("the file runs outside a transaction, so nothing of it was run"),
+                "{}",
+                f.message
+            );
+        }
+        other => panic!("expected a refused file, got {other}"),
+    }
+    assert_eq!(p.tables().await, ["t1"], "nothing of V2 ran");
+    assert_eq!(p.history_len().await, 1, "V2 is not recorded");
+
     p.write("V2__b.sql", "CREATE TABLE t2 (id INTEGER); /* closed */");
     p.write("U2__b.sql", "DROP TABLE t2;\n/* unterminated");
     p.migrate(MigrateOptions::default()).await.unwrap();
