@@ -55,10 +55,18 @@ pub fn human(report: &Report, files: &[SourceFile]) -> String {
 
 fn source_line(f: &Finding, files: &[SourceFile]) -> Option<String> {
     let file = files.iter().find(|s| s.display == f.file)?;
-    file.text
-        .lines()
-        .nth(f.line.checked_sub(1)?)
-        .map(str::to_string)
+    // Control characters (a binary file's) would garble the terminal.
+    file.text.lines().nth(f.line.checked_sub(1)?).map(|line| {
+        line.chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    })
 }
 
 fn underline_width(f: &Finding, line: &str) -> usize {

@@ -103,12 +103,11 @@ impl SourceFile {
         match String::from_utf8(bytes) {
             Ok(text) => file.text = text,
             Err(e) => {
-                // Keep the text up to the first bad byte, for the report.
+                // Offsets up to the first bad byte are the same in the
+                // lossy text; keeping all of it keeps files apart (checksums).
                 let at = e.utf8_error().valid_up_to();
                 let bad = e.as_bytes()[at];
-                let mut bytes = e.into_bytes();
-                bytes.truncate(at);
-                file.text = String::from_utf8(bytes).expect("valid up to here");
+                file.text = String::from_utf8_lossy(e.as_bytes()).into_owned();
                 file.parse_error = Some((
                     format!(
                         "not UTF-8 text (byte 0x{bad:02X} here): a migration file must be text, and `silo migrate` refuses this one"

@@ -511,6 +511,22 @@ fn binary_files_are_findings_and_the_rest_is_linted() {
         assert!(messages[1].starts_with("a NUL byte"));
         assert_eq!(report.summary.files, 3);
     }
+    // Two different binary files are not one shared file, and their bytes
+    // never reach the terminal.
+    let p = Project::new();
+    let folder = |s: &str| p.dir.path().join(format!("services/{s}/migrations"));
+    std::fs::write(folder("orders").join("V1__png.sql"), b"\x89PNG\r\n\x1a\n").unwrap();
+    std::fs::write(folder("billing").join("V1__gif.sql"), b"\xffGIF\x1b[2J").unwrap();
+    let m = Manifest::load(&p.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    let loaded = load(&m).unwrap();
+    let report = lint(&m, &loaded, &Options::default());
+    assert!(
+        report.findings.iter().all(|f| f.rule != "shared-migration"),
+        "{:#?}",
+        report.findings
+    );
+    let human = silo_lint::render::human(&report, &loaded.files);
+    assert!(!human.contains(['\r', '\x1a', '\x1b']), "{human:?}");
 }
 
 /// A migrations folder that does not exist is an error naming it, not a
