@@ -190,13 +190,6 @@ impl SourceFile {
 /// splits them, or where it stops parsing.
 #[allow(clippy::type_complexity)]
 fn parse(text: &str) -> (Vec<Statement>, Vec<RawStatement>, Option<(String, usize)>) {
-    if let Some(open) = split::incomplete_postgres(text) {
-        return (
-            Vec::new(),
-            Vec::new(),
-            Some((open.to_string(), open.offset)),
-        );
-    }
     match pg_query::parse(text, pg_query::ParserOptions::default()) {
         Ok(parsed) => {
             let mut raw = Vec::new();
@@ -224,9 +217,14 @@ fn parse(text: &str) -> (Vec<Statement>, Vec<RawStatement>, Option<(String, usiz
                 .collect();
             (statements, raw, None)
         }
+        // What the file leaves open is where it goes wrong; otherwise the
+        // first statement the parser rejects.
         Err(e) => {
-            let error = split::postgres_syntax_error(text)
-                .map_or((e.to_string(), 0), |e| (e.message, e.offset));
+            let error = match split::incomplete_postgres(text) {
+                Some(open) => (open.to_string(), open.offset),
+                None => split::postgres_syntax_error(text)
+                    .map_or((e.to_string(), 0), |e| (e.message, e.offset)),
+            };
             (Vec::new(), Vec::new(), Some(error))
         }
     }
