@@ -253,6 +253,14 @@ fn paths_and_changed_since_narrow_the_report() {
         .args(["lint", "services/nowhere"])
         .assert()
         .code(2)
+        .stderr(predicate::str::contains(
+            "`services/nowhere` does not exist",
+        ));
+    std::fs::create_dir_all(d.join("docs")).unwrap();
+    silo(d)
+        .args(["lint", "docs"])
+        .assert()
+        .code(2)
         .stderr(predicate::str::contains("holds no migration file"));
 
     let git = |args: &[&str]| {
@@ -359,4 +367,150 @@ fn explain_prints_every_rules_page() {
         .args(["lint", "--explain", "nope"])
         .assert()
         .code(2);
+}
+
+/// lint fails closed: a folder it cannot find is a usage error, a file it
+/// cannot parse or that silo would never run is a finding, and whatever it
+/// did not read is listed; none of them makes a clean, exit-0 run.
+#[test]
+fn lint_fails_closed() {
+    let dir = project("");
+    let d = dir.path();
+    let ok = "-- silo:irreversible first\nCREATE TABLE {t} (id bigint PRIMARY KEY);";
+    write(d, "orders", "V1__a.sql", &ok.replace("{t}", "orders"));
+    write(d, "billing", "V1__a.sql", &ok.replace("{t}", "invoices"));
+    silo(d).arg("lint").assert().code(0);
+
+    // Not UTF-8: a finding on that file; the others are still linted.
+    std::fs::write(
+        d.join("services/orders/migrations/V2__blob.sql"),
+        b"\x89PNG\r\n\x1a\n\0\0",
+    )
+    .unwrap();
+    write(
+        d,
+        "billing",
+        "V2__b.sql",
+        "CREATE TABLE carts (id int PRIMARY KEY);",
+    );
+    let doc = json(silo(d).args(["lint", "--format", "json"]));
+    assert_eq!(
+        rules(&doc),
+        [
+            "missing-undo:services/billing/migrations/V2__b.sql",
+            "prefer-bigint-over-int:services/billing/migrations/V2__b.sql",
+            "missing-undo:services/orders/migrations/V2__blob.sql",
+            "parse-error:services/orders/migrations/V2__blob.sql",
+        ]
+    );
+    silo(d).arg("lint").assert().code(1);
+    std::fs::remove_file(d.join("services/orders/migrations/V2__blob.sql")).unwrap();
+    std::fs::remove_file(d.join("services/billing/migrations/V2__b.sql")).unwrap();
+
+    // Named like migrations, never run by silo: findings, exit 1.
+    write(d, "orders", "V8__x.SQL", "SELECT 1;");
+    std::fs::create_dir(d.join("services/orders/migrations/V9__dir.sql")).unwrap();
+    write(d, "orders", "U7__gone.sql", "SELECT 1;");
+    let doc = json(silo(d).args(["lint", "--format", "json"]));
+    assert_eq!(
+        rules(&doc),
+        [
+            "undo-without-version:services/orders/migrations/U7__gone.sql",
+            "migration-file-name:services/orders/migrations/V8__x.SQL",
+            "migration-file-name:services/orders/migrations/V9__dir.sql",
+        ]
+    );
+    silo(d).arg("lint").assert().code(1);
+    std::fs::remove_file(d.join("services/orders/migrations/V8__x.SQL")).unwrap();
+    std::fs::remove_dir(d.join("services/orders/migrations/V9__dir.sql")).unwrap();
+    std::fs::remove_file(d.join("services/orders/migrations/U7__gone.sql")).unwrap();
+
+    // What was not read is counted and listed, in every format.
+    write(d, "orders", "notes.txt", "not SQL");
+    silo(d)
+        .arg("lint")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "1 path(s) skipped, not linted:\n  services/orders/migrations/notes.txt: not a .sql file",
+        ));
+    let doc = json(silo(d).args(["lint", "--format", "json"]));
+    assert_eq!(doc["summary"]["skipped"], 1);
+    assert_eq!(
+        doc["summary"]["skipped_paths"][0]["path"],
+        "services/orders/migrations/notes.txt"
+    );
+    silo(d)
+        .args(["lint", "--format", "github"])
+        .assert()
+        .stdout(predicate::str::contains(
+            "::notice file=services/orders/migrations/notes.txt,title=silo lint skipped this path::not a .sql file",
+        ));
+    let sarif = json(silo(d).args(["lint", "--format", "sarif"]));
+    let notes = &sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"];
+    assert_eq!(notes.as_array().unwrap().len(), 1, "{sarif}");
+
+    // A migrations folder that does not exist: exit 2, naming it.
+    std::fs::remove_dir_all(d.join("services/billing/migrations")).unwrap();
+    silo(d)
+        .arg("lint")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the migrations folder of service `billing`, services/billing/migrations,",
+        ))
+        .stderr(predicate::str::contains("does not exist"))
+        .stderr(predicate::str::contains("silo new billing"));
+}
+
+/// `silo migrate` refuses BEGIN/COMMIT/ROLLBACK in a file on every engine;
+/// lint says so as an error on both.
+#[test]
+fn transaction_control_is_an_error_on_both_engines() {
+    for engine in ["postgres", "sqlite"] {
+        let dir = project("");
+        let d = dir.path();
+        write(
+            d,
+            "orders",
+            "V1__a.sql",
+            "-- silo:irreversible first\nCREATE TABLE orders (id bigint PRIMARY KEY);\nCOMMIT;",
+        );
+        silo(d)
+            .args(["--engine", engine, "lint"])
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains(
+                "error[transaction-nesting]: COMMIT inside a migration",
+            ))
+            .stdout(predicate::str::contains(
+                "--> services/orders/migrations/V1__a.sql:3:1",
+            ));
+    }
+}
+
+/// A file that ends inside a comment is a parse error where it opens, on
+/// both engines.
+#[test]
+fn an_unterminated_comment_is_a_parse_error() {
+    for engine in ["postgres", "sqlite"] {
+        let dir = project("");
+        let d = dir.path();
+        write(
+            d,
+            "orders",
+            "V1__a.sql",
+            "-- silo:irreversible first\nCREATE TABLE orders (id bigint PRIMARY KEY);\n/* CREATE TABLE carts (id bigint PRIMARY KEY);\n",
+        );
+        silo(d)
+            .args(["--engine", engine, "lint"])
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains(
+                "error[parse-error]: unterminated `/*` comment",
+            ))
+            .stdout(predicate::str::contains(
+                "--> services/orders/migrations/V1__a.sql:3:1",
+            ));
+    }
 }

@@ -112,58 +112,230 @@ pub struct Report {
     pub summary: Summary,
 }
 
+/// What a run covered. `files` counts the files read and reported;
+/// `skipped` what lint saw in a migrations folder and did not read, so a
+/// run with no findings is never taken for a clean bill of what it skipped.
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub files: usize,
     pub errors: usize,
     pub warnings: usize,
     pub infos: usize,
+    /// How many paths were skipped (the length of `skipped_paths`).
+    pub skipped: usize,
+    pub skipped_paths: Vec<Skipped>,
 }
 
-/// A file that could not be read.
-#[derive(Debug)]
-pub struct ReadError {
+/// A path in a service's migrations folder that lint did not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub service: String,
+    /// Relative to the folder that holds silo.toml.
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub reason: String,
 }
 
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot read {}: {}", self.path.display(), self.source)
+/// Every migration file of the project, and what was not read.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub files: Vec<SourceFile>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Why the migrations could not be loaded. Each would make a run report
+/// less than it claims, so none is passed over.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A file or folder that could not be read.
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A service's migrations folder that does not exist (or is not a
+    /// folder).
+    MissingFolder { service: String, path: PathBuf },
+    /// A service keeps engine folders (`postgres/`, `sqlite/`) but has
+    /// none for its engine.
+    NoEngineFolder {
+        service: String,
+        path: PathBuf,
+        engine: silo_manifest::Engine,
+    },
+}
+
+impl LoadError {
+    /// What to do about it.
+    pub fn help(&self) -> String {
+        match self {
+            LoadError::Read { .. } => "make the path readable, then run lint again".into(),
+            LoadError::MissingFolder { service, .. } => format!(
+                "create the folder (`silo new {service} <description>` writes the first migration there), or set `migrations` under [services.{service}] in silo.toml to the folder that holds them"
+            ),
+            LoadError::NoEngineFolder { path, engine, .. } => format!(
+                "add {}/{engine}/ with this engine's migrations, or lint with the engine the folders are for (`--engine`)",
+                path.display()
+            ),
+        }
     }
 }
 
-impl std::error::Error for ReadError {}
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            LoadError::MissingFolder { service, path } => write!(
+                f,
+                "the migrations folder of service `{service}`, {}, does not exist",
+                path.display()
+            ),
+            LoadError::NoEngineFolder {
+                service,
+                path,
+                engine,
+            } => write!(
+                f,
+                "the migrations folder of service `{service}`, {}, keeps engine folders but has none for {engine}",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
 
 /// Every migration file of every service (files of all services are read:
 /// boundary rules need them even when only some services are reported).
-pub fn load(manifest: &Manifest) -> Result<Vec<SourceFile>, ReadError> {
+/// Entries named like migrations that silo would not run (a folder named
+/// `V1__x.sql`, a `.SQL` file) are loaded too, for the rules to report;
+/// anything else in a migrations folder is listed as skipped.
+pub fn load(manifest: &Manifest) -> Result<Loaded, LoadError> {
+    load_files(manifest, true)
+}
+
+/// [`load`] for a caller that checks what it can (the audit): a service
+/// whose migrations folder is missing is listed as skipped instead of
+/// stopping the run.
+pub fn load_available(manifest: &Manifest) -> Result<Loaded, LoadError> {
+    load_files(manifest, false)
+}
+
+fn load_files(manifest: &Manifest, strict: bool) -> Result<Loaded, LoadError> {
     let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
     for service in &manifest.services {
-        let Ok(dir) =
-            silo_migrate::file::engine_dir(&manifest.migrations_dir(service), service.engine)
-        else {
-            continue;
+        let dir = manifest.migrations_dir(service);
+        let folder = if dir.is_dir() {
+            silo_migrate::file::engine_dir(&dir, service.engine).map_err(|_| {
+                LoadError::NoEngineFolder {
+                    service: service.name.clone(),
+                    path: shown(manifest, &dir),
+                    engine: service.engine,
+                }
+            })
+        } else {
+            Err(LoadError::MissingFolder {
+                service: service.name.clone(),
+                path: shown(manifest, &dir),
+            })
         };
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let folder = match folder {
+            Ok(folder) => folder,
+            Err(e) if strict => return Err(e),
+            Err(e) => {
+                skipped.push(Skipped {
+                    service: service.name.clone(),
+                    path: shown(manifest, &dir),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
         };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "sql"))
-            .collect();
+        let mut skip = |path: PathBuf, reason: String| {
+            skipped.push(Skipped {
+                service: service.name.clone(),
+                path: shown(manifest, &path),
+                reason,
+            })
+        };
+        let mut paths = Vec::new();
+        for path in entries(&folder)? {
+            let name = file_name(&path);
+            if name.to_ascii_lowercase().ends_with(".sql") {
+                paths.push(path);
+            } else if path.is_dir() {
+                skip(
+                    path,
+                    "a folder: silo runs only the files directly in the migrations folder".into(),
+                );
+            } else {
+                skip(path, "not a .sql file".into());
+            }
+        }
+        // Beside the engine folder: the other engine's, and strays.
+        if folder != dir {
+            let engine = service.engine;
+            for path in entries(&dir)? {
+                let name = file_name(&path);
+                if path == folder {
+                    continue;
+                }
+                let reason = if path.is_dir() && matches!(name.as_str(), "postgres" | "sqlite") {
+                    format!(
+                        "migrations for {name}; this service's store is {engine} (`silo --engine {name} lint` reads them)"
+                    )
+                } else {
+                    format!("outside the `{engine}/` folder, which is all silo reads for {engine}")
+                };
+                skip(path, reason);
+            }
+        }
         paths.sort();
         jobs.extend(paths.into_iter().map(|p| (service, p)));
     }
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
     // Parsing is most of the work: spread it over the cores, keep the order.
-    parallel_map(&jobs, |(service, path)| {
-        SourceFile::load(service, path.clone(), &manifest.root).map_err(|source| ReadError {
+    let files = parallel_map(&jobs, |(service, path)| {
+        SourceFile::load(service, path.clone(), &manifest.root).map_err(|source| LoadError::Read {
             path: path.clone(),
             source,
         })
     })
     .into_iter()
-    .collect()
+    .collect::<Result<_, _>>()?;
+    Ok(Loaded { files, skipped })
+}
+
+/// The entries of a folder, without hidden ones (`.gitkeep`) and the
+/// `silo.sum` that the checksum rules read.
+fn entries(dir: &std::path::Path) -> Result<Vec<PathBuf>, LoadError> {
+    let read = |source| LoadError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let path = entry.map_err(read)?.path();
+        let name = file_name(&path);
+        if !name.starts_with('.') && name != silo_migrate::sum::SUM_FILE {
+            paths.push(path);
+        }
+    }
+    Ok(paths)
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A path relative to the folder that holds silo.toml.
+fn shown(manifest: &Manifest, path: &std::path::Path) -> PathBuf {
+    path.strip_prefix(&manifest.root)
+        .unwrap_or(path)
+        .to_path_buf()
 }
 
 /// `f` over `items` on every core, results in `items`' order.
@@ -185,8 +357,11 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
     })
 }
 
-/// Runs the rules over `files`.
-pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Report {
+/// Runs the rules over the loaded files. The skipped paths of the reported
+/// services are listed in the summary when no file selection narrows the
+/// run.
+pub fn lint(manifest: &Manifest, loaded: &Loaded, options: &Options) -> Report {
+    let files = &loaded.files[..];
     let mut tables: HashMap<String, Vec<String>> = HashMap::new();
     for f in files {
         for t in &f.facts.tables {
@@ -242,11 +417,22 @@ pub fn lint(manifest: &Manifest, files: &[SourceFile], options: &Options) -> Rep
         (&a.file, a.line, a.column, a.rule).cmp(&(&b.file, b.line, b.column, b.rule))
     });
     let count_of = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let skipped: Vec<Skipped> = loaded
+        .skipped
+        .iter()
+        .filter(|s| {
+            options.files.is_none()
+                && (options.services.is_empty() || options.services.contains(&s.service))
+        })
+        .cloned()
+        .collect();
     let summary = Summary {
         files: count,
         errors: count_of(Severity::Error),
         warnings: count_of(Severity::Warning),
         infos: count_of(Severity::Info),
+        skipped: skipped.len(),
+        skipped_paths: skipped,
     };
     Report { findings, summary }
 }

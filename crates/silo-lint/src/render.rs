@@ -44,15 +44,29 @@ pub fn human(report: &Report, files: &[SourceFile]) -> String {
         "{} file(s) linted: {} error(s), {} warning(s){infos}",
         s.files, s.errors, s.warnings
     );
+    if s.skipped > 0 {
+        let _ = writeln!(out, "{} path(s) skipped, not linted:", s.skipped);
+        for k in &s.skipped_paths {
+            let _ = writeln!(out, "  {}: {}", k.path.display(), k.reason);
+        }
+    }
     out
 }
 
 fn source_line(f: &Finding, files: &[SourceFile]) -> Option<String> {
     let file = files.iter().find(|s| s.display == f.file)?;
-    file.text
-        .lines()
-        .nth(f.line.checked_sub(1)?)
-        .map(str::to_string)
+    // Control characters (a binary file's) would garble the terminal.
+    file.text.lines().nth(f.line.checked_sub(1)?).map(|line| {
+        line.chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    })
 }
 
 fn underline_width(f: &Finding, line: &str) -> usize {
@@ -84,6 +98,14 @@ pub fn github(report: &Report) -> String {
             f.rule,
             escape(&f.message),
             escape(&f.help)
+        );
+    }
+    for k in &report.summary.skipped_paths {
+        let _ = writeln!(
+            out,
+            "::notice file={},title=silo lint skipped this path::{}",
+            k.path.display(),
+            escape(&k.reason)
         );
     }
     out
@@ -154,7 +176,7 @@ pub fn sarif(report: &Report, files: &[SourceFile]) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
+    let mut sarif = serde_json::json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
@@ -167,7 +189,29 @@ pub fn sarif(report: &Report, files: &[SourceFile]) -> serde_json::Value {
             "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "the folder that holds silo.toml"}}},
             "results": results,
         }],
-    })
+    });
+    // What was not read, as notifications of the run.
+    let skipped = &report.summary.skipped_paths;
+    if !skipped.is_empty() {
+        let notes: Vec<serde_json::Value> = skipped
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "level": "note",
+                    "message": {"text": format!("skipped, not linted: {}", k.reason)},
+                    "locations": [{"physicalLocation": {"artifactLocation": {
+                        "uri": uri(&k.path),
+                        "uriBaseId": "%SRCROOT%",
+                    }}}],
+                })
+            })
+            .collect();
+        sarif["runs"][0]["invocations"] = serde_json::json!([{
+            "executionSuccessful": true,
+            "toolExecutionNotifications": notes,
+        }]);
+    }
+    sarif
 }
 
 /// A relative path as a URI reference: `/` separators, percent-encoded

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use pg_query::NodeEnum;
 use silo_manifest::{Engine, Service, line_column};
 use silo_migrate::file::{FileName, parse_file_name};
+use silo_migrate::split::{self, Statement as RawStatement};
 use sqlparser::dialect::SQLiteDialect;
 
 use crate::facts::{self, Facts, Locator};
@@ -28,7 +29,10 @@ pub struct Statement {
     pub end: usize,
 }
 
-/// A migration file, read and parsed.
+/// A migration file, read and parsed. An entry of a migrations folder
+/// whose name looks like a migration but that silo would not run (a
+/// folder named `V1__x.sql`, a `.SQL` file) is one too, so that rules can
+/// report it.
 #[derive(Debug)]
 pub struct SourceFile {
     pub service: String,
@@ -40,59 +44,97 @@ pub struct SourceFile {
     pub text: String,
     /// The parsed name, or why it is not a migration name.
     pub name: Result<FileName, String>,
+    /// A folder, not a file: nothing in it is read.
+    pub folder: bool,
+    /// Every statement as `silo migrate` splits it, with the transaction
+    /// control it holds: for SQLite all of them, parsed or not; for
+    /// PostgreSQL those of the parse tree (none when the file does not
+    /// parse).
+    pub raw: Vec<silo_migrate::split::Statement>,
     /// PostgreSQL statements, when the file parsed.
     pub statements: Vec<Statement>,
     /// SQLite statements (those that parsed).
     pub sqlite: Vec<SqliteStatement>,
-    /// The parser's message and byte offset, when it did not.
+    /// The parser's message and byte offset, when it did not (or why the
+    /// file could not be parsed at all: not UTF-8 text, a NUL byte, an
+    /// unterminated comment or string).
     pub parse_error: Option<(String, usize)>,
     /// What the file declares, whichever the engine.
     pub facts: Facts,
 }
 
 impl SourceFile {
-    /// Reads and parses a file of `service`.
+    /// Reads and parses a file of `service` (or records a folder).
     pub fn load(service: &Service, path: PathBuf, root: &std::path::Path) -> std::io::Result<Self> {
-        let text = std::fs::read_to_string(&path)?;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let folder = path.is_dir();
         let name = match parse_file_name(&file_name) {
+            _ if folder => Err(
+                "a folder, not a file: silo runs only the files of a migrations folder".to_string(),
+            ),
             Ok(Some(n)) => Ok(n),
-            Ok(None) => Err("not a .sql file".to_string()),
+            Ok(None) => Err(format!(
+                "the extension must be `.sql` in lower case; silo does not run `{file_name}`"
+            )),
             Err(e) => Err(e),
         };
-        let mut facts = Facts::default();
-        let (statements, sqlite, parse_error) = if service.engine == Engine::Postgres {
-            let (statements, error) = parse(&text);
-            for s in &statements {
-                facts::from_postgres(&s.node, s.start, &mut facts);
-            }
-            (statements, Vec::new(), error)
+        let bytes = if folder {
+            Vec::new()
         } else {
-            let (statements, error) = parse_sqlite(&text);
-            for s in &statements {
-                let loc = Locator {
-                    text: &text,
-                    start: s.start,
-                };
-                facts::from_sqlite(&s.node, &loc, &mut facts);
-            }
-            (Vec::new(), statements, error)
+            std::fs::read(&path)?
         };
-        Ok(SourceFile {
+        let mut file = SourceFile {
             service: service.name.clone(),
             engine: service.engine,
             display: path.strip_prefix(root).unwrap_or(&path).to_path_buf(),
             path,
-            text,
+            text: String::new(),
             name,
-            statements,
-            sqlite,
-            parse_error,
-            facts,
-        })
+            folder,
+            raw: Vec::new(),
+            statements: Vec::new(),
+            sqlite: Vec::new(),
+            parse_error: None,
+            facts: Facts::default(),
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => file.text = text,
+            Err(e) => {
+                // Offsets up to the first bad byte are the same in the
+                // lossy text; keeping all of it keeps files apart (checksums).
+                let at = e.utf8_error().valid_up_to();
+                let bad = e.as_bytes()[at];
+                file.text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                file.parse_error = Some((
+                    format!(
+                        "not UTF-8 text (byte 0x{bad:02X} here): a migration file must be text, and `silo migrate` refuses this one"
+                    ),
+                    at,
+                ));
+                return Ok(file);
+            }
+        }
+        if file.engine == Engine::Postgres {
+            let (statements, raw, error) = parse(&file.text);
+            for s in &statements {
+                facts::from_postgres(&s.node, s.start, &mut file.facts);
+            }
+            (file.statements, file.raw, file.parse_error) = (statements, raw, error);
+        } else {
+            let (statements, raw, error) = parse_sqlite(&file.text);
+            for s in &statements {
+                let loc = Locator {
+                    text: &file.text,
+                    start: s.start,
+                };
+                facts::from_sqlite(&s.node, &loc, &mut file.facts);
+            }
+            (file.sqlite, file.raw, file.parse_error) = (statements, raw, error);
+        }
+        Ok(file)
     }
 
     /// 1-based line and column of a byte offset.
@@ -195,44 +237,70 @@ pub fn ignores(comment: &str, rule: &str) -> bool {
     named && !reason.is_empty()
 }
 
-fn parse(text: &str) -> (Vec<Statement>, Option<(String, usize)>) {
-    if text.contains('\0') {
-        return (Vec::new(), Some(("the file contains a NUL byte".into(), 0)));
-    }
+/// A PostgreSQL file's statements, as parse trees and as `silo migrate`
+/// splits them, or where it stops parsing.
+#[allow(clippy::type_complexity)]
+fn parse(text: &str) -> (Vec<Statement>, Vec<RawStatement>, Option<(String, usize)>) {
     match pg_query::parse(text, pg_query::ParserOptions::default()) {
         Ok(parsed) => {
+            let mut raw = Vec::new();
             let statements = parsed
                 .protobuf
                 .stmts
                 .into_iter()
-                .filter_map(|raw| {
-                    let start = raw.stmt_location as usize;
-                    let end = if raw.stmt_len == 0 {
+                .filter_map(|stmt| {
+                    let start = stmt.stmt_location as usize;
+                    let end = if stmt.stmt_len == 0 {
                         text.len()
                     } else {
-                        start + raw.stmt_len as usize
+                        start + stmt.stmt_len as usize
                     };
-                    let start = silo_migrate::split::skip_trivia(text, start, end);
-                    let node = raw.stmt?.node?;
+                    let start = split::skip_trivia(text, start, end);
+                    let node = stmt.stmt?.node?;
+                    raw.push(RawStatement {
+                        start,
+                        end,
+                        no_transaction: None,
+                        transaction_control: split::transaction_control(&node),
+                    });
                     Some(Statement { node, start, end })
                 })
                 .collect();
-            (statements, None)
+            (statements, raw, None)
         }
+        // What the file leaves open is where it goes wrong; otherwise the
+        // first statement the parser rejects.
         Err(e) => {
-            let message = e.to_string();
-            (Vec::new(), Some((message, error_offset(text))))
+            let error = match split::incomplete_postgres(text) {
+                Some(open) => (open.to_string(), open.offset),
+                None => split::postgres_syntax_error(text)
+                    .map_or((e.to_string(), 0), |e| (e.message, e.offset)),
+            };
+            (Vec::new(), Vec::new(), Some(error))
         }
     }
 }
 
 /// Splits with SQLite's own statement scanner (`sqlite3_complete`), then
 /// parses each statement in the SQLite dialect. A statement that does not
-/// parse is reported (the first one) and skipped; the rest still count.
-fn parse_sqlite(text: &str) -> (Vec<SqliteStatement>, Option<(String, usize)>) {
+/// parse is reported (the first one) and skipped; the rest still count. A
+/// file that ends inside a comment, string or trigger body is reported
+/// there: SQLite would silently ignore the rest.
+#[allow(clippy::type_complexity)]
+fn parse_sqlite(
+    text: &str,
+) -> (
+    Vec<SqliteStatement>,
+    Vec<RawStatement>,
+    Option<(String, usize)>,
+) {
     let mut statements = Vec::new();
     let mut error = None;
-    for piece in silo_migrate::split::split_sqlite(text) {
+    let open = split::incomplete_sqlite(text);
+    let mut raw = split::split_sqlite(text);
+    // What an open comment or string swallows is not a statement.
+    raw.retain(|piece| open.as_ref().is_none_or(|o| piece.end < o.offset));
+    for piece in &raw {
         let sql = piece.text(text);
         match sqlparser::parser::Parser::parse_sql(&SQLiteDialect {}, sql) {
             Ok(nodes) => statements.extend(nodes.into_iter().map(|node| SqliteStatement {
@@ -240,6 +308,9 @@ fn parse_sqlite(text: &str) -> (Vec<SqliteStatement>, Option<(String, usize)>) {
                 start: piece.start,
                 end: piece.end,
             })),
+            // SQLite's VACUUM grammar (`VACUUM schema INTO 'file'`) is
+            // beyond the dialect parser; the rules read its text.
+            Err(_) if first_word(sql).eq_ignore_ascii_case("vacuum") => {}
             Err(e) if error.is_none() => {
                 let message = e.to_string();
                 let loc = Locator {
@@ -256,7 +327,17 @@ fn parse_sqlite(text: &str) -> (Vec<SqliteStatement>, Option<(String, usize)>) {
             Err(_) => {}
         }
     }
-    (statements, error)
+    // The statements kept all come before what is left open.
+    let error = error.or_else(|| open.map(|o| (o.to_string(), o.offset)));
+    (statements, raw, error)
+}
+
+/// The first word of a statement (its keyword).
+pub(crate) fn first_word(sql: &str) -> &str {
+    let end = sql
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(sql.len());
+    &sql[..end]
 }
 
 /// sqlparser ends its messages with `at Line: L, Column: C`.
@@ -268,21 +349,6 @@ fn error_location(message: &str) -> Option<sqlparser::tokenizer::Location> {
         line: line.trim().parse().ok()?,
         column: column.parse().ok()?,
     })
-}
-
-/// libpg_query's error carries no position through the Rust API; the
-/// scanner-based splitter finds the first statement the parser rejects.
-fn error_offset(text: &str) -> usize {
-    let Ok(parts) = pg_query::split_with_scanner(text) else {
-        return 0;
-    };
-    for part in parts {
-        if pg_query::parse(part, pg_query::ParserOptions::default()).is_err() {
-            let offset = part.as_ptr() as usize - text.as_ptr() as usize;
-            return silo_migrate::split::skip_trivia(text, offset, offset + part.len());
-        }
-    }
-    0
 }
 
 #[cfg(test)]

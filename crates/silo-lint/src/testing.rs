@@ -60,6 +60,24 @@ impl Project {
         lint(&m, &files, &options).findings
     }
 
+    /// `(line, column, message)` of each finding of `rule`, in file and
+    /// position order; each finding must carry the rule's id and default
+    /// severity (silo.toml sets no levels here).
+    pub fn found(&self, rule: &str) -> Vec<(usize, usize, String)> {
+        let default = crate::rules::all()
+            .into_iter()
+            .find(|r| r.id() == rule)
+            .map(|r| r.severity());
+        self.hits(rule)
+            .into_iter()
+            .map(|f| {
+                assert_eq!(f.rule, rule);
+                assert_eq!(Some(f.severity), default, "{rule}: {}", f.message);
+                (f.line, f.column, f.message)
+            })
+            .collect()
+    }
+
     /// `(line, column)` of each finding of `rule`.
     pub fn places(&self, rule: &str) -> Vec<(usize, usize)> {
         self.hits(rule).iter().map(|f| (f.line, f.column)).collect()

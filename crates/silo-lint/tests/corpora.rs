@@ -73,7 +73,7 @@ fn lint_corpus(corpus: &str) -> Figures {
     }
     Figures {
         files: files.len(),
-        statements: loaded.iter().map(|f| f.statements.len()).sum(),
+        statements: loaded.files.iter().map(|f| f.statements.len()).sum(),
         parse_errors: report
             .findings
             .iter()

@@ -37,8 +37,8 @@ fn project() -> (tempfile::TempDir, Manifest) {
 }
 
 fn report(manifest: &Manifest) -> (Report, Vec<silo_lint::source::SourceFile>) {
-    let files = load(manifest).unwrap();
-    (lint(manifest, &files, &Options::default()), files)
+    let loaded = load(manifest).unwrap();
+    (lint(manifest, &loaded, &Options::default()), loaded.files)
 }
 
 #[test]

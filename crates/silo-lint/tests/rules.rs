@@ -362,3 +362,226 @@ fn ignore_comments_cover_the_statement_below_them() {
         .collect();
     assert_eq!(bigint, [10, 14]);
 }
+
+/// `(line, column, message)` of the `parse-error` findings of `p`.
+fn parse_errors(p: &Project) -> Vec<(usize, usize, String)> {
+    p.lint(silo_lint::PARSE_ERROR)
+        .findings
+        .into_iter()
+        .map(|f| (f.line, f.column, f.message))
+        .collect()
+}
+
+/// A file that ends inside a comment, a string or a trigger's body is a
+/// parse error at what it leaves open, on both engines: SQLite would read
+/// an unterminated `/*` as a comment to the end and skip the rest.
+#[test]
+fn incomplete_files_are_parse_errors_where_they_open() {
+    let p = sqlite_project();
+    for (sql, at, message) in [
+        (
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY);\n/* CREATE TABLE carts (id INTEGER);\n",
+            (2, 1),
+            "unterminated `/*` comment: the rest of the file is inside it",
+        ),
+        (
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY);\nINSERT INTO orders VALUES ('x);\n",
+            (2, 28),
+            "unterminated string: the rest of the file is inside it",
+        ),
+        (
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY);\n  CREATE TRIGGER t AFTER INSERT ON orders BEGIN\n    DELETE FROM orders;\n",
+            (2, 3),
+            "CREATE TRIGGER without `END;`: the rest of the file is inside its body",
+        ),
+    ] {
+        p.write("orders", "V1__orders.sql", sql);
+        assert_eq!(
+            parse_errors(&p),
+            [(at.0, at.1, message.to_string())],
+            "sqlite: {sql}"
+        );
+    }
+    let p = Project::new();
+    for (sql, at, message) in [
+        (
+            "CREATE TABLE orders (id bigint);\n\n/* CREATE TABLE carts (id bigint);\n",
+            (3, 1),
+            "unterminated `/*` comment: the rest of the file is inside it",
+        ),
+        (
+            "CREATE TABLE orders (id bigint);\nCREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $$ LANGUAGE sql;",
+            (2, 36),
+            "unterminated dollar-quoted string `$body$`: the rest of the file is inside it",
+        ),
+    ] {
+        p.write("orders", "V1__orders.sql", sql);
+        assert_eq!(
+            parse_errors(&p),
+            [(at.0, at.1, message.to_string())],
+            "postgres: {sql}"
+        );
+    }
+}
+
+/// A file that is not text (not UTF-8, or holding a NUL byte) is a
+/// finding on that file; the other files are still linted.
+#[test]
+fn binary_files_are_findings_and_the_rest_is_linted() {
+    for p in [Project::new(), sqlite_project()] {
+        p.write(
+            "orders",
+            "V1__orders.sql",
+            "CREATE TABLE order_item (id bigint);",
+        );
+        std::fs::write(
+            p.dir.path().join("services/orders/migrations/V2__blob.sql"),
+            b"SELECT 1;\nSELECT \xff\xfe;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.dir.path().join("services/orders/migrations/V3__nul.sql"),
+            b"SELECT 1;\n  SELECT\0;\n",
+        )
+        .unwrap();
+        let m = Manifest::load(&p.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+        let loaded = load(&m).expect("a binary file does not stop the run");
+        let report = lint(&m, &loaded, &Options::default());
+        let found: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.rule == "parse-error" || f.rule == "table-name")
+            .map(|f| {
+                (
+                    f.rule,
+                    f.file.file_name().unwrap().to_str().unwrap().to_string(),
+                    f.line,
+                    f.column,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("table-name", "V1__orders.sql".into(), 1, 14),
+                ("parse-error", "V2__blob.sql".into(), 2, 8),
+                ("parse-error", "V3__nul.sql".into(), 2, 9),
+            ]
+        );
+        let messages: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.rule == "parse-error")
+            .map(|f| f.message.as_str())
+            .collect();
+        assert!(messages[0].starts_with("not UTF-8 text (byte 0xFF here)"));
+        assert!(messages[1].starts_with("a NUL byte"));
+        assert_eq!(report.summary.files, 3);
+    }
+    // Two different binary files are not one shared file, and their bytes
+    // never reach the terminal.
+    let p = Project::new();
+    let folder = |s: &str| p.dir.path().join(format!("services/{s}/migrations"));
+    std::fs::write(folder("orders").join("V1__png.sql"), b"\x89PNG\r\n\x1a\n").unwrap();
+    std::fs::write(folder("billing").join("V1__gif.sql"), b"\xffGIF\x1b[2J").unwrap();
+    let m = Manifest::load(&p.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    let loaded = load(&m).unwrap();
+    let report = lint(&m, &loaded, &Options::default());
+    assert!(
+        report.findings.iter().all(|f| f.rule != "shared-migration"),
+        "{:#?}",
+        report.findings
+    );
+    let human = silo_lint::render::human(&report, &loaded.files);
+    assert!(!human.contains(['\r', '\x1a', '\x1b']), "{human:?}");
+}
+
+/// A migrations folder that does not exist is an error naming it, not a
+/// run over no files.
+#[test]
+fn a_missing_migrations_folder_is_an_error() {
+    let p = Project::new();
+    std::fs::write(
+        p.dir.path().join("silo.toml"),
+        "[project]\nname = \"t\"\n[services.orders]\nmigrations = \"db/orders\"\n",
+    )
+    .unwrap();
+    let m = Manifest::load(&p.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    let err = load(&m).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the migrations folder of service `orders`, db/orders, does not exist"
+    );
+    assert!(err.help().contains("[services.orders]"), "{}", err.help());
+    // The audit checks what there is, and lists the folder as skipped.
+    let loaded = silo_lint::load_available(&m).unwrap();
+    assert_eq!(loaded.skipped.len(), 1);
+    assert_eq!(loaded.skipped[0].reason, err.to_string());
+    // A file where the folder should be is no folder either.
+    std::fs::create_dir_all(p.dir.path().join("db")).unwrap();
+    std::fs::write(p.dir.path().join("db/orders"), "").unwrap();
+    assert!(matches!(
+        load(&m),
+        Err(silo_lint::LoadError::MissingFolder { .. })
+    ));
+}
+
+/// What lint did not read is listed in the summary, never passed over.
+#[test]
+fn skipped_paths_are_counted_and_listed() {
+    let p = sqlite_project();
+    let orders = p.dir.path().join("services/orders/migrations");
+    std::fs::create_dir_all(orders.join("sqlite/old")).unwrap();
+    std::fs::create_dir_all(orders.join("postgres")).unwrap();
+    std::fs::write(orders.join("sqlite/V1__orders.sql"), "SELECT 1;").unwrap();
+    std::fs::write(orders.join("sqlite/README.md"), "notes").unwrap();
+    std::fs::write(orders.join("sqlite/.gitkeep"), "").unwrap();
+    std::fs::write(orders.join("V9__stray.sql"), "SELECT 1;").unwrap();
+    let m = Manifest::load(&p.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    let loaded = load(&m).unwrap();
+    let report = lint(&m, &loaded, &Options::default());
+    let skipped: Vec<_> = report
+        .summary
+        .skipped_paths
+        .iter()
+        .map(|s| (s.path.display().to_string(), s.reason.as_str()))
+        .collect();
+    let base = "services/orders/migrations";
+    assert_eq!(
+        skipped,
+        [
+            (
+                format!("{base}/V9__stray.sql"),
+                "outside the `sqlite/` folder, which is all silo reads for sqlite"
+            ),
+            (
+                format!("{base}/postgres"),
+                "migrations for postgres; this service's store is sqlite (`silo --engine postgres lint` reads them)"
+            ),
+            (format!("{base}/sqlite/README.md"), "not a .sql file"),
+            (
+                format!("{base}/sqlite/old"),
+                "a folder: silo runs only the files directly in the migrations folder"
+            ),
+        ]
+    );
+    assert_eq!(report.summary.skipped, 4);
+    assert_eq!(report.summary.files, 1);
+    // Reporting other services only leaves them out.
+    let billing = lint(
+        &m,
+        &loaded,
+        &Options {
+            services: vec!["billing".into()],
+            ..Default::default()
+        },
+    );
+    assert_eq!(billing.summary.skipped, 0);
+    let human = silo_lint::render::human(&report, &loaded.files);
+    assert!(
+        human.contains(
+            "4 path(s) skipped, not linted:\n  services/orders/migrations/V9__stray.sql: outside"
+        ),
+        "{human}"
+    );
+}

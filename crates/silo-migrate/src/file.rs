@@ -65,6 +65,14 @@ pub struct FileName {
 /// silently).
 pub fn parse_file_name(name: &str) -> Result<Option<FileName>, String> {
     let Some(stem) = name.strip_suffix(".sql") else {
+        // `V8__x.SQL` is meant as a migration: skipping it would be silent.
+        if let Some((stem, extension)) = name.rsplit_once('.')
+            && extension.eq_ignore_ascii_case("sql")
+        {
+            return Err(format!(
+                "the extension must be `.sql` in lower case; rename it {stem}.sql"
+            ));
+        }
         return Ok(None);
     };
     let expected = "expected V<version>__<description>.sql, U<version>__<description>.sql or R__<description>.sql";
@@ -165,10 +173,18 @@ pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, MigrateErr
             source,
         })?;
         let path = entry.path();
+        let script = entry.file_name().to_string_lossy().into_owned();
         if !path.is_file() {
+            // A folder named like a migration holds files that never run.
+            if script.to_ascii_lowercase().ends_with(".sql") {
+                return Err(MigrateError::BadFileName {
+                    path,
+                    reason: "a folder, not a file: silo runs only the files of a migrations folder"
+                        .into(),
+                });
+            }
             continue;
         }
-        let script = entry.file_name().to_string_lossy().into_owned();
         let Some(name) = parse_file_name(&script).map_err(|reason| MigrateError::BadFileName {
             path: path.clone(),
             reason,
@@ -244,6 +260,30 @@ mod tests {
         assert!(parse_file_name("V1__.sql").is_err());
         assert!(parse_file_name("R1__x.sql").is_err());
         assert!(parse_file_name("Vx__y.sql").is_err());
+        // A migration with an upper-case extension is not skipped silently.
+        assert_eq!(
+            parse_file_name("V8__x.SQL"),
+            Err("the extension must be `.sql` in lower case; rename it V8__x.sql".into())
+        );
+        assert_eq!(parse_file_name("notes.txt").unwrap(), None);
+    }
+
+    #[test]
+    fn discover_refuses_what_it_would_skip_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("V1__a.sql"), "SELECT 1;").unwrap();
+        std::fs::write(dir.path().join("README.md"), "notes").unwrap();
+        assert_eq!(discover(dir.path(), Engine::Sqlite).unwrap().len(), 1);
+        std::fs::create_dir(dir.path().join("V2__dir.sql")).unwrap();
+        let err = discover(dir.path(), Engine::Sqlite).unwrap_err();
+        assert!(
+            matches!(&err, MigrateError::BadFileName { path, .. } if path.ends_with("V2__dir.sql")),
+            "{err}"
+        );
+        std::fs::remove_dir(dir.path().join("V2__dir.sql")).unwrap();
+        std::fs::write(dir.path().join("V3__b.SQL"), "SELECT 1;").unwrap();
+        let err = discover(dir.path(), Engine::Sqlite).unwrap_err();
+        assert!(err.to_string().contains("rename it V3__b.sql"), "{err}");
     }
 
     #[test]

@@ -333,26 +333,11 @@ async fn apply_all(
 /// that cannot run in one runs statement by statement after it commits,
 /// and is then recorded, as failed if a statement failed.
 async fn run_file(target: &mut dyn Target, p: &Prepared) -> Result<Step, MigrateError> {
-    let analysis = p.analysis(&*target);
-    // A COMMIT or ROLLBACK in the file would end silo's transaction
-    // early: the rest would run outside it and the file be recorded
-    // as applied whatever happened. Refuse before running anything.
-    if let Some(s) = analysis
-        .statements
-        .iter()
-        .find(|s| s.transaction_control.is_some())
-    {
+    if let Some(f) = refusal(p, &*target) {
         let _ = target.rollback().await;
-        let what = s.transaction_control.unwrap_or("transaction control");
-        let e = DbError {
-            message: format!(
-                "{what} in a migration: silo runs each file in a transaction of its own; remove it (a file with statements that cannot run in a transaction runs outside one by itself)"
-            ),
-            code: None,
-            offset: None,
-        };
-        return Err(MigrateError::failed(failure_at(p, s, e, true)));
+        return Err(MigrateError::failed(f));
     }
+    let analysis = p.analysis(&*target);
     let started = Instant::now();
     if analysis.no_transaction.is_none() {
         if let Err(e) = target.execute(&p.sql.text).await {
@@ -382,6 +367,52 @@ async fn run_file(target: &mut dyn Target, p: &Prepared) -> Result<Step, Migrate
         return Err(MigrateError::failed(f));
     }
     Ok(step_of(p, &*target, ms, false))
+}
+
+/// Why a file must not run at all, found before any of it runs: it ends
+/// inside a comment, string or trigger body (the engine would skip or
+/// refuse the rest), it runs outside a transaction and does not parse, or
+/// it holds a `COMMIT` or `ROLLBACK` that would end
+/// silo's transaction early, so the rest would run outside it and the file
+/// be recorded as applied whatever happened.
+fn refusal(p: &Prepared, target: &dyn Target) -> Option<Failure> {
+    if let Some(incomplete) = crate::split::incomplete(&p.sql.text, target.engine()) {
+        let e = DbError {
+            message: format!("{incomplete}; nothing of this file was run"),
+            code: None,
+            offset: None,
+        };
+        return Some(failure(p, Some(incomplete.offset), None, e, true));
+    }
+    // Outside a transaction, a syntax error late in the file would leave
+    // the statements before it applied: check the whole file first.
+    if p.analysis(target).no_transaction.is_some()
+        && let Some(bad) = crate::split::syntax_error(&p.sql.text, target.engine())
+    {
+        let e = DbError {
+            message: format!(
+                "{}; the file runs outside a transaction, so nothing of it was run",
+                bad.message
+            ),
+            code: None,
+            offset: None,
+        };
+        return Some(failure(p, Some(bad.offset), None, e, true));
+    }
+    let s = p
+        .analysis(target)
+        .statements
+        .iter()
+        .find(|s| s.transaction_control.is_some())?;
+    let what = s.transaction_control.unwrap_or("transaction control");
+    let e = DbError {
+        message: format!(
+            "{what} in a migration: silo runs each file in a transaction of its own; remove it (a file with statements that cannot run in a transaction runs outside one by itself)"
+        ),
+        code: None,
+        offset: None,
+    };
+    Some(failure_at(p, s, e, true))
 }
 
 fn elapsed_ms(started: Instant) -> i32 {

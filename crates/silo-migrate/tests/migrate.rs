@@ -808,3 +808,111 @@ async fn transaction_control_sqlite() {
 async fn transaction_control_postgres() {
     transaction_control_is_refused("postgres").await;
 }
+
+/// A file that ends inside a comment, a string or a quoted identifier would
+/// have the rest of it silently skipped (SQLite reads an unterminated `/*`
+/// as a comment to the end) or, outside a transaction, half run: it is
+/// refused before any of it runs, located at what it leaves open, and not
+/// recorded. Undo files too.
+async fn incomplete_file_is_refused(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1__a.sql", "CREATE TABLE t1 (id INTEGER);");
+    let mut cases = vec![
+        (
+            "CREATE TABLE t2 (id INTEGER);\n/* CREATE TABLE t3 (id INTEGER);\n",
+            (2, 1),
+            "unterminated `/*` comment",
+        ),
+        (
+            "-- silo:no-transaction\nCREATE TABLE t2 (id INTEGER);\n  /* CREATE TABLE t3 (id INTEGER);",
+            (3, 3),
+            "unterminated `/*` comment",
+        ),
+        (
+            "CREATE TABLE t2 (id INTEGER);\nINSERT INTO t1 VALUES (1);\nCREATE TABLE \"t3 (id INTEGER);",
+            (3, 14),
+            "unterminated quoted identifier",
+        ),
+        (
+            "CREATE TABLE t2 (id INTEGER);\nINSERT INTO t2 VALUES ('x);\n",
+            (2, 24),
+            "unterminated string",
+        ),
+    ];
+    if engine == "sqlite" {
+        cases.push((
+            "CREATE TABLE t2 (id INTEGER);\nCREATE TRIGGER tr AFTER INSERT ON t2 BEGIN\n  DELETE FROM t1;\n",
+            (2, 1),
+            "CREATE TRIGGER without `END;`",
+        ));
+    } else {
+        cases.push((
+            "CREATE TABLE t2 (id INTEGER);\nCREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $$ LANGUAGE sql;",
+            (2, 36),
+            "unterminated dollar-quoted string `$body$`",
+        ));
+    }
+    for (sql, at, message) in cases {
+        p.write("V2__b.sql", sql);
+        let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+        match err {
+            MigrateError::Failed(f) => {
+                let l = f.location.expect("located");
+                assert_eq!((l.line, l.column), at, "{sql}");
+                assert!(l.path.ends_with("V2__b.sql"));
+                assert!(f.message.starts_with(message), "{sql}: {}", f.message);
+            }
+            other => panic!("expected a refused file, got {other}"),
+        }
+        assert_eq!(p.tables().await, ["t1"], "nothing of V2 ran: {sql}");
+        assert_eq!(p.history_len().await, 1, "V2 is not recorded: {sql}");
+    }
+    // Outside a transaction, a last statement without its end would
+    // leave what comes before it applied (PostgreSQL's scanner even
+    // dropped it, and recorded the file as applied): refused before
+    // anything runs.
+    p.write(
+        "V2__b.sql",
+        "-- silo:no-transaction\nCREATE TABLE t2 (id INTEGER);\nCREATE TABLE t3 (id INTEGER",
+    );
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    match err {
+        MigrateError::Failed(f) => {
+            assert_eq!(f.location.expect("located").line, 3, "{}", f.message);
+            assert!(
+                f.message
+                    .ends_with("the file runs outside a transaction, so nothing of it was run"),
+                "{}",
+                f.message
+            );
+        }
+        other => panic!("expected a refused file, got {other}"),
+    }
+    assert_eq!(p.tables().await, ["t1"], "nothing of V2 ran");
+    assert_eq!(p.history_len().await, 1, "V2 is not recorded");
+
+    p.write("V2__b.sql", "CREATE TABLE t2 (id INTEGER); /* closed */");
+    p.write("U2__b.sql", "DROP TABLE t2;\n/* unterminated");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = p.target().await;
+    let err = undo(target.as_mut(), &prepared, None, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Failed(f) if f.location.as_ref().is_some_and(|l| l.line == 2)),
+        "{err}"
+    );
+    assert_eq!(p.tables().await, ["t1", "t2"], "the undo did not run");
+}
+
+#[tokio::test]
+async fn incomplete_file_sqlite() {
+    incomplete_file_is_refused("sqlite").await;
+}
+
+#[tokio::test]
+async fn incomplete_file_postgres() {
+    incomplete_file_is_refused("postgres").await;
+}

@@ -293,12 +293,12 @@ fn redact(url: &str) -> String {
 /// silo-lint's boundary rules over the migrations: a reference into
 /// another service's tables, or a way into another store.
 fn migration_findings(manifest: &Manifest) -> Vec<Finding> {
-    let Ok(files) = silo_lint::load(manifest) else {
+    let Ok(loaded) = silo_lint::load_available(manifest) else {
         return Vec::new();
     };
     let report = silo_lint::lint(
         manifest,
-        &files,
+        &loaded,
         &silo_lint::Options {
             services: Vec::new(),
             rules: vec![

@@ -37,11 +37,12 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
             eprintln!("silo.sum files unchanged");
         }
     }
-    let files =
-        silo_lint::load(&ctx.manifest).map_err(|e| Failure::usage(miette::miette!("{e}")))?;
+    let loaded = silo_lint::load(&ctx.manifest)
+        .map_err(|e| Failure::usage(miette::miette!(help = e.help(), "{e}")))?;
+    let files = &loaded.files;
     let mut only = None;
     if !args.paths.is_empty() {
-        only = Some(select_paths(&args.paths, &files)?);
+        only = Some(select_paths(&args.paths, files)?);
     }
     if let Some(git_ref) = &args.changed_since {
         let changed = changed_since(&ctx.manifest.root, git_ref)?;
@@ -55,7 +56,7 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
     }
     let report = silo_lint::lint(
         &ctx.manifest,
-        &files,
+        &loaded,
         &Options {
             services: args.services.clone(),
             rules: args.rules.clone(),
@@ -64,9 +65,9 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
         },
     );
     match args.format {
-        LintFormat::Human => print!("{}", silo_lint::render::human(&report, &files)),
+        LintFormat::Human => print!("{}", silo_lint::render::human(&report, files)),
         LintFormat::Json => print_json(&silo_lint::render::json(&report)),
-        LintFormat::Sarif => print_json(&silo_lint::render::sarif(&report, &files)),
+        LintFormat::Sarif => print_json(&silo_lint::render::sarif(&report, files)),
         LintFormat::Github => print!("{}", silo_lint::render::github(&report)),
     }
     let failed = report
@@ -123,6 +124,13 @@ fn select_paths(
             })
             .map(|f| f.path.clone())
             .collect();
+        if !absolute.exists() {
+            return Err(Failure::usage(miette::miette!(
+                help = "give a migration file or folder of a service in silo.toml",
+                "`{}` does not exist",
+                path.display()
+            )));
+        }
         if matched.is_empty() {
             return Err(Failure::usage(miette::miette!(
                 help = "give a migration file or folder of a service in silo.toml",

@@ -40,3 +40,44 @@ impl Rule for AddingRequiredField {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "adding-required-field";
+
+    #[test]
+    fn a_required_column_without_a_default_fires() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SELECT 1;\n  ALTER TABLE orders ADD COLUMN note text NOT NULL;",
+        );
+        assert_eq!(
+            p.found(RULE),
+            [(
+                2,
+                3,
+                "adding required column `orders.note` without a default".into()
+            )]
+        );
+    }
+
+    /// A default, a nullable column, an identity, or a table made in the
+    /// same file (it has no rows yet).
+    #[test]
+    fn a_default_a_nullable_column_or_a_new_table_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "ALTER TABLE orders ADD COLUMN a text NOT NULL DEFAULT '';\n\
+             ALTER TABLE orders ADD COLUMN b text;\n\
+             ALTER TABLE orders ADD COLUMN c bigint NOT NULL GENERATED ALWAYS AS IDENTITY;\n\
+             CREATE TABLE carts (id bigint);\nALTER TABLE carts ADD COLUMN n text NOT NULL;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}

@@ -34,3 +34,46 @@ impl Rule for BanDropColumn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "ban-drop-column";
+
+    #[test]
+    fn dropping_a_column_of_an_existing_table_fires() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SELECT 1;\nALTER TABLE orders DROP COLUMN note;",
+        );
+        assert_eq!(
+            p.found(RULE),
+            [(
+                2,
+                1,
+                "dropping column `orders.note` breaks code that still reads it".into()
+            )]
+        );
+    }
+
+    /// An undo file's job is to drop what its V file added; a table made in
+    /// the same file has no readers yet.
+    #[test]
+    fn an_undo_file_or_a_new_table_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "U2__t.sql",
+            "ALTER TABLE orders DROP COLUMN note;",
+        )
+        .write(
+            "orders",
+            "V2__t.sql",
+            "CREATE TABLE carts (id bigint, n text);\nALTER TABLE carts DROP COLUMN n;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}

@@ -31,3 +31,35 @@ impl Rule for BanDropDatabase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "ban-drop-database";
+
+    #[test]
+    fn drop_database_fires() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SELECT 1;\n  DROP DATABASE IF EXISTS billing;",
+        );
+        assert_eq!(
+            p.found(RULE),
+            [(2, 3, "DROP DATABASE billing in a migration".into())]
+        );
+    }
+
+    #[test]
+    fn drop_table_and_drop_schema_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "DROP TABLE carts;\nDROP SCHEMA billing;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}

@@ -36,3 +36,36 @@ impl Rule for BanDropTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "ban-drop-table";
+
+    #[test]
+    fn drop_table_fires() {
+        let p = Project::postgres();
+        p.write("orders", "V2__t.sql", "SELECT 1;\nDROP TABLE carts;");
+        assert_eq!(
+            p.found(RULE),
+            [(
+                2,
+                1,
+                "DROP TABLE loses the data and breaks code that still reads the table".into()
+            )]
+        );
+    }
+
+    /// An undo file drops what its V file made; a view is not a table.
+    #[test]
+    fn an_undo_file_or_a_view_do_not() {
+        let p = Project::postgres();
+        p.write("orders", "U2__t.sql", "DROP TABLE carts;").write(
+            "orders",
+            "V2__t.sql",
+            "DROP VIEW cart_totals;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}

@@ -31,3 +31,41 @@ impl Rule for ChangingColumnType {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "changing-column-type";
+
+    #[test]
+    fn retyping_a_column_of_an_existing_table_fires() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SELECT 1;\nALTER TABLE orders ALTER COLUMN total TYPE numeric(12, 2);",
+        );
+        assert_eq!(
+            p.found(RULE),
+            [(
+                2,
+                1,
+                "changing the type of `orders.total` rewrites the table under an exclusive lock"
+                    .into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_new_table_or_another_alter_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "CREATE TABLE carts (id bigint, n int);\nALTER TABLE carts ALTER COLUMN n TYPE bigint;\n\
+             ALTER TABLE orders ALTER COLUMN total SET DEFAULT 0;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}

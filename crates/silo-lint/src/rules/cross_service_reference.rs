@@ -99,3 +99,70 @@ fn sqlite(ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "cross-service-reference";
+
+    #[test]
+    fn a_foreign_key_and_a_qualified_name_into_another_service_fire() {
+        let p = Project::postgres();
+        p.write("billing", "V1__invoices.sql", "CREATE TABLE invoices (id bigint PRIMARY KEY);")
+            .write(
+                "orders",
+                "V1__orders.sql",
+                "CREATE TABLE orders (\n  id bigint PRIMARY KEY,\n  invoice_id bigint REFERENCES invoices (id)\n);\n\
+                 CREATE VIEW v AS SELECT * FROM billing.payments;",
+            );
+        let message = |name: &str| {
+            format!("`{name}` belongs to service `billing`; service `orders` must not reference it")
+        };
+        assert_eq!(
+            p.found(RULE),
+            [
+                (3, 32, message("invoices")),
+                (5, 32, message("billing.payments")),
+            ]
+        );
+    }
+
+    #[test]
+    fn own_tables_and_unknown_tables_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "billing",
+            "V1__invoices.sql",
+            "CREATE TABLE invoices (id bigint PRIMARY KEY);",
+        )
+        .write(
+            "orders",
+            "V1__orders.sql",
+            "CREATE TABLE carts (id bigint PRIMARY KEY);\n\
+                 CREATE TABLE orders (id bigint, cart_id bigint REFERENCES carts (id));\n\
+                 SELECT * FROM public.carts, pg_catalog.pg_class, audit_log;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+
+    #[test]
+    fn sqlite_foreign_keys_fire_too() {
+        let p = Project::sqlite();
+        p.write("billing", "V1__invoices.sql", "CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
+            .write(
+                "orders",
+                "V1__orders.sql",
+                "CREATE TABLE orders (\n  id INTEGER PRIMARY KEY,\n  invoice_id INTEGER REFERENCES invoices (id)\n);",
+            );
+        assert_eq!(
+            p.found(RULE),
+            [(
+                3,
+                33,
+                "`invoices` belongs to service `billing`; service `orders` must not reference it"
+                    .into()
+            )]
+        );
+    }
+}

@@ -58,3 +58,36 @@ impl Rule for MissingUndo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "missing-undo";
+
+    #[test]
+    fn a_version_without_its_undo_fires() {
+        let p = Project::postgres();
+        p.write("orders", "V1_2__t.sql", "SELECT 1;");
+        assert_eq!(
+            p.found(RULE),
+            [(1, 1, "version 1_2 has no undo file".into())]
+        );
+    }
+
+    /// An undo file of the same version (by value), or a reason in the
+    /// header; a repeatable file has no undo.
+    #[test]
+    fn an_undo_or_a_stated_reason_do_not() {
+        let p = Project::postgres();
+        p.write("orders", "V1__t.sql", "SELECT 1;")
+            .write("orders", "U001__t.sql", "SELECT 1;")
+            .write(
+                "orders",
+                "V2__t.sql",
+                "-- header\n-- silo:irreversible the data is gone\nSELECT 1;",
+            )
+            .write("orders", "R__views.sql", "SELECT 1;");
+        assert_eq!(p.found(RULE), []);
+    }
+}

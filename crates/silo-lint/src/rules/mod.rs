@@ -40,6 +40,7 @@ mod shared_migration;
 mod table_name;
 mod transaction_nesting;
 pub(crate) mod type_rules;
+mod undo_without_version;
 mod undocumented_breaking_change;
 mod unindexed_reference;
 
@@ -166,6 +167,7 @@ pub fn all() -> Vec<&'static dyn Rule> {
         &shared_migration::SharedMigration,
         &table_name::TableName,
         &transaction_nesting::TransactionNesting,
+        &undo_without_version::UndoWithoutVersion,
         &undocumented_breaking_change::UndocumentedBreakingChange,
         &unindexed_reference::UnindexedReference,
     ];

@@ -38,3 +38,40 @@ impl Rule for RenamingColumn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "renaming-column";
+
+    #[test]
+    fn renaming_a_column_of_an_existing_table_fires() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SELECT 1;\nALTER TABLE orders RENAME COLUMN note TO memo;",
+        );
+        assert_eq!(
+            p.found(RULE),
+            [(
+                2,
+                1,
+                "renaming column `note` to `memo` breaks code that uses the old name".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_new_table_or_a_renamed_table_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "CREATE TABLE carts (id bigint, n text);\nALTER TABLE carts RENAME COLUMN n TO name;\n\
+             ALTER TABLE orders RENAME TO purchases;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}

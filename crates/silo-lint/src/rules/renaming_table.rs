@@ -40,3 +40,40 @@ impl Rule for RenamingTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "renaming-table";
+
+    #[test]
+    fn renaming_an_existing_table_fires() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SELECT 1;\n  ALTER TABLE orders RENAME TO purchases;",
+        );
+        assert_eq!(
+            p.found(RULE),
+            [(
+                2,
+                3,
+                "renaming table `orders` to `purchases` breaks code that uses the old name".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_new_table_or_a_renamed_column_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "CREATE TABLE carts (id bigint);\nALTER TABLE carts RENAME TO baskets;\n\
+             ALTER TABLE orders RENAME COLUMN note TO memo;",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}

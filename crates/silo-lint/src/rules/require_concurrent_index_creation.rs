@@ -45,3 +45,44 @@ impl Rule for RequireConcurrentIndexCreation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::Project;
+
+    const RULE: &str = "require-concurrent-index-creation";
+
+    #[test]
+    fn an_index_on_an_existing_table_fires() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "SELECT 1;\nCREATE UNIQUE INDEX uq_orders_code ON orders (code);",
+        );
+        assert_eq!(
+            p.found(RULE),
+            [(
+                2,
+                1,
+                "CREATE INDEX on existing table `orders` without CONCURRENTLY locks out writes while it builds".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn concurrently_or_a_new_table_do_not() {
+        let p = Project::postgres();
+        p.write(
+            "orders",
+            "V2__t.sql",
+            "CREATE INDEX CONCURRENTLY idx_orders_code ON orders (code);",
+        )
+        .write(
+            "orders",
+            "V3__t.sql",
+            "CREATE TABLE carts (id bigint);\nCREATE INDEX idx_carts_id ON carts (id);",
+        );
+        assert_eq!(p.found(RULE), []);
+    }
+}
