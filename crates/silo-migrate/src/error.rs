@@ -115,6 +115,9 @@ impl MigrateError {
     pub fn hint(&self) -> Option<String> {
         match self {
             MigrateError::Store(e) => e.hint(),
+            MigrateError::Sql { source, .. } if silo_store::is_privilege_error(source) => Some(
+                "the service's role lacks a privilege in its own store: `silo up` restores its ownership and grants".into(),
+            ),
             MigrateError::BadFileName { .. } => Some(
                 "name it V<version>__<description>.sql (apply), U<version>__<description>.sql (undo) or R__<description>.sql (repeatable)".into(),
             ),

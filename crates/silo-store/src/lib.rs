@@ -21,7 +21,7 @@ use serde::Serialize;
 use silo_manifest::Service;
 
 pub use credentials::{Credentials, CredentialsView, SecretsDir};
-pub use error::{StoreError, root_cause};
+pub use error::{StoreError, is_privilege_error, root_cause};
 pub use secret::{Secret, scram_verifier};
 pub use stores::{Stores, StoresConfig};
 

@@ -57,6 +57,20 @@ struct DatabaseState {
 /// Statement logging is off: role statements carry password verifiers,
 /// and `CREATE DATABASE` routinely trips the slow-statement warning.
 pub fn parse_url(url: &str, origin: &str) -> Result<PgConnectOptions, StoreError> {
+    // sqlx reads any scheme as PostgreSQL: a `mysql://` URL would be sent
+    // PostgreSQL's startup packet and fail with a confusing protocol error.
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(StoreError::BadUrl {
+            origin: origin.to_string(),
+            reason: match scheme {
+                Some(scheme) => format!(
+                    "`{scheme}://` is not a PostgreSQL URL; silo's server engine is PostgreSQL, so the URL starts with postgres:// or postgresql://"
+                ),
+                None => "expected postgres://USER@HOST:PORT/DATABASE".into(),
+            },
+        });
+    }
     PgConnectOptions::from_str(url)
         .map(ConnectOptions::disable_statement_logging)
         .map_err(|e| StoreError::BadUrl {

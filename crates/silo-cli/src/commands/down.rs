@@ -68,7 +68,7 @@ async fn drop_all(ctx: &Context, services: &[&Service], as_json: bool) -> CmdRes
             };
             t.add_row(vec![s.name.clone(), result, details]);
         }
-        println!("{t}");
+        outln!("{t}");
     }
     Ok(if failed > 0 {
         ExitCode::from(1)

@@ -44,11 +44,10 @@ fn version(text: &str, flag: &str) -> Result<Version, Failure> {
 /// the failing spot underlined.
 pub fn report(service: &str, e: &MigrateError) -> Report {
     let mut message = format!("{service}: {e}");
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    if cause.to_string() != e.to_string() {
+    // The server's own words, without the line of its C source that sqlx
+    // appends to a database error's Display ("... at line 363").
+    let cause = silo_store::root_cause(e);
+    if cause != e.to_string() {
         message.push_str(&format!(": {cause}"));
     }
     let mut diag = MietteDiagnostic::new(message);
@@ -115,7 +114,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
     };
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let jobs = services.iter().map(|&service| {
+    let jobs = services.iter().enumerate().map(|(position, &service)| {
         let bar = spinner(&multi, &service.name);
         let options = options.clone();
         let stop = stop.clone();
@@ -123,7 +122,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 bar.finish_and_clear();
                 let skipped = MigrateError::Refused("skipped: --fail-fast".into());
-                return (service, Err((Vec::new(), skipped)));
+                return (position, service, Err((Vec::new(), skipped)));
             }
             // Steps arrive as they commit, so a failure still reports what
             // was applied before it.
@@ -148,14 +147,18 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             bar.finish_and_clear();
-            (service, result)
+            (position, service, result)
         }
     });
-    let mut results: Vec<(&Service, ServiceRun)> = futures::stream::iter(jobs)
+    let mut finished: Vec<(usize, &Service, ServiceRun)> = futures::stream::iter(jobs)
         .buffer_unordered(ctx.jobs)
         .collect()
         .await;
-    results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
+    finished.sort_unstable_by_key(|(position, _, _)| *position);
+    let results: Vec<(&Service, ServiceRun)> = finished
+        .into_iter()
+        .map(|(_, service, result)| (service, result))
+        .collect();
 
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if args.json {
@@ -196,11 +199,11 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             };
             t.add_row(vec![s.name.clone(), result, detail]);
         }
-        println!("{t}");
+        outln!("{t}");
         if args.dry_run {
             for (s, r) in &results {
                 for st in r.iter().flatten() {
-                    println!(
+                    outln!(
                         "\n-- {}: {}\n{}",
                         s.name,
                         st.script,
@@ -249,12 +252,11 @@ async fn infos<'a>(
             )
         }
     });
-    let mut results: Vec<_> = futures::stream::iter(jobs)
+    // `buffered` keeps the order of `services`.
+    futures::stream::iter(jobs)
         .buffered(ctx.jobs)
         .collect()
-        .await;
-    results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
-    results
+        .await
 }
 
 pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
@@ -302,7 +304,7 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
                 }
             }
         }
-        println!("{t}");
+        outln!("{t}");
     }
     Ok(exit_code(&results))
 }
@@ -319,7 +321,7 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
                 any |= !problems.is_empty();
                 if !args.json {
                     for p in &problems {
-                        println!("{}: {p}", s.name);
+                        outln!("{}: {p}", s.name);
                     }
                 }
                 rows.push(
@@ -337,7 +339,7 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
     if args.json {
         print_json(&json!({ "services": rows }));
     } else if !any && results.iter().all(|(_, r)| r.is_ok()) {
-        println!(
+        outln!(
             "{} service(s) valid: every applied migration matches its file",
             results.len()
         );
@@ -367,9 +369,9 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             if args.json {
                 print_json(&json!({"service": service.name, "undone": steps}));
             } else if steps.is_empty() {
-                println!("{}: nothing to undo", service.name);
+                outln!("{}: nothing to undo", service.name);
             } else {
-                println!("{}: undid {} migration(s)", service.name, steps.len());
+                outln!("{}: undid {} migration(s)", service.name, steps.len());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -404,10 +406,10 @@ pub async fn repair(ctx: &Context, args: &RepairArgs) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "changes": changes}));
     } else if changes.is_empty() {
-        println!("{}: the history needed no repair", service.name);
+        outln!("{}: the history needed no repair", service.name);
     } else {
         for c in &changes {
-            println!("{}: {c}", service.name);
+            outln!("{}: {c}", service.name);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -415,7 +417,7 @@ pub async fn repair(ctx: &Context, args: &RepairArgs) -> CmdResult {
 
 pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
-    let v = version(&args.version, "--version")?;
+    let v = version(&args.baseline, "VERSION")?;
     let lock = LockArgs { lock_timeout: 300 };
     ops::baseline(&ctx.stores, service, &v, policy(&service.name, &lock))
         .await
@@ -423,7 +425,7 @@ pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "baseline": v.to_string()}));
     } else {
-        println!(
+        outln!(
             "{}: baselined at version {v}; files up to it will not run",
             service.name
         );
@@ -433,13 +435,19 @@ pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
 
 pub fn new(ctx: &Context, args: &NewArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
-    let (v, u) = ops::new_migration(&ctx.manifest, service, &args.description)
+    let created = ops::new_migration(&ctx.manifest, service, &args.description)
         .map_err(|e| migrate_failure(&service.name, &e))?;
     if args.json {
-        print_json(&json!({"service": service.name, "created": [v, u]}));
+        print_json(&json!({"service": service.name, "created": created}));
     } else {
-        println!("created {}", v.display());
-        println!("created {}", u.display());
+        for path in &created {
+            outln!("created {}", path.display());
+        }
+        if created.len() > 2 {
+            outln!(
+                "the migrations folder keeps one subfolder per engine: each got the pair; write each engine's SQL"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -466,7 +474,7 @@ pub fn import(ctx: &Context, command: &MigrationsCommand) -> CmdResult {
     if *json {
         print_json(&json!({"service": service.name, "written": written}));
     } else {
-        println!(
+        outln!(
             "imported {} file(s) from {} into {}",
             written.len(),
             source.display(),
@@ -495,29 +503,29 @@ pub async fn verify(ctx: &Context, args: &ServiceArgs) -> CmdResult {
         print_json(&json!({"service": service.name, "report": report}));
     } else {
         for v in &report.proven {
-            println!("{}: version {v}: undo restores the schema", service.name);
+            outln!("{}: version {v}: undo restores the schema", service.name);
         }
         if !report.without_undo.is_empty() {
-            println!(
+            outln!(
                 "{}: no undo file for version(s) {}",
                 service.name,
                 report.without_undo.join(", ")
             );
         }
         match &report.failure {
-            None => println!(
+            None => outln!(
                 "{}: verified: {} undo(s) proven on a scratch store",
                 service.name,
                 report.proven.len()
             ),
             Some(VerifyFailure::Apply { version, error }) => {
-                println!(
+                outln!(
                     "{}: version {version} does not apply: {error}",
                     service.name
                 )
             }
             Some(VerifyFailure::Undo { version, error }) => {
-                println!(
+                outln!(
                     "{}: the undo of version {version} fails: {error}",
                     service.name
                 )
@@ -526,12 +534,12 @@ pub async fn verify(ctx: &Context, args: &ServiceArgs) -> CmdResult {
                 version,
                 differences,
             }) => {
-                println!(
+                outln!(
                     "{}: the undo of version {version} does not restore the schema; after V{version} and U{version}, compared with before:",
                     service.name
                 );
                 for d in differences {
-                    println!("  {d}");
+                    outln!("  {d}");
                 }
             }
         }
@@ -557,17 +565,17 @@ pub async fn diff(ctx: &Context, args: &ServiceArgs) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "drift": differences}));
     } else if differences.is_empty() {
-        println!(
+        outln!(
             "{}: no drift: the live schema is what the migrations make",
             service.name
         );
     } else {
-        println!(
+        outln!(
             "{}: the live schema differs from what the migrations make (+ only live, - only in migrations):",
             service.name
         );
         for d in &differences {
-            println!("  {d}");
+            outln!("  {d}");
         }
     }
     Ok(if differences.is_empty() {
@@ -587,7 +595,7 @@ pub async fn schema(ctx: &Context, command: &SchemaCommand) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "schema": schema}));
     } else {
-        print!("{schema}");
+        out!("{schema}");
     }
     Ok(ExitCode::SUCCESS)
 }
