@@ -775,6 +775,14 @@ fn a_privilege_error_gets_a_privilege_hint_and_exit_1() {
         err.contains("`silo up` restores its ownership and grants"),
         "{err}"
     );
+    // The JSON document carries the same cause, the same way.
+    let doc = json(silo(dir.path()).args(["migrate", "orders", "--json"]));
+    let error = doc["services"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("permission denied for schema public"),
+        "{error}"
+    );
+    assert!(!error.contains(" at line "), "{error}");
 
     // And `silo up` does restore them.
     silo(dir.path()).arg("up").assert().success();

@@ -139,6 +139,20 @@ impl MigrateError {
         }
     }
 
+    /// The message and its innermost cause on one line, the cause in the
+    /// server's own words: without the line of the server's C source that
+    /// sqlx appends to a database error ("... at line 363"). Every place
+    /// that shows a migration error in one line uses this.
+    pub fn describe(&self) -> String {
+        let top = self.to_string();
+        let cause = silo_store::root_cause(self);
+        if cause == top || top.ends_with(&cause) {
+            top
+        } else {
+            format!("{top}: {cause}")
+        }
+    }
+
     /// Whether the store could not be reached (exit code 2).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, MigrateError::Store(e) if e.is_unreachable())

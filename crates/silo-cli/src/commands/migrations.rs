@@ -43,13 +43,7 @@ fn version(text: &str, flag: &str) -> Result<Version, Failure> {
 /// A migration error as a diagnostic; a failed file shows its source with
 /// the failing spot underlined.
 pub fn report(service: &str, e: &MigrateError) -> Report {
-    let mut message = format!("{service}: {e}");
-    // The server's own words, without the line of its C source that sqlx
-    // appends to a database error's Display ("... at line 363").
-    let cause = silo_store::root_cause(e);
-    if cause != e.to_string() {
-        message.push_str(&format!(": {cause}"));
-    }
+    let message = format!("{service}: {}", e.describe());
     let mut diag = MietteDiagnostic::new(message);
     if let Some(hint) = e.hint() {
         diag = diag.with_help(hint);
@@ -167,7 +161,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             .map(|(s, r)| match r {
                 Ok(steps) => json!({"service": s.name, "applied": steps, "error": null}),
                 Err((steps, e)) => {
-                    json!({"service": s.name, "applied": steps, "error": e.to_string()})
+                    json!({"service": s.name, "applied": steps, "error": e.describe()})
                 }
             })
             .collect();
@@ -267,7 +261,7 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
             .iter()
             .map(|(s, r)| match r {
                 Ok(entries) => json!({"service": s.name, "migrations": entries}),
-                Err(e) => json!({"service": s.name, "migrations": [], "error": e.to_string()}),
+                Err(e) => json!({"service": s.name, "migrations": [], "error": e.describe()}),
             })
             .collect();
         print_json(&json!({ "services": rows }));
@@ -300,7 +294,11 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
                     }
                 }
                 Err(e) => {
-                    t.add_row(vec![s.name.clone(), "-".into(), format!("error: {e}")]);
+                    t.add_row(vec![
+                        s.name.clone(),
+                        "-".into(),
+                        format!("error: {}", e.describe()),
+                    ]);
                 }
             }
         }
@@ -332,7 +330,7 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
                 if !args.json {
                     eprintln!("{:?}", report(&s.name, e));
                 }
-                rows.push(json!({"service": s.name, "valid": false, "error": e.to_string()}));
+                rows.push(json!({"service": s.name, "valid": false, "error": e.describe()}));
             }
         }
     }
