@@ -4,18 +4,21 @@
 # `silo lint --format json` (load it, then read every service's migrations
 # folder) on manifests of N SQLite services. The stores are not
 # provisioned, so each service costs a file-system look-up and the
-# manifest's own work shows. Each size runs ROUNDS times (default 3); the
-# median wall time is reported, with the time per 1,000 services, which
-# stays flat when the work is linear.
+# manifest's own work shows. With PROVISION=1, `silo up` provisions every
+# store first (its time is shown once) and status opens each of them. Each
+# size runs ROUNDS times (default 3); the median wall time is reported,
+# with the time per 1,000 services, which stays flat when the work is
+# linear.
 #
 #   bench/manifest-scale.sh [N...]     default: 1000 2000 4000 20000
-#   SILO_BIN=target/release/silo ROUNDS=3
+#   SILO_BIN=target/release/silo ROUNDS=3 PROVISION=0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
 
 SILO=${SILO_BIN:-$PWD/target/release/silo}
 ROUNDS=${ROUNDS:-3}
+PROVISION=${PROVISION:-0}
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 2000 4000 20000)
 
@@ -47,6 +50,12 @@ for n in "${SIZES[@]}"; do
   dir="$work/n$n"
   mkdir -p "$dir"
   sqlite_manifest "$n" > "$dir/silo.toml"
+  if [ "$PROVISION" = 1 ]; then
+    t0=$(now)
+    (cd "$dir" && "$SILO" -j 16 up >/dev/null 2>&1)
+    t1=$(now)
+    printf '%8d  up: %.2f s\n' "$n" "$(echo "$t1 - $t0" | bc -l)"
+  fi
   status=$(measure "$dir" status --json)
   lint=$(measure "$dir" lint --format json)
   printf '%8d  %12.2f  %14.3f  %12.2f  %14.3f\n' "$n" "$status" \
