@@ -701,3 +701,24 @@ impl StoreEngine for PgEngine {
         self.secrets.require(service)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_postgres_urls_are_taken() {
+        assert!(parse_url("postgres://u@h:5432/d", "x").is_ok());
+        assert!(parse_url("postgresql://u@h/d", "x").is_ok());
+        for url in ["mysql://root:pw@h:3306/d", "sqlite://x.db", "h:5432/d"] {
+            let e = parse_url(url, "the admin URL").unwrap_err();
+            assert!(e.is_unreachable(), "{url}: exit 2");
+            let message = e.to_string();
+            assert!(!message.contains("pw@"), "{message}");
+            assert!(
+                message.starts_with("invalid PostgreSQL URL in the admin URL"),
+                "{message}"
+            );
+        }
+    }
+}
