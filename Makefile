@@ -3,7 +3,7 @@ CARGO ?= cargo
 SILO := $(CURDIR)/target/debug/silo
 DEMO := $(CURDIR)/target/demo
 
-.PHONY: demo test test-corpora prereqs fmt-check clippy unit bench bench-lint bench-audit clean-demo
+.PHONY: demo test test-corpora prereqs fmt-check clippy unit bench bench-lint bench-audit bench-manifest clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -48,6 +48,11 @@ bench-audit: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	bench/audit.sh
 	bench/audit-scan-precision.sh
+
+## bench-manifest: `silo status` and `silo lint` on manifests of 1k, 2k, 4k and 20k SQLite services (time per 1k services stays flat)
+bench-manifest: prereqs
+	$(CARGO) build --release --quiet -p silo-cli
+	bench/manifest-scale.sh
 
 clean-demo:
 	rm -rf $(DEMO)

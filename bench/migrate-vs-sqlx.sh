@@ -50,7 +50,7 @@ project() { # DIR SERVICES
     for s in $2; do echo "[services.$s]"; echo "database = \"${prefix}$s\""; echo "role = \"${prefix}${s}_svc\""; done
   } > "$1/silo.toml"
 }
-url_of() { (cd "$1" && "$SILO" credentials show "$2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])'); }
+url_of() { (cd "$1" && "$SILO" credentials show "$2" --reveal --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])'); }
 reset() { # DIR: drop and re-create every store, empty
   (cd "$1" && "$SILO" destroy --yes >/dev/null && "$SILO" -j 16 up >/dev/null)
 }

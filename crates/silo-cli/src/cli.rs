@@ -135,6 +135,8 @@ pub enum Command {
 
     /// Adopt an existing store: record VERSION as applied without running
     /// the files up to it
+    ///
+    /// Example: `silo baseline legacy 7` (files 1 to 7 count as applied).
     Baseline(BaselineArgs),
 
     /// Create the next V file and its U file
@@ -296,22 +298,24 @@ pub struct DestroyArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCommand {
-    /// Print a service's credentials (password masked unless --reveal or
-    /// --json)
+    /// Print a service's credentials (password masked unless --reveal)
     Show {
+        /// The service
         service: String,
-        /// Show the password in the human output
+        /// Show the password, and the URL with it, instead of `***`
         #[arg(long)]
         reveal: bool,
         /// Print JSON: service, engine, host, port, database, user,
-        /// password, url
+        /// password, url (password and URL masked unless --reveal)
         #[arg(long)]
         json: bool,
     },
     /// Replace a service's password in the server and its secrets file;
     /// the old password stops working
     Rotate {
+        /// The service
         service: String,
+        /// Print one JSON document: service, rotated, credentials_file
         #[arg(long)]
         json: bool,
     },
@@ -363,6 +367,7 @@ pub struct InfoArgs {
 
 #[derive(Debug, Args)]
 pub struct UndoArgs {
+    /// The service whose migrations to undo
     pub service: String,
     /// Undo every applied version newer than this one (0: all)
     #[arg(long, value_name = "VERSION")]
@@ -376,36 +381,43 @@ pub struct UndoArgs {
     pub yes: bool,
     #[command(flatten)]
     pub lock: LockArgs,
-    /// Print one JSON document
+    /// Print one JSON document: service, undone (the steps)
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct RepairArgs {
+    /// The service whose history to repair
     pub service: String,
     /// Really change the history (required)
     #[arg(long)]
     pub yes: bool,
+    /// Print one JSON document: service, changes
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
+    /// The service whose store to adopt
     pub service: String,
-    /// The version the store already has
-    #[arg(long, value_name = "VERSION")]
-    pub version: String,
+    /// The version the store already has: files up to it count as applied
+    /// (a positional argument: `--version` prints silo's own version)
+    #[arg(value_name = "VERSION")]
+    pub baseline: String,
+    /// Print one JSON document: service, baseline
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
+    /// The service the migration belongs to
     pub service: String,
     /// What the migration does, in words (becomes the file name)
     pub description: String,
+    /// Print one JSON document: service, created (the new files)
     #[arg(long)]
     pub json: bool,
 }
@@ -429,9 +441,14 @@ pub struct LintArgs {
     #[arg(long = "no-rule", value_name = "ID")]
     pub no_rules: Vec<String>,
     /// Output format: `human` (rustc-style), `json`, `sarif` (2.1.0, for
-    /// code-scanning upload) or `github` (workflow annotations)
-    #[arg(long, value_enum, default_value = "human")]
-    pub format: LintFormat,
+    /// code-scanning upload) or `github` (workflow annotations) [default:
+    /// human]
+    #[arg(long, value_enum)]
+    pub format: Option<LintFormat>,
+    /// Print one JSON document, like every other command: the same as
+    /// `--format json`
+    #[arg(long)]
+    pub json: bool,
     /// Print a rule's page (why, bad and good examples, how to fix) and
     /// exit; without a rule, list the rules
     #[arg(long, value_name = "RULE", num_args = 0..=1, default_missing_value = "")]
@@ -462,9 +479,13 @@ pub struct AuditArgs {
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub probe_jobs: u16,
     /// Output format: `human` (matrix and findings), `json`, `sarif`
-    /// (2.1.0) or `github` (workflow annotations)
-    #[arg(long, value_enum, default_value = "human")]
-    pub format: LintFormat,
+    /// (2.1.0) or `github` (workflow annotations) [default: human]
+    #[arg(long, value_enum)]
+    pub format: Option<LintFormat>,
+    /// Print one JSON document, like every other command: the same as
+    /// `--format json`
+    #[arg(long)]
+    pub json: bool,
     /// Apply the remediation of fixable findings (revokes, attributes,
     /// owners, rotations, file modes), then audit again. Asks first on a
     /// terminal; elsewhere needs --yes
@@ -478,7 +499,7 @@ pub struct AuditArgs {
     pub explain: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LintFormat {
     Human,
     Json,
@@ -486,8 +507,40 @@ pub enum LintFormat {
     Github,
 }
 
+impl LintFormat {
+    /// The format `--format` and `--json` ask for together: `--json` is
+    /// `--format json`, and any other `--format` beside it is a usage error.
+    pub fn resolve(format: Option<LintFormat>, json: bool) -> Result<LintFormat, String> {
+        match (format, json) {
+            (None, false) => Ok(LintFormat::Human),
+            (None, true) | (Some(LintFormat::Json), _) => Ok(LintFormat::Json),
+            (Some(f), false) => Ok(f),
+            (Some(f), true) => Err(format!(
+                "--json asks for JSON but --format asks for {}",
+                f.to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_string())
+            )),
+        }
+    }
+}
+
+impl LintArgs {
+    /// The output format; see [`LintFormat::resolve`].
+    pub fn output(&self) -> Result<LintFormat, String> {
+        LintFormat::resolve(self.format, self.json)
+    }
+}
+
+impl AuditArgs {
+    /// The output format; see [`LintFormat::resolve`].
+    pub fn output(&self) -> Result<LintFormat, String> {
+        LintFormat::resolve(self.format, self.json)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
+    /// The service
     pub service: String,
     /// Print one JSON document
     #[arg(long)]
@@ -517,6 +570,7 @@ pub enum MigrationsCommand {
         /// The service that will own them
         #[arg(long)]
         service: String,
+        /// Print one JSON document: service, written (the new files)
         #[arg(long)]
         json: bool,
     },
@@ -578,8 +632,56 @@ pub enum ImportTool {
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
+    /// The service to connect as
     pub service: String,
     /// Arguments for psql or sqlite3
     #[arg(last = true)]
     pub client_args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// clap's own consistency checks (duplicate flags such as a
+    /// subcommand's `--version` beside the global one, bad defaults):
+    /// debug builds would panic on them at run time.
+    #[test]
+    fn command_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every flag and argument says what it is for in `silo help`.
+    #[test]
+    fn every_argument_is_documented() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "silo", &mut missing);
+        assert!(missing.is_empty(), "undocumented: {missing:#?}");
+    }
+
+    #[test]
+    fn json_is_format_json() {
+        use LintFormat::*;
+        assert_eq!(LintFormat::resolve(None, false), Ok(Human));
+        assert_eq!(LintFormat::resolve(None, true), Ok(Json));
+        assert_eq!(LintFormat::resolve(Some(Json), true), Ok(Json));
+        assert_eq!(LintFormat::resolve(Some(Sarif), false), Ok(Sarif));
+        assert_eq!(
+            LintFormat::resolve(Some(Sarif), true),
+            Err("--json asks for JSON but --format asks for sarif".into())
+        );
+    }
 }

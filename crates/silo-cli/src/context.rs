@@ -113,6 +113,17 @@ impl Context {
             Manifest::load(&path, &overrides).map_err(|e| Failure::usage(Report::new(e)))?;
         manifest.data_dir = absolute(&manifest.data_dir);
         manifest.root = absolute(&manifest.root);
+        // silo.toml's own `data_dir` is checked with its line and column
+        // when the manifest loads; this catches --data-dir and SILO_DATA_DIR.
+        if manifest.data_dir_holds_manifest() {
+            return Err(Failure::usage(miette::miette!(
+                help =
+                    "give stores and secrets a folder of their own, such as .silo beside silo.toml",
+                "the data dir {} (from --data-dir or SILO_DATA_DIR) holds the project folder and {}; silo keeps a data dir private (mode 0700) and out of git, which would hide the project",
+                manifest.data_dir.display(),
+                manifest.path.display()
+            )));
+        }
         let stores = Stores::new(StoresConfig {
             data_dir: manifest.data_dir.clone(),
             admin_url: global.admin_url.clone(),
@@ -176,7 +187,7 @@ pub fn progress(len: usize, verb: &str) -> ProgressBar {
 
 /// Prints a JSON document on stdout.
 pub fn print_json(value: &serde_json::Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values serialize")
     );

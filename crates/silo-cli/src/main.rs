@@ -2,6 +2,10 @@
 //! the libraries. Exit codes: 0 success, 1 failure, 2 bad usage, bad
 //! manifest or unreachable server.
 
+// First: its macros are used by every module below.
+#[macro_use]
+mod output;
+
 mod cli;
 mod commands;
 mod context;
@@ -21,12 +25,20 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("{:?}", failure.report);
             ExitCode::from(failure.code)
         }
+    };
+    match output::finish() {
+        // The result did not reach its reader: the command did not do its job.
+        Some(e) if code == ExitCode::SUCCESS => {
+            eprintln!("silo: cannot write the output: {e}");
+            ExitCode::from(1)
+        }
+        _ => code,
     }
 }
 

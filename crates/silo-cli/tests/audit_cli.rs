@@ -322,3 +322,26 @@ fn an_admin_without_superuser_exits_two_and_says_why() {
             .and(predicate::str::contains("superuser")),
     );
 }
+
+#[test]
+fn json_is_an_alias_of_format_json() {
+    let prefix = Prefix::new();
+    let dir = manifest("postgres", &prefix);
+    let run = |args: &[&str]| {
+        let mut c = silo(dir.path());
+        c.env("SILO_PG_ADMIN_URL", UNREACHABLE)
+            .args(["audit", "--code-only"])
+            .args(args);
+        c
+    };
+    let a = json(&mut run(&["--json"]));
+    let b = json(&mut run(&["--format", "json"]));
+    assert_eq!(a, b);
+    assert!(a["findings"].is_array(), "{a:#}");
+    run(&["--json", "--format", "github"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--json asks for JSON but --format asks for github",
+        ));
+}

@@ -51,7 +51,15 @@ fn outcomes(doc: &Value) -> Vec<String> {
 }
 
 fn credentials_url(dir: &Path, engine: &str, service: &str) -> String {
-    let doc = json(silo(dir).args(["--engine", engine, "credentials", "show", service, "--json"]));
+    let doc = json(silo(dir).args([
+        "--engine",
+        engine,
+        "credentials",
+        "show",
+        service,
+        "--reveal",
+        "--json",
+    ]));
     doc["url"].as_str().unwrap().to_string()
 }
 
@@ -174,7 +182,13 @@ async fn rotate_retires_the_old_password() {
         c
     };
     run(&["up", svc]).assert().success();
-    let doc = json(&mut run(&["credentials", "show", svc, "--json"]));
+    let doc = json(&mut run(&[
+        "credentials",
+        "show",
+        svc,
+        "--reveal",
+        "--json",
+    ]));
     let old = doc["url"].as_str().unwrap().to_string();
     let old_password = doc["password"].as_str().unwrap().to_string();
     PgConnection::connect(&old)
@@ -185,7 +199,13 @@ async fn rotate_retires_the_old_password() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&old_password));
 
-    let doc = json(&mut run(&["credentials", "show", svc, "--json"]));
+    let doc = json(&mut run(&[
+        "credentials",
+        "show",
+        svc,
+        "--reveal",
+        "--json",
+    ]));
     let new = doc["url"].as_str().unwrap().to_string();
     let new_password = doc["password"].as_str().unwrap().to_string();
     assert_ne!(old_password, new_password);
@@ -198,7 +218,11 @@ async fn rotate_retires_the_old_password() {
         .expect("new password works");
 
     // Neither status nor the human credentials view prints a password.
-    for args in [&["status"][..], &["credentials", "show", svc][..]] {
+    for args in [
+        &["status"][..],
+        &["credentials", "show", svc][..],
+        &["credentials", "show", svc, "--json"][..],
+    ] {
         let out = run(args).output().unwrap();
         let text = format!(
             "{}{}",
@@ -387,4 +411,398 @@ fn connect_opens_the_client_as_the_service() {
         .args(["--engine", "postgres", "down", &svc.name, "--yes"])
         .assert()
         .success();
+}
+
+#[test]
+fn init_with_a_repeated_or_invalid_service_writes_nothing_and_exits_2() {
+    for args in [
+        &["--service", "a", "--service", "a"][..],
+        &["--service", "a", "--service", "Bad-Name"][..],
+        // A role name over PostgreSQL's 63 bytes, found by validating the
+        // manifest before writing it.
+        &["--service", &"x".repeat(60)][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = silo(dir.path()).arg("init").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} wrote something"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = silo(dir.path())
+        .args(["init", "--service", "a", "--service", "a"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--service `a` is given twice"), "{err}");
+}
+
+#[test]
+fn init_quotes_the_project_name() {
+    let dir = tempfile::tempdir().unwrap();
+    silo(dir.path())
+        .args(["init", "--name", "we\"ird\\name", "--service", "a"])
+        .assert()
+        .success();
+    let m = Manifest::load(&dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(m.project, "we\"ird\\name");
+}
+
+/// `data_dir = "."` would put a `.gitignore` of `*` over the project (git
+/// then ignores silo.toml) and make the project folder 0700.
+#[test]
+fn a_data_dir_holding_the_manifest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.join("silo.toml"),
+        "[project]\nname = \"p\"\n[defaults]\ndata_dir = \".\"\n[services.a]\n",
+    )
+    .unwrap();
+    let out = silo(root).arg("up").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("silo.toml:4:12: the data dir `.` holds the project folder"),
+        "{err}"
+    );
+
+    std::fs::write(
+        root.join("silo.toml"),
+        "[project]\nname = \"p\"\n[services.a]\n",
+    )
+    .unwrap();
+    for (flag, env) in [(Some("."), None), (None, Some(".."))] {
+        let mut cmd = silo(root);
+        if let Some(dir) = flag {
+            cmd.args(["--data-dir", dir]);
+        }
+        if let Some(dir) = env {
+            cmd.env("SILO_DATA_DIR", dir);
+        }
+        let out = cmd.arg("up").output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = flat(&out.stderr);
+        assert!(err.contains("holds the project folder"), "{err}");
+    }
+    assert!(!root.join(".gitignore").exists());
+    assert_eq!(mode(root), 0o755);
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A data dir that exists already is the user's: silo leaves its mode and
+/// puts no `.gitignore` over it; the folders silo makes inside it are
+/// private and carry the `.gitignore` themselves.
+#[test]
+fn an_existing_data_dir_keeps_its_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    silo(dir.path())
+        .args(["init", "--service", "orders"])
+        .assert()
+        .success();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data.path().join("notes.txt"), "mine").unwrap();
+    silo(dir.path())
+        .args(["--data-dir", data.path().to_str().unwrap(), "up"])
+        .assert()
+        .success();
+    assert_eq!(mode(data.path()), 0o755);
+    assert!(!data.path().join(".gitignore").exists());
+    for inner in ["secrets", "orders"] {
+        let inner = data.path().join(inner);
+        assert_eq!(mode(&inner), 0o700, "{}", inner.display());
+        assert!(
+            std::fs::read_to_string(inner.join(".gitignore"))
+                .unwrap()
+                .contains("*\n")
+        );
+    }
+    // down removes the store folder silo made, its .gitignore included.
+    silo(dir.path())
+        .args([
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "down",
+            "orders",
+            "--yes",
+        ])
+        .assert()
+        .success();
+    assert!(!data.path().join("orders").exists());
+    assert!(data.path().join("notes.txt").exists());
+
+    // A data dir silo creates is silo's: private, and out of git.
+    silo(dir.path()).arg("up").assert().success();
+    assert_eq!(mode(&dir.path().join(".silo")), 0o700);
+    assert!(dir.path().join(".silo/.gitignore").exists());
+}
+
+#[test]
+fn a_mysql_admin_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    silo(dir.path())
+        .args(["init", "--service", "orders"])
+        .assert()
+        .success();
+    let out = silo(dir.path())
+        .env(
+            "SILO_PG_ADMIN_URL",
+            "mysql://root:hunter2@127.0.0.1:3306/app",
+        )
+        .args(["--engine", "postgres", "up"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("`mysql://` is not a PostgreSQL URL"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+/// Runs silo with its stdout a pipe whose reader has already gone, as in
+/// `silo ... | head` once head has read enough.
+fn with_closed_stdout(dir: &Path, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("silo"))
+        .current_dir(dir)
+        .env("SILO_PG_ADMIN_URL", admin_url())
+        .env_remove("SILO_ENGINE")
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    silo(dir.path())
+        .args(["init", "--service", "orders"])
+        .assert()
+        .success();
+    let migrations = dir.path().join("services/orders/migrations");
+    std::fs::write(
+        migrations.join("V1__t.sql"),
+        "CREATE TABLE t (id INTEGER);\n",
+    )
+    .unwrap();
+    std::fs::write(migrations.join("U1__t.sql"), "DROP TABLE t;\n").unwrap();
+    silo(dir.path()).arg("up").assert().success();
+    for args in [
+        &["lint", "--explain"][..],
+        &["verify", "orders", "--json"][..],
+        &["status"][..],
+        &["info", "--json"][..],
+    ] {
+        let out = with_closed_stdout(dir.path(), args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// A SQLite store that cannot be opened is a failed operation (exit 1)
+/// with a hint about the file, not an unreachable server.
+#[test]
+fn an_unopenable_sqlite_store_gets_a_file_hint_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    silo(root)
+        .args(["init", "--service", "orders"])
+        .assert()
+        .success();
+    silo(root).arg("up").assert().success();
+    let file = root.join(".silo/orders/orders.sqlite3");
+
+    // Not a file at all.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let out = silo(root).args(["migrate", "orders"]).output().unwrap();
+    let err = flat(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot open the SQLite store"), "{err}");
+    assert!(
+        err.contains("must be a SQLite file that silo created"),
+        "{err}"
+    );
+    assert!(!err.contains("server is running"), "{err}");
+    std::fs::remove_dir(&file).unwrap();
+
+    // A file this user may not open. Root may open anything, so as root
+    // the store is opened by another user, as a service account would.
+    silo(root).args(["up", "--adopt"]).assert().success();
+    let mut cmd = std::process::Command::new(if is_root() { "setpriv" } else { "env" });
+    if is_root() {
+        // The other user needs to reach the project and read its secrets
+        // file; the store file itself stays root's, mode 0600.
+        for p in [
+            root,
+            &root.join(".silo"),
+            &root.join(".silo/orders"),
+            &root.join(".silo/secrets"),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(
+            root.join(".silo/secrets/orders.env"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    } else {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let out = cmd
+        .arg(assert_cmd::cargo::cargo_bin("silo"))
+        .args(["migrate", "orders"])
+        .current_dir(root)
+        .env_remove("SILO_DATA_DIR")
+        .env_remove("SILO_ENGINE")
+        .output()
+        .unwrap();
+    let err = flat(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(err.contains("this user may not read and write"), "{err}");
+    assert!(!err.contains("server is running"), "{err}");
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A service role refused CONNECT on its own database: the server was
+/// reached, so exit 1, and the hint is about privileges, not about the
+/// server running. The message is the server's, without "at line N" (a
+/// line of the server's C source that sqlx appends).
+#[test]
+fn a_privilege_error_gets_a_privilege_hint_and_exit_1() {
+    let prefix = Prefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, role) = (prefix.name("orders"), prefix.name("orders_svc"));
+    std::fs::write(
+        dir.path().join("silo.toml"),
+        format!(
+            "[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n\
+             [services.orders]\ndatabase = \"{db}\"\nrole = \"{role}\"\n"
+        ),
+    )
+    .unwrap();
+    let migrations = dir.path().join("services/orders/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("V1__t.sql"),
+        "CREATE TABLE t (id bigint);\n",
+    )
+    .unwrap();
+    silo(dir.path()).arg("up").assert().success();
+    let psql = |db: &str, sql: &str| {
+        let mut url = url::Url::parse(&admin_url()).unwrap();
+        url.set_path(db);
+        let out = std::process::Command::new("psql")
+            .args([
+                "-XqAt",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                url.as_str(),
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    psql(
+        "postgres",
+        &format!("REVOKE CONNECT ON DATABASE \"{db}\" FROM \"{role}\""),
+    );
+    let out = silo(dir.path())
+        .args(["migrate", "orders"])
+        .output()
+        .unwrap();
+    let err = flat(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("permission denied for database"), "{err}");
+    assert!(
+        err.contains("`silo up` restores a service's own grants"),
+        "{err}"
+    );
+    assert!(!err.contains("server is running"), "{err}");
+    assert!(!err.contains(" at line "), "{err}");
+
+    // Inside its database: the history table cannot be created.
+    silo(dir.path()).arg("up").assert().success();
+    psql(
+        &db,
+        &format!(
+            "ALTER SCHEMA public OWNER TO postgres; REVOKE ALL ON SCHEMA public FROM \"{role}\""
+        ),
+    );
+    let out = silo(dir.path())
+        .args(["migrate", "orders"])
+        .output()
+        .unwrap();
+    let err = flat(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("permission denied for schema public"), "{err}");
+    assert!(!err.contains(" at line "), "{err}");
+    assert!(
+        err.contains("`silo up` restores its ownership and grants"),
+        "{err}"
+    );
+    // The JSON document carries the same cause, the same way.
+    let doc = json(silo(dir.path()).args(["migrate", "orders", "--json"]));
+    let error = doc["services"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("permission denied for schema public"),
+        "{error}"
+    );
+    assert!(!error.contains(" at line "), "{error}");
+
+    // And `silo up` does restore them.
+    silo(dir.path()).arg("up").assert().success();
+    silo(dir.path())
+        .args(["migrate", "orders"])
+        .assert()
+        .success();
+    silo(dir.path())
+        .args(["destroy", "--yes"])
+        .assert()
+        .success();
+}
+
+/// stderr with miette's line wrapping and frame undone, for `contains`.
+fn flat(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -514,3 +514,31 @@ fn an_unterminated_comment_is_a_parse_error() {
             ));
     }
 }
+
+/// `--json` works on lint as on every other command; a different
+/// `--format` beside it is a usage error.
+#[test]
+fn json_is_an_alias_of_format_json() {
+    let dir = project("");
+    write(
+        dir.path(),
+        "orders",
+        "V1__t.sql",
+        "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);\n",
+    );
+    let a = json(silo(dir.path()).args(["lint", "--json"]));
+    let b = json(silo(dir.path()).args(["lint", "--format", "json"]));
+    assert_eq!(a, b);
+    assert!(a["summary"].is_object(), "{a:#}");
+    silo(dir.path())
+        .args(["lint", "--json", "--format", "json"])
+        .assert()
+        .success();
+    silo(dir.path())
+        .args(["lint", "--json", "--format", "sarif"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--json asks for JSON but --format asks for sarif",
+        ));
+}

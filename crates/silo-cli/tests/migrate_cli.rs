@@ -355,3 +355,105 @@ fn undo_asks_on_a_terminal() {
     assert!(shown.contains("undid 1 migration(s)"), "{shown}");
     assert!(tables(dir.path()).is_empty());
 }
+
+/// `baseline` takes its version as an argument: a `--version` flag of its
+/// own collided with silo's global `--version` (debug builds panicked).
+#[test]
+fn baseline_takes_the_version_as_an_argument() {
+    let prefix = Prefix::new();
+    let (dir, migrations) = project("sqlite", &prefix);
+    for v in 1..=3 {
+        std::fs::write(
+            migrations.join(format!("V{v}__t{v}.sql")),
+            format!("CREATE TABLE t{v} (id INTEGER);\n"),
+        )
+        .unwrap();
+    }
+    let doc = json(silo(dir.path()).args(["baseline", "orders", "2", "--json"]));
+    assert_eq!(doc["baseline"], "2");
+    let doc = json(silo(dir.path()).args(["migrate", "--json"]));
+    let applied: Vec<&str> = doc["services"][0]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["script"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["V3__t3.sql"]);
+    let out = silo(dir.path())
+        .args(["baseline", "--version"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("silo-baseline "));
+}
+
+/// With `postgres/` and `sqlite/` folders, `silo new` writes the pair into
+/// both, under one version, and says so.
+#[test]
+fn new_writes_into_every_engine_folder() {
+    let prefix = Prefix::new();
+    let (dir, migrations) = project("sqlite", &prefix);
+    for engine in ["postgres", "sqlite"] {
+        std::fs::create_dir_all(migrations.join(engine)).unwrap();
+    }
+    std::fs::write(migrations.join("postgres/V007__a.sql"), "SELECT 1;").unwrap();
+    std::fs::write(migrations.join("sqlite/V003__a.sql"), "SELECT 1;").unwrap();
+    let out = silo(dir.path())
+        .args(["new", "orders", "add tags"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("each got the pair"), "{text}");
+    for engine in ["postgres", "sqlite"] {
+        for kind in ["V", "U"] {
+            let file = migrations.join(format!("{engine}/{kind}008__add_tags.sql"));
+            let body = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert!(body.contains(&format!("-- Engine: {engine}")), "{body}");
+        }
+    }
+    let doc = json(silo(dir.path()).args(["new", "orders", "more", "--json"]));
+    assert_eq!(doc["created"].as_array().unwrap().len(), 4, "{doc:#}");
+
+    // Only the service's own engine folder missing: refused, nothing written.
+    std::fs::remove_dir_all(migrations.join("sqlite")).unwrap();
+    let out = silo(dir.path())
+        .args(["new", "orders", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has none for sqlite"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!migrations.join("postgres/V010__x.sql").exists());
+}
+
+#[test]
+fn every_json_flag_is_described_in_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["undo", "new", "repair", "baseline", "migrate", "status"] {
+        let out = silo(dir.path()).args(["help", command]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        // `--json  Description` on one line, or the description on the
+        // next line when the help is laid out long.
+        let mut lines = help
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("--json"));
+        let flag = lines.next().unwrap_or_default().trim_start();
+        let mut description = flag.trim_start_matches("--json").trim();
+        if description.is_empty() {
+            description = lines.next().unwrap_or_default().trim();
+        }
+        assert!(
+            description.starts_with("Print one JSON document"),
+            "silo help {command}:\n{help}"
+        );
+    }
+}

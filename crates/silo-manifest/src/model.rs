@@ -1,5 +1,6 @@
 //! The resolved manifest: every default applied, every name checked.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -89,7 +90,44 @@ pub struct Manifest {
     pub lint: LintSettings,
     /// `[audit]`: settings of `silo audit`'s source scan.
     pub audit: AuditSettings,
+    /// Position of each service in `services`, by name.
+    index: ServiceIndex,
 }
+
+/// Where each service sits in [`Manifest::services`], so that looking one
+/// up by name does not scan them all (a command over N services would
+/// otherwise do N² comparisons). `services` is a public field and may be
+/// changed after parsing, so every hit is checked against it and a miss
+/// falls back to a scan.
+#[derive(Clone, Default)]
+struct ServiceIndex(HashMap<String, usize>);
+
+impl ServiceIndex {
+    fn new(services: &[Service]) -> Self {
+        ServiceIndex(
+            services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Debug for ServiceIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceIndex({} services)", self.0.len())
+    }
+}
+
+/// Derived from `services`: two manifests are equal when their services are.
+impl PartialEq for ServiceIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ServiceIndex {}
 
 /// `[audit]` in silo.toml.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -177,9 +215,42 @@ pub struct Service {
 }
 
 impl Manifest {
+    /// A manifest of already validated parts.
+    pub(crate) fn new(
+        path: PathBuf,
+        root: PathBuf,
+        project: String,
+        data_dir: PathBuf,
+        services: Vec<Service>,
+        lint: LintSettings,
+        audit: AuditSettings,
+    ) -> Self {
+        Manifest {
+            index: ServiceIndex::new(&services),
+            path,
+            root,
+            project,
+            data_dir,
+            services,
+            lint,
+            audit,
+        }
+    }
+
     /// Finds a service by name.
     pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.name == name)
+        match self.index.0.get(name).and_then(|&i| self.services.get(i)) {
+            Some(s) if s.name == name => Some(s),
+            _ => self.services.iter().find(|s| s.name == name),
+        }
+    }
+
+    /// Whether the data dir is the project folder or one of its ancestors,
+    /// so that it holds silo.toml: silo would make the project private and
+    /// hide it from git. Compared lexically, on absolute paths.
+    pub fn data_dir_holds_manifest(&self) -> bool {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        crate::parse::holds(&absolute(&self.data_dir), &absolute(&self.root))
     }
 
     /// The folder of secrets files (one `<service>.env` per service).
@@ -208,10 +279,14 @@ impl Manifest {
         if !unknown.is_empty() {
             return Err(unknown);
         }
+        if names.is_empty() {
+            return Ok(self.services.iter().collect());
+        }
+        let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
         Ok(self
             .services
             .iter()
-            .filter(|s| names.is_empty() || names.contains(&s.name))
+            .filter(|s| wanted.contains(s.name.as_str()))
             .collect())
     }
 }

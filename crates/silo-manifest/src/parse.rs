@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{Problem, line_column};
+use crate::error::{LineIndex, Problem};
 use crate::model::{
     AuditSettings, Engine, Isolation, LintSettings, Manifest, RuleSetting, Service,
 };
@@ -89,13 +89,13 @@ struct RawService {
 
 /// Collects problems against one source text.
 struct Problems<'t> {
-    text: &'t str,
+    lines: LineIndex<'t>,
     list: Vec<Problem>,
 }
 
 impl Problems<'_> {
     fn add(&mut self, span: Range<usize>, message: String, help: Option<String>) {
-        let (line, column) = line_column(self.text, span.start);
+        let (line, column) = self.lines.line_column(span.start);
         self.list.push(Problem {
             message,
             span: Some(span),
@@ -119,7 +119,7 @@ struct Located {
 /// parent is the root for relative paths, and it names the file in errors.
 pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest, Vec<Problem>> {
     let mut problems = Problems {
-        text,
+        lines: LineIndex::new(text),
         list: Vec::new(),
     };
     let raw: RawManifest = match toml::from_str(text) {
@@ -135,6 +135,10 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Paths in the manifest are checked against the project folder's
+    // absolute path, lexically: the manifest is validated without touching
+    // the file system.
+    let absolute_root = normalize(&std::path::absolute(&root).unwrap_or_else(|_| root.clone()));
 
     let project = match &raw.project {
         None => {
@@ -170,7 +174,19 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         .map_or(Isolation::Database, |i| parse_isolation(i, &mut problems));
     let data_dir = match (&overrides.data_dir, &raw.defaults.data_dir) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => root.join(dir.get_ref()),
+        (None, Some(dir)) => {
+            if holds(&absolute_root.join(dir.get_ref()), &absolute_root) {
+                problems.add(
+                    dir.span(),
+                    format!(
+                        "the data dir `{}` holds the project folder and silo.toml; silo keeps it private (mode 0700) and out of git, which would hide the project",
+                        dir.get_ref()
+                    ),
+                    Some("give stores and secrets a folder of their own, such as `.silo` (the default)".into()),
+                );
+            }
+            root.join(dir.get_ref())
+        }
         (None, None) => root.join(".silo"),
     };
 
@@ -189,6 +205,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
             raw_service,
             default_engine,
             default_isolation,
+            &absolute_root,
             &mut problems,
         ) {
             located.push(l);
@@ -201,15 +218,15 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
     if !problems.list.is_empty() {
         return Err(problems.list);
     }
-    Ok(Manifest {
-        path: path.to_path_buf(),
+    Ok(Manifest::new(
+        path.to_path_buf(),
         root,
         project,
         data_dir,
-        services: located.into_iter().map(|l| l.service).collect(),
+        located.into_iter().map(|l| l.service).collect(),
         lint,
         audit,
-    })
+    ))
 }
 
 /// `[audit]`: the source scan's exclusions, checked as globs here so that a
@@ -239,7 +256,7 @@ fn lint_settings(raw: Option<&RawLint>, problems: &mut Problems) -> LintSettings
     for (rule, level) in raw.into_iter().flat_map(|r| &r.rules) {
         match level.get_ref().parse() {
             Ok(level) => {
-                let (line, column) = line_column(problems.text, rule.span().start);
+                let (line, column) = problems.lines.line_column(rule.span().start);
                 settings.rules.insert(
                     rule.get_ref().clone(),
                     RuleSetting {
@@ -310,6 +327,7 @@ fn resolve_service(
     raw: &Spanned<RawService>,
     default_engine: Engine,
     default_isolation: Isolation,
+    absolute_root: &Path,
     problems: &mut Problems,
 ) -> Option<Located> {
     let service_name = name.get_ref().clone();
@@ -346,36 +364,42 @@ fn resolve_service(
         Some(m) => (m.get_ref().clone(), m.span()),
         None => (format!("services/{service_name}/migrations"), name.span()),
     };
-    let migrations = normalize(Path::new(&migrations));
-    if migrations.as_os_str().is_empty() || migrations.is_absolute() || migrations.starts_with("..")
-    {
-        problems.add(
-            migrations_span.clone(),
-            format!(
-                "the migrations folder `{}` must be inside the project folder",
-                migrations.display()
-            ),
-            Some("use a path relative to the folder that holds silo.toml".into()),
-        );
-    }
+    let migrations = match inside(Path::new(&migrations), absolute_root) {
+        Some(relative) if !relative.as_os_str().is_empty() => relative,
+        _ => {
+            problems.add(
+                migrations_span.clone(),
+                format!(
+                    "the migrations folder `{}` must be inside the project folder",
+                    normalize(Path::new(&migrations)).display()
+                ),
+                Some("use a path relative to the folder that holds silo.toml".into()),
+            );
+            normalize(Path::new(&migrations))
+        }
+    };
 
     let (source, source_span) = match &r.source {
         Some(s) => (s.get_ref().clone(), s.span()),
         None => (format!("services/{service_name}"), name.span()),
     };
-    let source = normalize(Path::new(&source));
-    if source.is_absolute() || source.starts_with("..") {
-        problems.add(
-            source_span,
-            format!(
-                "the source folder `{}` must be inside the project folder",
-                source.display()
-            ),
-            Some(
-                "use a path relative to the folder that holds silo.toml (`.` for all of it)".into(),
-            ),
-        );
-    }
+    let source = match inside(Path::new(&source), absolute_root) {
+        Some(relative) => relative,
+        None => {
+            problems.add(
+                source_span,
+                format!(
+                    "the source folder `{}` must be inside the project folder",
+                    normalize(Path::new(&source)).display()
+                ),
+                Some(
+                    "use a path relative to the folder that holds silo.toml (`.` for all of it)"
+                        .into(),
+                ),
+            );
+            normalize(Path::new(&source))
+        }
+    };
 
     let connection_limit = match &r.connection_limit {
         None => None,
@@ -508,31 +532,49 @@ fn check_cross_service(services: &[Located], problems: &mut Problems) {
         }
     }
 
-    for (i, a) in services.iter().enumerate() {
-        for b in &services[i + 1..] {
-            let (ma, mb) = (&a.service.migrations, &b.service.migrations);
-            let message = if ma == mb {
+    // Shared and nested migrations folders, in time linear in the number
+    // of services: each folder goes into a map once, then each of its
+    // ancestors (a handful) is looked up in that map.
+    let mut folders: HashMap<&Path, usize> = HashMap::new();
+    for (position, l) in services.iter().enumerate() {
+        match folders.entry(l.service.migrations.as_path()) {
+            std::collections::hash_map::Entry::Occupied(first) => problems.add(
+                l.migrations_span.clone(),
                 format!(
                     "services `{}` and `{}` share the migrations folder `{}`",
-                    a.service.name,
-                    b.service.name,
-                    ma.display()
-                )
-            } else if mb.starts_with(ma) {
-                nested_message(b, a)
-            } else if ma.starts_with(mb) {
-                nested_message(a, b)
+                    services[*first.get()].service.name,
+                    l.service.name,
+                    l.service.migrations.display()
+                ),
+                Some(ONE_FOLDER_EACH.into()),
+            ),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(position);
+            }
+        }
+    }
+    for (position, inner) in services.iter().enumerate() {
+        let ancestors =
+            (inner.service.migrations.ancestors().skip(1)).filter(|a| !a.as_os_str().is_empty());
+        for &outer in ancestors.filter_map(|a| folders.get(a)) {
+            // The problem points at whichever of the two comes later in
+            // the file, as the shared-folder problem does.
+            let later = if outer < position {
+                inner
             } else {
-                continue;
+                &services[outer]
             };
             problems.add(
-                b.migrations_span.clone(),
-                message,
-                Some("each service keeps its own migration scripts; give every service a folder of its own".into()),
+                later.migrations_span.clone(),
+                nested_message(inner, &services[outer]),
+                Some(ONE_FOLDER_EACH.into()),
             );
         }
     }
 }
+
+const ONE_FOLDER_EACH: &str =
+    "each service keeps its own migration scripts; give every service a folder of its own";
 
 /// Records `claimant` for `key` unless another service claimed it first,
 /// in which case that first claimant is returned.
@@ -571,21 +613,44 @@ fn server_key(s: &Service) -> Option<&str> {
     }
 }
 
-/// Lexically normalises a relative path: drops `.` and folds `x/..`.
+/// Lexically normalises a path: drops `.` and folds `x/..`. Leading `..`
+/// of a relative path stay (`../../etc` is not `etc`); `..` at the root of
+/// an absolute path is the root.
 fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
             Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
                 }
-            }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
             other => out.push(other),
         }
     }
     out
+}
+
+/// `path` (relative to the project folder, or absolute) as a path relative
+/// to the project folder, or `None` when it points outside it.
+fn inside(path: &Path, absolute_root: &Path) -> Option<PathBuf> {
+    let normal = normalize(path);
+    if normal.is_absolute() {
+        return normal
+            .strip_prefix(absolute_root)
+            .ok()
+            .map(Path::to_path_buf);
+    }
+    (!normal.starts_with("..")).then_some(normal)
+}
+
+/// Whether the folder `dir` is `inner` or one of its ancestors (both
+/// absolute; compared lexically).
+pub(crate) fn holds(dir: &Path, inner: &Path) -> bool {
+    normalize(inner).starts_with(normalize(dir))
 }
 
 #[cfg(test)]
@@ -597,5 +662,30 @@ mod tests {
         assert_eq!(normalize(Path::new("./a/b/../c/")), PathBuf::from("a/c"));
         assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
         assert_eq!(normalize(Path::new("a/..")), PathBuf::from(""));
+    }
+
+    #[test]
+    fn normalize_keeps_every_leading_parent() {
+        assert_eq!(
+            normalize(Path::new("../../etc")),
+            PathBuf::from("../../etc")
+        );
+        assert_eq!(normalize(Path::new("a/../../x")), PathBuf::from("../x"));
+        assert_eq!(normalize(Path::new("/../etc")), PathBuf::from("/etc"));
+        assert_eq!(normalize(Path::new("/p/q/../../r")), PathBuf::from("/r"));
+    }
+
+    #[test]
+    fn inside_tells_project_paths_from_outside_ones() {
+        let root = Path::new("/home/me/proj");
+        assert_eq!(inside(Path::new("db/x"), root), Some(PathBuf::from("db/x")));
+        assert_eq!(inside(Path::new("../../etc"), root), None);
+        assert_eq!(inside(Path::new("db/../../etc"), root), None);
+        assert_eq!(inside(Path::new("/etc"), root), None);
+        assert_eq!(inside(Path::new("/home/me/project"), root), None);
+        assert_eq!(
+            inside(Path::new("/home/me/proj/db/../m"), root),
+            Some(PathBuf::from("m"))
+        );
     }
 }

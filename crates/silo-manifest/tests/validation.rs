@@ -431,3 +431,159 @@ fn unknown_lint_level() {
         )
     );
 }
+
+#[test]
+fn migrations_climbing_out_twice_is_not_folded_into_the_project() {
+    let (line, column, message) =
+        one("[project]\nname = \"p\"\n[services.a]\nmigrations = \"../../etc\"\n");
+    assert_eq!((line, column), (4, 14));
+    assert_eq!(
+        message,
+        "the migrations folder `../../etc` must be inside the project folder"
+    );
+    let (line, _, message) =
+        one("[project]\nname = \"p\"\n[services.a]\nmigrations = \"db/../../../etc\"\n");
+    assert_eq!(line, 4);
+    assert_eq!(
+        message,
+        "the migrations folder `../../etc` must be inside the project folder"
+    );
+}
+
+#[test]
+fn source_outside_project_is_refused() {
+    for (value, shown) in [("../../etc", "../../etc"), ("/etc", "/etc")] {
+        let (line, column, message) = one(&format!(
+            "[project]\nname = \"p\"\n[services.a]\nsource = \"{value}\"\n"
+        ));
+        assert_eq!((line, column), (4, 10), "{value}");
+        assert_eq!(
+            message,
+            format!("the source folder `{shown}` must be inside the project folder")
+        );
+    }
+}
+
+#[test]
+fn absolute_paths_count_inside_the_project_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let text = format!(
+        "[project]\nname = \"p\"\n[services.a]\nmigrations = \"{}\"\nsource = \"{}\"\n",
+        root.join("db/a").display(),
+        root.join("src/../a").display()
+    );
+    let m = Manifest::from_str(&text, &root.join("silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(m.services[0].migrations, Path::new("db/a"));
+    assert_eq!(m.services[0].source, Path::new("a"));
+
+    let outside = root.parent().unwrap().join("elsewhere");
+    let text = format!(
+        "[project]\nname = \"p\"\n[services.a]\nmigrations = \"{}\"\n",
+        outside.display()
+    );
+    let err =
+        Manifest::from_str(&text, &root.join("silo.toml"), &Overrides::default()).unwrap_err();
+    let p: Vec<_> = err.problems().collect();
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].line, p[0].column), (4, 14));
+    assert_eq!(
+        p[0].message,
+        format!(
+            "the migrations folder `{}` must be inside the project folder",
+            outside.display()
+        )
+    );
+}
+
+#[test]
+fn data_dir_holding_the_manifest_is_refused() {
+    for value in [".", "./", "..", "sub/../.", "../proj"] {
+        let (line, column, message) = one(&format!(
+            "[project]\nname = \"p\"\n[defaults]\ndata_dir = \"{value}\"\n[services.a]\n"
+        ));
+        assert_eq!((line, column), (4, 12), "{value}");
+        assert_eq!(
+            message,
+            format!(
+                "the data dir `{value}` holds the project folder and silo.toml; silo keeps it private (mode 0700) and out of git, which would hide the project"
+            )
+        );
+    }
+}
+
+#[test]
+fn data_dir_may_live_outside_the_project() {
+    for value in ["../proj-data", "/var/lib/shop", ".silo", "data/silo"] {
+        let text =
+            format!("[project]\nname = \"p\"\n[defaults]\ndata_dir = \"{value}\"\n[services.a]\n");
+        let m = Manifest::from_str(&text, Path::new("proj/silo.toml"), &Overrides::default())
+            .unwrap_or_else(|e| panic!("{value}: {e}"));
+        assert!(!m.data_dir_holds_manifest(), "{value}");
+    }
+}
+
+#[test]
+fn data_dir_override_holding_the_manifest_is_detected() {
+    let text = "[project]\nname = \"p\"\n[services.a]\n";
+    for dir in ["proj", "proj/.", "."] {
+        let overrides = Overrides {
+            engine: None,
+            data_dir: Some(dir.into()),
+        };
+        let m = Manifest::from_str(text, Path::new("proj/silo.toml"), &overrides).unwrap();
+        assert!(m.data_dir_holds_manifest(), "{dir}");
+    }
+}
+
+/// A manifest of many services: the cross-service rules still find the
+/// one shared database and the one nested migrations folder among them,
+/// and look-ups by name find every service.
+#[test]
+fn cross_service_rules_hold_at_scale() {
+    const N: usize = 5000;
+    let mut text = String::from("[project]\nname = \"p\"\n");
+    for i in 0..N {
+        text.push_str(&format!("[services.s{i:05}]\n"));
+    }
+    text.push_str("[services.late]\ndatabase = \"s00042\"\nmigrations = \"services/s00007/migrations/late\"\n");
+    let all = problems(&text);
+    let messages: Vec<&str> = all.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "services `s00042` and `late` both use database `s00042`",
+            "the migrations folder of `late` (`services/s00007/migrations/late`) is inside the migrations folder of `s00007` (`services/s00007/migrations`)",
+        ]
+    );
+    assert_eq!(all[0].line, 2 + N + 2);
+
+    let text = text.replace("[services.late]\ndatabase = \"s00042\"\nmigrations = \"services/s00007/migrations/late\"\n", "");
+    let m = Manifest::from_str(&text, Path::new("silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(m.services.len(), N);
+    for (i, s) in m.services.iter().enumerate() {
+        assert!(std::ptr::eq(m.service(&s.name).unwrap(), s), "{i}");
+    }
+    let names: Vec<String> = (0..N)
+        .rev()
+        .step_by(2)
+        .map(|i| format!("s{i:05}"))
+        .collect();
+    let selected = m.select(&names).unwrap();
+    assert_eq!(selected.len(), N / 2);
+    assert_eq!(selected[0].name, "s00001", "selection keeps manifest order");
+    assert_eq!(m.select(&["nope".into()]).unwrap_err(), ["nope"]);
+}
+
+#[test]
+fn service_lookup_follows_changes_to_the_list() {
+    let mut m = Manifest::from_str(
+        "[project]\nname = \"p\"\n[services.a]\n[services.b]\n",
+        Path::new("silo.toml"),
+        &Overrides::default(),
+    )
+    .unwrap();
+    m.services.remove(0);
+    assert_eq!(m.service("b").unwrap().name, "b");
+    assert!(m.service("a").is_none());
+}

@@ -141,6 +141,9 @@ impl MigrateError {
     pub fn hint(&self) -> Option<String> {
         match self {
             MigrateError::Store(e) => e.hint(),
+            MigrateError::Sql { source, .. } if silo_store::is_privilege_error(source) => Some(
+                "the service's role lacks a privilege in its own store: `silo up` restores its ownership and grants".into(),
+            ),
             MigrateError::BadFileName { .. } => Some(
                 "name it V<version>__<description>.sql (apply), U<version>__<description>.sql (undo) or R__<description>.sql (repeatable)".into(),
             ),
@@ -167,6 +170,20 @@ impl MigrateError {
                 "run `silo validate` for details; `silo repair SERVICE --yes` realigns checksums, `--ignore-mismatch` runs anyway".into(),
             ),
             _ => None,
+        }
+    }
+
+    /// The message and its innermost cause on one line, the cause in the
+    /// server's own words: without the line of the server's C source that
+    /// sqlx appends to a database error ("... at line 363"). Every place
+    /// that shows a migration error in one line uses this.
+    pub fn describe(&self) -> String {
+        let top = self.to_string();
+        let cause = silo_store::root_cause(self);
+        if cause == top || top.ends_with(&cause) {
+            top
+        } else {
+            format!("{top}: {cause}")
         }
     }
 

@@ -1,7 +1,7 @@
 //! The operations of the CLI for one service: find its files, connect as
 //! it, and run.
 
-use silo_manifest::{Manifest, Service};
+use silo_manifest::{Engine, Manifest, Service};
 use silo_store::Stores;
 
 use crate::adopt;
@@ -137,59 +137,87 @@ pub async fn baseline(
 }
 
 /// `silo new`: writes the next `V` file and its `U` file. Returns their
-/// paths.
+/// paths, V before U.
+///
+/// A folder with engine subfolders (`postgres/`, `sqlite/`) gets the pair
+/// in every engine subfolder it has, under one version (the next after the
+/// newest in any of them), so that the engines stay in step: a version
+/// that exists for one engine only would leave the other behind. The
+/// service's own engine must have its folder, as `migrate` requires.
 pub fn new_migration(
     manifest: &Manifest,
     service: &Service,
     description: &str,
-) -> Result<(std::path::PathBuf, std::path::PathBuf), MigrateError> {
+) -> Result<Vec<std::path::PathBuf>, MigrateError> {
     let slug = slug(description);
     if slug.is_empty() {
         return Err(MigrateError::Refused(format!(
             "the description `{description}` has no letters or digits to name a file with"
         )));
     }
-    let dir = crate::file::engine_dir(&manifest.migrations_dir(service), service.engine)?;
-    let files = discover(&manifest.migrations_dir(service), service.engine).unwrap_or_default();
-    let next = files
+    let root = manifest.migrations_dir(service);
+    // The service's own folder first; this also refuses a layout without it.
+    let own = crate::file::engine_dir(&root, service.engine)?;
+    let mut targets = vec![(own, service.engine)];
+    for engine in [Engine::Postgres, Engine::Sqlite] {
+        let dir = root.join(engine.as_str());
+        if engine != service.engine && dir.is_dir() {
+            targets.push((dir, engine));
+        }
+    }
+    let next = targets
         .iter()
-        .filter_map(|m| m.version.clone())
+        .flat_map(|(_, engine)| discover(&root, *engine).unwrap_or_default())
+        .filter_map(|m| m.version)
         .max()
         .map_or_else(|| Version::parse("001").expect("valid"), |v| v.next());
-    std::fs::create_dir_all(&dir).map_err(|source| MigrateError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    // A new migration closes the earlier ones: record them in silo.sum so
-    // any later edit to them is caught (the new files are recorded by the
-    // next `silo lint --update-sum`, once they are written).
-    crate::sum::update(&dir).map_err(|source| MigrateError::Io {
-        path: dir.join(crate::sum::SUM_FILE),
-        source,
-    })?;
     let v_name = format!("V{next}__{slug}.sql");
     let u_name = format!("U{next}__{slug}.sql");
-    let v_path = dir.join(&v_name);
-    let u_path = dir.join(&u_name);
-    let v_text = format!("-- {v_name}\n-- Description: {description}\n-- Rollback: {u_name}\n\n");
-    let u_text = format!("-- {u_name}\n-- Description: undo V{next}: {description}\n\n");
-    for (path, text) in [(&v_path, v_text), (&u_path, u_text)] {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|source| MigrateError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| {
-            MigrateError::Io {
-                path: path.clone(),
-                source,
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| MigrateError::Io { path, source }
+    };
+    // Nothing is written unless every file can be.
+    for (dir, _) in &targets {
+        for name in [&v_name, &u_name] {
+            let path = dir.join(name);
+            if path.exists() {
+                return Err(MigrateError::Refused(format!(
+                    "{} exists already",
+                    path.display()
+                )));
             }
-        })?;
+        }
     }
-    Ok((v_path, u_path))
+    let mut written = Vec::new();
+    for (dir, engine) in &targets {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // A new migration closes the earlier ones: record them in silo.sum
+        // so any later edit to them is caught (the new files are recorded
+        // by the next `silo lint --update-sum`, once they are written).
+        crate::sum::update(dir).map_err(io(&dir.join(crate::sum::SUM_FILE)))?;
+        let engine_note = if targets.len() > 1 {
+            format!("-- Engine: {engine} (each engine folder has its own V{next})\n")
+        } else {
+            String::new()
+        };
+        let v_text = format!(
+            "-- {v_name}\n-- Description: {description}\n{engine_note}-- Rollback: {u_name}\n\n"
+        );
+        let u_text =
+            format!("-- {u_name}\n-- Description: undo V{next}: {description}\n{engine_note}\n");
+        for (name, text) in [(&v_name, v_text), (&u_name, u_text)] {
+            let path = dir.join(name);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(&path))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
 }
 
 /// `Add user roles!` -> `add_user_roles`.

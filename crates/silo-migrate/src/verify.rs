@@ -94,7 +94,7 @@ async fn prove(
             if let Err(e) = run::migrate(target, prepared, &upto, |_| {}).await {
                 report.failure = Some(VerifyFailure::Apply {
                     version: v.to_string(),
-                    error: e.to_string(),
+                    error: e.describe(),
                 });
                 return Ok(report);
             }
@@ -105,14 +105,14 @@ async fn prove(
         if let Err(e) = run::migrate(target, prepared, &upto, |_| {}).await {
             report.failure = Some(VerifyFailure::Apply {
                 version: v.to_string(),
-                error: e.to_string(),
+                error: e.describe(),
             });
             return Ok(report);
         }
         if let Err(e) = run::undo(target, prepared, None, |_| {}).await {
             report.failure = Some(VerifyFailure::Undo {
                 version: v.to_string(),
-                error: e.to_string(),
+                error: e.describe(),
             });
             return Ok(report);
         }
@@ -128,7 +128,7 @@ async fn prove(
         if let Err(e) = run::migrate(target, prepared, &upto, |_| {}).await {
             report.failure = Some(VerifyFailure::Apply {
                 version: v.to_string(),
-                error: format!("re-applying after the undo: {e}"),
+                error: format!("re-applying after the undo: {}", e.describe()),
             });
             return Ok(report);
         }

@@ -36,9 +36,14 @@ pub struct CredentialsView<'a> {
     pub port: Option<u16>,
     pub database: &'a str,
     pub user: Option<&'a str>,
+    /// The password, or `***` unless it was asked for.
     pub password: Option<&'a str>,
+    /// The connection URL, its password masked the same way.
     pub url: String,
 }
+
+/// What a masked password shows.
+pub const MASK: &str = "***";
 
 impl Credentials {
     /// The connection URL, password included: for the secrets file and the
@@ -50,7 +55,7 @@ impl Credentials {
 
     /// The URL with the password masked, safe to print.
     pub fn redacted_url(&self) -> String {
-        self.render_url(self.password.as_ref().map(|_| "***"))
+        self.render_url(self.password.as_ref().map(|_| MASK))
     }
 
     /// The URL with `password` (already URL-encoded) in its user info.
@@ -79,8 +84,9 @@ impl Credentials {
         }
     }
 
-    /// The fields for `--json`, password included (the caller asked).
-    pub fn view(&self) -> CredentialsView<'_> {
+    /// The fields for display: the password and the URL's password are
+    /// masked unless `reveal` (the user asked for them with `--reveal`).
+    pub fn view(&self, reveal: bool) -> CredentialsView<'_> {
         CredentialsView {
             service: &self.service,
             engine: self.engine,
@@ -88,8 +94,15 @@ impl Credentials {
             port: self.port,
             database: &self.database,
             user: self.user.as_deref(),
-            password: self.password.as_ref().map(Secret::expose),
-            url: self.url(),
+            password: self
+                .password
+                .as_ref()
+                .map(|p| if reveal { p.expose() } else { MASK }),
+            url: if reveal {
+                self.url()
+            } else {
+                self.redacted_url()
+            },
         }
     }
 
@@ -285,28 +298,26 @@ impl SecretsDir {
         }
     }
 
+    /// Makes the data dir and the secrets folder ready. The data dir is
+    /// taken over (0700, a `.gitignore` of `*`) only when silo creates it;
+    /// in a folder that existed before, the secrets folder carries the
+    /// `.gitignore` instead, so secrets never reach a repository.
     fn prepare(&self) -> Result<(), StoreError> {
-        let io = |source| StoreError::Io {
-            path: self.dir.clone(),
-            source,
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
         };
-        files::ensure_private_dir(&self.dir).map_err(io)?;
-        if let Some(data_dir) = self.dir.parent() {
-            crate::files::ensure_private_dir(data_dir).map_err(io)?;
-            guard_with_gitignore(data_dir).map_err(io)?;
-        }
+        let data_owned = match self.dir.parent() {
+            Some(data_dir) => {
+                files::prepare_dir(data_dir, false)
+                    .map_err(io(data_dir))?
+                    .owned
+            }
+            None => false,
+        };
+        files::prepare_dir(&self.dir, data_owned).map_err(io(&self.dir))?;
         Ok(())
     }
-}
-
-/// Keeps the data dir out of version control: secrets must never reach a
-/// repository, even when a user forgets to ignore the folder.
-pub(crate) fn guard_with_gitignore(data_dir: &Path) -> std::io::Result<()> {
-    let path = data_dir.join(".gitignore");
-    if !path.exists() {
-        std::fs::write(&path, "# silo data: stores and secrets. Never commit.\n*\n")?;
-    }
-    Ok(())
 }
 
 /// Undoes the `%XX` escapes of a URL's user info.
@@ -393,5 +404,28 @@ mod tests {
             "postgres://a_svc:***@localhost:5432/a?host=%2Fvar%2Frun%2Fpostgresql"
         );
         assert!(!format!("{creds:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn view_masks_unless_revealed() {
+        let creds = Credentials {
+            service: "a".into(),
+            engine: Engine::Postgres,
+            host: Some("db".into()),
+            port: Some(5432),
+            database: "a".into(),
+            user: Some("a_svc".into()),
+            password: Some(Secret::new("topsecret")),
+        };
+        let masked = serde_json::to_string(&creds.view(false)).unwrap();
+        assert!(!masked.contains("topsecret"), "{masked}");
+        assert!(masked.contains(r#""password":"***""#), "{masked}");
+        assert!(
+            masked.contains("postgres://a_svc:***@db:5432/a"),
+            "{masked}"
+        );
+        let shown = creds.view(true);
+        assert_eq!(shown.password, Some("topsecret"));
+        assert_eq!(shown.url, "postgres://a_svc:topsecret@db:5432/a");
     }
 }

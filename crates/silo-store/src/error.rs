@@ -52,12 +52,21 @@ pub enum StoreError {
     #[error("invalid PostgreSQL URL in {origin}: {reason}")]
     BadUrl { origin: String, reason: String },
 
+    /// A PostgreSQL server could not be reached, or refused the login.
     #[error("cannot connect to {target}")]
     Connect {
         /// Where, with any password masked.
         target: String,
         #[source]
         source: sqlx::Error,
+    },
+
+    /// A SQLite store file could not be opened for reading and writing.
+    #[error("cannot open the SQLite store {}", path.display())]
+    OpenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
 
     #[error("{action} failed")]
@@ -111,9 +120,14 @@ impl StoreError {
                 "export {var}=postgres://ADMIN@HOST:PORT/postgres for this service's own server"
             )),
             StoreError::NoCredentials { .. } => Some("run `silo up` to provision it".into()),
-            StoreError::Connect { .. } => {
-                Some("check that the server is running and the URL is right".into())
-            }
+            StoreError::BadUrl { .. } => Some(
+                "give a URL such as postgres://postgres@127.0.0.1:5432/postgres (SILO_PG_ADMIN_URL, --admin-url, or the variable named by `url_env`)".into(),
+            ),
+            StoreError::Connect { source, .. } => connect_hint(source).map(Into::into),
+            StoreError::OpenFile { path, source } => Some(open_file_hint(path, source)),
+            StoreError::Sql { source, .. } if is_privilege_error(source) => Some(
+                "the administrator lacks a privilege this needs: use an admin URL whose role may create roles and databases (CREATEROLE and CREATEDB, or a superuser)".into(),
+            ),
             _ => None,
         }
     }
@@ -121,15 +135,66 @@ impl StoreError {
     /// Whether the failure is about reaching a server or finding its URL,
     /// or a manifest that does not match the stores that exist (exit code
     /// 2), rather than an operation that failed (exit code 1).
+    /// A server that answers but refuses a privilege, and a SQLite file
+    /// that cannot be opened, are failed operations.
     pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Connect { .. }
-                | StoreError::EngineMismatch { .. }
-                | StoreError::NoAdminUrl { .. }
-                | StoreError::UrlEnvUnset { .. }
-                | StoreError::BadUrl { .. }
-        )
+        match self {
+            StoreError::Connect { source, .. } => !is_privilege_error(source),
+            StoreError::EngineMismatch { .. }
+            | StoreError::NoAdminUrl { .. }
+            | StoreError::UrlEnvUnset { .. }
+            | StoreError::BadUrl { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether the server refused for want of a privilege (SQLSTATE 42501):
+/// it was reached, and the login itself worked or was not the problem.
+pub fn is_privilege_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42501"))
+}
+
+/// What to check when a PostgreSQL connection fails, by how it failed.
+fn connect_hint(e: &sqlx::Error) -> Option<&'static str> {
+    let code = match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    Some(match code.as_deref() {
+        Some("42501") => {
+            "the role may not connect to this database: `silo up` restores a service's own grants; `silo audit` shows who may connect where"
+        }
+        Some("28P01") => {
+            "the server refused the password: check the admin URL, or run `silo up` to repair a service's credentials file"
+        }
+        Some(c) if c.starts_with("28") => {
+            "the server refused this role: check that it exists and may log in, and that pg_hba.conf lets it in from here"
+        }
+        Some("3D000") => {
+            "the database does not exist: check the admin URL's database, or run `silo up` to create a service's store"
+        }
+        Some("53300") => {
+            "the server has no free connection slot: lower -j, or raise the server's max_connections"
+        }
+        Some("57P03") => "the server is starting up or shutting down: try again shortly",
+        Some(_) => return None,
+        None => "check that the server is running and the URL is right",
+    })
+}
+
+/// What to do when a SQLite store file cannot be opened, by why.
+fn open_file_hint(path: &std::path::Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "this user may not read and write {}: run silo as the user that owns the store (silo makes it mode 0600 in a 0700 folder), or fix its owner",
+            path.display()
+        ),
+        std::io::ErrorKind::NotFound => "run `silo up` to create the store".into(),
+        _ => format!(
+            "{} must be a SQLite file that silo created: `silo status` shows what is there",
+            path.display()
+        ),
     }
 }
 

@@ -11,19 +11,77 @@ pub const DIR_MODE: u32 = 0o700;
 /// Mode of store and secrets files.
 pub const FILE_MODE: u32 = 0o600;
 
-/// Creates `dir` (and missing parents) with mode 0700, and tightens an
-/// existing one. Returns whether anything changed.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<bool> {
-    let mut changed = false;
+/// The `.gitignore` silo writes into a folder it creates for stores and
+/// secrets: it keeps the folder out of version control, and its first
+/// line marks the folder as silo's.
+const GITIGNORE: &str = "# silo data: stores and secrets. Never commit.\n*\n";
+
+/// Whether `dir` holds the `.gitignore` silo writes into folders it
+/// creates.
+fn is_marked(dir: &Path) -> bool {
+    fs::read_to_string(dir.join(".gitignore"))
+        .is_ok_and(|text| text.starts_with(GITIGNORE.lines().next().unwrap_or_default()))
+}
+
+/// A folder silo keeps stores or secrets in, as [`prepare_dir`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepared {
+    /// silo created the folder (now or earlier) or it lies inside one silo
+    /// created: silo keeps its mode at 0700.
+    pub owned: bool,
+    /// This call created the folder or tightened its mode.
+    pub changed: bool,
+}
+
+/// Makes sure `dir` exists, without taking over a folder silo did not
+/// make.
+///
+/// A missing folder is created (with missing parents) with mode 0700 and,
+/// unless it lies inside a folder silo owns (`inside_owned`), a
+/// `.gitignore` of `*` that keeps it out of version control and marks it
+/// as silo's. An existing folder is silo's when it lies inside one silo
+/// owns or carries that mark; then a loosened mode is tightened again.
+/// Any other folder (a data dir the user pointed at an existing folder) is
+/// left exactly as it is: silo's own files in it are private anyway.
+pub fn prepare_dir(dir: &Path, inside_owned: bool) -> std::io::Result<Prepared> {
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(DIR_MODE)
             .create(dir)?;
-        changed = true;
+        // DirBuilder's mode passes through the umask; say it exactly.
+        ensure_mode(dir, DIR_MODE)?;
+        if !inside_owned {
+            fs::write(dir.join(".gitignore"), GITIGNORE)?;
+        }
+        return Ok(Prepared {
+            owned: true,
+            changed: true,
+        });
     }
-    changed |= ensure_mode(dir, DIR_MODE)?;
-    Ok(changed)
+    if inside_owned || is_marked(dir) {
+        return Ok(Prepared {
+            owned: true,
+            changed: ensure_mode(dir, DIR_MODE)?,
+        });
+    }
+    Ok(Prepared {
+        owned: false,
+        changed: false,
+    })
+}
+
+/// Removes a folder [`prepare_dir`] made once nothing but its own
+/// `.gitignore` is left in it; anything else in it keeps it.
+pub fn remove_dir_if_empty(dir: &Path) {
+    if is_marked(dir)
+        && fs::read_dir(dir).is_ok_and(|mut entries| {
+            entries.all(|e| e.is_ok_and(|e| e.file_name() == ".gitignore"))
+        })
+    {
+        let _ = fs::remove_file(dir.join(".gitignore"));
+    }
+    let _ = fs::remove_dir(dir);
 }
 
 /// Sets `path`'s permission bits to `mode` when they differ. Returns
@@ -115,17 +173,47 @@ mod tests {
         );
     }
 
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     #[test]
-    fn private_dir_is_tightened() {
+    fn a_folder_silo_creates_is_private_and_marked() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("a/b");
-        assert!(ensure_private_dir(&d).unwrap());
-        assert!(!ensure_private_dir(&d).unwrap());
-        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(ensure_private_dir(&d).unwrap());
-        assert_eq!(
-            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
-            0o700
+        let data = dir.path().join("a/.silo");
+        let first = prepare_dir(&data, false).unwrap();
+        assert_eq!((first.owned, first.changed), (true, true));
+        assert_eq!(mode(&data), 0o700);
+        assert!(is_marked(&data));
+        // Loosened later: still silo's, tightened again.
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        let again = prepare_dir(&data, false).unwrap();
+        assert_eq!((again.owned, again.changed), (true, true));
+        assert_eq!(mode(&data), 0o700);
+        // Inside it, folders need no mark of their own.
+        let inner = data.join("orders");
+        assert!(prepare_dir(&inner, true).unwrap().owned);
+        assert!(!inner.join(".gitignore").exists());
+    }
+
+    #[test]
+    fn an_existing_folder_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path();
+        fs::set_permissions(project, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(project.join("silo.toml"), "").unwrap();
+        let prepared = prepare_dir(project, false).unwrap();
+        assert_eq!((prepared.owned, prepared.changed), (false, false));
+        assert_eq!(mode(project), 0o755, "mode unchanged");
+        assert!(
+            !project.join(".gitignore").exists(),
+            "no .gitignore over it"
         );
+        // Its subfolders that silo creates are silo's, and marked.
+        let secrets = project.join("secrets");
+        assert!(prepare_dir(&secrets, prepared.owned).unwrap().owned);
+        assert!(is_marked(&secrets));
+        remove_dir_if_empty(&secrets);
+        assert!(!secrets.exists());
     }
 }

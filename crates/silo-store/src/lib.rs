@@ -23,7 +23,7 @@ use silo_manifest::Service;
 
 pub use connect::{ServiceConnection, StoreKind, connect_with};
 pub use credentials::{Credentials, CredentialsView, SecretsDir};
-pub use error::{StoreError, root_cause};
+pub use error::{StoreError, is_privilege_error, root_cause};
 pub use secret::{Secret, scram_verifier, scram_verifies};
 pub use stores::{Stores, StoresConfig};
 

@@ -57,6 +57,20 @@ struct DatabaseState {
 /// Statement logging is off: role statements carry password verifiers,
 /// and `CREATE DATABASE` routinely trips the slow-statement warning.
 pub fn parse_url(url: &str, origin: &str) -> Result<PgConnectOptions, StoreError> {
+    // sqlx reads any scheme as PostgreSQL: a `mysql://` URL would be sent
+    // PostgreSQL's startup packet and fail with a confusing protocol error.
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(StoreError::BadUrl {
+            origin: origin.to_string(),
+            reason: match scheme {
+                Some(scheme) => format!(
+                    "`{scheme}://` is not a PostgreSQL URL; silo's server engine is PostgreSQL, so the URL starts with postgres:// or postgresql://"
+                ),
+                None => "expected postgres://USER@HOST:PORT/DATABASE".into(),
+            },
+        });
+    }
     PgConnectOptions::from_str(url)
         .map(ConnectOptions::disable_statement_logging)
         .map_err(|e| StoreError::BadUrl {
@@ -749,5 +763,26 @@ impl StoreEngine for PgEngine {
 
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
         self.secrets.require(service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_postgres_urls_are_taken() {
+        assert!(parse_url("postgres://u@h:5432/d", "x").is_ok());
+        assert!(parse_url("postgresql://u@h/d", "x").is_ok());
+        for url in ["mysql://root:pw@h:3306/d", "sqlite://x.db", "h:5432/d"] {
+            let e = parse_url(url, "the admin URL").unwrap_err();
+            assert!(e.is_unreachable(), "{url}: exit 2");
+            let message = e.to_string();
+            assert!(!message.contains("pw@"), "{message}");
+            assert!(
+                message.starts_with("invalid PostgreSQL URL in the admin URL"),
+                "{message}"
+            );
+        }
     }
 }

@@ -13,9 +13,12 @@ use silo_manifest::{Engine, Service};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use crate::credentials::{Credentials, SecretsDir, guard_with_gitignore};
+use crate::credentials::{Credentials, SecretsDir};
 use crate::error::{StoreError, io, root_cause, sql};
-use crate::files::{DIR_MODE, FILE_MODE, create_private_file, ensure_mode, ensure_private_dir};
+use crate::files::{
+    DIR_MODE, FILE_MODE, Prepared, create_private_file, ensure_mode, prepare_dir,
+    remove_dir_if_empty,
+};
 use crate::{Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus};
 
 /// `application_id` of every store silo creates: "SILO" in ASCII.
@@ -42,6 +45,13 @@ impl SqliteEngine {
         service.sqlite_path(&self.data_dir)
     }
 
+    /// Makes the data dir and the service's folder in it ready; see
+    /// [`prepare_dir`] for which folders silo takes over.
+    fn prepare_store_dir(&self, dir: &Path) -> Result<Prepared, StoreError> {
+        let data = prepare_dir(&self.data_dir, false).map_err(io(&self.data_dir))?;
+        prepare_dir(dir, data.owned).map_err(io(dir))
+    }
+
     fn credentials_for(&self, service: &Service) -> Credentials {
         Credentials {
             service: service.name.clone(),
@@ -59,21 +69,26 @@ impl SqliteEngine {
 /// creating a missing file (creation goes through [`create_private_file`]
 /// so the file is 0600 from its first byte).
 pub async fn open(path: &Path) -> Result<SqliteConnection, StoreError> {
+    // SQLite reports every failure to open as "unable to open database
+    // file"; the file system says why (permission, missing, a folder).
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| StoreError::OpenFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let opening = || format!("opening the SQLite store {}", path.display());
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-        .map_err(|e| StoreError::Connect {
-            target: path.display().to_string(),
-            source: e,
-        })?
+        .map_err(sql(opening()))?
         .create_if_missing(false)
         .journal_mode(SqliteJournalMode::Wal)
         .foreign_keys(true)
         .disable_statement_logging();
     SqliteConnection::connect_with(&options)
         .await
-        .map_err(|source| StoreError::Connect {
-            target: path.display().to_string(),
-            source,
-        })
+        .map_err(sql(opening()))
 }
 
 /// Who a store file says it belongs to.
@@ -107,12 +122,20 @@ async fn read_mark(conn: &mut SqliteConnection) -> Result<Mark, StoreError> {
 /// file with silo's settings would write to it.
 pub(crate) fn has_silo_header(path: &Path) -> Result<bool, StoreError> {
     use std::io::Read;
+    let open_error = |source| StoreError::OpenFile {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut header = [0u8; 72];
-    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(open_error)?;
     match file.read_exact(&mut header) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-        Err(e) => return Err(io(path)(e)),
+        Err(e) => return Err(open_error(e)),
     }
     let app_id = i32::from_be_bytes([header[68], header[69], header[70], header[71]]);
     Ok(&header[..16] == b"SQLite format 3\0" && i64::from(app_id) == APPLICATION_ID)
@@ -174,9 +197,7 @@ impl StoreEngine for SqliteEngine {
         let dir = path.parent().expect("store files live in a folder");
         let mut changes = Vec::new();
 
-        ensure_private_dir(&self.data_dir).map_err(io(&self.data_dir))?;
-        guard_with_gitignore(&self.data_dir).map_err(io(&self.data_dir))?;
-        let dir_changed = ensure_private_dir(dir).map_err(io(dir))?;
+        let dir_changed = self.prepare_store_dir(dir)?.changed;
         let created = create_private_file(&path).map_err(io(&path))?;
         if dir_changed && !created {
             changes.push(format!(
@@ -315,7 +336,7 @@ impl StoreEngine for SqliteEngine {
             dropped.removed.push(format!("store {}", path.display()));
             if let Some(dir) = path.parent() {
                 // Only an empty folder goes: anything else in it is not ours.
-                let _ = std::fs::remove_dir(dir);
+                remove_dir_if_empty(dir);
             }
         }
         if self.secrets.remove(&service.name)? {
@@ -330,7 +351,7 @@ impl StoreEngine for SqliteEngine {
             .parent()
             .expect("in a folder")
             .to_path_buf();
-        ensure_private_dir(&dir).map_err(io(&dir))?;
+        self.prepare_store_dir(&dir)?;
         let path = dir.join(format!(".scratch-{}.sqlite3", crate::scratch_suffix()));
         create_private_file(&path).map_err(io(&path))?;
         let mut conn = open(&path).await?;

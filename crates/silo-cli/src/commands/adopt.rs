@@ -64,11 +64,11 @@ pub async fn run(ctx: &Context, args: &AdoptArgs) -> CmdResult {
 fn print_human(service: &str, a: &Adoption) {
     let tool = a.tool.title();
     if a.rows.is_empty() {
-        println!("{service}: {} is empty: nothing to adopt", a.table);
+        outln!("{service}: {} is empty: nothing to adopt", a.table);
         return;
     }
     if a.recorded() == 0 && a.problems().count() == 0 {
-        println!(
+        outln!(
             "{service}: nothing to do: every row of {} is already in silo_schema_history ({} already recorded)",
             a.table,
             a.already_recorded()
@@ -85,14 +85,14 @@ fn print_human(service: &str, a: &Adoption) {
             format!("{}: {}", r.outcome.as_str(), r.detail),
         ]);
     }
-    println!("{service}: {} ({tool}), {} row(s)", a.table, a.rows.len());
-    println!("{t}");
+    outln!("{service}: {} ({tool}), {} row(s)", a.table, a.rows.len());
+    outln!("{t}");
     let verb = if a.dry_run {
         "would record"
     } else {
         "recorded"
     };
-    println!(
+    outln!(
         "{service}: {verb} {} row(s) in silo_schema_history; {} already there; {} problem(s){}",
         a.recorded(),
         a.already_recorded(),
@@ -125,7 +125,7 @@ fn print_human(service: &str, a: &Adoption) {
         );
     }
     if !a.dry_run && a.recorded() > 0 {
-        println!(
+        outln!(
             "{service}: {} is left as it is; `silo info {service}` shows the adopted history",
             a.table
         );

@@ -11,6 +11,9 @@ use crate::context::{
 };
 
 pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
+    let format = args
+        .output()
+        .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
     ctx.select(&args.services)?;
     let options = Options {
         services: args.services.clone(),
@@ -22,9 +25,9 @@ pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
     };
     let report = audit(ctx, &options).await?;
     // One document per run: machine formats print only the final report.
-    let human = matches!(args.format, LintFormat::Human);
+    let human = format == LintFormat::Human;
     if !args.fix || human {
-        print_report(ctx, args, &report);
+        print_report(ctx, format, &report);
     }
     if !args.fix {
         return Ok(exit(&report));
@@ -34,7 +37,7 @@ pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
     if steps.is_empty() {
         eprintln!("nothing to fix automatically");
         if !human {
-            print_report(ctx, args, &report);
+            print_report(ctx, format, &report);
         }
         return Ok(exit(&report));
     }
@@ -70,10 +73,10 @@ pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
         }
     }
     if human {
-        println!("\naudit after --fix:");
+        outln!("\naudit after --fix:");
     }
     let after = audit(ctx, &options).await?;
-    print_report(ctx, args, &after);
+    print_report(ctx, format, &after);
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {
@@ -98,11 +101,11 @@ async fn audit(ctx: &Context, options: &Options) -> Result<Report, Failure> {
         })
 }
 
-fn print_report(ctx: &Context, args: &AuditArgs, report: &Report) {
-    match args.format {
+fn print_report(ctx: &Context, format: LintFormat, report: &Report) {
+    match format {
         LintFormat::Human => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            print!("{}", render::human(report, color));
+            out!("{}", render::human(report, color));
         }
         LintFormat::Json => print_json(&render::json(report)),
         LintFormat::Sarif => {
@@ -115,7 +118,7 @@ fn print_report(ctx: &Context, args: &AuditArgs, report: &Report) {
                 .to_string();
             print_json(&render::sarif(report, &manifest));
         }
-        LintFormat::Github => print!("{}", render::github(report)),
+        LintFormat::Github => out!("{}", render::github(report)),
     }
 }
 
@@ -142,13 +145,13 @@ pub fn explain(check: &str) -> CmdResult {
     if check.is_empty() {
         for c in Check::ALL {
             let summary = silo_audit::docs::summary(c.id()).unwrap_or_default();
-            println!("{:<22} {summary}", c.id());
+            outln!("{:<22} {summary}", c.id());
         }
         return Ok(ExitCode::SUCCESS);
     }
     match silo_audit::docs::page(check) {
         Some(page) => {
-            print!("{page}");
+            out!("{page}");
             Ok(ExitCode::SUCCESS)
         }
         None => Err(Failure::usage(miette::miette!(

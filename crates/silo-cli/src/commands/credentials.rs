@@ -17,30 +17,23 @@ pub async fn run(ctx: &Context, command: &CredentialsCommand) -> CmdResult {
             let service = ctx.service(service)?;
             let engine = ctx.stores.engine(service).map_err(Failure::store)?;
             let creds = engine.credentials(service).map_err(Failure::store)?;
+            let v = creds.view(*reveal);
             if *json {
-                print_json(&serde_json::to_value(creds.view()).expect("serializable"));
+                print_json(&serde_json::to_value(&v).expect("serializable"));
             } else {
-                let v = creds.view();
                 let dash = |o: Option<&str>| o.unwrap_or("-").to_string();
-                println!("service   {}", v.service);
-                println!("engine    {}", v.engine);
-                println!("host      {}", dash(v.host));
-                println!("port      {}", v.port.map_or("-".into(), |p| p.to_string()));
-                println!("database  {}", v.database);
-                println!("user      {}", dash(v.user));
+                outln!("service   {}", v.service);
+                outln!("engine    {}", v.engine);
+                outln!("host      {}", dash(v.host));
+                outln!("port      {}", v.port.map_or("-".into(), |p| p.to_string()));
+                outln!("database  {}", v.database);
+                outln!("user      {}", dash(v.user));
                 match (v.password, reveal) {
-                    (None, _) => println!("password  -"),
-                    (Some(p), true) => println!("password  {p}"),
-                    (Some(_), false) => println!("password  *** (--reveal or --json to show)"),
+                    (None, _) => outln!("password  -"),
+                    (Some(p), true) => outln!("password  {p}"),
+                    (Some(p), false) => outln!("password  {p} (--reveal to show)"),
                 }
-                println!(
-                    "url       {}",
-                    if *reveal {
-                        creds.url()
-                    } else {
-                        creds.redacted_url()
-                    }
-                );
+                outln!("url       {}", v.url);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -57,7 +50,7 @@ pub async fn run(ctx: &Context, command: &CredentialsCommand) -> CmdResult {
                     &json!({"service": service.name, "rotated": true, "credentials_file": file}),
                 );
             } else {
-                println!(
+                outln!(
                     "rotated the password of `{}`; the old one no longer works. New credentials: {}",
                     service.name,
                     file.display()

@@ -69,7 +69,7 @@ async fn drop_all(ctx: &Context, services: &[&Service], as_json: bool) -> CmdRes
             };
             t.add_row(vec![s.name.clone(), result, details]);
         }
-        println!("{t}");
+        outln!("{t}");
         for (s, r) in &results {
             if let Err(e) = r {
                 eprintln!("{:?}", store_report(&format!("{}: ", s.name), e));

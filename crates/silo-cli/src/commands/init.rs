@@ -53,6 +53,7 @@ pub fn run(args: &InitArgs) -> CmdResult {
             } else {
                 args.services.clone()
             };
+            let mut seen = std::collections::HashSet::new();
             for s in &services {
                 if let Err(problem) = check_identifier(s) {
                     let help = suggest_identifier(s)
@@ -63,12 +64,27 @@ pub fn run(args: &InitArgs) -> CmdResult {
                         "invalid service name `{s}`: {problem}"
                     )));
                 }
+                if !seen.insert(s.as_str()) {
+                    return Err(Failure::usage(miette::miette!(
+                        help = "name each service once",
+                        "--service `{s}` is given twice; every service needs a name of its own"
+                    )));
+                }
                 folders.push(target.join("services").join(s).join("migrations"));
             }
-            plan.push((
-                target.join(MANIFEST_FILE),
-                template(&project, &services).into_bytes(),
-            ));
+            let text = template(&project, &services);
+            // Whatever else the names break (a role name over PostgreSQL's
+            // 63 bytes, say) is found here, before anything is written.
+            let manifest_path = target.join(MANIFEST_FILE);
+            if let Err(e) = Manifest::from_str(&text, &manifest_path, &Overrides::default()) {
+                let problems: Vec<String> = e.problems().map(|p| p.message.clone()).collect();
+                return Err(Failure::usage(miette::miette!(
+                    help = "choose other names with --service and --name",
+                    "these names would make an invalid silo.toml: {}",
+                    problems.join("; ")
+                )));
+            }
+            plan.push((manifest_path, text.into_bytes()));
         }
     }
 
@@ -99,7 +115,7 @@ pub fn run(args: &InitArgs) -> CmdResult {
     let manifest_path = target.join(MANIFEST_FILE);
     let manifest = Manifest::load(&manifest_path, &Overrides::default())
         .map_err(|e| Failure::failed(miette::Report::new(e)))?;
-    println!(
+    outln!(
         "wrote {} ({} service{}: {})",
         manifest_path.display(),
         manifest.services.len(),
@@ -115,7 +131,7 @@ pub fn run(args: &InitArgs) -> CmdResult {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("next: `silo up` to provision a store per service, then `silo status`");
+    outln!("next: `silo up` to provision a store per service, then `silo status`");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -131,12 +147,14 @@ fn folder_name(dir: &Path) -> String {
 }
 
 fn template(project: &str, services: &[String]) -> String {
+    // A TOML string: quotes and backslashes in a folder's name stay inert.
+    let project = toml::Value::String(project.to_string());
     let mut out = format!(
         r#"# silo.toml: one isolated store per service.
 # Every field is documented in docs/manifest.md.
 
 [project]
-name = "{project}"
+name = {project}
 
 [defaults]
 # "sqlite" keeps one file per service under data_dir (zero setup);

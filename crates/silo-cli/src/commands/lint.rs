@@ -9,6 +9,9 @@ use crate::cli::{LintArgs, LintFormat};
 use crate::context::{CmdResult, Context, Failure, print_json};
 
 pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
+    let format = args
+        .output()
+        .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
     ctx.select(&args.services)?;
     let known = silo_lint::rule_ids();
     if let Some(unknown) = args
@@ -64,11 +67,11 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
             files: only,
         },
     );
-    match args.format {
-        LintFormat::Human => print!("{}", silo_lint::render::human(&report, files)),
+    match format {
+        LintFormat::Human => out!("{}", silo_lint::render::human(&report, files)),
         LintFormat::Json => print_json(&silo_lint::render::json(&report)),
         LintFormat::Sarif => print_json(&silo_lint::render::sarif(&report, files)),
-        LintFormat::Github => print!("{}", silo_lint::render::github(&report)),
+        LintFormat::Github => out!("{}", silo_lint::render::github(&report)),
     }
     let failed = report
         .findings
@@ -86,13 +89,13 @@ pub fn explain(rule: &str) -> CmdResult {
     if rule.is_empty() {
         for id in silo_lint::rule_ids() {
             let summary = silo_lint::docs::summary(id).unwrap_or_default();
-            println!("{id:<46} {summary}");
+            outln!("{id:<46} {summary}");
         }
         return Ok(ExitCode::SUCCESS);
     }
     match silo_lint::docs::page(rule) {
         Some(page) => {
-            print!("{page}");
+            out!("{page}");
             Ok(ExitCode::SUCCESS)
         }
         None => Err(unknown_rule(rule)),

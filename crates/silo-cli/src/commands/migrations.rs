@@ -46,14 +46,7 @@ fn version(text: &str, flag: &str) -> Result<Version, Failure> {
 /// A migration error as a diagnostic; a failed file shows its source with
 /// the failing spot underlined.
 pub fn report(service: &str, e: &MigrateError) -> Report {
-    let mut message = format!("{service}: {e}");
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    if cause.to_string() != e.to_string() {
-        message.push_str(&format!(": {cause}"));
-    }
+    let message = format!("{service}: {}", e.describe());
     let mut diag = MietteDiagnostic::new(message);
     if let Some(hint) = e.hint() {
         diag = diag.with_help(hint);
@@ -118,7 +111,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
     };
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let jobs = services.iter().map(|&service| {
+    let jobs = services.iter().enumerate().map(|(position, &service)| {
         let bar = spinner(&multi, &service.name);
         let options = options.clone();
         let stop = stop.clone();
@@ -126,7 +119,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 bar.finish_and_clear();
                 let skipped = MigrateError::Refused("skipped: --fail-fast".into());
-                return (service, Err((Vec::new(), skipped)));
+                return (position, service, Err((Vec::new(), skipped)));
             }
             // Steps arrive as they commit, so a failure still reports what
             // was applied before it.
@@ -151,14 +144,18 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             bar.finish_and_clear();
-            (service, result)
+            (position, service, result)
         }
     });
-    let mut results: Vec<(&Service, ServiceRun)> = futures::stream::iter(jobs)
+    let mut finished: Vec<(usize, &Service, ServiceRun)> = futures::stream::iter(jobs)
         .buffer_unordered(ctx.jobs)
         .collect()
         .await;
-    results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
+    finished.sort_unstable_by_key(|(position, _, _)| *position);
+    let results: Vec<(&Service, ServiceRun)> = finished
+        .into_iter()
+        .map(|(_, service, result)| (service, result))
+        .collect();
 
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if args.json {
@@ -167,7 +164,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             .map(|(s, r)| match r {
                 Ok(steps) => json!({"service": s.name, "applied": steps, "error": null}),
                 Err((steps, e)) => {
-                    json!({"service": s.name, "applied": steps, "error": e.to_string()})
+                    json!({"service": s.name, "applied": steps, "error": e.describe()})
                 }
             })
             .collect();
@@ -199,11 +196,11 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             };
             t.add_row(vec![s.name.clone(), result, detail]);
         }
-        println!("{t}");
+        outln!("{t}");
         if args.dry_run {
             for (s, r) in &results {
                 for st in r.iter().flatten() {
-                    println!(
+                    outln!(
                         "\n-- {}: {}\n{}",
                         s.name,
                         st.script,
@@ -252,12 +249,11 @@ async fn infos<'a>(
             )
         }
     });
-    let mut results: Vec<_> = futures::stream::iter(jobs)
+    // `buffered` keeps the order of `services`.
+    futures::stream::iter(jobs)
         .buffered(ctx.jobs)
         .collect()
-        .await;
-    results.sort_by_key(|(s, _)| services.iter().position(|x| x.name == s.name));
-    results
+        .await
 }
 
 pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
@@ -273,7 +269,7 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
                     "foreign_history": info.foreign,
                     "hint": foreign_hint(&s.name, &info.foreign),
                 }),
-                Err(e) => json!({"service": s.name, "migrations": [], "error": e.to_string()}),
+                Err(e) => json!({"service": s.name, "migrations": [], "error": e.describe()}),
             })
             .collect();
         print_json(&json!({ "services": rows }));
@@ -306,11 +302,15 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
                     }
                 }
                 Err(e) => {
-                    t.add_row(vec![s.name.clone(), "-".into(), format!("error: {e}")]);
+                    t.add_row(vec![
+                        s.name.clone(),
+                        "-".into(),
+                        format!("error: {}", e.describe()),
+                    ]);
                 }
             }
         }
-        println!("{t}");
+        outln!("{t}");
         for (s, r) in &results {
             if let Err(e) = r {
                 eprintln!("{:?}", report(&s.name, e));
@@ -357,7 +357,7 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
                 any |= !problems.is_empty();
                 if !args.json {
                     for p in &problems {
-                        println!("{}: {p}", s.name);
+                        outln!("{}: {p}", s.name);
                     }
                 }
                 rows.push(
@@ -368,7 +368,7 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
                 if !args.json {
                     eprintln!("{:?}", report(&s.name, e));
                 }
-                rows.push(json!({"service": s.name, "valid": false, "error": e.to_string()}));
+                rows.push(json!({"service": s.name, "valid": false, "error": e.describe()}));
             }
         }
     }
@@ -376,7 +376,7 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
         print_json(&json!({ "services": rows }));
     } else {
         if !any && results.iter().all(|(_, r)| r.is_ok()) {
-            println!(
+            outln!(
                 "{} service(s) valid: every applied migration matches its file",
                 results.len()
             );
@@ -416,7 +416,7 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             if args.json {
                 print_json(&json!({"service": service.name, "dry_run": true, "undone": plan}));
             } else {
-                print!("{}", undo_plan_text(&service.name, &plan));
+                out!("{}", undo_plan_text(&service.name, &plan));
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -424,7 +424,7 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             if args.json {
                 print_json(&json!({"service": service.name, "dry_run": false, "undone": plan}));
             } else {
-                println!("{}: nothing to undo", service.name);
+                outln!("{}: nothing to undo", service.name);
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -452,9 +452,9 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             if args.json {
                 print_json(&json!({"service": service.name, "dry_run": false, "undone": steps}));
             } else if steps.is_empty() {
-                println!("{}: nothing to undo", service.name);
+                outln!("{}: nothing to undo", service.name);
             } else {
-                println!("{}: undid {} migration(s)", service.name, steps.len());
+                outln!("{}: undid {} migration(s)", service.name, steps.len());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -512,10 +512,10 @@ pub async fn repair(ctx: &Context, args: &RepairArgs) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "changes": changes}));
     } else if changes.is_empty() {
-        println!("{}: the history needed no repair", service.name);
+        outln!("{}: the history needed no repair", service.name);
     } else {
         for c in &changes {
-            println!("{}: {c}", service.name);
+            outln!("{}: {c}", service.name);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -523,7 +523,7 @@ pub async fn repair(ctx: &Context, args: &RepairArgs) -> CmdResult {
 
 pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
-    let v = version(&args.version, "--version")?;
+    let v = version(&args.baseline, "VERSION")?;
     let lock = LockArgs { lock_timeout: 300 };
     ops::baseline(&ctx.stores, service, &v, policy(&service.name, &lock))
         .await
@@ -531,7 +531,7 @@ pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "baseline": v.to_string()}));
     } else {
-        println!(
+        outln!(
             "{}: baselined at version {v}; files up to it will not run",
             service.name
         );
@@ -541,13 +541,19 @@ pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
 
 pub fn new(ctx: &Context, args: &NewArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
-    let (v, u) = ops::new_migration(&ctx.manifest, service, &args.description)
+    let created = ops::new_migration(&ctx.manifest, service, &args.description)
         .map_err(|e| migrate_failure(&service.name, &e))?;
     if args.json {
-        print_json(&json!({"service": service.name, "created": [v, u]}));
+        print_json(&json!({"service": service.name, "created": created}));
     } else {
-        println!("created {}", v.display());
-        println!("created {}", u.display());
+        for path in &created {
+            outln!("created {}", path.display());
+        }
+        if created.len() > 2 {
+            outln!(
+                "the migrations folder keeps one subfolder per engine: each got the pair; write each engine's SQL"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -577,7 +583,7 @@ pub fn import(ctx: &Context, command: &MigrationsCommand) -> CmdResult {
     if *json {
         print_json(&json!({"service": service.name, "written": written}));
     } else {
-        println!(
+        outln!(
             "imported {} file(s) from {} into {}",
             written.len(),
             source.display(),
@@ -606,29 +612,29 @@ pub async fn verify(ctx: &Context, args: &ServiceArgs) -> CmdResult {
         print_json(&json!({"service": service.name, "report": report}));
     } else {
         for v in &report.proven {
-            println!("{}: version {v}: undo restores the schema", service.name);
+            outln!("{}: version {v}: undo restores the schema", service.name);
         }
         if !report.without_undo.is_empty() {
-            println!(
+            outln!(
                 "{}: no undo file for version(s) {}",
                 service.name,
                 report.without_undo.join(", ")
             );
         }
         match &report.failure {
-            None => println!(
+            None => outln!(
                 "{}: verified: {} undo(s) proven on a scratch store",
                 service.name,
                 report.proven.len()
             ),
             Some(VerifyFailure::Apply { version, error }) => {
-                println!(
+                outln!(
                     "{}: version {version} does not apply: {error}",
                     service.name
                 )
             }
             Some(VerifyFailure::Undo { version, error }) => {
-                println!(
+                outln!(
                     "{}: the undo of version {version} fails: {error}",
                     service.name
                 )
@@ -637,12 +643,12 @@ pub async fn verify(ctx: &Context, args: &ServiceArgs) -> CmdResult {
                 version,
                 differences,
             }) => {
-                println!(
+                outln!(
                     "{}: the undo of version {version} does not restore the schema; after V{version} and U{version}, compared with before:",
                     service.name
                 );
                 for d in differences {
-                    println!("  {d}");
+                    outln!("  {d}");
                 }
             }
         }
@@ -668,17 +674,17 @@ pub async fn diff(ctx: &Context, args: &ServiceArgs) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "drift": differences}));
     } else if differences.is_empty() {
-        println!(
+        outln!(
             "{}: no drift: the live schema is what the migrations make",
             service.name
         );
     } else {
-        println!(
+        outln!(
             "{}: the live schema differs from what the migrations make (+ only live, - only in migrations):",
             service.name
         );
         for d in &differences {
-            println!("  {d}");
+            outln!("  {d}");
         }
     }
     Ok(if differences.is_empty() {
@@ -698,7 +704,7 @@ pub async fn schema(ctx: &Context, command: &SchemaCommand) -> CmdResult {
     if args.json {
         print_json(&json!({"service": service.name, "schema": schema}));
     } else {
-        print!("{schema}");
+        out!("{schema}");
     }
     Ok(ExitCode::SUCCESS)
 }

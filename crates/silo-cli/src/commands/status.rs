@@ -89,7 +89,7 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
                 connects,
             ]);
         }
-        println!("{t}");
+        outln!("{t}");
     }
     let healthy = results
         .iter()

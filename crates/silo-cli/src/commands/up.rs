@@ -77,7 +77,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
                 details,
             ]);
         }
-        println!("{t}");
+        outln!("{t}");
         let mut hints: Vec<String> = results
             .iter()
             .filter_map(|(_, r)| r.as_ref().err().and_then(|e| e.hint()))
