@@ -264,3 +264,180 @@ async fn up_repairs_a_wrong_password_from_what_the_server_accepts() {
         .assert()
         .success();
 }
+
+/// A project of `n` services on PostgreSQL (set in silo.toml), with
+/// prefixed names.
+fn postgres_project(prefix: &Prefix, n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = "[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n".to_string();
+    for i in 0..n {
+        let s = format!("svc{i}");
+        text.push_str(&format!(
+            "[services.{s}]\ndatabase = \"{}\"\nrole = \"{}\"\n",
+            prefix.name(&s),
+            prefix.name(&format!("{s}_svc"))
+        ));
+        let migrations = dir.path().join(format!("services/{s}/migrations"));
+        std::fs::create_dir_all(&migrations).unwrap();
+        std::fs::write(
+            migrations.join("V1__create.sql"),
+            "CREATE TABLE rows (id bigint PRIMARY KEY);\n",
+        )
+        .unwrap();
+        std::fs::write(migrations.join("U1__create.sql"), "DROP TABLE rows;\n").unwrap();
+    }
+    std::fs::write(dir.path().join("silo.toml"), text).unwrap();
+    dir
+}
+
+/// Databases of `prefix`: (name, open to PUBLIC: allows connections and
+/// PUBLIC holds CONNECT).
+async fn prefixed_databases(admin: &mut PgConnection, prefix: &Prefix) -> Vec<(String, bool)> {
+    sqlx::query_as(
+        "SELECT datname::text, datallowconn AND EXISTS (
+             SELECT 1 FROM aclexplode(coalesce(datacl, acldefault('d', datdba))) a
+             WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT')
+         FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+    )
+    .bind(&prefix.value)
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// Runs `silo ARGS` in `dir` and SIGKILLs it once `ready` says so (polled,
+/// bounded) or it ends by itself. Returns whether it was killed.
+async fn kill_when(
+    dir: &std::path::Path,
+    args: &[&str],
+    mut ready: impl AsyncFnMut() -> bool,
+) -> bool {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("silo"))
+        .current_dir(dir)
+        .env("SILO_PG_ADMIN_URL", admin_url())
+        .env_remove("SILO_ENGINE")
+        .env_remove("SILO_DATA_DIR")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..20_000 {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if ready().await {
+            let _ = child.kill();
+            child.wait().unwrap();
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    panic!("silo {args:?} neither finished nor reached the kill point");
+}
+
+/// `silo up` killed with SIGKILL at many points (after 0, 1, 2, ...
+/// databases exist) never leaves a database PUBLIC may connect to, and the
+/// next `up` finishes whatever it left: no "not created by silo", every
+/// store marked and locked down, nothing left over; `destroy` then removes
+/// everything.
+#[tokio::test]
+async fn up_killed_at_any_point_leaves_nothing_open_or_refused() {
+    let prefix = Prefix::new();
+    let n = 12;
+    let dir = postgres_project(&prefix, n);
+    let dir = dir.path();
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    let mut kills = 0;
+    for point in 0..=n {
+        // Kill once `point` databases exist and the next one is on its way:
+        // between CREATE DATABASE, marking, opening and the schema.
+        let killed = kill_when(dir, &["up", "-j", "4"], async || {
+            prefixed_databases(&mut admin, &prefix).await.len() > point.min(n - 1)
+        })
+        .await;
+        kills += usize::from(killed);
+        let open: Vec<String> = prefixed_databases(&mut admin, &prefix)
+            .await
+            .into_iter()
+            .filter(|(_, open)| *open)
+            .map(|(name, _)| name)
+            .collect();
+        assert!(open.is_empty(), "open to PUBLIC after a kill: {open:?}");
+    }
+    assert!(kills > 0, "no run was killed");
+    let up = json(silo(dir).args(["up", "--json"]));
+    assert_eq!(up["summary"]["failed"], 0, "{up:#}");
+    let status = json(silo(dir).args(["status", "--json"]));
+    for s in status["services"].as_array().unwrap() {
+        assert_eq!(s["connects"], true, "{s:#}");
+        assert_eq!(s["leftovers"], serde_json::json!([]), "{s:#}");
+    }
+    let again = json(silo(dir).args(["up", "--json"]));
+    assert!(
+        again["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "unchanged"),
+        "{again:#}"
+    );
+    silo(dir).args(["destroy", "--yes"]).assert().success();
+    assert!(prefixed_databases(&mut admin, &prefix).await.is_empty());
+    let roles: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)")
+            .bind(&prefix.value)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(roles, 0, "every role dropped");
+}
+
+/// `silo verify` killed while its scratch database exists leaves it
+/// behind: `status` reports it, and `down` removes it before the role
+/// (which would otherwise fail: the role owns it).
+#[tokio::test]
+async fn a_killed_verify_leaves_a_scratch_store_that_status_reports_and_down_removes() {
+    let prefix = Prefix::new();
+    let dir = postgres_project(&prefix, 1);
+    let dir = dir.path();
+    silo(dir).args(["up"]).assert().success();
+    silo(dir).args(["migrate"]).assert().success();
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    let mut killed = false;
+    for _ in 0..10 {
+        killed = kill_when(dir, &["verify", "svc0"], async || {
+            prefixed_databases(&mut admin, &prefix)
+                .await
+                .iter()
+                .any(|(name, _)| name.contains("_scratch_"))
+        })
+        .await;
+        if killed {
+            break;
+        }
+    }
+    assert!(killed, "verify never ran long enough to be killed");
+    let scratch: Vec<String> = prefixed_databases(&mut admin, &prefix)
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.contains("_scratch_"))
+        .collect();
+    assert!(!scratch.is_empty());
+    let status = json(silo(dir).args(["status", "--json"]));
+    let leftovers = status["services"][0]["leftovers"].to_string();
+    for name in &scratch {
+        assert!(leftovers.contains(name.as_str()), "{status:#}");
+    }
+    let human = silo(dir).arg("status").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("left by an interrupted run"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+    silo(dir).args(["down", "svc0", "--yes"]).assert().success();
+    assert!(prefixed_databases(&mut admin, &prefix).await.is_empty());
+}

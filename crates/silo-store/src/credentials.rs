@@ -288,6 +288,45 @@ impl SecretsDir {
         files::commit_staged(staged, &path).map_err(|source| StoreError::Io { path, source })
     }
 
+    /// Staged files of `service` (`<service>.env.tmp<pid>`) that no running
+    /// process will move into place: their writer was killed. Each holds a
+    /// password, so they are removed, never left lying around.
+    pub fn stale_staged(&self, service: &str) -> Vec<PathBuf> {
+        let prefix = format!("{service}.env.tmp");
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name();
+                let pid = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .and_then(|pid| pid.parse::<u32>().ok());
+                // A staged file whose writer still runs is in use.
+                pid.is_some_and(|pid| {
+                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+                })
+            })
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Removes [`SecretsDir::stale_staged`] files. Returns what it removed.
+    pub fn remove_stale_staged(&self, service: &str) -> Result<Vec<PathBuf>, StoreError> {
+        let stale = self.stale_staged(service);
+        for path in &stale {
+            std::fs::remove_file(path).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(stale)
+    }
+
     /// Removes a service's secrets file. Returns whether there was one.
     pub fn remove(&self, service: &str) -> Result<bool, StoreError> {
         let path = self.path(service);

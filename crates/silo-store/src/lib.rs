@@ -103,6 +103,10 @@ pub struct StoreStatus {
     pub connects: bool,
     /// Why it does not connect, when it does not.
     pub problem: Option<String>,
+    /// What interrupted runs left behind for this service (see
+    /// [`StoreEngine::leftovers`]); `down` removes them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers: Vec<String>,
 }
 
 /// What dropping one store removed.
@@ -140,6 +144,12 @@ pub trait StoreEngine: Send + Sync {
     /// role), for proofs that must not touch the real one (`silo verify`,
     /// `silo diff`). Drop it with [`StoreEngine::drop_scratch`].
     async fn scratch(&self, service: &Service) -> Result<Credentials, StoreError>;
+
+    /// What interrupted runs left behind for `service`, in plain words:
+    /// scratch stores of a killed `verify` or `diff`, staged credentials
+    /// files of a killed `up`, a store a killed `up` left half-made.
+    /// `silo up` finishes a half-made store; `silo down` removes the rest.
+    async fn leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError>;
 
     /// Drops a store made by [`StoreEngine::scratch`].
     async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError>;

@@ -50,6 +50,24 @@ struct DatabaseState {
     owner: String,
     public_has_privileges: bool,
     role_can_connect: bool,
+    /// `datallowconn`: silo creates a database closed and opens it only
+    /// once it is marked and locked down.
+    allow_connections: bool,
+}
+
+impl DatabaseState {
+    /// A database an interrupted `silo up` left half-made: created closed
+    /// (no one, PUBLIC included, could connect, so nothing is in it) and
+    /// owned by the service's role, but killed before it was marked.
+    fn half_made(&self, service: &Service, role: Option<&RoleState>) -> bool {
+        self.comment.is_none()
+            && !self.allow_connections
+            && self.owner == service.role
+            && role
+                .and_then(|r| r.comment.as_deref())
+                .and_then(marker_service)
+                == Some(service.name.as_str())
+    }
 }
 
 /// Parses a PostgreSQL URL. `origin` names where it came from in errors
@@ -205,7 +223,8 @@ impl PgEngine {
                             WHERE a.grantee = 0),
                     EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = $2)
                       AND has_database_privilege($2, d.oid, 'CONNECT')
-                      AND has_database_privilege($2, d.oid, 'TEMPORARY')
+                      AND has_database_privilege($2, d.oid, 'TEMPORARY'),
+                    d.datallowconn
              FROM pg_database d WHERE d.datname = $1",
         )
         .bind(database)
@@ -218,6 +237,7 @@ impl PgEngine {
             owner: r.get(1),
             public_has_privileges: r.get(2),
             role_can_connect: r.get(3),
+            allow_connections: r.get(4),
         }))
     }
 
@@ -449,14 +469,16 @@ impl PgEngine {
             .database_state(&service.database, &service.role)
             .await?
         else {
+            // CREATE DATABASE cannot share a transaction, so the database
+            // is created closed to everyone (PUBLIC's default CONNECT
+            // included) and opened only once it is marked and locked down.
+            // A run killed in between leaves a closed, unmarked database
+            // that the next run recognises as its own and finishes.
             self.run(
-                format!("CREATE DATABASE {db} OWNER {role}"),
+                format!("CREATE DATABASE {db} OWNER {role} ALLOW_CONNECTIONS false"),
                 "creating the database",
             )
             .await?;
-            // CREATE DATABASE cannot share a transaction; if marking or
-            // locking down fails, drop it again rather than leave an
-            // unmarked or open database behind.
             if let Err(e) = self
                 .run(format!("{mark} {lock_down}"), "locking down the database")
                 .await
@@ -469,10 +491,29 @@ impl PgEngine {
                     .await;
                 return Err(e);
             }
+            self.run(
+                format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
+                "opening the database",
+            )
+            .await?;
             self.provision_schema(service, true, changes).await?;
             changes.push(format!("created database {}", service.database));
             return Ok(true);
         };
+        let role_state = self.role_state(&service.role).await?;
+        if state.half_made(service, role_state.as_ref()) {
+            self.run(
+                format!("{mark} {lock_down} ALTER DATABASE {db} ALLOW_CONNECTIONS true;"),
+                "finishing the half-made database",
+            )
+            .await?;
+            self.provision_schema(service, true, changes).await?;
+            changes.push(format!(
+                "finished database {}, left half-made by an interrupted run",
+                service.database
+            ));
+            return Ok(false);
+        }
         let adopting = Self::check_mark(
             state.comment.as_deref(),
             "database",
@@ -493,6 +534,17 @@ impl PgEngine {
             changes.push(format!(
                 "gave database {} to role {} (was {})",
                 service.database, service.role, state.owner
+            ));
+        }
+        if !state.allow_connections {
+            self.run(
+                format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
+                "opening the database",
+            )
+            .await?;
+            changes.push(format!(
+                "opened database {} to connections (an interrupted run left it closed)",
+                service.database
             ));
         }
         if state.public_has_privileges || !state.role_can_connect {
@@ -553,6 +605,36 @@ impl PgEngine {
         Ok(())
     }
 
+    /// Scratch databases of `service` that are still there: made by
+    /// [`StoreEngine::scratch`] and not dropped (the run that made them was
+    /// killed). Known by name (`<database>_scratch_<8 hex>`) and owner, and
+    /// by the scratch comment when they got that far.
+    pub async fn scratch_leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+        let base: String = service.database.chars().take(63 - 14).collect();
+        let names: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database')
+             FROM pg_database d
+             WHERE pg_get_userbyid(d.datdba) = $1
+               AND left(d.datname, length($2)) = $2
+               AND substr(d.datname, length($2) + 1) ~ '^_scratch_[0-9a-f]{8}$'
+             ORDER BY 1",
+        )
+        .bind(&service.role)
+        .bind(&base)
+        .fetch_all(self.admin_pool().await?)
+        .await
+        .map_err(|e| self.classify(e, "looking for leftover scratch databases"))?;
+        Ok(names
+            .into_iter()
+            .filter(|(_, comment)| {
+                comment
+                    .as_deref()
+                    .is_none_or(|c| crate::scratch_service(c) == Some(service.name.as_str()))
+            })
+            .map(|(name, _)| name)
+            .collect())
+    }
+
     /// Connects with the service's own credentials.
     pub async fn connect_as(&self, creds: &Credentials) -> Result<PgConnection, StoreError> {
         let options =
@@ -574,11 +656,18 @@ impl StoreEngine for PgEngine {
         options: ProvisionOptions,
     ) -> Result<Provisioned, StoreError> {
         let mut changes = Vec::new();
+        for staged in self.secrets.remove_stale_staged(&service.name)? {
+            changes.push(format!(
+                "removed {}, left by an interrupted run",
+                staged.display()
+            ));
+        }
         // Refuse early if the database is someone else's, before the role
         // is touched.
         if let Some(state) = self
             .database_state(&service.database, &service.role)
             .await?
+            && !state.half_made(service, self.role_state(&service.role).await?.as_ref())
         {
             Self::check_mark(
                 state.comment.as_deref(),
@@ -613,6 +702,7 @@ impl StoreEngine for PgEngine {
                 size_bytes: None,
                 connects: false,
                 problem: Some("not provisioned".into()),
+                leftovers: Vec::new(),
             });
         };
         let problem = match self.secrets.read(service)? {
@@ -638,6 +728,7 @@ impl StoreEngine for PgEngine {
             size_bytes: u64::try_from(size).ok(),
             connects: problem.is_none(),
             problem,
+            leftovers: self.leftovers(service).await?,
         })
     }
 
@@ -669,7 +760,9 @@ impl StoreEngine for PgEngine {
             .await?;
         let role_state = self.role_state(&service.role).await?;
         // Check both before dropping either: all or nothing.
-        if let Some(db) = &db_state {
+        if let Some(db) = &db_state
+            && !db.half_made(service, role_state.as_ref())
+        {
             Self::check_mark(
                 db.comment.as_deref(),
                 "database",
@@ -688,6 +781,22 @@ impl StoreEngine for PgEngine {
             )?;
         }
         let mut dropped = Dropped::default();
+        // Scratch stores an interrupted `verify` or `diff` left behind are
+        // owned by the role: they go first, or the role could not be
+        // dropped.
+        for scratch in self.scratch_leftovers(service).await? {
+            self.run(
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&scratch)
+                ),
+                "dropping a leftover scratch database",
+            )
+            .await?;
+            dropped
+                .removed
+                .push(format!("leftover scratch database {scratch}"));
+        }
         if db_state.is_some() {
             self.run(
                 format!(
@@ -709,6 +818,11 @@ impl StoreEngine for PgEngine {
             .await?;
             dropped.removed.push(format!("role {}", service.role));
         }
+        for staged in self.secrets.remove_stale_staged(&service.name)? {
+            dropped
+                .removed
+                .push(format!("leftover staged file {}", staged.display()));
+        }
         if self.secrets.remove(&service.name)? {
             dropped.removed.push("credentials file".into());
         }
@@ -723,12 +837,13 @@ impl StoreEngine for PgEngine {
         let db = quote_ident(&name);
         let role = quote_ident(&service.role);
         self.run(
-            format!("CREATE DATABASE {db} OWNER {role}"),
+            format!("CREATE DATABASE {db} OWNER {role} ALLOW_CONNECTIONS false"),
             "creating a scratch database",
         )
         .await?;
         let lock_down = format!(
-            "COMMENT ON DATABASE {db} IS {}; REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
+            "COMMENT ON DATABASE {db} IS {}; REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+             ALTER DATABASE {db} ALLOW_CONNECTIONS true;",
             quote_literal(&crate::scratch_marker(&service.name))
         );
         if let Err(e) = self
@@ -748,6 +863,37 @@ impl StoreEngine for PgEngine {
         let _ = conn.close().await;
         creds.database = name;
         Ok(creds)
+    }
+
+    async fn leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = self
+            .secrets
+            .stale_staged(&service.name)
+            .iter()
+            .map(|p| {
+                format!(
+                    "staged credentials file {} (`silo up` or `silo down` removes it)",
+                    p.display()
+                )
+            })
+            .collect();
+        out.extend(
+            self.scratch_leftovers(service)
+                .await?
+                .into_iter()
+                .map(|name| format!("scratch database {name} (`silo down` removes it)")),
+        );
+        if let Some(db) = self
+            .database_state(&service.database, &service.role)
+            .await?
+            && db.half_made(service, self.role_state(&service.role).await?.as_ref())
+        {
+            out.push(format!(
+                "half-made database {} (`silo up` finishes it)",
+                service.database
+            ));
+        }
+        Ok(out)
     }
 
     async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError> {

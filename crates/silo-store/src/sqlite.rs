@@ -141,6 +141,88 @@ pub(crate) fn has_silo_header(path: &Path) -> Result<bool, StoreError> {
     Ok(&header[..16] == b"SQLite format 3\0" && i64::from(app_id) == APPLICATION_ID)
 }
 
+/// Makes a marked store at `path` as one step: the file is created and
+/// marked under a temporary name (`.creating-<pid>-<name>`) and only then
+/// linked into place, so a run killed at any point leaves either no store
+/// or a marked one, never an unmarked file silo would refuse. Returns false
+/// when another run put a store there first.
+async fn create_marked(path: &Path, service: &str) -> Result<bool, StoreError> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".creating-{}-{name}", std::process::id()));
+    remove_with_sidecars(&tmp)?;
+    create_private_file(&tmp).map_err(io(&tmp))?;
+    let made = async {
+        let mut conn = open(&tmp).await?;
+        write_mark(&mut conn, service).await?;
+        // Closing the last connection checkpoints the WAL into the file.
+        conn.close().await.map_err(sql("closing the new store"))
+    }
+    .await;
+    let linked = made.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(path)(e)),
+    });
+    remove_with_sidecars(&tmp)?;
+    linked
+}
+
+/// Temporary files of [`create_marked`] whose run is gone.
+fn stale_creating(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let pid = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(".creating-"))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            pid.is_some_and(|pid| {
+                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+            })
+        })
+        .filter(|p| {
+            !p.to_string_lossy().ends_with("-wal") && !p.to_string_lossy().ends_with("-shm")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Removes a store file and its WAL and shared-memory sidecars.
+fn remove_with_sidecars(path: &Path) -> Result<(), StoreError> {
+    for sidecar in sidecars(path) {
+        let _ = std::fs::remove_file(sidecar);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Scratch store files of a service's folder that are still there: made
+/// by `scratch` and not dropped (the run that made them was killed).
+pub fn scratch_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".scratch-") && n.ends_with(".sqlite3"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The service a store file's silo mark names, if it has one.
 pub(crate) async fn owner(conn: &mut SqliteConnection) -> Result<Option<String>, StoreError> {
     Ok(match read_mark(conn).await? {
@@ -198,7 +280,14 @@ impl StoreEngine for SqliteEngine {
         let mut changes = Vec::new();
 
         let dir_changed = self.prepare_store_dir(dir)?.changed;
-        let created = create_private_file(&path).map_err(io(&path))?;
+        for stale in stale_creating(dir) {
+            remove_with_sidecars(&stale)?;
+            changes.push(format!(
+                "removed {}, left by an interrupted run",
+                stale.display()
+            ));
+        }
+        let created = !path.exists() && create_marked(&path, &service.name).await?;
         if dir_changed && !created {
             changes.push(format!(
                 "made folder {} private ({:o})",
@@ -210,9 +299,23 @@ impl StoreEngine for SqliteEngine {
             changes.push(format!("made {} private ({:o})", path.display(), FILE_MODE));
         }
 
+        // A file without silo's header is refused before it is opened
+        // (opening switches it to WAL, a write), unless the user asks to
+        // adopt it.
+        if !created && !options.adopt && !has_silo_header(&path)? {
+            return Err(StoreError::NotManaged {
+                kind: "SQLite file",
+                name: path.display().to_string(),
+            });
+        }
+        for staged in self.secrets.remove_stale_staged(&service.name)? {
+            changes.push(format!(
+                "removed {}, left by an interrupted run",
+                staged.display()
+            ));
+        }
         let mut conn = open(&path).await?;
         if created {
-            write_mark(&mut conn, &service.name).await?;
             changes.push(format!("created the store file (mode {FILE_MODE:o}, WAL)"));
         } else {
             match read_mark(&mut conn).await? {
@@ -265,6 +368,7 @@ impl StoreEngine for SqliteEngine {
                 size_bytes: None,
                 connects: false,
                 problem: Some("not provisioned".into()),
+                leftovers: Vec::new(),
             });
         }
         let size = Some(file_size(&path));
@@ -289,6 +393,7 @@ impl StoreEngine for SqliteEngine {
             size_bytes: size,
             connects: problem.is_none(),
             problem,
+            leftovers: self.leftovers(service).await?,
         })
     }
 
@@ -333,11 +438,33 @@ impl StoreEngine for SqliteEngine {
                 let _ = std::fs::remove_file(sidecar);
             }
             std::fs::remove_file(&path).map_err(io(&path))?;
+            if let Some(dir) = path.parent() {
+                for stale in stale_creating(dir) {
+                    remove_with_sidecars(&stale)?;
+                    dropped
+                        .removed
+                        .push(format!("half-made store {}", stale.display()));
+                }
+                for scratch in scratch_files(dir) {
+                    for sidecar in sidecars(&scratch) {
+                        let _ = std::fs::remove_file(sidecar);
+                    }
+                    std::fs::remove_file(&scratch).map_err(io(&scratch))?;
+                    dropped
+                        .removed
+                        .push(format!("leftover scratch store {}", scratch.display()));
+                }
+            }
             dropped.removed.push(format!("store {}", path.display()));
             if let Some(dir) = path.parent() {
                 // Only an empty folder goes: anything else in it is not ours.
                 remove_dir_if_empty(dir);
             }
+        }
+        for staged in self.secrets.remove_stale_staged(&service.name)? {
+            dropped
+                .removed
+                .push(format!("leftover staged file {}", staged.display()));
         }
         if self.secrets.remove(&service.name)? {
             dropped.removed.push("credentials file".into());
@@ -362,6 +489,37 @@ impl StoreEngine for SqliteEngine {
         let mut creds = self.credentials_for(service);
         creds.database = path.display().to_string();
         Ok(creds)
+    }
+
+    async fn leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+        let path = self.path(service);
+        let mut out: Vec<String> = self
+            .secrets
+            .stale_staged(&service.name)
+            .iter()
+            .map(|p| {
+                format!(
+                    "staged credentials file {} (`silo up` or `silo down` removes it)",
+                    p.display()
+                )
+            })
+            .collect();
+        if let Some(dir) = path.parent() {
+            out.extend(
+                scratch_files(dir)
+                    .iter()
+                    .map(|p| format!("scratch store {} (`silo down` removes it)", p.display())),
+            );
+        }
+        if let Some(dir) = path.parent() {
+            out.extend(stale_creating(dir).iter().map(|p| {
+                format!(
+                    "half-made store {} (`silo up` or `silo down` removes it)",
+                    p.display()
+                )
+            }));
+        }
+        Ok(out)
     }
 
     async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError> {

@@ -46,6 +46,9 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
                 if let Some(p) = problem {
                     row["problem"] = json!(p);
                 }
+                if let Ok(st) = r {
+                    row["leftovers"] = json!(st.leftovers);
+                }
                 row
             })
             .collect();
@@ -90,6 +93,11 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
             ]);
         }
         outln!("{t}");
+        for (s, r) in &results {
+            for leftover in r.iter().flat_map(|st| &st.leftovers) {
+                outln!("{}: left by an interrupted run: {leftover}", s.name);
+            }
+        }
     }
     let healthy = results
         .iter()
