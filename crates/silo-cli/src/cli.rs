@@ -268,6 +268,11 @@ pub struct UpArgs {
 pub struct StatusArgs {
     /// Services to show [default: all]
     pub services: Vec<String>,
+    /// Also list orphans: stores silo made for services silo.toml no
+    /// longer names (found from the data dir's credentials files and SQLite
+    /// folders). `silo down NAME --orphan --yes` removes one.
+    #[arg(long)]
+    pub all: bool,
     /// Print one JSON document instead of a table
     #[arg(long)]
     pub json: bool,
@@ -278,6 +283,10 @@ pub struct DownArgs {
     /// Services whose stores to drop
     #[arg(required = true)]
     pub services: Vec<String>,
+    /// The services are orphans: no longer in silo.toml, their stores
+    /// still there (`silo status --all` lists them)
+    #[arg(long)]
+    pub orphan: bool,
     /// Really drop them (required: nothing is destroyed without it)
     #[arg(long)]
     pub yes: bool,

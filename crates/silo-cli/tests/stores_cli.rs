@@ -441,3 +441,81 @@ async fn a_killed_verify_leaves_a_scratch_store_that_status_reports_and_down_rem
     silo(dir).args(["down", "svc0", "--yes"]).assert().success();
     assert!(prefixed_databases(&mut admin, &prefix).await.is_empty());
 }
+
+/// A service removed from silo.toml leaves its store: `status --all` lists
+/// it as an orphan (plain `status` says there are some), and `down NAME
+/// --orphan --yes` drops its store, role and credentials. On both engines.
+#[tokio::test]
+async fn orphans_are_listed_and_dropped_on_request() {
+    for engine in ["sqlite", "postgres"] {
+        let prefix = Prefix::new();
+        let dir = project(&prefix);
+        let dir = dir.path();
+        silo(dir)
+            .args(["--engine", engine, "up"])
+            .assert()
+            .success();
+        // billing leaves the manifest; orders stays.
+        let manifest = std::fs::read_to_string(dir.join("silo.toml")).unwrap();
+        let kept: String = manifest
+            .split("[services.")
+            .filter(|part| !part.starts_with("billing]"))
+            .collect::<Vec<_>>()
+            .join("[services.");
+        std::fs::write(dir.join("silo.toml"), kept).unwrap();
+
+        let status = json(silo(dir).args(["--engine", engine, "status", "--all", "--json"]));
+        let orphans = status["orphans"].as_array().unwrap();
+        assert_eq!(orphans.len(), 1, "{engine}: {status:#}");
+        assert_eq!(orphans[0]["service"], "billing");
+        assert_eq!(orphans[0]["engine"], engine);
+        let out = silo(dir)
+            .args(["--engine", engine, "status"])
+            .output()
+            .unwrap();
+        assert!(stderr(&out).contains("1 store(s) of services silo.toml no longer names"));
+
+        for (args, code) in [
+            (vec!["down", "billing", "--yes"], 2),
+            (vec!["down", "orders", "--orphan", "--yes"], 2),
+            (vec!["down", "nobody", "--orphan", "--yes"], 2),
+            (vec!["down", "billing", "--orphan"], 2),
+        ] {
+            let out = silo(dir)
+                .args(["--engine", engine])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{engine} {args:?}: {}",
+                stderr(&out)
+            );
+        }
+        assert!(
+            dir.join(".silo/secrets/billing.env").exists(),
+            "nothing dropped yet"
+        );
+        if engine == "postgres" {
+            assert!(database_exists(&prefix.name("billing")).await);
+        }
+
+        silo(dir)
+            .args(["--engine", engine, "down", "billing", "--orphan", "--yes"])
+            .assert()
+            .success();
+        assert!(!dir.join(".silo/secrets/billing.env").exists());
+        assert!(!dir.join(".silo/billing").exists());
+        if engine == "postgres" {
+            assert!(!database_exists(&prefix.name("billing")).await);
+        }
+        let status = json(silo(dir).args(["--engine", engine, "status", "--all", "--json"]));
+        assert_eq!(status["orphans"], serde_json::json!([]), "{status:#}");
+        assert_eq!(status["services"][0]["connects"], true, "orders untouched");
+        silo(dir)
+            .args(["--engine", engine, "destroy", "--yes"])
+            .assert()
+            .success();
+    }
+}

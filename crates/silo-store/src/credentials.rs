@@ -288,6 +288,23 @@ impl SecretsDir {
         files::commit_staged(staged, &path).map_err(|source| StoreError::Io { path, source })
     }
 
+    /// `(service, file)` of every credentials file in the folder.
+    pub fn services(&self) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let service = name.strip_suffix(".env")?;
+                (!service.is_empty()).then(|| (service.to_string(), e.path()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Staged files of `service` (`<service>.env.tmp<pid>`) that no running
     /// process will move into place: their writer was killed. Each holds a
     /// password, so they are removed, never left lying around.

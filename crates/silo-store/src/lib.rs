@@ -11,6 +11,7 @@ mod connect;
 mod credentials;
 mod error;
 pub mod files;
+mod orphans;
 pub mod postgres;
 pub mod schema;
 mod secret;
@@ -24,6 +25,7 @@ use silo_manifest::Service;
 pub use connect::{ServiceConnection, StoreKind, connect_with};
 pub use credentials::{Credentials, CredentialsView, SecretsDir};
 pub use error::{StoreError, is_privilege_error, root_cause};
+pub use orphans::Orphan;
 pub use secret::{Secret, scram_verifier, scram_verifies};
 pub use stores::{Stores, StoresConfig};
 

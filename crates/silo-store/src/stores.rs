@@ -28,9 +28,9 @@ pub struct StoresConfig {
 
 /// The engines of a project, made on first use and shared.
 pub struct Stores {
-    config: StoresConfig,
+    pub(crate) config: StoresConfig,
     sqlite: Arc<SqliteEngine>,
-    secrets: SecretsDir,
+    pub(crate) secrets: SecretsDir,
     /// PostgreSQL engines by server: `None` is the shared server, `Some(var)`
     /// the server named by an instance-isolated service's `url_env`.
     postgres: Mutex<HashMap<Option<String>, Arc<PgEngine>>>,

@@ -6,7 +6,9 @@ use serde_json::json;
 use silo_manifest::Engine;
 
 use crate::cli::StatusArgs;
-use crate::context::{CmdResult, Context, describe, human_size, print_json, progress, table};
+use crate::context::{
+    CmdResult, Context, Failure, describe, human_size, print_json, progress, table,
+};
 
 pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
     let services = ctx.select(&args.services)?;
@@ -21,6 +23,16 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
         .await;
     bar.finish_and_clear();
 
+    let orphans = ctx
+        .stores
+        .orphans(&ctx.manifest.services)
+        .map_err(Failure::store)?;
+    if !args.all && !orphans.is_empty() && !args.json {
+        eprintln!(
+            "note: {} store(s) of services silo.toml no longer names; `silo status --all` lists them",
+            orphans.len()
+        );
+    }
     let isolation = |s: &silo_manifest::Service| match s.engine {
         Engine::Sqlite => "file".to_string(),
         Engine::Postgres => s.isolation.to_string(),
@@ -52,7 +64,11 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
                 row
             })
             .collect();
-        print_json(&json!({ "services": rows }));
+        let mut doc = json!({ "services": rows });
+        if args.all {
+            doc["orphans"] = json!(orphans);
+        }
+        print_json(&doc);
     } else {
         let mut t = table(&[
             "service",
@@ -93,6 +109,20 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
             ]);
         }
         outln!("{t}");
+        if args.all && !orphans.is_empty() {
+            let mut t = table(&["orphan", "engine", "database", "role", "found"]);
+            for o in &orphans {
+                t.add_row(vec![
+                    o.service.clone(),
+                    o.engine.to_string(),
+                    o.database.clone(),
+                    o.role.clone().unwrap_or_else(|| "-".into()),
+                    o.found.join("; "),
+                ]);
+            }
+            outln!("\nStores of services silo.toml no longer names:\n{t}");
+            outln!("`silo down NAME --orphan --yes` removes one.");
+        }
         for (s, r) in &results {
             for leftover in r.iter().flat_map(|st| &st.leftovers) {
                 outln!("{}: left by an interrupted run: {leftover}", s.name);
