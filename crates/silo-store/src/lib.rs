@@ -14,6 +14,7 @@ pub mod files;
 pub mod postgres;
 pub mod schema;
 mod secret;
+pub mod secrets_layout;
 pub mod sqlite;
 mod stores;
 
