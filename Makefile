@@ -3,7 +3,7 @@ CARGO ?= cargo
 SILO := $(CURDIR)/target/debug/silo
 DEMO := $(CURDIR)/target/demo
 
-.PHONY: demo test test-corpora prereqs fmt-check clippy unit bench bench-lint bench-audit bench-manifest clean-demo
+.PHONY: demo test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -16,8 +16,8 @@ demo:
 	cd $(DEMO) && $(SILO) migrate
 	cd $(DEMO) && $(SILO) info
 
-## test: prerequisites, formatting, lints, then every test
-test: prereqs fmt-check clippy unit
+## test: prerequisites, formatting, lints, the linter's dependencies, then every test
+test: prereqs fmt-check clippy offline-lint unit
 
 prereqs:
 	@scripts/ensure-prereqs.sh
@@ -27,6 +27,10 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+
+## offline-lint: fails when silo-lint depends on sqlx or tokio again
+offline-lint:
+	CARGO=$(CARGO) scripts/check-offline-lint.sh
 
 unit:
 	$(CARGO) test --workspace

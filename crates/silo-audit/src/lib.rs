@@ -135,11 +135,15 @@ pub async fn audit(
     options: &Options,
 ) -> Result<Report, AuditError> {
     let mut report = Report::default();
-    let secrets_dir = manifest.secrets_dir();
     let secrets: HashMap<String, secrets::SecretsFile> = manifest
         .services
         .iter()
-        .map(|s| (s.name.clone(), secrets::SecretsFile::read(&secrets_dir, s)))
+        .map(|s| {
+            (
+                s.name.clone(),
+                secrets::SecretsFile::read(stores.secrets(), s),
+            )
+        })
         .collect();
     if options.live {
         if manifest

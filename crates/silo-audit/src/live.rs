@@ -97,11 +97,10 @@ pub async fn read<'m>(
         .filter(|s| s.engine == Engine::Postgres)
         .collect();
     let roles: Vec<String> = postgres.iter().map(|s| s.role.clone()).collect();
-    let secrets_dir = manifest.secrets_dir();
     let secrets: HashMap<String, SecretsFile> = manifest
         .services
         .iter()
-        .map(|s| (s.name.clone(), SecretsFile::read(&secrets_dir, s)))
+        .map(|s| (s.name.clone(), SecretsFile::read(stores.secrets(), s)))
         .collect();
 
     // Group services by server, keeping manifest order.

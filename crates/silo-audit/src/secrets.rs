@@ -2,9 +2,11 @@
 //! audit must notice a file copied from another service, so it takes the
 //! user and password from whatever keys the file holds.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use silo_manifest::Service;
+use silo_store::SecretsDir;
+use silo_store::secrets_layout::{DATABASE_URL, Field};
 
 /// What a secrets file says, whoever wrote it.
 #[derive(Debug, Clone, Default)]
@@ -20,9 +22,9 @@ pub struct SecretsFile {
 }
 
 impl SecretsFile {
-    /// Reads `<secrets_dir>/<service>.env`; a missing file is `exists: false`.
-    pub fn read(secrets_dir: &Path, service: &Service) -> SecretsFile {
-        let path = secrets_dir.join(format!("{}.env", service.name));
+    /// Reads the service's secrets file; a missing file is `exists: false`.
+    pub fn read(secrets: &SecretsDir, service: &Service) -> SecretsFile {
+        let path = secrets.path(&service.name);
         let Ok(text) = std::fs::read_to_string(&path) else {
             return SecretsFile {
                 path,
@@ -42,26 +44,30 @@ impl SecretsFile {
             if value.is_empty() {
                 continue;
             }
-            if key.ends_with("_DB_USER") {
-                file.user = Some(value.to_string());
-            } else if key.ends_with("_DB_PASSWORD") {
-                file.password = Some(value.to_string());
-            } else if key.ends_with("_DB_NAME") {
-                file.database = Some(value.to_string());
-            } else if key == "DATABASE_URL"
-                && let Ok(url) = url::Url::parse(value)
-                && url.scheme().starts_with("postgres")
-            {
-                let decode = |s: &str| percent_decode(s).filter(|s| !s.is_empty());
-                file.user = file.user.take().or_else(|| decode(url.username()));
-                file.password = file
-                    .password
-                    .take()
-                    .or_else(|| url.password().and_then(decode));
-                file.database = file
-                    .database
-                    .take()
-                    .or_else(|| decode(url.path().trim_start_matches('/')));
+            // Any service's prefix: a file copied from another service is
+            // read as it is.
+            match Field::of_var(key) {
+                Some(Field::User) => file.user = Some(value.to_string()),
+                Some(Field::Password) => file.password = Some(value.to_string()),
+                Some(Field::Name) => file.database = Some(value.to_string()),
+                Some(_) => {}
+                None if key == DATABASE_URL => {
+                    if let Ok(url) = url::Url::parse(value)
+                        && url.scheme().starts_with("postgres")
+                    {
+                        let decode = |s: &str| percent_decode(s).filter(|s| !s.is_empty());
+                        file.user = file.user.take().or_else(|| decode(url.username()));
+                        file.password = file
+                            .password
+                            .take()
+                            .or_else(|| url.password().and_then(decode));
+                        file.database = file
+                            .database
+                            .take()
+                            .or_else(|| decode(url.path().trim_start_matches('/')));
+                    }
+                }
+                None => {}
             }
         }
         file

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use silo_audit::{Access, Check, Options, Report, fix};
 use silo_manifest::{Manifest, Overrides};
-use silo_store::{ProvisionOptions, Stores, StoresConfig};
+use silo_store::{ProvisionOptions, SecretsDir, Stores, StoresConfig};
 use silo_testkit::{Prefix, TempServer, admin_url};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -384,8 +384,8 @@ async fn public_create_and_public_security_definers() {
 #[tokio::test]
 async fn copied_secrets_file() {
     let p = Project::new(&["a", "b"]).await;
-    let secrets = p.manifest.secrets_dir();
-    std::fs::copy(secrets.join("b.env"), secrets.join("a.env")).unwrap();
+    let secrets = SecretsDir::new(&p.manifest.data_dir);
+    std::fs::copy(secrets.path("b"), secrets.path("a")).unwrap();
     let report = p.audit().await;
     expect(&report, Check::SharedCredentials, "a", Some("b"));
     expect(&report, Check::OwnAccess, "a", None);
@@ -395,7 +395,7 @@ async fn copied_secrets_file() {
 #[tokio::test]
 async fn secrets_file_mode() {
     let p = Project::new(&["a"]).await;
-    let file = p.manifest.secrets_dir().join("a.env");
+    let file = SecretsDir::new(&p.manifest.data_dir).path("a");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let report = p.audit().await;
     expect(&report, Check::StoreFiles, "a", None);

@@ -227,7 +227,7 @@ fn load_files(manifest: &Manifest, strict: bool) -> Result<Loaded, LoadError> {
     for service in &manifest.services {
         let dir = manifest.migrations_dir(service);
         let folder = if dir.is_dir() {
-            silo_migrate::file::engine_dir(&dir, service.engine).map_err(|_| {
+            silo_migration_files::file::engine_dir(&dir, service.engine).map_err(|_| {
                 LoadError::NoEngineFolder {
                     service: service.name.clone(),
                     path: shown(manifest, &dir),
@@ -276,17 +276,18 @@ fn load_files(manifest: &Manifest, strict: bool) -> Result<Loaded, LoadError> {
         // Beside the engine folder: the other engine's, and strays.
         if folder != dir {
             let engine = service.engine;
+            let engine_folders = silo_migration_files::file::engine_folders(&dir);
             for path in entries(&dir)? {
-                let name = file_name(&path);
                 if path == folder {
                     continue;
                 }
-                let reason = if path.is_dir() && matches!(name.as_str(), "postgres" | "sqlite") {
-                    format!(
-                        "migrations for {name}; this service's store is {engine} (`silo --engine {name} lint` reads them)"
-                    )
-                } else {
-                    format!("outside the `{engine}/` folder, which is all silo reads for {engine}")
+                let reason = match engine_folders.iter().find(|(_, f)| *f == path) {
+                    Some((other, _)) => format!(
+                        "migrations for {other}; this service's store is {engine} (`silo --engine {other} lint` reads them)"
+                    ),
+                    None => format!(
+                        "outside the `{engine}/` folder, which is all silo reads for {engine}"
+                    ),
                 };
                 skip(path, reason);
             }
@@ -318,7 +319,7 @@ fn entries(dir: &std::path::Path) -> Result<Vec<PathBuf>, LoadError> {
     for entry in std::fs::read_dir(dir).map_err(read)? {
         let path = entry.map_err(read)?.path();
         let name = file_name(&path);
-        if !name.starts_with('.') && name != silo_migrate::sum::SUM_FILE {
+        if !name.starts_with('.') && name != silo_migration_files::sum::SUM_FILE {
             paths.push(path);
         }
     }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use pg_query::NodeEnum;
 use silo_manifest::{Engine, Service, line_column};
-use silo_migrate::file::{FileName, parse_file_name};
-use silo_migrate::split::{self, Statement as RawStatement};
+use silo_migration_files::file::{FileName, parse_file_name};
+use silo_migration_files::split::{self, Statement as RawStatement};
 use sqlparser::dialect::SQLiteDialect;
 
 use crate::facts::{self, Facts, Locator};
@@ -50,7 +50,7 @@ pub struct SourceFile {
     /// control it holds: for SQLite all of them, parsed or not; for
     /// PostgreSQL those of the parse tree (none when the file does not
     /// parse).
-    pub raw: Vec<silo_migrate::split::Statement>,
+    pub raw: Vec<silo_migration_files::split::Statement>,
     /// PostgreSQL statements, when the file parsed.
     pub statements: Vec<Statement>,
     /// SQLite statements (those that parsed).

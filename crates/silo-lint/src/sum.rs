@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use silo_manifest::Manifest;
-use silo_migrate::sum::{self, Mismatch};
+use silo_migration_files::file::engine_folders;
+use silo_migration_files::sum::{self, Mismatch};
 
 /// Per folder: what its `silo.sum` says about its files now.
 #[derive(Debug, Default)]
@@ -17,9 +18,7 @@ impl SumFiles {
     pub fn load(manifest: &Manifest) -> Self {
         let mut folders = HashMap::new();
         for service in &manifest.services {
-            let Ok(dir) =
-                silo_migrate::file::engine_dir(&manifest.migrations_dir(service), service.engine)
-            else {
+            let Ok(dir) = silo_migration_files::file::service_dir(manifest, service) else {
                 continue;
             };
             let checked = match sum::read(&dir) {
@@ -46,12 +45,7 @@ pub fn update_all(manifest: &Manifest) -> std::io::Result<Vec<PathBuf>> {
     for service in &manifest.services {
         let root = manifest.migrations_dir(service);
         let mut dirs = vec![root.clone()];
-        dirs.extend(
-            ["postgres", "sqlite"]
-                .iter()
-                .map(|e| root.join(e))
-                .filter(|d| d.is_dir()),
-        );
+        dirs.extend(engine_folders(&root).into_iter().map(|(_, dir)| dir));
         for dir in dirs {
             if sum::update(&dir)? {
                 changed.push(dir.join(sum::SUM_FILE));

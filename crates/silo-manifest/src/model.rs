@@ -253,11 +253,6 @@ impl Manifest {
         crate::parse::holds(&absolute(&self.data_dir), &absolute(&self.root))
     }
 
-    /// The folder of secrets files (one `<service>.env` per service).
-    pub fn secrets_dir(&self) -> PathBuf {
-        self.data_dir.join("secrets")
-    }
-
     /// The absolute path of a service's migrations folder.
     pub fn migrations_dir(&self, service: &Service) -> PathBuf {
         self.root.join(&service.migrations)

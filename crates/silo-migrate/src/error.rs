@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use silo_manifest::Engine;
+use silo_migration_files::FileError;
 use silo_store::StoreError;
 
 /// Where in a migration file something went wrong.
@@ -60,17 +60,9 @@ pub enum MigrateError {
         source: std::io::Error,
     },
 
-    #[error("{} is not UTF-8 text", path.display())]
-    NotUtf8 { path: PathBuf },
-
-    #[error("{}: not a migration file name: {reason}", path.display())]
-    BadFileName { path: PathBuf, reason: String },
-
-    #[error("{} and {} have the same version", first.display(), second.display())]
-    DuplicateVersion { first: PathBuf, second: PathBuf },
-
-    #[error("{} keeps engine folders but has none for {engine}", dir.display())]
-    NoEngineFolder { dir: PathBuf, engine: Engine },
+    /// A migrations folder or file that cannot be used as it is.
+    #[error(transparent)]
+    Files(#[from] FileError),
 
     #[error("{location}: unknown placeholder `${{{name}}}`")]
     UnknownPlaceholder { location: Location, name: String },
@@ -144,13 +136,7 @@ impl MigrateError {
             MigrateError::Sql { source, .. } if silo_store::is_privilege_error(source) => Some(
                 "the service's role lacks a privilege in its own store: `silo up` restores its ownership and grants".into(),
             ),
-            MigrateError::BadFileName { .. } => Some(
-                "name it V<version>__<description>.sql (apply), U<version>__<description>.sql (undo) or R__<description>.sql (repeatable)".into(),
-            ),
-            MigrateError::NoEngineFolder { dir, engine } => Some(format!(
-                "add {}/{engine}/ with this engine's migrations",
-                dir.display()
-            )),
+            MigrateError::Files(e) => e.hint(),
             MigrateError::UnknownPlaceholder { .. } => Some(
                 "define it under [services.<name>.placeholders] in silo.toml; ${service}, ${database} and ${role} are built in".into(),
             ),

@@ -1,9 +1,9 @@
 //! silo's migration engine. Each service migrates its own store, as its
 //! own role, on its own schedule.
 //!
-//! - [`file`]: Flyway-compatible names (`V1__x.sql`, `U1__x.sql`,
-//!   `R__x.sql`), discovery, checksums.
-//! - [`split`]: statements split by each engine's own lexer.
+//! - [`file`], [`version`], [`split`], [`placeholders`], [`sum`],
+//!   [`import`]: the migration files themselves, from the
+//!   `silo-migration-files` crate (no database), re-exported here.
 //! - [`state`]: files against history (`info`, `validate`).
 //! - [`adopt`]: moving in with the history of Flyway, sqlx, diesel or
 //!   refinery.
@@ -13,26 +13,21 @@
 pub mod adopt;
 pub mod connect;
 pub mod error;
-pub mod file;
 pub mod history;
-pub mod import;
-pub mod placeholders;
 pub mod postgres;
 pub mod run;
 pub mod service;
-pub mod split;
 pub mod sqlite;
 pub mod state;
-pub mod sum;
 pub mod target;
 pub mod verify;
-pub mod version;
 
 pub use error::{Failure, Location, MigrateError};
-pub use file::{Kind, Migration, discover};
 pub use run::{
     MigrateOptions, Prepared, Step, baseline, migrate, prepare, repair, undo, undo_plan,
 };
+pub use silo_migration_files::{
+    FileError, Kind, Migration, Version, discover, file, import, placeholders, split, sum, version,
+};
 pub use state::{Entry, State, entries};
 pub use target::{LockPolicy, Target};
-pub use version::Version;

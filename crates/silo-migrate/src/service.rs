@@ -1,7 +1,7 @@
 //! The operations of the CLI for one service: find its files, connect as
 //! it, and run.
 
-use silo_manifest::{Engine, Manifest, Service};
+use silo_manifest::{Manifest, Service};
 use silo_store::Stores;
 
 use crate::adopt;
@@ -16,7 +16,7 @@ use crate::version::Version;
 
 /// The service's migrations for its engine.
 pub fn migrations(manifest: &Manifest, service: &Service) -> Result<Vec<Migration>, MigrateError> {
-    discover(&manifest.migrations_dir(service), service.engine)
+    Ok(discover(&manifest.migrations_dir(service), service.engine)?)
 }
 
 /// Connects as the service and prepares its files.
@@ -159,12 +159,12 @@ pub fn new_migration(
     // The service's own folder first; this also refuses a layout without it.
     let own = crate::file::engine_dir(&root, service.engine)?;
     let mut targets = vec![(own, service.engine)];
-    for engine in [Engine::Postgres, Engine::Sqlite] {
-        let dir = root.join(engine.as_str());
-        if engine != service.engine && dir.is_dir() {
-            targets.push((dir, engine));
-        }
-    }
+    targets.extend(
+        crate::file::engine_folders(&root)
+            .into_iter()
+            .filter(|(engine, _)| *engine != service.engine)
+            .map(|(engine, dir)| (dir, engine)),
+    );
     let next = targets
         .iter()
         .flat_map(|(_, engine)| discover(&root, *engine).unwrap_or_default())

@@ -634,7 +634,7 @@ fn engine_folders_are_picked_by_engine() {
     std::fs::remove_dir_all(root.join("sqlite")).unwrap();
     assert!(matches!(
         discover(root, silo_manifest::Engine::Sqlite),
-        Err(MigrateError::NoEngineFolder { .. })
+        Err(silo_migrate::FileError::NoEngineFolder { .. })
     ));
 }
 

@@ -2,7 +2,8 @@
 //! that carries them to the service.
 //!
 //! The file holds `DATABASE_URL` plus the per-field variables seed 004's
-//! services read (`AUTH_DB_HOST`, `AUTH_DB_PORT`, ...).
+//! services read (`AUTH_DB_HOST`, `AUTH_DB_PORT`, ...); the names are
+//! [`crate::secrets_layout`]'s.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use silo_manifest::{Engine, Service};
 use crate::error::StoreError;
 use crate::files;
 use crate::secret::Secret;
+use crate::secrets_layout::{self, DATABASE_URL, Field};
 
 /// Everything a service needs to reach its own store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +110,6 @@ impl Credentials {
 
     /// The env file's text.
     pub fn to_env_file(&self) -> String {
-        let prefix = self.service.to_uppercase();
         let mut out = format!(
             "# silo credentials for service `{}` ({}). Private: mode 0600, never commit.\n",
             self.service, self.engine
@@ -119,35 +120,30 @@ impl Credentials {
                 self.service
             ));
         }
-        let mut line = |key: String, value: &str| {
-            out.push_str(&key);
+        let mut line = |key: &str, value: &str| {
+            out.push_str(key);
             out.push('=');
             out.push_str(value);
             out.push('\n');
         };
-        line("DATABASE_URL".into(), &self.url());
+        line(DATABASE_URL, &self.url());
+        let var = |field: Field| field.var(&self.service);
         match self.engine {
             Engine::Sqlite => {
-                line(format!("{prefix}_DB_PATH"), &self.database);
+                line(&var(Field::Path), &self.database);
             }
             Engine::Postgres => {
+                line(&var(Field::Host), self.host.as_deref().unwrap_or(""));
                 line(
-                    format!("{prefix}_DB_HOST"),
-                    self.host.as_deref().unwrap_or(""),
-                );
-                line(
-                    format!("{prefix}_DB_PORT"),
+                    &var(Field::Port),
                     &self.port.map(|p| p.to_string()).unwrap_or_default(),
                 );
+                line(&var(Field::User), self.user.as_deref().unwrap_or(""));
                 line(
-                    format!("{prefix}_DB_USER"),
-                    self.user.as_deref().unwrap_or(""),
-                );
-                line(
-                    format!("{prefix}_DB_PASSWORD"),
+                    &var(Field::Password),
                     self.password.as_ref().map(Secret::expose).unwrap_or(""),
                 );
-                line(format!("{prefix}_DB_NAME"), &self.database);
+                line(&var(Field::Name), &self.database);
             }
         }
         out
@@ -155,14 +151,13 @@ impl Credentials {
 
     /// Parses an env file written by [`Credentials::to_env_file`].
     pub fn from_env_file(service: &Service, text: &str) -> Option<Credentials> {
-        let prefix = service.name.to_uppercase();
-        let get = |suffix: &str| -> Option<String> {
-            let key = format!("{prefix}_DB_{suffix}=");
+        let get = |field: Field| -> Option<String> {
+            let key = format!("{}=", field.var(&service.name));
             text.lines()
                 .find_map(|l| l.strip_prefix(&key))
                 .map(str::to_string)
         };
-        if let Some(path) = get("PATH") {
+        if let Some(path) = get(Field::Path) {
             return Some(Credentials {
                 service: service.name.clone(),
                 engine: Engine::Sqlite,
@@ -176,11 +171,11 @@ impl Credentials {
         Some(Credentials {
             service: service.name.clone(),
             engine: Engine::Postgres,
-            host: get("HOST"),
-            port: get("PORT").and_then(|p| p.parse().ok()),
-            database: get("NAME")?,
-            user: get("USER"),
-            password: get("PASSWORD").map(Secret::new),
+            host: get(Field::Host),
+            port: get(Field::Port).and_then(|p| p.parse().ok()),
+            database: get(Field::Name)?,
+            user: get(Field::User),
+            password: get(Field::Password).map(Secret::new),
         })
     }
 }
@@ -195,13 +190,18 @@ impl SecretsDir {
     /// The secrets folder inside `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
         SecretsDir {
-            dir: data_dir.join("secrets"),
+            dir: data_dir.join(secrets_layout::SECRETS_FOLDER),
         }
+    }
+
+    /// The folder itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The secrets file of `service`.
     pub fn path(&self, service: &str) -> PathBuf {
-        self.dir.join(format!("{service}.env"))
+        self.dir.join(secrets_layout::file_name(service))
     }
 
     /// Reads a service's credentials; `None` when the file does not exist.
@@ -226,11 +226,12 @@ impl SecretsDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let field = format!("{}_DB_PASSWORD=", service.name.to_uppercase());
+        let field = format!("{}=", Field::Password.var(&service.name));
         let from_field = text.lines().find_map(|l| l.strip_prefix(field.as_str()));
+        let url = format!("{DATABASE_URL}=");
         let from_url = text
             .lines()
-            .find_map(|l| l.strip_prefix("DATABASE_URL="))
+            .find_map(|l| l.strip_prefix(url.as_str()))
             .and_then(|u| url::Url::parse(u).ok())
             .and_then(|u| u.password().map(percent_decode));
         let mut out: Vec<Secret> = Vec::new();

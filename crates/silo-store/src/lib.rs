@@ -15,6 +15,7 @@ mod orphans;
 pub mod postgres;
 pub mod schema;
 mod secret;
+pub mod secrets_layout;
 pub mod sqlite;
 mod stores;
 

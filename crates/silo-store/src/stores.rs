@@ -47,6 +47,11 @@ impl Stores {
         }
     }
 
+    /// The secrets files of the project's services.
+    pub fn secrets(&self) -> &SecretsDir {
+        &self.secrets
+    }
+
     /// The engine holding `service`'s store. Refuses when the store was
     /// made on another engine than the manifest now names: silo never
     /// switches a service's store silently.

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use silo_manifest::{Manifest, Overrides, Service};
-use silo_store::{Outcome, ProvisionOptions, StoreError, Stores, StoresConfig};
+use silo_store::{Outcome, ProvisionOptions, SecretsDir, StoreError, Stores, StoresConfig};
 use silo_testkit::{Prefix, TempServer, admin_url};
 use sqlx::{Connection, PgConnection};
 
@@ -56,9 +56,10 @@ async fn lifecycle(engine: &str) {
     assert!(status.exists && status.connects, "{status:?}");
     assert!(status.size_bytes.unwrap() > 0);
 
-    let secrets = m.secrets_dir().join("orders.env");
+    let secrets_dir = SecretsDir::new(&m.data_dir);
+    let secrets = secrets_dir.path("orders");
     assert_eq!(mode(&secrets), 0o600);
-    assert_eq!(mode(&m.secrets_dir()), 0o700);
+    assert_eq!(mode(secrets_dir.dir()), 0o700);
     let text = std::fs::read_to_string(&secrets).unwrap();
     assert!(text.contains("DATABASE_URL="));
 

@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use silo_manifest::{Engine, Manifest};
+use silo_store::SecretsDir;
 
 use crate::{Check, Finding, Fix};
 
@@ -25,8 +26,9 @@ pub fn run(manifest: &Manifest, out: &mut Vec<Finding>) {
     let uid = unsafe { libc::geteuid() };
     let mut expected = Vec::new();
     let mut inodes: Vec<(u64, u64, &str)> = Vec::new();
+    let secrets_dir = SecretsDir::new(&manifest.data_dir);
     for s in &manifest.services {
-        let secrets = manifest.secrets_dir().join(format!("{}.env", s.name));
+        let secrets = secrets_dir.path(&s.name);
         expected.push(Expect {
             service: &s.name,
             store: None,

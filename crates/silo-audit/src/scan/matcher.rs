@@ -418,7 +418,7 @@ mod tests {
                 service: Some(service.into()),
             });
             needles.push(Needle {
-                text: format!("{}_DB_", service.to_uppercase()),
+                text: silo_store::secrets_layout::var_prefix(service),
                 kind: Kind::EnvPrefix,
                 service: Some(service.into()),
             });

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use ignore::WalkState;
 use ignore::overrides::OverrideBuilder;
 use silo_manifest::{Isolation, Manifest, Service};
+use silo_store::secrets_layout;
 
 use crate::secrets::SecretsFile;
 use crate::{AuditError, Check, Finding, Location};
@@ -55,8 +56,8 @@ fn needles(manifest: &Manifest, secrets: &HashMap<String, SecretsFile>) -> Vec<N
             })
         };
         add(s.database.clone(), Kind::Database);
-        add(format!("secrets/{}.env", s.name), Kind::SecretsPath);
-        add(format!("{}_DB_", s.name.to_uppercase()), Kind::EnvPrefix);
+        add(secrets_layout::relative_path(&s.name), Kind::SecretsPath);
+        add(secrets_layout::var_prefix(&s.name), Kind::EnvPrefix);
         // Both engines' names: `--engine` may move a service between them,
         // and source written for one still names the other.
         add(format!("{}.sqlite3", s.database), Kind::SqliteFile);

@@ -41,10 +41,7 @@ pub async fn run(ctx: &Context, command: &CredentialsCommand) -> CmdResult {
             let service = ctx.service(service)?;
             let engine = ctx.stores.engine(service).map_err(Failure::store)?;
             engine.rotate(service).await.map_err(Failure::store)?;
-            let file = ctx
-                .manifest
-                .secrets_dir()
-                .join(format!("{}.env", service.name));
+            let file = ctx.stores.secrets().path(&service.name);
             if *json {
                 print_json(
                     &json!({"service": service.name, "rotated": true, "credentials_file": file}),

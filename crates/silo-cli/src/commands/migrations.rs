@@ -11,7 +11,7 @@ use miette::{LabeledSpan, MietteDiagnostic, NamedSource, Report};
 use serde_json::json;
 use silo_manifest::Service;
 use silo_migrate::service as ops;
-use silo_migrate::{LockPolicy, MigrateError, MigrateOptions, Step, Version};
+use silo_migrate::{FileError, LockPolicy, MigrateError, MigrateOptions, Step, Version};
 
 use crate::cli::{
     BaselineArgs, ImportTool, InfoArgs, LockArgs, MigrateArgs, MigrationsCommand, NewArgs,
@@ -574,11 +574,9 @@ pub fn import(ctx: &Context, command: &MigrationsCommand) -> CmdResult {
         ImportTool::Diesel => Tool::Diesel,
         ImportTool::Refinery => Tool::Refinery,
     };
-    let fail = |e: MigrateError| migrate_failure(&service.name, &e);
+    let fail = |e: FileError| migrate_failure(&service.name, &e.into());
     let plan = silo_migrate::import::plan(tool, source).map_err(fail)?;
-    let dest =
-        silo_migrate::file::engine_dir(&ctx.manifest.migrations_dir(service), service.engine)
-            .map_err(fail)?;
+    let dest = silo_migrate::file::service_dir(&ctx.manifest, service).map_err(fail)?;
     let written = silo_migrate::import::write(&plan, &dest).map_err(fail)?;
     if *json {
         print_json(&json!({"service": service.name, "written": written}));

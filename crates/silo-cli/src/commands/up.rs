@@ -96,7 +96,7 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
             results.len(),
             if results.len() == 1 { "" } else { "s" },
             results.len() - changed - failed,
-            ctx.manifest.secrets_dir().display()
+            ctx.stores.secrets().dir().display()
         );
     }
     Ok(store_exit_code(results.iter().map(|(_, r)| r)))

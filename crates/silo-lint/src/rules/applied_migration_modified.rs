@@ -4,7 +4,7 @@
 //! file slipped in below recorded versions. Folders without `silo.sum`
 //! are not checked; `silo lint --update-sum` or `silo new` starts one.
 
-use silo_migrate::sum::{Mismatch, SUM_FILE};
+use silo_migration_files::sum::{Mismatch, SUM_FILE};
 
 use super::{Context, Hit, Rule, meta};
 use crate::source::SourceFile;
@@ -73,7 +73,7 @@ mod tests {
         let p = Project::postgres();
         p.write("orders", "V1__a.sql", "CREATE TABLE orders (id bigint);")
             .write("orders", "V2__b.sql", "CREATE TABLE carts (id bigint);");
-        silo_migrate::sum::update(&p.folder("orders")).unwrap();
+        silo_migration_files::sum::update(&p.folder("orders")).unwrap();
         p.write(
             "orders",
             "V1__a.sql",
@@ -93,7 +93,7 @@ mod tests {
     fn unchanged_files_new_files_and_folders_without_sum_do_not() {
         let p = Project::postgres();
         p.write("orders", "V1__a.sql", "CREATE TABLE orders (id bigint);");
-        silo_migrate::sum::update(&p.folder("orders")).unwrap();
+        silo_migration_files::sum::update(&p.folder("orders")).unwrap();
         p.write("orders", "V2__b.sql", "CREATE TABLE carts (id bigint);")
             .write("billing", "V1__a.sql", "CREATE TABLE invoices (id bigint);");
         assert_eq!(p.places("applied-migration-modified"), []);

@@ -2,7 +2,7 @@
 //! and kind (`V1_0__a.sql` and `V1.0__b.sql` are both version 1.0). The
 //! migrator refuses to run such a folder; this says so before a deploy.
 
-use silo_migrate::Kind;
+use silo_migration_files::Kind;
 
 use super::{Context, Hit, Rule, meta};
 use crate::source::SourceFile;

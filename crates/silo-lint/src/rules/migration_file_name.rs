@@ -79,9 +79,9 @@ impl Rule for MigrationFileName {
                         help: format!(
                             "rename it {}{}__{suggestion}.sql",
                             match name.kind {
-                                silo_migrate::Kind::Versioned => "V",
-                                silo_migrate::Kind::Undo => "U",
-                                silo_migrate::Kind::Repeatable => "R",
+                                silo_migration_files::Kind::Versioned => "V",
+                                silo_migration_files::Kind::Undo => "U",
+                                silo_migration_files::Kind::Repeatable => "R",
                             },
                             name.version
                                 .as_ref()

@@ -4,7 +4,7 @@
 use super::{Context, Hit, Rule};
 use crate::finding::{Group, Severity};
 use crate::source::SourceFile;
-use silo_migrate::Kind;
+use silo_migration_files::Kind;
 
 pub struct MissingUndo;
 

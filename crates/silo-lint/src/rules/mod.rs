@@ -67,8 +67,8 @@ pub struct Context<'a> {
     pub versions: HashMap<
         (
             &'a std::path::Path,
-            silo_migrate::Kind,
-            silo_migrate::Version,
+            silo_migration_files::Kind,
+            silo_migration_files::Version,
         ),
         Vec<&'a SourceFile>,
     >,
@@ -125,7 +125,7 @@ pub(crate) fn existing(file: &SourceFile, table: &str) -> bool {
 pub(crate) fn is_undo(file: &SourceFile) -> bool {
     file.name
         .as_ref()
-        .is_ok_and(|n| n.kind == silo_migrate::Kind::Undo)
+        .is_ok_and(|n| n.kind == silo_migration_files::Kind::Undo)
 }
 
 /// Every rule, in id order.

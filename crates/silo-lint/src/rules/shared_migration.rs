@@ -17,12 +17,12 @@ impl Rule for SharedMigration {
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let real = std::fs::canonicalize(&file.path).ok();
-        let checksum = silo_migrate::file::checksum(file.text.as_bytes());
+        let checksum = silo_migration_files::file::checksum(file.text.as_bytes());
         for other in ctx.files.iter().filter(|f| f.service != file.service) {
             let how = if real.is_some() && std::fs::canonicalize(&other.path).ok() == real {
                 "is the same file as"
             } else if has_sql(file)
-                && silo_migrate::file::checksum(other.text.as_bytes()) == checksum
+                && silo_migration_files::file::checksum(other.text.as_bytes()) == checksum
             {
                 "has the same content as"
             } else {

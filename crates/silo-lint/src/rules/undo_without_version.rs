@@ -3,7 +3,7 @@
 //! this file never runs; usually its version or its `V` file's was mistyped
 //! or renamed.
 
-use silo_migrate::Kind;
+use silo_migration_files::Kind;
 
 use super::{Context, Hit, Rule, meta};
 use crate::source::SourceFile;

@@ -1,14 +1,14 @@
-//! Migration files: Flyway-compatible names, discovery in a service's
-//! folder (engine subfolders first), and checksums that ignore line endings
-//! and byte-order marks.
+//! Migration files: Flyway-compatible names, a service's engine folders,
+//! discovery in a service's folder (engine subfolders first), and checksums
+//! that ignore line endings and byte-order marks.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use silo_manifest::Engine;
+use silo_manifest::{Engine, Manifest, Service};
 
-use crate::error::MigrateError;
+use crate::error::FileError;
 use crate::version::Version;
 
 /// What a migration file does.
@@ -131,36 +131,59 @@ pub fn checksum(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The folder that holds `engine`'s migrations: `<dir>/<engine>/` when the
-/// service keeps engine folders, else `<dir>` itself.
-pub fn engine_dir(dir: &Path, engine: Engine) -> Result<PathBuf, MigrateError> {
-    let own = dir.join(engine.as_str());
+/// Every engine, in the order their folders are listed.
+const ENGINES: [Engine; 2] = [Engine::Postgres, Engine::Sqlite];
+
+/// The folder of `engine`'s migrations inside a service's migrations
+/// folder `root`: `<root>/<engine>/`, like Flyway's `{vendor}` locations.
+/// Every part of silo that names an engine folder asks this function.
+pub fn engine_folder(root: &Path, engine: Engine) -> PathBuf {
+    root.join(engine.as_str())
+}
+
+/// The engine folders `root` has, with their engines.
+pub fn engine_folders(root: &Path) -> Vec<(Engine, PathBuf)> {
+    ENGINES
+        .into_iter()
+        .map(|engine| (engine, engine_folder(root, engine)))
+        .filter(|(_, dir)| dir.is_dir())
+        .collect()
+}
+
+/// The folder that holds `engine`'s migrations: its [`engine_folder`] when
+/// the service keeps engine folders, else `root` itself. A root with
+/// another engine's folder and none for `engine` is an error: its files
+/// are not meant for `engine`.
+pub fn engine_dir(root: &Path, engine: Engine) -> Result<PathBuf, FileError> {
+    let own = engine_folder(root, engine);
     if own.is_dir() {
         return Ok(own);
     }
-    let other = match engine {
-        Engine::Sqlite => Engine::Postgres,
-        Engine::Postgres => Engine::Sqlite,
-    };
-    if dir.join(other.as_str()).is_dir() {
-        return Err(MigrateError::NoEngineFolder {
-            dir: dir.to_path_buf(),
+    if !engine_folders(root).is_empty() {
+        return Err(FileError::NoEngineFolder {
+            dir: root.to_path_buf(),
             engine,
         });
     }
-    Ok(dir.to_path_buf())
+    Ok(root.to_path_buf())
+}
+
+/// The folder that holds `service`'s migrations for its own engine
+/// ([`engine_dir`] of its migrations folder).
+pub fn service_dir(manifest: &Manifest, service: &Service) -> Result<PathBuf, FileError> {
+    engine_dir(&manifest.migrations_dir(service), service.engine)
 }
 
 /// Reads every migration of a service for `engine`, sorted: versioned by
 /// version, undo by version, repeatables by description. A missing folder
 /// holds no migrations.
-pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, MigrateError> {
+pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, FileError> {
     let folder = engine_dir(dir, engine)?;
     let entries = match std::fs::read_dir(&folder) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
-            return Err(MigrateError::Io {
+            return Err(FileError::Io {
                 path: folder,
                 source,
             });
@@ -168,7 +191,7 @@ pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, MigrateErr
     };
     let mut migrations = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| MigrateError::Io {
+        let entry = entry.map_err(|source| FileError::Io {
             path: folder.clone(),
             source,
         })?;
@@ -177,7 +200,7 @@ pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, MigrateErr
         if !path.is_file() {
             // A folder named like a migration holds files that never run.
             if script.to_ascii_lowercase().ends_with(".sql") {
-                return Err(MigrateError::BadFileName {
+                return Err(FileError::BadFileName {
                     path,
                     reason: "a folder, not a file: silo runs only the files of a migrations folder"
                         .into(),
@@ -185,19 +208,19 @@ pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, MigrateErr
             }
             continue;
         }
-        let Some(name) = parse_file_name(&script).map_err(|reason| MigrateError::BadFileName {
+        let Some(name) = parse_file_name(&script).map_err(|reason| FileError::BadFileName {
             path: path.clone(),
             reason,
         })?
         else {
             continue;
         };
-        let bytes = std::fs::read(&path).map_err(|source| MigrateError::Io {
+        let bytes = std::fs::read(&path).map_err(|source| FileError::Io {
             path: path.clone(),
             source,
         })?;
         let text = String::from_utf8(bytes.clone())
-            .map_err(|_| MigrateError::NotUtf8 { path: path.clone() })?;
+            .map_err(|_| FileError::NotUtf8 { path: path.clone() })?;
         migrations.push(Migration {
             kind: name.kind,
             version: name.version,
@@ -215,7 +238,7 @@ pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, MigrateErr
     Ok(migrations)
 }
 
-fn check_duplicates(migrations: &[Migration]) -> Result<(), MigrateError> {
+fn check_duplicates(migrations: &[Migration]) -> Result<(), FileError> {
     for (i, a) in migrations.iter().enumerate() {
         for b in &migrations[i + 1..] {
             let clash = a.kind == b.kind
@@ -228,7 +251,7 @@ fn check_duplicates(migrations: &[Migration]) -> Result<(), MigrateError> {
                 if first > second {
                     std::mem::swap(&mut first, &mut second);
                 }
-                return Err(MigrateError::DuplicateVersion { first, second });
+                return Err(FileError::DuplicateVersion { first, second });
             }
         }
     }
@@ -277,13 +300,64 @@ mod tests {
         std::fs::create_dir(dir.path().join("V2__dir.sql")).unwrap();
         let err = discover(dir.path(), Engine::Sqlite).unwrap_err();
         assert!(
-            matches!(&err, MigrateError::BadFileName { path, .. } if path.ends_with("V2__dir.sql")),
+            matches!(&err, FileError::BadFileName { path, .. } if path.ends_with("V2__dir.sql")),
             "{err}"
         );
         std::fs::remove_dir(dir.path().join("V2__dir.sql")).unwrap();
         std::fs::write(dir.path().join("V3__b.SQL"), "SELECT 1;").unwrap();
         let err = discover(dir.path(), Engine::Sqlite).unwrap_err();
         assert!(err.to_string().contains("rename it V3__b.sql"), "{err}");
+    }
+
+    #[test]
+    fn engine_folders_are_named_after_the_engine() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        assert_eq!(engine_folder(root, Engine::Postgres), root.join("postgres"));
+        assert_eq!(engine_folder(root, Engine::Sqlite), root.join("sqlite"));
+        // No engine folders: the root holds every engine's files.
+        assert!(engine_folders(root).is_empty());
+        assert_eq!(engine_dir(root, Engine::Sqlite).unwrap(), root);
+        // A stray file named like an engine is not an engine folder.
+        std::fs::write(root.join("sqlite"), "").unwrap();
+        assert!(engine_folders(root).is_empty());
+        std::fs::remove_file(root.join("sqlite")).unwrap();
+        std::fs::create_dir(root.join("postgres")).unwrap();
+        assert_eq!(
+            engine_folders(root),
+            [(Engine::Postgres, root.join("postgres"))]
+        );
+        assert_eq!(
+            engine_dir(root, Engine::Postgres).unwrap(),
+            root.join("postgres")
+        );
+        // The root's files are not meant for an engine without a folder.
+        let err = engine_dir(root, Engine::Sqlite).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                FileError::NoEngineFolder {
+                    engine: Engine::Sqlite,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.hint().unwrap(),
+            format!(
+                "add {}/ with this engine's migrations",
+                root.join("sqlite").display()
+            )
+        );
+        std::fs::create_dir(root.join("sqlite")).unwrap();
+        assert_eq!(
+            engine_folders(root),
+            [
+                (Engine::Postgres, root.join("postgres")),
+                (Engine::Sqlite, root.join("sqlite"))
+            ]
+        );
     }
 
     #[test]

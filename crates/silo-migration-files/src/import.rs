@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::MigrateError;
+use crate::error::FileError;
 use crate::file::parse_file_name;
 use crate::version::Version;
 
@@ -27,7 +27,7 @@ pub struct Conversion {
 
 /// Works out the silo names of every migration in `source`, in the
 /// source tool's own order.
-pub fn plan(tool: Tool, source: &Path) -> Result<Vec<Conversion>, MigrateError> {
+pub fn plan(tool: Tool, source: &Path) -> Result<Vec<Conversion>, FileError> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(source)
         .map_err(|e| io(source, e))?
         .map(|e| e.map(|e| e.path()).map_err(|e| io(source, e)))
@@ -85,16 +85,12 @@ pub fn plan(tool: Tool, source: &Path) -> Result<Vec<Conversion>, MigrateError> 
                     continue;
                 }
                 if name.ends_with(".rs") {
-                    return Err(MigrateError::Refused(format!(
-                        "{}: Rust migrations cannot be converted to SQL; rewrite it as a .sql file",
-                        path.display()
-                    )));
+                    return Err(FileError::RustMigration { path });
                 }
-                let parsed =
-                    parse_file_name(&name).map_err(|reason| MigrateError::BadFileName {
-                        path: path.clone(),
-                        reason,
-                    })?;
+                let parsed = parse_file_name(&name).map_err(|reason| FileError::BadFileName {
+                    path: path.clone(),
+                    reason,
+                })?;
                 if parsed.is_some() {
                     out.push(Conversion {
                         source: path.clone(),
@@ -108,13 +104,12 @@ pub fn plan(tool: Tool, source: &Path) -> Result<Vec<Conversion>, MigrateError> 
 }
 
 /// Copies the planned files into `dest`, refusing to overwrite any file.
-pub fn write(conversions: &[Conversion], dest: &Path) -> Result<Vec<PathBuf>, MigrateError> {
+pub fn write(conversions: &[Conversion], dest: &Path) -> Result<Vec<PathBuf>, FileError> {
     std::fs::create_dir_all(dest).map_err(|e| io(dest, e))?;
     if let Some(c) = conversions.iter().find(|c| dest.join(&c.name).exists()) {
-        return Err(MigrateError::Refused(format!(
-            "{} exists already; nothing was imported",
-            dest.join(&c.name).display()
-        )));
+        return Err(FileError::Exists {
+            path: dest.join(&c.name),
+        });
     }
     conversions
         .iter()
@@ -126,17 +121,17 @@ pub fn write(conversions: &[Conversion], dest: &Path) -> Result<Vec<PathBuf>, Mi
         .collect()
 }
 
-fn split_prefix<'a>(name: &'a str, path: &Path) -> Result<(&'a str, &'a str), MigrateError> {
+fn split_prefix<'a>(name: &'a str, path: &Path) -> Result<(&'a str, &'a str), FileError> {
     name.split_once('_')
         .filter(|(v, d)| !v.is_empty() && !d.is_empty())
-        .ok_or_else(|| MigrateError::BadFileName {
+        .ok_or_else(|| FileError::BadFileName {
             path: path.to_path_buf(),
             reason: "expected <version>_<name>".into(),
         })
 }
 
-fn version_of(text: &str, path: &Path) -> Result<Version, MigrateError> {
-    Version::parse(text).map_err(|reason| MigrateError::BadFileName {
+fn version_of(text: &str, path: &Path) -> Result<Version, FileError> {
+    Version::parse(text).map_err(|reason| FileError::BadFileName {
         path: path.to_path_buf(),
         reason,
     })
@@ -159,8 +154,8 @@ fn slug(description: &str) -> String {
     }
 }
 
-fn io(path: &Path, source: std::io::Error) -> MigrateError {
-    MigrateError::Io {
+fn io(path: &Path, source: std::io::Error) -> FileError {
+    FileError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -230,5 +225,20 @@ mod tests {
             "b"
         );
         assert!(write(&plan, out.path()).is_err(), "never overwrites");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_convert() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("V2__code.rs"), "fn migration() {}");
+        let err = plan(Tool::Refinery, d.path()).unwrap_err();
+        assert!(
+            matches!(&err, FileError::RustMigration { path } if path.ends_with("V2__code.rs")),
+            "{err}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("init.sql"), "a");
+        let err = plan(Tool::Sqlx, d.path()).unwrap_err();
+        assert!(matches!(&err, FileError::BadFileName { .. }), "{err}");
     }
 }
