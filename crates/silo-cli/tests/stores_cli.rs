@@ -519,3 +519,45 @@ async fn orphans_are_listed_and_dropped_on_request() {
             .success();
     }
 }
+
+/// `silo up` on SQLite killed at many points (after 0, 1, 2, ... store
+/// folders exist) leaves nothing the next `up` refuses: every store ends
+/// up marked as its service's, no half-made file is left, and `destroy`
+/// removes everything.
+#[tokio::test]
+async fn sqlite_up_killed_at_any_point_is_finished_by_the_next_run() {
+    let prefix = Prefix::new();
+    let n = 12;
+    let dir = postgres_project(&prefix, n);
+    let dir = dir.path();
+    let manifest = std::fs::read_to_string(dir.join("silo.toml"))
+        .unwrap()
+        .replace("engine = \"postgres\"", "engine = \"sqlite\"");
+    std::fs::write(dir.join("silo.toml"), manifest).unwrap();
+    let data = dir.join(".silo");
+    let stores = |data: &std::path::Path| -> usize {
+        std::fs::read_dir(data).map_or(0, |d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("svc"))
+                .count()
+        })
+    };
+    let mut kills = 0;
+    for point in 0..=n {
+        let killed = kill_when(dir, &["up", "-j", "2"], async || {
+            stores(&data) > point.min(n - 1)
+        })
+        .await;
+        kills += usize::from(killed);
+    }
+    assert!(kills > 0, "no run was killed");
+    let up = json(silo(dir).args(["up", "--json"]));
+    assert_eq!(up["summary"]["failed"], 0, "{up:#}");
+    let status = json(silo(dir).args(["status", "--json"]));
+    for s in status["services"].as_array().unwrap() {
+        assert_eq!(s["connects"], true, "{s:#}");
+        assert_eq!(s["leftovers"], serde_json::json!([]), "{s:#}");
+    }
+    silo(dir).args(["destroy", "--yes"]).assert().success();
+    assert_eq!(stores(&data), 0, "every store folder removed");
+}
