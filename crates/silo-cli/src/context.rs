@@ -33,27 +33,51 @@ impl Failure {
 
     /// A store error, with its cause and hint.
     pub fn store(e: StoreError) -> Self {
-        let code = if e.is_unreachable() { 2 } else { 1 };
         Failure {
-            code,
+            code: exit_code_of(&e),
             report: store_report("", &e),
         }
     }
 }
 
-/// The exit code of a command run over many services: 2 when any failed
-/// because a server is unreachable or the manifest does not match the
-/// stores, 1 when any other failed, else 0.
+/// The documented exit code of an error silo reports (README, "Exit
+/// codes"): 2 for bad usage, a bad manifest, an unreachable server or a
+/// manifest that does not match the stores; 1 for an operation that
+/// failed. The one place that decides it: every command maps its errors
+/// through here.
+pub fn exit_code_of(e: &(dyn std::error::Error + 'static)) -> u8 {
+    if let Some(e) = e.downcast_ref::<StoreError>() {
+        e.exit_code()
+    } else if let Some(e) = e.downcast_ref::<silo_migrate::MigrateError>() {
+        e.exit_code()
+    } else if e.downcast_ref::<silo_manifest::ManifestError>().is_some()
+        || e.downcast_ref::<silo_manifest::LoadError>().is_some()
+    {
+        2
+    } else {
+        1
+    }
+}
+
+/// The exit code of a command run over many services: the highest of
+/// their errors' codes, 0 when none failed.
+pub fn exit_code_all<'a, E: std::error::Error + 'static>(
+    errors: impl IntoIterator<Item = &'a E>,
+) -> ExitCode {
+    ExitCode::from(
+        errors
+            .into_iter()
+            .map(|e| exit_code_of(e))
+            .max()
+            .unwrap_or(0),
+    )
+}
+
+/// [`exit_code_all`] of the errors among `results`.
 pub fn store_exit_code<'a, T: 'a>(
     results: impl IntoIterator<Item = &'a Result<T, StoreError>>,
 ) -> ExitCode {
-    let mut code = 0;
-    for r in results {
-        if let Err(e) = r {
-            code = code.max(if e.is_unreachable() { 2 } else { 1 });
-        }
-    }
-    ExitCode::from(code)
+    exit_code_all(results.into_iter().filter_map(|r| r.as_ref().err()))
 }
 
 /// Renders a store error as a diagnostic: `prefix`, message, innermost
@@ -249,4 +273,42 @@ pub fn ask(question: &str) -> bool {
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code_of;
+    use silo_migrate::MigrateError;
+    use silo_store::StoreError;
+
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        let unreachable = || StoreError::Connect {
+            target: "PostgreSQL at 127.0.0.1:1".into(),
+            source: sqlx::Error::PoolTimedOut,
+        };
+        let mismatch = || StoreError::EngineMismatch {
+            service: "orders".into(),
+            recorded: silo_manifest::Engine::Postgres,
+            configured: silo_manifest::Engine::Sqlite,
+        };
+        let foreign = StoreError::NotServiceStore {
+            service: "orders".into(),
+            kind: "SQLite file",
+            name: "x".into(),
+            found: Some("billing".into()),
+        };
+        assert_eq!(exit_code_of(&unreachable()), 2);
+        assert_eq!(exit_code_of(&mismatch()), 2);
+        assert_eq!(exit_code_of(&foreign), 1);
+        assert_eq!(exit_code_of(&MigrateError::Store(unreachable())), 2);
+        assert_eq!(exit_code_of(&MigrateError::Store(mismatch())), 2);
+        assert_eq!(
+            exit_code_of(&MigrateError::LockTimeout(std::time::Duration::from_secs(
+                1
+            ))),
+            1
+        );
+        assert_eq!(exit_code_of(&std::io::Error::other("x")), 1);
+    }
 }

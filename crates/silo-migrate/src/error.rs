@@ -174,6 +174,35 @@ impl MigrateError {
     }
 
     /// Whether the store could not be reached (exit code 2).
+    /// A stable name for the kind of failure: the last part of the
+    /// diagnostic code (`silo::migrate::<kind>`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MigrateError::Io { .. } => "io",
+            MigrateError::Files(_) => "files",
+            MigrateError::UnknownPlaceholder { .. } => "unknown-placeholder",
+            MigrateError::Store(_) => "store",
+            MigrateError::Sql { .. } => "sql",
+            MigrateError::Failed(_) => "failed",
+            MigrateError::LockTimeout(_) => "lock-timeout",
+            MigrateError::NewerHistory { .. } => "newer-history",
+            MigrateError::Validation(_) => "validation",
+            MigrateError::Undo { .. } => "undo",
+            MigrateError::Refused(_) => "refused",
+            MigrateError::ForeignHistory { .. } => "foreign-history",
+            MigrateError::NoForeignHistory { .. } => "no-foreign-history",
+        }
+    }
+
+    /// The documented exit code: a store error's own (2 when a server
+    /// cannot be reached or the manifest does not match the stores), else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            MigrateError::Store(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+
     pub fn is_unreachable(&self) -> bool {
         matches!(self, MigrateError::Store(e) if e.is_unreachable())
     }
@@ -182,4 +211,19 @@ impl MigrateError {
 pub(crate) fn sql(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> MigrateError {
     let action = action.into();
     move |source| MigrateError::Sql { action, source }
+}
+
+impl miette::Diagnostic for MigrateError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(match self {
+            MigrateError::Store(e) => format!("silo::store::{}", e.kind()),
+            MigrateError::Files(e) => format!("silo::files::{}", e.kind()),
+            other => format!("silo::migrate::{}", other.kind()),
+        }))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.hint()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display + 'a>)
+    }
 }

@@ -35,6 +35,20 @@ pub enum FileError {
 }
 
 impl FileError {
+    /// A stable name for the kind of failure: the last part of the
+    /// diagnostic code (`silo::files::<kind>`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FileError::Io { .. } => "io",
+            FileError::NotUtf8 { .. } => "not-utf8",
+            FileError::BadFileName { .. } => "bad-file-name",
+            FileError::DuplicateVersion { .. } => "duplicate-version",
+            FileError::NoEngineFolder { .. } => "no-engine-folder",
+            FileError::RustMigration { .. } => "rust-migration",
+            FileError::Exists { .. } => "exists",
+        }
+    }
+
     /// What to do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -47,5 +61,16 @@ impl FileError {
             )),
             _ => None,
         }
+    }
+}
+
+impl miette::Diagnostic for FileError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(format!("silo::files::{}", self.kind())))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.hint()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display + 'a>)
     }
 }

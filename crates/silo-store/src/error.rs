@@ -94,6 +94,34 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A stable name for the kind of failure: the last part of the
+    /// diagnostic code (`silo::store::<kind>`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::NotManaged { .. } => "not-managed",
+            StoreError::ManagedByOther { .. } => "managed-by-other",
+            StoreError::NotServiceStore { .. } => "not-service-store",
+            StoreError::EngineMismatch { .. } => "engine-mismatch",
+            StoreError::NoAdminUrl { .. } => "no-admin-url",
+            StoreError::UrlEnvUnset { .. } => "url-env-unset",
+            StoreError::BadUrl { .. } => "bad-url",
+            StoreError::Connect { .. } => "connect",
+            StoreError::OpenFile { .. } => "open-file",
+            StoreError::Sql { .. } => "sql",
+            StoreError::Io { .. } => "io",
+            StoreError::BadSecretsFile { .. } => "bad-secrets-file",
+            StoreError::NoCredentials { .. } => "no-credentials",
+            StoreError::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// The documented exit code: 2 when a server cannot be reached or the
+    /// manifest does not match the stores that exist, 1 for an operation
+    /// that failed.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_unreachable() { 2 } else { 1 }
+    }
+
     /// What the user can do about it, when there is something.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -221,5 +249,16 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
             Some(next) => cause = next,
             None => return cause.to_string(),
         }
+    }
+}
+
+impl miette::Diagnostic for StoreError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(format!("silo::store::{}", self.kind())))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.hint()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display + 'a>)
     }
 }

@@ -18,8 +18,8 @@ use crate::cli::{
     RepairArgs, SchemaCommand, ServiceArgs, UndoArgs,
 };
 use crate::context::{
-    CmdResult, Context, Failure, ask, interactive, print_json, refuse_without_terminal,
-    require_yes, table,
+    CmdResult, Context, Failure, ask, exit_code_all, exit_code_of, interactive, print_json,
+    refuse_without_terminal, require_yes, table,
 };
 use silo_migrate::import::Tool;
 use silo_migrate::verify::VerifyFailure;
@@ -223,16 +223,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
 }
 
 fn exit_code<T>(results: &[(&Service, Result<T, MigrateError>)]) -> ExitCode {
-    if results
-        .iter()
-        .any(|(_, r)| r.as_ref().err().is_some_and(MigrateError::is_unreachable))
-    {
-        ExitCode::from(2)
-    } else if results.iter().any(|(_, r)| r.is_err()) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit_code_all(results.iter().filter_map(|(_, r)| r.as_ref().err()))
 }
 
 async fn infos<'a>(
@@ -486,11 +477,9 @@ fn undo_plan_text(service: &str, plan: &[Step]) -> String {
 }
 
 pub(crate) fn migrate_failure(service: &str, e: &MigrateError) -> Failure {
-    let report = report(service, e);
-    if e.is_unreachable() {
-        Failure::usage(report)
-    } else {
-        Failure::failed(report)
+    Failure {
+        code: exit_code_of(e),
+        report: report(service, e),
     }
 }
 

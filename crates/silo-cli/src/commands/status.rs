@@ -7,7 +7,7 @@ use silo_manifest::Engine;
 
 use crate::cli::StatusArgs;
 use crate::context::{
-    CmdResult, Context, Failure, describe, human_size, print_json, progress, table,
+    CmdResult, Context, Failure, describe, exit_code_all, human_size, print_json, progress, table,
 };
 
 pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
@@ -129,17 +129,16 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
             }
         }
     }
+    // An error decides the code (2 for an unreachable server); a store that
+    // is missing or does not connect is a finding (1).
+    let errors = results.iter().filter_map(|(_, r)| r.as_ref().err());
+    let code = exit_code_all(errors);
     let healthy = results
         .iter()
         .all(|(_, r)| r.as_ref().is_ok_and(|st| st.exists && st.connects));
-    let unreachable = results
-        .iter()
-        .any(|(_, r)| r.as_ref().err().is_some_and(|e| e.is_unreachable()));
-    Ok(if unreachable {
-        ExitCode::from(2)
-    } else if healthy {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if code == ExitCode::SUCCESS && !healthy {
         ExitCode::from(1)
+    } else {
+        code
     })
 }
