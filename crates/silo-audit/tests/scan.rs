@@ -53,7 +53,7 @@ fn places(report: &Report) -> BTreeSet<(String, String, String, String, usize)> 
         .findings
         .iter()
         .map(|f| {
-            let location = f.location.as_ref().expect("scan findings have a place");
+            let location = f.location.position().expect("scan findings have a place");
             (
                 f.check.id().to_string(),
                 f.service.clone(),
@@ -205,7 +205,7 @@ async fn hits_and_near_misses_across_languages() {
     let java = report
         .findings
         .iter()
-        .find(|f| f.location.as_ref().unwrap().file.ends_with("Sync.java"))
+        .find(|f| f.location.position().unwrap().file.ends_with("Sync.java"))
         .unwrap();
     assert!(
         java.message.contains("password of service `billing`"),
