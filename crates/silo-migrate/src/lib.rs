@@ -30,6 +30,7 @@ pub mod version;
 
 pub use error::{Failure, Location, MigrateError};
 pub use file::{Kind, Migration, discover};
+pub use history::HistoryKind;
 pub use run::{
     MigrateOptions, Prepared, Step, baseline, migrate, prepare, repair, undo, undo_plan,
 };
