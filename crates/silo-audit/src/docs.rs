@@ -14,6 +14,7 @@ pub static PAGES: Pages = Pages::new(&DIR);
 pub const TOOL: Tool = Tool {
     name: "silo-audit",
     command: "audit",
+    done: "audited",
     title: "silo audit",
     help: "fix",
     pages: &PAGES,

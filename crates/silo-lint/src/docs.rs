@@ -13,6 +13,7 @@ pub static PAGES: Pages = Pages::new(&DIR);
 pub const TOOL: Tool = Tool {
     name: "silo",
     command: "lint",
+    done: "linted",
     title: "silo",
     help: "help",
     pages: &PAGES,

@@ -57,6 +57,9 @@ pub struct Tool {
     pub name: &'static str,
     /// The command (`lint`, `audit`).
     pub command: &'static str,
+    /// What the command does to a path, for what it skipped (`linted`,
+    /// `audited`).
+    pub done: &'static str,
     /// What an annotation's title starts with, before the rule id
     /// (`silo`, `silo audit`).
     pub title: &'static str,

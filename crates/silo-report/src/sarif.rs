@@ -97,18 +97,13 @@ pub fn sarif(run: &Run<'_>) -> Value {
         }],
     });
     if !run.skipped.is_empty() {
-        let verb = match run.tool.command {
-            "lint" => "linted",
-            "audit" => "audited",
-            other => other,
-        };
         let notes: Vec<Value> = run
             .skipped
             .iter()
             .map(|k| {
                 let text = match k.rule {
                     Some(rule) => format!("skipped {rule}: {}", k.reason),
-                    None => format!("skipped, not {verb}: {}", k.reason),
+                    None => format!("skipped, not {}: {}", run.tool.done, k.reason),
                 };
                 let mut note = json!({"level": "note", "message": {"text": text}});
                 if let Some(path) = k.path {
@@ -152,6 +147,83 @@ pub fn uri(path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use include_dir::{Dir, include_dir};
+
+    use crate::{Finding, Location, Pages, Run, Severity, Skipped, Tool};
+
+    static DIR: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/tests/pages");
+    static PAGES: Pages = Pages::new(&DIR);
+
+    /// A finding with no place in a file points at the anchor's first line
+    /// and names its service in the text; a skipped path is a notification
+    /// at that path.
+    #[test]
+    fn live_findings_point_at_the_anchor_and_skips_are_notifications() {
+        let run = Run {
+            tool: Tool {
+                name: "t",
+                command: "check",
+                done: "checked",
+                title: "t check",
+                help: "fix",
+                pages: &PAGES,
+            },
+            findings: vec![Finding {
+                rule: "first-rule",
+                group: None,
+                severity: Severity::Warning,
+                service: "orders",
+                other_service: Some("billing"),
+                location: Location::Live {
+                    store: Some("orders_db".into()),
+                },
+                end: None,
+                message: "opens `billing`",
+                help: "close it",
+            }],
+            skipped: vec![Skipped {
+                path: Some(Path::new("a b/x.txt")),
+                rule: None,
+                reason: "not SQL",
+            }],
+            anchor: Some(Path::new("silo.toml")),
+        };
+        let sarif = super::sarif(&run);
+        let result = &sarif["runs"][0]["results"][0];
+        assert_eq!(
+            result["message"]["text"],
+            "orders → billing: opens `billing` (fix: close it)"
+        );
+        let place = &result["locations"][0]["physicalLocation"];
+        assert_eq!(place["artifactLocation"]["uri"], "silo.toml");
+        assert_eq!(
+            place["region"],
+            serde_json::json!({"startLine": 1, "startColumn": 1})
+        );
+        assert_eq!(
+            result["properties"],
+            serde_json::json!({"service": "orders", "other_service": "billing", "store": "orders_db"})
+        );
+        let rule = &sarif["runs"][0]["tool"]["driver"]["rules"][0];
+        assert_eq!(
+            rule["shortDescription"]["text"],
+            "Flags the first thing, over two lines."
+        );
+        assert!(rule.get("properties").is_none(), "no group, no tags");
+        let note = &sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"][0];
+        assert_eq!(note["message"]["text"], "skipped, not checked: not SQL");
+        assert_eq!(
+            note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "a%20b/x.txt"
+        );
+        assert_eq!(
+            crate::github::github(&run),
+            "::warning title=t check first-rule::orders → billing: opens `billing` (fix: close it)\n\
+             ::notice file=a b/x.txt,title=silo check skipped this path::not SQL\n"
+        );
+    }
     #[test]
     fn a_path_becomes_a_uri_reference() {
         assert_eq!(
