@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
+pub use silo_report::{Location, Position, Severity};
 
 /// Every check, by its stable id. Each has a page in `docs/audit/<id>.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -78,28 +79,11 @@ impl std::fmt::Display for Check {
     }
 }
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// A place in a source file, relative to the project folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Location {
-    pub file: PathBuf,
-    /// 1-based.
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-}
-
 /// One hole, or one broken control.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Finding {
     pub check: Check,
+    /// Audit findings are errors or warnings.
     pub severity: Severity,
     /// The service the finding is about: the store's owner for store-side
     /// checks, the role's owner for role-side checks, the scanned folder's
@@ -107,17 +91,44 @@ pub struct Finding {
     pub service: String,
     /// The second service involved, if any.
     pub other_service: Option<String>,
-    /// The store concerned (database name or SQLite file), if any.
-    pub store: Option<String>,
+    /// A place in the source (the source scan), or the live store
+    /// concerned (database name or SQLite file), if any.
+    pub location: Location,
     pub message: String,
     /// What to do: SQL where SQL fixes it, else the command or the edit.
     pub remediation: String,
-    /// Where in the source, for the source scan.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub location: Option<Location>,
     /// What `--fix` would do; `None` when it cannot fix this.
-    #[serde(skip)]
     pub fix: Option<Fix>,
+}
+
+/// The JSON shape: `store` always (null in the source scan), and `file`,
+/// `line` and `column` for a place in the source.
+impl Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            check: Check,
+            severity: Severity,
+            service: &'a str,
+            other_service: Option<&'a str>,
+            store: Option<&'a str>,
+            message: &'a str,
+            remediation: &'a str,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            position: Option<&'a Position>,
+        }
+        Json {
+            check: self.check,
+            severity: self.severity,
+            service: &self.service,
+            other_service: self.other_service.as_deref(),
+            store: self.location.store(),
+            message: &self.message,
+            remediation: &self.remediation,
+            position: self.location.position(),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// A remediation `--fix` can apply.
@@ -181,11 +192,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// Findings sorted for reading: by check, then service, then place.
+    /// Findings sorted for reading: by check, then service, then place
+    /// (places in the source before live stores).
     pub fn sort(&mut self) {
         self.findings.sort_by(|a, b| {
-            (a.check, &a.service, &a.other_service, &a.store, &a.location)
-                .cmp(&(b.check, &b.service, &b.other_service, &b.store, &b.location))
+            (a.check, &a.service, &a.other_service, &a.location)
+                .cmp(&(b.check, &b.service, &b.other_service, &b.location))
                 .then_with(|| a.message.cmp(&b.message))
         });
     }
@@ -193,18 +205,6 @@ impl Report {
     /// True when nothing was found.
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
-    }
-}
-
-impl PartialOrd for Location {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Location {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.file, self.line, self.column).cmp(&(&other.file, other.line, other.column))
     }
 }
 
@@ -221,10 +221,9 @@ impl Finding {
             severity: Severity::Error,
             service: service.to_string(),
             other_service: None,
-            store: None,
+            location: Location::Live { store: None },
             message: message.into(),
             remediation: remediation.into(),
-            location: None,
             fix: None,
         }
     }
@@ -235,9 +234,11 @@ impl Finding {
         self
     }
 
-    /// Names the store concerned.
+    /// Names the live store concerned.
     pub fn store(mut self, store: &str) -> Self {
-        self.store = Some(store.to_string());
+        self.location = Location::Live {
+            store: Some(store.to_string()),
+        };
         self
     }
 
@@ -254,8 +255,8 @@ impl Finding {
     }
 
     /// Points at a place in the source.
-    pub fn at(mut self, location: Location) -> Self {
-        self.location = Some(location);
+    pub fn at(mut self, position: Position) -> Self {
+        self.location = Location::Source(position);
         self
     }
 }

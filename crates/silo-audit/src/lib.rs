@@ -27,7 +27,9 @@ use std::collections::HashMap;
 use silo_manifest::{Engine, Manifest};
 use silo_store::{StoreError, Stores};
 
-pub use finding::{Access, Cell, Check, Finding, Fix, Location, Report, Severity, Skipped};
+pub use finding::{
+    Access, Cell, Check, Finding, Fix, Location, Position, Report, Severity, Skipped,
+};
 
 /// What to audit and how hard.
 #[derive(Debug, Clone)]

@@ -3,27 +3,17 @@
 
 use std::fmt::Write;
 
-use serde_json::{Value, json};
+use std::path::Path;
 
-use crate::{Access, Check, Finding, Report, Severity, docs};
+use serde_json::{Value, json};
+use silo_report::human::{self, Paint};
+use silo_report::{Run, Skipped};
+
+use crate::{Access, Report, Severity};
 
 /// Beyond this many stores the matrix is summarized: only rows with an
 /// open cell are drawn.
 const FULL_MATRIX_MAX: usize = 12;
-
-struct Paint {
-    on: bool,
-}
-
-impl Paint {
-    fn wrap(&self, code: &str, text: &str) -> String {
-        if self.on {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
-}
 
 fn cell_text(access: Access) -> &'static str {
     match access {
@@ -143,20 +133,22 @@ pub fn human(report: &Report, color: bool) -> String {
         out.push('\n');
     }
     for f in &report.findings {
-        let label = match f.severity {
-            Severity::Error => paint.wrap("1;31", "error"),
-            Severity::Warning => paint.wrap("1;33", "warning"),
-        };
         let mut about = f.service.clone();
         if let Some(other) = &f.other_service {
             about.push_str(&format!(" → {other}"));
         }
-        let _ = writeln!(out, "{label}[{}] {about}: {}", f.check, f.message);
-        if let Some(l) = &f.location {
-            let _ = writeln!(out, "  --> {}:{}:{}", l.file.display(), l.line, l.column);
+        let _ = writeln!(
+            out,
+            "{}[{}] {about}: {}",
+            paint.severity(f.severity),
+            f.check,
+            f.message
+        );
+        if let Some(at) = f.location.position() {
+            human::arrow(&mut out, "  ", at);
         }
         let fixable = if f.fix.is_some() { " (--fix)" } else { "" };
-        let _ = writeln!(out, "  = fix{fixable}: {}", f.remediation);
+        human::note(&mut out, "  ", &format!("fix{fixable}"), &f.remediation);
     }
     for s in &report.skipped {
         let _ = writeln!(out, "skipped {}: {}", s.check, s.reason);
@@ -219,83 +211,51 @@ pub fn json(report: &Report) -> Value {
     })
 }
 
-fn level(f: &Finding) -> &'static str {
-    match f.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-    }
-}
-
-/// SARIF 2.1.0. Live findings have no source line; they point at the
-/// manifest (`manifest` is its path relative to the project folder).
-pub fn sarif(report: &Report, manifest: &str) -> Value {
-    let rules: Vec<Value> = Check::ALL
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id(),
-                "shortDescription": {"text": docs::summary(c.id()).unwrap_or_else(|| c.id().to_string())},
-                "helpUri": format!("docs/audit/{}.md", c.id()),
-            })
-        })
-        .collect();
-    let results: Vec<Value> = report
+/// The report as the shared emitters read it. Live findings point at
+/// `manifest` (the manifest's path relative to the project folder) where a
+/// format needs a file.
+pub fn run<'a>(report: &'a Report, manifest: Option<&'a Path>) -> Run<'a> {
+    let findings = report
         .findings
         .iter()
-        .map(|f| {
-            let (uri, line, column) = match &f.location {
-                Some(l) => (l.file.display().to_string(), l.line, l.column),
-                None => (manifest.to_string(), 1, 1),
-            };
-            json!({
-                "ruleId": f.check.id(),
-                "ruleIndex": Check::ALL.iter().position(|c| *c == f.check),
-                "level": level(f),
-                "message": {"text": format!("{} (service `{}`). Fix: {}", f.message, f.service, f.remediation)},
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": uri},
-                        "region": {"startLine": line, "startColumn": column}
-                    }
-                }],
-            })
+        .map(|f| silo_report::Finding {
+            rule: f.check.id(),
+            group: None,
+            severity: f.severity,
+            service: &f.service,
+            other_service: f.other_service.as_deref(),
+            location: f.location.clone(),
+            end: None,
+            message: &f.message,
+            help: &f.remediation,
         })
         .collect();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "silo-audit", "informationUri": "https://example.invalid/silo", "rules": rules}},
-            "results": results,
-        }],
-    })
+    let skipped = report
+        .skipped
+        .iter()
+        .map(|s| Skipped {
+            path: None,
+            rule: Some(s.check.id()),
+            reason: &s.reason,
+        })
+        .collect();
+    Run {
+        tool: crate::docs::TOOL,
+        findings,
+        skipped,
+        anchor: manifest,
+    }
 }
 
-/// GitHub workflow commands, one per finding.
+/// SARIF 2.1.0: each reported check with its page as help; live findings
+/// point at line 1 of the manifest (`manifest`, relative to the project
+/// folder) and name their service, store and other service; skipped
+/// checks are notifications.
+pub fn sarif(report: &Report, manifest: &Path) -> Value {
+    silo_report::sarif::sarif(&run(report, Some(manifest)))
+}
+
+/// GitHub workflow commands: one per finding, a notice per skipped check.
 pub fn github(report: &Report) -> String {
-    let escape = |s: &str| {
-        s.replace('%', "%25")
-            .replace('\r', "%0D")
-            .replace('\n', "%0A")
-    };
-    let mut out = String::new();
-    for f in &report.findings {
-        let place = match &f.location {
-            Some(l) => format!(
-                "file={},line={},col={},",
-                l.file.display(),
-                l.line,
-                l.column
-            ),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "::{} {place}title=silo audit {}::{}",
-            level(f),
-            f.check,
-            escape(&format!("{} Fix: {}", f.message, f.remediation))
-        );
-    }
-    out
+    silo_report::github::github(&run(report, None))
 }

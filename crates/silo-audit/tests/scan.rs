@@ -53,7 +53,7 @@ fn places(report: &Report) -> BTreeSet<(String, String, String, String, usize)> 
         .findings
         .iter()
         .map(|f| {
-            let location = f.location.as_ref().expect("scan findings have a place");
+            let location = f.location.position().expect("scan findings have a place");
             (
                 f.check.id().to_string(),
                 f.service.clone(),
@@ -205,7 +205,7 @@ async fn hits_and_near_misses_across_languages() {
     let java = report
         .findings
         .iter()
-        .find(|f| f.location.as_ref().unwrap().file.ends_with("Sync.java"))
+        .find(|f| f.location.position().unwrap().file.ends_with("Sync.java"))
         .unwrap();
     assert!(
         java.message.contains("password of service `billing`"),
@@ -291,5 +291,52 @@ async fn one_connection_string_in_two_services_is_shared_credentials() {
             .findings
             .iter()
             .all(|f| f.check == Check::SharedCredentials)
+    );
+}
+
+/// A migration's reference into another service is reported with the
+/// table's owner as the other service, whatever else its message names:
+/// here a table called like a third service, listed before its owner.
+#[tokio::test]
+async fn migration_findings_name_the_tables_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "silo.toml",
+        "[project]\nname = \"shop\"\n[defaults]\nengine = \"postgres\"\n\
+         [services.orders]\n[services.shipping]\n[services.billing]\n",
+    );
+    write(
+        root,
+        "services/billing/migrations/V1__t.sql",
+        "CREATE TABLE shipping (id bigint PRIMARY KEY);\n",
+    );
+    write(
+        root,
+        "services/shipping/migrations/V1__t.sql",
+        "CREATE TABLE parcels (id bigint PRIMARY KEY);\n",
+    );
+    write(
+        root,
+        "services/orders/migrations/V1__t.sql",
+        "CREATE TABLE orders (id bigint PRIMARY KEY);\nSELECT * FROM shipping;\n",
+    );
+    let report = scan(root).await;
+    assert_eq!(
+        places(&report),
+        expect(&[(
+            "code-cross-reference",
+            "orders",
+            "billing",
+            "services/orders/migrations/V1__t.sql",
+            2
+        )]),
+        "{report:#?}"
+    );
+    assert_eq!(
+        report.findings[0].message,
+        "`shipping` belongs to service `billing`; service `orders` must not reference it \
+         (cross-service-reference)"
     );
 }

@@ -2,23 +2,35 @@
 //! `silo lint --explain <id>` works anywhere.
 
 use include_dir::{Dir, include_dir};
+use silo_report::{Pages, Tool};
 
-static PAGES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../docs/rules");
+static DIR: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../docs/rules");
 
-/// The Markdown page of rule `id`.
-pub fn page(id: &str) -> Option<&'static str> {
-    PAGES.get_file(format!("{id}.md"))?.contents_utf8()
-}
+/// Every rule's page, by id.
+pub static PAGES: Pages = Pages::new(&DIR);
 
-/// The page's first paragraph after its title and metadata line: what the
-/// rule flags, in a sentence or two (SARIF's short description).
-pub fn summary(id: &str) -> Option<String> {
-    let page = page(id)?;
-    let paragraph: Vec<&str> = page
-        .lines()
-        .skip_while(|l| l.starts_with('#') || l.starts_with("Group:") || l.trim().is_empty())
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    (!paragraph.is_empty()).then(|| paragraph.join(" "))
+/// How lint names itself in SARIF and GitHub annotations.
+pub const TOOL: Tool = Tool {
+    name: "silo",
+    command: "lint",
+    done: "linted",
+    title: "silo",
+    help: "help",
+    pages: &PAGES,
+};
+
+#[cfg(test)]
+mod tests {
+    use crate::RuleId;
+
+    #[test]
+    fn every_rule_has_a_page_with_a_summary() {
+        for rule in RuleId::ALL {
+            let page = super::PAGES
+                .page(rule.as_str())
+                .unwrap_or_else(|| panic!("docs/rules/{rule}.md is missing"));
+            assert!(page.starts_with(&format!("# {rule}\n")), "{rule}");
+            assert!(super::PAGES.summary(rule.as_str()).is_some(), "{rule}");
+        }
+    }
 }

@@ -21,12 +21,12 @@ use std::path::PathBuf;
 use serde::Serialize;
 use silo_manifest::{Manifest, RuleLevel};
 
-pub use finding::{Finding, Group, Severity};
+pub use finding::{Finding, Group, RuleId, Severity};
 use rules::{Context, Hit};
 use source::SourceFile;
 
 /// The id of the finding for a file that does not parse.
-pub const PARSE_ERROR: &str = "parse-error";
+pub const PARSE_ERROR: RuleId = RuleId::ParseError;
 
 /// What to lint.
 #[derive(Debug, Clone, Default)]
@@ -34,31 +34,22 @@ pub struct Options {
     /// Only these services (all when empty).
     pub services: Vec<String>,
     /// Only these rules (all when empty).
-    pub rules: Vec<String>,
+    pub rules: Vec<RuleId>,
     /// Never these rules.
-    pub skip_rules: Vec<String>,
+    pub skip_rules: Vec<RuleId>,
     /// Report only these files (absolute paths); all when `None`. Every
     /// file is still read: boundary rules need the whole project.
     pub files: Option<Vec<PathBuf>>,
 }
 
-/// Every rule id, `parse-error` included, sorted.
-pub fn rule_ids() -> Vec<&'static str> {
-    let mut ids: Vec<&'static str> = rules::all().iter().map(|r| r.id()).collect();
-    ids.push(PARSE_ERROR);
-    ids.sort_unstable();
-    ids
-}
-
 /// Checks the rule ids that `[lint.rules]` names in silo.toml; each
 /// problem reads `silo.toml:LINE:COLUMN: ...`.
 pub fn check_settings(manifest: &Manifest) -> Result<(), Vec<String>> {
-    let known = rule_ids();
     let file = manifest.path.display();
     let settings = std::iter::once(&manifest.lint).chain(manifest.services.iter().map(|s| &s.lint));
     let problems: Vec<String> = settings
         .flat_map(|s| &s.rules)
-        .filter(|(id, _)| !known.contains(&id.as_str()))
+        .filter(|(id, _)| RuleId::from_id(id).is_none())
         .map(|(id, at)| {
             format!(
                 "{file}:{}:{}: unknown lint rule `{id}` (`silo lint --explain` lists them)",
@@ -80,21 +71,21 @@ pub fn check_settings(manifest: &Manifest) -> Result<(), Vec<String>> {
 fn severity_of(
     manifest: &Manifest,
     service: &str,
-    rule: &str,
+    rule: RuleId,
     default: Severity,
     options: &Options,
 ) -> Option<Severity> {
-    if options.skip_rules.iter().any(|r| r == rule) {
+    if options.skip_rules.contains(&rule) {
         return None;
     }
-    let named = options.rules.iter().any(|r| r == rule);
+    let named = options.rules.contains(&rule);
     if !options.rules.is_empty() && !named {
         return None;
     }
     let level = manifest
         .service(service)
-        .and_then(|s| s.lint.rules.get(rule))
-        .or_else(|| manifest.lint.rules.get(rule))
+        .and_then(|s| s.lint.rules.get(rule.as_str()))
+        .or_else(|| manifest.lint.rules.get(rule.as_str()))
         .map(|s| s.level);
     match level {
         None => Some(default),
@@ -448,7 +439,7 @@ fn check_file(
     let manifest = ctx.manifest;
     let mut findings = Vec::new();
     let severity =
-        |id: &str, default: Severity| severity_of(manifest, &file.service, id, default, options);
+        |id: RuleId, default: Severity| severity_of(manifest, &file.service, id, default, options);
     if let Some((message, offset)) = &file.parse_error
         && let Some(severity) = severity(PARSE_ERROR, Severity::Error)
     {
@@ -464,6 +455,7 @@ fn check_file(
             span: *offset..*offset,
             message: message.clone(),
             help: "fix the syntax; the other files are still linted".into(),
+            other_service: None,
         });
     }
     for rule in rules {
@@ -473,7 +465,7 @@ fn check_file(
         let mut hits: Vec<Hit> = Vec::new();
         rule.check(ctx, file, &mut hits);
         for hit in hits {
-            if file.ignored(rule.id(), hit.span.start) {
+            if file.ignored(rule.id().as_str(), hit.span.start) {
                 continue;
             }
             let (line, column) = file.position(hit.span.start);
@@ -488,6 +480,7 @@ fn check_file(
                 span: hit.span,
                 message: hit.message,
                 help: hit.help,
+                other_service: hit.other_service,
             });
         }
     }

@@ -1,7 +1,7 @@
 //! A throwaway project for the rules' own tests: services `orders`
 //! (database `orders_db`) and `billing` on one engine.
 
-use crate::{Finding, Options, lint, load};
+use crate::{Finding, Options, RuleId, lint, load};
 use silo_manifest::{Manifest, Overrides};
 
 pub(crate) struct Project {
@@ -54,7 +54,7 @@ impl Project {
         let m = self.manifest();
         let files = load(&m).unwrap();
         let options = Options {
-            rules: vec![rule.to_string()],
+            rules: vec![id(rule)],
             ..Default::default()
         };
         lint(&m, &files, &options).findings
@@ -66,12 +66,12 @@ impl Project {
     pub fn found(&self, rule: &str) -> Vec<(usize, usize, String)> {
         let default = crate::rules::all()
             .into_iter()
-            .find(|r| r.id() == rule)
+            .find(|r| r.id() == id(rule))
             .map(|r| r.severity());
         self.hits(rule)
             .into_iter()
             .map(|f| {
-                assert_eq!(f.rule, rule);
+                assert_eq!(f.rule, id(rule));
                 assert_eq!(Some(f.severity), default, "{rule}: {}", f.message);
                 (f.line, f.column, f.message)
             })
@@ -82,4 +82,9 @@ impl Project {
     pub fn places(&self, rule: &str) -> Vec<(usize, usize)> {
         self.hits(rule).iter().map(|f| (f.line, f.column)).collect()
     }
+}
+
+/// The rule a test names.
+fn id(rule: &str) -> RuleId {
+    RuleId::from_id(rule).unwrap_or_else(|| panic!("no rule `{rule}`"))
 }

@@ -74,7 +74,7 @@ fn sarif() {
         let id = rule["id"].as_str().unwrap().to_string();
         assert_eq!(
             rule["help"]["markdown"].as_str(),
-            silo_lint::docs::page(&id),
+            silo_lint::docs::PAGES.page(&id),
             "{id}"
         );
         rule["help"] = serde_json::json!("<docs/rules page>");

@@ -1,6 +1,6 @@
 //! Each rule on a file that fires and on a near miss that must not.
 
-use silo_lint::{Options, Report, lint, load};
+use silo_lint::{Options, Report, RuleId, lint, load};
 use silo_manifest::{Manifest, Overrides};
 
 /// A postgres project of `orders` and `billing` with the given files.
@@ -34,14 +34,14 @@ impl Project {
         self
     }
 
-    fn lint(&self, rule: &str) -> Report {
+    fn lint(&self, rule: RuleId) -> Report {
         let m = Manifest::load(&self.dir.path().join("silo.toml"), &Overrides::default()).unwrap();
         let files = load(&m).unwrap();
         lint(
             &m,
             &files,
             &Options {
-                rules: vec![rule.to_string()],
+                rules: vec![rule],
                 ..Default::default()
             },
         )
@@ -49,7 +49,7 @@ impl Project {
 
     /// `(file, line, column)` of each finding of `rule`.
     fn hits(&self, rule: &str) -> Vec<(String, usize, usize)> {
-        self.lint(rule)
+        self.lint(RuleId::from_id(rule).expect("a rule id"))
             .findings
             .into_iter()
             .map(|f| (f.file.display().to_string(), f.line, f.column))
@@ -67,10 +67,11 @@ fn cross_service_foreign_key_fires() {
             "V1__orders.sql",
             "CREATE TABLE orders (\n  id bigint PRIMARY KEY,\n  invoice_id bigint REFERENCES invoices(id)\n);",
         );
-    let report = p.lint("cross-service-reference");
+    let report = p.lint(RuleId::CrossServiceReference);
     assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
     let f = &report.findings[0];
     assert_eq!(f.service, "orders");
+    assert_eq!(f.other_service.as_deref(), Some("billing"));
     assert_eq!((f.line, f.column), (3, 32));
     assert!(
         f.message
@@ -192,7 +193,7 @@ fn parse_error_is_one_finding_and_linting_goes_on() {
     let parse: Vec<_> = report
         .findings
         .iter()
-        .filter(|f| f.rule == "parse-error")
+        .filter(|f| f.rule == RuleId::ParseError)
         .collect();
     assert_eq!(parse.len(), 1);
     assert_eq!(parse[0].line, 3);
@@ -205,7 +206,7 @@ fn parse_error_is_one_finding_and_linting_goes_on() {
         report
             .findings
             .iter()
-            .any(|f| f.rule == "require-concurrent-index-creation")
+            .any(|f| f.rule == RuleId::RequireConcurrentIndexCreation)
     );
 }
 
@@ -450,7 +451,7 @@ fn binary_files_are_findings_and_the_rest_is_linted() {
         let found: Vec<_> = report
             .findings
             .iter()
-            .filter(|f| f.rule == "parse-error" || f.rule == "table-name")
+            .filter(|f| f.rule == RuleId::ParseError || f.rule == RuleId::TableName)
             .map(|f| {
                 (
                     f.rule,
@@ -463,15 +464,15 @@ fn binary_files_are_findings_and_the_rest_is_linted() {
         assert_eq!(
             found,
             [
-                ("table-name", "V1__orders.sql".into(), 1, 14),
-                ("parse-error", "V2__blob.sql".into(), 2, 8),
-                ("parse-error", "V3__nul.sql".into(), 2, 9),
+                (RuleId::TableName, "V1__orders.sql".into(), 1, 14),
+                (RuleId::ParseError, "V2__blob.sql".into(), 2, 8),
+                (RuleId::ParseError, "V3__nul.sql".into(), 2, 9),
             ]
         );
         let messages: Vec<_> = report
             .findings
             .iter()
-            .filter(|f| f.rule == "parse-error")
+            .filter(|f| f.rule == RuleId::ParseError)
             .map(|f| f.message.as_str())
             .collect();
         assert!(messages[0].starts_with("not UTF-8 text (byte 0xFF here)"));
@@ -488,7 +489,10 @@ fn binary_files_are_findings_and_the_rest_is_linted() {
     let loaded = load(&m).unwrap();
     let report = lint(&m, &loaded, &Options::default());
     assert!(
-        report.findings.iter().all(|f| f.rule != "shared-migration"),
+        report
+            .findings
+            .iter()
+            .all(|f| f.rule != RuleId::SharedMigration),
         "{:#?}",
         report.findings
     );

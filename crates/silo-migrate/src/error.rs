@@ -88,6 +88,11 @@ pub enum MigrateError {
     )]
     NewerHistory { found: u32, supported: u32 },
 
+    #[error(
+        "row {rank} of the history table has type `{kind}`, which silo does not write (versioned, undo, repeatable, baseline)"
+    )]
+    UnknownHistoryKind { rank: i32, kind: String },
+
     #[error("validation failed: {0}")]
     Validation(String),
 
@@ -144,6 +149,9 @@ impl MigrateError {
                 Some("wait for the other run to finish, or raise --lock-timeout".into())
             }
             MigrateError::NewerHistory { .. } => Some("upgrade silo".into()),
+            MigrateError::UnknownHistoryKind { .. } => Some(
+                "the history table was changed by hand or by another tool: restore the row's type, or remove the row if it records nothing silo ran".into(),
+            ),
             MigrateError::ForeignHistory { tool, .. } => Some(format!(
                 "adopt it first: `silo migrations adopt <service> --from {tool}` records what {} applied, then `silo migrate` runs only what is new (`--dry-run` shows what it would record); or, if that history does not matter, `silo baseline <service> --version <V>`",
                 tool.title()
@@ -191,6 +199,7 @@ impl MigrateError {
             MigrateError::Refused(_) => "refused",
             MigrateError::ForeignHistory { .. } => "foreign-history",
             MigrateError::NoForeignHistory { .. } => "no-foreign-history",
+            MigrateError::UnknownHistoryKind { .. } => "unknown-history-kind",
         }
     }
 

@@ -23,6 +23,7 @@ pub mod target;
 pub mod verify;
 
 pub use error::{Failure, Location, MigrateError};
+pub use history::HistoryKind;
 pub use run::{
     MigrateOptions, Prepared, Step, baseline, migrate, prepare, repair, undo, undo_plan,
 };

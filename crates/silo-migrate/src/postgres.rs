@@ -182,7 +182,7 @@ impl Target for PgTarget {
         .fetch_all(&mut self.conn)
         .await
         .map_err(sql("reading the history"))?;
-        Ok(rows.iter().map(history::from_row).collect())
+        rows.iter().map(history::from_row).collect()
     }
 
     async fn record(&mut self, row: &NewRow) -> Result<(), MigrateError> {
@@ -194,7 +194,7 @@ impl Target for PgTarget {
         )))
         .bind(&row.version)
         .bind(&row.description)
-        .bind(row.kind)
+        .bind(row.kind.as_str())
         .bind(&row.script)
         .bind(&row.checksum)
         .bind(row.execution_time_ms)
@@ -220,7 +220,7 @@ impl Target for PgTarget {
         )))
         .bind(&row.version)
         .bind(&row.description)
-        .bind(row.kind)
+        .bind(row.kind.as_str())
         .bind(&row.script)
         .bind(&row.checksum)
         .bind(installed_by)

@@ -9,7 +9,7 @@ use silo_manifest::Service;
 
 use crate::error::{Failure, Location, MigrateError};
 use crate::file::{Kind, Migration};
-use crate::history::{HistoryRow, NewRow};
+use crate::history::{HistoryKind, HistoryRow, NewRow};
 use crate::placeholders::{Substituted, substitute};
 use crate::split::Statement;
 use crate::state::{self, Entry, State};
@@ -82,7 +82,7 @@ pub struct Step {
     pub script: String,
     pub version: Option<String>,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: HistoryKind,
     pub transactional: bool,
     /// Why not, when not transactional.
     pub no_transaction: Option<String>,
@@ -154,7 +154,7 @@ fn pending<'p>(
         .collect();
     let mut out: Vec<&Prepared> = entries
         .iter()
-        .filter(|e| e.kind == "versioned" && runnable(e))
+        .filter(|e| e.kind == HistoryKind::Versioned && runnable(e))
         .map(|e| by_script[e.script.as_str()])
         .take_while(|p| {
             options
@@ -169,7 +169,7 @@ fn pending<'p>(
         out.extend(
             entries
                 .iter()
-                .filter(|e| e.kind == "repeatable" && runnable(e))
+                .filter(|e| e.kind == HistoryKind::Repeatable && runnable(e))
                 .map(|e| by_script[e.script.as_str()]),
         );
     }
@@ -183,7 +183,7 @@ fn files_of(prepared: &[Prepared]) -> Vec<Migration> {
 fn check(entries: &[Entry], options: &MigrateOptions) -> Result<(), MigrateError> {
     let mut problems = state::problems(entries);
     if options.ignore_mismatch {
-        problems.retain(|p| !p.contains("changed after it was applied"));
+        problems.retain(|p| p.state() != State::ChecksumMismatch);
     }
     if let Some(first) = problems.first() {
         let more = if problems.len() > 1 {
@@ -270,7 +270,7 @@ fn step_of(p: &Prepared, target: &dyn Target, ms: i32, with_sql: bool) -> Step {
     Step {
         script: p.migration.script.clone(),
         version: p.migration.version.as_ref().map(|v| v.to_string()),
-        kind: p.migration.kind.as_str(),
+        kind: p.migration.kind.into(),
         transactional: no_transaction.is_none(),
         no_transaction,
         execution_time_ms: ms,
@@ -423,7 +423,7 @@ fn new_row(p: &Prepared, ms: i32, success: bool) -> NewRow {
     NewRow {
         version: p.migration.version.as_ref().map(|v| v.to_string()),
         description: p.migration.description.clone(),
-        kind: p.migration.kind.as_str(),
+        kind: p.migration.kind.into(),
         script: p.migration.script.clone(),
         checksum: Some(p.migration.checksum.clone()),
         execution_time_ms: ms,
@@ -598,7 +598,7 @@ pub async fn baseline(target: &mut dyn Target, version: &Version) -> Result<(), 
             .record(&NewRow {
                 version: Some(version.to_string()),
                 description: "baseline".into(),
-                kind: "baseline",
+                kind: HistoryKind::Baseline,
                 script: "<< silo baseline >>".into(),
                 checksum: None,
                 execution_time_ms: 0,

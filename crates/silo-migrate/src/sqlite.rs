@@ -164,7 +164,7 @@ impl Target for SqliteTarget {
         .fetch_all(&mut self.conn)
         .await
         .map_err(sql("reading the history"))?;
-        Ok(rows.iter().map(history::from_row).collect())
+        rows.iter().map(history::from_row).collect()
     }
 
     async fn record(&mut self, row: &NewRow) -> Result<(), MigrateError> {
@@ -177,7 +177,7 @@ impl Target for SqliteTarget {
         )))
         .bind(&row.version)
         .bind(&row.description)
-        .bind(row.kind)
+        .bind(row.kind.as_str())
         .bind(&row.script)
         .bind(&row.checksum)
         .bind(&self.user)
@@ -204,7 +204,7 @@ impl Target for SqliteTarget {
         )))
         .bind(&row.version)
         .bind(&row.description)
-        .bind(row.kind)
+        .bind(row.kind.as_str())
         .bind(&row.script)
         .bind(&row.checksum)
         .bind(installed_by)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::file::{Kind, Migration};
-use crate::history::HistoryRow;
+use crate::history::{HistoryKind, HistoryRow};
 use crate::version::Version;
 
 /// The state of one migration.
@@ -52,7 +52,7 @@ pub struct Entry {
     pub version: Option<String>,
     pub description: String,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: HistoryKind,
     pub script: String,
     pub state: State,
     /// Whether a `U` file exists for this version.
@@ -90,21 +90,22 @@ pub fn replay(history: &[HistoryRow]) -> Replay<'_> {
             continue;
         }
         r.failed.retain(|f| f.script != row.script);
-        match (row.kind.as_str(), key) {
-            ("versioned", Some(k)) => {
+        match (row.kind, key) {
+            (HistoryKind::Versioned, Some(k)) => {
                 r.undone.remove(&k);
                 r.applied.insert(k, row);
             }
-            ("undo", Some(k)) => {
+            (HistoryKind::Undo, Some(k)) => {
                 if let Some(prev) = r.applied.remove(&k) {
                     r.undone.insert(k, prev);
                 }
             }
-            ("baseline", Some(_)) => r.baseline = version,
-            ("repeatable", _) => {
+            (HistoryKind::Baseline, Some(_)) => r.baseline = version,
+            (HistoryKind::Repeatable, _) => {
                 r.repeatables.insert(row.script.clone(), row);
             }
-            _ => {}
+            // A versioned, undo or baseline row without a readable version.
+            (HistoryKind::Versioned | HistoryKind::Undo | HistoryKind::Baseline, None) => {}
         }
     }
     r
@@ -204,7 +205,7 @@ pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
         out.push(Entry {
             version: row.version.clone(),
             description: row.description.clone(),
-            kind: "versioned",
+            kind: HistoryKind::Versioned,
             script: row.script.clone(),
             state: if future {
                 State::Future
@@ -224,7 +225,7 @@ pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
             out.push(Entry {
                 version: f.version.clone(),
                 description: f.description.clone(),
-                kind: "versioned",
+                kind: HistoryKind::Versioned,
                 script: f.script.clone(),
                 state: State::Failed,
                 undo: false,
@@ -245,7 +246,7 @@ fn entry(m: &Migration, state: State, row: Option<&HistoryRow>, undo: bool) -> E
     Entry {
         version: m.version.as_ref().map(|v| v.to_string()),
         description: m.description.clone(),
-        kind: m.kind.as_str(),
+        kind: m.kind.into(),
         script: m.script.clone(),
         state,
         undo,
@@ -256,27 +257,155 @@ fn entry(m: &Migration, state: State, row: Option<&HistoryRow>, undo: bool) -> E
     }
 }
 
-/// What `validate` objects to: changed, vanished or failed migrations.
-pub fn problems(entries: &[Entry]) -> Vec<String> {
-    entries
-        .iter()
-        .filter_map(|e| match e.state {
-            State::ChecksumMismatch => Some(format!(
+/// One thing `validate` objects to: a migration changed after it was
+/// applied, applied with its file gone, or failed. Its [`State`] says
+/// which; it reads (and serializes) as a sentence.
+#[derive(Debug, Clone, Copy)]
+pub struct Problem<'e> {
+    pub entry: &'e Entry,
+}
+
+impl Problem<'_> {
+    /// [`State::ChecksumMismatch`], [`State::Missing`] or [`State::Failed`].
+    pub fn state(&self) -> State {
+        self.entry.state
+    }
+}
+
+impl std::fmt::Display for Problem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.entry;
+        match e.state {
+            State::ChecksumMismatch => write!(
+                f,
                 "{} changed after it was applied: recorded checksum {}, file checksum {}",
                 e.script,
                 e.recorded_checksum.as_deref().unwrap_or("?"),
                 e.file_checksum.as_deref().unwrap_or("?")
-            )),
-            State::Missing => Some(format!(
+            ),
+            State::Missing => write!(
+                f,
                 "{} was applied but its file is gone (version {})",
                 e.script,
                 e.version.as_deref().unwrap_or("?")
-            )),
-            State::Failed => Some(format!(
+            ),
+            _ => write!(
+                f,
                 "{} failed and left a failed row in the history",
                 e.script
-            )),
-            _ => None,
+            ),
+        }
+    }
+}
+
+impl Serialize for Problem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// What `validate` objects to: changed, vanished or failed migrations.
+pub fn problems(entries: &[Entry]) -> Vec<Problem<'_>> {
+    entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.state,
+                State::ChecksumMismatch | State::Missing | State::Failed
+            )
         })
+        .map(|entry| Problem { entry })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, checksum: &str) -> Migration {
+        let parsed = crate::file::parse_file_name(name).unwrap().unwrap();
+        Migration {
+            kind: parsed.kind,
+            version: parsed.version,
+            description: parsed.description,
+            script: name.into(),
+            path: name.into(),
+            sql: String::new(),
+            checksum: checksum.into(),
+        }
+    }
+
+    fn row(rank: i32, kind: HistoryKind, version: Option<&str>, script: &str) -> HistoryRow {
+        HistoryRow {
+            installed_rank: rank,
+            version: version.map(str::to_string),
+            description: "x".into(),
+            kind,
+            script: script.into(),
+            checksum: Some("c".into()),
+            installed_by: "svc".into(),
+            installed_on: "2024-01-01".into(),
+            execution_time_ms: 1,
+            success: true,
+        }
+    }
+
+    /// Each problem carries its state; its sentence (and JSON) stay as
+    /// `validate` always printed them.
+    #[test]
+    fn problems_are_typed_by_state() {
+        let files = [file("V1__a.sql", "changed"), file("V3__c.sql", "c")];
+        let history = [
+            row(1, HistoryKind::Versioned, Some("1"), "V1__a.sql"),
+            row(2, HistoryKind::Versioned, Some("2"), "V2__gone.sql"),
+            HistoryRow {
+                success: false,
+                ..row(3, HistoryKind::Versioned, Some("3"), "V3__c.sql")
+            },
+        ];
+        let entries = entries(&files, &history);
+        let problems = problems(&entries);
+        let states: Vec<State> = problems.iter().map(|p| p.state()).collect();
+        assert_eq!(
+            states,
+            [State::ChecksumMismatch, State::Failed, State::Missing]
+        );
+        assert_eq!(
+            serde_json::to_value(&problems).unwrap(),
+            serde_json::json!([
+                "V1__a.sql changed after it was applied: recorded checksum c, file checksum changed",
+                "V3__c.sql failed and left a failed row in the history",
+                "V2__gone.sql was applied but its file is gone (version 2)",
+            ])
+        );
+    }
+
+    /// The replay reads each row by its kind: an undo row takes its
+    /// version back, a baseline row covers the versions below it.
+    #[test]
+    fn replay_follows_the_kinds() {
+        let files = [
+            file("V1__a.sql", "c"),
+            file("V2__b.sql", "c"),
+            file("V3__c.sql", "c"),
+        ];
+        let history = [
+            row(1, HistoryKind::Baseline, Some("1"), "<< silo baseline >>"),
+            row(2, HistoryKind::Versioned, Some("2"), "V2__b.sql"),
+            row(3, HistoryKind::Versioned, Some("3"), "V3__c.sql"),
+            row(4, HistoryKind::Undo, Some("3"), "U3__c.sql"),
+        ];
+        let states: Vec<(String, State, HistoryKind)> = entries(&files, &history)
+            .into_iter()
+            .map(|e| (e.script, e.state, e.kind))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("V1__a.sql".into(), State::Baselined, HistoryKind::Versioned),
+                ("V2__b.sql".into(), State::Applied, HistoryKind::Versioned),
+                ("V3__c.sql".into(), State::Pending, HistoryKind::Versioned),
+            ]
+        );
+    }
 }

@@ -153,9 +153,9 @@ pub async fn drift(
     // Rebuild what the live store has applied: everything when nothing is
     // pending, else up to its newest applied version.
     let entries = state::entries(&files, &history);
-    let pending = entries
-        .iter()
-        .any(|e| e.kind == "versioned" && e.state == state::State::Pending);
+    let pending = entries.iter().any(|e| {
+        e.kind == crate::history::HistoryKind::Versioned && e.state == state::State::Pending
+    });
     let options = MigrateOptions {
         target: if pending {
             state::replay(&history).newest()

@@ -358,6 +358,68 @@ async fn tamper_postgres() {
     tamper("postgres").await;
 }
 
+/// `--ignore-mismatch` lets changed files through, and nothing else: an
+/// applied file that is gone still stops the run, even when its name reads
+/// like the wording of a checksum mismatch.
+async fn ignore_mismatch_passes_only_changed_files(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    let odd = "V1__changed after it was applied.sql";
+    p.write(odd, "CREATE TABLE a (id INTEGER);");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    std::fs::remove_file(p.dir().join(odd)).unwrap();
+    p.write("V2__b.sql", "CREATE TABLE b (id INTEGER);");
+    let forced = MigrateOptions {
+        ignore_mismatch: true,
+        ..Default::default()
+    };
+    let err = p.migrate(forced).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::Validation(ref m) if m.contains("its file is gone")),
+        "{err}"
+    );
+    assert_eq!(p.tables().await, ["a"]);
+}
+
+#[tokio::test]
+async fn ignore_mismatch_passes_only_changed_files_sqlite() {
+    ignore_mismatch_passes_only_changed_files("sqlite").await;
+}
+
+#[tokio::test]
+async fn ignore_mismatch_passes_only_changed_files_postgres() {
+    ignore_mismatch_passes_only_changed_files("postgres").await;
+}
+
+/// A history row of a type silo never writes is refused by name, not
+/// skipped: replaying without it could run a migration again.
+async fn unknown_history_type_is_refused(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1__a.sql", "CREATE TABLE a (id INTEGER);");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    p.target()
+        .await
+        .execute("UPDATE silo_schema_history SET type = 'SQL' WHERE installed_rank = 1")
+        .await
+        .unwrap();
+    let err = p.target().await.history().await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::UnknownHistoryKind { rank: 1, ref kind } if kind == "SQL"),
+        "{err}"
+    );
+    assert!(p.migrate(MigrateOptions::default()).await.is_err());
+    assert_eq!(p.tables().await, ["a"]);
+}
+
+#[tokio::test]
+async fn unknown_history_type_is_refused_sqlite() {
+    unknown_history_type_is_refused("sqlite").await;
+}
+
+#[tokio::test]
+async fn unknown_history_type_is_refused_postgres() {
+    unknown_history_type_is_refused("postgres").await;
+}
+
 async fn undo_to_zero_and_forward(engine: &'static str) {
     let p = Project::new(engine, "").await;
     for v in 1..=3 {

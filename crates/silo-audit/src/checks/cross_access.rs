@@ -304,3 +304,115 @@ pub fn matrix(live: &Live<'_>) -> Vec<Cell> {
     }
     cells
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{matrix, run};
+    use crate::checks::snapshot::{clean, fix_sql, run as check, summary};
+    use crate::probe::Probe;
+    use crate::{Access, Check, Severity};
+
+    fn cells(live: &crate::live::Live<'_>) -> Vec<(String, String, Access)> {
+        matrix(live)
+            .into_iter()
+            .map(|c| (c.role_service, c.store_service, c.access))
+            .collect()
+    }
+
+    #[test]
+    fn roles_that_reach_only_their_own_store_are_clean() {
+        let live = clean();
+        assert!(check(run, &live).is_empty());
+        assert_eq!(
+            cells(&live),
+            [
+                ("orders".into(), "orders".into(), Access::Own),
+                ("orders".into(), "billing".into(), Access::Denied),
+                ("billing".into(), "orders".into(), Access::Denied),
+                ("billing".into(), "billing".into(), Access::Own),
+            ]
+        );
+    }
+
+    #[test]
+    fn connect_granted_to_a_sibling_role_is_an_open_cell_with_its_revoke() {
+        let mut live = clean();
+        let catalog = &mut live.servers[0].catalog;
+        let billing = catalog.databases.get_mut("billing").unwrap();
+        billing.connect_grantees.push("orders_svc".into());
+        catalog
+            .connect
+            .insert(("orders_svc".into(), "billing".into()));
+        live.probes
+            .insert(("orders".into(), "billing".into()), Probe::Connected);
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::CrossAccess,
+                "orders",
+                Some("billing"),
+                Some("billing"),
+                Severity::Error,
+                "`orders_svc` can connect to `billing`, the store of `billing`: `orders_svc` was \
+                 granted CONNECT on `billing`",
+                "REVOKE ALL ON DATABASE \"billing\" FROM \"orders_svc\";"
+            )]
+        );
+        assert_eq!(
+            fix_sql(&found[0]),
+            Some((
+                None,
+                vec!["REVOKE ALL ON DATABASE \"billing\" FROM \"orders_svc\";"]
+            ))
+        );
+        assert_eq!(cells(&live)[1].2, Access::Open);
+    }
+
+    #[test]
+    fn membership_in_read_all_data_is_reported_without_a_store() {
+        let mut live = clean();
+        live.servers[0]
+            .catalog
+            .granted
+            .insert("billing_svc".into(), vec!["pg_read_all_data".into()]);
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::CrossAccess,
+                "billing",
+                None,
+                None,
+                Severity::Error,
+                "`billing_svc` is a member of `pg_read_all_data`: it can use every table of every \
+                 database it can connect to",
+                "REVOKE \"pg_read_all_data\" FROM \"billing_svc\";"
+            )]
+        );
+        assert!(fix_sql(&found[0]).is_some());
+    }
+
+    #[test]
+    fn a_connection_the_catalog_cannot_explain_is_still_a_finding() {
+        let mut live = clean();
+        live.probes
+            .insert(("billing".into(), "orders".into()), Probe::Connected);
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::CrossAccess,
+                "billing",
+                Some("orders"),
+                Some("orders"),
+                Severity::Error,
+                "`billing_svc` connected to `orders`, the store of `orders`, though the catalog \
+                 shows no privilege",
+                "check pg_hba.conf and role memberships; revoke the access"
+            )]
+        );
+        assert_eq!(found[0].fix, None);
+        assert_eq!(cells(&live)[2].2, Access::Open);
+    }
+}

@@ -138,6 +138,87 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Severity;
+    use crate::catalog::{ForeignServer, Subscription};
+    use crate::checks::snapshot::{clean, fix_sql, run as check, summary};
+
+    #[test]
+    fn no_foreign_data_is_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    #[test]
+    fn a_foreign_server_into_a_sibling_and_a_remote_extension() {
+        let mut live = clean();
+        let inside = live.servers[0].databases.get_mut("orders").unwrap();
+        inside.foreign_servers.push(ForeignServer {
+            name: "to_billing".into(),
+            wrapper: "postgres_fdw".into(),
+            options: vec!["host=127.0.0.1".into(), "dbname=billing".into()],
+            mappings: vec![("orders_svc".into(), Some("billing_svc".into()))],
+        });
+        inside.remote_extensions.push("dblink".into());
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [
+                (
+                    Check::ForeignData,
+                    "orders",
+                    Some("billing"),
+                    Some("orders"),
+                    Severity::Error,
+                    "foreign server `to_billing` (postgres_fdw) in `orders` points at `billing`, \
+                     the store of `billing` and maps users to `billing_svc`",
+                    "DROP SERVER \"to_billing\" CASCADE;"
+                ),
+                (
+                    Check::ForeignData,
+                    "orders",
+                    None,
+                    Some("orders"),
+                    Severity::Error,
+                    "extension `dblink` is installed in `orders`: it can reach other databases",
+                    "DROP EXTENSION \"dblink\"; (exchange data through events instead; drop its \
+                     foreign servers first)"
+                ),
+            ]
+        );
+        // The server goes before the extension it needs.
+        let phase = |f: &Finding| match &f.fix {
+            Some(Fix::Sql { phase, .. }) => *phase,
+            _ => panic!("fixable"),
+        };
+        assert_eq!((phase(&found[0]), phase(&found[1])), (0, 2));
+        assert_eq!(fix_sql(&found[0]).unwrap().0, Some("orders"));
+    }
+
+    #[test]
+    fn a_subscription_from_a_sibling_store_is_the_subscribers() {
+        let mut live = clean();
+        live.servers[0].catalog.subscriptions = Ok(vec![Subscription {
+            name: "orders_feed".into(),
+            database: "billing".into(),
+            conninfo: "host=127.0.0.1 dbname=orders user=replicator".into(),
+        }]);
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::ForeignData,
+                "billing",
+                Some("orders"),
+                Some("billing"),
+                Severity::Error,
+                "subscription `orders_feed` in `billing` replicates from `orders`, the store of \
+                 `orders`",
+                "ALTER SUBSCRIPTION \"orders_feed\" DISABLE; ALTER SUBSCRIPTION \"orders_feed\" \
+                 SET (slot_name = NONE); DROP SUBSCRIPTION \"orders_feed\"; then drop the slot \
+                 on the publisher (consume `orders`'s events instead)"
+            )]
+        );
+        assert_eq!(found[0].fix, None);
+    }
 
     #[test]
     fn dbname_from_either_form() {

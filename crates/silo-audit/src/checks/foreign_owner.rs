@@ -67,3 +67,64 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+    use crate::catalog::Object;
+    use crate::checks::snapshot::{clean, fix_sql, run as check, summary};
+    use crate::{Check, Severity};
+
+    #[test]
+    fn objects_owned_by_the_service_are_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    #[test]
+    fn a_sibling_owner_is_an_error_and_the_administrator_a_warning() {
+        let mut live = clean();
+        let server = &mut live.servers[0];
+        server.catalog.databases.get_mut("orders").unwrap().owner = "billing_svc".into();
+        let inside = server.databases.get_mut("orders").unwrap();
+        inside.foreign_owned.push(Object {
+            kind: "TABLE".into(),
+            name: "public.carts".into(),
+            owner: "postgres".into(),
+        });
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [
+                (
+                    Check::ForeignOwner,
+                    "orders",
+                    Some("billing"),
+                    Some("orders"),
+                    Severity::Error,
+                    "database \"orders\" in `orders` is owned by `billing_svc`, the role of \
+                     service `billing`",
+                    "ALTER DATABASE \"orders\" OWNER TO \"orders_svc\";"
+                ),
+                (
+                    Check::ForeignOwner,
+                    "orders",
+                    None,
+                    Some("orders"),
+                    Severity::Warning,
+                    "table public.carts in `orders` is owned by `postgres`, the administrator",
+                    "ALTER TABLE public.carts OWNER TO \"orders_svc\";"
+                ),
+            ]
+        );
+        // The database is altered from the admin database, its objects
+        // from inside it.
+        assert_eq!(fix_sql(&found[0]).unwrap().0, None);
+        assert_eq!(
+            fix_sql(&found[1]),
+            Some((
+                Some("orders"),
+                vec!["ALTER TABLE public.carts OWNER TO \"orders_svc\";"]
+            ))
+        );
+    }
+}

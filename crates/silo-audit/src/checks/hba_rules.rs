@@ -76,14 +76,8 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
                         Check::HbaRules,
                         name,
                         format!(
-                            "pg_hba.conf line {} ({} all {} {} {}) lets `{}` reach every database on {}",
-                            rule.line,
-                            rule.kind,
-                            rule.users.join(","),
-                            rule.address.as_deref().unwrap_or(""),
-                            rule.method,
-                            s.role,
-                            server.label
+                            "pg_hba.conf line {} (`{rule}`) lets `{}` reach every database on {}",
+                            rule.line, s.role, server.label
                         ),
                         format!(
                             "in pg_hba.conf line {}, name the service's database `{}` instead of \
@@ -311,6 +305,95 @@ fn remediation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Severity;
+    use crate::checks::snapshot::{clean, hba, run as check, summary};
+
+    #[test]
+    fn scram_for_every_service_role_is_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    /// A `trust` line above the SCRAM one lets both roles in without a
+    /// password; a line that names a role for `all` databases lets it
+    /// reach every database. Warnings, with the lines to write.
+    #[test]
+    fn trust_and_a_line_for_all_databases_are_warnings() {
+        let mut live = clean();
+        live.servers[0].catalog.hba = Ok(vec![
+            hba(1, "local", "all", "postgres", None, "peer"),
+            hba(
+                2,
+                "host",
+                "all",
+                "orders_svc",
+                Some("10.0.0.0/8"),
+                "scram-sha-256",
+            ),
+            hba(3, "host", "all", "all", Some("127.0.0.1/32"), "trust"),
+            hba(
+                4,
+                "host",
+                "all",
+                "all",
+                Some("127.0.0.1/32"),
+                "scram-sha-256",
+            ),
+        ]);
+        let found = check(run, &live);
+        let trust = |service: &str, role: &str| {
+            (
+                Check::HbaRules,
+                service.to_string(),
+                None,
+                Some(service.to_string()),
+                Severity::Warning,
+                format!(
+                    "pg_hba.conf line 3 (`host all all 127.0.0.1/32 trust`) on 127.0.0.1:5432 \
+                     lets anyone log in from 127.0.0.1/32 as `{role}` to `{service}` without a \
+                     password (`trust`)"
+                ),
+                format!(
+                    "above line 3 of pg_hba.conf write `host {service} {role} 127.0.0.1/32 \
+                     scram-sha-256` and `host all {role} 127.0.0.1/32 reject` (or change line \
+                     3's method to scram-sha-256), then reload the server: SELECT \
+                     pg_reload_conf();"
+                ),
+            )
+        };
+        let owned = |f: &Finding| {
+            let (c, s, o, st, sev, m, r) = summary(f);
+            (
+                c,
+                s.to_string(),
+                o.map(str::to_string),
+                st.map(str::to_string),
+                sev,
+                m.to_string(),
+                r.to_string(),
+            )
+        };
+        assert_eq!(
+            found.iter().map(owned).collect::<Vec<_>>(),
+            [
+                (
+                    Check::HbaRules,
+                    "orders".to_string(),
+                    None,
+                    Some("orders".to_string()),
+                    Severity::Warning,
+                    "pg_hba.conf line 2 (`host all orders_svc 10.0.0.0/8 scram-sha-256`) lets \
+                     `orders_svc` reach every database on 127.0.0.1:5432"
+                        .to_string(),
+                    "in pg_hba.conf line 2, name the service's database `orders` instead of \
+                     `all`, then reload the server (SELECT pg_reload_conf())"
+                        .to_string(),
+                ),
+                trust("orders", "orders_svc"),
+                trust("billing", "billing_svc"),
+            ]
+        );
+        assert!(found.iter().all(|f| f.fix.is_none()));
+    }
 
     /// A pg_hba.conf row: `kind databases users [address] method`.
     fn row(line: i32, text: &str) -> HbaRule {

@@ -12,6 +12,8 @@ pub mod public_privileges;
 pub mod public_schema;
 pub mod role_attributes;
 pub mod shared_credentials;
+#[cfg(test)]
+pub(crate) mod snapshot;
 pub mod store_files;
 
 use crate::live::Live;

@@ -97,3 +97,106 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+    use crate::checks::snapshot::{clean, run as check, summary};
+    use crate::probe::Probe;
+    use crate::{Check, Fix, Severity};
+
+    #[test]
+    fn a_provisioned_service_is_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    #[test]
+    fn a_missing_role_is_an_error_fixed_by_up() {
+        let mut live = clean();
+        live.servers[0].catalog.roles.remove("orders_svc");
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::OwnAccess,
+                "orders",
+                None,
+                Some("orders"),
+                Severity::Error,
+                "role `orders_svc` does not exist on 127.0.0.1:5432",
+                "run `silo up` to provision the service"
+            )]
+        );
+        assert_eq!(found[0].fix, None);
+    }
+
+    #[test]
+    fn a_rejected_password_is_fixed_by_a_rotation() {
+        let mut live = clean();
+        live.probes
+            .insert(("billing".into(), "billing".into()), Probe::BadPassword);
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::OwnAccess,
+                "billing",
+                None,
+                Some("billing"),
+                Severity::Error,
+                "the server rejects the password in /shop/.silo/secrets/billing.env (28P01)",
+                "write new credentials with `silo credentials rotate billing` (or `silo audit --fix`)"
+            )]
+        );
+        assert_eq!(
+            found[0].fix,
+            Some(Fix::Rotate {
+                service: "billing".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_denied_own_database_says_what_to_grant() {
+        let mut live = clean();
+        live.probes.insert(
+            ("orders".into(), "orders".into()),
+            Probe::Denied {
+                code: "42501".into(),
+            },
+        );
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::OwnAccess,
+                "orders",
+                None,
+                Some("orders"),
+                Severity::Error,
+                "role `orders_svc` may not connect to its own database `orders` (SQLSTATE 42501)",
+                "run `silo up`, or: GRANT CONNECT, TEMPORARY ON DATABASE \"orders\" TO \"orders_svc\";"
+            )]
+        );
+    }
+
+    #[test]
+    fn credentials_of_another_role_are_rotated() {
+        let mut live = clean();
+        live.secrets.get_mut("orders").unwrap().user = Some("billing_svc".into());
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::OwnAccess,
+                "orders",
+                None,
+                Some("orders"),
+                Severity::Error,
+                "the credentials file logs in as `billing_svc`, not as the service's role `orders_svc`",
+                "write new credentials with `silo credentials rotate orders` (or `silo audit --fix`)"
+            )]
+        );
+        assert!(matches!(&found[0].fix, Some(Fix::Rotate { service }) if service == "orders"));
+    }
+}

@@ -89,3 +89,82 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+    use crate::catalog::PublicGrant;
+    use crate::checks::snapshot::{clean, fix_sql, run as check, summary};
+    use crate::{Check, Severity};
+
+    #[test]
+    fn nothing_for_public_is_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    #[test]
+    fn public_connect_schema_usage_and_table_grants_are_each_revoked() {
+        let mut live = clean();
+        let server = &mut live.servers[0];
+        server
+            .catalog
+            .databases
+            .get_mut("orders")
+            .unwrap()
+            .public_privileges = vec!["CONNECT".into(), "TEMPORARY".into()];
+        let inside = server.databases.get_mut("billing").unwrap();
+        inside.public_schema_privileges = vec!["USAGE".into()];
+        inside.public_grants.push(PublicGrant {
+            kind: "TABLE".into(),
+            name: "public.invoices".into(),
+            privileges: "SELECT".into(),
+        });
+        let mut found = check(run, &live);
+        found.sort_by(|a, b| a.message.cmp(&b.message));
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [
+                (
+                    Check::PublicPrivileges,
+                    "orders",
+                    None,
+                    Some("orders"),
+                    Severity::Error,
+                    "PUBLIC has CONNECT, TEMPORARY on database `orders`: every role on \
+                     127.0.0.1:5432 may use it (1 other service role)",
+                    "REVOKE ALL ON DATABASE \"orders\" FROM PUBLIC; GRANT CONNECT, TEMPORARY ON \
+                     DATABASE \"orders\" TO \"orders_svc\";"
+                ),
+                (
+                    Check::PublicPrivileges,
+                    "billing",
+                    None,
+                    Some("billing"),
+                    Severity::Error,
+                    "PUBLIC has SELECT on table public.invoices in `billing`",
+                    "REVOKE ALL ON TABLE public.invoices FROM PUBLIC;"
+                ),
+                (
+                    Check::PublicPrivileges,
+                    "billing",
+                    None,
+                    Some("billing"),
+                    Severity::Error,
+                    "PUBLIC has USAGE on schema `public` of `billing`",
+                    "REVOKE USAGE ON SCHEMA public FROM PUBLIC;"
+                ),
+            ]
+        );
+        // The database's privileges are fixed from the admin database, the
+        // rest inside the service's database.
+        assert_eq!(fix_sql(&found[0]).unwrap().0, None);
+        assert_eq!(fix_sql(&found[1]).unwrap().0, Some("billing"));
+        assert_eq!(
+            fix_sql(&found[2]),
+            Some((
+                Some("billing"),
+                vec!["REVOKE USAGE ON SCHEMA public FROM PUBLIC;"]
+            ))
+        );
+    }
+}

@@ -47,3 +47,56 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+    use crate::checks::snapshot::{clean, fix_sql, run as check, summary};
+    use crate::{Check, Severity};
+
+    #[test]
+    fn a_locked_public_schema_is_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    #[test]
+    fn public_create_and_a_public_security_definer() {
+        let mut live = clean();
+        let inside = live.servers[0].databases.get_mut("billing").unwrap();
+        inside.public_schema_privileges = vec!["USAGE".into(), "CREATE".into()];
+        inside.public_definers.push("public.pay(bigint)".into());
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [
+                (
+                    Check::PublicSchema,
+                    "billing",
+                    None,
+                    Some("billing"),
+                    Severity::Error,
+                    "PUBLIC may create objects in schema `public` of `billing` (the default \
+                     before PostgreSQL 15, kept by upgraded clusters)",
+                    "REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+                ),
+                (
+                    Check::PublicSchema,
+                    "billing",
+                    None,
+                    Some("billing"),
+                    Severity::Error,
+                    "SECURITY DEFINER routine public.pay(bigint) in `billing` is executable by \
+                     PUBLIC",
+                    "REVOKE EXECUTE ON ROUTINE public.pay(bigint) FROM PUBLIC;"
+                ),
+            ]
+        );
+        assert_eq!(
+            fix_sql(&found[1]),
+            Some((
+                Some("billing"),
+                vec!["REVOKE EXECUTE ON ROUTINE public.pay(bigint) FROM PUBLIC;"]
+            ))
+        );
+    }
+}

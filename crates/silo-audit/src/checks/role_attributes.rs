@@ -72,3 +72,89 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+    use crate::checks::snapshot::{clean, fix_sql, run as check, summary};
+    use crate::{Check, Severity};
+
+    #[test]
+    fn plain_roles_are_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    #[test]
+    fn attributes_are_taken_back_in_one_statement() {
+        let mut live = clean();
+        let role = live.servers[0].catalog.roles.get_mut("orders_svc").unwrap();
+        role.createdb = true;
+        role.bypassrls = true;
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::RoleAttributes,
+                "orders",
+                None,
+                None,
+                Severity::Error,
+                "role `orders_svc` is CREATEDB, BYPASSRLS",
+                "ALTER ROLE \"orders_svc\" NOCREATEDB NOBYPASSRLS;"
+            )]
+        );
+        assert_eq!(
+            fix_sql(&found[0]),
+            Some((
+                None,
+                vec!["ALTER ROLE \"orders_svc\" NOCREATEDB NOBYPASSRLS;"]
+            ))
+        );
+    }
+
+    #[test]
+    fn membership_in_a_server_files_role_or_a_privileged_sibling() {
+        let mut live = clean();
+        let catalog = &mut live.servers[0].catalog;
+        catalog
+            .granted
+            .insert("billing_svc".into(), vec!["pg_read_server_files".into()]);
+        catalog
+            .granted
+            .insert("orders_svc".into(), vec!["billing_svc".into()]);
+        catalog.roles.get_mut("billing_svc").unwrap().createrole = true;
+        let mut found = check(run, &live);
+        found.sort_by(|a, b| a.message.cmp(&b.message));
+        let summaries: Vec<_> = found.iter().map(summary).collect();
+        // orders_svc reaches pg_read_server_files through billing_svc too.
+        assert_eq!(summaries.len(), 4, "{summaries:#?}");
+        assert!(summaries.contains(&(
+            Check::RoleAttributes,
+            "orders",
+            Some("billing"),
+            None,
+            Severity::Error,
+            "role `orders_svc` is a member of `billing_svc`, a privileged role",
+            "REVOKE \"billing_svc\" FROM \"orders_svc\";"
+        )));
+        assert!(summaries.contains(&(
+            Check::RoleAttributes,
+            "billing",
+            None,
+            None,
+            Severity::Error,
+            "role `billing_svc` is a member of `pg_read_server_files`, a predefined role that \
+             reaches the server's files or programs",
+            "REVOKE \"pg_read_server_files\" FROM \"billing_svc\";"
+        )));
+        assert!(summaries.contains(&(
+            Check::RoleAttributes,
+            "billing",
+            None,
+            None,
+            Severity::Error,
+            "role `billing_svc` is CREATEROLE",
+            "ALTER ROLE \"billing_svc\" NOCREATEROLE;"
+        )));
+    }
+}

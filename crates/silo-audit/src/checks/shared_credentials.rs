@@ -84,3 +84,80 @@ pub fn run(live: &Live<'_>, out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+    use crate::checks::snapshot::{clean, run as check, summary};
+    use crate::{Check, Fix, Severity};
+
+    #[test]
+    fn own_credentials_are_clean() {
+        assert!(check(run, &clean()).is_empty());
+    }
+
+    #[test]
+    fn a_copied_password_is_reported_once_on_the_later_service() {
+        let mut live = clean();
+        let password = live.secrets["orders"].password.clone();
+        live.secrets.get_mut("billing").unwrap().password = password;
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::SharedCredentials,
+                "billing",
+                Some("orders"),
+                None,
+                Severity::Error,
+                "services `billing` and `orders` have the same password in their credentials files",
+                "give `billing` a password of its own: `silo credentials rotate billing`"
+            )]
+        );
+        assert_eq!(
+            found[0].fix,
+            Some(Fix::Rotate {
+                service: "billing".into()
+            })
+        );
+    }
+
+    #[test]
+    fn another_services_role_in_a_file_or_a_session() {
+        let mut live = clean();
+        live.secrets.get_mut("orders").unwrap().user = Some("billing_svc".into());
+        live.servers[0]
+            .catalog
+            .sessions
+            .push(("billing_svc".into(), "orders".into()));
+        let found = check(run, &live);
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [
+                (
+                    Check::SharedCredentials,
+                    "orders",
+                    Some("billing"),
+                    None,
+                    Severity::Error,
+                    "the credentials file /shop/.silo/secrets/orders.env logs in as `billing_svc`, \
+                     the role of service `billing`",
+                    "give `orders` its own credentials: `silo credentials rotate orders`"
+                ),
+                (
+                    Check::SharedCredentials,
+                    "billing",
+                    Some("orders"),
+                    None,
+                    Severity::Error,
+                    "a session on 127.0.0.1:5432 uses role `billing_svc` of `billing` with \
+                     application_name `orders`",
+                    "give `orders` its own credentials (its secrets file) and stop sharing \
+                     `billing`'s"
+                ),
+            ]
+        );
+        assert!(matches!(&found[0].fix, Some(Fix::Rotate { service }) if service == "orders"));
+        assert_eq!(found[1].fix, None);
+    }
+}

@@ -152,3 +152,114 @@ fn shown(manifest: &Manifest, path: &Path) -> String {
         .display()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use silo_manifest::{Manifest, Overrides};
+
+    use super::run;
+    use crate::checks::snapshot::summary;
+    use crate::{Check, Finding, Fix, Severity};
+
+    /// SQLite services `orders` and `billing` laid out as `silo up` leaves
+    /// them: folders 0700, stores and secrets files 0600.
+    fn project(root: &Path) -> Manifest {
+        std::fs::write(
+            root.join("silo.toml"),
+            "[project]\nname = \"shop\"\n[services.orders]\n[services.billing]\n",
+        )
+        .unwrap();
+        let manifest = Manifest::load(&root.join("silo.toml"), &Overrides::default()).unwrap();
+        let private = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let secrets = silo_store::SecretsDir::new(&manifest.data_dir)
+            .dir()
+            .to_path_buf();
+        std::fs::create_dir_all(&secrets).unwrap();
+        for s in &manifest.services {
+            let file = s.sqlite_path(&manifest.data_dir);
+            let dir = file.parent().unwrap();
+            std::fs::create_dir_all(dir).unwrap();
+            private(dir, 0o700);
+            std::fs::write(&file, b"").unwrap();
+            private(&file, 0o600);
+            let env = secrets.join(format!("{}.env", s.name));
+            std::fs::write(&env, b"").unwrap();
+            private(&env, 0o600);
+        }
+        manifest
+    }
+
+    fn findings(manifest: &Manifest) -> Vec<Finding> {
+        let mut out = Vec::new();
+        run(manifest, &mut out);
+        out
+    }
+
+    #[test]
+    fn private_files_are_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(findings(&project(dir.path())).is_empty());
+    }
+
+    #[test]
+    fn a_readable_secrets_file_is_chmodded_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = project(dir.path());
+        let env = silo_store::SecretsDir::new(&manifest.data_dir).path("orders");
+        std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let found = findings(&manifest);
+        let remediation = format!("chmod 600 {}", env.display());
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::StoreFiles,
+                "orders",
+                None,
+                None,
+                Severity::Error,
+                ".silo/secrets/orders.env has mode 0644; it must be 0600",
+                remediation.as_str()
+            )]
+        );
+        assert_eq!(
+            found[0].fix,
+            Some(Fix::Chmod {
+                path: env,
+                mode: 0o600
+            })
+        );
+    }
+
+    #[test]
+    fn a_store_linked_to_a_siblings_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = project(dir.path());
+        let own = manifest.services[0].sqlite_path(&manifest.data_dir);
+        let billing = manifest.services[1].sqlite_path(&manifest.data_dir);
+        std::fs::remove_file(&billing).unwrap();
+        std::os::unix::fs::symlink(&own, &billing).unwrap();
+        let found = findings(&manifest);
+        let message = format!(
+            ".silo/billing/billing.sqlite3 is a symlink to {}",
+            own.display()
+        );
+        assert_eq!(
+            found.iter().map(summary).collect::<Vec<_>>(),
+            [(
+                Check::StoreFiles,
+                "billing",
+                Some("orders"),
+                Some("billing"),
+                Severity::Error,
+                message.as_str(),
+                "replace the link with the service's own file (`silo up` creates one)"
+            )]
+        );
+        assert_eq!(found[0].fix, None);
+    }
+}

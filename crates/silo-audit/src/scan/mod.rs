@@ -19,8 +19,9 @@ use silo_manifest::{Isolation, Manifest, Service};
 use silo_store::secrets_layout;
 
 use crate::secrets::SecretsFile;
-use crate::{AuditError, Check, Finding, Location};
+use crate::{AuditError, Check, Finding, Position};
 use matcher::{Hit, Kind, Matcher, Needle};
+use silo_lint::RuleId;
 
 /// Files larger than this are data, not source.
 const MAX_FILE_BYTES: u64 = 4 << 20;
@@ -117,7 +118,7 @@ pub fn run(
 
     let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
     // Connection strings by text, with every service and place they occur.
-    let strings: Mutex<BTreeMap<String, Vec<(String, Location)>>> = Mutex::new(BTreeMap::new());
+    let strings: Mutex<BTreeMap<String, Vec<(String, Position)>>> = Mutex::new(BTreeMap::new());
     for service in &manifest.services {
         let dir = manifest.source_dir(service);
         if !dir.is_dir() {
@@ -183,7 +184,7 @@ fn scan_file(
     path: &Path,
     matcher: &Matcher,
     found: &Mutex<Vec<Finding>>,
-    strings: &Mutex<BTreeMap<String, Vec<(String, Location)>>>,
+    strings: &Mutex<BTreeMap<String, Vec<(String, Position)>>>,
 ) {
     if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_FILE_BYTES) {
         return;
@@ -209,7 +210,7 @@ fn scan_file(
         let hits = matcher.line(line, previous, &service.name, config);
         previous = line;
         for hit in hits {
-            let location = |column| Location {
+            let location = |column| Position {
                 file: relative.clone(),
                 line: n + 1,
                 column,
@@ -303,9 +304,9 @@ fn migration_findings(manifest: &Manifest) -> Vec<Finding> {
         &silo_lint::Options {
             services: Vec::new(),
             rules: vec![
-                "cross-service-reference".into(),
-                "foreign-data-access".into(),
-                "grant-outside-service".into(),
+                RuleId::CrossServiceReference,
+                RuleId::ForeignDataAccess,
+                RuleId::GrantOutsideService,
             ],
             skip_rules: Vec::new(),
             files: None,
@@ -315,24 +316,18 @@ fn migration_findings(manifest: &Manifest) -> Vec<Finding> {
         .findings
         .into_iter()
         .map(|f| {
-            let check = if f.rule == "foreign-data-access" {
-                Check::ForeignData
-            } else {
-                Check::CodeCrossReference
+            let check = match f.rule {
+                RuleId::ForeignDataAccess => Check::ForeignData,
+                _ => Check::CodeCrossReference,
             };
-            let other = manifest
-                .services
-                .iter()
-                .find(|s| s.name != f.service && f.message.contains(&format!("`{}`", s.name)))
-                .map(|s| s.name.as_str());
             Finding::new(
                 check,
                 &f.service,
                 format!("{} ({})", f.message, f.rule),
                 f.help,
             )
-            .other(other)
-            .at(Location {
+            .other(f.other_service.as_deref())
+            .at(Position {
                 file: f.file,
                 line: f.line,
                 column: f.column,

@@ -113,10 +113,8 @@ fn print_report(ctx: &Context, format: LintFormat, report: &Report) {
                 .manifest
                 .path
                 .strip_prefix(&ctx.manifest.root)
-                .unwrap_or(&ctx.manifest.path)
-                .display()
-                .to_string();
-            print_json(&render::sarif(report, &manifest));
+                .unwrap_or(&ctx.manifest.path);
+            print_json(&render::sarif(report, manifest));
         }
         LintFormat::Github => out!("{}", render::github(report)),
     }
@@ -141,22 +139,8 @@ fn confirm() -> Result<bool, Failure> {
     Ok(ask("apply these changes?"))
 }
 
+/// `silo audit --explain [CHECK]`: a check's page, or the list of checks.
 pub fn explain(check: &str) -> CmdResult {
-    if check.is_empty() {
-        for c in Check::ALL {
-            let summary = silo_audit::docs::summary(c.id()).unwrap_or_default();
-            outln!("{:<22} {summary}", c.id());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    match silo_audit::docs::page(check) {
-        Some(page) => {
-            out!("{page}");
-            Ok(ExitCode::SUCCESS)
-        }
-        None => Err(Failure::usage(miette::miette!(
-            help = format!("checks: {}", Check::ALL.map(|c| c.id()).join(", ")),
-            "unknown check `{check}`"
-        ))),
-    }
+    let ids = Check::ALL.map(|c| c.id());
+    crate::commands::explain(&silo_audit::docs::PAGES, check, &ids, "check")
 }

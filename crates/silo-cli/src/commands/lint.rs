@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use silo_lint::{Options, Severity};
+use silo_lint::{Options, RuleId, Severity};
 
 use crate::cli::{LintArgs, LintFormat};
 use crate::context::{CmdResult, Context, Failure, print_json};
@@ -13,15 +13,8 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
         .output()
         .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
     ctx.select(&args.services)?;
-    let known = silo_lint::rule_ids();
-    if let Some(unknown) = args
-        .rules
-        .iter()
-        .chain(&args.no_rules)
-        .find(|r| !known.contains(&r.as_str()))
-    {
-        return Err(unknown_rule(unknown));
-    }
+    let rules = rule_ids(&args.rules)?;
+    let skip_rules = rule_ids(&args.no_rules)?;
     silo_lint::check_settings(&ctx.manifest).map_err(|problems| {
         Failure::usage(miette::miette!(
             help = "fix the rule ids in [lint.rules]; `silo lint --explain` lists them",
@@ -62,8 +55,8 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
         &loaded,
         &Options {
             services: args.services.clone(),
-            rules: args.rules.clone(),
-            skip_rules: args.no_rules.clone(),
+            rules,
+            skip_rules,
             files: only,
         },
     );
@@ -86,27 +79,22 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
 
 /// `silo lint --explain [RULE]`: a rule's page, or the list of rules.
 pub fn explain(rule: &str) -> CmdResult {
-    if rule.is_empty() {
-        for id in silo_lint::rule_ids() {
-            let summary = silo_lint::docs::summary(id).unwrap_or_default();
-            outln!("{id:<46} {summary}");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    match silo_lint::docs::page(rule) {
-        Some(page) => {
-            out!("{page}");
-            Ok(ExitCode::SUCCESS)
-        }
-        None => Err(unknown_rule(rule)),
-    }
+    crate::commands::explain(&silo_lint::docs::PAGES, rule, &RuleId::ids(), "rule")
 }
 
-fn unknown_rule(rule: &str) -> Failure {
-    Failure::usage(miette::miette!(
-        help = format!("rules: {}", silo_lint::rule_ids().join(", ")),
-        "unknown rule `{rule}`"
-    ))
+/// The rules named on the command line; an unknown one is bad usage.
+fn rule_ids(names: &[String]) -> Result<Vec<RuleId>, Failure> {
+    names
+        .iter()
+        .map(|name| {
+            RuleId::from_id(name).ok_or_else(|| {
+                Failure::usage(miette::miette!(
+                    help = format!("rules: {}", RuleId::ids().join(", ")),
+                    "unknown rule `{name}`"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The loaded files under each of `paths`; a path that names no

@@ -10,3 +10,23 @@ pub mod lint;
 pub mod migrations;
 pub mod status;
 pub mod up;
+
+use std::process::ExitCode;
+
+use crate::context::{CmdResult, Failure};
+
+/// `--explain [ID]` of lint (rules) and audit (checks): the page of `id`,
+/// or with none the list of ids and what each is about.
+pub fn explain(pages: &silo_report::Pages, id: &str, ids: &[&str], noun: &str) -> CmdResult {
+    match pages.explain(id, ids) {
+        Ok(text) => {
+            out!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(unknown) => Err(Failure::usage(miette::miette!(
+            help = format!("{noun}s: {}", unknown.known),
+            "unknown {noun} `{}`",
+            unknown.id
+        ))),
+    }
+}

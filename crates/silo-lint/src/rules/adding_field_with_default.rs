@@ -59,7 +59,7 @@ fn non_volatile(node: &Node) -> bool {
 }
 
 impl Rule for AddingFieldWithDefault {
-    meta!("adding-field-with-default", Safety, Warning);
+    meta!(AddingFieldWithDefault, Safety, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for a in alter_cmds(file) {
@@ -88,6 +88,7 @@ impl Rule for AddingFieldWithDefault {
                         a.table, col.colname
                     ),
                     help: "add the column without the default, set the default with ALTER COLUMN SET DEFAULT, then backfill in batches".into(),
+                    other_service: None,
                 });
             }
         }

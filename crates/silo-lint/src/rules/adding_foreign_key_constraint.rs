@@ -12,7 +12,7 @@ use crate::source::SourceFile;
 pub struct AddingForeignKeyConstraint;
 
 impl Rule for AddingForeignKeyConstraint {
-    meta!("adding-foreign-key-constraint", Safety, Warning);
+    meta!(AddingForeignKeyConstraint, Safety, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for c in added_constraints(file) {
@@ -25,6 +25,7 @@ impl Rule for AddingForeignKeyConstraint {
                     ),
                     help: "add it with NOT VALID, then VALIDATE CONSTRAINT in a later migration"
                         .into(),
+                    other_service: None,
                 });
             }
         }

@@ -10,8 +10,8 @@ use crate::source::SourceFile;
 pub struct AddingRequiredField;
 
 impl Rule for AddingRequiredField {
-    fn id(&self) -> &'static str {
-        "adding-required-field"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::AddingRequiredField
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -35,6 +35,7 @@ impl Rule for AddingRequiredField {
                     span: a.at..a.at,
                     message: format!("adding required column `{}.{}` without a default", a.table, col.colname),
                     help: "add it nullable (or with a default), backfill, then SET NOT NULL in a later migration".into(),
+                    other_service: None,
                 });
             }
         }

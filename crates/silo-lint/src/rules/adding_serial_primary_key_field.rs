@@ -10,7 +10,7 @@ use crate::source::SourceFile;
 pub struct AddingSerialPrimaryKeyField;
 
 impl Rule for AddingSerialPrimaryKeyField {
-    meta!("adding-serial-primary-key-field", Safety, Warning);
+    meta!(AddingSerialPrimaryKeyField, Safety, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for c in added_constraints(file) {
@@ -22,6 +22,7 @@ impl Rule for AddingSerialPrimaryKeyField {
                         c.describe("primary key")
                     ),
                     help: "CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... PRIMARY KEY USING INDEX".into(),
+                    other_service: None,
                 });
             }
         }

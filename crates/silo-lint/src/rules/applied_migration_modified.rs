@@ -12,7 +12,7 @@ use crate::source::SourceFile;
 pub struct AppliedMigrationModified;
 
 impl Rule for AppliedMigrationModified {
-    meta!("applied-migration-modified", Integrity, Error);
+    meta!(AppliedMigrationModified, Integrity, Error);
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let Some(dir) = file.path.parent() else {
@@ -37,6 +37,7 @@ impl Rule for AppliedMigrationModified {
                         help: format!(
                             "fix {SUM_FILE}, or rewrite it with `silo lint --update-sum`"
                         ),
+                        other_service: None,
                     });
                 }
                 return;
@@ -59,6 +60,7 @@ impl Rule for AppliedMigrationModified {
                 span: 0..0,
                 message,
                 help: "restore the file as recorded and put the change in a new migration (`silo new`); if no database has applied it yet, run `silo lint --update-sum`".into(),
+                other_service: None,
             });
         }
     }

@@ -4,7 +4,6 @@ use super::type_rules::type_rule;
 
 type_rule!(
     BanCharField,
-    "ban-char-field",
     ["bpchar", "char"],
     "char(n) pads with spaces and is never faster than text",
     "text"

@@ -14,11 +14,7 @@ use crate::source::SourceFile;
 pub struct BanConcurrentIndexCreationInTransaction;
 
 impl Rule for BanConcurrentIndexCreationInTransaction {
-    meta!(
-        "ban-concurrent-index-creation-in-transaction",
-        Safety,
-        Error
-    );
+    meta!(BanConcurrentIndexCreationInTransaction, Safety, Error);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let in_block = |at: usize| {
@@ -69,6 +65,7 @@ impl Rule for BanConcurrentIndexCreationInTransaction {
                 span: s.start..s.end,
                 message: message.into(),
                 help: help.into(),
+                other_service: None,
             });
         }
     }

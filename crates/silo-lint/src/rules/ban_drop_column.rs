@@ -10,8 +10,8 @@ use crate::source::SourceFile;
 pub struct BanDropColumn;
 
 impl Rule for BanDropColumn {
-    fn id(&self) -> &'static str {
-        "ban-drop-column"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::BanDropColumn
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -29,6 +29,7 @@ impl Rule for BanDropColumn {
                     span: a.at..a.at,
                     message: format!("dropping column `{}.{}` breaks code that still reads it", a.table, a.cmd.name),
                     help: "stop reading the column in a release first, then drop it in a later migration marked `-- silo:breaking <reason>`".into(),
+                    other_service: None,
                 });
             }
         }

@@ -9,8 +9,8 @@ use crate::source::SourceFile;
 pub struct BanDropDatabase;
 
 impl Rule for BanDropDatabase {
-    fn id(&self) -> &'static str {
-        "ban-drop-database"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::BanDropDatabase
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -26,6 +26,7 @@ impl Rule for BanDropDatabase {
                     message: format!("DROP DATABASE {} in a migration", d.dbname),
                     help: "stores are dropped with `silo down SERVICE --yes`, never by a migration"
                         .into(),
+                    other_service: None,
                 });
             }
         }

@@ -10,7 +10,7 @@ use crate::source::SourceFile;
 pub struct BanDropNotNull;
 
 impl Rule for BanDropNotNull {
-    meta!("ban-drop-not-null", Safety, Warning);
+    meta!(BanDropNotNull, Safety, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for a in alter_cmds(file) {
@@ -22,6 +22,7 @@ impl Rule for BanDropNotNull {
                         a.table, a.cmd.name
                     ),
                     help: "make every reader handle NULL in a release first".into(),
+                    other_service: None,
                 });
             }
         }

@@ -10,8 +10,8 @@ use crate::source::SourceFile;
 pub struct BanDropTable;
 
 impl Rule for BanDropTable {
-    fn id(&self) -> &'static str {
-        "ban-drop-table"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::BanDropTable
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -31,6 +31,7 @@ impl Rule for BanDropTable {
                         span: s.start..s.end,
                         message: "DROP TABLE loses the data and breaks code that still reads the table".into(),
                         help: "stop using the table in a release first; drop it in a later migration marked `-- silo:breaking <reason>`".into(),
+                        other_service: None,
                     });
             }
         }

@@ -11,7 +11,7 @@ use crate::source::SourceFile;
 pub struct BanTruncateCascade;
 
 impl Rule for BanTruncateCascade {
-    meta!("ban-truncate-cascade", Safety, Error);
+    meta!(BanTruncateCascade, Safety, Error);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for s in &file.statements {
@@ -23,6 +23,7 @@ impl Rule for BanTruncateCascade {
                     message: "TRUNCATE ... CASCADE also empties every table that references these"
                         .into(),
                     help: "name every table to empty explicitly, without CASCADE".into(),
+                    other_service: None,
                 });
             }
         }

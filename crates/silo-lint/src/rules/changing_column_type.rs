@@ -10,8 +10,8 @@ use crate::source::SourceFile;
 pub struct ChangingColumnType;
 
 impl Rule for ChangingColumnType {
-    fn id(&self) -> &'static str {
-        "changing-column-type"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::ChangingColumnType
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -26,6 +26,7 @@ impl Rule for ChangingColumnType {
                     span: a.at..a.at,
                     message: format!("changing the type of `{}.{}` rewrites the table under an exclusive lock", a.table, a.cmd.name),
                     help: "add a column of the new type, backfill it in batches, switch readers, then drop the old one".into(),
+                    other_service: None,
                 });
             }
         }

@@ -7,7 +7,7 @@ use crate::source::SourceFile;
 pub struct ColumnName;
 
 impl Rule for ColumnName {
-    meta!("column-name", Review, Warning);
+    meta!(ColumnName, Review, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for c in &file.facts.columns {
@@ -17,6 +17,7 @@ impl Rule for ColumnName {
                     span: c.column.at..c.column.at + name.len(),
                     message: format!("column `{}.{name}` is not snake_case", c.table),
                     help: format!("name it `{}`", snake_case(name)),
+                    other_service: None,
                 });
             }
         }

@@ -14,7 +14,7 @@ use crate::source::SourceFile;
 pub struct ConstraintMissingNotValid;
 
 impl Rule for ConstraintMissingNotValid {
-    meta!("constraint-missing-not-valid", Safety, Warning);
+    meta!(ConstraintMissingNotValid, Safety, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let added = added_constraints(file);
@@ -29,6 +29,7 @@ impl Rule for ConstraintMissingNotValid {
                     ),
                     help: "add it with NOT VALID, then VALIDATE CONSTRAINT in a later migration"
                         .into(),
+                    other_service: None,
                 });
             }
         }
@@ -54,6 +55,7 @@ impl Rule for ConstraintMissingNotValid {
                         a.cmd.name
                     ),
                     help: "move VALIDATE CONSTRAINT to a later migration".into(),
+                    other_service: None,
                 });
             }
         }

@@ -12,8 +12,8 @@ use crate::source::SourceFile;
 pub struct CrossServiceReference;
 
 impl Rule for CrossServiceReference {
-    fn id(&self) -> &'static str {
-        "cross-service-reference"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::CrossServiceReference
     }
     fn group(&self) -> Group {
         Group::Boundary
@@ -61,6 +61,7 @@ impl Rule for CrossServiceReference {
                     help: format!(
                         "keep only the id (indexed, no foreign key) and a denormalized copy fed by `{other}`'s events, or ask `{other}` through its API"
                     ),
+                    other_service: Some(other),
                 });
             }
         }
@@ -96,6 +97,7 @@ fn sqlite(ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
             help: format!(
                 "keep only the id (indexed, no foreign key) and a denormalized copy fed by `{other}`'s events, or ask `{other}` through its API"
             ),
+            other_service: Some(other),
         });
     }
 }
@@ -126,6 +128,30 @@ mod tests {
                 (5, 32, message("billing.payments")),
             ]
         );
+        // The owner is a typed field, for the audit and the machine formats.
+        let others: Vec<_> = p.hits(RULE).into_iter().map(|f| f.other_service).collect();
+        assert_eq!(others, [Some("billing".into()), Some("billing".into())]);
+    }
+
+    /// The owner comes from the tables, not from the words of the message:
+    /// a table named like a third service is still `billing`'s.
+    #[test]
+    fn the_other_service_is_the_tables_owner() {
+        let p = Project::with_manifest("[defaults]\nengine = \"postgres\"\n[services.shipping]\n");
+        std::fs::create_dir_all(p.folder("shipping")).unwrap();
+        p.write(
+            "billing",
+            "V1__t.sql",
+            "CREATE TABLE shipping (id bigint PRIMARY KEY);",
+        )
+        .write("orders", "V1__t.sql", "SELECT * FROM shipping;");
+        let hits = p.hits(RULE);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(
+            hits[0].message,
+            "`shipping` belongs to service `billing`; service `orders` must not reference it"
+        );
+        assert_eq!(hits[0].other_service.as_deref(), Some("billing"));
     }
 
     #[test]

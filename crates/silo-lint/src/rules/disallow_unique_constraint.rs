@@ -11,7 +11,7 @@ use crate::source::SourceFile;
 pub struct DisallowUniqueConstraint;
 
 impl Rule for DisallowUniqueConstraint {
-    meta!("disallow-unique-constraint", Safety, Warning);
+    meta!(DisallowUniqueConstraint, Safety, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for c in added_constraints(file) {
@@ -23,6 +23,7 @@ impl Rule for DisallowUniqueConstraint {
                         c.describe("unique constraint")
                     ),
                     help: "CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... UNIQUE USING INDEX".into(),
+                    other_service: None,
                 });
             }
         }

@@ -10,7 +10,7 @@ use crate::source::SourceFile;
 pub struct DuplicateVersion;
 
 impl Rule for DuplicateVersion {
-    meta!("duplicate-version", Integrity, Error);
+    meta!(DuplicateVersion, Integrity, Error);
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let Ok(name) = &file.name else { return };
@@ -38,6 +38,7 @@ impl Rule for DuplicateVersion {
                     first.path.file_name().unwrap_or_default().to_string_lossy()
                 ),
                 help: "give one of them the next free version (`silo new` picks it)".into(),
+                other_service: None,
             });
         }
     }

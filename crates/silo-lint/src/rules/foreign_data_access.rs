@@ -17,8 +17,8 @@ pub struct ForeignDataAccess;
 const EXTENSIONS: [&str; 2] = ["dblink", "postgres_fdw"];
 
 impl Rule for ForeignDataAccess {
-    fn id(&self) -> &'static str {
-        "foreign-data-access"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::ForeignDataAccess
     }
     fn group(&self) -> Group {
         Group::Boundary
@@ -41,6 +41,7 @@ impl Rule for ForeignDataAccess {
                     span: s.start..s.end,
                     message: format!("{what} from service `{}`", file.service),
                     help: "data crosses service boundaries as events (or API calls), never as a shared file; backups are `silo`'s job, not a migration's".into(),
+                    other_service: None,
                 });
             }
         }
@@ -71,6 +72,7 @@ impl Rule for ForeignDataAccess {
                         file.service
                     ),
                     help: "data crosses service boundaries as events (or API calls), never as foreign data".into(),
+                    other_service: None,
                 });
             }
         }
@@ -134,7 +136,7 @@ mod tests {
             ]
         );
         // VACUUM INTO is SQLite's own grammar, not a parse error.
-        assert_eq!(p.places(crate::PARSE_ERROR), []);
+        assert_eq!(p.places(crate::PARSE_ERROR.as_str()), []);
     }
 
     #[test]

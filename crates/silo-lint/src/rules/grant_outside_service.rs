@@ -30,7 +30,7 @@ fn grantees(node: &NodeEnum) -> Vec<&RoleSpec> {
 }
 
 impl Rule for GrantOutsideService {
-    meta!("grant-outside-service", Boundary, Error);
+    meta!(GrantOutsideService, Boundary, Error);
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let Some(own) = ctx.manifest.service(&file.service).map(|s| s.role.as_str()) else {
@@ -56,7 +56,9 @@ impl Rule for GrantOutsideService {
                     continue;
                 };
                 let at = usize::try_from(role.location).unwrap_or(s.start);
-                let whose = other.map_or(String::new(), |o| format!(" (service `{o}`'s role)"));
+                let whose = other
+                    .as_ref()
+                    .map_or(String::new(), |o| format!(" (service `{o}`'s role)"));
                 out.push(Hit {
                     span: at..at + name.len(),
                     message: format!(
@@ -67,6 +69,7 @@ impl Rule for GrantOutsideService {
                         "drop the grant; other services get this data through `{}`'s events or API",
                         file.service
                     ),
+                    other_service: other,
                 });
             }
         }
@@ -97,6 +100,9 @@ mod tests {
             "{}",
             hits[1].message
         );
+        // Only the grant to `billing_svc` names a service's role.
+        let others: Vec<_> = hits.iter().map(|f| f.other_service.as_deref()).collect();
+        assert_eq!(others, [None, Some("billing"), None, None]);
     }
 
     #[test]

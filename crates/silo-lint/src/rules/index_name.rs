@@ -8,7 +8,7 @@ use crate::source::SourceFile;
 pub struct IndexName;
 
 impl Rule for IndexName {
-    meta!("index-name", Review, Warning);
+    meta!(IndexName, Review, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for index in file.facts.indexes.iter().filter(|i| i.explicit) {
@@ -41,6 +41,7 @@ impl Rule for IndexName {
                         name.name
                     ),
                     help: format!("name it `{shown}`"),
+                    other_service: None,
                 }),
                 None => out.push(Hit {
                     span: index.at..index.at,
@@ -49,6 +50,7 @@ impl Rule for IndexName {
                         index.table
                     ),
                     help: format!("name it `{shown}`"),
+                    other_service: None,
                 }),
             }
         }

@@ -11,8 +11,8 @@ use crate::source::SourceFile;
 pub struct MigrationFileName;
 
 impl Rule for MigrationFileName {
-    fn id(&self) -> &'static str {
-        "migration-file-name"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::MigrationFileName
     }
     fn group(&self) -> Group {
         Group::Integrity
@@ -31,6 +31,7 @@ impl Rule for MigrationFileName {
                 span: 0..0,
                 message: format!("`{file_name}` is a folder: silo runs only the files of a migrations folder, so nothing in it ever runs"),
                 help: "move the migration out of the folder (one file per version), or rename the folder so it does not end in .sql".into(),
+                other_service: None,
             });
             return;
         }
@@ -42,6 +43,7 @@ impl Rule for MigrationFileName {
                 span: 0..0,
                 message: format!("the extension `.{extension}` is not `.sql`: `silo migrate` never runs this file"),
                 help: format!("rename it {stem}.sql"),
+                other_service: None,
             });
             return;
         }
@@ -51,6 +53,7 @@ impl Rule for MigrationFileName {
                 message: format!("not a migration file name: {reason}"),
                 help: "rename it V<version>__<description>.sql, e.g. V003__add_user_roles.sql"
                     .into(),
+                other_service: None,
             }),
             Ok(name) => {
                 let raw = file
@@ -88,6 +91,7 @@ impl Rule for MigrationFileName {
                                 .map(|v| v.to_string())
                                 .unwrap_or_default()
                         ),
+                        other_service: None,
                     });
                 }
             }

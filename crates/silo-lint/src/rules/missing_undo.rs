@@ -9,8 +9,8 @@ use silo_migration_files::Kind;
 pub struct MissingUndo;
 
 impl Rule for MissingUndo {
-    fn id(&self) -> &'static str {
-        "missing-undo"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::MissingUndo
     }
     fn group(&self) -> Group {
         Group::Review
@@ -54,6 +54,7 @@ impl Rule for MissingUndo {
                 help: format!(
                     "add U{version}__<description>.sql that reverts it, or state why it cannot be undone with `-- silo:irreversible <reason>` in its header"
                 ),
+                other_service: None,
             });
         }
     }

@@ -86,23 +86,28 @@ pub struct Hit {
     pub span: Range<usize>,
     pub message: String,
     pub help: String,
+    /// The other service involved (whose table is referenced, whose role
+    /// is granted to), for the audit and the machine formats: never to be
+    /// read back out of the message.
+    pub other_service: Option<String>,
 }
 
 /// A lint rule.
 pub trait Rule: Sync {
-    /// Stable kebab-case id.
-    fn id(&self) -> &'static str;
+    /// The rule's id.
+    fn id(&self) -> crate::RuleId;
     fn group(&self) -> Group;
     fn severity(&self) -> Severity;
     /// Looks at one file.
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>);
 }
 
-/// The id, group and default severity of a rule, inside `impl Rule`.
+/// The id (a [`crate::RuleId`] variant), group and default severity of a
+/// rule, inside `impl Rule`.
 macro_rules! meta {
-    ($id:literal, $group:ident, $severity:ident) => {
-        fn id(&self) -> &'static str {
-            $id
+    ($id:ident, $group:ident, $severity:ident) => {
+        fn id(&self) -> $crate::RuleId {
+            $crate::RuleId::$id
         }
         fn group(&self) -> $crate::finding::Group {
             $crate::finding::Group::$group
@@ -217,4 +222,21 @@ pub(crate) fn foreign_key_targets(node: &NodeEnum) -> Vec<&pg_query::protobuf::R
         _ => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::RuleId;
+
+    /// Each id but `parse-error` (the parser's, not a rule's) is one rule's.
+    #[test]
+    fn every_rule_id_is_one_rule() {
+        let rules: Vec<RuleId> = super::all().iter().map(|r| r.id()).collect();
+        let expected: Vec<RuleId> = RuleId::ALL
+            .iter()
+            .copied()
+            .filter(|r| *r != RuleId::ParseError)
+            .collect();
+        assert_eq!(rules, expected);
+    }
 }

@@ -4,7 +4,6 @@ use super::type_rules::type_rule;
 
 type_rule!(
     PreferBigintOverInt,
-    "prefer-bigint-over-int",
     ["int4", "serial", "serial4"],
     "32-bit ids and counters run out, and widening them later rewrites the table",
     "bigint (bigserial or bigint GENERATED ... AS IDENTITY for ids)"

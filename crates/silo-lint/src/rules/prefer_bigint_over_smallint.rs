@@ -6,7 +6,6 @@ use super::type_rules::type_rule;
 
 type_rule!(
     PreferBigintOverSmallint,
-    "prefer-bigint-over-smallint",
     ["int2", "smallserial", "serial2"],
     "16-bit values run out at 32,767, and widening them later rewrites the table",
     "bigint"

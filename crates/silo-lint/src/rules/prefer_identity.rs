@@ -6,7 +6,6 @@ use super::type_rules::type_rule;
 
 type_rule!(
     PreferIdentity,
-    "prefer-identity",
     [
         "serial",
         "serial2",

@@ -4,7 +4,6 @@ use super::type_rules::type_rule;
 
 type_rule!(
     PreferTextField,
-    "prefer-text-field",
     ["varchar"],
     "changing a varchar's length later rewrites or locks the table",
     "text (with a CHECK on length if it matters)"

@@ -4,7 +4,6 @@ use super::type_rules::type_rule;
 
 type_rule!(
     PreferTimestamptz,
-    "prefer-timestamptz",
     ["timestamp"],
     "a timestamp without time zone is read in whatever zone the session has",
     "timestamptz"

@@ -10,8 +10,8 @@ use crate::source::SourceFile;
 pub struct RenamingColumn;
 
 impl Rule for RenamingColumn {
-    fn id(&self) -> &'static str {
-        "renaming-column"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::RenamingColumn
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -33,6 +33,7 @@ impl Rule for RenamingColumn {
                     ),
                     help: "add the new column, write both, move readers, then drop the old one"
                         .into(),
+                    other_service: None,
                 });
             }
         }

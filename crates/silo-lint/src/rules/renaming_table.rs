@@ -10,8 +10,8 @@ use crate::source::SourceFile;
 pub struct RenamingTable;
 
 impl Rule for RenamingTable {
-    fn id(&self) -> &'static str {
-        "renaming-table"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::RenamingTable
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -35,6 +35,7 @@ impl Rule for RenamingTable {
                     help:
                         "create the new table (or a view under the old name) and move readers first"
                             .into(),
+                    other_service: None,
                 });
             }
         }

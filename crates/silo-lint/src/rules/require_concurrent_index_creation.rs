@@ -12,8 +12,8 @@ use crate::source::SourceFile;
 pub struct RequireConcurrentIndexCreation;
 
 impl Rule for RequireConcurrentIndexCreation {
-    fn id(&self) -> &'static str {
-        "require-concurrent-index-creation"
+    fn id(&self) -> crate::RuleId {
+        crate::RuleId::RequireConcurrentIndexCreation
     }
     fn group(&self) -> Group {
         Group::Safety
@@ -41,6 +41,7 @@ impl Rule for RequireConcurrentIndexCreation {
                     "CREATE INDEX on existing table `{table}` without CONCURRENTLY locks out writes while it builds"
                 ),
                 help: "use CREATE INDEX CONCURRENTLY (silo runs such a file outside a transaction)".into(),
+                other_service: None,
             });
         }
     }

@@ -23,7 +23,7 @@ fn last_name(object: &pg_query::protobuf::Node) -> Option<&str> {
 }
 
 impl Rule for RequireConcurrentIndexDeletion {
-    meta!("require-concurrent-index-deletion", Safety, Warning);
+    meta!(RequireConcurrentIndexDeletion, Safety, Warning);
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let dropped_tables: Vec<&str> = file
@@ -60,6 +60,7 @@ impl Rule for RequireConcurrentIndexDeletion {
                     help:
                         "use DROP INDEX CONCURRENTLY (silo runs such a file outside a transaction)"
                             .into(),
+                    other_service: None,
                 });
             }
         }

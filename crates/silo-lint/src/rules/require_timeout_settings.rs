@@ -88,7 +88,7 @@ fn locked_table(file: &SourceFile, statement: &Statement) -> Option<String> {
 }
 
 impl Rule for RequireTimeoutSettings {
-    meta!("require-timeout-settings", Safety, Warning);
+    meta!(RequireTimeoutSettings, Safety, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let (mut lock, mut statement) = (false, false);
@@ -121,6 +121,7 @@ impl Rule for RequireTimeoutSettings {
                     missing.join(" or ")
                 ),
                 help: "start the file with `SET lock_timeout = '2s';` and `SET statement_timeout = '5min';` (or set them on the service's role)".into(),
+                other_service: None,
             });
             // Once per file, at the first statement that needs them: the
             // fix is one pair of lines at the top.

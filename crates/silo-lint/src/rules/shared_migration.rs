@@ -13,7 +13,7 @@ fn has_sql(file: &SourceFile) -> bool {
 }
 
 impl Rule for SharedMigration {
-    meta!("shared-migration", Boundary, Error);
+    meta!(SharedMigration, Boundary, Error);
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let real = std::fs::canonicalize(&file.path).ok();
@@ -40,6 +40,7 @@ impl Rule for SharedMigration {
                     "each service keeps its own migration scripts: give `{}` its own copy and let the two evolve apart",
                     file.service
                 ),
+                other_service: None,
             });
             break;
         }

@@ -8,7 +8,7 @@ use crate::source::SourceFile;
 pub struct TableName;
 
 impl Rule for TableName {
-    meta!("table-name", Review, Warning);
+    meta!(TableName, Review, Warning);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for t in &file.facts.tables {
@@ -27,6 +27,7 @@ impl Rule for TableName {
                     span: t.at..t.at + t.name.len(),
                     message: format!("table `{name}` should be plural and snake_case"),
                     help: format!("name it `{expected}`"),
+                    other_service: None,
                 });
             }
         }

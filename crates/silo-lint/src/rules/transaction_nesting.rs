@@ -11,7 +11,7 @@ use crate::source::SourceFile;
 pub struct TransactionNesting;
 
 impl Rule for TransactionNesting {
-    meta!("transaction-nesting", Safety, Error);
+    meta!(TransactionNesting, Safety, Error);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         for s in &file.raw {
@@ -24,6 +24,7 @@ impl Rule for TransactionNesting {
                     "{what} inside a migration: silo already runs the file in a transaction, and `silo migrate` refuses it"
                 ),
                 help: "remove BEGIN/COMMIT/ROLLBACK; for statements that cannot run in a transaction, put them in a file of their own".into(),
+                other_service: None,
             });
         }
     }

@@ -24,19 +24,21 @@ impl TypeRule {
                         c.table, c.column, c.type_name, self.why
                     ),
                     help: format!("use `{}`", self.instead),
+                    other_service: None,
                 });
             }
         }
     }
 }
 
-/// Declares a column-type rule: `type_rule!(Name, "id", [types], why, instead)`.
+/// Declares a column-type rule: `type_rule!(Name, [types], why, instead)`;
+/// its id is the [`crate::RuleId`] variant of the same name.
 macro_rules! type_rule {
-    ($name:ident, $id:literal, [$($ty:literal),*], $why:literal, $instead:literal) => {
+    ($name:ident, [$($ty:literal),*], $why:literal, $instead:literal) => {
         pub struct $name;
         impl $crate::rules::Rule for $name {
-            fn id(&self) -> &'static str {
-                $id
+            fn id(&self) -> $crate::RuleId {
+                $crate::RuleId::$name
             }
             fn group(&self) -> $crate::finding::Group {
                 $crate::finding::Group::Safety

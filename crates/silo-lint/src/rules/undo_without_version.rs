@@ -11,7 +11,7 @@ use crate::source::SourceFile;
 pub struct UndoWithoutVersion;
 
 impl Rule for UndoWithoutVersion {
-    meta!("undo-without-version", Integrity, Error);
+    meta!(UndoWithoutVersion, Integrity, Error);
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let Ok(name) = &file.name else { return };
@@ -35,6 +35,7 @@ impl Rule for UndoWithoutVersion {
             help: format!(
                 "give it the version of the V file it reverts, or remove it if V{version} is gone for good"
             ),
+            other_service: None,
         });
     }
 }

@@ -44,7 +44,7 @@ fn breaking(node: &NodeEnum) -> Option<String> {
 }
 
 impl Rule for UndocumentedBreakingChange {
-    meta!("undocumented-breaking-change", Review, Error);
+    meta!(UndocumentedBreakingChange, Review, Error);
 
     fn check(&self, _ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         if super::is_undo(file) {
@@ -59,6 +59,7 @@ impl Rule for UndocumentedBreakingChange {
                     span: s.start..s.end,
                     message: format!("this statement {what}, a breaking change, and the file does not say why"),
                     help: "document it: add `-- silo:breaking <reason and how clients migrate>` to the file".into(),
+                    other_service: None,
                 });
             }
         }

@@ -12,7 +12,7 @@ use crate::source::SourceFile;
 pub struct UnindexedReference;
 
 impl Rule for UnindexedReference {
-    meta!("unindexed-reference", Review, Warning);
+    meta!(UnindexedReference, Review, Warning);
 
     fn check(&self, ctx: &Context, file: &SourceFile, out: &mut Vec<Hit>) {
         let indexed = |table: &str, column: &str| {
@@ -52,6 +52,7 @@ impl Rule for UnindexedReference {
                 help: format!(
                     "add `CREATE INDEX idx_{table}_{column} ON {table} ({column});` (CONCURRENTLY on an existing table)"
                 ),
+                other_service: None,
             });
         }
     }

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::MigrateError;
 use crate::file::{Kind, Migration};
-use crate::history::{HistoryRow, NewRow, TABLE};
+use crate::history::{HistoryKind, HistoryRow, NewRow, TABLE};
 use crate::run::Prepared;
 use crate::target::Target;
 use crate::version::Version;
@@ -286,16 +286,12 @@ struct Write {
 /// silo history rows are counted by kind and version (or script, for
 /// repeatables): the n-th row of the other tool with a key is already
 /// adopted when silo's history holds n rows with it.
-type Key = (&'static str, String);
+type Key = (HistoryKind, String);
 
-fn key_of(kind: &str, version: Option<&str>, script: &str) -> Option<Key> {
-    let kind = match kind {
-        "versioned" => "versioned",
-        "undo" => "undo",
-        "baseline" => "baseline",
-        "repeatable" => return Some(("repeatable", script.to_string())),
-        _ => return None,
-    };
+fn key_of(kind: HistoryKind, version: Option<&str>, script: &str) -> Option<Key> {
+    if kind == HistoryKind::Repeatable {
+        return Some((kind, script.to_string()));
+    }
     let version = Version::parse(version?).ok()?;
     Some((kind, version.canonical()))
 }
@@ -312,7 +308,7 @@ fn plan(
 ) -> Result<(Adoption, Vec<Write>), MigrateError> {
     let mut existing: HashMap<Key, usize> = HashMap::new();
     for row in history {
-        if let Some(k) = key_of(&row.kind, row.version.as_deref(), &row.script) {
+        if let Some(k) = key_of(row.kind, row.version.as_deref(), &row.script) {
             *existing.entry(k).or_default() += 1;
         }
     }
@@ -441,7 +437,7 @@ fn decide<'a>(
             let record = r.version.as_ref().map(|v| NewRow {
                 version: Some(v.clone()),
                 description: r.description.clone(),
-                kind: "baseline",
+                kind: HistoryKind::Baseline,
                 script: r
                     .script
                     .clone()
@@ -511,7 +507,11 @@ fn decide<'a>(
                 .as_ref()
                 .is_some_and(|v| same_version(tool, v, version_text))
     });
-    let kind = if undo { "undo" } else { "versioned" };
+    let kind = if undo {
+        HistoryKind::Undo
+    } else {
+        HistoryKind::Versioned
+    };
     let Some(file) = file else {
         let detail = if r.success {
             format!("{title} applied version {version_text}, but no file has that version")
@@ -594,7 +594,7 @@ fn repeatable<'a>(
     let new_row = |checksum: Option<String>, description: String| NewRow {
         version: None,
         description,
-        kind: "repeatable",
+        kind: HistoryKind::Repeatable,
         script: script.clone(),
         checksum,
         execution_time_ms: r.execution_time_ms,
@@ -920,7 +920,7 @@ mod tests {
                 installed_rank: i as i32 + 1,
                 version: w.row.version.clone(),
                 description: w.row.description.clone(),
-                kind: w.row.kind.to_string(),
+                kind: w.row.kind,
                 script: w.row.script.clone(),
                 checksum: w.row.checksum.clone(),
                 installed_by: w.installed_by.clone(),
@@ -969,7 +969,7 @@ mod tests {
                 ("V3__c.sql", Outcome::Failed, true),
             ]
         );
-        assert_eq!(writes[0].row.kind, "baseline");
+        assert_eq!(writes[0].row.kind, HistoryKind::Baseline);
         assert!(
             !writes[1].row.success,
             "a failed row is never recorded as applied"
