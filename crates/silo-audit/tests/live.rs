@@ -51,6 +51,7 @@ impl Project {
             Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
                 .unwrap();
         let stores = Stores::new(StoresConfig {
+            project: None,
             data_dir: manifest.data_dir.clone(),
             admin_url: shared_admin.map(str::to_string),
             concurrency: 4,
@@ -631,6 +632,7 @@ async fn without_a_superuser_hba_rules_is_skipped_and_says_why() {
     )
     .await;
     let stores = Stores::new(StoresConfig {
+        project: None,
         data_dir: p.manifest.data_dir.clone(),
         admin_url: Some(format!(
             "postgres://{weak}:weak-admin-pw@127.0.0.1:{}/postgres",

@@ -34,6 +34,7 @@ fn write(root: &Path, path: &str, text: &str) {
 async fn scan(root: &Path) -> Report {
     let manifest = Manifest::load(&root.join("silo.toml"), &Overrides::default()).unwrap();
     let stores = Stores::new(StoresConfig {
+        project: None,
         data_dir: manifest.data_dir.clone(),
         admin_url: None,
         concurrency: 1,

@@ -149,6 +149,7 @@ impl Context {
             )));
         }
         let stores = Stores::new(StoresConfig {
+            project: Some(manifest.project.clone()),
             data_dir: manifest.data_dir.clone(),
             admin_url: global.admin_url.clone(),
             concurrency: usize::from(global.jobs),

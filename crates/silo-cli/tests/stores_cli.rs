@@ -561,3 +561,68 @@ async fn sqlite_up_killed_at_any_point_is_finished_by_the_next_run() {
     silo(dir).args(["destroy", "--yes"]).assert().success();
     assert_eq!(stores(&data), 0, "every store folder removed");
 }
+
+/// Markers name the project: a project copied from another (its
+/// credentials files included) cannot drop the other's store as an orphan,
+/// and two projects naming the same database on one server cannot share it.
+#[tokio::test]
+async fn another_projects_store_is_never_taken_or_dropped() {
+    let prefix = Prefix::new();
+    let first = project(&prefix);
+    let manifest = std::fs::read_to_string(first.path().join("silo.toml")).unwrap();
+    silo(first.path())
+        .args(["--engine", "postgres", "up"])
+        .assert()
+        .success();
+
+    // A copy of the project under another name, without `billing`.
+    let copy = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-a", &format!("{}/.", first.path().display())])
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let kept: String = manifest
+        .replace("name = \"t\"", "name = \"copy\"")
+        .split("[services.")
+        .filter(|part| !part.starts_with("billing]"))
+        .collect::<Vec<_>>()
+        .join("[services.");
+    std::fs::write(copy.path().join("silo.toml"), kept).unwrap();
+    let out = silo(copy.path())
+        .args([
+            "--engine", "postgres", "down", "billing", "--orphan", "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to silo project `t`, not `copy`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        database_exists(&prefix.name("billing")).await,
+        "not dropped"
+    );
+
+    // The copy's `orders` names the first project's database: `up` refuses
+    // to take it over.
+    let up = json(silo(copy.path()).args(["--engine", "postgres", "up", "orders", "--json"]));
+    assert_eq!(up["summary"]["failed"], 1, "{up:#}");
+    assert!(
+        up["services"][0]
+            .to_string()
+            .contains("belongs to silo project `t`"),
+        "{up:#}"
+    );
+    silo(first.path())
+        .args(["--engine", "postgres", "status"])
+        .assert()
+        .success();
+    silo(first.path())
+        .args(["--engine", "postgres", "destroy", "--yes"])
+        .assert()
+        .success();
+}

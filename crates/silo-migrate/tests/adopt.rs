@@ -39,6 +39,7 @@ impl Project {
             Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
                 .unwrap();
         let stores = Stores::new(StoresConfig {
+            project: None,
             data_dir: manifest.data_dir.clone(),
             admin_url: Some(admin_url()),
             concurrency: 2,

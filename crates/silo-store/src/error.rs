@@ -43,6 +43,14 @@ pub enum StoreError {
         configured: silo_manifest::Engine,
     },
 
+    #[error("{kind} `{name}` belongs to silo project `{project}`, not `{ours}`")]
+    OtherProject {
+        kind: &'static str,
+        name: String,
+        project: String,
+        ours: String,
+    },
+
     #[error("service `{service}` uses PostgreSQL but no admin URL is set")]
     NoAdminUrl { service: String },
 
@@ -101,6 +109,7 @@ impl StoreError {
             StoreError::NotManaged { .. } => "not-managed",
             StoreError::ManagedByOther { .. } => "managed-by-other",
             StoreError::NotServiceStore { .. } => "not-service-store",
+            StoreError::OtherProject { .. } => "other-project",
             StoreError::EngineMismatch { .. } => "engine-mismatch",
             StoreError::NoAdminUrl { .. } => "no-admin-url",
             StoreError::UrlEnvUnset { .. } => "url-env-unset",
@@ -141,6 +150,9 @@ impl StoreError {
             } => Some(format!(
                 "silo never moves a store between engines. To keep working on the existing store, set `engine = \"{recorded}\"` under [services.{service}] in silo.toml; to start over on {configured}, first run `silo --engine {recorded} down {service} --yes`"
             )),
+            StoreError::OtherProject { .. } => Some(
+                "two projects on one server cannot share a store: give this service another `database` and `role` in silo.toml".into(),
+            ),
             StoreError::NoAdminUrl { .. } => Some(
                 "set SILO_PG_ADMIN_URL (for example postgres://postgres@127.0.0.1:5432/postgres) or pass --admin-url".into(),
             ),

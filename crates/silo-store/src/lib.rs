@@ -30,14 +30,33 @@ pub use orphans::Orphan;
 pub use secret::{Secret, scram_verifier, scram_verifies};
 pub use stores::{Stores, StoresConfig};
 
-/// The comment silo puts on every database and role it creates.
-pub fn marker(service: &str) -> String {
-    format!("managed by silo: service={service}")
+/// The comment silo puts on every database and role it creates:
+/// `managed by silo: service=<name>; project=<project>`. The project keeps
+/// two projects on one server from taking each other's stores for their
+/// own; stores made before it was recorded carry the service only.
+pub fn marker(service: &str, project: Option<&str>) -> String {
+    match project {
+        Some(project) => format!("managed by silo: service={service}; project={project}"),
+        None => format!("managed by silo: service={service}"),
+    }
 }
 
 /// The service named by a silo marker, if `comment` is one.
 pub fn marker_service(comment: &str) -> Option<&str> {
-    comment.strip_prefix("managed by silo: service=")
+    let rest = comment.strip_prefix("managed by silo: service=")?;
+    Some(
+        rest.split_once("; project=")
+            .map_or(rest, |(service, _)| service),
+    )
+}
+
+/// The project named by a silo marker; `None` for a marker without one
+/// (or a comment that is no marker).
+pub fn marker_project(comment: &str) -> Option<&str> {
+    comment
+        .strip_prefix("managed by silo: service=")?
+        .split_once("; project=")
+        .map(|(_, project)| project)
 }
 
 /// The comment on a scratch store made for `service`.
@@ -48,6 +67,23 @@ pub fn scratch_marker(service: &str) -> String {
 /// The service named by a scratch-store comment, if `comment` is one.
 pub fn scratch_service(comment: &str) -> Option<&str> {
     comment.strip_prefix("silo scratch store of service=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_name_the_service_and_the_project() {
+        let m = marker("orders", Some("shop; east"));
+        assert_eq!(marker_service(&m), Some("orders"));
+        assert_eq!(marker_project(&m), Some("shop; east"));
+        let legacy = marker("orders", None);
+        assert_eq!(legacy, "managed by silo: service=orders");
+        assert_eq!(marker_service(&legacy), Some("orders"));
+        assert_eq!(marker_project(&legacy), None);
+        assert_eq!(marker_service("made by hand"), None);
+    }
 }
 
 /// Options for [`StoreEngine::provision`].

@@ -105,6 +105,29 @@ impl Stores {
                     engine.server()
                 )));
             }
+            // A credentials file proves nothing about whose store it is (it
+            // may be a copy from another project): the database's own
+            // marker must name this project.
+            if let Some(comment) = engine.database_comment(&orphan.database).await? {
+                let ours = self.config.project.as_deref();
+                match crate::marker_project(&comment) {
+                    Some(theirs) if Some(theirs) == ours => {}
+                    Some(theirs) => {
+                        return Err(StoreError::OtherProject {
+                            kind: "database",
+                            name: orphan.database.clone(),
+                            project: theirs.to_string(),
+                            ours: ours.unwrap_or_default().to_string(),
+                        });
+                    }
+                    None => {
+                        return Err(StoreError::Unsupported(format!(
+                            "database `{}`'s marker names no project (it was made before silo recorded projects), so silo cannot tell it is this project's; run `silo up` in the project it belongs to (which records it), or drop it by hand",
+                            orphan.database
+                        )));
+                    }
+                }
+            }
         }
         self.engine(&service)?.drop_store(&service).await
     }

@@ -18,7 +18,8 @@ use crate::error::{StoreError, sql};
 use crate::root_cause;
 use crate::secret::{Secret, scram_verifier};
 use crate::{
-    Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus, marker, marker_service,
+    Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus, marker, marker_project,
+    marker_service,
 };
 
 /// One PostgreSQL server, reached as an administrator.
@@ -30,6 +31,8 @@ pub struct PgEngine {
     secrets: SecretsDir,
     /// `host:port`, for messages.
     server: String,
+    /// The project recorded in markers.
+    project: Option<String>,
 }
 
 /// A role as the catalog shows it.
@@ -127,7 +130,27 @@ impl PgEngine {
             pool,
             reachable: tokio::sync::OnceCell::new(),
             secrets: SecretsDir::new(data_dir),
+            project: None,
         }
+    }
+
+    /// Records `project` in the markers of what this engine makes, and
+    /// refuses what another project's markers name.
+    pub fn for_project(mut self, project: Option<String>) -> Self {
+        self.project = project;
+        self
+    }
+
+    /// Whether a marker of this service was written before markers named
+    /// the project, and this engine knows the project.
+    fn needs_project(&self, comment: Option<&str>) -> bool {
+        self.project.is_some()
+            && comment.is_some_and(|c| marker_service(c).is_some() && marker_project(c).is_none())
+    }
+
+    /// The marker of `service`'s database and role.
+    fn marker(&self, service: &Service) -> String {
+        marker(&service.name, self.project.as_deref())
     }
 
     /// The administrator's connection options (no password is ever shown
@@ -288,14 +311,27 @@ impl PgEngine {
         self.secrets.commit(&service.name, &staged)
     }
 
-    /// Makes sure a marked object belongs to `service`, or may be adopted.
+    /// Makes sure a marked object belongs to `service` of this project, or
+    /// may be adopted.
     fn check_mark(
+        &self,
         comment: Option<&str>,
         kind: &'static str,
         name: &str,
         service: &Service,
         adopt: bool,
     ) -> Result<bool, StoreError> {
+        let project = comment.and_then(marker_project);
+        if let (Some(theirs), Some(ours)) = (project, self.project.as_deref())
+            && theirs != ours
+        {
+            return Err(StoreError::OtherProject {
+                kind,
+                name: name.to_string(),
+                project: theirs.to_string(),
+                ours: ours.to_string(),
+            });
+        }
         match comment.and_then(marker_service) {
             Some(owner) if owner == service.name => Ok(false),
             Some(owner) => Err(StoreError::ManagedByOther {
@@ -325,7 +361,7 @@ impl PgEngine {
         );
         let comment = format!(
             "COMMENT ON ROLE {role} IS {}",
-            quote_literal(&marker(&service.name))
+            quote_literal(&self.marker(service))
         );
         let Some(state) = self.role_state(&service.role).await? else {
             // CREATE ROLE and its marker in one implicit transaction, so an
@@ -339,13 +375,25 @@ impl PgEngine {
             changes.push(format!("created role {}", service.role));
             return Ok(true);
         };
-        let adopting = Self::check_mark(
+        let adopting = self.check_mark(
             state.comment.as_deref(),
             "role",
             &service.role,
             service,
             adopt,
         )?;
+        if !adopting && self.needs_project(state.comment.as_deref()) {
+            self.run(
+                comment.clone(),
+                "recording the project in the role's marker",
+            )
+            .await?;
+            changes.push(format!(
+                "recorded project `{}` in the marker of role {}",
+                self.project.as_deref().unwrap_or_default(),
+                service.role
+            ));
+        }
         let drifted = state.superuser
             || state.createdb
             || state.createrole
@@ -460,7 +508,7 @@ impl PgEngine {
         let role = quote_ident(&service.role);
         let mark = format!(
             "COMMENT ON DATABASE {db} IS {};",
-            quote_literal(&marker(&service.name))
+            quote_literal(&self.marker(service))
         );
         let lock_down = format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role};"
@@ -514,7 +562,7 @@ impl PgEngine {
             ));
             return Ok(false);
         }
-        let adopting = Self::check_mark(
+        let adopting = self.check_mark(
             state.comment.as_deref(),
             "database",
             &service.database,
@@ -524,6 +572,14 @@ impl PgEngine {
         if adopting {
             self.run(mark, "marking the database").await?;
             changes.push(format!("adopted database {}", service.database));
+        } else if self.needs_project(state.comment.as_deref()) {
+            self.run(mark, "recording the project in the database's marker")
+                .await?;
+            changes.push(format!(
+                "recorded project `{}` in the marker of database {}",
+                self.project.as_deref().unwrap_or_default(),
+                service.database
+            ));
         }
         if state.owner != service.role {
             self.run(
@@ -605,6 +661,22 @@ impl PgEngine {
         Ok(())
     }
 
+    /// The comment on `database`, or `None` when it does not exist or has
+    /// none.
+    pub(crate) async fn database_comment(
+        &self,
+        database: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let comment: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+        )
+        .bind(database)
+        .fetch_optional(self.admin_pool().await?)
+        .await
+        .map_err(|e| self.classify(e, "reading the database's marker"))?;
+        Ok(comment.flatten())
+    }
+
     /// Scratch databases of `service` that are still there: made by
     /// [`StoreEngine::scratch`] and not dropped (the run that made them was
     /// killed). Known by name (`<database>_scratch_<8 hex>`) and owner, and
@@ -669,7 +741,7 @@ impl StoreEngine for PgEngine {
             .await?
             && !state.half_made(service, self.role_state(&service.role).await?.as_ref())
         {
-            Self::check_mark(
+            self.check_mark(
                 state.comment.as_deref(),
                 "database",
                 &service.database,
@@ -739,7 +811,7 @@ impl StoreEngine for PgEngine {
                 path: self.secrets.path(&service.name),
             });
         };
-        Self::check_mark(
+        self.check_mark(
             state.comment.as_deref(),
             "role",
             &service.role,
@@ -763,7 +835,7 @@ impl StoreEngine for PgEngine {
         if let Some(db) = &db_state
             && !db.half_made(service, role_state.as_ref())
         {
-            Self::check_mark(
+            self.check_mark(
                 db.comment.as_deref(),
                 "database",
                 &service.database,
@@ -772,7 +844,7 @@ impl StoreEngine for PgEngine {
             )?;
         }
         if let Some(role) = &role_state {
-            Self::check_mark(
+            self.check_mark(
                 role.comment.as_deref(),
                 "role",
                 &service.role,

@@ -24,6 +24,9 @@ pub struct StoresConfig {
     pub admin_url: Option<String>,
     /// How many services are worked on at once.
     pub concurrency: usize,
+    /// The project's name, recorded in the marker of every database and
+    /// role silo makes (`None`: markers name the service only).
+    pub project: Option<String>,
 }
 
 /// The engines of a project, made on first use and shared.
@@ -106,7 +109,10 @@ impl Stores {
         }
         let options = parse_url(&url, &origin)?;
         let pool_size = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
-        let engine = Arc::new(PgEngine::new(options, &self.config.data_dir, pool_size));
+        let engine = Arc::new(
+            PgEngine::new(options, &self.config.data_dir, pool_size)
+                .for_project(self.config.project.clone()),
+        );
         engines.insert(key, engine.clone());
         Ok(engine)
     }

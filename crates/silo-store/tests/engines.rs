@@ -26,6 +26,7 @@ fn manifest(dir: &Path, prefix: &Prefix, engine: &str, names: &[&str]) -> Manife
 
 fn stores(m: &Manifest, admin: &str) -> Stores {
     Stores::new(StoresConfig {
+        project: None,
         data_dir: m.data_dir.clone(),
         admin_url: Some(admin.to_string()),
         concurrency: 4,
