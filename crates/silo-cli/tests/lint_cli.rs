@@ -542,3 +542,45 @@ fn json_is_an_alias_of_format_json() {
             "--json asks for JSON but --format asks for sarif",
         ));
 }
+
+/// A FIFO or a link loop among the migrations is a finding on that file:
+/// lint neither waits forever for a writer nor stops the run, and `silo
+/// new` refuses instead of hanging.
+#[test]
+fn unreadable_files_are_findings_not_hangs() {
+    let dir = project("");
+    let d = dir.path();
+    let ok = "-- silo:irreversible first\nCREATE TABLE orders (id bigint PRIMARY KEY);";
+    write(d, "orders", "V1__a.sql", ok);
+    let migrations = d.join("services/orders/migrations");
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(migrations.join("V2__fifo.sql"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    std::os::unix::fs::symlink("V3__loop.sql", migrations.join("V3__loop.sql")).unwrap();
+    let out = silo(d)
+        .args(["lint", "--format", "json"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parse_errors: Vec<String> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "parse-error")
+        .map(|f| format!("{} {}", f["file"], f["message"]))
+        .collect();
+    assert_eq!(parse_errors.len(), 2, "{parse_errors:?}");
+    assert!(
+        parse_errors[0].contains("V2__fifo.sql") && parse_errors[0].contains("not a regular file")
+    );
+    assert!(parse_errors[1].contains("V3__loop.sql") && parse_errors[1].contains("cannot read"));
+    silo(d)
+        .args(["new", "orders", "next"])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1);
+}

@@ -322,7 +322,10 @@ async fn kill_when(
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..20_000 {
+    // Polled with a bound of time, not of tries: under load the child may
+    // take a while to start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
@@ -331,7 +334,7 @@ async fn kill_when(
             child.wait().unwrap();
             return true;
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
     }
     let _ = child.kill();
     child.wait().unwrap();

@@ -81,10 +81,15 @@ impl SourceFile {
             )),
             Err(e) => Err(e),
         };
-        let bytes = if folder {
-            Vec::new()
+        // A file that cannot be read (a FIFO, a link loop, no permission)
+        // is a finding on that file, never the end of the run.
+        let (bytes, unreadable) = if folder {
+            (Vec::new(), None)
         } else {
-            std::fs::read(&path)?
+            match silo_migration_files::file::read_regular(&path) {
+                Ok(bytes) => (bytes, None),
+                Err(e) => (Vec::new(), Some(e)),
+            }
         };
         let mut file = SourceFile {
             service: service.name.clone(),
@@ -100,6 +105,10 @@ impl SourceFile {
             parse_error: None,
             facts: Facts::default(),
         };
+        if let Some(e) = unreadable {
+            file.parse_error = Some((format!("cannot read this file: {e}"), 0));
+            return Ok(file);
+        }
         match String::from_utf8(bytes) {
             Ok(text) => file.text = text,
             Err(e) => {

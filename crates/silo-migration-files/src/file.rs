@@ -198,12 +198,17 @@ pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, FileError>
         let path = entry.path();
         let script = entry.file_name().to_string_lossy().into_owned();
         if !path.is_file() {
-            // A folder named like a migration holds files that never run.
+            // A folder (or FIFO, socket, device, broken link) named like a
+            // migration holds nothing that runs.
             if script.to_ascii_lowercase().ends_with(".sql") {
                 return Err(FileError::BadFileName {
+                    reason: if path.is_dir() {
+                        "a folder, not a file: silo runs only the files of a migrations folder"
+                            .into()
+                    } else {
+                        "not a plain file (a FIFO, socket, device or broken link): silo runs only plain files".into()
+                    },
                     path,
-                    reason: "a folder, not a file: silo runs only the files of a migrations folder"
-                        .into(),
                 });
             }
             continue;
@@ -215,7 +220,7 @@ pub fn discover(dir: &Path, engine: Engine) -> Result<Vec<Migration>, FileError>
         else {
             continue;
         };
-        let bytes = std::fs::read(&path).map_err(|source| FileError::Io {
+        let bytes = read_regular(&path).map_err(|source| FileError::Io {
             path: path.clone(),
             source,
         })?;
@@ -256,6 +261,20 @@ fn check_duplicates(migrations: &[Migration]) -> Result<(), FileError> {
         }
     }
     Ok(())
+}
+
+/// Reads a migration file, refusing anything but a regular file (after
+/// links) without opening it: opening a FIFO would wait for a writer
+/// forever, and a device is no migration.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, socket or device): silo reads only plain files",
+        ));
+    }
+    std::fs::read(path)
 }
 
 #[cfg(test)]

@@ -95,7 +95,11 @@ pub fn render(dir: &Path) -> std::io::Result<String> {
     let mut text = HEADER.to_string();
     let mut previous = String::new();
     for (_, name, path) in recorded_files(dir)? {
-        let hash = link(&previous, &name, &checksum(&std::fs::read(&path)?));
+        let hash = link(
+            &previous,
+            &name,
+            &checksum(&crate::file::read_regular(&path)?),
+        );
         text.push_str(&format!("{name} h1:{hash}\n"));
         previous = hash;
     }
@@ -166,7 +170,12 @@ pub fn verify(sum: &SumFile, dir: &Path) -> std::io::Result<Vec<Mismatch>> {
                 line: entry.line,
             }),
             Some((_, name, path)) => {
-                if link(&previous, name, &checksum(&std::fs::read(path)?)) != entry.hash {
+                if link(
+                    &previous,
+                    name,
+                    &checksum(&crate::file::read_regular(path)?),
+                ) != entry.hash
+                {
                     out.push(Mismatch::Modified { name: name.clone() });
                 }
             }

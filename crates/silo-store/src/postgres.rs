@@ -782,14 +782,25 @@ impl StoreEngine for PgEngine {
             Some(creds) => match self.connect_as(&creds).await {
                 Err(e) => Some(format!("{e}: {}", root_cause(&e))),
                 Ok(mut conn) => {
-                    let who: Result<(String, String), _> =
-                        sqlx::query_as("SELECT current_user::text, current_database()::text")
-                            .fetch_one(&mut conn)
-                            .await;
+                    let who: Result<(String, String, Option<String>), _> = sqlx::query_as(
+                        "SELECT current_user::text, current_database()::text,
+                                shobj_description(d.oid, 'pg_database')
+                         FROM pg_database d WHERE d.datname = current_database()",
+                    )
+                    .fetch_one(&mut conn)
+                    .await;
                     let _ = conn.close().await;
                     match who {
-                        Ok((user, db)) if user == service.role && db == service.database => None,
-                        Ok((user, db)) => Some(format!("connected as {user} to {db}")),
+                        Ok((user, db, _)) if user != service.role || db != service.database => {
+                            Some(format!("connected as {user} to {db}"))
+                        }
+                        Ok((_, _, comment)) => match comment.as_deref().and_then(marker_service) {
+                            Some(owner) if owner == service.name => None,
+                            Some(owner) => {
+                                Some(format!("the database is marked as service `{owner}`'s"))
+                            }
+                            None => Some("the database carries no silo mark".into()),
+                        },
                         Err(e) => Some(root_cause(&e)),
                     }
                 }

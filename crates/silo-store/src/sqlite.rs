@@ -117,6 +117,28 @@ async fn read_mark(conn: &mut SqliteConnection) -> Result<Mark, StoreError> {
     Ok(owner.map_or(Mark::Foreign, Mark::Silo))
 }
 
+/// Refuses a store path (or, with `folder`, its folder) that is a symbolic
+/// link or not a plain file (folder). A missing one is fine.
+fn refuse_unless_plain(path: &Path, folder: bool) -> Result<(), StoreError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_symlink() {
+        "a symbolic link"
+    } else if folder && !kind.is_dir() {
+        "not a folder"
+    } else if !folder && !kind.is_file() {
+        "not a plain file"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Unsupported(format!(
+        "{} is {what}; silo keeps each SQLite store as a plain file in a folder of its own and never follows links there: move it away and run `silo up` again",
+        path.display()
+    )))
+}
+
 /// Whether a file's header says it is a SQLite database made by silo
 /// (`application_id`), read without opening it: opening an empty or foreign
 /// file with silo's settings would write to it.
@@ -279,6 +301,11 @@ impl StoreEngine for SqliteEngine {
         let dir = path.parent().expect("store files live in a folder");
         let mut changes = Vec::new();
 
+        // Links and anything but plain files and folders are refused
+        // before silo changes anything: following them would chmod or
+        // write what silo did not create.
+        refuse_unless_plain(dir, true)?;
+        refuse_unless_plain(&path, false)?;
         let dir_changed = self.prepare_store_dir(dir)?.changed;
         for stale in stale_creating(dir) {
             remove_with_sidecars(&stale)?;
@@ -295,18 +322,17 @@ impl StoreEngine for SqliteEngine {
                 DIR_MODE
             ));
         }
-        if !created && ensure_mode(&path, FILE_MODE).map_err(io(&path))? {
-            changes.push(format!("made {} private ({:o})", path.display(), FILE_MODE));
-        }
-
         // A file without silo's header is refused before it is opened
-        // (opening switches it to WAL, a write), unless the user asks to
-        // adopt it.
+        // (opening switches it to WAL, a write) or its mode is touched,
+        // unless the user asks to adopt it.
         if !created && !options.adopt && !has_silo_header(&path)? {
             return Err(StoreError::NotManaged {
                 kind: "SQLite file",
                 name: path.display().to_string(),
             });
+        }
+        if !created && ensure_mode(&path, FILE_MODE).map_err(io(&path))? {
+            changes.push(format!("made {} private ({:o})", path.display(), FILE_MODE));
         }
         for staged in self.secrets.remove_stale_staged(&service.name)? {
             changes.push(format!(
@@ -368,7 +394,7 @@ impl StoreEngine for SqliteEngine {
                 size_bytes: None,
                 connects: false,
                 problem: Some("not provisioned".into()),
-                leftovers: Vec::new(),
+                leftovers: self.leftovers(service).await?,
             });
         }
         let size = Some(file_size(&path));
@@ -438,28 +464,27 @@ impl StoreEngine for SqliteEngine {
                 let _ = std::fs::remove_file(sidecar);
             }
             std::fs::remove_file(&path).map_err(io(&path))?;
-            if let Some(dir) = path.parent() {
-                for stale in stale_creating(dir) {
-                    remove_with_sidecars(&stale)?;
-                    dropped
-                        .removed
-                        .push(format!("half-made store {}", stale.display()));
-                }
-                for scratch in scratch_files(dir) {
-                    for sidecar in sidecars(&scratch) {
-                        let _ = std::fs::remove_file(sidecar);
-                    }
-                    std::fs::remove_file(&scratch).map_err(io(&scratch))?;
-                    dropped
-                        .removed
-                        .push(format!("leftover scratch store {}", scratch.display()));
-                }
-            }
             dropped.removed.push(format!("store {}", path.display()));
-            if let Some(dir) = path.parent() {
-                // Only an empty folder goes: anything else in it is not ours.
-                remove_dir_if_empty(dir);
+        }
+        // What interrupted runs left in the service's folder goes too, with
+        // or without the store (a run killed before linking it in leaves
+        // only its half-made file).
+        let dir = path.parent().expect("store files live in a folder");
+        if refuse_unless_plain(dir, true).is_ok() {
+            for stale in stale_creating(dir) {
+                remove_with_sidecars(&stale)?;
+                dropped
+                    .removed
+                    .push(format!("half-made store {}", stale.display()));
             }
+            for scratch in scratch_files(dir) {
+                remove_with_sidecars(&scratch)?;
+                dropped
+                    .removed
+                    .push(format!("leftover scratch store {}", scratch.display()));
+            }
+            // Only an empty folder goes: anything else in it is not ours.
+            remove_dir_if_empty(dir);
         }
         for staged in self.secrets.remove_stale_staged(&service.name)? {
             dropped
