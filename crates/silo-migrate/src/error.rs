@@ -280,6 +280,9 @@ pub struct PartialStop {
     /// The line of the statement after the last one done, in the file as
     /// it is now.
     pub next_line: Option<usize>,
+    /// Who ran it (`pid N on HOST`), when that silo is still running on
+    /// this host: the file has not stopped, it is being run.
+    pub running_elsewhere: Option<String>,
 }
 
 impl PartialStop {
@@ -300,6 +303,12 @@ impl PartialStop {
 impl std::fmt::Display for PartialStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (script, done, total) = (&self.script, self.done, self.total);
+        if let Some(who) = &self.running_elsewhere {
+            return write!(
+                f,
+                "{script} is being run right now by another silo ({who}), statement by statement outside a transaction: {done} of {total} statements done"
+            );
+        }
         if done >= total && self.running.is_none() {
             return write!(
                 f,
@@ -335,6 +344,9 @@ impl PartialStop {
     /// What to do, in words, with the commands to run.
     pub fn help(&self) -> String {
         let (script, done) = (&self.script, self.done);
+        if self.running_elsewhere.is_some() {
+            return "wait for that run to finish, then run again".into();
+        }
         let resume = if self.kind == "undo" {
             "silo undo <service> --resume"
         } else {

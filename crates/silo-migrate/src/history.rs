@@ -109,6 +109,39 @@ pub(crate) fn this_process() -> String {
     format!("pid {} on {host}", std::process::id())
 }
 
+/// Whether the process named by `started_by` ([`this_process`]'s words)
+/// is another silo running on this host now: the file is then being run,
+/// not stopped. A guess from `/proc` (Linux): the process exists and its
+/// command line names silo.
+pub(crate) fn is_running_elsewhere(started_by: &str) -> bool {
+    let Some((pid, host)) = started_by
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split_once(" on "))
+    else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let here = this_process();
+    let this_host = here.split_once(" on ").map(|(_, h)| h);
+    if pid == std::process::id() || this_host != Some(host) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|b| *b == 0)
+            .next()
+            .and_then(|program| {
+                std::path::Path::new(std::str::from_utf8(program).ok()?)
+                    .file_name()?
+                    .to_str()
+                    .map(str::to_string)
+            })
+            .is_some_and(|name| name == "silo")
+    })
+}
+
 /// A progress row as read, keyed by its history row's rank.
 #[derive(Debug, Clone)]
 pub(crate) struct ProgressRow {

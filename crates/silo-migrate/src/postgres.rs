@@ -169,6 +169,10 @@ impl Target for PgTarget {
         self.run("BEGIN", "starting a transaction").await
     }
 
+    async fn begin_record(&mut self) -> Result<(), MigrateError> {
+        self.begin().await
+    }
+
     async fn commit(&mut self) -> Result<(), MigrateError> {
         self.run("COMMIT", "committing").await
     }

@@ -239,6 +239,8 @@ fn partial_stop(target: &dyn Target, prepared: &[Prepared], partial: &Partial) -
         running: p.running,
         stopped: p.stopped.clone(),
         next_line,
+        running_elsewhere: crate::history::is_running_elsewhere(&p.started_by)
+            .then(|| p.started_by.clone()),
     }))
 }
 
@@ -255,7 +257,9 @@ fn check(
     // A file half run outside a transaction: running it again from the
     // start would repeat what it did. A U file is finished by `undo`.
     if let Some(partial) = entries.iter().find_map(|e| e.partial.as_ref())
-        && (!options.resume || partial.kind == "undo")
+        && (!options.resume
+            || partial.kind == "undo"
+            || crate::history::is_running_elsewhere(&partial.progress.started_by))
     {
         return Err(partial_stop(target, prepared, partial));
     }
@@ -492,6 +496,7 @@ async fn run_file(
     }
     let analysis = p.analysis(&*target);
     let started = Instant::now();
+    tracing::info!("running {}", p.migration.script);
     if analysis.no_transaction.is_none() {
         if resume.is_some() {
             let _ = target.rollback().await;
@@ -581,7 +586,7 @@ async fn run_file(
         }
     }
     let ms = elapsed_ms(started);
-    target.begin().await?;
+    target.begin_record().await?;
     target
         .finish_progress(rank, Some(&p.migration.checksum), ms)
         .await?;
@@ -601,7 +606,7 @@ async fn progress(
     stopped: Option<&StopReason>,
     done_checksum: &str,
 ) -> Result<(), MigrateError> {
-    target.begin().await?;
+    target.begin_record().await?;
     if let Err(e) = target
         .set_progress(rank, done, running, stopped, done_checksum)
         .await
@@ -624,7 +629,7 @@ async fn stop_cancelled(
 ) -> MigrateError {
     let recorded = if done == 0 {
         async {
-            target.begin().await?;
+            target.begin_record().await?;
             target.delete_row(rank).await?;
             target.commit().await
         }
@@ -872,7 +877,10 @@ fn undo_partial(
     let Some(partial) = entries.iter().find_map(|e| e.partial.as_ref()) else {
         return Ok(None);
     };
-    if resume && partial.kind == "undo" {
+    if resume
+        && partial.kind == "undo"
+        && !crate::history::is_running_elsewhere(&partial.progress.started_by)
+    {
         return Ok(Some(partial.clone()));
     }
     Err(partial_stop(target, prepared, partial))

@@ -78,6 +78,45 @@ impl SqliteTarget {
         Ok(autocommit == 0)
     }
 
+    /// `BEGIN IMMEDIATE`, waiting for another writer per the lock policy;
+    /// a cancelled run stops waiting when `honour_cancel`.
+    async fn begin_immediate(&mut self, honour_cancel: bool) -> Result<(), MigrateError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        let mut told = false;
+        loop {
+            // A cancelled run still records how it stopped when the lock is
+            // free: only waiting is cut short.
+            match sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut self.conn)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_busy(&e) => {
+                    if honour_cancel && self.policy.cancel.is_cancelled() {
+                        return Err(cancelled_waiting());
+                    }
+                    if !told {
+                        (self.policy.on_wait)("another writer of this SQLite store");
+                        told = true;
+                    }
+                    if started.elapsed() >= self.policy.timeout {
+                        return Err(MigrateError::LockTimeout(self.policy.timeout));
+                    }
+                    let cancel = self.policy.cancel.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = cancel.cancelled(), if honour_cancel => {
+                            return Err(cancelled_waiting());
+                        }
+                    }
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(sql("starting a write transaction")(e)),
+            }
+        }
+    }
+
     async fn progress_table_exists(&mut self) -> Result<bool, MigrateError> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)",
@@ -134,37 +173,11 @@ impl Target for SqliteTarget {
     }
 
     async fn begin(&mut self) -> Result<(), MigrateError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        let mut told = false;
-        loop {
-            // A cancelled run still records how it stopped when the lock is
-            // free: only waiting is cut short.
-            match sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut self.conn)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if is_busy(&e) => {
-                    if self.policy.cancel.is_cancelled() {
-                        return Err(cancelled_waiting());
-                    }
-                    if !told {
-                        (self.policy.on_wait)("another writer of this SQLite store");
-                        told = true;
-                    }
-                    if started.elapsed() >= self.policy.timeout {
-                        return Err(MigrateError::LockTimeout(self.policy.timeout));
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = self.policy.cancel.cancelled() => return Err(cancelled_waiting()),
-                    }
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
-                Err(e) => return Err(sql("starting a write transaction")(e)),
-            }
-        }
+        self.begin_immediate(true).await
+    }
+
+    async fn begin_record(&mut self) -> Result<(), MigrateError> {
+        self.begin_immediate(false).await
     }
 
     async fn commit(&mut self) -> Result<(), MigrateError> {

@@ -59,6 +59,10 @@ pub trait Target: Send {
     /// Starts a step's transaction (SQLite: a write transaction, waiting
     /// per the lock policy).
     async fn begin(&mut self) -> Result<(), MigrateError>;
+    /// Starts a transaction that records how a step went (its progress, its
+    /// history row): as [`Target::begin`], but a cancelled run still waits
+    /// for the write lock, so what it did is recorded.
+    async fn begin_record(&mut self) -> Result<(), MigrateError>;
     async fn commit(&mut self) -> Result<(), MigrateError>;
     async fn rollback(&mut self) -> Result<(), MigrateError>;
 
