@@ -741,3 +741,51 @@ async fn second_ctrl_c_exits_at_once_sqlite() {
     assert!(stderr.contains("exiting at once"), "{stderr}");
     sqlx::raw_sql("ROLLBACK").execute(&mut store).await.unwrap();
 }
+
+/// Ctrl-C during `silo verify`, while a file runs on the scratch store:
+/// the statement is cancelled, the scratch database dropped, the service's
+/// own store untouched, and the message says so; exit 130.
+#[tokio::test]
+async fn ctrl_c_during_verify_drops_the_scratch_store_postgres() {
+    let prefix = Prefix::new();
+    let db = prefix.name("orders");
+    let (dir, migrations) = project("postgres", &prefix);
+    std::fs::write(migrations.join("V1__a.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    std::fs::write(migrations.join("U1__a.sql"), "DROP TABLE a;\n").unwrap();
+    std::fs::write(
+        migrations.join("V2__slow.sql"),
+        "CREATE TABLE b (id int);\nSELECT pg_sleep(600);\n",
+    )
+    .unwrap();
+    std::fs::write(migrations.join("U2__slow.sql"), "DROP TABLE b;\n").unwrap();
+    let mut admin = admin_in("postgres").await;
+    let scratch_pattern = format!("{}%scratch%", db.replace('_', "\\_"));
+    let mut run = spawn(dir.path(), &["verify", "orders"]);
+    let scratch: String = until!("pg_sleep running on the scratch store", {
+        sqlx::query_scalar::<_, String>(
+            "SELECT datname::text FROM pg_stat_activity
+             WHERE datname LIKE $1 AND state = 'active' AND strpos(query, 'pg_sleep') > 0",
+        )
+        .bind(&scratch_pattern)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap()
+    });
+    run.signal("INT");
+    let (code, _, stderr) = run.finish().await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        flat(&stderr).contains(
+            "cancelled; the scratch store was dropped and the service's own store was not touched"
+        ),
+        "{stderr}"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&scratch)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the scratch database {scratch} was dropped");
+    let info = info_json(dir.path());
+    assert_eq!(entry(&info, "V1__a.sql")["state"], "pending", "{info:#}");
+}

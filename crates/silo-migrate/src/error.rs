@@ -226,22 +226,21 @@ impl std::fmt::Display for Cancelled {
         match self.applied.as_deref() {
             None => Ok(()),
             Some([]) => write!(f, "; no version is applied"),
-            Some(versions) => write!(f, "; {} applied", versions_text(versions)),
+            Some(versions) => write!(f, "; {}", applied_text(versions)),
         }
     }
 }
 
-/// `V1, V2` or, for many, `V1 to V41 (41 versions)`.
-fn versions_text(versions: &[String]) -> String {
+/// `V1, V2 applied` or, for many, `V1 to V41 applied (41 versions)`.
+fn applied_text(versions: &[String]) -> String {
     match versions {
         [first, .., last] if versions.len() > 5 => {
-            format!("V{first} to V{last} ({} versions)", versions.len())
+            format!("V{first} to V{last} applied ({} versions)", versions.len())
         }
-        _ => versions
-            .iter()
-            .map(|v| format!("V{v}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        _ => {
+            let list: Vec<String> = versions.iter().map(|v| format!("V{v}")).collect();
+            format!("{} applied", list.join(", "))
+        }
     }
 }
 
@@ -464,4 +463,25 @@ impl MigrateError {
 pub(crate) fn sql(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> MigrateError {
     let action = action.into();
     move |source| MigrateError::Sql { action, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cancelled, Stopped, applied_text};
+
+    #[test]
+    fn applied_versions_in_words() {
+        let v = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(applied_text(&v(2)), "V1, V2 applied");
+        assert_eq!(applied_text(&v(41)), "V1 to V41 applied (41 versions)");
+        let mut c = Cancelled::new(Stopped::RolledBack {
+            script: "V3__x.sql".into(),
+        });
+        assert_eq!(
+            c.to_string(),
+            "V3__x.sql was cancelled and rolled back; nothing of it is applied"
+        );
+        c.applied = Some(Vec::new());
+        assert!(c.to_string().ends_with("; no version is applied"));
+    }
 }

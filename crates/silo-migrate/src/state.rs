@@ -103,7 +103,9 @@ impl Partial {
     pub fn summary(&self) -> String {
         let p = &self.progress;
         let mut text = format!("{} of {} statements", p.done, p.statements);
-        if let Some(n) = p.running {
+        if crate::history::is_running_elsewhere(&p.started_by) {
+            text.push_str(&format!(", running now: {}", p.started_by));
+        } else if let Some(n) = p.running {
             text.push_str(&format!(", statement {n} may have run"));
         }
         if self.kind == "undo" {
