@@ -87,15 +87,29 @@ impl StopReason {
     }
 }
 
-/// The SHA-256 (hex) of statements, each followed by a NUL byte.
-pub fn statements_checksum<'a>(statements: impl IntoIterator<Item = &'a str>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    for s in statements {
-        hash.update(s.as_bytes());
-        hash.update([0u8]);
+/// The SHA-256 of the statements a file has done, each followed by a NUL
+/// byte, built up one statement at a time.
+#[derive(Clone, Default)]
+pub struct StatementsChecksum(sha2::Sha256);
+
+impl StatementsChecksum {
+    /// Adds the next statement done.
+    pub fn push(&mut self, statement: &str) {
+        use sha2::Digest;
+        self.0.update(statement.as_bytes());
+        self.0.update([0u8]);
     }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+
+    /// The checksum so far, in hex.
+    pub fn hex(&self) -> String {
+        use sha2::Digest;
+        self.0
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// `pid N on HOST`, for the progress row.

@@ -9,7 +9,7 @@ use silo_manifest::Service;
 
 use crate::error::{Cancelled, Failure, Location, MigrateError, PartialStop, Stopped};
 use crate::file::{Kind, Migration};
-use crate::history::{HistoryRow, NewRow, Progress, StopReason, statements_checksum};
+use crate::history::{HistoryRow, NewRow, Progress, StatementsChecksum, StopReason};
 use crate::placeholders::{Substituted, substitute};
 use crate::split::Statement;
 use crate::state::{self, Entry, Partial, State};
@@ -527,7 +527,6 @@ async fn run_file(
         .map(|s| s.text(&p.sql.text))
         .collect();
     let total = texts.len();
-    let checksum_of = |done: usize| statements_checksum(texts[..done].iter().copied());
     // Record the start in the planning transaction: a concurrent SQLite run
     // re-plans after it commits and finds the file started, not pending.
     let started_at = match &resume {
@@ -541,7 +540,7 @@ async fn run_file(
                 done: 0,
                 running: None,
                 stopped: None,
-                done_checksum: checksum_of(0),
+                done_checksum: StatementsChecksum::default().hex(),
                 started_by: crate::history::this_process(),
             };
             target
@@ -561,26 +560,37 @@ async fn run_file(
     // transaction would stall a concurrent index build.
     target.commit().await?;
     let mut done = from;
+    let mut sum = StatementsChecksum::default();
+    texts[..from].iter().for_each(|t| sum.push(t));
+    // One record between two statements: the one before is done, the next
+    // one starts. Before the first, it starts.
+    if from < total {
+        target
+            .set_progress(rank, done, Some(from + 1), None, &sum.hex())
+            .await?;
+    }
     for (i, s) in analysis.statements.iter().enumerate().skip(from) {
         if target.cancel().is_cancelled() {
-            return Err(stop_cancelled(target, p, rank, done, total, &checksum_of(done)).await);
+            return Err(stop_cancelled(target, p, rank, done, total, &sum.hex()).await);
         }
-        let n = i + 1;
-        progress(target, rank, done, Some(n), None, &checksum_of(done)).await?;
         match target.execute(texts[i]).await {
             Ok(()) => {
-                done = n;
-                progress(target, rank, done, None, None, &checksum_of(done)).await?;
+                done = i + 1;
+                sum.push(texts[i]);
+                let next = (done < total).then_some(done + 1);
+                target
+                    .set_progress(rank, done, next, None, &sum.hex())
+                    .await?;
             }
             Err(_) if target.cancel().is_cancelled() => {
-                let why = Some(&StopReason::Cancelled);
-                progress(target, rank, done, None, why, &checksum_of(done)).await?;
-                return Err(stop_cancelled(target, p, rank, done, total, &checksum_of(done)).await);
+                return Err(stop_cancelled(target, p, rank, done, total, &sum.hex()).await);
             }
             Err(e) => {
                 let failure = failure_at(p, s, e, false);
                 let why = StopReason::Failed(failure.message.clone());
-                progress(target, rank, done, None, Some(&why), &checksum_of(done)).await?;
+                target
+                    .set_progress(rank, done, None, Some(&why), &sum.hex())
+                    .await?;
                 return Err(MigrateError::failed(failure));
             }
         }
@@ -594,27 +604,6 @@ async fn run_file(
     let mut step = step_of(p, &*target, ms, false);
     step.resumed_from = resume.map(|_| from + 1);
     Ok(step)
-}
-
-/// Records how far a file outside a transaction got, in a write
-/// transaction of its own.
-async fn progress(
-    target: &mut dyn Target,
-    rank: i32,
-    done: usize,
-    running: Option<usize>,
-    stopped: Option<&StopReason>,
-    done_checksum: &str,
-) -> Result<(), MigrateError> {
-    target.begin_record().await?;
-    if let Err(e) = target
-        .set_progress(rank, done, running, stopped, done_checksum)
-        .await
-    {
-        let _ = target.rollback().await;
-        return Err(e);
-    }
-    target.commit().await
 }
 
 /// A file outside a transaction was cancelled after `done` statements.
@@ -635,15 +624,10 @@ async fn stop_cancelled(
         }
         .await
     } else {
-        progress(
-            target,
-            rank,
-            done,
-            None,
-            Some(&StopReason::Cancelled),
-            done_checksum,
-        )
-        .await
+        let why = Some(&StopReason::Cancelled);
+        target
+            .set_progress(rank, done, None, why, done_checksum)
+            .await
     };
     if let Err(e) = recorded {
         let _ = target.rollback().await;
@@ -661,8 +645,11 @@ async fn stop_cancelled(
 /// done must still be its first ones.
 fn resume_check(p: &Prepared, r: &Resume, texts: &[&str]) -> Result<(), MigrateError> {
     let done = r.progress.done;
-    let same = done <= texts.len()
-        && statements_checksum(texts[..done].iter().copied()) == r.progress.done_checksum;
+    let same = done <= texts.len() && {
+        let mut sum = StatementsChecksum::default();
+        texts[..done].iter().for_each(|t| sum.push(t));
+        sum.hex() == r.progress.done_checksum
+    };
     if same {
         return Ok(());
     }

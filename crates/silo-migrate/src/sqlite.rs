@@ -445,7 +445,9 @@ impl Target for SqliteTarget {
             let (a, b) = s.columns();
             (Some(a), b)
         });
-        sqlx::query(AssertSqlSafe(format!(
+        // A write transaction of its own, waited for as any other write.
+        self.begin_record().await?;
+        let updated = sqlx::query(AssertSqlSafe(format!(
             "UPDATE {PROGRESS_TABLE}
              SET done = ?, running = ?, stopped = ?, error = ?, done_checksum = ?,
                  updated_on = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
@@ -460,7 +462,14 @@ impl Target for SqliteTarget {
         .execute(&mut self.conn)
         .await
         .map(|_| ())
-        .map_err(sql("recording the progress of the migration"))
+        .map_err(sql("recording the progress of the migration"));
+        match updated {
+            Ok(()) => self.commit().await,
+            Err(e) => {
+                let _ = self.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     async fn finish_progress(

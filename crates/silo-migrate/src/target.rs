@@ -83,7 +83,9 @@ pub trait Target: Send {
         progress: &Progress,
     ) -> Result<i32, MigrateError>;
 
-    /// Records how far the file of history row `installed_rank` got.
+    /// Records how far the file of history row `installed_rank` got, at
+    /// once (outside any transaction: a write of its own, waiting for the
+    /// write lock where there is one, even when the run is cancelled).
     async fn set_progress(
         &mut self,
         installed_rank: i32,
