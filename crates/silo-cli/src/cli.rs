@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// refuses to touch anything it did not create.
 ///
 /// Exit codes: 0 success, 1 an operation failed, 2 bad usage, a bad
-/// manifest or an unreachable server.
+/// manifest or an unreachable server, 130 interrupted (Ctrl-C; 143 for
+/// SIGTERM). Ctrl-C during migrate, undo, repair, baseline, migrations
+/// adopt, verify or diff cancels the running statement on the server,
+/// rolls back, releases the migration lock and says what state each store
+/// is in; a second Ctrl-C exits at once.
 #[derive(Debug, Parser)]
 #[command(name = "silo", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -110,9 +114,20 @@ pub enum Command {
     /// by statement when it cannot (CREATE INDEX CONCURRENTLY, VACUUM, or a
     /// first line `-- silo:no-transaction`). Concurrent runs against one
     /// store apply each migration exactly once.
+    ///
+    /// A file run statement by statement records its progress: if it
+    /// stops part way (Ctrl-C, a failed statement, a killed silo), `info`
+    /// shows it partial, `migrate` refuses to run it again from the start
+    /// and says what to do, and --resume goes on from its first statement
+    /// not done.
+    ///
+    /// Ctrl-C cancels the running statement on the server, rolls back the
+    /// file's transaction, releases the lock and prints what state each
+    /// store is in (exit 130); a second Ctrl-C exits at once.
     Migrate(MigrateArgs),
 
     /// Show every migration's state per service: applied, pending, failed,
+    /// partial (a file run outside a transaction that stopped part way),
     /// missing, future, out-of-order, checksum-mismatch, baselined
     Info(InfoArgs),
 
@@ -131,6 +146,10 @@ pub enum Command {
 
     /// Remove failed rows from the history and realign recorded checksums
     /// with the files
+    ///
+    /// A file that ran outside a transaction and stopped part way (`silo
+    /// info`: partial) loses its record too: revert what it did by hand
+    /// first, since it then runs again from the start.
     Repair(RepairArgs),
 
     /// Adopt an existing store: record VERSION as applied without running
@@ -358,6 +377,11 @@ pub struct MigrateArgs {
     /// Apply pending versions older than the newest applied one
     #[arg(long)]
     pub out_of_order: bool,
+    /// Go on with a file that ran outside a transaction and stopped part
+    /// way (`silo info` shows it partial), from its first statement not
+    /// done; its statements done must be unchanged in the file
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub lock: LockArgs,
     /// Print one JSON document
@@ -388,6 +412,10 @@ pub struct UndoArgs {
     /// Really undo, without asking (required without a terminal)
     #[arg(long)]
     pub yes: bool,
+    /// Go on with a U file that ran outside a transaction and stopped part
+    /// way, from its first statement not done
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub lock: LockArgs,
     /// Print one JSON document: service, undone (the steps)

@@ -1,6 +1,7 @@
 //! The `silo` binary: parses arguments, loads the project and hands off to
 //! the libraries. Exit codes: 0 success, 1 failure, 2 bad usage, bad
-//! manifest or unreachable server.
+//! manifest or unreachable server, 130 (143) interrupted by SIGINT
+//! (SIGTERM).
 
 // First: its macros are used by every module below.
 #[macro_use]
@@ -9,6 +10,7 @@ mod output;
 mod cli;
 mod commands;
 mod context;
+mod interrupt;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,9 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     };
+    // Interrupted: whatever the command managed, it was stopped.
+    let code =
+        interrupt::received().map_or(code, |signal| ExitCode::from(interrupt::exit_code(signal)));
     match output::finish() {
         // The result did not reach its reader: the command did not do its job.
         Some(e) if code == ExitCode::SUCCESS => {

@@ -2,11 +2,13 @@
 //! seam: migrations never run as the administrator, and never in a store
 //! that is not the service's own.
 
+use std::sync::Arc;
+
 use silo_manifest::Service;
 use silo_store::{Credentials, ServiceConnection, StoreKind, Stores};
 
 use crate::error::MigrateError;
-use crate::postgres::PgTarget;
+use crate::postgres::{Connector, PgTarget};
 use crate::sqlite::SqliteTarget;
 use crate::target::{LockPolicy, Target};
 
@@ -16,8 +18,8 @@ pub async fn open(
     service: &Service,
     policy: LockPolicy,
 ) -> Result<Box<dyn Target>, MigrateError> {
-    let conn = stores.connect_as(service, &application(service)).await?;
-    target(conn, policy).await
+    let creds = stores.engine(service)?.credentials(service)?;
+    open_with(creds, service, StoreKind::Own, policy).await
 }
 
 /// Connects to a scratch store made for `service` (by `silo verify` or
@@ -27,22 +29,46 @@ pub async fn open_scratch(
     service: &Service,
     policy: LockPolicy,
 ) -> Result<Box<dyn Target>, MigrateError> {
-    let conn =
-        silo_store::connect_with(scratch, service, StoreKind::Scratch, &application(service))
-            .await?;
-    target(conn, policy).await
+    open_with(scratch.clone(), service, StoreKind::Scratch, policy).await
 }
 
 fn application(service: &Service) -> String {
     format!("silo migrate {}", service.name)
 }
 
-async fn target(
-    conn: ServiceConnection,
+async fn open_with(
+    creds: Credentials,
+    service: &Service,
+    kind: StoreKind,
     policy: LockPolicy,
 ) -> Result<Box<dyn Target>, MigrateError> {
+    let conn = silo_store::connect_with(&creds, service, kind, &application(service)).await?;
     Ok(match conn {
-        ServiceConnection::Postgres(conn) => Box::new(PgTarget::new(conn, policy).await?),
+        ServiceConnection::Postgres(conn) => Box::new(
+            PgTarget::new(conn, policy)
+                .await?
+                .cancel_with(canceller(creds, service.clone(), kind)),
+        ),
         ServiceConnection::Sqlite(conn) => Box::new(SqliteTarget::new(conn, policy).await?),
+    })
+}
+
+/// A second connection to the same store as the same service, opened only
+/// when a running statement has to be cancelled.
+fn canceller(creds: Credentials, service: Service, kind: StoreKind) -> Connector {
+    Arc::new(move || {
+        let (creds, service) = (creds.clone(), service.clone());
+        Box::pin(async move {
+            let application = format!("silo cancel {}", service.name);
+            match silo_store::connect_with(&creds, &service, kind, &application).await? {
+                ServiceConnection::Postgres(conn) => Ok(conn),
+                other => {
+                    other.close().await;
+                    Err(MigrateError::Refused(
+                        "the store is not a PostgreSQL database".into(),
+                    ))
+                }
+            }
+        })
     })
 }

@@ -119,6 +119,253 @@ pub enum MigrateError {
         tool: crate::adopt::Tool,
         table: String,
     },
+
+    /// The run was called off through its [`crate::Cancel`] token.
+    #[error("{0}")]
+    Cancelled(Box<Cancelled>),
+
+    /// A file that runs outside a transaction stopped part way; running it
+    /// again from the start would repeat what it already did.
+    #[error("{0}")]
+    Partial(Box<PartialStop>),
+}
+
+/// What a cancelled run left: what was running and what became of it, and
+/// which versions the store holds.
+#[derive(Debug, Clone)]
+pub struct Cancelled {
+    pub stopped: Stopped,
+    /// Versions applied in the store once the run had stopped, oldest
+    /// first; `None` when they could not be read.
+    pub applied: Option<Vec<String>>,
+}
+
+/// Where a cancelled run stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The run was cancelled before it reached this store: nothing was
+    /// read or changed.
+    NotStarted,
+    /// No file was running: the run waited for the lock, or was between
+    /// files.
+    BetweenFiles,
+    /// A file that runs in a transaction: rolled back, nothing of it is
+    /// applied.
+    RolledBack { script: String },
+    /// A file that runs outside a transaction, statement by statement:
+    /// its first `done` of `total` statements are applied (recorded as
+    /// partly applied when `done` > 0; `silo migrate --resume` goes on).
+    Partial {
+        script: String,
+        /// Whether it is a U file (`silo undo --resume` goes on with it).
+        undo: bool,
+        done: usize,
+        total: usize,
+    },
+    /// A change to the history alone (repair, baseline, adopt): rolled
+    /// back.
+    HistoryUnchanged,
+    /// Work on a scratch store (verify, diff): the scratch store was
+    /// dropped; the service's own store was not touched.
+    Scratch,
+}
+
+impl Cancelled {
+    /// A cancellation at `stopped`, the store's versions not read yet.
+    pub fn new(stopped: Stopped) -> Self {
+        Cancelled {
+            stopped,
+            applied: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.stopped {
+            Stopped::NotStarted => {
+                return write!(f, "not started: cancelled before silo reached this store");
+            }
+            Stopped::BetweenFiles => write!(f, "cancelled before the next file started")?,
+            Stopped::RolledBack { script } => write!(
+                f,
+                "{script} was cancelled and rolled back; nothing of it is applied"
+            )?,
+            Stopped::Partial {
+                script,
+                done: 0,
+                total,
+                ..
+            } => write!(
+                f,
+                "{script} was cancelled at its first statement (of {total}); nothing of it is applied and it is pending again"
+            )?,
+            Stopped::Partial {
+                script,
+                done,
+                total,
+                ..
+            } => write!(
+                f,
+                "{script} was cancelled after statement {done} of {total}: it runs outside a transaction, so {} applied and the rest is not; `silo info` shows it partial",
+                statements_text(*done, "is", "are")
+            )?,
+            Stopped::HistoryUnchanged => {
+                return write!(f, "cancelled; the history was not changed");
+            }
+            Stopped::Scratch => {
+                return write!(
+                    f,
+                    "cancelled; the scratch store was dropped and the service's own store was not touched"
+                );
+            }
+        }
+        match self.applied.as_deref() {
+            None => Ok(()),
+            Some([]) => write!(f, "; no version is applied"),
+            Some(versions) => write!(f, "; {}", applied_text(versions)),
+        }
+    }
+}
+
+/// `V1, V2 applied` or, for many, `V1 to V41 applied (41 versions)`.
+fn applied_text(versions: &[String]) -> String {
+    match versions {
+        [first, .., last] if versions.len() > 5 => {
+            format!("V{first} to V{last} applied ({} versions)", versions.len())
+        }
+        _ => {
+            let list: Vec<String> = versions.iter().map(|v| format!("V{v}")).collect();
+            format!("{} applied", list.join(", "))
+        }
+    }
+}
+
+/// `statement 1 is`, `statements 1 and 2 are`, `statements 1 to 5 are`
+/// (the verb left out when empty).
+fn statements_text(n: usize, one: &str, many: &str) -> String {
+    let (text, verb) = match n {
+        1 => ("statement 1".to_string(), one),
+        2 => ("statements 1 and 2".to_string(), many),
+        n => (format!("statements 1 to {n}"), many),
+    };
+    if verb.is_empty() {
+        text
+    } else {
+        format!("{text} {verb}")
+    }
+}
+
+/// A file found partly applied: it ran outside a transaction and stopped
+/// (cancelled, failed, or silo was killed) before its last statement was
+/// recorded.
+#[derive(Debug, Clone)]
+pub struct PartialStop {
+    pub script: String,
+    /// `versioned`, `undo` or `repeatable`.
+    pub kind: String,
+    /// Statements recorded done (the first `done`).
+    pub done: usize,
+    /// Statements in the file when it started.
+    pub total: usize,
+    /// The statement that was running when silo stopped, when it never
+    /// learned how it ended: it may or may not have taken effect.
+    pub running: Option<usize>,
+    /// How the statement after the last one done ended, when known.
+    pub stopped: Option<crate::history::StopReason>,
+    /// The line of the statement after the last one done, in the file as
+    /// it is now.
+    pub next_line: Option<usize>,
+    /// Who ran it (`pid N on HOST`), when that silo is still running on
+    /// this host: the file has not stopped, it is being run.
+    pub running_elsewhere: Option<String>,
+}
+
+impl PartialStop {
+    /// The statement `--resume` runs first (1-based).
+    pub fn resume_from(&self) -> usize {
+        self.done + 1
+    }
+
+    fn next(&self) -> String {
+        let n = self.resume_from();
+        match self.next_line {
+            Some(line) => format!("statement {n} (line {line})"),
+            None => format!("statement {n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for PartialStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (script, done, total) = (&self.script, self.done, self.total);
+        if let Some(who) = &self.running_elsewhere {
+            return write!(
+                f,
+                "{script} is being run right now by another silo ({who}), statement by statement outside a transaction: {done} of {total} statements done"
+            );
+        }
+        if done >= total && self.running.is_none() {
+            return write!(
+                f,
+                "{script} ran all {total} statements outside a transaction, but silo stopped before recording it as applied"
+            );
+        }
+        write!(
+            f,
+            "{script} stopped after statement {done} of {total}; it runs outside a transaction, so "
+        )?;
+        match done {
+            0 => write!(f, "none of its statements is recorded done")?,
+            n => write!(f, "{} applied", statements_text(n, "is", "are"))?,
+        }
+        let next = self.next();
+        match (&self.running, &self.stopped) {
+            (Some(_), _) => write!(
+                f,
+                "; {next} was running when silo stopped and may or may not have taken effect"
+            ),
+            (None, Some(crate::history::StopReason::Cancelled)) => {
+                write!(f, "; {next} was cancelled, and nothing of it is applied")
+            }
+            (None, Some(crate::history::StopReason::Failed(message))) => {
+                write!(f, "; {next} failed: {message}")
+            }
+            (None, None) => write!(f, "; {next} had not started"),
+        }
+    }
+}
+
+impl PartialStop {
+    /// What to do, in words, with the commands to run.
+    pub fn help(&self) -> String {
+        let (script, done) = (&self.script, self.done);
+        if self.running_elsewhere.is_some() {
+            return "wait for that run to finish, then run again".into();
+        }
+        let resume = if self.kind == "undo" {
+            "silo undo <service> --resume"
+        } else {
+            "silo migrate --resume"
+        };
+        if done >= self.total && self.running.is_none() {
+            return format!("`{resume}` records it as applied");
+        }
+        let from = self.resume_from();
+        let check = match self.running {
+            Some(n) => format!(
+                "check whether statement {n} took effect; if it did, revert it by hand first, since "
+            ),
+            None => String::new(),
+        };
+        let first = match done {
+            0 => "nothing of it".to_string(),
+            n => statements_text(n, "", ""),
+        };
+        format!(
+            "{check}`{resume}` runs {script} on from statement {from} (fix that statement in the file first if it failed; the statements before it must stay as they are). Or revert {first} by hand, then `silo repair <service> --yes`: the file is pending again and runs from the start"
+        )
+    }
 }
 
 fn rows_text(rows: Option<u64>) -> String {
@@ -160,6 +407,21 @@ impl MigrateError {
                 "if {} was told to keep its history in another table, name it with --table",
                 tool.title()
             )),
+            MigrateError::Partial(p) => Some(p.help()),
+            MigrateError::Cancelled(c) => match &c.stopped {
+                Stopped::Partial {
+                    done, total, undo, ..
+                } if *done > 0 && done < total => Some(format!(
+                    "`{}` goes on from statement {}; or revert what ran by hand, then `silo repair <service> --yes`",
+                    if *undo {
+                        "silo undo <service> --resume"
+                    } else {
+                        "silo migrate --resume"
+                    },
+                    done + 1
+                )),
+                _ => None,
+            },
             MigrateError::Validation(_) => Some(
                 "run `silo validate` for details; `silo repair SERVICE --yes` realigns checksums, `--ignore-mismatch` runs anyway".into(),
             ),
@@ -181,6 +443,11 @@ impl MigrateError {
         }
     }
 
+    /// Whether the run was called off through its [`crate::Cancel`] token.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, MigrateError::Cancelled(_))
+    }
+
     /// Whether the store could not be reached (exit code 2).
     /// A stable name for the kind of failure: the last part of the
     /// diagnostic code (`silo::migrate::<kind>`).
@@ -200,6 +467,8 @@ impl MigrateError {
             MigrateError::ForeignHistory { .. } => "foreign-history",
             MigrateError::NoForeignHistory { .. } => "no-foreign-history",
             MigrateError::UnknownHistoryKind { .. } => "unknown-history-kind",
+            MigrateError::Cancelled(_) => "cancelled",
+            MigrateError::Partial(_) => "partial",
         }
     }
 
@@ -234,5 +503,26 @@ impl miette::Diagnostic for MigrateError {
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
         self.hint()
             .map(|h| Box::new(h) as Box<dyn std::fmt::Display + 'a>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cancelled, Stopped, applied_text};
+
+    #[test]
+    fn applied_versions_in_words() {
+        let v = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(applied_text(&v(2)), "V1, V2 applied");
+        assert_eq!(applied_text(&v(41)), "V1 to V41 applied (41 versions)");
+        let mut c = Cancelled::new(Stopped::RolledBack {
+            script: "V3__x.sql".into(),
+        });
+        assert_eq!(
+            c.to_string(),
+            "V3__x.sql was cancelled and rolled back; nothing of it is applied"
+        );
+        c.applied = Some(Vec::new());
+        assert!(c.to_string().ends_with("; no version is applied"));
     }
 }

@@ -9,8 +9,12 @@
 //!   refinery.
 //! - [`run`]: `migrate`, `undo`, `baseline`, `repair` through a
 //!   [`target::Target`] ([`postgres::PgTarget`], [`sqlite::SqliteTarget`]).
+//! - [`cancel`]: calling a run off (Ctrl-C): the running statement is
+//!   cancelled on the server, the transaction rolled back, the lock
+//!   released, and the error says what the store holds.
 
 pub mod adopt;
+pub mod cancel;
 pub mod connect;
 pub mod error;
 pub mod history;
@@ -22,13 +26,15 @@ pub mod state;
 pub mod target;
 pub mod verify;
 
-pub use error::{Failure, Location, MigrateError};
+pub use cancel::Cancel;
+pub use error::{Cancelled, Failure, Location, MigrateError, PartialStop, Stopped};
 pub use history::HistoryKind;
 pub use run::{
-    MigrateOptions, Prepared, Step, baseline, migrate, prepare, repair, undo, undo_plan,
+    MigrateOptions, Prepared, Step, UndoOptions, baseline, migrate, prepare, repair, undo,
+    undo_plan, undo_with,
 };
 pub use silo_migration_files::{
     FileError, Kind, Migration, Version, discover, file, import, placeholders, split, sum, version,
 };
-pub use state::{Entry, State, entries};
+pub use state::{Entry, Partial, State, entries};
 pub use target::{LockPolicy, Target};

@@ -5,40 +5,78 @@
 //! `pg_advisory_lock`: a blocked call is a running statement with a
 //! snapshot, and `CREATE INDEX CONCURRENTLY` in the lock holder waits for
 //! every such snapshot, which would deadlock the two runs.
+//!
+//! A cancelled run cancels its running statement with `pg_cancel_backend`
+//! from a second connection as the same role (sqlx keeps the backend's
+//! cancel key to itself), then rolls back as after any error. The session
+//! lock goes with `pg_advisory_unlock`, or with the session.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use silo_manifest::Engine;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
-use crate::error::{MigrateError, sql};
-use crate::history::{self, COLUMNS, FORMAT, HistoryRow, NewRow, TABLE};
+use crate::cancel::Cancel;
+use crate::error::{Cancelled, MigrateError, Stopped, sql};
+use crate::history::{
+    self, COLUMNS, FORMAT, HistoryRow, NewRow, PROGRESS_COLUMNS, PROGRESS_TABLE, Progress,
+    StopReason, TABLE,
+};
 use crate::split::{Statement, split_postgres};
 use crate::target::{DbError, LockPolicy, Target, char_position_to_offset};
 
 const LOCK_KEY: &str = "hashtextextended('silo:migrate:' || current_database(), 0)";
 
+/// Opens another connection to the same store as the same role: the one a
+/// running statement is cancelled from.
+pub type Connector =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<PgConnection, MigrateError>> + Send + Sync>;
+
 /// A PostgreSQL store, connected as its service.
 pub struct PgTarget {
     conn: PgConnection,
     server_version: u32,
+    /// The server process of `conn`, for `pg_cancel_backend`.
+    pid: i32,
     policy: LockPolicy,
+    connector: Option<Connector>,
 }
 
 impl PgTarget {
     /// Wraps a connection made with the service's credentials.
     pub async fn new(mut conn: PgConnection, policy: LockPolicy) -> Result<Self, MigrateError> {
-        let version: String = sqlx::query_scalar("SHOW server_version_num")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(sql("reading the server version"))?;
+        let (version, pid): (String, i32) =
+            sqlx::query_as("SELECT current_setting('server_version_num'), pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(sql("reading the server version"))?;
         Ok(PgTarget {
             conn,
             server_version: version.parse().unwrap_or(0),
+            pid,
             policy,
+            connector: None,
         })
+    }
+
+    /// How to open a second connection to cancel a running statement when
+    /// the run is cancelled. Without one, a cancelled run waits for the
+    /// running statement to end, then rolls back.
+    pub fn cancel_with(mut self, connector: Connector) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
+    async fn progress_table_exists(&mut self) -> Result<bool, MigrateError> {
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("public.{PROGRESS_TABLE}"))
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(sql("reading the progress table"))
     }
 
     /// The connection, for callers that need the store itself (schema
@@ -60,6 +98,10 @@ impl PgTarget {
 impl Target for PgTarget {
     fn engine(&self) -> Engine {
         Engine::Postgres
+    }
+
+    fn cancel(&self) -> &Cancel {
+        &self.policy.cancel
     }
 
     fn split(&self, script: &str) -> Vec<Statement> {
@@ -84,6 +126,9 @@ impl Target for PgTarget {
             if got {
                 return Ok(());
             }
+            if self.policy.cancel.is_cancelled() {
+                return Err(cancelled_waiting());
+            }
             if !told {
                 let holder: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
                     "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
@@ -103,8 +148,11 @@ impl Target for PgTarget {
             if started.elapsed() >= self.policy.timeout {
                 return Err(MigrateError::LockTimeout(self.policy.timeout));
             }
-            tokio::time::sleep(pause.min(self.policy.timeout.saturating_sub(started.elapsed())))
-                .await;
+            let wait = pause.min(self.policy.timeout.saturating_sub(started.elapsed()));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.policy.cancel.cancelled() => return Err(cancelled_waiting()),
+            }
             pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
@@ -119,6 +167,10 @@ impl Target for PgTarget {
 
     async fn begin(&mut self) -> Result<(), MigrateError> {
         self.run("BEGIN", "starting a transaction").await
+    }
+
+    async fn begin_record(&mut self) -> Result<(), MigrateError> {
+        self.begin().await
     }
 
     async fn commit(&mut self) -> Result<(), MigrateError> {
@@ -182,7 +234,25 @@ impl Target for PgTarget {
         .fetch_all(&mut self.conn)
         .await
         .map_err(sql("reading the history"))?;
-        rows.iter().map(history::from_row).collect()
+        let mut rows: Vec<HistoryRow> = rows
+            .iter()
+            .map(history::from_row)
+            .collect::<Result<_, _>>()?;
+        if rows.iter().any(|r| !r.success) && self.progress_table_exists().await? {
+            let progress = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {PROGRESS_COLUMNS} FROM public.{PROGRESS_TABLE}"
+            )))
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(sql(
+                "reading the progress of files run outside a transaction",
+            ))?;
+            history::attach(
+                &mut rows,
+                progress.iter().map(history::progress_from_row).collect(),
+            );
+        }
+        Ok(rows)
     }
 
     async fn record(&mut self, row: &NewRow) -> Result<(), MigrateError> {
@@ -284,6 +354,120 @@ impl Target for PgTarget {
         .map_err(sql("updating a checksum"))
     }
 
+    async fn start_progress(
+        &mut self,
+        row: &NewRow,
+        progress: &Progress,
+    ) -> Result<i32, MigrateError> {
+        // The foreign key takes a progress row with its history row, also
+        // when a silo that does not know this table repairs the history.
+        self.run(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS public.{PROGRESS_TABLE} (
+                    installed_rank integer PRIMARY KEY
+                        REFERENCES public.{TABLE} (installed_rank) ON DELETE CASCADE,
+                    statements integer NOT NULL,
+                    done integer NOT NULL,
+                    running integer,
+                    stopped text,
+                    error text,
+                    done_checksum text NOT NULL,
+                    started_by text NOT NULL,
+                    updated_on timestamptz NOT NULL DEFAULT now()
+                 )"
+            ),
+            "creating the progress table",
+        )
+        .await?;
+        let rank: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO public.{TABLE}
+               (installed_rank, version, description, type, script, checksum, execution_time_ms, success)
+             VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM public.{TABLE}),
+                     $1, $2, $3, $4, $5, $6, false)
+             RETURNING installed_rank"
+        )))
+        .bind(&row.version)
+        .bind(&row.description)
+        .bind(row.kind.as_str())
+        .bind(&row.script)
+        .bind(&row.checksum)
+        .bind(row.execution_time_ms)
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(sql("recording the start of the migration"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO public.{PROGRESS_TABLE}
+               (installed_rank, statements, done, done_checksum, started_by)
+             VALUES ($1, $2, $3, $4, $5)"
+        )))
+        .bind(rank)
+        .bind(count(progress.statements))
+        .bind(count(progress.done))
+        .bind(&progress.done_checksum)
+        .bind(&progress.started_by)
+        .execute(&mut self.conn)
+        .await
+        .map_err(sql("recording the start of the migration"))?;
+        Ok(rank)
+    }
+
+    async fn set_progress(
+        &mut self,
+        installed_rank: i32,
+        done: usize,
+        running: Option<usize>,
+        stopped: Option<&StopReason>,
+        done_checksum: &str,
+    ) -> Result<(), MigrateError> {
+        let (stopped, error) = stopped.map_or((None, None), |s| {
+            let (a, b) = s.columns();
+            (Some(a), b)
+        });
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE public.{PROGRESS_TABLE}
+             SET done = $2, running = $3, stopped = $4, error = $5, done_checksum = $6,
+                 updated_on = now()
+             WHERE installed_rank = $1"
+        )))
+        .bind(installed_rank)
+        .bind(count(done))
+        .bind(running.map(count))
+        .bind(stopped)
+        .bind(error)
+        .bind(done_checksum)
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("recording the progress of the migration"))
+    }
+
+    async fn finish_progress(
+        &mut self,
+        installed_rank: i32,
+        checksum: Option<&str>,
+        execution_time_ms: i32,
+    ) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE public.{TABLE}
+             SET success = true, checksum = $2, execution_time_ms = $3, installed_on = now()
+             WHERE installed_rank = $1"
+        )))
+        .bind(installed_rank)
+        .bind(checksum)
+        .bind(execution_time_ms)
+        .execute(&mut self.conn)
+        .await
+        .map_err(sql("recording the migration"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM public.{PROGRESS_TABLE} WHERE installed_rank = $1"
+        )))
+        .bind(installed_rank)
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("recording the migration"))
+    }
+
     async fn snapshot(&mut self) -> Result<silo_store::schema::Schema, MigrateError> {
         silo_store::schema::snapshot_postgres(&mut self.conn)
             .await
@@ -291,14 +475,72 @@ impl Target for PgTarget {
     }
 
     async fn execute(&mut self, text: &str) -> Result<(), DbError> {
-        match sqlx::raw_sql(AssertSqlSafe(text.to_string()))
-            .execute(&mut self.conn)
-            .await
-        {
+        let cancel = self.policy.cancel.clone();
+        let PgTarget {
+            conn,
+            pid,
+            connector,
+            ..
+        } = self;
+        let query = sqlx::raw_sql(AssertSqlSafe(text.to_string())).execute(&mut *conn);
+        tokio::pin!(query);
+        // The statement is never dropped half way: after the cancel request
+        // it is awaited to its end, so the connection stays in step with
+        // the server and the rollback after it works.
+        let result = tokio::select! {
+            biased;
+            r = &mut query => r,
+            () = cancel.cancelled() => {
+                cancel_backend(connector.as_ref(), *pid).await;
+                query.await
+            }
+        };
+        match result {
             Ok(_) => Ok(()),
             Err(e) => Err(db_error(e, text)),
         }
     }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn cancelled_waiting() -> MigrateError {
+    MigrateError::Cancelled(Box::new(Cancelled::new(Stopped::BetweenFiles)))
+}
+
+/// Asks the server to cancel what backend `pid` is running, from a second
+/// connection as the same role (a role may cancel its own backends).
+async fn cancel_backend(connector: Option<&Connector>, pid: i32) {
+    let Some(connect) = connector else {
+        tracing::warn!("cannot cancel the running statement: waiting for it to end");
+        return;
+    };
+    let mut conn = match connect().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(
+                "cannot cancel the running statement ({}): waiting for it to end",
+                e.describe()
+            );
+            return;
+        }
+    };
+    match sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut conn)
+        .await
+    {
+        Ok(true) => tracing::debug!("cancel request sent to server process {pid}"),
+        Ok(false) => tracing::warn!(
+            "the server did not take the cancel request for process {pid}: waiting for the statement to end"
+        ),
+        Err(e) => {
+            tracing::warn!("cannot cancel the running statement ({e}): waiting for it to end")
+        }
+    }
+    let _ = conn.close().await;
 }
 
 fn db_error(e: sqlx::Error, sent: &str) -> DbError {

@@ -7,12 +7,12 @@ use std::time::Instant;
 use serde::Serialize;
 use silo_manifest::Service;
 
-use crate::error::{Failure, Location, MigrateError};
+use crate::error::{Cancelled, Failure, Location, MigrateError, PartialStop, Stopped};
 use crate::file::{Kind, Migration};
-use crate::history::{HistoryKind, HistoryRow, NewRow};
+use crate::history::{HistoryKind, HistoryRow, NewRow, Progress, StatementsChecksum, StopReason};
 use crate::placeholders::{Substituted, substitute};
 use crate::split::Statement;
-use crate::state::{self, Entry, State};
+use crate::state::{self, Entry, Partial, State};
 use crate::target::{DbError, Target};
 use crate::version::Version;
 
@@ -74,6 +74,19 @@ pub struct MigrateOptions {
     pub ignore_mismatch: bool,
     /// Apply pending versions older than the newest applied one.
     pub out_of_order: bool,
+    /// Go on with a file that ran outside a transaction and stopped part
+    /// way, from its first statement not done, instead of refusing.
+    pub resume: bool,
+}
+
+/// Options of [`undo_with`].
+#[derive(Debug, Clone, Default)]
+pub struct UndoOptions {
+    /// Undo every applied version above this one; `None`: the newest only.
+    pub to: Option<Version>,
+    /// Go on with a U file that stopped part way, from its first statement
+    /// not done, instead of refusing.
+    pub resume: bool,
 }
 
 /// One migration applied (or, in a dry run, to be applied).
@@ -90,6 +103,26 @@ pub struct Step {
     /// The SQL, in a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
+    /// The statement a resumed file went on from (1-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<usize>,
+}
+
+/// A file that stopped part way, to go on with: its history row and how
+/// far it got.
+#[derive(Debug, Clone)]
+struct Resume {
+    installed_rank: i32,
+    progress: Progress,
+}
+
+impl Resume {
+    fn of(partial: &Partial) -> Self {
+        Resume {
+            installed_rank: partial.installed_rank,
+            progress: partial.progress.clone(),
+        }
+    }
 }
 
 /// The values of `${...}` for a service: built-ins plus the manifest's.
@@ -135,28 +168,39 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Everything to run, in order, given the history: pending versioned files
 /// up to the target, then (without a target) new or changed repeatables.
+/// A file that stopped part way is refused, or (with `resume`) goes first
+/// in its place, to go on from where it stopped.
 fn pending<'p>(
+    target: &dyn Target,
     prepared: &'p [Prepared],
     migrations: &[Migration],
     history: &[HistoryRow],
     options: &MigrateOptions,
-) -> Result<Vec<&'p Prepared>, MigrateError> {
+) -> Result<Vec<(&'p Prepared, Option<Resume>)>, MigrateError> {
     let entries = state::entries(migrations, history);
-    check(&entries, options)?;
+    check(target, prepared, &entries, options)?;
     let runnable = |e: &Entry| match e.state {
         State::Pending => true,
         State::OutOfOrder => options.out_of_order,
+        // `check` let it through: resuming.
+        State::Partial => true,
         _ => false,
     };
     let by_script: std::collections::HashMap<&str, &Prepared> = prepared
         .iter()
         .map(|p| (p.migration.script.as_str(), p))
         .collect();
-    let mut out: Vec<&Prepared> = entries
+    let item = |e: &Entry| {
+        (
+            by_script[e.script.as_str()],
+            e.partial.as_ref().map(Resume::of),
+        )
+    };
+    let mut out: Vec<(&Prepared, Option<Resume>)> = entries
         .iter()
         .filter(|e| e.kind == HistoryKind::Versioned && runnable(e))
-        .map(|e| by_script[e.script.as_str()])
-        .take_while(|p| {
+        .map(item)
+        .take_while(|(p, _)| {
             options
                 .target
                 .as_ref()
@@ -164,24 +208,67 @@ fn pending<'p>(
         })
         .collect();
     // Out-of-order files come in version order too.
-    out.sort_by(|a, b| a.migration.version.cmp(&b.migration.version));
+    out.sort_by(|a, b| a.0.migration.version.cmp(&b.0.migration.version));
     if options.target.is_none() {
         out.extend(
             entries
                 .iter()
                 .filter(|e| e.kind == HistoryKind::Repeatable && runnable(e))
-                .map(|e| by_script[e.script.as_str()]),
+                .map(item),
         );
     }
     Ok(out)
+}
+
+/// The refusal for a file that stopped part way, with the line of the
+/// statement to go on from in the file as it is now.
+fn partial_stop(target: &dyn Target, prepared: &[Prepared], partial: &Partial) -> MigrateError {
+    let p = &partial.progress;
+    let next_line = prepared
+        .iter()
+        .find(|f| f.migration.script == partial.script)
+        .and_then(|f| {
+            let s = f.analysis(target).statements.get(p.done)?;
+            Some(line_column(&f.migration.sql, f.sql.to_original(s.start)).0)
+        });
+    MigrateError::Partial(Box::new(PartialStop {
+        script: partial.script.clone(),
+        kind: partial.kind.to_string(),
+        done: p.done,
+        total: p.statements,
+        running: p.running,
+        stopped: p.stopped.clone(),
+        next_line,
+        running_elsewhere: crate::history::is_running_elsewhere(&p.started_by)
+            .then(|| p.started_by.clone()),
+    }))
 }
 
 fn files_of(prepared: &[Prepared]) -> Vec<Migration> {
     prepared.iter().map(|p| p.migration.clone()).collect()
 }
 
-fn check(entries: &[Entry], options: &MigrateOptions) -> Result<(), MigrateError> {
-    let mut problems = state::problems(entries);
+fn check(
+    target: &dyn Target,
+    prepared: &[Prepared],
+    entries: &[Entry],
+    options: &MigrateOptions,
+) -> Result<(), MigrateError> {
+    // A file half run outside a transaction: running it again from the
+    // start would repeat what it did. A U file is finished by `undo`.
+    if let Some(partial) = entries.iter().find_map(|e| e.partial.as_ref())
+        && (!options.resume
+            || partial.kind == HistoryKind::Undo
+            || crate::history::is_running_elsewhere(&partial.progress.started_by))
+    {
+        return Err(partial_stop(target, prepared, partial));
+    }
+    let finished: Vec<Entry> = entries
+        .iter()
+        .filter(|e| e.state != State::Partial)
+        .cloned()
+        .collect();
+    let mut problems = state::problems(&finished);
     if options.ignore_mismatch {
         problems.retain(|p| p.state() != State::ChecksumMismatch);
     }
@@ -222,12 +309,62 @@ pub async fn migrate(
     if options.dry_run {
         return plan(target, prepared, options).await;
     }
-    target.lock().await?;
-    let result = apply_all(target, prepared, options, &mut on_step).await;
+    if let Err(e) = target.lock().await {
+        return Err(settle(target, e).await);
+    }
+    let result = match apply_all(target, prepared, options, &mut on_step).await {
+        Err(e) => Err(settle(target, e).await),
+        ok => ok,
+    };
     let unlocked = target.unlock().await;
     let steps = result?;
     unlocked?;
     Ok(steps)
+}
+
+/// Completes a cancellation with the versions the store holds now that the
+/// run has stopped (every transaction is closed by then). Other errors
+/// pass through.
+async fn settle(target: &mut dyn Target, e: MigrateError) -> MigrateError {
+    let MigrateError::Cancelled(mut cancelled) = e else {
+        return e;
+    };
+    if cancelled.applied.is_none()
+        && let Ok(history) = target.history().await
+    {
+        let replayed = state::replay(&history);
+        let mut versions: Vec<Version> = replayed
+            .applied
+            .values()
+            .filter_map(|r| r.version.as_deref().and_then(|v| Version::parse(v).ok()))
+            .collect();
+        versions.sort();
+        cancelled.applied = Some(versions.iter().map(Version::to_string).collect());
+    }
+    MigrateError::Cancelled(cancelled)
+}
+
+/// The error of a run that was called off at `stopped`.
+pub(crate) fn cancelled(stopped: Stopped) -> MigrateError {
+    MigrateError::Cancelled(Box::new(Cancelled::new(stopped)))
+}
+
+/// Takes the run lock for a change to the history alone: cancelled while
+/// waiting, nothing changed.
+pub(crate) async fn lock_for_history(target: &mut dyn Target) -> Result<(), MigrateError> {
+    match target.lock().await {
+        Err(e) if e.is_cancelled() => Err(cancelled(Stopped::HistoryUnchanged)),
+        other => other,
+    }
+}
+
+/// Fails with [`MigrateError::Cancelled`] once the run is cancelled: the
+/// check before a commit of history-only changes (repair, baseline, adopt).
+pub(crate) fn unless_cancelled(target: &dyn Target) -> Result<(), MigrateError> {
+    if target.cancel().is_cancelled() {
+        return Err(cancelled(Stopped::HistoryUnchanged));
+    }
+    Ok(())
 }
 
 /// A store that another tool migrated and silo never did: running the
@@ -259,9 +396,13 @@ async fn plan(
 ) -> Result<Vec<Step>, MigrateError> {
     let history = target.history().await?;
     let migrations = files_of(prepared);
-    Ok(pending(prepared, &migrations, &history, options)?
+    Ok(pending(&*target, prepared, &migrations, &history, options)?
         .into_iter()
-        .map(|p| step_of(p, target, 0, true))
+        .map(|(p, resume)| {
+            let mut step = step_of(p, target, 0, true);
+            step.resumed_from = resume.map(|r| r.progress.done + 1);
+            step
+        })
         .collect())
 }
 
@@ -275,6 +416,7 @@ fn step_of(p: &Prepared, target: &dyn Target, ms: i32, with_sql: bool) -> Step {
         no_transaction,
         execution_time_ms: ms,
         sql: with_sql.then(|| p.sql.text.clone()),
+        resumed_from: None,
     }
 }
 
@@ -289,9 +431,12 @@ async fn apply_all(
     // Under a run lock (PostgreSQL) the plan made once stays true. Without
     // one (SQLite) each step plans again inside its own write transaction,
     // so concurrent runs never apply a file twice.
-    let mut queue: Option<VecDeque<&Prepared>> = None;
+    let mut queue: Option<VecDeque<(&Prepared, Option<Resume>)>> = None;
     let mut first = true;
     loop {
+        if target.cancel().is_cancelled() {
+            return Err(cancelled(Stopped::BetweenFiles));
+        }
         target.begin().await?;
         let next = async {
             if first {
@@ -301,8 +446,8 @@ async fn apply_all(
                 (Some(q), true) => Ok(q.pop_front()),
                 _ => {
                     let history = target.history().await?;
-                    let mut q: VecDeque<&Prepared> =
-                        pending(prepared, &migrations, &history, options)?.into();
+                    let mut q: VecDeque<(&Prepared, Option<Resume>)> =
+                        pending(&*target, prepared, &migrations, &history, options)?.into();
                     let next = q.pop_front();
                     queue = Some(q);
                     Ok::<_, MigrateError>(next)
@@ -311,8 +456,8 @@ async fn apply_all(
         }
         .await;
         first = false;
-        let p = match next {
-            Ok(Some(p)) => p,
+        let (p, resume) = match next {
+            Ok(Some(next)) => next,
             Ok(None) => {
                 target.commit().await?;
                 return Ok(steps);
@@ -322,25 +467,51 @@ async fn apply_all(
                 return Err(e);
             }
         };
-        steps.push(run_file(target, p).await?);
+        steps.push(run_file(target, p, resume).await?);
         on_step(steps.last().expect("just pushed"));
     }
 }
 
 /// Runs one file (V, U or R) and records it in the history. The caller has
 /// begun a transaction (the one it planned in); it is closed on return.
-/// A transactional file runs and is recorded in that transaction. A file
-/// that cannot run in one runs statement by statement after it commits,
-/// and is then recorded, as failed if a statement failed.
-async fn run_file(target: &mut dyn Target, p: &Prepared) -> Result<Step, MigrateError> {
+///
+/// A transactional file runs and is recorded in that transaction; when the
+/// run is cancelled meanwhile, it is rolled back, whether or not its SQL
+/// had finished. A file that cannot run in one is recorded as started in
+/// that transaction (a history row that is not successful, and a progress
+/// row), then runs statement by statement, each recorded before it starts
+/// and after it ends, and is recorded as applied after its last one. So a
+/// kill at any point leaves it partly applied with its progress (at worst,
+/// one statement that may or may not have run), never pending or applied.
+/// `resume` goes on with such a file from its first statement not done.
+async fn run_file(
+    target: &mut dyn Target,
+    p: &Prepared,
+    resume: Option<Resume>,
+) -> Result<Step, MigrateError> {
     if let Some(f) = refusal(p, &*target) {
         let _ = target.rollback().await;
         return Err(MigrateError::failed(f));
     }
     let analysis = p.analysis(&*target);
     let started = Instant::now();
+    tracing::info!("running {}", p.migration.script);
     if analysis.no_transaction.is_none() {
-        if let Err(e) = target.execute(&p.sql.text).await {
+        if resume.is_some() {
+            let _ = target.rollback().await;
+            return Err(MigrateError::Refused(format!(
+                "{} ran outside a transaction and stopped part way, and would now run in one: --resume goes on statement by statement only; make `-- silo:no-transaction` its first line, or revert what it did by hand and `silo repair`",
+                p.migration.script
+            )));
+        }
+        let result = target.execute(&p.sql.text).await;
+        if target.cancel().is_cancelled() {
+            target.rollback().await?;
+            return Err(cancelled(Stopped::RolledBack {
+                script: p.migration.script.clone(),
+            }));
+        }
+        if let Err(e) = result {
             target.rollback().await?;
             return Err(MigrateError::failed(locate(target, p, e, true).await));
         }
@@ -349,24 +520,142 @@ async fn run_file(target: &mut dyn Target, p: &Prepared) -> Result<Step, Migrate
         target.commit().await?;
         return Ok(step_of(p, &*target, ms, false));
     }
+    let texts: Vec<&str> = analysis
+        .statements
+        .iter()
+        .map(|s| s.text(&p.sql.text))
+        .collect();
+    let total = texts.len();
+    // Record the start in the planning transaction: a concurrent SQLite run
+    // re-plans after it commits and finds the file started, not pending.
+    let started_at = match &resume {
+        Some(r) => match resume_check(p, r, &texts) {
+            Ok(()) => Ok((r.installed_rank, r.progress.done)),
+            Err(e) => Err(e),
+        },
+        None => {
+            let progress = Progress {
+                statements: total,
+                done: 0,
+                running: None,
+                stopped: None,
+                done_checksum: StatementsChecksum::default().hex(),
+                started_by: crate::history::this_process(),
+            };
+            target
+                .start_progress(&new_row(p, 0, false), &progress)
+                .await
+                .map(|rank| (rank, 0))
+        }
+    };
+    let (rank, from) = match started_at {
+        Ok(at) => at,
+        Err(e) => {
+            let _ = target.rollback().await;
+            return Err(e);
+        }
+    };
     // Whatever the planning step began must not stay open: an open
     // transaction would stall a concurrent index build.
     target.commit().await?;
-    let mut failure = None;
-    for s in &analysis.statements {
-        if let Err(e) = target.execute(s.text(&p.sql.text)).await {
-            failure = Some(failure_at(p, s, e, false));
-            break;
+    let mut done = from;
+    let mut sum = StatementsChecksum::default();
+    texts[..from].iter().for_each(|t| sum.push(t));
+    // One record between two statements: the one before is done, the next
+    // one starts. Before the first, it starts.
+    if from < total {
+        target
+            .set_progress(rank, done, Some(from + 1), None, &sum.hex())
+            .await?;
+    }
+    for (i, s) in analysis.statements.iter().enumerate().skip(from) {
+        if target.cancel().is_cancelled() {
+            return Err(stop_cancelled(target, p, rank, done, total, &sum.hex()).await);
+        }
+        match target.execute(texts[i]).await {
+            Ok(()) => {
+                done = i + 1;
+                sum.push(texts[i]);
+                let next = (done < total).then_some(done + 1);
+                target
+                    .set_progress(rank, done, next, None, &sum.hex())
+                    .await?;
+            }
+            Err(_) if target.cancel().is_cancelled() => {
+                return Err(stop_cancelled(target, p, rank, done, total, &sum.hex()).await);
+            }
+            Err(e) => {
+                let failure = failure_at(p, s, e, false);
+                let why = StopReason::Failed(failure.message.clone());
+                target
+                    .set_progress(rank, done, None, Some(&why), &sum.hex())
+                    .await?;
+                return Err(MigrateError::failed(failure));
+            }
         }
     }
     let ms = elapsed_ms(started);
-    target.begin().await?;
-    target.record(&new_row(p, ms, failure.is_none())).await?;
+    target.begin_record().await?;
+    target
+        .finish_progress(rank, Some(&p.migration.checksum), ms)
+        .await?;
     target.commit().await?;
-    if let Some(f) = failure {
-        return Err(MigrateError::failed(f));
+    let mut step = step_of(p, &*target, ms, false);
+    step.resumed_from = resume.map(|_| from + 1);
+    Ok(step)
+}
+
+/// A file outside a transaction was cancelled after `done` statements.
+/// When none of it ran, its records go: it is pending again.
+async fn stop_cancelled(
+    target: &mut dyn Target,
+    p: &Prepared,
+    rank: i32,
+    done: usize,
+    total: usize,
+    done_checksum: &str,
+) -> MigrateError {
+    let recorded = if done == 0 {
+        async {
+            target.begin_record().await?;
+            target.delete_row(rank).await?;
+            target.commit().await
+        }
+        .await
+    } else {
+        let why = Some(&StopReason::Cancelled);
+        target
+            .set_progress(rank, done, None, why, done_checksum)
+            .await
+    };
+    if let Err(e) = recorded {
+        let _ = target.rollback().await;
+        return e;
     }
-    Ok(step_of(p, &*target, ms, false))
+    cancelled(Stopped::Partial {
+        script: p.migration.script.clone(),
+        undo: p.migration.kind == Kind::Undo,
+        done,
+        total,
+    })
+}
+
+/// `--resume` goes on only from where the file stopped: its statements
+/// done must still be its first ones.
+fn resume_check(p: &Prepared, r: &Resume, texts: &[&str]) -> Result<(), MigrateError> {
+    let done = r.progress.done;
+    let same = done <= texts.len() && {
+        let mut sum = StatementsChecksum::default();
+        texts[..done].iter().for_each(|t| sum.push(t));
+        sum.hex() == r.progress.done_checksum
+    };
+    if same {
+        return Ok(());
+    }
+    Err(MigrateError::Refused(format!(
+        "{} changed in its first {done} statement(s), the ones that ran before it stopped: --resume goes on only when they are as they ran; restore them, or revert what ran by hand and `silo repair`",
+        p.migration.script
+    )))
 }
 
 /// Why a file must not run at all, found before any of it runs: it ends
@@ -435,6 +724,10 @@ fn new_row(p: &Prepared, ms: i32, success: bool) -> NewRow {
 /// statements are replayed one by one in a transaction that is rolled back,
 /// to find the one that fails.
 async fn locate(target: &mut dyn Target, p: &Prepared, e: DbError, rolled_back: bool) -> Failure {
+    // Cancelled: no replay; the statement that was running is unknown.
+    if e.offset.is_none() && target.cancel().is_cancelled() {
+        return failure(p, None, None, e, rolled_back);
+    }
     if let Some(offset) = e.offset {
         let statement = p
             .analysis(&*target)
@@ -506,10 +799,30 @@ pub async fn undo(
     target: &mut dyn Target,
     prepared: &[Prepared],
     to: Option<&Version>,
+    on_step: impl FnMut(&Step) + Send,
+) -> Result<Vec<Step>, MigrateError> {
+    let options = UndoOptions {
+        to: to.cloned(),
+        resume: false,
+    };
+    undo_with(target, prepared, &options, on_step).await
+}
+
+/// [`undo`] with every option: `resume` goes on with a U file that stopped
+/// part way.
+pub async fn undo_with(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    options: &UndoOptions,
     mut on_step: impl FnMut(&Step) + Send,
 ) -> Result<Vec<Step>, MigrateError> {
-    target.lock().await?;
-    let result = undo_locked(target, prepared, to, &mut on_step).await;
+    if let Err(e) = target.lock().await {
+        return Err(settle(target, e).await);
+    }
+    let result = match undo_locked(target, prepared, options, &mut on_step).await {
+        Err(e) => Err(settle(target, e).await),
+        ok => ok,
+    };
     let unlocked = target.unlock().await;
     let steps = result?;
     unlocked?;
@@ -524,10 +837,39 @@ pub async fn undo_plan(
     to: Option<&Version>,
 ) -> Result<Vec<Step>, MigrateError> {
     let history = target.history().await?;
+    let partial = undo_partial(&*target, prepared, &history, true)?;
     Ok(undo_files(prepared, &history, to)?
         .into_iter()
-        .map(|u| step_of(u, &*target, 0, true))
+        .map(|u| {
+            let mut step = step_of(u, &*target, 0, true);
+            step.resumed_from = partial
+                .as_ref()
+                .filter(|p| p.script == u.migration.script)
+                .map(|p| p.progress.done + 1);
+            step
+        })
         .collect())
+}
+
+/// A file that stopped part way, before an undo: a U file may be resumed
+/// (`resume`); anything else is refused.
+fn undo_partial(
+    target: &dyn Target,
+    prepared: &[Prepared],
+    history: &[HistoryRow],
+    resume: bool,
+) -> Result<Option<Partial>, MigrateError> {
+    let entries = state::entries(&files_of(prepared), history);
+    let Some(partial) = entries.iter().find_map(|e| e.partial.as_ref()) else {
+        return Ok(None);
+    };
+    if resume
+        && partial.kind == HistoryKind::Undo
+        && !crate::history::is_running_elsewhere(&partial.progress.started_by)
+    {
+        return Ok(Some(partial.clone()));
+    }
+    Err(partial_stop(target, prepared, partial))
 }
 
 /// The U files that undo the applied versions above `to` (or the newest
@@ -566,15 +908,23 @@ fn undo_files<'p>(
 async fn undo_locked(
     target: &mut dyn Target,
     prepared: &[Prepared],
-    to: Option<&Version>,
+    options: &UndoOptions,
     on_step: &mut (dyn FnMut(&Step) + Send),
 ) -> Result<Vec<Step>, MigrateError> {
     let history = target.history().await?;
-    let plan = undo_files(prepared, &history, to)?;
+    let partial = undo_partial(&*target, prepared, &history, options.resume)?;
+    let plan = undo_files(prepared, &history, options.to.as_ref())?;
     let mut steps = Vec::new();
     for u in plan {
+        if target.cancel().is_cancelled() {
+            return Err(cancelled(Stopped::BetweenFiles));
+        }
+        let resume = partial
+            .as_ref()
+            .filter(|p| p.script == u.migration.script)
+            .map(Resume::of);
         target.begin().await?;
-        steps.push(run_file(target, u).await?);
+        steps.push(run_file(target, u, resume).await?);
         on_step(steps.last().expect("just pushed"));
     }
     Ok(steps)
@@ -583,10 +933,13 @@ async fn undo_locked(
 /// Records `version` as the baseline of a store whose history is empty:
 /// files up to it never run.
 pub async fn baseline(target: &mut dyn Target, version: &Version) -> Result<(), MigrateError> {
-    target.lock().await?;
+    lock_for_history(target).await?;
     let result = async {
         target.begin().await?;
-        target.ensure_history().await?;
+        if let Err(e) = target.ensure_history().await {
+            let _ = target.rollback().await;
+            return Err(e);
+        }
         if !target.history().await?.is_empty() {
             target.rollback().await?;
             return Err(MigrateError::Refused(
@@ -605,6 +958,10 @@ pub async fn baseline(target: &mut dyn Target, version: &Version) -> Result<(), 
                 success: true,
             })
             .await?;
+        if let Err(e) = unless_cancelled(&*target) {
+            target.rollback().await?;
+            return Err(e);
+        }
         target.commit().await
     }
     .await;
@@ -619,36 +976,17 @@ pub async fn repair(
     target: &mut dyn Target,
     migrations: &[Migration],
 ) -> Result<Vec<String>, MigrateError> {
-    target.lock().await?;
+    lock_for_history(target).await?;
     let result = async {
         target.begin().await?;
-        let history = target.history().await?;
-        let mut changes = Vec::new();
-        for row in history.iter().filter(|r| !r.success) {
-            target.delete_row(row.installed_rank).await?;
-            changes.push(format!("removed the failed row of {}", row.script));
-        }
-        let replayed = state::replay(&history);
-        for m in migrations {
-            let row = match m.kind {
-                Kind::Versioned => m
-                    .version
-                    .as_ref()
-                    .and_then(|v| replayed.applied.get(&v.canonical()).copied()),
-                Kind::Repeatable | Kind::Undo => None,
-            };
-            if let Some(row) = row
-                && row.checksum.as_deref() != Some(m.checksum.as_str())
-            {
-                target.set_checksum(row.installed_rank, &m.checksum).await?;
-                changes.push(format!(
-                    "realigned the checksum of {}: {} -> {}",
-                    m.script,
-                    row.checksum.as_deref().unwrap_or("none"),
-                    m.checksum
-                ));
+        let changes = repair_rows(target, migrations).await;
+        let changes = match changes.and_then(|c| unless_cancelled(&*target).map(|()| c)) {
+            Ok(changes) => changes,
+            Err(e) => {
+                let _ = target.rollback().await;
+                return Err(e);
             }
-        }
+        };
         target.commit().await?;
         Ok::<_, MigrateError>(changes)
     }
@@ -656,5 +994,51 @@ pub async fn repair(
     let unlocked = target.unlock().await;
     let changes = result?;
     unlocked?;
+    Ok(changes)
+}
+
+/// The changes of [`repair`], in its transaction.
+async fn repair_rows(
+    target: &mut dyn Target,
+    migrations: &[Migration],
+) -> Result<Vec<String>, MigrateError> {
+    let history = target.history().await?;
+    let mut changes = Vec::new();
+    for row in history.iter().filter(|r| !r.success) {
+        target.delete_row(row.installed_rank).await?;
+        let now = if row.kind == HistoryKind::Undo {
+            "its version counts as applied again".to_string()
+        } else {
+            "it is pending again and runs from the start".to_string()
+        };
+        changes.push(match &row.progress {
+            Some(p) => format!(
+                "removed the record of {}, which had stopped after statement {} of {}: {now}",
+                row.script, p.done, p.statements
+            ),
+            None => format!("removed the failed row of {}", row.script),
+        });
+    }
+    let replayed = state::replay(&history);
+    for m in migrations {
+        let row = match m.kind {
+            Kind::Versioned => m
+                .version
+                .as_ref()
+                .and_then(|v| replayed.applied.get(&v.canonical()).copied()),
+            Kind::Repeatable | Kind::Undo => None,
+        };
+        if let Some(row) = row
+            && row.checksum.as_deref() != Some(m.checksum.as_str())
+        {
+            target.set_checksum(row.installed_rank, &m.checksum).await?;
+            changes.push(format!(
+                "realigned the checksum of {}: {} -> {}",
+                m.script,
+                row.checksum.as_deref().unwrap_or("none"),
+                m.checksum
+            ));
+        }
+    }
     Ok(changes)
 }

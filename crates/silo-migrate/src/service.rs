@@ -8,7 +8,7 @@ use crate::adopt;
 use crate::connect;
 use crate::error::MigrateError;
 use crate::file::{Migration, discover};
-use crate::run::{self, MigrateOptions, Prepared, Step};
+use crate::run::{self, MigrateOptions, Prepared, Step, UndoOptions};
 use crate::state::{self, Entry};
 use crate::target::LockPolicy;
 use crate::target::Target;
@@ -92,12 +92,12 @@ pub async fn undo(
     manifest: &Manifest,
     stores: &Stores,
     service: &Service,
-    to: Option<&Version>,
+    options: &UndoOptions,
     policy: LockPolicy,
     on_step: impl FnMut(&Step) + Send,
 ) -> Result<Vec<Step>, MigrateError> {
     let (mut target, prepared) = open_prepared(manifest, stores, service, policy).await?;
-    run::undo(target.as_mut(), &prepared, to, on_step).await
+    run::undo_with(target.as_mut(), &prepared, options, on_step).await
 }
 
 /// `silo undo --dry-run` for one service: the U files `undo` would run,

@@ -3,23 +3,41 @@
 //! Each step runs in an immediate (write-locking) transaction that re-reads
 //! the history first, so concurrent runs apply each migration exactly once
 //! without a lock table. Flyway, sqlx and refinery take no lock on SQLite.
+//!
+//! A cancelled run interrupts its running statement through the
+//! connection's progress handler (SQLite checks it every few thousand
+//! virtual machine steps), which ends it with `SQLITE_INTERRUPT`; then it
+//! rolls back as after any error.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use silo_manifest::Engine;
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
-use crate::error::{MigrateError, sql};
-use crate::history::{self, COLUMNS, FORMAT, HistoryRow, NewRow, TABLE};
+use crate::cancel::Cancel;
+use crate::error::{Cancelled, MigrateError, Stopped, sql};
+use crate::history::{
+    self, COLUMNS, FORMAT, HistoryRow, NewRow, PROGRESS_COLUMNS, PROGRESS_TABLE, Progress,
+    StopReason, TABLE,
+};
 use crate::split::{Statement, split_sqlite};
 use crate::target::{DbError, LockPolicy, Target};
+
+/// How many virtual machine steps SQLite runs between two looks at the
+/// interrupt flag.
+const INTERRUPT_CHECK_STEPS: i32 = 1000;
 
 /// A SQLite store file.
 pub struct SqliteTarget {
     conn: SqliteConnection,
     policy: LockPolicy,
     user: String,
+    /// Raised while a cancelled statement runs: the progress handler then
+    /// interrupts it.
+    interrupt: Arc<AtomicBool>,
 }
 
 impl SqliteTarget {
@@ -30,8 +48,83 @@ impl SqliteTarget {
             .execute(&mut conn)
             .await
             .map_err(sql("configuring the connection"))?;
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let flag = interrupt.clone();
+        conn.lock_handle()
+            .await
+            .map_err(sql("configuring the connection"))?
+            .set_progress_handler(INTERRUPT_CHECK_STEPS, move || !flag.load(Ordering::SeqCst));
         let user = std::env::var("USER").unwrap_or_else(|_| "silo".into());
-        Ok(SqliteTarget { conn, policy, user })
+        Ok(SqliteTarget {
+            conn,
+            policy,
+            user,
+            interrupt,
+        })
+    }
+
+    /// Whether a transaction is open: an interrupted or failed write can
+    /// end it on its own, and then there is nothing to roll back.
+    async fn in_transaction(&mut self) -> Result<bool, MigrateError> {
+        let mut handle = self
+            .conn
+            .lock_handle()
+            .await
+            .map_err(sql("reading the transaction state"))?;
+        // SAFETY: the handle is locked out of sqlx's worker for the call,
+        // and sqlite3_get_autocommit only reads the connection's state.
+        let autocommit =
+            unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) };
+        Ok(autocommit == 0)
+    }
+
+    /// `BEGIN IMMEDIATE`, waiting for another writer per the lock policy;
+    /// a cancelled run stops waiting when `honour_cancel`.
+    async fn begin_immediate(&mut self, honour_cancel: bool) -> Result<(), MigrateError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        let mut told = false;
+        loop {
+            // A cancelled run still records how it stopped when the lock is
+            // free: only waiting is cut short.
+            match sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut self.conn)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_busy(&e) => {
+                    if honour_cancel && self.policy.cancel.is_cancelled() {
+                        return Err(cancelled_waiting());
+                    }
+                    if !told {
+                        (self.policy.on_wait)("another writer of this SQLite store");
+                        told = true;
+                    }
+                    if started.elapsed() >= self.policy.timeout {
+                        return Err(MigrateError::LockTimeout(self.policy.timeout));
+                    }
+                    let cancel = self.policy.cancel.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = cancel.cancelled(), if honour_cancel => {
+                            return Err(cancelled_waiting());
+                        }
+                    }
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(sql("starting a write transaction")(e)),
+            }
+        }
+    }
+
+    async fn progress_table_exists(&mut self) -> Result<bool, MigrateError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)",
+        )
+        .bind(PROGRESS_TABLE)
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(sql("reading the progress table"))
     }
 
     /// The connection, for callers that need the store itself.
@@ -59,6 +152,10 @@ impl Target for SqliteTarget {
         Engine::Sqlite
     }
 
+    fn cancel(&self) -> &Cancel {
+        &self.policy.cancel
+    }
+
     fn split(&self, script: &str) -> Vec<Statement> {
         split_sqlite(script)
     }
@@ -76,29 +173,11 @@ impl Target for SqliteTarget {
     }
 
     async fn begin(&mut self) -> Result<(), MigrateError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        let mut told = false;
-        loop {
-            match sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut self.conn)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if is_busy(&e) => {
-                    if !told {
-                        (self.policy.on_wait)("another writer of this SQLite store");
-                        told = true;
-                    }
-                    if started.elapsed() >= self.policy.timeout {
-                        return Err(MigrateError::LockTimeout(self.policy.timeout));
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
-                Err(e) => return Err(sql("starting a write transaction")(e)),
-            }
-        }
+        self.begin_immediate(true).await
+    }
+
+    async fn begin_record(&mut self) -> Result<(), MigrateError> {
+        self.begin_immediate(false).await
     }
 
     async fn commit(&mut self) -> Result<(), MigrateError> {
@@ -106,6 +185,9 @@ impl Target for SqliteTarget {
     }
 
     async fn rollback(&mut self) -> Result<(), MigrateError> {
+        if !self.in_transaction().await? {
+            return Ok(());
+        }
         self.run("ROLLBACK", "rolling back").await
     }
 
@@ -164,7 +246,25 @@ impl Target for SqliteTarget {
         .fetch_all(&mut self.conn)
         .await
         .map_err(sql("reading the history"))?;
-        rows.iter().map(history::from_row).collect()
+        let mut rows: Vec<HistoryRow> = rows
+            .iter()
+            .map(history::from_row)
+            .collect::<Result<_, _>>()?;
+        if rows.iter().any(|r| !r.success) && self.progress_table_exists().await? {
+            let progress = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {PROGRESS_COLUMNS} FROM {PROGRESS_TABLE}"
+            )))
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(sql(
+                "reading the progress of files run outside a transaction",
+            ))?;
+            history::attach(
+                &mut rows,
+                progress.iter().map(history::progress_from_row).collect(),
+            );
+        }
+        Ok(rows)
     }
 
     async fn record(&mut self, row: &NewRow) -> Result<(), MigrateError> {
@@ -242,6 +342,17 @@ impl Target for SqliteTarget {
     }
 
     async fn delete_row(&mut self, installed_rank: i32) -> Result<(), MigrateError> {
+        // The progress row first, for the foreign key (its cascade needs
+        // foreign keys on, which a connection opened elsewhere may not have).
+        if self.progress_table_exists().await? {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {PROGRESS_TABLE} WHERE installed_rank = ?"
+            )))
+            .bind(installed_rank)
+            .execute(&mut self.conn)
+            .await
+            .map_err(sql("deleting a progress row"))?;
+        }
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {TABLE} WHERE installed_rank = ?"
         )))
@@ -268,6 +379,130 @@ impl Target for SqliteTarget {
         .map_err(sql("updating a checksum"))
     }
 
+    async fn start_progress(
+        &mut self,
+        row: &NewRow,
+        progress: &Progress,
+    ) -> Result<i32, MigrateError> {
+        self.run(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
+                    installed_rank INTEGER PRIMARY KEY
+                        REFERENCES {TABLE} (installed_rank) ON DELETE CASCADE,
+                    statements INTEGER NOT NULL,
+                    done INTEGER NOT NULL,
+                    running INTEGER,
+                    stopped TEXT,
+                    error TEXT,
+                    done_checksum TEXT NOT NULL,
+                    started_by TEXT NOT NULL,
+                    updated_on TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                 )"
+            ),
+            "creating the progress table",
+        )
+        .await?;
+        let rank: i32 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO {TABLE}
+               (installed_rank, version, description, type, script, checksum, installed_by,
+                execution_time_ms, success)
+             VALUES ((SELECT coalesce(max(installed_rank), 0) + 1 FROM {TABLE}),
+                     ?, ?, ?, ?, ?, ?, ?, 0)
+             RETURNING installed_rank"
+        )))
+        .bind(&row.version)
+        .bind(&row.description)
+        .bind(row.kind.as_str())
+        .bind(&row.script)
+        .bind(&row.checksum)
+        .bind(&self.user)
+        .bind(row.execution_time_ms)
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(sql("recording the start of the migration"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {PROGRESS_TABLE}
+               (installed_rank, statements, done, done_checksum, started_by)
+             VALUES (?, ?, ?, ?, ?)"
+        )))
+        .bind(rank)
+        .bind(count(progress.statements))
+        .bind(count(progress.done))
+        .bind(&progress.done_checksum)
+        .bind(&progress.started_by)
+        .execute(&mut self.conn)
+        .await
+        .map_err(sql("recording the start of the migration"))?;
+        Ok(rank)
+    }
+
+    async fn set_progress(
+        &mut self,
+        installed_rank: i32,
+        done: usize,
+        running: Option<usize>,
+        stopped: Option<&StopReason>,
+        done_checksum: &str,
+    ) -> Result<(), MigrateError> {
+        let (stopped, error) = stopped.map_or((None, None), |s| {
+            let (a, b) = s.columns();
+            (Some(a), b)
+        });
+        // A write transaction of its own, waited for as any other write.
+        self.begin_record().await?;
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {PROGRESS_TABLE}
+             SET done = ?, running = ?, stopped = ?, error = ?, done_checksum = ?,
+                 updated_on = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE installed_rank = ?"
+        )))
+        .bind(count(done))
+        .bind(running.map(count))
+        .bind(stopped)
+        .bind(error)
+        .bind(done_checksum)
+        .bind(installed_rank)
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("recording the progress of the migration"));
+        match updated {
+            Ok(()) => self.commit().await,
+            Err(e) => {
+                let _ = self.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish_progress(
+        &mut self,
+        installed_rank: i32,
+        checksum: Option<&str>,
+        execution_time_ms: i32,
+    ) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {PROGRESS_TABLE} WHERE installed_rank = ?"
+        )))
+        .bind(installed_rank)
+        .execute(&mut self.conn)
+        .await
+        .map_err(sql("recording the migration"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {TABLE}
+             SET success = 1, checksum = ?, execution_time_ms = ?,
+                 installed_on = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE installed_rank = ?"
+        )))
+        .bind(checksum)
+        .bind(execution_time_ms)
+        .bind(installed_rank)
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+        .map_err(sql("recording the migration"))
+    }
+
     async fn snapshot(&mut self) -> Result<silo_store::schema::Schema, MigrateError> {
         silo_store::schema::snapshot_sqlite(&mut self.conn)
             .await
@@ -275,21 +510,41 @@ impl Target for SqliteTarget {
     }
 
     async fn execute(&mut self, text: &str) -> Result<(), DbError> {
-        sqlx::raw_sql(AssertSqlSafe(text.to_string()))
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| match &e {
-                sqlx::Error::Database(db) => DbError {
-                    message: db.message().to_string(),
-                    code: db.code().map(|c| c.to_string()),
-                    offset: None,
-                },
-                other => DbError {
-                    message: other.to_string(),
-                    code: None,
-                    offset: None,
-                },
-            })
+        let cancel = self.policy.cancel.clone();
+        let SqliteTarget {
+            conn, interrupt, ..
+        } = self;
+        let query = sqlx::raw_sql(AssertSqlSafe(text.to_string())).execute(&mut *conn);
+        tokio::pin!(query);
+        // Awaited to its end after the interrupt, as on PostgreSQL.
+        let result = tokio::select! {
+            biased;
+            r = &mut query => r,
+            () = cancel.cancelled() => {
+                interrupt.store(true, Ordering::SeqCst);
+                query.await
+            }
+        };
+        interrupt.store(false, Ordering::SeqCst);
+        result.map(|_| ()).map_err(|e| match &e {
+            sqlx::Error::Database(db) => DbError {
+                message: db.message().to_string(),
+                code: db.code().map(|c| c.to_string()),
+                offset: None,
+            },
+            other => DbError {
+                message: other.to_string(),
+                code: None,
+                offset: None,
+            },
+        })
     }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn cancelled_waiting() -> MigrateError {
+    MigrateError::Cancelled(Box::new(Cancelled::new(Stopped::BetweenFiles)))
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::file::{Kind, Migration};
-use crate::history::{HistoryKind, HistoryRow};
+use crate::history::{HistoryKind, HistoryRow, Progress};
 use crate::version::Version;
 
 /// The state of one migration.
@@ -28,6 +28,12 @@ pub enum State {
     Baselined,
     /// Applied and later undone.
     Undone,
+    /// Ran outside a transaction and stopped part way (cancelled, failed,
+    /// or silo was killed): some of its statements are applied. For a
+    /// version, also when its U file stopped part way. `migrate` refuses to
+    /// run it again from the start; `--resume` goes on from the first
+    /// statement not done.
+    Partial,
 }
 
 impl State {
@@ -42,6 +48,7 @@ impl State {
             State::ChecksumMismatch => "checksum-mismatch",
             State::Baselined => "baselined",
             State::Undone => "undone",
+            State::Partial => "partial",
         }
     }
 }
@@ -62,6 +69,50 @@ pub struct Entry {
     /// The checksum in the history, when it differs from the file's.
     pub recorded_checksum: Option<String>,
     pub file_checksum: Option<String>,
+    /// How far it got, when it is [`State::Partial`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
+}
+
+/// A file that ran outside a transaction and stopped part way.
+#[derive(Debug, Clone, Serialize)]
+pub struct Partial {
+    /// The file that stopped: the entry's own file, or (for a version) its
+    /// U file.
+    pub script: String,
+    /// `versioned`, `undo` or `repeatable`.
+    #[serde(rename = "type")]
+    pub kind: HistoryKind,
+    /// Its history row (not successful until it finishes).
+    pub installed_rank: i32,
+    #[serde(flatten)]
+    pub progress: Progress,
+}
+
+impl Partial {
+    fn of(row: &HistoryRow) -> Option<Self> {
+        Some(Partial {
+            script: row.script.clone(),
+            kind: row.kind,
+            installed_rank: row.installed_rank,
+            progress: row.progress.clone()?,
+        })
+    }
+
+    /// `3 of 5 statements` (and what is unknown).
+    pub fn summary(&self) -> String {
+        let p = &self.progress;
+        let mut text = format!("{} of {} statements", p.done, p.statements);
+        if crate::history::is_running_elsewhere(&p.started_by) {
+            text.push_str(&format!(", running now: {}", p.started_by));
+        } else if let Some(n) = p.running {
+            text.push_str(&format!(", statement {n} may have run"));
+        }
+        if self.kind == HistoryKind::Undo {
+            text = format!("undo {}: {text}", self.script);
+        }
+        text
+    }
 }
 
 /// The effect of the history, replayed in rank order.
@@ -143,7 +194,27 @@ pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
         let v = m.version.as_ref().expect("versioned files have versions");
         let key = v.canonical();
         let failed = r.failed.iter().find(|f| f.script == m.script);
-        let (state, row) = if let Some(row) = r.applied.get(&key) {
+        // Its own file, or its U file, stopped part way.
+        let partial = failed.and_then(|f| Partial::of(f)).or_else(|| {
+            r.failed
+                .iter()
+                .filter(|f| f.kind == HistoryKind::Undo)
+                .filter(|f| {
+                    f.version
+                        .as_deref()
+                        .and_then(|v| Version::parse(v).ok())
+                        .is_some_and(|fv| fv.canonical() == key)
+                })
+                .find_map(|f| Partial::of(f))
+        });
+        let (state, row) = if let Some(p) = &partial {
+            let row = r
+                .failed
+                .iter()
+                .find(|f| f.installed_rank == p.installed_rank)
+                .copied();
+            (State::Partial, row)
+        } else if let Some(row) = r.applied.get(&key) {
             if row.checksum.as_deref().is_some_and(|c| c != m.checksum) {
                 (State::ChecksumMismatch, Some(*row))
             } else {
@@ -161,13 +232,17 @@ pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
         } else {
             (State::Pending, None)
         };
-        out.push(entry(m, state, row, undo_versions.contains(&key)));
+        let mut e = entry(m, state, row, undo_versions.contains(&key));
+        e.partial = partial;
+        out.push(e);
     }
 
     for m in migrations.iter().filter(|m| m.kind == Kind::Repeatable) {
         let row = r.repeatables.get(&m.script).copied();
         let failed = r.failed.iter().find(|f| f.script == m.script).copied();
+        let partial = failed.and_then(Partial::of);
         let (state, row) = match (row, failed) {
+            (_, Some(f)) if partial.is_some() => (State::Partial, Some(f)),
             (_, Some(f)) => (State::Failed, Some(f)),
             (Some(row), None) if row.checksum.as_deref() == Some(m.checksum.as_str()) => {
                 (State::Applied, Some(row))
@@ -179,6 +254,7 @@ pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
         if state == State::Pending {
             e.recorded_checksum = None;
         }
+        e.partial = partial;
         out.push(e);
     }
 
@@ -217,6 +293,7 @@ pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
             execution_time_ms: Some(row.execution_time_ms),
             recorded_checksum: row.checksum.clone(),
             file_checksum: None,
+            partial: None,
         });
     }
     for f in &r.failed {
@@ -233,6 +310,7 @@ pub fn entries(migrations: &[Migration], history: &[HistoryRow]) -> Vec<Entry> {
                 execution_time_ms: Some(f.execution_time_ms),
                 recorded_checksum: f.checksum.clone(),
                 file_checksum: None,
+                partial: Partial::of(f),
             });
         }
     }
@@ -254,6 +332,7 @@ fn entry(m: &Migration, state: State, row: Option<&HistoryRow>, undo: bool) -> E
         execution_time_ms: row.map(|r| r.execution_time_ms),
         recorded_checksum: recorded,
         file_checksum: Some(m.checksum.clone()),
+        partial: None,
     }
 }
 
@@ -289,6 +368,19 @@ impl std::fmt::Display for Problem<'_> {
                 e.script,
                 e.version.as_deref().unwrap_or("?")
             ),
+            State::Partial => match &e.partial {
+                Some(p) => write!(
+                    f,
+                    "{} ran outside a transaction and stopped part way ({}); `silo migrate` says what to do",
+                    p.script,
+                    p.summary()
+                ),
+                None => write!(
+                    f,
+                    "{} ran outside a transaction and stopped part way",
+                    e.script
+                ),
+            },
             _ => write!(
                 f,
                 "{} failed and left a failed row in the history",
@@ -311,7 +403,7 @@ pub fn problems(entries: &[Entry]) -> Vec<Problem<'_>> {
         .filter(|e| {
             matches!(
                 e.state,
-                State::ChecksumMismatch | State::Missing | State::Failed
+                State::ChecksumMismatch | State::Missing | State::Failed | State::Partial
             )
         })
         .map(|entry| Problem { entry })
@@ -347,6 +439,7 @@ mod tests {
             installed_on: "2024-01-01".into(),
             execution_time_ms: 1,
             success: true,
+            progress: None,
         }
     }
 

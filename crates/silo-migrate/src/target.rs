@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use silo_manifest::Engine;
 
+use crate::cancel::Cancel;
 use crate::error::MigrateError;
-use crate::history::{HistoryRow, NewRow};
+use crate::history::{HistoryRow, NewRow, Progress, StopReason};
 use crate::split::Statement;
 
 /// A database error, located in the text that was sent when the server
@@ -21,18 +22,27 @@ pub struct DbError {
     pub offset: Option<usize>,
 }
 
-/// How to wait for another migrator.
+/// How a run waits for another migrator, and when it stops.
 #[derive(Clone)]
 pub struct LockPolicy {
     pub timeout: Duration,
     /// Called once when we start waiting, with who we wait for.
     pub on_wait: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Calls the run off: the running statement is cancelled on the
+    /// server, the open transaction rolled back and the lock released
+    /// ([`crate::MigrateError::Cancelled`]). `Cancel::new()` when the
+    /// caller never cancels.
+    pub cancel: Cancel,
 }
 
 /// A connection to one store, as its service, for migrating it.
 #[async_trait]
 pub trait Target: Send {
     fn engine(&self) -> Engine;
+
+    /// The token that calls this run off. [`Target::execute`] and the
+    /// waits for a lock honour it; the operations check it between steps.
+    fn cancel(&self) -> &Cancel;
 
     /// Splits a script with the engine's own lexer.
     fn split(&self, script: &str) -> Vec<Statement>;
@@ -49,6 +59,10 @@ pub trait Target: Send {
     /// Starts a step's transaction (SQLite: a write transaction, waiting
     /// per the lock policy).
     async fn begin(&mut self) -> Result<(), MigrateError>;
+    /// Starts a transaction that records how a step went (its progress, its
+    /// history row): as [`Target::begin`], but a cancelled run still waits
+    /// for the write lock, so what it did is recorded.
+    async fn begin_record(&mut self) -> Result<(), MigrateError>;
     async fn commit(&mut self) -> Result<(), MigrateError>;
     async fn rollback(&mut self) -> Result<(), MigrateError>;
 
@@ -57,7 +71,39 @@ pub trait Target: Send {
     /// The history, oldest first; empty when there is no table yet.
     async fn history(&mut self) -> Result<Vec<HistoryRow>, MigrateError>;
     async fn record(&mut self, row: &NewRow) -> Result<(), MigrateError>;
+    /// Deletes a history row, and its progress row if it has one.
     async fn delete_row(&mut self, installed_rank: i32) -> Result<(), MigrateError>;
+
+    /// Records that a file which runs outside a transaction starts: its
+    /// history row, not successful until [`Target::finish_progress`], and
+    /// its progress row (made on first use). Returns the history row's rank.
+    async fn start_progress(
+        &mut self,
+        row: &NewRow,
+        progress: &Progress,
+    ) -> Result<i32, MigrateError>;
+
+    /// Records how far the file of history row `installed_rank` got, at
+    /// once (outside any transaction: a write of its own, waiting for the
+    /// write lock where there is one, even when the run is cancelled).
+    async fn set_progress(
+        &mut self,
+        installed_rank: i32,
+        done: usize,
+        running: Option<usize>,
+        stopped: Option<&StopReason>,
+        done_checksum: &str,
+    ) -> Result<(), MigrateError>;
+
+    /// Records the file of history row `installed_rank` as applied (with
+    /// the file's checksum now, and the time it took) and drops its
+    /// progress row.
+    async fn finish_progress(
+        &mut self,
+        installed_rank: i32,
+        checksum: Option<&str>,
+        execution_time_ms: i32,
+    ) -> Result<(), MigrateError>;
     async fn set_checksum(
         &mut self,
         installed_rank: i32,
@@ -82,7 +128,9 @@ pub trait Target: Send {
         action: &str,
     ) -> Result<Vec<Vec<Option<String>>>, MigrateError>;
 
-    /// Runs SQL text (one or more statements).
+    /// Runs SQL text (one or more statements). When the run is cancelled
+    /// meanwhile, the statement is cancelled on the server and this
+    /// returns its error (or `Ok` if it finished first).
     async fn execute(&mut self, sql: &str) -> Result<(), DbError>;
 
     /// The store's schema, read from its catalog.

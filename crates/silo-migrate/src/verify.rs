@@ -59,9 +59,18 @@ pub async fn verify(
     }
     .await;
     let dropped = engine.drop_scratch(&scratch).await;
-    let report = result?;
+    let report = result.map_err(on_scratch)?;
     dropped?;
     Ok(report)
+}
+
+/// A cancellation on a scratch store says so: what ran there is gone with
+/// it, and the service's own store was not touched.
+fn on_scratch(e: MigrateError) -> MigrateError {
+    match e {
+        MigrateError::Cancelled(_) => crate::run::cancelled(crate::error::Stopped::Scratch),
+        other => other,
+    }
 }
 
 async fn prove(
@@ -69,6 +78,8 @@ async fn prove(
     prepared: &[run::Prepared],
     on_version: &mut (dyn FnMut(&str) + Send),
 ) -> Result<VerifyReport, MigrateError> {
+    // A cancelled step is no finding about the files: stop.
+    let cancelled = |e: &MigrateError| e.is_cancelled();
     let mut report = VerifyReport {
         proven: Vec::new(),
         without_undo: Vec::new(),
@@ -92,6 +103,9 @@ async fn prove(
         };
         if !has_undo(&v) {
             if let Err(e) = run::migrate(target, prepared, &upto, |_| {}).await {
+                if cancelled(&e) {
+                    return Err(e);
+                }
                 report.failure = Some(VerifyFailure::Apply {
                     version: v.to_string(),
                     error: e.describe(),
@@ -103,6 +117,9 @@ async fn prove(
         }
         let before = target.snapshot().await?;
         if let Err(e) = run::migrate(target, prepared, &upto, |_| {}).await {
+            if cancelled(&e) {
+                return Err(e);
+            }
             report.failure = Some(VerifyFailure::Apply {
                 version: v.to_string(),
                 error: e.describe(),
@@ -110,6 +127,9 @@ async fn prove(
             return Ok(report);
         }
         if let Err(e) = run::undo(target, prepared, None, |_| {}).await {
+            if cancelled(&e) {
+                return Err(e);
+            }
             report.failure = Some(VerifyFailure::Undo {
                 version: v.to_string(),
                 error: e.describe(),
@@ -126,6 +146,9 @@ async fn prove(
             return Ok(report);
         }
         if let Err(e) = run::migrate(target, prepared, &upto, |_| {}).await {
+            if cancelled(&e) {
+                return Err(e);
+            }
             report.failure = Some(VerifyFailure::Apply {
                 version: v.to_string(),
                 error: format!("re-applying after the undo: {}", e.describe()),
@@ -177,7 +200,7 @@ pub async fn drift(
     }
     .await;
     let dropped = engine.drop_scratch(&scratch).await;
-    let expected = result?;
+    let expected = result.map_err(on_scratch)?;
     dropped?;
     Ok(diff(&expected, &live_schema))
 }

@@ -164,6 +164,7 @@ fn policy() -> LockPolicy {
     LockPolicy {
         timeout: Duration::from_secs(60),
         on_wait: Arc::new(|_| {}),
+        cancel: silo_migrate::Cancel::new(),
     }
 }
 

@@ -143,6 +143,7 @@ fn policy() -> LockPolicy {
     LockPolicy {
         timeout: Duration::from_secs(60),
         on_wait: Arc::new(|_| {}),
+        cancel: silo_migrate::Cancel::new(),
     }
 }
 
@@ -978,4 +979,397 @@ async fn incomplete_file_sqlite() {
 #[tokio::test]
 async fn incomplete_file_postgres() {
     incomplete_file_is_refused("postgres").await;
+}
+
+/// A policy whose runs `cancel` calls off.
+fn cancellable(cancel: &silo_migrate::Cancel) -> LockPolicy {
+    LockPolicy {
+        cancel: cancel.clone(),
+        ..policy()
+    }
+}
+
+/// Polls `check` (an expression that may `.await`) until it holds, for at
+/// most a minute.
+macro_rules! until {
+    ($what:expr, $check:expr) => {{
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !$check {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up waiting: {}",
+                $what
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+/// Cancelling the token of a run whose statement sleeps on PostgreSQL:
+/// the statement is cancelled on the server, the file rolled back and not
+/// recorded, the lock released, and the error says what the store holds.
+#[tokio::test]
+async fn cancel_rolls_back_the_running_file_postgres() {
+    use silo_migrate::{Cancel, Stopped};
+    let p = Project::new("postgres", "").await;
+    p.write("V1__a.sql", "CREATE TABLE a (id int);");
+    p.write(
+        "V2__slow.sql",
+        "CREATE TABLE b (id int);\nSELECT pg_sleep(600);",
+    );
+    let cancel = Cancel::new();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = connect::open(&p.stores, p.service(), cancellable(&cancel))
+        .await
+        .unwrap();
+    let db = p.service().database.clone();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
+        .await
+        .unwrap();
+    let sleeping = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = $1 AND state = 'active' AND strpos(query, 'pg_sleep') > 0";
+    let watcher = async {
+        until!("pg_sleep running", {
+            let n: i64 = sqlx::query_scalar(sleeping)
+                .bind(&db)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+            n == 1
+        });
+        cancel.cancel();
+    };
+    let options = MigrateOptions::default();
+    let run = migrate(target.as_mut(), &prepared, &options, |_| {});
+    let (result, ()) = tokio::join!(run, watcher);
+    match result {
+        Err(MigrateError::Cancelled(c)) => {
+            assert_eq!(
+                c.stopped,
+                Stopped::RolledBack {
+                    script: "V2__slow.sql".into()
+                }
+            );
+            assert_eq!(c.applied, Some(vec!["1".to_string()]));
+            assert_eq!(
+                c.to_string(),
+                "V2__slow.sql was cancelled and rolled back; nothing of it is applied; V1 applied"
+            );
+        }
+        other => panic!("expected a cancellation, got {other:?}"),
+    }
+    // Nothing sleeps any more and nothing holds the lock, though the
+    // connection is still open.
+    let n: i64 = sqlx::query_scalar(sleeping)
+        .bind(&db)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let locks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND d.datname = $1",
+    )
+    .bind(&db)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(locks, 0);
+    assert_eq!(p.tables().await, ["a"]);
+    assert_eq!(
+        p.states().await,
+        [
+            ("V1__a.sql".to_string(), State::Applied),
+            ("V2__slow.sql".to_string(), State::Pending)
+        ]
+    );
+}
+
+/// A statement SQLite never finishes by itself.
+const ENDLESS: &str =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+/// SQLite: cancelling interrupts the running statement. A file outside a
+/// transaction cancelled at statement 3 of 5 is partial, 2 of 5; migrate
+/// refuses it until `resume`, which runs statements 3 to 5 of the fixed
+/// file (statements 1 and 2 unchanged) and records it applied with the
+/// file's checksum.
+#[tokio::test]
+async fn cancel_then_resume_sqlite() {
+    use silo_migrate::{Cancel, Stopped};
+    let p = Project::new("sqlite", "").await;
+    p.write("V1__marks.sql", "CREATE TABLE marks (n INTEGER);");
+    let five = |third: &str| {
+        format!(
+            "-- silo:no-transaction\nINSERT INTO marks VALUES (1);\nINSERT INTO marks VALUES (2);\n{third};\nINSERT INTO marks VALUES (4);\nINSERT INTO marks VALUES (5);\n"
+        )
+    };
+    p.write("V2__five.sql", &five(ENDLESS));
+    let cancel = Cancel::new();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = connect::open(&p.stores, p.service(), cancellable(&cancel))
+        .await
+        .unwrap();
+    let path = p.service().sqlite_path(&p.manifest.data_dir);
+    let mut watch = silo_store::sqlite::open(&path).await.unwrap();
+    let watcher = async {
+        until!(
+            "statement 3 running",
+            sqlx::query_scalar::<_, Option<i32>>("SELECT running FROM silo_migration_progress")
+                .fetch_optional(&mut watch)
+                .await
+                .ok()
+                .flatten()
+                .flatten()
+                == Some(3)
+        );
+        cancel.cancel();
+    };
+    let options = MigrateOptions::default();
+    let run = migrate(target.as_mut(), &prepared, &options, |_| {});
+    let (result, ()) = tokio::join!(run, watcher);
+    match result {
+        Err(MigrateError::Cancelled(c)) => assert_eq!(
+            c.stopped,
+            Stopped::Partial {
+                script: "V2__five.sql".into(),
+                undo: false,
+                done: 2,
+                total: 5
+            }
+        ),
+        other => panic!("expected a cancellation, got {other:?}"),
+    }
+    let history = p.target().await.history().await.unwrap();
+    let entries = entries(&migrations, &history);
+    assert_eq!(entries[1].state, State::Partial);
+    let partial = entries[1].partial.as_ref().unwrap();
+    assert_eq!(
+        (
+            partial.progress.done,
+            partial.progress.statements,
+            partial.progress.running
+        ),
+        (2, 5, None)
+    );
+    assert_eq!(partial.summary(), "2 of 5 statements");
+
+    match p.migrate(MigrateOptions::default()).await {
+        Err(MigrateError::Partial(stop)) => {
+            assert_eq!((stop.done, stop.total, stop.next_line), (2, 5, Some(4)));
+            assert_eq!(
+                stop.to_string(),
+                "V2__five.sql stopped after statement 2 of 5; it runs outside a transaction, so statements 1 and 2 are applied; statement 3 (line 4) was cancelled, and nothing of it is applied"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A change to a statement that ran is refused on resume.
+    p.write(
+        "V2__five.sql",
+        &five("INSERT INTO marks VALUES (3)").replace("VALUES (2)", "VALUES (20)"),
+    );
+    let err = p
+        .migrate(MigrateOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("changed in its first 2 statement(s)"),
+        "{err}"
+    );
+
+    p.write("V2__five.sql", &five("INSERT INTO marks VALUES (3)"));
+    let applied = p
+        .migrate(MigrateOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(applied, ["V2__five.sql"]);
+    let marks: Vec<i64> = sqlx::query_scalar("SELECT n FROM marks ORDER BY n")
+        .fetch_all(&mut watch)
+        .await
+        .unwrap();
+    assert_eq!(marks, [1, 2, 3, 4, 5]);
+    assert!(p.states().await.iter().all(|(_, s)| *s == State::Applied));
+    let leftover: i64 = sqlx::query_scalar("SELECT count(*) FROM silo_migration_progress")
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+    assert_eq!(leftover, 0);
+}
+
+/// A file outside a transaction whose statement fails is partial: the
+/// statements before it stay applied and recorded; `repair` removes the
+/// record (the file is pending again), and so does a silo that knows
+/// nothing of progress rows deleting the failed row (the foreign key takes
+/// the progress row with it).
+async fn failed_statement_is_partial_and_repair_resets_it(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write(
+        "V1__nt.sql",
+        "-- silo:no-transaction\nCREATE TABLE a (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\nCREATE TABLE b (id INTEGER);",
+    );
+    let err = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Failed(f) if !f.rolled_back),
+        "{err}"
+    );
+    assert_eq!(p.tables().await, ["a"]);
+    assert_eq!(
+        p.states().await,
+        [("V1__nt.sql".to_string(), State::Partial)]
+    );
+    let history = p.target().await.history().await.unwrap();
+    let progress = history[0].progress.as_ref().expect("a progress row");
+    assert_eq!((progress.done, progress.statements), (1, 3));
+    assert!(
+        matches!(&progress.stopped, Some(silo_migrate::history::StopReason::Failed(m)) if m.contains("no_such_table")),
+        "{progress:?}"
+    );
+    let refused = p.migrate(MigrateOptions::default()).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("statement 2 (line 3) failed: "),
+        "{refused}"
+    );
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let mut target = p.target().await;
+    let changes = silo_migrate::repair(target.as_mut(), &migrations)
+        .await
+        .unwrap();
+    assert_eq!(
+        changes,
+        [
+            "removed the record of V1__nt.sql, which had stopped after statement 1 of 3: it is pending again and runs from the start"
+        ]
+    );
+    assert_eq!(
+        p.states().await,
+        [("V1__nt.sql".to_string(), State::Pending)]
+    );
+    assert_eq!(p.history_len().await, 0);
+
+    // Again, and this time the failed row goes the way an older silo's
+    // repair deletes it: the progress row goes with it.
+    p.write(
+        "V1__nt.sql",
+        "-- silo:no-transaction\nCREATE TABLE IF NOT EXISTS a (id INTEGER);\nINSERT INTO no_such_table VALUES (1);",
+    );
+    p.migrate(MigrateOptions::default()).await.unwrap_err();
+    target
+        .query_text(
+            "DELETE FROM silo_schema_history WHERE success = false",
+            &[],
+            "deleting",
+        )
+        .await
+        .unwrap();
+    let left = target
+        .query_text(
+            "SELECT CAST(count(*) AS TEXT) FROM silo_migration_progress",
+            &[],
+            "counting",
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, [[Some("0".to_string())]]);
+}
+
+#[tokio::test]
+async fn failed_statement_partial_sqlite() {
+    failed_statement_is_partial_and_repair_resets_it("sqlite").await;
+}
+
+#[tokio::test]
+async fn failed_statement_partial_postgres() {
+    failed_statement_is_partial_and_repair_resets_it("postgres").await;
+}
+
+/// A U file outside a transaction that stops part way: the version shows
+/// partial (its undo), `migrate` and `undo` refuse it and name `undo
+/// --resume`, which goes on from the statement that failed once the file
+/// is fixed, and the version is then undone.
+async fn undo_resume(engine: &'static str) {
+    use silo_migrate::{UndoOptions, undo_with};
+    let p = Project::new(engine, "").await;
+    p.write(
+        "V1__t.sql",
+        "CREATE TABLE t (id INTEGER);\nCREATE TABLE u (id INTEGER);",
+    );
+    p.write(
+        "U1__t.sql",
+        "-- silo:no-transaction\nDROP TABLE t;\nDROP TABLE no_such_table;\nDROP TABLE u;",
+    );
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let prepared = |p: &Project| {
+        let migrations = discover(&p.dir(), p.service().engine).unwrap();
+        prepare(&migrations, p.service()).unwrap()
+    };
+    let mut target = p.target().await;
+    undo(target.as_mut(), &prepared(&p), None, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(p.tables().await, ["u"]);
+    assert_eq!(
+        p.states().await,
+        [("V1__t.sql".to_string(), State::Partial)]
+    );
+
+    for err in [
+        p.migrate(MigrateOptions::default()).await.unwrap_err(),
+        undo(target.as_mut(), &prepared(&p), None, |_| {})
+            .await
+            .unwrap_err(),
+    ] {
+        match &err {
+            MigrateError::Partial(stop) => {
+                assert_eq!((stop.kind.as_str(), stop.done), ("undo", 1));
+                assert!(
+                    stop.help().contains("silo undo <service> --resume"),
+                    "{}",
+                    stop.help()
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(p.tables().await, ["u"], "nothing ran again");
+
+    p.write(
+        "U1__t.sql",
+        "-- silo:no-transaction\nDROP TABLE t;\nDROP TABLE IF EXISTS no_such_table;\nDROP TABLE u;",
+    );
+    let options = UndoOptions {
+        to: None,
+        resume: true,
+    };
+    let steps = undo_with(target.as_mut(), &prepared(&p), &options, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].resumed_from, Some(2));
+    assert!(p.tables().await.is_empty());
+    assert_eq!(
+        p.states().await,
+        [("V1__t.sql".to_string(), State::Pending)]
+    );
+}
+
+#[tokio::test]
+async fn undo_resume_sqlite() {
+    undo_resume("sqlite").await;
+}
+
+#[tokio::test]
+async fn undo_resume_postgres() {
+    undo_resume("postgres").await;
 }

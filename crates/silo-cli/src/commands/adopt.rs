@@ -27,6 +27,7 @@ pub async fn run(ctx: &Context, args: &AdoptArgs) -> CmdResult {
         table: args.table.clone(),
         dry_run: args.dry_run,
     };
+    crate::interrupt::install();
     let adoption = ops::adopt(
         &ctx.manifest,
         &ctx.stores,

@@ -21,6 +21,7 @@ use crate::context::{
     CmdResult, Context, Failure, ask, exit_code_all, exit_code_of, interactive, print_json,
     refuse_without_terminal, require_yes, table,
 };
+use crate::interrupt;
 use silo_migrate::import::Tool;
 use silo_migrate::verify::VerifyFailure;
 
@@ -35,6 +36,7 @@ pub(crate) fn policy(service: &str, lock: &LockArgs) -> LockPolicy {
         on_wait: Arc::new(move |who| {
             eprintln!("{service}: waiting for {who} to finish migrating this store");
         }),
+        cancel: interrupt::token(),
     }
 }
 
@@ -49,13 +51,13 @@ pub fn report(service: &str, e: &MigrateError) -> Report {
     let message = format!("{service}: {}", e.describe());
     let mut diag = MietteDiagnostic::new(message);
     if let Some(hint) = e.hint() {
-        diag = diag.with_help(hint);
+        diag = diag.with_help(hint.replace("<service>", service));
     }
     if let MigrateError::Failed(f) = e {
         diag = diag.with_help(if f.rolled_back {
             "the file ran in a transaction: it was rolled back and is not recorded as applied".to_string()
         } else {
-            "the file ran outside a transaction: statements before the failing one stay applied; fix them by hand, then `silo repair`".to_string()
+            "the file ran outside a transaction: statements before the failing one stay applied, and `silo info` shows it partial. Fix the failing statement and run again with --resume to go on from it; or revert what ran by hand, then `silo repair`".to_string()
         });
         if let Some(loc) = &f.location
             && let Ok(text) = std::fs::read_to_string(&loc.path)
@@ -108,14 +110,25 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
         dry_run: args.dry_run,
         ignore_mismatch: args.ignore_mismatch,
         out_of_order: args.out_of_order,
+        resume: args.resume,
     };
+    interrupt::install();
+    let cancel = interrupt::token();
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jobs = services.iter().enumerate().map(|(position, &service)| {
         let bar = spinner(&multi, &service.name);
         let options = options.clone();
         let stop = stop.clone();
+        let cancel = cancel.clone();
         async move {
+            if cancel.is_cancelled() {
+                bar.finish_and_clear();
+                let skipped = MigrateError::Cancelled(Box::new(silo_migrate::Cancelled::new(
+                    silo_migrate::Stopped::NotStarted,
+                )));
+                return (position, service, Err((Vec::new(), skipped)));
+            }
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 bar.finish_and_clear();
                 let skipped = MigrateError::Refused("skipped: --fail-fast".into());
@@ -163,9 +176,12 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             .iter()
             .map(|(s, r)| match r {
                 Ok(steps) => json!({"service": s.name, "applied": steps, "error": null}),
-                Err((steps, e)) => {
-                    json!({"service": s.name, "applied": steps, "error": e.describe()})
-                }
+                Err((steps, e)) => json!({
+                    "service": s.name,
+                    "applied": steps,
+                    "error": e.describe(),
+                    "cancelled": e.is_cancelled(),
+                }),
             })
             .collect();
         print_json(
@@ -185,14 +201,30 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
                     .to_string(),
                     steps
                         .iter()
-                        .map(|st| match &st.no_transaction {
-                            Some(why) => format!("{} (no transaction: {why})", st.script),
-                            None => st.script.clone(),
+                        .map(|st| match (&st.no_transaction, st.resumed_from) {
+                            (Some(why), Some(n)) => format!(
+                                "{} (no transaction: {why}; resumed from statement {n})",
+                                st.script
+                            ),
+                            (Some(why), None) => format!("{} (no transaction: {why})", st.script),
+                            (None, _) => st.script.clone(),
                         })
                         .collect::<Vec<_>>()
                         .join(", "),
                 ),
-                Err(_) => ("FAILED".to_string(), String::new()),
+                Err((steps, e)) => (
+                    if e.is_cancelled() {
+                        "CANCELLED"
+                    } else {
+                        "FAILED"
+                    }
+                    .to_string(),
+                    steps
+                        .iter()
+                        .map(|st| format!("{} applied", st.script))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
             };
             t.add_row(vec![s.name.clone(), result, detail]);
         }
@@ -210,8 +242,16 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             }
         }
         for (s, r) in &results {
-            if let Err((_, e)) = r {
-                eprintln!("{:?}", report(&s.name, e));
+            match r {
+                // What state the store is in, in one line per store.
+                Err((_, e)) if e.is_cancelled() => {
+                    eprintln!("{}: {}", s.name, e.describe());
+                    if let Some(hint) = e.hint() {
+                        eprintln!("  {}", hint.replace("<service>", &s.name));
+                    }
+                }
+                Err((_, e)) => eprintln!("{:?}", report(&s.name, e)),
+                Ok(_) => {}
             }
         }
     }
@@ -286,7 +326,10 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
                             e.version.clone().unwrap_or_else(|| "-".into()),
                             e.description.clone(),
                             e.kind.to_string(),
-                            e.state.as_str().to_string(),
+                            match &e.partial {
+                                Some(p) => format!("partial ({})", p.summary()),
+                                None => e.state.as_str().to_string(),
+                            },
                             if e.undo { "yes" } else { "" }.to_string(),
                             e.installed_on.clone().unwrap_or_default(),
                         ]);
@@ -429,11 +472,16 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             return Ok(ExitCode::from(1));
         }
     }
+    interrupt::install();
+    let options = silo_migrate::UndoOptions {
+        to,
+        resume: args.resume,
+    };
     let result = ops::undo(
         &ctx.manifest,
         &ctx.stores,
         service,
-        to.as_ref(),
+        &options,
         policy(&service.name, &args.lock),
         |step: &Step| eprintln!("{}: undid {}", service.name, step.script),
     )
@@ -463,10 +511,15 @@ fn undo_plan_text(service: &str, plan: &[Step]) -> String {
         plan.len()
     );
     for step in plan {
-        let how = match &step.no_transaction {
+        let mut how = match &step.no_transaction {
             Some(why) => format!("no transaction: {why}"),
             None => "one transaction".to_string(),
         };
+        if let Some(n) = step.resumed_from {
+            how.push_str(&format!(
+                "; it stopped part way: --resume goes on from statement {n}"
+            ));
+        }
         out.push_str(&format!(
             "\n-- {service}: {} ({how})\n{}\n",
             step.script,
@@ -489,6 +542,7 @@ pub async fn repair(ctx: &Context, args: &RepairArgs) -> CmdResult {
         args.yes,
         &format!("rewrite the migration history of `{}`", service.name),
     )?;
+    interrupt::install();
     let lock = LockArgs { lock_timeout: 300 };
     let changes = ops::repair(
         &ctx.manifest,
@@ -513,6 +567,7 @@ pub async fn repair(ctx: &Context, args: &RepairArgs) -> CmdResult {
 pub async fn baseline(ctx: &Context, args: &BaselineArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
     let v = version(&args.baseline, "VERSION")?;
+    interrupt::install();
     let lock = LockArgs { lock_timeout: 300 };
     ops::baseline(&ctx.stores, service, &v, policy(&service.name, &lock))
         .await
@@ -582,6 +637,7 @@ pub fn import(ctx: &Context, command: &MigrationsCommand) -> CmdResult {
 
 pub async fn verify(ctx: &Context, args: &ServiceArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
+    interrupt::install();
     let lock = LockArgs { lock_timeout: 300 };
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("{spinner} verifying {msg}").expect("template"));
@@ -649,6 +705,7 @@ pub async fn verify(ctx: &Context, args: &ServiceArgs) -> CmdResult {
 
 pub async fn diff(ctx: &Context, args: &ServiceArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
+    interrupt::install();
     let lock = LockArgs { lock_timeout: 300 };
     let differences = silo_migrate::verify::drift(
         &ctx.manifest,

@@ -219,7 +219,7 @@ pub async fn adopt(
         let history = target.history().await?;
         return Ok(plan(options.tool, &table, true, foreign, prepared, &history)?.0);
     }
-    target.lock().await?;
+    crate::run::lock_for_history(target).await?;
     let result = async {
         target.begin().await?;
         let written = async {
@@ -233,6 +233,7 @@ pub async fn adopt(
                     .record_adopted(&w.row, &w.installed_by, &w.installed_on)
                     .await?;
             }
+            crate::run::unless_cancelled(&*target)?;
             Ok::<_, MigrateError>(adoption)
         }
         .await;
@@ -927,6 +928,7 @@ mod tests {
                 installed_on: w.installed_on.clone(),
                 execution_time_ms: 0,
                 success: w.row.success,
+                progress: None,
             })
             .collect();
         let rows = vec![
