@@ -269,7 +269,7 @@ pub fn refuse_without_terminal(what: &str, help: &str) -> Failure {
 
 /// Asks `question` on the terminal; true only on an explicit yes.
 pub fn ask(question: &str) -> bool {
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);

@@ -71,7 +71,7 @@ pub fn install() {
         } else {
             "send SIGTERM or SIGINT again"
         };
-        eprintln!(
+        errln!(
             "\nsilo: interrupted: cancelling the running statement on the server, rolling back and releasing the migration lock; {again} to exit at once"
         );
         cancel.cancel();
@@ -79,7 +79,7 @@ pub fn install() {
             _ = interrupt.recv() => SIGINT,
             _ = terminate.recv() => SIGTERM,
         };
-        eprintln!(
+        errln!(
             "silo: exiting at once; a statement still running on the server goes on until it ends (PostgreSQL then rolls back its open transaction and frees the lock)"
         );
         std::process::exit(i32::from(exit_code(second)));

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("{:?}", failure.report);
+            errln!("{:?}", failure.report);
             ExitCode::from(failure.code)
         }
     };
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     match output::finish() {
         // The result did not reach its reader: the command did not do its job.
         Some(e) if code == ExitCode::SUCCESS => {
-            eprintln!("silo: cannot write the output: {e}");
+            errln!("silo: cannot write the output: {e}");
             ExitCode::from(1)
         }
         _ => code,

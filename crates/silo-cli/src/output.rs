@@ -53,12 +53,37 @@ macro_rules! out {
     };
 }
 
-/// `outln!` that survives a closed stdout.
+/// `println!` that survives a closed stdout.
 macro_rules! outln {
     () => {
         $crate::output::write(format_args!("\n"))
     };
     ($($arg:tt)*) => {
         $crate::output::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to stderr, ignoring a closed or broken stderr: diagnostics are
+/// worth nothing to a reader that has gone, and a failed write must never
+/// end a command half way (`eprintln!` panics there).
+pub fn write_err(args: fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// `eprint!` that survives a closed stderr.
+#[allow(unused_macros)]
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::output::write_err(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that survives a closed stderr.
+macro_rules! errln {
+    () => {
+        $crate::output::write_err(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*)))
     };
 }

@@ -806,3 +806,34 @@ fn flat(stderr: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// stderr closed too (`silo ... 2>&1 | head -1` once head has gone):
+/// commands whose reports and summaries go to stderr finish with their own
+/// exit code instead of panicking (101).
+#[test]
+fn a_closed_stderr_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    silo(dir.path())
+        .args(["init", "--service", "orders"])
+        .assert()
+        .success();
+    for (args, code) in [
+        (&["up"][..], 0),
+        (&["up", "nobody"][..], 2),
+        (&["migrate"][..], 0),
+        (&["down", "orders"][..], 2),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("silo"))
+            .current_dir(dir.path())
+            .env("SILO_PG_ADMIN_URL", admin_url())
+            .env_remove("SILO_ENGINE")
+            .args(args)
+            .stdout(writer.try_clone().unwrap())
+            .stderr(writer)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+    }
+}

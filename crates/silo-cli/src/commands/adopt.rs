@@ -106,24 +106,22 @@ fn print_human(service: &str, a: &Adoption) {
     );
     let has = |o: Outcome| a.rows.iter().any(|r| r.outcome == o);
     if has(Outcome::ChecksumMismatch) {
-        eprintln!(
+        errln!(
             "help: a file is not what {tool} applied: restore it, or check the store and accept the file with `silo repair {service} --yes`; until then `silo migrate` refuses"
         );
     }
     if has(Outcome::Failed) {
-        eprintln!(
+        errln!(
             "help: {tool} recorded a failure: fix what it left half done, then `silo repair {service} --yes` drops the failed row and `silo migrate` runs the file again"
         );
     }
     if has(Outcome::MissingFile) {
-        eprintln!(
+        errln!(
             "help: a migration {tool} applied has no file here: restore it into the service's migrations folder (`silo migrations import` converts a folder)"
         );
     }
     if has(Outcome::Unsupported) {
-        eprintln!(
-            "help: silo runs SQL files only: rewrite the migration as SQL, or baseline past it"
-        );
+        errln!("help: silo runs SQL files only: rewrite the migration as SQL, or baseline past it");
     }
     if !a.dry_run && a.recorded() > 0 {
         outln!(

@@ -35,25 +35,25 @@ pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
     let steps = fix::plan(&report);
     let unfixable = fix::unfixable(&report);
     if steps.is_empty() {
-        eprintln!("nothing to fix automatically");
+        errln!("nothing to fix automatically");
         if !human {
             print_report(ctx, format, &report);
         }
         return Ok(exit(&report));
     }
-    eprintln!("\n--fix will:");
+    errln!("\n--fix will:");
     for step in &steps {
-        eprint!("{step}");
+        err!("{step}");
     }
     if !unfixable.is_empty() {
-        eprintln!(
+        errln!(
             "and leave {} finding{} for a person (their remediation is above)",
             unfixable.len(),
             if unfixable.len() == 1 { "" } else { "s" }
         );
     }
     if !args.yes && !confirm()? {
-        eprintln!("nothing changed");
+        errln!("nothing changed");
         return Ok(ExitCode::from(1));
     }
     let mut failed = 0;
@@ -65,10 +65,10 @@ pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
             .unwrap_or_default()
             .trim_end_matches(", one transaction:");
         match fix::apply(step, &ctx.manifest, &ctx.stores).await {
-            Ok(()) => eprintln!("fixed: {title}"),
+            Ok(()) => errln!("fixed: {title}"),
             Err(e) => {
                 failed += 1;
-                eprintln!("FAILED (rolled back): {title} {e}");
+                errln!("FAILED (rolled back): {title} {e}");
             }
         }
     }

@@ -75,7 +75,7 @@ async fn drop_all(ctx: &Context, services: &[&Service], as_json: bool) -> CmdRes
         outln!("{t}");
         for (s, r) in &results {
             if let Err(e) = r {
-                eprintln!("{:?}", store_report(&format!("{}: ", s.name), e));
+                errln!("{:?}", store_report(&format!("{}: ", s.name), e));
             }
         }
     }
@@ -145,7 +145,7 @@ async fn down_orphans(ctx: &Context, args: &DownArgs) -> CmdResult {
         for (o, r) in chosen.iter().zip(&results) {
             match r {
                 Ok(d) => outln!("{}: dropped {}", o.service, d.removed.join(", ")),
-                Err(e) => eprintln!("{:?}", store_report(&format!("{}: ", o.service), e)),
+                Err(e) => errln!("{:?}", store_report(&format!("{}: ", o.service), e)),
             }
         }
     }

@@ -27,10 +27,10 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
             .map_err(|e| Failure::failed(miette::miette!("cannot write silo.sum: {e}")))?;
         for path in &changed {
             let shown = path.strip_prefix(&ctx.manifest.root).unwrap_or(path);
-            eprintln!("updated {}", shown.display());
+            errln!("updated {}", shown.display());
         }
         if changed.is_empty() {
-            eprintln!("silo.sum files unchanged");
+            errln!("silo.sum files unchanged");
         }
     }
     let loaded = silo_lint::load(&ctx.manifest)

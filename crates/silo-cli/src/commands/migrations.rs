@@ -34,7 +34,7 @@ pub(crate) fn policy(service: &str, lock: &LockArgs) -> LockPolicy {
     LockPolicy {
         timeout: Duration::from_secs(lock.lock_timeout),
         on_wait: Arc::new(move |who| {
-            eprintln!("{service}: waiting for {who} to finish migrating this store");
+            errln!("{service}: waiting for {who} to finish migrating this store");
         }),
         cancel: interrupt::token(),
     }
@@ -245,12 +245,12 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             match r {
                 // What state the store is in, in one line per store.
                 Err((_, e)) if e.is_cancelled() => {
-                    eprintln!("{}: {}", s.name, e.describe());
+                    errln!("{}: {}", s.name, e.describe());
                     if let Some(hint) = e.hint() {
-                        eprintln!("  {}", hint.replace("<service>", &s.name));
+                        errln!("  {}", hint.replace("<service>", &s.name));
                     }
                 }
-                Err((_, e)) => eprintln!("{:?}", report(&s.name, e)),
+                Err((_, e)) => errln!("{:?}", report(&s.name, e)),
                 Ok(_) => {}
             }
         }
@@ -347,7 +347,7 @@ pub async fn info(ctx: &Context, args: &InfoArgs) -> CmdResult {
         outln!("{t}");
         for (s, r) in &results {
             if let Err(e) = r {
-                eprintln!("{:?}", report(&s.name, e));
+                errln!("{:?}", report(&s.name, e));
             }
         }
         print_foreign_notes(&results);
@@ -374,7 +374,7 @@ fn print_foreign_notes(results: &[(&Service, Result<ops::Info, MigrateError>)]) 
         if let Ok(info) = r
             && let Some(hint) = foreign_hint(&s.name, &info.foreign)
         {
-            eprintln!("note: {}: {hint}", s.name);
+            errln!("note: {}: {hint}", s.name);
         }
     }
 }
@@ -400,7 +400,7 @@ pub async fn validate(ctx: &Context, args: &InfoArgs) -> CmdResult {
             }
             Err(e) => {
                 if !args.json {
-                    eprintln!("{:?}", report(&s.name, e));
+                    errln!("{:?}", report(&s.name, e));
                 }
                 rows.push(json!({"service": s.name, "valid": false, "error": e.describe()}));
             }
@@ -462,13 +462,13 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        eprint!("{}", undo_plan_text(&service.name, &plan));
+        err!("{}", undo_plan_text(&service.name, &plan));
         if !ask(&format!(
             "\nrun these {} U file(s) on `{}`? what they drop is gone",
             plan.len(),
             service.name
         )) {
-            eprintln!("nothing changed");
+            errln!("nothing changed");
             return Ok(ExitCode::from(1));
         }
     }
@@ -483,7 +483,7 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
         service,
         &options,
         policy(&service.name, &args.lock),
-        |step: &Step| eprintln!("{}: undid {}", service.name, step.script),
+        |step: &Step| errln!("{}: undid {}", service.name, step.script),
     )
     .await;
     match result {

@@ -28,7 +28,7 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
         .orphans(&ctx.manifest.services)
         .map_err(Failure::store)?;
     if !args.all && !orphans.is_empty() && !args.json {
-        eprintln!(
+        errln!(
             "note: {} store(s) of services silo.toml no longer names; `silo status --all` lists them",
             orphans.len()
         );

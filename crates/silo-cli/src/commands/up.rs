@@ -85,13 +85,13 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
         hints.sort();
         hints.dedup();
         for hint in hints {
-            eprintln!("hint: {hint}");
+            errln!("hint: {hint}");
         }
         let changed = results
             .iter()
             .filter(|(_, r)| r.as_ref().is_ok_and(|p| p.outcome != Outcome::Unchanged))
             .count();
-        eprintln!(
+        errln!(
             "{} service{}: {changed} changed, {} unchanged, {failed} failed. Credentials: {}",
             results.len(),
             if results.len() == 1 { "" } else { "s" },
