@@ -148,6 +148,12 @@ pub async fn audit(
         })
         .collect();
     if options.live {
+        // A store made on another engine than the manifest names would be
+        // looked for in the wrong place and found clean: refuse, as every
+        // other command does.
+        for service in &manifest.services {
+            stores.engine(service).map_err(AuditError::Store)?;
+        }
         if manifest
             .services
             .iter()

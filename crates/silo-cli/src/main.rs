@@ -49,7 +49,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> CmdResult {
     if let Command::Init(args) = &cli.command {
-        return commands::init::run(args);
+        let engine = cli.global.engine.map(|e| match e {
+            cli::EngineArg::Sqlite => "sqlite",
+            cli::EngineArg::Postgres => "postgres",
+        });
+        return commands::init::run(args, engine);
     }
     if let Command::Lint(args) = &cli.command
         && let Some(rule) = &args.explain

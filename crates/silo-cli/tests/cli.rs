@@ -837,3 +837,38 @@ fn a_closed_stderr_ends_the_output_quietly() {
         assert_eq!(out.status.code(), Some(code), "{args:?}");
     }
 }
+
+/// `silo --engine postgres init` writes the engine into silo.toml, where a
+/// store's engine belongs, for a new manifest and for an example.
+#[test]
+fn init_writes_the_engine_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    silo(dir.path())
+        .args(["--engine", "postgres", "init", "--service", "orders"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(dir.path().join("silo.toml")).unwrap();
+    assert!(text.contains("\nengine = \"postgres\"\n"), "{text}");
+    let m = Manifest::load(&dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(m.services[0].engine, silo_manifest::Engine::Postgres);
+
+    let example = dir.path().join("bs");
+    silo(dir.path())
+        .args([
+            "--engine",
+            "postgres",
+            "init",
+            "--example",
+            "battlescope",
+            "--dir",
+        ])
+        .arg(&example)
+        .assert()
+        .success();
+    let m = Manifest::load(&example.join("silo.toml"), &Overrides::default()).unwrap();
+    assert!(
+        m.services
+            .iter()
+            .all(|s| s.engine == silo_manifest::Engine::Postgres)
+    );
+}

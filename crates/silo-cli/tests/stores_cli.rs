@@ -78,6 +78,8 @@ async fn a_store_stays_on_the_engine_it_was_made_on() {
         vec!["down", "orders", "--yes"],
         vec!["up"],
         vec!["info"],
+        vec!["audit"],
+        vec!["audit", "--live-only", "--json"],
     ] {
         let out = silo(dir).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

@@ -134,8 +134,14 @@ impl StoreError {
     /// What the user can do about it, when there is something.
     pub fn hint(&self) -> Option<String> {
         match self {
+            StoreError::NotManaged { kind, .. } if kind.starts_with("SQLite") => Some(
+                "move the file away and run `silo up` for a new store, or pass `--adopt` to take this file over as the service's store (silo then marks it and makes it private)".into(),
+            ),
             StoreError::NotManaged { .. } => Some(
                 "pass `--adopt` to take it over (silo then resets its owner, privileges and password), or name another database or role in silo.toml".into(),
+            ),
+            StoreError::ManagedByOther { kind, .. } if kind.starts_with("SQLite") => Some(
+                "this file is another service's store (copied or moved here?): move it away and run `silo up` for this service's own; two services never share a store".into(),
             ),
             StoreError::ManagedByOther { .. } => Some(
                 "two services cannot share a store; give this service its own `database` and `role`".into(),

@@ -33,7 +33,9 @@ fn files<'a>(dir: &'a Dir<'a>, out: &mut Vec<(&'a Path, &'a [u8])>) {
     }
 }
 
-pub fn run(args: &InitArgs) -> CmdResult {
+/// `engine` is the global `--engine` (or SILO_ENGINE): `init` writes it
+/// into the manifest, where a store's engine belongs.
+pub fn run(args: &InitArgs, engine: Option<&str>) -> CmdResult {
     let target = &args.dir;
     let mut plan: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut folders: Vec<PathBuf> = Vec::new();
@@ -41,7 +43,15 @@ pub fn run(args: &InitArgs) -> CmdResult {
         Some(example) => {
             let mut all = Vec::new();
             files(example_dir(example), &mut all);
-            plan.extend(all.into_iter().map(|(p, c)| (target.join(p), c.to_vec())));
+            plan.extend(all.into_iter().map(|(p, c)| {
+                let mut contents = c.to_vec();
+                if let Some(engine) = engine
+                    && p == Path::new(MANIFEST_FILE)
+                {
+                    contents = set_engine(&String::from_utf8_lossy(&contents), engine).into_bytes();
+                }
+                (target.join(p), contents)
+            }));
         }
         None => {
             let project = match &args.name {
@@ -72,7 +82,10 @@ pub fn run(args: &InitArgs) -> CmdResult {
                 }
                 folders.push(target.join("services").join(s).join("migrations"));
             }
-            let text = template(&project, &services);
+            let mut text = template(&project, &services);
+            if let Some(engine) = engine {
+                text = set_engine(&text, engine);
+            }
             // Whatever else the names break (a role name over PostgreSQL's
             // 63 bytes, say) is found here, before anything is written.
             let manifest_path = target.join(MANIFEST_FILE);
@@ -146,6 +159,22 @@ fn folder_name(dir: &Path) -> String {
         .unwrap_or_else(|| "my_system".into())
 }
 
+/// The manifest with its `[defaults]` engine set to `engine`.
+fn set_engine(manifest: &str, engine: &str) -> String {
+    let mut done = false;
+    manifest
+        .split_inclusive('\n')
+        .map(|line| {
+            if !done && line.starts_with("engine = ") {
+                done = true;
+                format!("engine = \"{engine}\"\n")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
+}
+
 fn template(project: &str, services: &[String]) -> String {
     // A TOML string: quotes and backslashes in a folder's name stay inert.
     let project = toml::Value::String(project.to_string());
@@ -159,7 +188,8 @@ name = {project}
 [defaults]
 # "sqlite" keeps one file per service under data_dir (zero setup);
 # "postgres" gives each service a database and a login role on the server
-# named by SILO_PG_ADMIN_URL. `--engine` or SILO_ENGINE override this.
+# named by SILO_PG_ADMIN_URL. Choose before `silo up`: a store stays on the
+# engine it was made on.
 engine = "sqlite"
 # SQLite stores and the secrets/ folder of credentials live here (mode 0700).
 data_dir = ".silo"
