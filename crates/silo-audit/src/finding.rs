@@ -137,9 +137,8 @@ pub enum Fix {
     /// Statements run as the administrator in one database, in one
     /// transaction with the other fixes of that database.
     Sql {
-        /// The server's key: `None` is the shared server, `Some(var)` an
-        /// instance-isolated service's server.
-        server: Option<String>,
+        /// Which server: the shared one, or an instance's.
+        server: silo_store::ServerId,
         /// `None`: the admin URL's own database (role statements).
         database: Option<String>,
         statements: Vec<String>,
@@ -263,7 +262,11 @@ impl Finding {
 
 impl Fix {
     /// Admin SQL in `database` (`None`: the admin URL's database).
-    pub fn sql(server: &Option<String>, database: Option<&str>, statements: Vec<String>) -> Fix {
+    pub fn sql(
+        server: &silo_store::ServerId,
+        database: Option<&str>,
+        statements: Vec<String>,
+    ) -> Fix {
         Fix::Sql {
             server: server.clone(),
             database: database.map(str::to_string),

@@ -11,14 +11,14 @@ use sqlx::{AssertSqlSafe, Connection};
 
 use crate::live::server_key;
 use crate::{Finding, Fix, Report};
-use silo_store::root_cause;
+use silo_store::{ServerId, root_cause};
 
 /// One thing `--fix` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Statements run in one transaction, as the administrator.
     Sql {
-        server: Option<String>,
+        server: ServerId,
         /// `None`: the admin URL's database.
         database: Option<String>,
         statements: Vec<String>,
@@ -40,10 +40,10 @@ impl std::fmt::Display for Step {
                 database,
                 statements,
             } => {
-                let server = server
-                    .as_deref()
-                    .map(|v| format!("the server in ${v}"))
-                    .unwrap_or_else(|| "the shared server".into());
+                let server = match server.url_env() {
+                    Some(v) => format!("the server in ${v}"),
+                    None => "the shared server".to_string(),
+                };
                 match database {
                     Some(db) => writeln!(f, "in database {db} on {server}, one transaction:")?,
                     None => writeln!(f, "on {server}, one transaction:")?,
@@ -68,7 +68,7 @@ impl std::fmt::Display for Step {
 /// come first, then each database's, then rotations and file modes.
 pub fn plan(report: &Report) -> Vec<Step> {
     // (server, database) → (phase, statement) in first-seen order.
-    type Target = (Option<String>, Option<String>);
+    type Target = (ServerId, Option<String>);
     let mut groups: Vec<(Target, Vec<(u8, String)>)> = Vec::new();
     let mut rest: Vec<Step> = Vec::new();
     for fix in report.findings.iter().filter_map(|f| f.fix.as_ref()) {
@@ -148,13 +148,12 @@ pub async fn apply(step: &Step, manifest: &Manifest, stores: &Stores) -> Result<
                 .iter()
                 .find(|s| s.engine == Engine::Postgres && server_key(s) == *server)
                 .ok_or_else(|| "no service of the manifest is on that server".to_string())?;
-            let engine = stores.postgres(service).map_err(|e| e.to_string())?;
+            let admin = stores.admin(service).map_err(|e| e.to_string())?;
             let mut conn = match database {
-                Some(db) => engine.admin_in(db).await.map_err(|e| root_cause(&e))?,
-                None => sqlx::PgConnection::connect_with(engine.admin_options())
-                    .await
-                    .map_err(|e| root_cause(&e))?,
-            };
+                Some(db) => admin.connect_in(db).await,
+                None => admin.connect().await,
+            }
+            .map_err(|e| root_cause(&e))?;
             let result = async {
                 let mut tx = conn.begin().await?;
                 for s in statements {

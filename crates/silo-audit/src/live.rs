@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
-use silo_manifest::{Engine, Isolation, Manifest, Service};
-use silo_store::{StoreError, Stores, root_cause};
+use silo_manifest::{Engine, Manifest, Service};
+use silo_store::{ServerId, StoreError, Stores, root_cause};
 use sqlx::postgres::PgConnectOptions;
 
 use crate::catalog::{self, DatabaseCatalog, ServerCatalog};
@@ -16,8 +16,8 @@ use crate::{AuditError, Options};
 
 /// One PostgreSQL server and what it holds.
 pub struct Server {
-    /// `None` for the shared server, `Some(url_env)` for an instance.
-    pub key: Option<String>,
+    /// Which server: the shared one, or an instance's.
+    pub key: ServerId,
     pub options: PgConnectOptions,
     /// `host:port`, for messages.
     pub label: String,
@@ -77,12 +77,9 @@ impl<'m> Live<'m> {
     }
 }
 
-/// The key of the server holding `service`'s store.
-pub fn server_key(service: &Service) -> Option<String> {
-    match service.isolation {
-        Isolation::Instance => service.url_env.clone(),
-        Isolation::Database => None,
-    }
+/// The server holding `service`'s (PostgreSQL) store.
+pub fn server_key(service: &Service) -> ServerId {
+    ServerId::of(service).unwrap_or(ServerId::SHARED)
 }
 
 /// Reads catalogs and makes probes for the manifest's PostgreSQL services.
@@ -104,7 +101,7 @@ pub async fn read<'m>(
         .collect();
 
     // Group services by server, keeping manifest order.
-    let mut groups: Vec<(Option<String>, Vec<&Service>)> = Vec::new();
+    let mut groups: Vec<(ServerId, Vec<&Service>)> = Vec::new();
     for s in &postgres {
         let key = server_key(s);
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -115,10 +112,10 @@ pub async fn read<'m>(
 
     let mut servers = Vec::new();
     for (key, services) in groups {
-        let engine = stores.postgres(services[0]).map_err(AuditError::Store)?;
+        let engine = stores.admin(services[0]).map_err(AuditError::Store)?;
         let databases: Vec<String> = services.iter().map(|s| s.database.clone()).collect();
         let catalog = catalog::read_server(
-            engine.admin_pool().await.map_err(|e| match e {
+            engine.catalog().await.map_err(|e| match e {
                 StoreError::Connect { source, .. } => AuditError::Unreachable {
                     server: engine.server().to_string(),
                     action: "connecting as the admin".into(),
@@ -139,7 +136,7 @@ pub async fn read<'m>(
             .map(|s| {
                 let engine = engine.clone();
                 async move {
-                    let mut conn = engine.admin_in(&s.database).await.map_err(|e| {
+                    let mut conn = engine.connect_in(&s.database).await.map_err(|e| {
                         AuditError::Privilege(format!(
                             "the administrator cannot read database `{}` on {}: {}",
                             s.database,
@@ -168,7 +165,7 @@ pub async fn read<'m>(
         }
         servers.push(Server {
             key,
-            options: engine.admin_options().clone(),
+            options: engine.login_options("", None, "postgres"),
             label: engine.server().to_string(),
             catalog,
             services: services.iter().map(|s| s.name.clone()).collect(),

@@ -34,7 +34,7 @@ fn report() -> Report {
             .other(Some("billing"))
             .store("billing")
             .fix(Fix::sql(
-                &None,
+                &silo_store::ServerId::SHARED,
                 None,
                 vec!["REVOKE ALL ON DATABASE billing FROM orders_svc;".into()],
             )),

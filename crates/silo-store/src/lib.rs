@@ -7,6 +7,7 @@
 //! everything they create (`managed by silo: service=<name>`) and refuse to
 //! adopt or drop anything unmarked.
 
+mod admin;
 mod connect;
 mod credentials;
 mod error;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use silo_manifest::Service;
 
+pub use admin::{Admin, ServerId};
 pub use connect::{ServiceConnection, StoreKind, connect_with};
 pub use credentials::{Credentials, CredentialsView, SecretsDir};
 pub use error::{StoreError, is_privilege_error, root_cause};

@@ -155,7 +155,7 @@ impl PgEngine {
 
     /// The administrator's connection options (no password is ever shown
     /// from them).
-    pub fn admin_options(&self) -> &PgConnectOptions {
+    pub(crate) fn admin_options(&self) -> &PgConnectOptions {
         &self.admin
     }
 
@@ -165,7 +165,7 @@ impl PgEngine {
     /// refused connection until its 30 s acquire timeout, a silent wait
     /// when the server is down, while one attempt fails at once with the
     /// real cause.
-    pub async fn admin_pool(&self) -> Result<&PgPool, StoreError> {
+    pub(crate) async fn admin_pool(&self) -> Result<&PgPool, StoreError> {
         self.reachable
             .get_or_try_init(|| async {
                 let conn = PgConnection::connect_with(&self.admin)
@@ -266,13 +266,20 @@ impl PgEngine {
 
     /// Connects to `database` as the administrator (for per-database work
     /// such as the `public` schema).
-    pub async fn admin_in(&self, database: &str) -> Result<PgConnection, StoreError> {
+    pub(crate) async fn admin_in(&self, database: &str) -> Result<PgConnection, StoreError> {
         PgConnection::connect_with(&self.admin.clone().database(database))
             .await
             .map_err(|source| StoreError::Connect {
                 target: format!("database `{database}` on {}", self.server),
                 source,
             })
+    }
+
+    /// Connects to the admin URL's own database as the administrator.
+    pub(crate) async fn admin_in_default(&self) -> Result<PgConnection, StoreError> {
+        PgConnection::connect_with(&self.admin)
+            .await
+            .map_err(|e| self.classify(e, "connecting"))
     }
 
     fn credentials_for(&self, service: &Service, password: Secret) -> Credentials {

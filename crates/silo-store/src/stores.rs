@@ -83,7 +83,7 @@ impl Stores {
     }
 
     /// The PostgreSQL engine of `service`'s server.
-    pub fn postgres(&self, service: &Service) -> Result<Arc<PgEngine>, StoreError> {
+    pub(crate) fn postgres(&self, service: &Service) -> Result<Arc<PgEngine>, StoreError> {
         let (key, url, origin) = match (service.isolation, &service.url_env) {
             (Isolation::Instance, Some(var)) => {
                 let url = std::env::var(var).map_err(|_| StoreError::UrlEnvUnset {

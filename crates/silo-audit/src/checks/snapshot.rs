@@ -119,7 +119,7 @@ pub fn hba(
 /// The shared server holding `services`.
 pub fn server(manifest: &Manifest, key: Option<&str>, services: &[&str]) -> Server {
     Server {
-        key: key.map(str::to_string),
+        key: key.map_or(silo_store::ServerId::SHARED, silo_store::ServerId::instance),
         options: PgConnectOptions::new_without_pgpass(),
         label: "127.0.0.1:5432".into(),
         catalog: catalog(manifest, services),
