@@ -631,3 +631,47 @@ async fn another_projects_store_is_never_taken_or_dropped() {
         .assert()
         .success();
 }
+
+/// Two `silo up` at once on one project take turns per store (an advisory
+/// lock on the server) instead of failing on each other's catalog changes:
+/// both succeed, and a third run finds nothing to change.
+#[tokio::test]
+async fn two_ups_at_once_take_turns() {
+    let prefix = Prefix::new();
+    let dir = postgres_project(&prefix, 8);
+    let dir = dir.path();
+    let bin = assert_cmd::cargo::cargo_bin("silo");
+    let spawn = || {
+        std::process::Command::new(&bin)
+            .current_dir(dir)
+            .env("SILO_PG_ADMIN_URL", admin_url())
+            .env_remove("SILO_ENGINE")
+            .env_remove("SILO_DATA_DIR")
+            .args(["up", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let again = json(silo(dir).args(["up", "--json"]));
+    assert!(
+        again["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "unchanged"),
+        "{again:#}"
+    );
+    silo(dir).args(["destroy", "--yes"]).assert().success();
+}

@@ -714,22 +714,33 @@ impl PgEngine {
             .collect())
     }
 
-    /// Connects with the service's own credentials.
-    pub async fn connect_as(&self, creds: &Credentials) -> Result<PgConnection, StoreError> {
-        let options =
-            parse_url(&creds.url(), "the credentials file")?.application_name(&creds.service);
-        PgConnection::connect_with(&options)
+    /// Holds `service`'s provisioning lock on this server until the
+    /// returned connection closes (or its session ends with a killed run):
+    /// two `silo up` (or `up` and `down`) on one store take turns instead
+    /// of tripping over each other's catalog changes.
+    async fn lock_service(&self, service: &Service) -> Result<PgConnection, StoreError> {
+        let mut conn = self.admin_in_default().await?;
+        let key = format!("silo provision {}", service.database);
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(&key)
+            .fetch_one(&mut conn)
             .await
-            .map_err(|source| StoreError::Connect {
-                target: creds.redacted_url(),
-                source,
-            })
+            .map_err(|e| self.classify(e, "taking the provisioning lock"))?;
+        if !got {
+            tracing::warn!(
+                service = %service.name,
+                "waiting for another silo run on this store to finish"
+            );
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(&key)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| self.classify(e, "taking the provisioning lock"))?;
+        }
+        Ok(conn)
     }
-}
 
-#[async_trait]
-impl StoreEngine for PgEngine {
-    async fn provision(
+    async fn provision_locked(
         &self,
         service: &Service,
         options: ProvisionOptions,
@@ -766,6 +777,114 @@ impl StoreEngine for PgEngine {
             role_created && db_created,
             changes,
         ))
+    }
+
+    async fn drop_locked(&self, service: &Service) -> Result<Dropped, StoreError> {
+        let db_state = self
+            .database_state(&service.database, &service.role)
+            .await?;
+        let role_state = self.role_state(&service.role).await?;
+        // Check both before dropping either: all or nothing.
+        if let Some(db) = &db_state
+            && !db.half_made(service, role_state.as_ref())
+        {
+            self.check_mark(
+                db.comment.as_deref(),
+                "database",
+                &service.database,
+                service,
+                false,
+            )?;
+        }
+        if let Some(role) = &role_state {
+            self.check_mark(
+                role.comment.as_deref(),
+                "role",
+                &service.role,
+                service,
+                false,
+            )?;
+        }
+        let mut dropped = Dropped::default();
+        // Scratch stores an interrupted `verify` or `diff` left behind are
+        // owned by the role: they go first, or the role could not be
+        // dropped.
+        for scratch in self.scratch_leftovers(service).await? {
+            self.run(
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&scratch)
+                ),
+                "dropping a leftover scratch database",
+            )
+            .await?;
+            dropped
+                .removed
+                .push(format!("leftover scratch database {scratch}"));
+        }
+        if db_state.is_some() {
+            self.run(
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&service.database)
+                ),
+                "dropping the database",
+            )
+            .await?;
+            dropped
+                .removed
+                .push(format!("database {}", service.database));
+        }
+        if role_state.is_some() {
+            self.run(
+                format!("DROP ROLE IF EXISTS {}", quote_ident(&service.role)),
+                "dropping the role",
+            )
+            .await?;
+            dropped.removed.push(format!("role {}", service.role));
+        }
+        for staged in self.secrets.remove_stale_staged(&service.name)? {
+            dropped
+                .removed
+                .push(format!("leftover staged file {}", staged.display()));
+        }
+        if self.secrets.remove(&service.name)? {
+            dropped.removed.push("credentials file".into());
+        }
+        Ok(dropped)
+    }
+
+    /// Connects with the service's own credentials.
+    pub async fn connect_as(&self, creds: &Credentials) -> Result<PgConnection, StoreError> {
+        let options =
+            parse_url(&creds.url(), "the credentials file")?.application_name(&creds.service);
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                target: creds.redacted_url(),
+                source,
+            })
+    }
+}
+
+#[async_trait]
+impl StoreEngine for PgEngine {
+    async fn provision(
+        &self,
+        service: &Service,
+        options: ProvisionOptions,
+    ) -> Result<Provisioned, StoreError> {
+        let lock = self.lock_service(service).await?;
+        let result = self.provision_locked(service, options).await;
+        let _ = lock.close().await;
+        result
+    }
+
+    async fn drop_store(&self, service: &Service) -> Result<Dropped, StoreError> {
+        let lock = self.lock_service(service).await?;
+        let result = self.drop_locked(service).await;
+        let _ = lock.close().await;
+        result
     }
 
     async fn status(&self, service: &Service) -> Result<StoreStatus, StoreError> {
@@ -842,81 +961,6 @@ impl StoreEngine for PgEngine {
             "",
         )
         .await
-    }
-
-    async fn drop_store(&self, service: &Service) -> Result<Dropped, StoreError> {
-        let db_state = self
-            .database_state(&service.database, &service.role)
-            .await?;
-        let role_state = self.role_state(&service.role).await?;
-        // Check both before dropping either: all or nothing.
-        if let Some(db) = &db_state
-            && !db.half_made(service, role_state.as_ref())
-        {
-            self.check_mark(
-                db.comment.as_deref(),
-                "database",
-                &service.database,
-                service,
-                false,
-            )?;
-        }
-        if let Some(role) = &role_state {
-            self.check_mark(
-                role.comment.as_deref(),
-                "role",
-                &service.role,
-                service,
-                false,
-            )?;
-        }
-        let mut dropped = Dropped::default();
-        // Scratch stores an interrupted `verify` or `diff` left behind are
-        // owned by the role: they go first, or the role could not be
-        // dropped.
-        for scratch in self.scratch_leftovers(service).await? {
-            self.run(
-                format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&scratch)
-                ),
-                "dropping a leftover scratch database",
-            )
-            .await?;
-            dropped
-                .removed
-                .push(format!("leftover scratch database {scratch}"));
-        }
-        if db_state.is_some() {
-            self.run(
-                format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&service.database)
-                ),
-                "dropping the database",
-            )
-            .await?;
-            dropped
-                .removed
-                .push(format!("database {}", service.database));
-        }
-        if role_state.is_some() {
-            self.run(
-                format!("DROP ROLE IF EXISTS {}", quote_ident(&service.role)),
-                "dropping the role",
-            )
-            .await?;
-            dropped.removed.push(format!("role {}", service.role));
-        }
-        for staged in self.secrets.remove_stale_staged(&service.name)? {
-            dropped
-                .removed
-                .push(format!("leftover staged file {}", staged.display()));
-        }
-        if self.secrets.remove(&service.name)? {
-            dropped.removed.push("credentials file".into());
-        }
-        Ok(dropped)
     }
 
     async fn scratch(&self, service: &Service) -> Result<Credentials, StoreError> {
