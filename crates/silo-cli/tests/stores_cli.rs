@@ -675,3 +675,42 @@ async fn two_ups_at_once_take_turns() {
     );
     silo(dir).args(["destroy", "--yes"]).assert().success();
 }
+
+/// A service whose own login the server refuses (a wrong password in its
+/// credentials file, on a server that checks passwords) is a failed
+/// operation with the repair to make (exit 1), not an unreachable server
+/// (2); `silo up` repairs it and `migrate` then runs.
+#[test]
+fn a_refused_service_login_is_exit_1_with_the_repair() {
+    let server = silo_testkit::TempServer::start();
+    let prefix = Prefix::new();
+    let dir = project(&prefix);
+    let dir = dir.path();
+    let run = |args: &[&str]| {
+        let mut c = silo(dir);
+        c.env("SILO_PG_ADMIN_URL", server.admin_url())
+            .args(["--engine", "postgres"])
+            .args(args);
+        c
+    };
+    run(&["up", "orders"]).assert().success();
+    let path = dir.join(".silo/secrets/orders.env");
+    let (good, _) = file_passwords(dir);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&good, "wrong-password");
+    std::fs::write(&path, text).unwrap();
+    for args in [vec!["migrate", "orders"], vec!["info", "orders"]] {
+        let out = run(&args).output().unwrap();
+        let said = format!("{} {}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains("refused service `orders`'s own login"),
+            "{said}"
+        );
+        assert!(said.contains("silo up orders"), "{said}");
+        assert!(!said.contains("wrong-password"), "{said}");
+    }
+    run(&["up", "orders"]).assert().success();
+    run(&["migrate", "orders"]).assert().success();
+}

@@ -83,9 +83,20 @@ pub async fn connect_with(
                 parse_url(&creds.url(), "the credentials file")?.application_name(application);
             let mut conn = PgConnection::connect_with(&options)
                 .await
-                .map_err(|source| StoreError::Connect {
-                    target: creds.redacted_url(),
-                    source,
+                .map_err(|source| match &source {
+                    // The server answered and refused the service's own
+                    // login: its credentials are wrong, not the server
+                    // unreachable.
+                    sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")) => {
+                        StoreError::ServiceLogin {
+                            service: service.name.clone(),
+                            source,
+                        }
+                    }
+                    _ => StoreError::Connect {
+                        target: creds.redacted_url(),
+                        source,
+                    },
                 })?;
             let comment: Option<String> = sqlx::query_scalar(
                 "SELECT shobj_description(oid, 'pg_database') FROM pg_database \

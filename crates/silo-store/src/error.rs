@@ -51,6 +51,13 @@ pub enum StoreError {
         ours: String,
     },
 
+    #[error("the server refused service `{service}`'s own login")]
+    ServiceLogin {
+        service: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
     #[error("service `{service}` uses PostgreSQL but no admin URL is set")]
     NoAdminUrl { service: String },
 
@@ -110,6 +117,7 @@ impl StoreError {
             StoreError::ManagedByOther { .. } => "managed-by-other",
             StoreError::NotServiceStore { .. } => "not-service-store",
             StoreError::OtherProject { .. } => "other-project",
+            StoreError::ServiceLogin { .. } => "service-login",
             StoreError::EngineMismatch { .. } => "engine-mismatch",
             StoreError::NoAdminUrl { .. } => "no-admin-url",
             StoreError::UrlEnvUnset { .. } => "url-env-unset",
@@ -155,6 +163,9 @@ impl StoreError {
                 configured,
             } => Some(format!(
                 "silo never moves a store between engines. To keep working on the existing store, set `engine = \"{recorded}\"` under [services.{service}] in silo.toml; to start over on {configured}, first run `silo --engine {recorded} down {service} --yes`"
+            )),
+            StoreError::ServiceLogin { service, .. } => Some(format!(
+                "its credentials file does not match its role: `silo up {service}` checks it against the server and repairs it"
             )),
             StoreError::OtherProject { .. } => Some(
                 "two projects on one server cannot share a store: give this service another `database` and `role` in silo.toml".into(),
