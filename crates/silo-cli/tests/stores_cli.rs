@@ -714,3 +714,39 @@ fn a_refused_service_login_is_exit_1_with_the_repair() {
     run(&["up", "orders"]).assert().success();
     run(&["migrate", "orders"]).assert().success();
 }
+
+/// A store a killed run left marked but closed to connections is reported
+/// by `status` and opened by the next `up`.
+#[tokio::test]
+async fn a_store_left_closed_is_reported_and_opened() {
+    let prefix = Prefix::new();
+    let dir = postgres_project(&prefix, 1);
+    let dir = dir.path();
+    silo(dir).arg("up").assert().success();
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
+        prefix.name("svc0")
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let status = json(silo(dir).args(["status", "--json"]));
+    assert!(
+        status["services"][0]["leftovers"]
+            .to_string()
+            .contains("left closed to connections"),
+        "{status:#}"
+    );
+    let up = json(silo(dir).args(["up", "--json"]));
+    assert!(
+        up["services"][0]["changes"]
+            .to_string()
+            .contains("opened database"),
+        "{up:#}"
+    );
+    let status = json(silo(dir).args(["status", "--json"]));
+    assert_eq!(status["services"][0]["connects"], true, "{status:#}");
+    assert_eq!(status["services"][0]["leftovers"], serde_json::json!([]));
+    silo(dir).args(["destroy", "--yes"]).assert().success();
+}

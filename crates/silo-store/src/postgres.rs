@@ -1020,12 +1020,20 @@ impl StoreEngine for PgEngine {
         if let Some(db) = self
             .database_state(&service.database, &service.role)
             .await?
-            && db.half_made(service, self.role_state(&service.role).await?.as_ref())
         {
-            out.push(format!(
-                "half-made database {} (`silo up` finishes it)",
-                service.database
-            ));
+            if db.half_made(service, self.role_state(&service.role).await?.as_ref()) {
+                out.push(format!(
+                    "half-made database {} (`silo up` finishes it)",
+                    service.database
+                ));
+            } else if !db.allow_connections
+                && db.comment.as_deref().and_then(marker_service) == Some(service.name.as_str())
+            {
+                out.push(format!(
+                    "database {} left closed to connections (`silo up` opens it)",
+                    service.database
+                ));
+            }
         }
         Ok(out)
     }
