@@ -100,6 +100,21 @@ async fn a_store_stays_on_the_engine_it_was_made_on() {
     let info = json(silo(dir).args(["--engine", "postgres", "info", "--json"]));
     assert_eq!(info["services"][0]["migrations"][0]["state"], "pending");
 
+    // With the credentials file (the usual record) gone, `up` still finds
+    // the PostgreSQL store by its mark and refuses to make a second one.
+    let record = dir.join(".silo/secrets/orders.env");
+    let saved = std::fs::read(&record).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    let out = silo(dir).args(["up", "orders"]).output().unwrap();
+    let said = format!("{} {}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("made on postgres"), "{said}");
+    assert!(
+        !dir.join(".silo/orders").exists(),
+        "no SQLite store was made"
+    );
+    std::fs::write(&record, saved).unwrap();
+
     // Named, it is the store that exists.
     silo(dir)
         .args(["--engine", "postgres", "migrate"])

@@ -82,6 +82,53 @@ impl Stores {
         Ok(())
     }
 
+    /// Before a store is made: refuses when this service's store already
+    /// lives on the other engine although its credentials file (the usual
+    /// record) is gone, found by the store's own mark: a silo-marked SQLite
+    /// file at its path, or a PostgreSQL database marked for this service
+    /// (and project) on the shared server.
+    pub async fn check_no_store_elsewhere(&self, service: &Service) -> Result<(), StoreError> {
+        if self.secrets.read(service).ok().flatten().is_some() {
+            return Ok(());
+        }
+        let mismatch = |recorded| StoreError::EngineMismatch {
+            service: service.name.clone(),
+            recorded,
+            configured: service.engine,
+        };
+        match service.engine {
+            Engine::Postgres => {
+                let file = service.sqlite_path(&self.config.data_dir);
+                if crate::sqlite::has_silo_header(&file).unwrap_or(false) {
+                    return Err(mismatch(Engine::Sqlite));
+                }
+            }
+            Engine::Sqlite => {
+                if self.config.admin_url.is_none()
+                    || service.sqlite_path(&self.config.data_dir).exists()
+                {
+                    return Ok(());
+                }
+                let mut probe = service.clone();
+                probe.engine = Engine::Postgres;
+                probe.isolation = Isolation::Database;
+                let Ok(engine) = self.postgres(&probe) else {
+                    return Ok(());
+                };
+                // An unreachable server is no reason to refuse a SQLite
+                // store: the check is best effort.
+                if let Ok(Some(comment)) = engine.database_comment(&service.database).await
+                    && crate::marker_service(&comment) == Some(service.name.as_str())
+                    && crate::marker_project(&comment)
+                        .is_none_or(|p| Some(p) == self.config.project.as_deref())
+                {
+                    return Err(mismatch(Engine::Postgres));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The PostgreSQL engine of `service`'s server.
     pub(crate) fn postgres(&self, service: &Service) -> Result<Arc<PgEngine>, StoreError> {
         let (key, url, origin) = match (service.isolation, &service.url_env) {

@@ -14,7 +14,10 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
         .stores
         .for_each(
             &services,
-            |engine, service| async move { engine.provision(service, options).await },
+            |engine, service| async move {
+                ctx.stores.check_no_store_elsewhere(service).await?;
+                engine.provision(service, options).await
+            },
             |service, _| {
                 bar.set_message(service.name.clone());
                 bar.inc(1);
