@@ -411,6 +411,24 @@ impl Target for PgTarget {
         Ok(rank)
     }
 
+    async fn claim_progress(
+        &mut self,
+        installed_rank: i32,
+        stopped_by: &str,
+    ) -> Result<bool, MigrateError> {
+        let claimed = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE public.{PROGRESS_TABLE} SET started_by = $1
+             WHERE installed_rank = $2 AND started_by = $3"
+        )))
+        .bind(crate::history::this_process())
+        .bind(installed_rank)
+        .bind(stopped_by)
+        .execute(&mut self.conn)
+        .await
+        .map_err(sql("claiming the stopped migration for --resume"))?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     async fn set_progress(
         &mut self,
         installed_rank: i32,

@@ -530,7 +530,19 @@ async fn run_file(
     // re-plans after it commits and finds the file started, not pending.
     let started_at = match &resume {
         Some(r) => match resume_check(p, r, &texts) {
-            Ok(()) => Ok((r.installed_rank, r.progress.done)),
+            // Two `--resume` at once: only the one that claims the stopped
+            // file goes on; the other would run its rest a second time.
+            Ok(()) => match target
+                .claim_progress(r.installed_rank, &r.progress.started_by)
+                .await
+            {
+                Ok(true) => Ok((r.installed_rank, r.progress.done)),
+                Ok(false) => Err(MigrateError::Refused(format!(
+                    "{} is being resumed right now by another silo; wait for it, then run `silo info`",
+                    p.migration.script
+                ))),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         },
         None => {
@@ -913,6 +925,12 @@ async fn undo_locked(
 ) -> Result<Vec<Step>, MigrateError> {
     let history = target.history().await?;
     let partial = undo_partial(&*target, prepared, &history, options.resume)?;
+    if options.resume && partial.is_none() {
+        // `--resume` finishes what stopped; it never starts undoing more.
+        return Err(MigrateError::Refused(
+            "nothing to resume: no undo stopped part way; run `silo undo` without --resume to undo the next version".into(),
+        ));
+    }
     let plan = undo_files(prepared, &history, options.to.as_ref())?;
     let mut steps = Vec::new();
     for u in plan {

@@ -83,6 +83,16 @@ pub trait Target: Send {
         progress: &Progress,
     ) -> Result<i32, MigrateError>;
 
+    /// Claims a stopped file for a resume, in the planning transaction:
+    /// the progress row of `installed_rank` is marked as this process's if
+    /// it still names `stopped_by`. False when another run claimed it
+    /// first (two `--resume` at once).
+    async fn claim_progress(
+        &mut self,
+        installed_rank: i32,
+        stopped_by: &str,
+    ) -> Result<bool, MigrateError>;
+
     /// Records how far the file of history row `installed_rank` got, at
     /// once (outside any transaction: a write of its own, waiting for the
     /// write lock where there is one, even when the run is cancelled).

@@ -1348,6 +1348,37 @@ async fn undo_resume(engine: &'static str) {
         "U1__t.sql",
         "-- silo:no-transaction\nDROP TABLE t;\nDROP TABLE IF EXISTS no_such_table;\nDROP TABLE u;",
     );
+    // Two resumes at once: only the one that claims the stopped file (by
+    // the run its progress row names) may go on.
+    let history = target.history().await.unwrap();
+    let files = discover(&p.dir(), p.service().engine).unwrap();
+    let entries = silo_migrate::entries(&files, &history);
+    let partial = entries.iter().find_map(|e| e.partial.clone()).unwrap();
+    target.begin().await.unwrap();
+    // The stopped run was another process, long gone.
+    let stopped_by = "pid 4294967295 on a gone host".to_string();
+    assert_ne!(partial.progress.started_by, stopped_by);
+    target
+        .execute(&format!(
+            "UPDATE silo_migration_progress SET started_by = '{stopped_by}'"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        target
+            .claim_progress(partial.installed_rank, &stopped_by)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !target
+            .claim_progress(partial.installed_rank, &stopped_by)
+            .await
+            .unwrap(),
+        "a second resume finds it claimed"
+    );
+    target.rollback().await.unwrap();
+
     let options = UndoOptions {
         to: None,
         resume: true,
@@ -1361,6 +1392,17 @@ async fn undo_resume(engine: &'static str) {
     assert_eq!(
         p.states().await,
         [("V1__t.sql".to_string(), State::Pending)]
+    );
+
+    // With nothing stopped, `--resume` undoes nothing more.
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let err = undo_with(target.as_mut(), &prepared(&p), &options, |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing to resume"), "{err}");
+    assert_eq!(
+        p.states().await,
+        [("V1__t.sql".to_string(), State::Applied)]
     );
 }
 
