@@ -21,13 +21,14 @@ pub enum Check {
     InstanceSharing,
     HbaRules,
     StoreFiles,
+    Leftovers,
     CodeCrossReference,
     CodeSecret,
 }
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 13] = [
+    pub const ALL: [Check; 14] = [
         Check::OwnAccess,
         Check::CrossAccess,
         Check::PublicPrivileges,
@@ -39,6 +40,7 @@ impl Check {
         Check::InstanceSharing,
         Check::HbaRules,
         Check::StoreFiles,
+        Check::Leftovers,
         Check::CodeCrossReference,
         Check::CodeSecret,
     ];
@@ -57,6 +59,7 @@ impl Check {
             Check::InstanceSharing => "instance-sharing",
             Check::HbaRules => "hba-rules",
             Check::StoreFiles => "store-files",
+            Check::Leftovers => "leftovers",
             Check::CodeCrossReference => "code-cross-reference",
             Check::CodeSecret => "code-secret",
         }
@@ -176,6 +179,18 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A path the audit did not read, and why: a file the source scan could
+/// not open, a migration file lint could not parse, a service whose
+/// migrations folder is missing. An audit that skipped paths is never
+/// reported as clean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedPath {
+    pub service: String,
+    /// Relative to the folder that holds silo.toml.
+    pub path: PathBuf,
+    pub reason: String,
+}
+
 /// The whole result of one audit.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -186,6 +201,9 @@ pub struct Report {
     /// privilege to read `pg_hba_file_rules`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+    /// Paths the source scan or the migration linting did not read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_paths: Vec<SkippedPath>,
     /// Connection attempts made as service roles.
     pub probes: usize,
 }
@@ -199,11 +217,20 @@ impl Report {
                 .cmp(&(b.check, &b.service, &b.other_service, &b.location))
                 .then_with(|| a.message.cmp(&b.message))
         });
+        self.skipped_paths
+            .sort_by(|a, b| (&a.path, &a.service).cmp(&(&b.path, &b.service)));
+        self.skipped_paths.dedup();
     }
 
-    /// True when nothing was found.
+    /// True when nothing was found (in what was read: see
+    /// [`Report::is_complete`]).
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
+    }
+
+    /// True when every check ran and every path was read.
+    pub fn is_complete(&self) -> bool {
+        self.skipped.is_empty() && self.skipped_paths.is_empty()
     }
 }
 

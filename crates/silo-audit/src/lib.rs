@@ -28,7 +28,7 @@ use silo_manifest::{Engine, Manifest};
 use silo_store::{StoreError, Stores};
 
 pub use finding::{
-    Access, Cell, Check, Finding, Fix, Location, Position, Report, Severity, Skipped,
+    Access, Cell, Check, Finding, Fix, Location, Position, Report, Severity, Skipped, SkippedPath,
 };
 
 /// What to audit and how hard.
@@ -165,9 +165,15 @@ pub async fn audit(
             checks::run_live(&live, &mut report);
         }
         checks::store_files::run(manifest, &mut report.findings);
+        checks::leftovers::run(manifest, stores, &mut report.findings).await?;
     }
     if options.code {
-        scan::run(manifest, &secrets, &mut report.findings)?;
+        scan::run(
+            manifest,
+            &secrets,
+            &mut report.findings,
+            &mut report.skipped_paths,
+        )?;
     }
     if !options.services.is_empty() {
         let wanted = |name: &str| options.services.iter().any(|s| s == name);
@@ -177,6 +183,7 @@ pub async fn audit(
         report
             .matrix
             .retain(|c| wanted(&c.role_service) || wanted(&c.store_service));
+        report.skipped_paths.retain(|p| wanted(&p.service));
     }
     report.sort();
     Ok(report)

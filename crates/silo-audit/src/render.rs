@@ -153,6 +153,13 @@ pub fn human(report: &Report, color: bool) -> String {
     for s in &report.skipped {
         let _ = writeln!(out, "skipped {}: {}", s.check, s.reason);
     }
+    let unread = report.skipped_paths.len();
+    if unread > 0 {
+        let _ = writeln!(out, "{unread} path(s) not read:");
+        for k in &report.skipped_paths {
+            let _ = writeln!(out, "  {}: {}", k.path.display(), k.reason);
+        }
+    }
     let errors = report
         .findings
         .iter()
@@ -160,11 +167,26 @@ pub fn human(report: &Report, color: bool) -> String {
         .count();
     let warnings = report.findings.len() - errors;
     let fixable = report.findings.iter().filter(|f| f.fix.is_some()).count();
-    if report.findings.is_empty() {
+    if report.findings.is_empty() && report.is_complete() {
         let _ = writeln!(
             out,
             "{} no findings ({} connection probes)",
             paint.wrap("32", "clean:"),
+            report.probes
+        );
+    } else if report.findings.is_empty() {
+        // Never "clean" over what was not read or checked.
+        let mut gaps = Vec::new();
+        if unread > 0 {
+            gaps.push(format!("{unread} path(s) not read"));
+        }
+        if !report.skipped.is_empty() {
+            gaps.push(format!("{} check(s) skipped", report.skipped.len()));
+        }
+        let _ = writeln!(
+            out,
+            "no findings in what was read; {} ({} connection probes)",
+            gaps.join(", "),
             report.probes
         );
     } else {
@@ -202,6 +224,8 @@ pub fn json(report: &Report) -> Value {
         "findings": findings,
         "skipped": report.skipped,
         "summary": {
+            "skipped": report.skipped_paths.len(),
+            "skipped_paths": report.skipped_paths,
             "errors": errors,
             "warnings": report.findings.len() - errors,
             "fixable": report.findings.iter().filter(|f| f.fix.is_some()).count(),
@@ -238,6 +262,11 @@ pub fn run<'a>(report: &'a Report, manifest: Option<&'a Path>) -> Run<'a> {
             rule: Some(s.check.id()),
             reason: &s.reason,
         })
+        .chain(report.skipped_paths.iter().map(|k| Skipped {
+            path: Some(&k.path),
+            rule: None,
+            reason: &k.reason,
+        }))
         .collect();
     Run {
         tool: crate::docs::TOOL,
@@ -250,12 +279,13 @@ pub fn run<'a>(report: &'a Report, manifest: Option<&'a Path>) -> Run<'a> {
 /// SARIF 2.1.0: each reported check with its page as help; live findings
 /// point at line 1 of the manifest (`manifest`, relative to the project
 /// folder) and name their service, store and other service; skipped
-/// checks are notifications.
+/// checks and paths not read are notifications.
 pub fn sarif(report: &Report, manifest: &Path) -> Value {
     silo_report::sarif::sarif(&run(report, Some(manifest)))
 }
 
-/// GitHub workflow commands: one per finding, a notice per skipped check.
+/// GitHub workflow commands: one per finding, a notice per skipped check
+/// and per path not read.
 pub fn github(report: &Report) -> String {
     silo_report::github::github(&run(report, None))
 }

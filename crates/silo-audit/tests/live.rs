@@ -663,3 +663,91 @@ async fn without_a_superuser_hba_rules_is_skipped_and_says_why() {
     let human = silo_audit::render::human(&report, false);
     assert!(human.contains("skipped hba-rules: "), "{human}");
 }
+
+/// The `leftovers` findings, as (service, message) pairs.
+fn leftovers(report: &Report) -> Vec<(String, String)> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.check == Check::Leftovers)
+        .map(|f| (f.service.clone(), f.message.clone()))
+        .collect()
+}
+
+/// A scratch database a killed `verify` left, owned by the service role,
+/// is a `leftovers` warning about its service; a clean project has none.
+#[tokio::test]
+async fn a_leftover_scratch_database_is_reported() {
+    let p = Project::new(&["a", "b"]).await;
+    assert_eq!(leftovers(&p.audit().await), []);
+    let scratch = format!("{}_scratch_0123abcd", p.prefix.name("a"));
+    p.admin_sql(
+        None,
+        &format!("CREATE DATABASE \"{scratch}\" OWNER {}", p.role("a")),
+    )
+    .await;
+    let report = p.audit().await;
+    assert_eq!(
+        leftovers(&report),
+        [(
+            "a".to_string(),
+            format!("an interrupted run left scratch database {scratch}")
+        )]
+    );
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.check == Check::Leftovers)
+        .unwrap();
+    assert_eq!(f.severity, silo_audit::Severity::Warning);
+    assert_eq!(f.remediation, "`silo down a --yes` removes them");
+    p.admin_sql(None, &format!("DROP DATABASE \"{scratch}\""))
+        .await;
+    assert_eq!(leftovers(&p.audit().await), []);
+}
+
+/// A service removed from silo.toml after `silo up` keeps its database,
+/// role and credentials: the audit of the new manifest names it as an
+/// orphan, with the command that removes it.
+#[tokio::test]
+async fn a_service_removed_from_the_manifest_is_an_orphan() {
+    let p = Project::new(&["a", "b"]).await;
+    let text = format!(
+        "[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n\
+         [services.a]\ndatabase = \"{}\"\nrole = \"{}\"\n",
+        p.prefix.name("a"),
+        p.prefix.name("a_svc")
+    );
+    let fewer = Manifest::from_str(&text, &p.manifest.path, &Overrides::default()).unwrap();
+    let report = silo_audit::audit(
+        &fewer,
+        &p.stores,
+        &Options {
+            code: false,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let found = leftovers(&report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "b");
+    assert!(
+        found[0].1.starts_with(
+            "silo made a store for `b`, which silo.toml no longer names: credentials file"
+        ),
+        "{}",
+        found[0].1
+    );
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.check == Check::Leftovers)
+        .unwrap();
+    assert_eq!(f.location.store(), Some(p.prefix.name("b").as_str()));
+    assert!(
+        f.remediation.starts_with("`silo down b --orphan --yes`"),
+        "{}",
+        f.remediation
+    );
+}

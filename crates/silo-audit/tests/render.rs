@@ -5,11 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use silo_audit::{Access, Cell, Check, Finding, Fix, Position, Report, Skipped, render};
+use silo_audit::{
+    Access, Cell, Check, Finding, Fix, Position, Report, Skipped, SkippedPath, render,
+};
 
 /// A report with an open cell, one finding of each kind of place (a live
 /// store, a role with no store, a place in the source, a file on disk), a
-/// warning, a fixable and an unfixable finding, and a skipped check.
+/// warning, a fixable and an unfixable finding, a skipped check and a path
+/// not read.
 fn report() -> Report {
     let cell = |role: &str, store: &str, access| Cell {
         role_service: role.into(),
@@ -71,6 +74,11 @@ fn report() -> Report {
             check: Check::HbaRules,
             reason: "cannot read pg_hba_file_rules on 127.0.0.1:5432: permission denied".into(),
         }],
+        skipped_paths: vec![SkippedPath {
+            service: "orders".into(),
+            path: PathBuf::from("services/orders/pipe"),
+            reason: "not a regular file (a FIFO, socket or device)".into(),
+        }],
         probes: 6,
     };
     report.sort();
@@ -103,6 +111,26 @@ fn clean_human() {
         ..Report::default()
     };
     insta::assert_snapshot!(render::human(&clean, false), @"clean: no findings (4 connection probes)");
+}
+
+/// No findings, but a path not read: the verdict says so and never
+/// "clean".
+#[test]
+fn no_findings_with_a_path_not_read_is_not_clean() {
+    let report = Report {
+        skipped_paths: vec![SkippedPath {
+            service: "billing".into(),
+            path: PathBuf::from("services/billing/migrations"),
+            reason: "does not exist".into(),
+        }],
+        probes: 4,
+        ..Report::default()
+    };
+    insta::assert_snapshot!(render::human(&report, false), @r"
+    1 path(s) not read:
+      services/billing/migrations: does not exist
+    no findings in what was read; 1 path(s) not read (4 connection probes)
+    ");
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod foreign_data;
 pub mod foreign_owner;
 pub mod hba_rules;
 pub mod instance_sharing;
+pub mod leftovers;
 pub mod own_access;
 pub mod public_privileges;
 pub mod public_schema;

@@ -19,7 +19,7 @@ use silo_manifest::{Isolation, Manifest, Service};
 use silo_store::secrets_layout;
 
 use crate::secrets::SecretsFile;
-use crate::{AuditError, Check, Finding, Position};
+use crate::{AuditError, Check, Finding, Position, SkippedPath};
 use matcher::{Hit, Kind, Matcher, Needle};
 use silo_lint::RuleId;
 
@@ -84,11 +84,14 @@ fn needles(manifest: &Manifest, secrets: &HashMap<String, SecretsFile>) -> Vec<N
     needles
 }
 
-/// Scans every service's source folder and its migrations.
+/// Scans every service's source folder and its migrations. What it could
+/// not read goes to `skipped`: an audit never calls clean what it did not
+/// read.
 pub fn run(
     manifest: &Manifest,
     secrets: &HashMap<String, SecretsFile>,
     out: &mut Vec<Finding>,
+    skipped: &mut Vec<SkippedPath>,
 ) -> Result<(), AuditError> {
     let matcher = Matcher::new(needles(manifest, secrets));
     let mut overrides = OverrideBuilder::new(&manifest.root);
@@ -117,11 +120,21 @@ pub fn run(
     })?;
 
     let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    let unread: Mutex<Vec<SkippedPath>> = Mutex::new(Vec::new());
     // Connection strings by text, with every service and place they occur.
     let strings: Mutex<BTreeMap<String, Vec<(String, Position)>>> = Mutex::new(BTreeMap::new());
     for service in &manifest.services {
         let dir = manifest.source_dir(service);
         if !dir.is_dir() {
+            unread
+                .lock()
+                .expect("scan threads do not panic")
+                .push(skipped_path(
+                    manifest,
+                    service,
+                    &dir,
+                    "the service's source folder does not exist (`source` in silo.toml)".into(),
+                ));
             continue;
         }
         let migrations = manifest.migrations_dir(service);
@@ -133,11 +146,40 @@ pub fn run(
             .build_parallel();
         walker.run(|| {
             Box::new(|entry| {
-                let Ok(entry) = entry else {
-                    return WalkState::Continue;
+                let not_read = |path: &Path, reason: String| {
+                    unread
+                        .lock()
+                        .expect("scan threads do not panic")
+                        .push(skipped_path(manifest, service, path, reason));
                 };
-                if entry.file_type().is_some_and(|t| t.is_file()) {
-                    scan_file(manifest, service, entry.path(), &matcher, &found, &strings);
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        let path = error_path(&e).unwrap_or_else(|| dir.clone());
+                        not_read(&path, e.to_string());
+                        return WalkState::Continue;
+                    }
+                };
+                match entry.file_type() {
+                    Some(t) if t.is_file() => {
+                        if let Err(reason) =
+                            scan_file(manifest, service, entry.path(), &matcher, &found, &strings)
+                        {
+                            not_read(entry.path(), reason);
+                        }
+                    }
+                    Some(t) if t.is_dir() => {}
+                    Some(t) if t.is_symlink() => {
+                        let reason = match std::fs::metadata(entry.path()) {
+                            Ok(_) => "a symbolic link: the scan does not follow links".to_string(),
+                            Err(e) => format!("a symbolic link whose target cannot be read: {e}"),
+                        };
+                        not_read(entry.path(), reason);
+                    }
+                    _ => not_read(
+                        entry.path(),
+                        "not a regular file (a FIFO, socket or device)".into(),
+                    ),
                 }
                 WalkState::Continue
             })
@@ -174,8 +216,39 @@ pub fn run(
         }
     }
     out.extend(found);
-    out.extend(migration_findings(manifest));
+    out.extend(migration_findings(manifest, skipped));
+    skipped.extend(unread.into_inner().expect("scan threads do not panic"));
     Ok(())
+}
+
+/// A path of `service` that was not read, shown relative to the project.
+fn skipped_path(
+    manifest: &Manifest,
+    service: &Service,
+    path: &Path,
+    reason: String,
+) -> SkippedPath {
+    SkippedPath {
+        service: service.name.clone(),
+        path: path
+            .strip_prefix(&manifest.root)
+            .unwrap_or(path)
+            .to_path_buf(),
+        reason,
+    }
+}
+
+/// The path a walk error is about, if it names one.
+fn error_path(e: &ignore::Error) -> Option<PathBuf> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path.clone()),
+        ignore::Error::Loop { child, .. } => Some(child.clone()),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Partial(errors) => errors.iter().find_map(error_path),
+        _ => None,
+    }
 }
 
 fn scan_file(
@@ -185,19 +258,24 @@ fn scan_file(
     matcher: &Matcher,
     found: &Mutex<Vec<Finding>>,
     strings: &Mutex<BTreeMap<String, Vec<(String, Position)>>>,
-) {
+) -> Result<(), String> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_FILE_BYTES) {
-        return;
+        return Err(format!(
+            "larger than {} MiB: taken for data, not searched",
+            MAX_FILE_BYTES >> 20
+        ));
     }
-    let Ok(bytes) = std::fs::read(path) else {
-        return;
-    };
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    // A NUL byte marks a binary file (an image, a compiled artefact): it
+    // was read and judged data, which is not a skip.
     if memchr::memchr(0, &bytes[..bytes.len().min(8192)]).is_some() {
-        return;
+        return Ok(());
     }
+    // Text that is not UTF-8 is searched as far as it decodes: the
+    // replacement characters cannot hide an ASCII name.
     let text = String::from_utf8_lossy(&bytes);
     if !matcher.any(&text) {
-        return;
+        return Ok(());
     }
     let config = is_config(path);
     let relative: PathBuf = path
@@ -261,6 +339,7 @@ fn scan_file(
             .expect("scan threads do not panic")
             .extend(local);
     }
+    Ok(())
 }
 
 fn is_config(path: &Path) -> bool {
@@ -293,11 +372,51 @@ fn redact(url: &str) -> String {
 }
 
 /// silo-lint's boundary rules over the migrations: a reference into
-/// another service's tables, or a way into another store.
-fn migration_findings(manifest: &Manifest) -> Vec<Finding> {
-    let Ok(loaded) = silo_lint::load_available(manifest) else {
-        return Vec::new();
+/// another service's tables, or a way into another store. What lint
+/// skipped (a missing migrations folder, a file that is not SQL) and the
+/// files it could not parse, whose rest the rules did not see, go to
+/// `skipped`.
+fn migration_findings(manifest: &Manifest, skipped: &mut Vec<SkippedPath>) -> Vec<Finding> {
+    let loaded = match silo_lint::load_available(manifest) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Nothing was linted: every service's migrations are unread.
+            for service in &manifest.services {
+                skipped.push(skipped_path(
+                    manifest,
+                    service,
+                    &manifest.migrations_dir(service),
+                    format!("migrations not linted: {e}"),
+                ));
+            }
+            return Vec::new();
+        }
     };
+    skipped.extend(loaded.skipped.iter().map(|k| SkippedPath {
+        service: k.service.clone(),
+        path: k.path.clone(),
+        reason: k.reason.clone(),
+    }));
+    for file in &loaded.files {
+        let reason = if file.folder {
+            Some("a folder named like a migration: silo does not run it".to_string())
+        } else {
+            file.parse_error.as_ref().map(|(message, offset)| {
+                let before = &file.text.as_bytes()[..(*offset).min(file.text.len())];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                format!(
+                    "not parsed (line {line}: {message}): the boundary rules did not read all of it"
+                )
+            })
+        };
+        if let Some(reason) = reason {
+            skipped.push(SkippedPath {
+                service: file.service.clone(),
+                path: file.display.clone(),
+                reason,
+            });
+        }
+    }
     let report = silo_lint::lint(
         manifest,
         &loaded,
