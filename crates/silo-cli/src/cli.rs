@@ -349,12 +349,24 @@ pub enum CredentialsCommand {
     },
 }
 
-/// How long to wait for another migrator of the same store.
+/// How long a command that changes a store (or runs its migrations on a
+/// scratch store) waits for another migrator of the same store.
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// Give up waiting for another `silo migrate` on the same store after
     /// this many seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub lock_timeout: u64,
+}
+
+/// How long a command that only reads a store waits for another migrator
+/// of the same store: shorter than [`LockArgs`], since a reader waits only
+/// for the history to be consistent, and a long wait is better reported.
+#[derive(Debug, Args)]
+pub struct ReadLockArgs {
+    /// Give up waiting for another `silo migrate` on the same store after
+    /// this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub lock_timeout: u64,
 }
 
@@ -393,6 +405,8 @@ pub struct MigrateArgs {
 pub struct InfoArgs {
     /// Services to show [default: all]
     pub services: Vec<String>,
+    #[command(flatten)]
+    pub lock: ReadLockArgs,
     /// Print one JSON document
     #[arg(long)]
     pub json: bool,
@@ -430,6 +444,8 @@ pub struct RepairArgs {
     /// Really change the history (required)
     #[arg(long)]
     pub yes: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Print one JSON document: service, changes
     #[arg(long)]
     pub json: bool,
@@ -443,6 +459,8 @@ pub struct BaselineArgs {
     /// (a positional argument: `--version` prints silo's own version)
     #[arg(value_name = "VERSION")]
     pub baseline: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Print one JSON document: service, baseline
     #[arg(long)]
     pub json: bool,
@@ -579,6 +597,19 @@ impl AuditArgs {
 pub struct ServiceArgs {
     /// The service
     pub service: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The service
+    pub service: String,
+    #[command(flatten)]
+    pub lock: ReadLockArgs,
     /// Print one JSON document
     #[arg(long)]
     pub json: bool,
@@ -587,7 +618,7 @@ pub struct ServiceArgs {
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
     /// Print the live schema of a service's store
-    Dump(ServiceArgs),
+    Dump(DumpArgs),
 }
 
 #[derive(Debug, Subcommand)]
