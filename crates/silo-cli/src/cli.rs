@@ -740,6 +740,42 @@ mod tests {
         assert!(missing.is_empty(), "undocumented: {missing:#?}");
     }
 
+    /// Every command that takes the migration lock takes `--lock-timeout`:
+    /// 300 s for those that change a store or run its migrations, 30 s for
+    /// those that only read it.
+    #[test]
+    fn every_locking_command_takes_lock_timeout() {
+        let cases: [(&[&str], u64); 11] = [
+            (&["migrate"], 300),
+            (&["undo", "a"], 300),
+            (&["repair", "a"], 300),
+            (&["baseline", "a", "1"], 300),
+            (&["verify", "a"], 300),
+            (&["diff", "a"], 300),
+            (&["migrations", "adopt", "a", "--from", "flyway"], 300),
+            (&["info"], 30),
+            (&["validate"], 30),
+            (&["schema", "dump", "a"], 30),
+            (&["undo", "a", "--lock-timeout", "7"], 7),
+        ];
+        for (args, expected) in cases {
+            let cli = Cli::try_parse_from(std::iter::once("silo").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let timeout = match &cli.command {
+                Command::Migrate(a) => a.lock.lock_timeout,
+                Command::Undo(a) => a.lock.lock_timeout,
+                Command::Repair(a) => a.lock.lock_timeout,
+                Command::Baseline(a) => a.lock.lock_timeout,
+                Command::Verify(a) | Command::Diff(a) => a.lock.lock_timeout,
+                Command::Migrations(MigrationsCommand::Adopt(a)) => a.lock.lock_timeout,
+                Command::Info(a) | Command::Validate(a) => a.lock.lock_timeout,
+                Command::Schema(SchemaCommand::Dump(a)) => a.lock.lock_timeout,
+                _ => panic!("{args:?}: not a locking command"),
+            };
+            assert_eq!(timeout, expected, "{args:?}");
+        }
+    }
+
     #[test]
     fn json_is_format_json() {
         use LintFormat::*;
