@@ -349,12 +349,24 @@ pub enum CredentialsCommand {
     },
 }
 
-/// How long to wait for another migrator of the same store.
+/// How long a command that changes a store (or runs its migrations on a
+/// scratch store) waits for another migrator of the same store.
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// Give up waiting for another `silo migrate` on the same store after
     /// this many seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub lock_timeout: u64,
+}
+
+/// How long a command that only reads a store waits for another migrator
+/// of the same store: shorter than [`LockArgs`], since a reader waits only
+/// for the history to be consistent, and a long wait is better reported.
+#[derive(Debug, Args)]
+pub struct ReadLockArgs {
+    /// Give up waiting for another `silo migrate` on the same store after
+    /// this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub lock_timeout: u64,
 }
 
@@ -393,6 +405,8 @@ pub struct MigrateArgs {
 pub struct InfoArgs {
     /// Services to show [default: all]
     pub services: Vec<String>,
+    #[command(flatten)]
+    pub lock: ReadLockArgs,
     /// Print one JSON document
     #[arg(long)]
     pub json: bool,
@@ -430,6 +444,8 @@ pub struct RepairArgs {
     /// Really change the history (required)
     #[arg(long)]
     pub yes: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Print one JSON document: service, changes
     #[arg(long)]
     pub json: bool,
@@ -443,6 +459,8 @@ pub struct BaselineArgs {
     /// (a positional argument: `--version` prints silo's own version)
     #[arg(value_name = "VERSION")]
     pub baseline: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Print one JSON document: service, baseline
     #[arg(long)]
     pub json: bool,
@@ -579,6 +597,19 @@ impl AuditArgs {
 pub struct ServiceArgs {
     /// The service
     pub service: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The service
+    pub service: String,
+    #[command(flatten)]
+    pub lock: ReadLockArgs,
     /// Print one JSON document
     #[arg(long)]
     pub json: bool,
@@ -587,7 +618,7 @@ pub struct ServiceArgs {
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
     /// Print the live schema of a service's store
-    Dump(ServiceArgs),
+    Dump(DumpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -707,6 +738,42 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "silo", &mut missing);
         assert!(missing.is_empty(), "undocumented: {missing:#?}");
+    }
+
+    /// Every command that takes the migration lock takes `--lock-timeout`:
+    /// 300 s for those that change a store or run its migrations, 30 s for
+    /// those that only read it.
+    #[test]
+    fn every_locking_command_takes_lock_timeout() {
+        let cases: [(&[&str], u64); 11] = [
+            (&["migrate"], 300),
+            (&["undo", "a"], 300),
+            (&["repair", "a"], 300),
+            (&["baseline", "a", "1"], 300),
+            (&["verify", "a"], 300),
+            (&["diff", "a"], 300),
+            (&["migrations", "adopt", "a", "--from", "flyway"], 300),
+            (&["info"], 30),
+            (&["validate"], 30),
+            (&["schema", "dump", "a"], 30),
+            (&["undo", "a", "--lock-timeout", "7"], 7),
+        ];
+        for (args, expected) in cases {
+            let cli = Cli::try_parse_from(std::iter::once("silo").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let timeout = match &cli.command {
+                Command::Migrate(a) => a.lock.lock_timeout,
+                Command::Undo(a) => a.lock.lock_timeout,
+                Command::Repair(a) => a.lock.lock_timeout,
+                Command::Baseline(a) => a.lock.lock_timeout,
+                Command::Verify(a) | Command::Diff(a) => a.lock.lock_timeout,
+                Command::Migrations(MigrationsCommand::Adopt(a)) => a.lock.lock_timeout,
+                Command::Info(a) | Command::Validate(a) => a.lock.lock_timeout,
+                Command::Schema(SchemaCommand::Dump(a)) => a.lock.lock_timeout,
+                _ => panic!("{args:?}: not a locking command"),
+            };
+            assert_eq!(timeout, expected, "{args:?}");
+        }
     }
 
     #[test]

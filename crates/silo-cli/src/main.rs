@@ -74,22 +74,22 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Destroy(args) => commands::down::destroy(&ctx, args).await,
         Command::Credentials(command) => commands::credentials::run(&ctx, command).await,
         Command::Connect(args) => commands::connect::run(&ctx, args),
-        Command::Migrate(args) => commands::migrations::migrate(&ctx, args).await,
-        Command::Info(args) => commands::migrations::info(&ctx, args).await,
-        Command::Validate(args) => commands::migrations::validate(&ctx, args).await,
-        Command::Undo(args) => commands::migrations::undo(&ctx, args).await,
-        Command::Repair(args) => commands::migrations::repair(&ctx, args).await,
-        Command::Baseline(args) => commands::migrations::baseline(&ctx, args).await,
-        Command::New(args) => commands::migrations::new(&ctx, args),
+        Command::Migrate(args) => commands::migrate::migrate(&ctx, args).await,
+        Command::Info(args) => commands::info::info(&ctx, args).await,
+        Command::Validate(args) => commands::validate::validate(&ctx, args).await,
+        Command::Undo(args) => commands::undo::undo(&ctx, args).await,
+        Command::Repair(args) => commands::repair::repair(&ctx, args).await,
+        Command::Baseline(args) => commands::baseline::baseline(&ctx, args).await,
+        Command::New(args) => commands::new::new(&ctx, args),
         Command::Migrations(cli::MigrationsCommand::Adopt(args)) => {
             commands::adopt::run(&ctx, args).await
         }
-        Command::Migrations(command) => commands::migrations::import(&ctx, command),
+        Command::Migrations(command) => commands::import::import(&ctx, command),
         Command::Lint(args) => commands::lint::run(&ctx, args),
         Command::Audit(args) => commands::audit::run(&ctx, args).await,
-        Command::Verify(args) => commands::migrations::verify(&ctx, args).await,
-        Command::Diff(args) => commands::migrations::diff(&ctx, args).await,
-        Command::Schema(command) => commands::migrations::schema(&ctx, command).await,
+        Command::Verify(args) => commands::verify::verify(&ctx, args).await,
+        Command::Diff(args) => commands::diff::diff(&ctx, args).await,
+        Command::Schema(command) => commands::schema::schema(&ctx, command).await,
     }
 }
 

@@ -169,6 +169,11 @@ fn failed_migration_reports_file_line_and_statement() {
         "{err}"
     );
     assert!(err.contains("rolled back"), "{err}");
+    // The file's own text is shown, the failing statement labelled.
+    assert!(err.contains("orders: "), "{err}");
+    assert!(err.contains("INSERT INTO a VALUES ('x');"), "{err}");
+    assert!(err.contains("here"), "{err}");
+    assert!(err.contains("silo::migrate::failed"), "{err}");
     let info = json(silo(dir.path()).args(["info", "--json"]));
     assert_eq!(info["services"][0]["migrations"][0]["state"], "pending");
 }

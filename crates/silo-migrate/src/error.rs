@@ -15,6 +15,25 @@ pub struct Location {
     pub column: usize,
 }
 
+impl Location {
+    /// The byte offset of this line and column (both 1-based, the column
+    /// counted in characters) in `text`: the end of the text when it lies
+    /// beyond it.
+    pub fn offset_in(&self, text: &str) -> usize {
+        let line_start: usize = text
+            .split_inclusive('\n')
+            .take(self.line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let rest = &text[line_start.min(text.len())..];
+        line_start.min(text.len())
+            + rest
+                .char_indices()
+                .nth(self.column.saturating_sub(1))
+                .map_or(rest.len(), |(i, _)| i)
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
@@ -36,6 +55,33 @@ pub struct Failure {
     /// Whether the store is as it was (transactional file) or may hold a
     /// partial change (no-transaction file).
     pub rolled_back: bool,
+    /// The file's text, named by its path, as it was run: what the
+    /// diagnostic shows with the failing spot underlined.
+    pub source: Option<miette::NamedSource<String>>,
+}
+
+impl Failure {
+    /// What the failure left and what to do next.
+    pub fn help(&self) -> &'static str {
+        if self.rolled_back {
+            "the file ran in a transaction: it was rolled back and is not recorded as applied"
+        } else {
+            "the file ran outside a transaction: statements before the failing one stay applied, and `silo info` shows it partial. Fix the failing statement and run again with --resume to go on from it; or revert what ran by hand, then `silo repair`"
+        }
+    }
+
+    /// The span the diagnostic underlines: from the location, as long as
+    /// the failing statement (at least one byte), within the file's text.
+    fn span(&self) -> Option<miette::SourceSpan> {
+        let (location, source) = (self.location.as_ref()?, self.source.as_ref()?);
+        let text = source.inner();
+        let offset = location.offset_in(text);
+        let len = self
+            .statement
+            .as_ref()
+            .map_or(1, |s| s.len().min(text.len() - offset).max(1));
+        Some((offset, len).into())
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -501,14 +547,150 @@ impl miette::Diagnostic for MigrateError {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        if let MigrateError::Failed(f) = self {
+            return Some(Box::new(f.help()));
+        }
         self.hint()
             .map(|h| Box::new(h) as Box<dyn std::fmt::Display + 'a>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        match self {
+            MigrateError::Failed(f) if f.span().is_some() => {
+                f.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+            }
+            _ => None,
+        }
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        match self {
+            MigrateError::Failed(f) => {
+                let span = f.span()?;
+                Some(Box::new(std::iter::once(
+                    miette::LabeledSpan::new_with_span(Some("here".into()), span),
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A migration error of one service, as silo reports it: `service:
+/// message: cause`, with the error's code, source and labels, and its
+/// help naming the service.
+#[derive(Debug)]
+pub struct ServiceError {
+    pub service: String,
+    pub error: MigrateError,
+}
+
+impl ServiceError {
+    /// `error`, reported as `service`'s.
+    pub fn new(service: impl Into<String>, error: MigrateError) -> Self {
+        ServiceError {
+            service: service.into(),
+            error,
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.service, self.error.describe())
+    }
+}
+
+// No `source()`: the message already ends with the innermost cause.
+impl std::error::Error for ServiceError {}
+
+impl miette::Diagnostic for ServiceError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.error.code()
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let help = self.error.help()?.to_string();
+        Some(Box::new(help.replace("<service>", &self.service)))
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.error.source_code()
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.error.labels()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Cancelled, Stopped, applied_text};
+    use super::{Cancelled, Failure, Location, MigrateError, ServiceError, Stopped, applied_text};
+    use miette::Diagnostic;
+
+    #[test]
+    fn a_failed_file_is_labelled_at_its_line_and_column() {
+        // Line 3 starts at byte 10; its 9th character is the `x`, after
+        // `SELECTé ` (8 characters in 9 bytes): byte 19.
+        let text = "-- first\n\nSELECT\u{e9} x FROM nosuch;\n";
+        let failure = Failure {
+            script: "V1__a.sql".into(),
+            location: Some(Location {
+                path: "migrations/V1__a.sql".into(),
+                line: 3,
+                column: 9,
+            }),
+            statement: Some("x FROM nosuch".into()),
+            message: "no such column: x".into(),
+            code: None,
+            rolled_back: true,
+            source: Some(miette::NamedSource::new(
+                "migrations/V1__a.sql",
+                text.to_string(),
+            )),
+        };
+        let e = ServiceError::new("orders", MigrateError::failed(failure));
+        let labels: Vec<_> = e.labels().expect("a label").collect();
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels[0].offset(), text.find("x FROM").unwrap());
+        assert_eq!(labels[0].offset(), 19);
+        assert_eq!(labels[0].len(), "x FROM nosuch".len());
+        let source = e.source_code().expect("the file's text");
+        let spot = source.read_span(labels[0].inner(), 0, 0).unwrap();
+        assert_eq!(spot.data(), b"x FROM nosuch");
+        assert_eq!(spot.name(), Some("migrations/V1__a.sql"));
+        assert!(e.help().unwrap().to_string().contains("rolled back"));
+        assert!(
+            e.to_string()
+                .starts_with("orders: migrations/V1__a.sql:3:9: ")
+        );
+        // A place beyond the text is its end, never a panic.
+        let far = Location {
+            path: "x".into(),
+            line: 9,
+            column: 9,
+        };
+        assert_eq!(far.offset_in(text), text.len());
+    }
+
+    #[test]
+    fn a_service_error_names_its_service_in_the_help() {
+        let e = ServiceError::new(
+            "orders",
+            MigrateError::ForeignHistory {
+                tool: crate::adopt::Tool::Flyway,
+                table: "flyway_schema_history".into(),
+                rows: Some(2),
+            },
+        );
+        let help = e.help().unwrap().to_string();
+        assert!(
+            help.contains("silo migrations adopt orders --from flyway"),
+            "{help}"
+        );
+        assert!(e.labels().is_none());
+        assert!(e.source_code().is_none());
+    }
 
     #[test]
     fn applied_versions_in_words() {

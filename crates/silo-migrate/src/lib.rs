@@ -27,7 +27,7 @@ pub mod target;
 pub mod verify;
 
 pub use cancel::Cancel;
-pub use error::{Cancelled, Failure, Location, MigrateError, PartialStop, Stopped};
+pub use error::{Cancelled, Failure, Location, MigrateError, PartialStop, ServiceError, Stopped};
 pub use history::HistoryKind;
 pub use run::{
     MigrateOptions, Prepared, Step, UndoOptions, baseline, migrate, prepare, repair, undo,

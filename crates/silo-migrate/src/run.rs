@@ -799,6 +799,10 @@ fn failure(
         message: e.message,
         code: e.code,
         rolled_back,
+        source: Some(miette::NamedSource::new(
+            p.migration.path.display().to_string(),
+            p.migration.sql.clone(),
+        )),
     }
 }
 

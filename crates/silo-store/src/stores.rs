@@ -166,16 +166,21 @@ impl Stores {
 
     /// Runs `op` on every service, `concurrency` at a time, calling
     /// `on_done` as each finishes. One service's failure does not stop the
-    /// others. Results come back in the order of `services`.
-    pub async fn for_each<'s, T, F, Fut>(
+    /// others. Results come back in the order of `services`. `op` starts
+    /// only when a slot is free, so it sees what finished before it (a
+    /// cancellation, a failure that stops the rest). Its error is any type
+    /// a [`StoreError`] converts into: the error of a service whose engine
+    /// cannot be had.
+    pub async fn for_each<'s, T, E, F, Fut>(
         &self,
         services: &[&'s Service],
         op: F,
-        mut on_done: impl FnMut(&Service, &Result<T, StoreError>),
-    ) -> Vec<(&'s Service, Result<T, StoreError>)>
+        mut on_done: impl FnMut(&Service, &Result<T, E>),
+    ) -> Vec<(&'s Service, Result<T, E>)>
     where
+        E: From<StoreError>,
         F: Fn(Arc<dyn StoreEngine>, &'s Service) -> Fut,
-        Fut: Future<Output = Result<T, StoreError>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let jobs = services.iter().enumerate().map(|(i, &service)| {
             let engine = self.engine(service);
@@ -183,14 +188,14 @@ impl Stores {
             async move {
                 let result = match fut {
                     Ok(fut) => fut.await,
-                    Err(e) => Err(e),
+                    Err(e) => Err(E::from(e)),
                 };
                 (i, service, result)
             }
         });
         let mut stream =
             futures::stream::iter(jobs).buffer_unordered(self.config.concurrency.max(1));
-        let mut out: Vec<(usize, &'s Service, Result<T, StoreError>)> = Vec::new();
+        let mut out: Vec<(usize, &'s Service, Result<T, E>)> = Vec::new();
         while let Some((i, service, result)) = stream.next().await {
             on_done(service, &result);
             out.push((i, service, result));

@@ -8,7 +8,7 @@ use silo_migrate::adopt::{self, Adoption, Outcome, Tool};
 use silo_migrate::service as ops;
 
 use crate::cli::{AdoptArgs, AdoptTool};
-use crate::commands::migrations::{migrate_failure, policy};
+use crate::commands::migrations_common::{migrate_failure, policy};
 use crate::context::{CmdResult, Context, Failure, print_json, table};
 
 pub async fn run(ctx: &Context, args: &AdoptArgs) -> CmdResult {
@@ -33,10 +33,10 @@ pub async fn run(ctx: &Context, args: &AdoptArgs) -> CmdResult {
         &ctx.stores,
         service,
         &options,
-        policy(&service.name, &args.lock),
+        policy(&service.name, args.lock.lock_timeout),
     )
     .await
-    .map_err(|e| migrate_failure(&service.name, &e))?;
+    .map_err(|e| migrate_failure(&service.name, e))?;
     let problems = adoption.problems().count();
     if args.json {
         print_json(&json!({

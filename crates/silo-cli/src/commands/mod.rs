@@ -2,14 +2,25 @@
 
 pub mod adopt;
 pub mod audit;
+pub mod baseline;
 pub mod connect;
 pub mod credentials;
+pub mod diff;
 pub mod down;
+pub mod import;
+pub mod info;
 pub mod init;
 pub mod lint;
-pub mod migrations;
+pub mod migrate;
+mod migrations_common;
+pub mod new;
+pub mod repair;
+pub mod schema;
 pub mod status;
+pub mod undo;
 pub mod up;
+pub mod validate;
+pub mod verify;
 
 use std::process::ExitCode;
 
