@@ -87,6 +87,10 @@ pub struct UndoOptions {
     /// Go on with a U file that stopped part way, from its first statement
     /// not done, instead of refusing.
     pub resume: bool,
+    /// The U files (scripts, in order) the user was shown and agreed to:
+    /// when the plan made under the lock differs (another run migrated in
+    /// between), nothing is undone.
+    pub expect: Option<Vec<String>>,
 }
 
 /// One migration applied (or, in a dry run, to be applied).
@@ -820,6 +824,7 @@ pub async fn undo(
     let options = UndoOptions {
         to: to.cloned(),
         resume: false,
+        expect: None,
     };
     undo_with(target, prepared, &options, on_step).await
 }
@@ -936,6 +941,24 @@ async fn undo_locked(
         ));
     }
     let plan = undo_files(prepared, &history, options.to.as_ref())?;
+    if let Some(expected) = &options.expect {
+        let now: Vec<&str> = plan.iter().map(|p| p.migration.script.as_str()).collect();
+        if now != expected.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(MigrateError::Refused(format!(
+                "the store changed since the plan was shown: it would now undo {}, not {}; nothing was undone, run `silo undo` again to see the new plan",
+                if now.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    now.join(", ")
+                },
+                if expected.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    expected.join(", ")
+                },
+            )));
+        }
+    }
     let mut steps = Vec::new();
     for u in plan {
         if target.cancel().is_cancelled() {

@@ -1382,6 +1382,7 @@ async fn undo_resume(engine: &'static str) {
     let options = UndoOptions {
         to: None,
         resume: true,
+        expect: None,
     };
     let steps = undo_with(target.as_mut(), &prepared(&p), &options, |_| {})
         .await
@@ -1414,4 +1415,52 @@ async fn undo_resume_sqlite() {
 #[tokio::test]
 async fn undo_resume_postgres() {
     undo_resume("postgres").await;
+}
+
+/// An undo the user agreed to runs exactly the U files shown: when the
+/// store changed in between (another run migrated), nothing is undone.
+async fn undo_runs_only_the_plan_shown(engine: &'static str) {
+    use silo_migrate::{UndoOptions, undo_with};
+    let p = Project::new(engine, "").await;
+    p.write("V1__a.sql", "CREATE TABLE a (id INTEGER);");
+    p.write("U1__a.sql", "DROP TABLE a;");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    // Shown: U1. Meanwhile V2 is applied.
+    p.write("V2__b.sql", "CREATE TABLE b (id INTEGER);");
+    p.write("U2__b.sql", "DROP TABLE b;");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = p.target().await;
+    let options = UndoOptions {
+        to: None,
+        resume: false,
+        expect: Some(vec!["U1__a.sql".to_string()]),
+    };
+    let err = undo_with(target.as_mut(), &prepared, &options, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changed since the plan was shown"),
+        "{err}"
+    );
+    assert_eq!(p.tables().await, ["a", "b"], "nothing undone");
+    let options = UndoOptions {
+        expect: Some(vec!["U2__b.sql".to_string()]),
+        ..options
+    };
+    undo_with(target.as_mut(), &prepared, &options, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(p.tables().await, ["a"]);
+}
+
+#[tokio::test]
+async fn undo_runs_only_the_plan_shown_sqlite() {
+    undo_runs_only_the_plan_shown("sqlite").await;
+}
+
+#[tokio::test]
+async fn undo_runs_only_the_plan_shown_postgres() {
+    undo_runs_only_the_plan_shown("postgres").await;
 }

@@ -23,6 +23,7 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             "run again with --dry-run to see the U files and their SQL, then with --yes to undo",
         ));
     }
+    let mut expect = None;
     if args.dry_run || !args.yes {
         let plan = ops::undo_plan(
             &ctx.manifest,
@@ -58,11 +59,14 @@ pub async fn undo(ctx: &Context, args: &UndoArgs) -> CmdResult {
             errln!("nothing changed");
             return Ok(ExitCode::from(1));
         }
+        // Exactly what was shown runs, or nothing.
+        expect = Some(plan.iter().map(|s| s.script.clone()).collect());
     }
     interrupt::install();
     let options = silo_migrate::UndoOptions {
         to,
         resume: args.resume,
+        expect,
     };
     let steps = ops::undo(
         &ctx.manifest,
