@@ -691,7 +691,7 @@ async fn a_leftover_scratch_database_is_reported() {
         leftovers(&report),
         [(
             "a".to_string(),
-            format!("an interrupted run left scratch database {scratch}")
+            format!("an interrupted run left scratch store {scratch}")
         )]
     );
     let f = report

@@ -12,6 +12,7 @@ mod connect;
 mod credentials;
 mod error;
 pub mod files;
+mod leftover;
 mod orphans;
 pub mod postgres;
 pub mod schema;
@@ -28,6 +29,7 @@ pub use admin::{Admin, ServerId};
 pub use connect::{ServiceConnection, StoreKind, connect_with};
 pub use credentials::{Credentials, CredentialsView, SecretsDir};
 pub use error::{StoreError, is_privilege_error, root_cause};
+pub use leftover::{Leftover, LeftoverKind};
 pub use orphans::Orphan;
 pub use secret::{Secret, scram_verifier, scram_verifies};
 pub use stores::{Stores, StoresConfig};
@@ -147,7 +149,7 @@ pub struct StoreStatus {
     /// What interrupted runs left behind for this service (see
     /// [`StoreEngine::leftovers`]); `down` removes them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub leftovers: Vec<String>,
+    pub leftovers: Vec<Leftover>,
 }
 
 /// What dropping one store removed.
@@ -190,7 +192,7 @@ pub trait StoreEngine: Send + Sync {
     /// scratch stores of a killed `verify` or `diff`, staged credentials
     /// files of a killed `up`, a store a killed `up` left half-made.
     /// `silo up` finishes a half-made store; `silo down` removes the rest.
-    async fn leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError>;
+    async fn leftovers(&self, service: &Service) -> Result<Vec<Leftover>, StoreError>;
 
     /// Drops a store made by [`StoreEngine::scratch`].
     async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError>;

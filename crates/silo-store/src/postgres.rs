@@ -18,8 +18,8 @@ use crate::error::{StoreError, sql};
 use crate::root_cause;
 use crate::secret::{Secret, scram_verifier};
 use crate::{
-    Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus, marker, marker_project,
-    marker_service,
+    Dropped, Leftover, LeftoverKind, ProvisionOptions, Provisioned, StoreEngine, StoreStatus,
+    marker, marker_project, marker_service,
 };
 
 /// One PostgreSQL server, reached as an administrator.
@@ -999,39 +999,34 @@ impl StoreEngine for PgEngine {
         Ok(creds)
     }
 
-    async fn leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError> {
-        let mut out: Vec<String> = self
+    async fn leftovers(&self, service: &Service) -> Result<Vec<Leftover>, StoreError> {
+        let mut out: Vec<Leftover> = self
             .secrets
             .stale_staged(&service.name)
             .iter()
-            .map(|p| {
-                format!(
-                    "staged credentials file {} (`silo up` or `silo down` removes it)",
-                    p.display()
-                )
-            })
+            .map(|p| Leftover::new(LeftoverKind::StagedCredentials, p.display().to_string()))
             .collect();
         out.extend(
             self.scratch_leftovers(service)
                 .await?
                 .into_iter()
-                .map(|name| format!("scratch database {name} (`silo down` removes it)")),
+                .map(|name| Leftover::new(LeftoverKind::ScratchStore, name)),
         );
         if let Some(db) = self
             .database_state(&service.database, &service.role)
             .await?
         {
             if db.half_made(service, self.role_state(&service.role).await?.as_ref()) {
-                out.push(format!(
-                    "half-made database {} (`silo up` finishes it)",
-                    service.database
+                out.push(Leftover::new(
+                    LeftoverKind::HalfMadeStore,
+                    service.database.clone(),
                 ));
             } else if !db.allow_connections
                 && db.comment.as_deref().and_then(marker_service) == Some(service.name.as_str())
             {
-                out.push(format!(
-                    "database {} left closed to connections (`silo up` opens it)",
-                    service.database
+                out.push(Leftover::new(
+                    LeftoverKind::ClosedStore,
+                    service.database.clone(),
                 ));
             }
         }

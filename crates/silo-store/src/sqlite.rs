@@ -19,7 +19,9 @@ use crate::files::{
     DIR_MODE, FILE_MODE, Prepared, create_private_file, ensure_mode, prepare_dir,
     remove_dir_if_empty,
 };
-use crate::{Dropped, ProvisionOptions, Provisioned, StoreEngine, StoreStatus};
+use crate::{
+    Dropped, Leftover, LeftoverKind, ProvisionOptions, Provisioned, StoreEngine, StoreStatus,
+};
 
 /// `application_id` of every store silo creates: "SILO" in ASCII.
 pub const APPLICATION_ID: i64 = 0x5349_4C4F;
@@ -516,33 +518,26 @@ impl StoreEngine for SqliteEngine {
         Ok(creds)
     }
 
-    async fn leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError> {
+    async fn leftovers(&self, service: &Service) -> Result<Vec<Leftover>, StoreError> {
         let path = self.path(service);
-        let mut out: Vec<String> = self
+        let shown = |p: &PathBuf| p.display().to_string();
+        let mut out: Vec<Leftover> = self
             .secrets
             .stale_staged(&service.name)
             .iter()
-            .map(|p| {
-                format!(
-                    "staged credentials file {} (`silo up` or `silo down` removes it)",
-                    p.display()
-                )
-            })
+            .map(|p| Leftover::new(LeftoverKind::StagedCredentials, shown(p)))
             .collect();
         if let Some(dir) = path.parent() {
             out.extend(
                 scratch_files(dir)
                     .iter()
-                    .map(|p| format!("scratch store {} (`silo down` removes it)", p.display())),
+                    .map(|p| Leftover::new(LeftoverKind::ScratchStore, shown(p))),
             );
-        }
-        if let Some(dir) = path.parent() {
-            out.extend(stale_creating(dir).iter().map(|p| {
-                format!(
-                    "half-made store {} (`silo up` or `silo down` removes it)",
-                    p.display()
-                )
-            }));
+            out.extend(
+                stale_creating(dir)
+                    .iter()
+                    .map(|p| Leftover::new(LeftoverKind::HalfMadeStore, shown(p))),
+            );
         }
         Ok(out)
     }

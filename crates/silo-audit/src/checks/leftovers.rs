@@ -6,7 +6,7 @@
 //! orphan keeps a database, a role and a password that nothing manages.
 
 use silo_manifest::Manifest;
-use silo_store::{Orphan, Stores};
+use silo_store::{Leftover, LeftoverKind, Orphan, Stores};
 
 use crate::{AuditError, Check, Finding};
 
@@ -16,8 +16,8 @@ pub struct Left {
     pub service: String,
     /// The service's store (database name or SQLite file name).
     pub store: String,
-    /// Each thing left, in plain words, as silo-store names it.
-    pub items: Vec<String>,
+    /// Each thing left, typed by silo-store.
+    pub items: Vec<Leftover>,
 }
 
 /// Asks silo-store for each service's leftovers and for the orphans, then
@@ -51,16 +51,23 @@ pub async fn run(
 pub fn report(left: &[Left], orphans: &[Orphan], out: &mut Vec<Finding>) {
     for l in left {
         for item in &l.items {
-            // silo-store ends each item with its own hint in parentheses;
-            // the finding's remediation says it once, in full.
-            let what = item.split_once(" (`").map_or(item.as_str(), |(w, _)| w);
-            let remediation = if what.starts_with("half-made") {
-                format!(
+            let what = match item.kind {
+                LeftoverKind::StagedCredentials => format!("staged credentials file {}", item.name),
+                LeftoverKind::ScratchStore => format!("scratch store {}", item.name),
+                LeftoverKind::HalfMadeStore => format!("half-made store {}", item.name),
+                LeftoverKind::ClosedStore => {
+                    format!("store {} closed to connections", item.name)
+                }
+            };
+            let remediation = match item.kind {
+                LeftoverKind::HalfMadeStore => format!(
                     "`silo up {0}` finishes a half-made store (`silo down {0} --yes` removes it instead)",
                     l.service
-                )
-            } else {
-                format!("`silo down {} --yes` removes them", l.service)
+                ),
+                LeftoverKind::ClosedStore => {
+                    format!("`silo up {}` opens it again", l.service)
+                }
+                _ => format!("`silo down {} --yes` removes them", l.service),
             };
             out.push(
                 Finding::new(
@@ -107,8 +114,8 @@ mod tests {
             service: "orders".into(),
             store: "orders".into(),
             items: vec![
-                "scratch database orders_scratch_0123abcd (`silo down` removes it)".into(),
-                "half-made database orders (`silo up` finishes it)".into(),
+                Leftover::new(LeftoverKind::ScratchStore, "orders_scratch_0123abcd"),
+                Leftover::new(LeftoverKind::HalfMadeStore, "orders"),
             ],
         }];
         let mut out = Vec::new();
@@ -120,12 +127,12 @@ mod tests {
             && f.location.store() == Some("orders")));
         assert_eq!(
             out[0].message,
-            "an interrupted run left scratch database orders_scratch_0123abcd"
+            "an interrupted run left scratch store orders_scratch_0123abcd"
         );
         assert_eq!(out[0].remediation, "`silo down orders --yes` removes them");
         assert_eq!(
             out[1].message,
-            "an interrupted run left half-made database orders"
+            "an interrupted run left half-made store orders"
         );
         assert!(
             out[1].remediation.starts_with("`silo up orders` finishes"),
