@@ -111,6 +111,23 @@ impl AuditError {
         }
     }
 
+    /// A stable name for the kind of failure: the last part of the
+    /// diagnostic code (`silo::audit::<kind>`, or the store's own).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditError::Store(e) => e.kind(),
+            AuditError::Unreachable { .. } => "unreachable",
+            AuditError::Privilege(_) => "privilege",
+            AuditError::Sql { .. } => "sql",
+            AuditError::Scan { .. } => "scan",
+        }
+    }
+
+    /// The documented exit code: an audit that cannot run is exit 2.
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+
     /// What to do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -187,4 +204,18 @@ pub async fn audit(
     }
     report.sort();
     Ok(report)
+}
+
+impl miette::Diagnostic for AuditError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(match self {
+            AuditError::Store(e) => format!("silo::store::{}", e.kind()),
+            other => format!("silo::audit::{}", other.kind()),
+        }))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.hint()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display + 'a>)
+    }
 }

@@ -50,6 +50,8 @@ pub fn exit_code_of(e: &(dyn std::error::Error + 'static)) -> u8 {
         e.exit_code()
     } else if let Some(e) = e.downcast_ref::<silo_migrate::MigrateError>() {
         e.exit_code()
+    } else if let Some(e) = e.downcast_ref::<silo_audit::AuditError>() {
+        e.exit_code()
     } else if e.downcast_ref::<silo_manifest::ManifestError>().is_some()
         || e.downcast_ref::<silo_manifest::LoadError>().is_some()
     {
@@ -80,12 +82,63 @@ pub fn store_exit_code<'a, T: 'a>(
     exit_code_all(results.into_iter().filter_map(|r| r.as_ref().err()))
 }
 
-/// Renders a store error as a diagnostic: `prefix`, message, innermost
-/// cause, hint.
+/// A library error as the CLI shows it: `prefix` (the service, say), its
+/// message and innermost cause on one line, and its own diagnostic code
+/// and help. Every error is rendered through this one shape.
+pub struct Shown<E> {
+    prefix: String,
+    error: E,
+}
+
+impl<E: std::error::Error + miette::Diagnostic + 'static> Shown<E> {
+    pub fn new(prefix: impl Into<String>, error: E) -> Self {
+        Shown {
+            prefix: prefix.into(),
+            error,
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::fmt::Display for Shown<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let top = self.error.to_string();
+        let root = silo_store::root_cause(&self.error);
+        if root == top || top.ends_with(&root) {
+            write!(f, "{}{top}", self.prefix)
+        } else {
+            write!(f, "{}{top}: {root}", self.prefix)
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::fmt::Debug for Shown<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+// No `source()`: the message already ends with the innermost cause.
+impl<E: std::error::Error + 'static> std::error::Error for Shown<E> {}
+
+impl<E: std::error::Error + miette::Diagnostic + 'static> miette::Diagnostic for Shown<E> {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.error.code()
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.error.help()
+    }
+}
+
+/// Renders a borrowed store error the way [`Shown`] renders an owned one:
+/// `prefix`, message, innermost cause, and the error's own code and help.
 pub fn store_report(prefix: &str, e: &StoreError) -> Report {
     let mut diag = MietteDiagnostic::new(format!("{prefix}{}", describe(e)));
-    if let Some(hint) = e.hint() {
-        diag = diag.with_help(hint);
+    if let Some(code) = miette::Diagnostic::code(e) {
+        diag = diag.with_code(code.to_string());
+    }
+    if let Some(help) = miette::Diagnostic::help(e) {
+        diag = diag.with_help(help.to_string());
     }
     Report::new(diag)
 }
@@ -309,6 +362,10 @@ mod tests {
                 1
             ))),
             1
+        );
+        assert_eq!(
+            exit_code_of(&silo_audit::AuditError::Privilege("x".into())),
+            2
         );
         assert_eq!(exit_code_of(&std::io::Error::other("x")), 1);
     }

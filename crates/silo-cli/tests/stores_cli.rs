@@ -89,6 +89,11 @@ async fn a_store_stays_on_the_engine_it_was_made_on() {
             "{args:?}: {err}"
         );
         assert!(err.contains("engine = \"postgres\""), "{args:?}: {err}");
+        // Every refusal carries its stable diagnostic code.
+        assert!(
+            err.contains("silo::store::engine-mismatch"),
+            "{args:?}: {err}"
+        );
     }
     // Nothing was applied, dropped or forgotten.
     assert!(database_exists(&prefix.name("orders")).await);

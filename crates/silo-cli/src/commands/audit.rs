@@ -87,17 +87,9 @@ pub async fn run(ctx: &Context, args: &AuditArgs) -> CmdResult {
 async fn audit(ctx: &Context, options: &Options) -> Result<Report, Failure> {
     silo_audit::audit(&ctx.manifest, &ctx.stores, options)
         .await
-        .map_err(|e| {
-            let hint = e.hint();
-            let message = match &e {
-                AuditError::Store(s) => crate::context::describe(s),
-                other => other.to_string(),
-            };
-            let report = match hint {
-                Some(h) => miette::miette!(help = h, "cannot audit: {message}"),
-                None => miette::miette!("cannot audit: {message}"),
-            };
-            Failure::usage(report)
+        .map_err(|e: AuditError| Failure {
+            code: crate::context::exit_code_of(&e),
+            report: miette::Report::new(crate::context::Shown::new("cannot audit: ", e)),
         })
 }
 

@@ -4,7 +4,9 @@ use serde_json::json;
 use silo_store::{Outcome, ProvisionOptions};
 
 use crate::cli::UpArgs;
-use crate::context::{CmdResult, Context, describe, print_json, progress, store_exit_code, table};
+use crate::context::{
+    CmdResult, Context, describe, print_json, progress, store_exit_code, store_report, table,
+};
 
 pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
     let services = ctx.select(&args.services)?;
@@ -81,14 +83,10 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
             ]);
         }
         outln!("{t}");
-        let mut hints: Vec<String> = results
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().err().and_then(|e| e.hint()))
-            .collect();
-        hints.sort();
-        hints.dedup();
-        for hint in hints {
-            errln!("hint: {hint}");
+        for (s, r) in &results {
+            if let Err(e) = r {
+                errln!("{:?}", store_report(&format!("{}: ", s.name), e));
+            }
         }
         let changed = results
             .iter()
