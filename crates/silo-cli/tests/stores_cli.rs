@@ -287,6 +287,19 @@ async fn up_repairs_a_wrong_password_from_what_the_server_accepts() {
         .success();
 }
 
+/// Another `silo up` finds every store as it should be.
+fn assert_up_changes_nothing(dir: &std::path::Path) {
+    let again = json(silo(dir).args(["up", "--json"]));
+    assert!(
+        again["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "unchanged"),
+        "{again:#}"
+    );
+}
+
 /// A project of `n` services on PostgreSQL (set in silo.toml), with
 /// prefixed names.
 fn postgres_project(prefix: &Prefix, n: usize) -> tempfile::TempDir {
@@ -400,15 +413,7 @@ async fn up_killed_at_any_point_leaves_nothing_open_or_refused() {
         assert_eq!(s["connects"], true, "{s:#}");
         assert_eq!(s["leftovers"], serde_json::json!([]), "{s:#}");
     }
-    let again = json(silo(dir).args(["up", "--json"]));
-    assert!(
-        again["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["outcome"] == "unchanged"),
-        "{again:#}"
-    );
+    assert_up_changes_nothing(dir);
     silo(dir).args(["destroy", "--yes"]).assert().success();
     assert!(prefixed_databases(&mut admin, &prefix).await.is_empty());
     let roles: i64 =
@@ -684,15 +689,7 @@ async fn two_ups_at_once_take_turns() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let again = json(silo(dir).args(["up", "--json"]));
-    assert!(
-        again["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["outcome"] == "unchanged"),
-        "{again:#}"
-    );
+    assert_up_changes_nothing(dir);
     silo(dir).args(["destroy", "--yes"]).assert().success();
 }
 
