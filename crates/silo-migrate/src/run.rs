@@ -901,16 +901,44 @@ fn undo_files<'p>(
     to: Option<&Version>,
 ) -> Result<Vec<&'p Prepared>, MigrateError> {
     let replayed = state::replay(history);
-    let mut applied: Vec<Version> = replayed
+    // Undone in the reverse order they were applied (as Flyway does): after
+    // an out-of-order migration the most recent one may not be the highest
+    // version, and it may depend on what the higher one made.
+    let mut applied: Vec<(i32, Version)> = replayed
         .applied
         .values()
-        .filter_map(|r| r.version.as_deref().and_then(|v| Version::parse(v).ok()))
+        .filter_map(|r| {
+            let v = Version::parse(r.version.as_deref()?).ok()?;
+            Some((r.installed_rank, v))
+        })
         .collect();
-    applied.sort();
-    applied.reverse();
+    applied.sort_by(|a, b| b.0.cmp(&a.0));
     let chosen: Vec<Version> = match to {
-        Some(to) => applied.into_iter().filter(|v| v > to).collect(),
-        None => applied.into_iter().take(1).collect(),
+        Some(to) => {
+            // A version kept (at or below `to`) that was applied after one
+            // being undone may depend on it: refuse rather than break it.
+            let first_undone = applied
+                .iter()
+                .filter(|(_, v)| v > to)
+                .map(|(r, _)| *r)
+                .min();
+            if let Some(first) = first_undone
+                && let Some((_, kept)) = applied.iter().find(|(r, v)| *r > first && v <= to)
+            {
+                return Err(MigrateError::Undo {
+                    version: kept.to_string(),
+                    reason: format!(
+                        "V{kept} was applied after versions above {to} (out of order) and may depend on them; undo to below {kept} first, or undo one version at a time"
+                    ),
+                });
+            }
+            applied
+                .into_iter()
+                .filter(|(_, v)| v > to)
+                .map(|(_, v)| v)
+                .collect()
+        }
+        None => applied.into_iter().take(1).map(|(_, v)| v).collect(),
     };
     chosen
         .iter()

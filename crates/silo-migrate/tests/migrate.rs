@@ -1464,3 +1464,51 @@ async fn undo_runs_only_the_plan_shown_sqlite() {
 async fn undo_runs_only_the_plan_shown_postgres() {
     undo_runs_only_the_plan_shown("postgres").await;
 }
+
+/// After an out-of-order migration, undo takes back the most recently
+/// applied version first (it may depend on the higher one), and `--to`
+/// refuses to keep a version applied after one it would undo.
+async fn undo_follows_the_order_of_application(engine: &'static str) {
+    let p = Project::new(engine, "").await;
+    p.write("V1__a.sql", "CREATE TABLE a (id INTEGER);");
+    p.write("U1__a.sql", "DROP TABLE a;");
+    p.write("V5__e.sql", "CREATE TABLE e (id INTEGER);");
+    p.write("U5__e.sql", "DROP TABLE e;");
+    p.migrate(MigrateOptions::default()).await.unwrap();
+    p.write("V3__ve.sql", "CREATE VIEW ve AS SELECT id FROM e;");
+    p.write("U3__ve.sql", "DROP VIEW ve;");
+    p.migrate(MigrateOptions {
+        out_of_order: true,
+        ..MigrateOptions::default()
+    })
+    .await
+    .unwrap();
+    let migrations = discover(&p.dir(), p.service().engine).unwrap();
+    let prepared = prepare(&migrations, p.service()).unwrap();
+    let mut target = p.target().await;
+    let to = silo_migrate::Version::parse("4").unwrap();
+    let err = undo(target.as_mut(), &prepared, Some(&to), |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("applied after"), "{err}");
+    assert_eq!(p.tables().await, ["a", "e"], "nothing undone");
+    let steps = undo(target.as_mut(), &prepared, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(steps[0].script, "U3__ve.sql", "the most recent first");
+    let steps = undo(target.as_mut(), &prepared, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(steps[0].script, "U5__e.sql");
+    assert_eq!(p.tables().await, ["a"]);
+}
+
+#[tokio::test]
+async fn undo_follows_the_order_of_application_sqlite() {
+    undo_follows_the_order_of_application("sqlite").await;
+}
+
+#[tokio::test]
+async fn undo_follows_the_order_of_application_postgres() {
+    undo_follows_the_order_of_application("postgres").await;
+}
