@@ -912,7 +912,7 @@ fn undo_files<'p>(
             Some((r.installed_rank, v))
         })
         .collect();
-    applied.sort_by(|a, b| b.0.cmp(&a.0));
+    applied.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
     let chosen: Vec<Version> = match to {
         Some(to) => {
             // A version kept (at or below `to`) that was applied after one
