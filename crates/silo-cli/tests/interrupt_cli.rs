@@ -789,3 +789,60 @@ async fn ctrl_c_during_verify_drops_the_scratch_store_postgres() {
     let info = info_json(dir.path());
     assert_eq!(entry(&info, "V1__a.sql")["state"], "pending", "{info:#}");
 }
+
+/// Ctrl-C during `silo migrations adopt` cancels its statement on the
+/// server, even one waiting for another tool's lock on that tool's history
+/// table: silo exits 130 while the lock is still held.
+#[tokio::test]
+async fn ctrl_c_cancels_adopt_waiting_on_a_lock_postgres() {
+    let prefix = Prefix::new();
+    let db = prefix.name("orders");
+    let (dir, migrations) = project("postgres", &prefix);
+    std::fs::write(migrations.join("V1__a.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    let mut admin = admin_in(&db).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE flyway_schema_history (
+             installed_rank int PRIMARY KEY, version varchar(50), description varchar(200),
+             type varchar(20), script varchar(1000), checksum int, installed_by varchar(100),
+             installed_on timestamp DEFAULT now(), execution_time int, success boolean);
+         ALTER TABLE flyway_schema_history OWNER TO \"{}\";",
+        prefix.name("orders_svc")
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // A run of the other tool holds its table.
+    let mut gate = admin_in(&db).await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE flyway_schema_history IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut gate)
+        .await
+        .unwrap();
+    let mut run = spawn(
+        dir.path(),
+        &[
+            "migrations",
+            "adopt",
+            "orders",
+            "--from",
+            "flyway",
+            "--dry-run",
+        ],
+    );
+    until!(
+        "adopt waiting for the lock",
+        running(&mut admin, &db, "flyway_schema_history")
+            .await
+            .into_iter()
+            .find(|(_, wait)| wait.as_deref() == Some("Lock"))
+    );
+    run.signal("INT");
+    let (code, stdout, stderr) = run.finish().await;
+    assert_eq!(code, Some(130), "stdout: {stdout}\nstderr: {stderr}");
+    // The lock is still held: the statement was cancelled, not let through.
+    assert!(
+        running(&mut admin, &db, "flyway_schema_history")
+            .await
+            .is_empty()
+    );
+    sqlx::raw_sql("ROLLBACK").execute(&mut gate).await.unwrap();
+}

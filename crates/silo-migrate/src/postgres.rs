@@ -281,7 +281,7 @@ impl Target for PgTarget {
         installed_by: &str,
         installed_on: &str,
     ) -> Result<(), MigrateError> {
-        sqlx::query(AssertSqlSafe(format!(
+        let query = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO public.{TABLE}
                (installed_rank, version, description, type, script, checksum, installed_by,
                 installed_on, execution_time_ms, success)
@@ -296,8 +296,20 @@ impl Target for PgTarget {
         .bind(installed_by)
         .bind(installed_on)
         .bind(row.execution_time_ms)
-        .bind(row.success)
-        .execute(&mut self.conn)
+        .bind(row.success);
+        let PgTarget {
+            conn,
+            pid,
+            connector,
+            policy,
+            ..
+        } = self;
+        until_cancelled(
+            &policy.cancel,
+            connector.as_ref(),
+            *pid,
+            query.execute(&mut *conn),
+        )
         .await
         .map(|_| ())
         .map_err(sql("recording an adopted migration"))
@@ -313,10 +325,23 @@ impl Target for PgTarget {
         for arg in args {
             query = query.bind(*arg);
         }
-        let rows = query
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(sql(action.to_string()))?;
+        let PgTarget {
+            conn,
+            pid,
+            connector,
+            policy,
+            ..
+        } = self;
+        // Another tool's table may be locked by a run of that tool: a
+        // cancelled run must not wait for it.
+        let rows = until_cancelled(
+            &policy.cancel,
+            connector.as_ref(),
+            *pid,
+            query.fetch_all(&mut *conn),
+        )
+        .await
+        .map_err(sql(action.to_string()))?;
         rows.iter()
             .map(|r| {
                 (0..r.len())
@@ -501,18 +526,9 @@ impl Target for PgTarget {
             ..
         } = self;
         let query = sqlx::raw_sql(AssertSqlSafe(text.to_string())).execute(&mut *conn);
-        tokio::pin!(query);
-        // The statement is never dropped half way: after the cancel request
-        // it is awaited to its end, so the connection stays in step with
-        // the server and the rollback after it works.
-        let result = tokio::select! {
-            biased;
-            r = &mut query => r,
-            () = cancel.cancelled() => {
-                cancel_backend(connector.as_ref(), *pid).await;
-                query.await
-            }
-        };
+        // After the cancel request the statement is awaited to its end, so
+        // the rollback after it works.
+        let result = until_cancelled(&cancel, connector.as_ref(), *pid, query).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) => Err(db_error(e, text)),
@@ -522,6 +538,26 @@ impl Target for PgTarget {
 
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Awaits `query`; when the run is cancelled meanwhile, asks the server to
+/// cancel it and awaits its end (a query is never dropped half way, so the
+/// connection stays in step with the server).
+async fn until_cancelled<T>(
+    cancel: &Cancel,
+    connector: Option<&Connector>,
+    pid: i32,
+    query: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(query);
+    tokio::select! {
+        biased;
+        r = &mut query => r,
+        () = cancel.cancelled() => {
+            cancel_backend(connector, pid).await;
+            query.await
+        }
+    }
 }
 
 fn cancelled_waiting() -> MigrateError {
