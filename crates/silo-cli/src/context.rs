@@ -263,6 +263,21 @@ pub fn progress(len: usize, verb: &str) -> ProgressBar {
     bar
 }
 
+/// The JSON document of a command that failed before it had a result:
+/// `{"error": {"code", "message", "help", "exit_code"}}`.
+pub fn error_json(failure: &Failure) -> serde_json::Value {
+    use miette::Diagnostic;
+    let report: &dyn Diagnostic = failure.report.as_ref();
+    serde_json::json!({
+        "error": {
+            "code": report.code().map(|c| c.to_string()),
+            "message": failure.report.to_string(),
+            "help": report.help().map(|h| h.to_string()),
+            "exit_code": failure.code,
+        }
+    })
+}
+
 /// Prints a JSON document on stdout.
 pub fn print_json(value: &serde_json::Value) {
     outln!(

@@ -22,6 +22,7 @@ use context::{CmdResult, Context};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let wants_json = asks_for_json(std::env::args());
     init_tracing(cli.global.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -31,6 +32,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(failure) => {
             errln!("{:?}", failure.report);
+            if wants_json {
+                // A machine reading stdout gets a document even when the
+                // command refused or failed before it had a result.
+                context::print_json(&context::error_json(&failure));
+            }
             ExitCode::from(failure.code)
         }
     };
@@ -45,6 +51,16 @@ fn main() -> ExitCode {
         }
         _ => code,
     }
+}
+
+/// Whether the command line asks for JSON (`--json`, or `--format json` /
+/// `--format=json` for lint and audit), before or after the subcommand.
+fn asks_for_json(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.take_while(|a| a != "--").collect();
+    args.iter().any(|a| a == "--json" || a == "--format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--format" && w[1] == "json")
 }
 
 async fn run(cli: Cli) -> CmdResult {

@@ -872,3 +872,35 @@ fn init_writes_the_engine_it_is_given() {
             .all(|s| s.engine == silo_manifest::Engine::Postgres)
     );
 }
+
+/// With `--json`, a command that refuses or fails before it has a result
+/// still prints one JSON document on stdout: the error, its code, help and
+/// exit code.
+#[test]
+fn a_refusal_with_json_is_a_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    silo(dir.path())
+        .args(["init", "--service", "orders"])
+        .assert()
+        .success();
+    for (args, code) in [
+        (&["info", "nosuch", "--json"][..], 2),
+        (&["undo", "orders", "--json"][..], 2),
+        (&["lint", "--format", "json", "services/nowhere"][..], 2),
+    ] {
+        let out = silo(dir.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert_eq!(doc["error"]["exit_code"], code, "{doc:#}");
+        assert!(
+            doc["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+}
