@@ -400,14 +400,36 @@ async fn plan(
 ) -> Result<Vec<Step>, MigrateError> {
     let history = target.history().await?;
     let migrations = files_of(prepared);
-    Ok(pending(&*target, prepared, &migrations, &history, options)?
+    pending(&*target, prepared, &migrations, &history, options)?
         .into_iter()
         .map(|(p, resume)| {
+            // A dry run promises only the resume the real run would make.
+            if let Some(r) = &resume {
+                check_resumable(p, &*target, r)?;
+            }
             let mut step = step_of(p, target, 0, true);
             step.resumed_from = resume.map(|r| r.progress.done + 1);
-            step
+            Ok(step)
         })
-        .collect())
+        .collect()
+}
+
+/// Whether a stopped file may go on from where it stopped: it still runs
+/// outside a transaction, and the statements that ran are as they ran.
+fn check_resumable(p: &Prepared, target: &dyn Target, r: &Resume) -> Result<(), MigrateError> {
+    let analysis = p.analysis(target);
+    if analysis.no_transaction.is_none() {
+        return Err(MigrateError::Refused(format!(
+            "{} ran outside a transaction and stopped part way, and would now run in one: --resume goes on statement by statement only; make `-- silo:no-transaction` its first line, or revert what it did by hand and `silo repair`",
+            p.migration.script
+        )));
+    }
+    let texts: Vec<&str> = analysis
+        .statements
+        .iter()
+        .map(|s| s.text(&p.sql.text))
+        .collect();
+    resume_check(p, r, &texts)
 }
 
 fn step_of(p: &Prepared, target: &dyn Target, ms: i32, with_sql: bool) -> Step {
@@ -501,12 +523,11 @@ async fn run_file(
     let started = Instant::now();
     tracing::info!("running {}", p.migration.script);
     if analysis.no_transaction.is_none() {
-        if resume.is_some() {
+        if let Some(r) = &resume
+            && let Err(e) = check_resumable(p, &*target, r)
+        {
             let _ = target.rollback().await;
-            return Err(MigrateError::Refused(format!(
-                "{} ran outside a transaction and stopped part way, and would now run in one: --resume goes on statement by statement only; make `-- silo:no-transaction` its first line, or revert what it did by hand and `silo repair`",
-                p.migration.script
-            )));
+            return Err(e);
         }
         let result = target.execute(&p.sql.text).await;
         if target.cancel().is_cancelled() {

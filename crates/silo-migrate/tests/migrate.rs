@@ -1171,18 +1171,22 @@ async fn cancel_then_resume_sqlite() {
         "V2__five.sql",
         &five("INSERT INTO marks VALUES (3)").replace("VALUES (2)", "VALUES (20)"),
     );
-    let err = p
-        .migrate(MigrateOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("changed in its first 2 statement(s)"),
-        "{err}"
-    );
+    // A dry run refuses it the same way: it promises only what would run.
+    for dry_run in [true, false] {
+        let err = p
+            .migrate(MigrateOptions {
+                resume: true,
+                dry_run,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("changed in its first 2 statement(s)"),
+            "dry run {dry_run}: {err}"
+        );
+    }
 
     p.write("V2__five.sql", &five("INSERT INTO marks VALUES (3)"));
     let applied = p
