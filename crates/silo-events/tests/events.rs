@@ -385,3 +385,14 @@ async fn schema_snapshots_leave_the_event_objects_out() {
         assert!(names[0].ends_with("orders"), "{engine}: {names:?}");
     }
 }
+
+#[tokio::test]
+async fn two_ensures_at_once_take_turns() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let (a, b) = tokio::join!(ensure(&p.stores, p.orders()), ensure(&p.stores, p.orders()));
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| *o == Ensured::Unchanged);
+        assert_eq!(outcomes, [Ensured::Created, Ensured::Unchanged], "{engine}");
+    }
+}
