@@ -119,8 +119,10 @@ impl Project {
     }
 }
 
+/// A UUID of version 7 and the RFC 9562 variant.
 fn is_v7(id: &str) -> bool {
-    Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7)
+    Uuid::parse_str(id)
+        .is_ok_and(|u| u.get_version_num() == 7 && u.get_variant() == uuid::Variant::RFC4122)
 }
 
 #[tokio::test]
@@ -201,6 +203,26 @@ async fn a_plain_sql_insert_publishes_and_gets_a_uuid_v7() {
             .await;
         assert!(bad.is_err(), "{engine}");
         assert_eq!(p.outbox_count().await, 1, "{engine}");
+
+        // Many defaults: all UUID v7, all different.
+        let many = (0..64)
+            .map(|i| format!("('order.placed', '{i}', '{{}}')"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        p.exec(&format!(
+            "INSERT INTO silo_outbox (type, key, payload) VALUES {many}"
+        ))
+        .await
+        .unwrap();
+        let sql = if engine == "postgres" {
+            "SELECT string_agg(id::text, ',') FROM silo_outbox"
+        } else {
+            "SELECT group_concat(id, ',') FROM silo_outbox"
+        };
+        let ids = p.text("orders", sql).await.unwrap();
+        let ids: std::collections::BTreeSet<_> = ids.split(',').collect();
+        assert_eq!(ids.len(), 65, "{engine}");
+        assert!(ids.iter().all(|id| is_v7(id)), "{engine}: {ids:?}");
     }
 }
 
