@@ -52,6 +52,8 @@ pub fn exit_code_of(e: &(dyn std::error::Error + 'static)) -> u8 {
         e.exit_code()
     } else if let Some(e) = e.downcast_ref::<silo_audit::AuditError>() {
         e.exit_code()
+    } else if let Some(e) = e.downcast_ref::<silo_events::EventsError>() {
+        e.exit_code()
     } else if e.downcast_ref::<silo_manifest::ManifestError>().is_some()
         || e.downcast_ref::<silo_manifest::LoadError>().is_some()
     {
@@ -76,8 +78,8 @@ pub fn exit_code_all<'a, E: std::error::Error + 'static>(
 }
 
 /// [`exit_code_all`] of the errors among `results`.
-pub fn store_exit_code<'a, T: 'a>(
-    results: impl IntoIterator<Item = &'a Result<T, StoreError>>,
+pub fn store_exit_code<'a, T: 'a, E: std::error::Error + 'static>(
+    results: impl IntoIterator<Item = &'a Result<T, E>>,
 ) -> ExitCode {
     exit_code_all(results.into_iter().filter_map(|r| r.as_ref().err()))
 }
@@ -132,7 +134,10 @@ impl<E: std::error::Error + miette::Diagnostic + 'static> miette::Diagnostic for
 
 /// Renders a borrowed store error the way [`Shown`] renders an owned one:
 /// `prefix`, message, innermost cause, and the error's own code and help.
-pub fn store_report(prefix: &str, e: &StoreError) -> Report {
+pub fn store_report<E: std::error::Error + miette::Diagnostic + 'static>(
+    prefix: &str,
+    e: &E,
+) -> Report {
     let mut diag = MietteDiagnostic::new(format!("{prefix}{}", describe(e)));
     if let Some(code) = miette::Diagnostic::code(e) {
         diag = diag.with_code(code.to_string());
@@ -144,7 +149,7 @@ pub fn store_report(prefix: &str, e: &StoreError) -> Report {
 }
 
 /// `message: innermost cause` on one line.
-pub fn describe(e: &StoreError) -> String {
+pub fn describe<E: std::error::Error + 'static>(e: &E) -> String {
     let top = e.to_string();
     let root = silo_store::root_cause(e);
     if root == top {

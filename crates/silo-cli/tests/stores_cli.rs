@@ -767,3 +767,58 @@ async fn a_store_left_closed_is_reported_and_opened() {
     assert_eq!(status["services"][0]["leftovers"], serde_json::json!([]));
     silo(dir).args(["destroy", "--yes"]).assert().success();
 }
+
+/// `up` creates the event tables of a service that publishes, says so the
+/// first time only, and leaves a service that neither publishes nor
+/// consumes alone; `schema dump` does not show them.
+#[tokio::test]
+async fn up_creates_the_event_tables_once() {
+    for engine in ["sqlite", "postgres"] {
+        let prefix = Prefix::new();
+        let dir = project(&prefix);
+        let dir = dir.path();
+        let manifest = std::fs::read_to_string(dir.join("silo.toml"))
+            .unwrap()
+            .replace(
+                "[services.orders]\n",
+                "[services.orders]\npublishes = [\"order.placed\"]\n",
+            );
+        std::fs::write(dir.join("silo.toml"), manifest).unwrap();
+
+        let first = json(silo(dir).args(["--engine", engine, "up", "--json"]));
+        let changes = |doc: &Value, service: &str| {
+            doc["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["service"] == service)
+                .unwrap()["changes"]
+                .to_string()
+        };
+        assert!(
+            changes(&first, "orders").contains("created the event tables"),
+            "{engine}: {first}"
+        );
+        assert!(
+            !changes(&first, "billing").contains("event tables"),
+            "{engine}: {first}"
+        );
+
+        let second = json(silo(dir).args(["--engine", engine, "up", "--json"]));
+        assert_eq!(second["summary"]["unchanged"], 2, "{engine}: {second}");
+        assert!(
+            !second.to_string().contains("event tables"),
+            "{engine}: {second}"
+        );
+
+        let out = silo(dir)
+            .args(["--engine", engine, "migrate"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{engine}: {}", stderr(&out));
+        let dump = json(silo(dir).args(["--engine", engine, "schema", "dump", "orders", "--json"]));
+        let text = dump["schema"].to_string();
+        assert!(text.contains("orders_rows"), "{engine}: {text}");
+        assert!(!text.contains("silo_"), "{engine}: {text}");
+    }
+}

@@ -1,4 +1,5 @@
-//! `silo up`: provision every selected service's store.
+//! `silo up`: provision every selected service's store, with its event
+//! tables when it publishes or consumes.
 
 use serde_json::json;
 use silo_store::{Outcome, ProvisionOptions};
@@ -18,7 +19,12 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
             &services,
             |engine, service| async move {
                 ctx.stores.check_no_store_elsewhere(service).await?;
-                engine.provision(service, options).await
+                let mut provisioned = engine.provision(service, options).await?;
+                // A service that publishes or consumes gets its event tables.
+                silo_events::ensure(&ctx.stores, service)
+                    .await?
+                    .record(&mut provisioned);
+                Ok::<_, silo_events::EventsError>(provisioned)
             },
             |service, _| {
                 bar.set_message(service.name.clone());

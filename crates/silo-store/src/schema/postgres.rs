@@ -2,8 +2,8 @@
 //!
 //! Only the service's own objects are read: system schemas (`pg_*`,
 //! `information_schema`), members of extensions, and silo's bookkeeping
-//! (relations named `silo_*`, with everything that hangs off them) are left
-//! out.
+//! (relations and functions named `silo_*`, with everything that hangs off
+//! those relations) are left out.
 //!
 //! The SQL is assembled at compile time (`concat!`) from the filters below,
 //! so every query is a `&'static str` and nothing from the catalog is ever
@@ -162,13 +162,15 @@ const VIEWS: &str = concat!(
 
 // Aggregates ('a') and window functions ('w') are left out:
 // `pg_get_functiondef` cannot print them.
+// silo's own functions (`silo_publish`, `silo_uuid_v7`) are bookkeeping
+// like its tables.
 const FUNCTIONS: &str = concat!(
     "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
             pg_get_function_result(p.oid), l.lanname::text, pg_get_functiondef(p.oid)
      FROM pg_proc p
      JOIN pg_namespace n ON n.oid = p.pronamespace
      JOIN pg_language l ON l.oid = p.prolang
-     WHERE p.prokind IN ('f', 'p') AND ",
+     WHERE p.prokind IN ('f', 'p') AND left(p.proname, 5) <> 'silo_' AND ",
     user_namespace!(),
     " AND ",
     not_extension_member!("pg_proc", "p.oid")

@@ -1,0 +1,125 @@
+//! The event tables silo keeps in a publishing or consuming service's own
+//! store, per engine.
+//!
+//! - `silo_outbox`: what the service published, written in its own
+//!   transactions. Every column but `type`, `key` and `payload` has a
+//!   default, so a plain `INSERT INTO silo_outbox (type, key, payload)`
+//!   from any language publishes.
+//! - `silo_inbox`: what reached the service, one row per event id.
+//! - `silo_events_state`: the format of these tables, so an older silo
+//!   refuses a store a newer one has upgraded.
+//!
+//! The relay reads the outbox in commit-safe order: by `(txid, id)` on
+//! PostgreSQL (the writing transaction's `xid8`), by `seq` (an
+//! `AUTOINCREMENT` rowid, never reused) on SQLite, where writers are
+//! serialized.
+
+/// The format these statements create. A store recording a higher one was
+/// upgraded by a newer silo and is refused.
+pub const FORMAT: i64 = 1;
+
+/// The event tables of a PostgreSQL store, idempotent (`IF NOT EXISTS`).
+///
+/// PostgreSQL 15 has no `uuidv7()`: `silo_uuid_v7()` builds one from the
+/// clock's milliseconds and a random v4 UUID's bytes (version bits set to
+/// 7, the variant kept).
+pub const POSTGRES: &str = r#"
+CREATE OR REPLACE FUNCTION silo_uuid_v7() RETURNS uuid
+LANGUAGE sql VOLATILE AS $fn$
+  SELECT encode(
+    set_bit(set_bit(
+      overlay(uuid_send(gen_random_uuid())
+              PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+              FROM 1 FOR 6),
+      52, 1), 53, 1),
+    'hex')::uuid
+$fn$;
+
+CREATE TABLE IF NOT EXISTS silo_events_state (
+  id integer PRIMARY KEY CHECK (id = 1),
+  format integer NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS silo_outbox (
+  id uuid PRIMARY KEY DEFAULT silo_uuid_v7(),
+  type text NOT NULL CHECK (type <> ''),
+  key text NOT NULL,
+  payload jsonb NOT NULL,
+  headers jsonb NOT NULL DEFAULT '{}'::jsonb,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  txid xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE INDEX IF NOT EXISTS silo_outbox_txid_id ON silo_outbox (txid, id);
+
+CREATE TABLE IF NOT EXISTS silo_inbox (
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  event_id uuid NOT NULL UNIQUE,
+  type text NOT NULL,
+  source text NOT NULL,
+  key text NOT NULL,
+  payload jsonb NOT NULL,
+  headers jsonb NOT NULL DEFAULT '{}'::jsonb,
+  received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dead')),
+  last_error text
+);
+CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
+
+CREATE OR REPLACE FUNCTION silo_publish(type text, key text, payload jsonb) RETURNS uuid
+LANGUAGE sql VOLATILE AS $fn$
+  INSERT INTO silo_outbox (type, key, payload) VALUES ($1, $2, $3) RETURNING id
+$fn$;
+"#;
+
+/// A UUID v7 as SQLite text: the clock's milliseconds (48 bits), version
+/// 7, 12 random bits, the RFC 9562 variant, 62 random bits.
+macro_rules! sqlite_uuid_v7 {
+    () => {
+        "(lower(substr(printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)), 1, 8) || '-' || \
+          substr(printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)), 9, 4) || '-7' || \
+          substr(hex(randomblob(2)), 2, 3) || '-' || \
+          substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2, 3) || '-' || \
+          hex(randomblob(6))))"
+    };
+}
+
+/// The event tables of a SQLite store, idempotent (`IF NOT EXISTS`).
+/// JSON columns are text checked with `json_valid`.
+pub const SQLITE: &str = concat!(
+    "
+CREATE TABLE IF NOT EXISTS silo_events_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  format INTEGER NOT NULL,
+  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE IF NOT EXISTS silo_outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE DEFAULT ",
+    sqlite_uuid_v7!(),
+    ",
+  type TEXT NOT NULL CHECK (type <> ''),
+  key TEXT NOT NULL,
+  payload TEXT NOT NULL CHECK (json_valid(payload)),
+  headers TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(headers)),
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE IF NOT EXISTS silo_inbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT NOT NULL UNIQUE,
+  type TEXT NOT NULL,
+  source TEXT NOT NULL,
+  key TEXT NOT NULL,
+  payload TEXT NOT NULL CHECK (json_valid(payload)),
+  headers TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(headers)),
+  received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dead')),
+  last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
+"
+);
