@@ -5,9 +5,11 @@
 //! [`schema`]) as the service, and [`publish`] writes an event in the
 //! caller's transaction. Publishing from any other language is a plain
 //! `INSERT INTO silo_outbox (type, key, payload) VALUES (...)`, or
-//! `SELECT silo_publish(type, key, payload)` on PostgreSQL. Nothing moves
-//! events between stores yet.
+//! `SELECT silo_publish(type, key, payload)` on PostgreSQL.
+//! [`relay::embedded::deliver_once`] moves committed events from
+//! publishers' outboxes into consumers' inboxes on the embedded bus.
 
+pub mod relay;
 pub mod schema;
 
 use miette::Diagnostic;

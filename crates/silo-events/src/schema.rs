@@ -6,6 +6,12 @@
 //!   default, so a plain `INSERT INTO silo_outbox (type, key, payload)`
 //!   from any language publishes.
 //! - `silo_inbox`: what reached the service, one row per event id.
+//! - `silo_inbox_cursor` (format 2): how far the embedded relay has
+//!   delivered from each publisher into this store's inbox, one row per
+//!   publishing service, written in the same transaction as the inbox
+//!   rows it covers. `position` is the publisher's outbox `txid` (as a
+//!   bigint) on PostgreSQL or its `seq` on SQLite; `event_id` the last
+//!   event delivered.
 //! - `silo_events_state`: the format of these tables, so an older silo
 //!   refuses a store a newer one has upgraded.
 //!
@@ -16,7 +22,7 @@
 
 /// The format these statements create. A store recording a higher one was
 /// upgraded by a newer silo and is refused.
-pub const FORMAT: i64 = 1;
+pub const FORMAT: i64 = 2;
 
 /// The event tables of a PostgreSQL store, idempotent (`IF NOT EXISTS`).
 ///
@@ -66,6 +72,13 @@ CREATE TABLE IF NOT EXISTS silo_inbox (
   last_error text
 );
 CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
+
+CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
+  source text PRIMARY KEY,
+  position bigint NOT NULL,
+  event_id text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 
 CREATE OR REPLACE FUNCTION silo_publish(type text, key text, payload jsonb) RETURNS uuid
 LANGUAGE sql VOLATILE AS $fn$
@@ -121,5 +134,12 @@ CREATE TABLE IF NOT EXISTS silo_inbox (
   last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
+
+CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
+  source TEXT PRIMARY KEY,
+  position INTEGER NOT NULL,
+  event_id TEXT NOT NULL,
+  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 "
 );

@@ -363,7 +363,7 @@ async fn a_newer_format_is_refused() {
                 err,
                 EventsError::NewerFormat {
                     found: 99,
-                    supported: 1,
+                    supported: 2,
                     ..
                 }
             ),

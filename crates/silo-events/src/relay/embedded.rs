@@ -1,0 +1,343 @@
+//! The embedded bus's delivery step: outbox rows to inbox rows, store to
+//! store, with no server in between.
+//!
+//! [`deliver_once`] reads each publisher's outbox **as the publisher** and
+//! writes each consumer's inbox **as the consumer** (both through
+//! [`Stores::connect_as`]). The consumer keeps a cursor per publisher in
+//! its own `silo_inbox_cursor`, written in the same transaction as the
+//! inbox rows it covers, so a relay killed at any point neither loses nor
+//! repeats an event; the inbox's unique event id (`ON CONFLICT (event_id)
+//! DO NOTHING`) guards against a second relay racing the first.
+//!
+//! Order, per engine of the publisher:
+//! - PostgreSQL: only rows whose transaction is older than every
+//!   transaction still running (`txid < pg_snapshot_xmin(pg_current_snapshot())`),
+//!   in `(txid, id)` order, with the cursor at the last `(txid, id)`.
+//!   Rows of a transaction still open are left for a later pass, so a
+//!   transaction that took an earlier id but commits later is never
+//!   skipped. A long-running transaction anywhere on the server holds
+//!   delivery back (lag, not loss).
+//! - SQLite: in `seq` order. Writers are serialized, so `seq` order is
+//!   commit order.
+//!
+//! Sent outbox rows are kept: retention is a later step. After a
+//! PostgreSQL restore into a new cluster, `xid8` values can restart below
+//! a consumer's cursor; that case is not handled yet.
+
+use silo_manifest::{Manifest, Service};
+use silo_store::{ServiceConnection, Stores};
+use sqlx::{Connection, PgConnection, SqliteConnection};
+
+use crate::{EventsError, sql};
+
+/// The connections' name on the server.
+const APPLICATION: &str = "silo events relay";
+
+/// How many events one transaction on a consumer's store takes at most.
+pub const BATCH: i64 = 500;
+
+/// What one [`deliver_once`] moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Per (publisher, consumer), the events newly written to the
+    /// consumer's inbox, for every pair that was looked at.
+    pub pairs: Vec<Pair>,
+}
+
+/// The events moved from one publisher to one consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// The publishing service.
+    pub publisher: String,
+    /// The consuming service.
+    pub consumer: String,
+    /// Inbox rows written (events already there are not counted).
+    pub events: u64,
+}
+
+impl Delivered {
+    /// All the inbox rows written.
+    pub fn total(&self) -> u64 {
+        self.pairs.iter().map(|p| p.events).sum()
+    }
+}
+
+/// One outbox row, engine-neutral.
+struct Event {
+    /// The publisher's order: `txid` on PostgreSQL, `seq` on SQLite.
+    position: i64,
+    id: String,
+    event_type: String,
+    key: String,
+    payload: String,
+    headers: String,
+}
+
+/// Where a consumer's cursor for one publisher stands.
+struct Cursor {
+    position: i64,
+    event_id: String,
+}
+
+impl Cursor {
+    fn start() -> Self {
+        Cursor {
+            position: 0,
+            event_id: "00000000-0000-0000-0000-000000000000".into(),
+        }
+    }
+}
+
+/// Delivers every committed event that is not delivered yet from each
+/// service that publishes to each service whose `consumes` lists its type,
+/// until no more are ready. The event tables must exist ([`crate::ensure`]).
+pub async fn deliver_once(stores: &Stores, manifest: &Manifest) -> Result<Delivered, EventsError> {
+    let mut delivered = Delivered::default();
+    for publisher in manifest.services.iter().filter(|s| !s.publishes.is_empty()) {
+        for consumer in manifest.services.iter().filter(|s| !s.consumes.is_empty()) {
+            let events = deliver_pair(stores, publisher, consumer).await?;
+            delivered.pairs.push(Pair {
+                publisher: publisher.name.clone(),
+                consumer: consumer.name.clone(),
+                events,
+            });
+        }
+    }
+    Ok(delivered)
+}
+
+/// Delivers from `publisher` to `consumer` in batches until a batch comes
+/// back short.
+pub async fn deliver_pair(
+    stores: &Stores,
+    publisher: &Service,
+    consumer: &Service,
+) -> Result<u64, EventsError> {
+    let mut source = stores.connect_as(publisher, APPLICATION).await?;
+    let mut sink = stores.connect_as(consumer, APPLICATION).await?;
+    let mut total = 0;
+    let result = loop {
+        match deliver_batch(&mut source, publisher, &mut sink, consumer).await {
+            Ok((read, written)) => {
+                total += written;
+                if read < BATCH as usize {
+                    break Ok(total);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    source.close().await;
+    sink.close().await;
+    result
+}
+
+/// One batch: in one transaction on the consumer's store, read its cursor
+/// for the publisher, read what follows from the publisher's outbox, insert
+/// those events and move the cursor. Returns (rows read, rows inserted).
+async fn deliver_batch(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+    sink: &mut ServiceConnection,
+    consumer: &Service,
+) -> Result<(usize, u64), EventsError> {
+    match sink {
+        ServiceConnection::Postgres(c) => {
+            let mut tx = c.begin().await.map_err(sql(begin(consumer)))?;
+            // The row lock makes two relays on one pair take turns.
+            let cursor = sqlx::query_as::<_, (i64, String)>(
+                "SELECT position, event_id FROM silo_inbox_cursor WHERE source = $1 FOR UPDATE",
+            )
+            .bind(&publisher.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql(read_cursor(publisher, consumer)))?;
+            let cursor = cursor.map_or_else(Cursor::start, |(position, event_id)| Cursor {
+                position,
+                event_id,
+            });
+            let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let written = write_postgres(&mut tx, publisher, consumer, &events).await?;
+            tx.commit().await.map_err(sql(commit(consumer)))?;
+            Ok((events.len(), written))
+        }
+        ServiceConnection::Sqlite(c) => {
+            // IMMEDIATE: the write lock first, so two relays take turns.
+            let mut tx = c
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(sql(begin(consumer)))?;
+            let cursor = sqlx::query_as::<_, (i64, String)>(
+                "SELECT position, event_id FROM silo_inbox_cursor WHERE source = $1",
+            )
+            .bind(&publisher.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql(read_cursor(publisher, consumer)))?;
+            let cursor = cursor.map_or_else(Cursor::start, |(position, event_id)| Cursor {
+                position,
+                event_id,
+            });
+            let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let written = write_sqlite(&mut tx, publisher, consumer, &events).await?;
+            tx.commit().await.map_err(sql(commit(consumer)))?;
+            Ok((events.len(), written))
+        }
+    }
+}
+
+fn begin(consumer: &Service) -> String {
+    format!("beginning a delivery into {}'s inbox", consumer.name)
+}
+
+fn commit(consumer: &Service) -> String {
+    format!("committing a delivery into {}'s inbox", consumer.name)
+}
+
+fn read_cursor(publisher: &Service, consumer: &Service) -> String {
+    format!(
+        "reading {}'s cursor for events from {}",
+        consumer.name, publisher.name
+    )
+}
+
+/// The next batch after `cursor` of the publisher's committed events of
+/// `types`, in commit-safe order, read as the publisher.
+async fn read_outbox(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+    types: &[String],
+    cursor: &Cursor,
+) -> Result<Vec<Event>, EventsError> {
+    let action = format!("reading {}'s outbox", publisher.name);
+    type Row = (i64, String, String, String, String, String);
+    let rows: Vec<Row> = match source {
+        ServiceConnection::Postgres(c) => {
+            // Only transactions older than every running one: a row of a
+            // transaction still open may carry a lower (txid, id) than rows
+            // already committed, and must not be skipped.
+            sqlx::query_as(
+                "SELECT txid::text::bigint, id::text, type, key, payload::text, headers::text \
+                 FROM silo_outbox \
+                 WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                   AND (txid, id) > ($1::bigint::text::xid8, $2::uuid) \
+                   AND type = ANY($3) \
+                 ORDER BY txid, id LIMIT $4",
+            )
+            .bind(cursor.position)
+            .bind(&cursor.event_id)
+            .bind(types)
+            .bind(BATCH)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(sql(action))?
+        }
+        ServiceConnection::Sqlite(c) => {
+            let types = serde_json::to_string(types).expect("a list of strings is JSON");
+            sqlx::query_as(
+                "SELECT seq, id, type, key, payload, headers FROM silo_outbox \
+                 WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(cursor.position)
+            .bind(types)
+            .bind(BATCH)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(sql(action))?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(position, id, event_type, key, payload, headers)| Event {
+            position,
+            id,
+            event_type,
+            key,
+            payload,
+            headers,
+        })
+        .collect())
+}
+
+const CURSOR_UPSERT: &str = "INSERT INTO silo_inbox_cursor (source, position, event_id) \
+     VALUES ($1, $2, $3) ON CONFLICT (source) DO UPDATE \
+     SET position = excluded.position, event_id = excluded.event_id";
+
+async fn write_postgres(
+    tx: &mut PgConnection,
+    publisher: &Service,
+    consumer: &Service,
+    events: &[Event],
+) -> Result<u64, EventsError> {
+    let action = format!(
+        "writing events from {} into {}'s inbox",
+        publisher.name, consumer.name
+    );
+    let mut written = 0;
+    for e in events {
+        written += sqlx::query(
+            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers) \
+             VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.event_type)
+        .bind(&publisher.name)
+        .bind(&e.key)
+        .bind(&e.payload)
+        .bind(&e.headers)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql(action.clone()))?
+        .rows_affected();
+    }
+    if let Some(last) = events.last() {
+        sqlx::query(CURSOR_UPSERT)
+            .bind(&publisher.name)
+            .bind(last.position)
+            .bind(&last.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql(action))?;
+    }
+    Ok(written)
+}
+
+async fn write_sqlite(
+    tx: &mut SqliteConnection,
+    publisher: &Service,
+    consumer: &Service,
+    events: &[Event],
+) -> Result<u64, EventsError> {
+    let action = format!(
+        "writing events from {} into {}'s inbox",
+        publisher.name, consumer.name
+    );
+    let mut written = 0;
+    for e in events {
+        written += sqlx::query(
+            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.event_type)
+        .bind(&publisher.name)
+        .bind(&e.key)
+        .bind(&e.payload)
+        .bind(&e.headers)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql(action.clone()))?
+        .rows_affected();
+    }
+    if let Some(last) = events.last() {
+        sqlx::query(CURSOR_UPSERT)
+            .bind(&publisher.name)
+            .bind(last.position)
+            .bind(&last.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql(action))?;
+    }
+    Ok(written)
+}

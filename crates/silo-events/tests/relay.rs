@@ -1,0 +1,292 @@
+//! The embedded bus's delivery step, on real SQLite files and on the real
+//! PostgreSQL server, each store reached as its own service.
+
+use serde_json::json;
+use silo_events::relay::embedded::deliver_once;
+use silo_events::{ensure, publish};
+use silo_manifest::{Manifest, Overrides, Service};
+use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
+use silo_testkit::{Prefix, admin_url};
+use sqlx::Connection;
+use uuid::Uuid;
+
+const ENGINES: [&str; 2] = ["sqlite", "postgres"];
+
+/// `orders` publishes `order.placed`; `billing` and `shipping` consume it;
+/// `ledger` consumes only `payment.made`.
+struct Project {
+    _dir: tempfile::TempDir,
+    _prefix: Prefix,
+    manifest: Manifest,
+    stores: Stores,
+}
+
+impl Project {
+    async fn new(engine: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = Prefix::new();
+        let mut text = format!("[project]\nname = \"t\"\n[defaults]\nengine = \"{engine}\"\n");
+        for (name, kind, types) in [
+            ("orders", "publishes", "order.placed"),
+            ("billing", "consumes", "order.placed"),
+            ("shipping", "consumes", "order.placed"),
+            ("ledger", "consumes", "payment.made"),
+        ] {
+            text.push_str(&format!(
+                "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n{kind} = [\"{types}\"]\n",
+                prefix.name(name),
+                prefix.name(&format!("{name}_svc")),
+            ));
+        }
+        let manifest =
+            Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
+                .unwrap();
+        let stores = Stores::new(StoresConfig {
+            project: None,
+            data_dir: manifest.data_dir.clone(),
+            admin_url: Some(admin_url()),
+            concurrency: 2,
+        });
+        for svc in &manifest.services {
+            stores
+                .engine(svc)
+                .unwrap()
+                .provision(svc, ProvisionOptions::default())
+                .await
+                .unwrap();
+            ensure(&stores, svc).await.unwrap();
+        }
+        Project {
+            _dir: dir,
+            _prefix: prefix,
+            manifest,
+            stores,
+        }
+    }
+
+    fn service(&self, name: &str) -> &Service {
+        self.manifest
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+    }
+
+    async fn connect(&self, name: &str) -> ServiceConnection {
+        self.stores
+            .connect_as(self.service(name), "test")
+            .await
+            .unwrap()
+    }
+
+    /// Publishes one event from `orders` in its own committed transaction.
+    async fn publish(&self, key: &str, n: i64) -> Uuid {
+        let mut conn = self.connect("orders").await;
+        let id = publish(&mut conn, "order.placed", key, &json!({ "n": n }))
+            .await
+            .unwrap();
+        conn.close().await;
+        id
+    }
+
+    /// `consumer`'s inbox as (event id, source, key, payload), in arrival
+    /// order.
+    async fn inbox(&self, consumer: &str) -> Vec<(String, String, String, serde_json::Value)> {
+        let sql = "SELECT CAST(event_id AS TEXT), source, key, CAST(payload AS TEXT) \
+                   FROM silo_inbox ORDER BY seq";
+        let mut conn = self.connect(consumer).await;
+        let rows: Vec<(String, String, String, String)> = match &mut conn {
+            ServiceConnection::Postgres(c) => sqlx::query_as(sql).fetch_all(c).await,
+            ServiceConnection::Sqlite(c) => sqlx::query_as(sql).fetch_all(c).await,
+        }
+        .unwrap();
+        conn.close().await;
+        rows.into_iter()
+            .map(|(id, src, key, p)| (id, src, key, serde_json::from_str(&p).unwrap()))
+            .collect()
+    }
+
+    async fn inbox_ids(&self, consumer: &str) -> Vec<String> {
+        self.inbox(consumer)
+            .await
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    }
+
+    /// Runs `deliver_once` until `consumer` has `want` events, a bounded
+    /// number of times: on PostgreSQL, a transaction of another test on
+    /// the same server can hold delivery back for a moment.
+    async fn deliver_until(&self, consumer: &str, want: usize) -> u64 {
+        let mut total = 0;
+        for _ in 0..200 {
+            total += deliver_once(&self.stores, &self.manifest)
+                .await
+                .unwrap()
+                .total();
+            if self.inbox(consumer).await.len() >= want {
+                return total;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{consumer} never got {want} events");
+    }
+}
+
+#[tokio::test]
+async fn a_committed_event_reaches_each_consumer_once() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let id = p.publish("42", 1).await.to_string();
+        p.deliver_until("billing", 1).await;
+        p.deliver_until("shipping", 1).await;
+        for consumer in ["billing", "shipping"] {
+            let inbox = p.inbox(consumer).await;
+            assert_eq!(
+                inbox,
+                vec![(id.clone(), "orders".into(), "42".into(), json!({"n": 1}))],
+                "{engine} {consumer}"
+            );
+        }
+        // Nothing new: a second pass adds nothing.
+        let again = deliver_once(&p.stores, &p.manifest).await.unwrap();
+        assert_eq!(again.total(), 0, "{engine}: {again:?}");
+        assert_eq!(p.inbox("billing").await.len(), 1, "{engine}");
+        assert_eq!(p.inbox("shipping").await.len(), 1, "{engine}");
+        // A service that does not consume the type gets nothing.
+        assert!(p.inbox("ledger").await.is_empty(), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_rolled_back_publish_never_arrives() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let mut conn = p.connect("orders").await;
+        let rolled_back = match &mut conn {
+            ServiceConnection::Postgres(c) => {
+                let mut tx = c.begin().await.unwrap();
+                let id = publish(&mut *tx, "order.placed", "1", &json!({}))
+                    .await
+                    .unwrap();
+                tx.rollback().await.unwrap();
+                id
+            }
+            ServiceConnection::Sqlite(c) => {
+                let mut tx = c.begin().await.unwrap();
+                let id = publish(&mut *tx, "order.placed", "1", &json!({}))
+                    .await
+                    .unwrap();
+                tx.rollback().await.unwrap();
+                id
+            }
+        };
+        conn.close().await;
+        let committed = p.publish("2", 2).await.to_string();
+        p.deliver_until("billing", 1).await;
+        p.deliver_until("shipping", 1).await;
+        for consumer in ["billing", "shipping"] {
+            let ids = p.inbox_ids(consumer).await;
+            assert_eq!(ids, vec![committed.clone()], "{engine} {consumer}");
+            assert!(!ids.contains(&rolled_back.to_string()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn per_key_order_is_kept_across_passes() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let mut published = Vec::new();
+        for n in 0..12 {
+            let key = ["a", "b", "c"][n as usize % 3];
+            published.push((key, p.publish(key, n).await.to_string()));
+            // A pass in the middle: the cursor carries on from there.
+            if n == 5 {
+                deliver_once(&p.stores, &p.manifest).await.unwrap();
+            }
+        }
+        p.deliver_until("billing", 12).await;
+        p.deliver_until("shipping", 12).await;
+        for consumer in ["billing", "shipping"] {
+            let inbox = p.inbox(consumer).await;
+            assert_eq!(inbox.len(), 12, "{engine} {consumer}");
+            for key in ["a", "b", "c"] {
+                let want: Vec<_> = published
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                let got: Vec<_> = inbox
+                    .iter()
+                    .filter(|r| r.2 == key)
+                    .map(|r| r.0.clone())
+                    .collect();
+                assert_eq!(got, want, "{engine} {consumer} key {key}");
+            }
+        }
+        assert!(p.inbox("ledger").await.is_empty(), "{engine}");
+    }
+}
+
+/// The out-of-order commit (watermill #311): A takes the earlier outbox
+/// position and stays open, B takes a later one and commits first. While A
+/// is open nothing from either is delivered (the cursor must not pass A);
+/// once A commits, both arrive, A first, none lost.
+#[tokio::test]
+async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
+    let p = Project::new("postgres").await;
+    let mut a_conn = p.connect("orders").await;
+    let ServiceConnection::Postgres(a_pg) = &mut a_conn else {
+        unreachable!()
+    };
+    let mut a = a_pg.begin().await.unwrap();
+    let a_id = publish(&mut *a, "order.placed", "k", &json!({"n": "a"}))
+        .await
+        .unwrap()
+        .to_string();
+    let b_id = p.publish("k", 2).await.to_string();
+    assert!(a_id < b_id, "A's id is the earlier one");
+
+    // B is committed, but A is still running: neither may go.
+    let held = deliver_once(&p.stores, &p.manifest).await.unwrap();
+    assert_eq!(held.total(), 0, "{held:?}");
+    assert!(p.inbox("billing").await.is_empty());
+    assert!(p.inbox("shipping").await.is_empty());
+
+    a.commit().await.unwrap();
+    a_conn.close().await;
+    p.deliver_until("billing", 2).await;
+    p.deliver_until("shipping", 2).await;
+    for consumer in ["billing", "shipping"] {
+        assert_eq!(
+            p.inbox_ids(consumer).await,
+            vec![a_id.clone(), b_id.clone()],
+            "{consumer}"
+        );
+    }
+    assert_eq!(
+        deliver_once(&p.stores, &p.manifest).await.unwrap().total(),
+        0
+    );
+}
+
+/// A store of format 1 (before the cursor table) is upgraded by `ensure`.
+#[tokio::test]
+async fn ensure_upgrades_format_1_with_the_cursor_table() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let mut conn = p.connect("billing").await;
+        let sql = "DROP TABLE silo_inbox_cursor; UPDATE silo_events_state SET format = 1";
+        match &mut conn {
+            ServiceConnection::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
+            ServiceConnection::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()),
+        }
+        .unwrap();
+        conn.close().await;
+        let done = ensure(&p.stores, p.service("billing")).await.unwrap();
+        assert_eq!(done, silo_events::Ensured::Upgraded { from: 1 }, "{engine}");
+        p.publish("1", 1).await;
+        p.deliver_until("billing", 1).await;
+    }
+}
