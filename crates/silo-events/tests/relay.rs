@@ -290,3 +290,37 @@ async fn ensure_upgrades_format_1_with_the_cursor_table() {
         p.deliver_until("billing", 1).await;
     }
 }
+
+/// The cursor lives in the consumer's own store, at the last event it
+/// holds; and even with the cursor lost, the inbox's unique event id keeps
+/// a second delivery out.
+#[tokio::test]
+async fn the_cursor_is_in_the_consumers_store_and_a_lost_cursor_duplicates_nothing() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        p.publish("1", 1).await;
+        let last = p.publish("2", 2).await.to_string();
+        p.deliver_until("billing", 2).await;
+        p.deliver_until("shipping", 2).await;
+        let cursor_sql = "SELECT source || '|' || event_id FROM silo_inbox_cursor";
+        let mut conn = p.connect("billing").await;
+        let cursor: Vec<String> = match &mut conn {
+            ServiceConnection::Postgres(c) => sqlx::query_scalar(cursor_sql).fetch_all(c).await,
+            ServiceConnection::Sqlite(c) => sqlx::query_scalar(cursor_sql).fetch_all(c).await,
+        }
+        .unwrap();
+        assert_eq!(cursor, vec![format!("orders|{last}")], "{engine}");
+        let forget = "DELETE FROM silo_inbox_cursor";
+        match &mut conn {
+            ServiceConnection::Postgres(c) => sqlx::query(forget).execute(c).await.map(|_| ()),
+            ServiceConnection::Sqlite(c) => sqlx::query(forget).execute(c).await.map(|_| ()),
+        }
+        .unwrap();
+        conn.close().await;
+        let before = p.inbox("billing").await;
+        let again = deliver_once(&p.stores, &p.manifest).await.unwrap();
+        assert_eq!(again.total(), 0, "{engine}: {again:?}");
+        assert_eq!(p.inbox("billing").await, before, "{engine}");
+        assert_eq!(p.inbox("shipping").await.len(), 2, "{engine}");
+    }
+}
