@@ -324,3 +324,101 @@ async fn the_cursor_is_in_the_consumers_store_and_a_lost_cursor_duplicates_nothi
         assert_eq!(p.inbox("shipping").await.len(), 2, "{engine}");
     }
 }
+
+/// One publisher of the concurrent test: `count` transactions on `key`,
+/// every third one rolled back, each holding its row a moment before it
+/// ends so other publishers and the relay run in between. Returns the
+/// committed ids in publish order.
+async fn publish_concurrently(p: &Project, key: &str, count: i64) -> Vec<String> {
+    let mut conn = p.connect("orders").await;
+    let mut committed = Vec::new();
+    for n in 0..count {
+        let keep = n % 3 != 2;
+        let id = match &mut conn {
+            ServiceConnection::Postgres(c) => {
+                let mut tx = c.begin().await.unwrap();
+                let id = publish(&mut *tx, "order.placed", key, &json!({ "n": n }))
+                    .await
+                    .unwrap();
+                // Hold the open transaction a moment (not for correctness:
+                // to let other commits and relay passes land inside it).
+                tokio::time::sleep(std::time::Duration::from_millis(n as u64 % 4)).await;
+                if keep {
+                    tx.commit().await.unwrap()
+                } else {
+                    tx.rollback().await.unwrap()
+                }
+                id
+            }
+            ServiceConnection::Sqlite(c) => {
+                let mut tx = c.begin().await.unwrap();
+                let id = publish(&mut *tx, "order.placed", key, &json!({ "n": n }))
+                    .await
+                    .unwrap();
+                // Hold the open transaction a moment (not for correctness:
+                // to let other commits and relay passes land inside it).
+                tokio::time::sleep(std::time::Duration::from_millis(n as u64 % 4)).await;
+                if keep {
+                    tx.commit().await.unwrap()
+                } else {
+                    tx.rollback().await.unwrap()
+                }
+                id
+            }
+        };
+        if keep {
+            committed.push(id.to_string());
+        }
+    }
+    conn.close().await;
+    committed
+}
+
+/// Publishers in concurrent transactions (tasks of their own, on several
+/// threads) while the relay runs: every committed event reaches each
+/// consumer once, in per-key order, and no rolled-back one arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishers_while_delivering_lose_and_repeat_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for engine in ENGINES {
+        let p = Arc::new(Project::new(engine).await);
+        let done = Arc::new(AtomicBool::new(false));
+        let relay = {
+            let (p, done) = (p.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    deliver_once(&p.stores, &p.manifest).await.unwrap();
+                }
+            })
+        };
+        let publishers: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|key| {
+                let p = p.clone();
+                tokio::spawn(async move { (key, publish_concurrently(&p, key, 15).await) })
+            })
+            .collect();
+        let mut published = Vec::new();
+        for task in publishers {
+            published.push(task.await.unwrap());
+        }
+        done.store(true, Ordering::SeqCst);
+        relay.await.unwrap();
+        let want: usize = published.iter().map(|(_, ids)| ids.len()).sum();
+        assert_eq!(want, 30, "{engine}");
+        for consumer in ["billing", "shipping"] {
+            p.deliver_until(consumer, want).await;
+            let inbox = p.inbox(consumer).await;
+            assert_eq!(inbox.len(), want, "{engine} {consumer}");
+            for (key, ids) in &published {
+                let got: Vec<_> = inbox
+                    .iter()
+                    .filter(|r| r.2 == *key)
+                    .map(|r| r.0.clone())
+                    .collect();
+                assert_eq!(&got, ids, "{engine} {consumer} key {key}");
+            }
+        }
+    }
+}
