@@ -23,6 +23,11 @@ struct Project {
 
 impl Project {
     async fn new(engine: &str) -> Self {
+        Self::with_engines(engine, &[]).await
+    }
+
+    /// Like [`Project::new`], with some services on another engine.
+    async fn with_engines(engine: &str, others: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let prefix = Prefix::new();
         let mut text = format!("[project]\nname = \"t\"\n[defaults]\nengine = \"{engine}\"\n");
@@ -37,6 +42,9 @@ impl Project {
                 prefix.name(name),
                 prefix.name(&format!("{name}_svc")),
             ));
+            if let Some((_, other)) = others.iter().find(|(s, _)| *s == name) {
+                text.push_str(&format!("engine = \"{other}\"\n"));
+            }
         }
         let manifest =
             Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
@@ -420,5 +428,29 @@ async fn concurrent_publishers_while_delivering_lose_and_repeat_nothing() {
                 assert_eq!(&got, ids, "{engine} {consumer} key {key}");
             }
         }
+    }
+}
+
+/// Stores on different engines: a PostgreSQL publisher delivers into a
+/// SQLite consumer's inbox and a SQLite publisher into a PostgreSQL one.
+#[tokio::test]
+async fn delivery_crosses_engines() {
+    for (engine, other) in [("postgres", "sqlite"), ("sqlite", "postgres")] {
+        let p = Project::with_engines(engine, &[("billing", other)]).await;
+        assert_eq!(p.service("billing").engine.to_string(), other);
+        let first = p.publish("1", 1).await.to_string();
+        p.deliver_until("billing", 1).await;
+        let second = p.publish("1", 2).await.to_string();
+        p.deliver_until("billing", 2).await;
+        p.deliver_until("shipping", 2).await;
+        for consumer in ["billing", "shipping"] {
+            assert_eq!(
+                p.inbox_ids(consumer).await,
+                vec![first.clone(), second.clone()],
+                "{engine} -> {consumer}"
+            );
+        }
+        let again = deliver_once(&p.stores, &p.manifest).await.unwrap();
+        assert_eq!(again.total(), 0, "{engine}: {again:?}");
     }
 }
