@@ -526,10 +526,6 @@ impl MigrateError {
             _ => 1,
         }
     }
-
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, MigrateError::Store(e) if e.is_unreachable())
-    }
 }
 
 pub(crate) fn sql(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> MigrateError {
