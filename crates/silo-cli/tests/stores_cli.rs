@@ -822,3 +822,39 @@ async fn up_creates_the_event_tables_once() {
         assert!(!text.contains("silo_"), "{engine}: {text}");
     }
 }
+
+/// A credentials file silo cannot read is never overwritten: `up` refuses
+/// it with what to do, and once it is moved away `up` writes a new one.
+/// `status` with the server down says why on stderr, with the hint.
+#[test]
+fn an_unreadable_credentials_file_is_refused_with_the_way_out() {
+    let prefix = Prefix::new();
+    let dir = postgres_project(&prefix, 1);
+    let dir = dir.path();
+    silo(dir).arg("up").assert().success();
+    let record = dir.join(".silo/secrets/svc0.env");
+    std::fs::write(&record, "garbage\n").unwrap();
+    let out = silo(dir).arg("up").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(said.contains("is not a silo credentials file"), "{said}");
+    assert!(said.contains("move it away"), "{said}");
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "garbage\n");
+    std::fs::rename(&record, dir.join("moved.env")).unwrap();
+    silo(dir).arg("up").assert().success();
+    silo(dir).arg("status").assert().success();
+
+    let out = silo(dir)
+        .env(
+            "SILO_PG_ADMIN_URL",
+            "postgres://postgres@127.0.0.1:1/postgres",
+        )
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = stderr(&out);
+    assert!(said.contains("svc0: cannot connect"), "{said}");
+    assert!(said.contains("check that the server is running"), "{said}");
+    silo(dir).args(["destroy", "--yes"]).assert().success();
+}

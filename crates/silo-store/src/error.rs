@@ -177,6 +177,9 @@ impl StoreError {
                 "export {var}=postgres://ADMIN@HOST:PORT/postgres for this service's own server"
             )),
             StoreError::NoCredentials { .. } => Some("run `silo up` to provision it".into()),
+            StoreError::BadSecretsFile { .. } => Some(
+                "silo never overwrites a file it cannot read: move it away (it may hold a password), then `silo up` writes a new one (on PostgreSQL with a new password)".into(),
+            ),
             StoreError::BadUrl { .. } => Some(
                 "give a URL such as postgres://postgres@127.0.0.1:5432/postgres (SILO_PG_ADMIN_URL, --admin-url, or the variable named by `url_env`)".into(),
             ),

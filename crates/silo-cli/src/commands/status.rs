@@ -7,7 +7,8 @@ use silo_manifest::Engine;
 
 use crate::cli::StatusArgs;
 use crate::context::{
-    CmdResult, Context, Failure, describe, exit_code_all, human_size, print_json, progress, table,
+    CmdResult, Context, Failure, describe, exit_code_all, human_size, print_json, progress,
+    store_report, table,
 };
 
 pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
@@ -122,6 +123,11 @@ pub async fn run(ctx: &Context, args: &StatusArgs) -> CmdResult {
             }
             outln!("\nStores of services silo.toml no longer names:\n{t}");
             outln!("`silo down NAME --orphan --yes` removes one.");
+        }
+        for (s, r) in &results {
+            if let Err(e) = r {
+                errln!("{:?}", store_report(&format!("{}: ", s.name), e));
+            }
         }
         for (s, r) in &results {
             for leftover in r.iter().flat_map(|st| &st.leftovers) {
