@@ -239,6 +239,145 @@ pub enum Command {
     /// The password travels in the child's environment, never on its
     /// command line. Arguments after `--` go to the client.
     Connect(ConnectArgs),
+
+    /// Events between services: the outbox, the bus, the inbox
+    ///
+    /// A service publishes by inserting a row into `silo_outbox` in its own
+    /// store, inside its own transaction; it consumes by reading pending
+    /// rows of `silo_inbox` and marking them done in the transaction of its
+    /// own writes. `silo events run` moves events between the two, always
+    /// connecting to a store as that store's own service. `[events]` in
+    /// silo.toml picks the bus: `embedded` (the default: store to store,
+    /// no server) or `nats` (NATS JetStream at SILO_NATS_URL).
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Run the worker: move events from outboxes to inboxes until stopped
+    ///
+    /// With no SERVICE, for every service that publishes or consumes;
+    /// with some, only for those (one sidecar per service in production:
+    /// on the nats bus `silo events run battles` needs only battles'
+    /// credentials and the bus). Ctrl-C or SIGTERM finishes the batches in
+    /// flight and stops; a kill at any point loses nothing and delivers
+    /// nothing twice.
+    Run(EventsRunArgs),
+
+    /// Per service: outbox backlog and oldest unsent event, inbox pending,
+    /// done and dead, and how far delivery lags
+    Status(EventsStatusArgs),
+
+    /// Dead letters: list them, retry them, drop them
+    Dlq(EventsDlqArgs),
+
+    /// The event map: who publishes and who consumes each type, and the
+    /// contract versions
+    Contracts(EventsContractsArgs),
+
+    /// Re-deliver a type's events from the stream to a service (nats bus)
+    ///
+    /// The inbox's unique event id makes this safe: events already there
+    /// are skipped, unless --reprocess marks them pending again. This is how
+    /// a new service builds its denormalized copy from history.
+    Replay(EventsReplayArgs),
+
+    /// Write a nats-server authorization block: one user per service,
+    /// allowed to publish only its own types and consume only its own
+    NatsConfig(EventsNatsConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsRunArgs {
+    /// Services to run for [default: every service that publishes or consumes]
+    pub services: Vec<String>,
+    /// Deliver what is ready, then exit
+    #[arg(long)]
+    pub once: bool,
+    /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsStatusArgs {
+    /// Services to show [default: all that publish or consume]
+    pub services: Vec<String>,
+    /// Print one JSON document instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EventsDlqArgs {
+    #[command(subcommand)]
+    pub action: Option<DlqAction>,
+    /// The service whose dead letters to list [default: all]
+    pub service: Option<String>,
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Make dead letters pending again, with their attempts reset
+    Retry(DlqRetryArgs),
+    /// Delete a dead letter for good
+    Drop(DlqDropArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqRetryArgs {
+    /// The dead letter's event id
+    #[arg(required_unless_present = "all")]
+    pub id: Option<String>,
+    /// Every dead letter (of SERVICE with --service)
+    #[arg(long, conflicts_with = "id")]
+    pub all: bool,
+    /// Only this service's dead letters
+    #[arg(long)]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqDropArgs {
+    /// The dead letter's event id
+    pub id: String,
+    /// Confirm: the event is gone for good
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsContractsArgs {
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsReplayArgs {
+    /// The service to re-deliver to
+    pub service: String,
+    /// The event type to re-deliver
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: String,
+    /// Only events published at or after this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Mark events already in the inbox pending again, to run them again
+    #[arg(long)]
+    pub reprocess: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsNatsConfigArgs {
+    /// Where to write the authorization block [default: stdout]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -106,6 +106,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Verify(args) => commands::verify::verify(&ctx, args).await,
         Command::Diff(args) => commands::diff::diff(&ctx, args).await,
         Command::Schema(command) => commands::schema::schema(&ctx, command).await,
+        Command::Events(command) => commands::events::run(&ctx, command).await,
     }
 }
 

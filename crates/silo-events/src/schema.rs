@@ -4,16 +4,32 @@
 //! - `silo_outbox`: what the service published, written in its own
 //!   transactions. Every column but `type`, `key` and `payload` has a
 //!   default, so a plain `INSERT INTO silo_outbox (type, key, payload)`
-//!   from any language publishes.
-//! - `silo_inbox`: what reached the service, one row per event id.
+//!   from any language publishes. `state` is `pending` until every
+//!   consumer (embedded bus) or the stream (nats bus) has the event, then
+//!   `sent` (with `retention = "keep"`; the default deletes the row), or
+//!   `dead` with `error` saying why (a payload its contract refuses).
+//! - `silo_inbox`: what reached the service, one row per event id, with
+//!   the CloudEvents 1.0 envelope as columns: `event_id` (`id`), `source`
+//!   (the publishing service), `type`, `key` (`subject`), `time` (when it
+//!   was published), `specversion`, `datacontenttype`, `dataschema` (the
+//!   contract's URI, when the type has one) and `payload` (`data`). A
+//!   consumer moves a row to `done` in the transaction of its own writes;
+//!   a failure adds to `attempts`, keeps `last_error`, waits until
+//!   `next_attempt_at`, and after `max_attempts` the row is `dead`.
 //! - `silo_inbox_cursor` (format 2): how far the embedded relay has
 //!   delivered from each publisher into this store's inbox, one row per
 //!   publishing service, written in the same transaction as the inbox
 //!   rows it covers. `position` is the publisher's outbox `txid` (as a
 //!   bigint) on PostgreSQL or its `seq` on SQLite; `event_id` the last
-//!   event delivered.
+//!   event delivered; `origin` which store the positions count in (a
+//!   PostgreSQL store restored into another cluster counts transaction
+//!   ids from elsewhere, so a cursor of another origin starts over, and
+//!   the inbox's unique event id keeps that from duplicating anything).
 //! - `silo_events_state`: the format of these tables, so an older silo
-//!   refuses a store a newer one has upgraded.
+//!   refuses a store a newer one has upgraded; on SQLite also the store's
+//!   `origin`, a random id given when the tables are made (on PostgreSQL
+//!   the origin is the cluster's system identifier and the database's oid,
+//!   read live, so a restore into another database is another origin).
 //!
 //! The relay reads the outbox in commit-safe order: by `(txid, id)` on
 //! PostgreSQL (the writing transaction's `xid8`), by `seq` (an
@@ -54,9 +70,13 @@ CREATE TABLE IF NOT EXISTS silo_outbox (
   payload jsonb NOT NULL,
   headers jsonb NOT NULL DEFAULT '{}'::jsonb,
   created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-  txid xid8 NOT NULL DEFAULT pg_current_xact_id()
+  txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dead')),
+  sent_at timestamptz,
+  error text
 );
 CREATE INDEX IF NOT EXISTS silo_outbox_txid_id ON silo_outbox (txid, id);
+CREATE INDEX IF NOT EXISTS silo_outbox_pending ON silo_outbox (txid, id) WHERE state = 'pending';
 
 CREATE TABLE IF NOT EXISTS silo_inbox (
   seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -66,15 +86,22 @@ CREATE TABLE IF NOT EXISTS silo_inbox (
   key text NOT NULL,
   payload jsonb NOT NULL,
   headers jsonb NOT NULL DEFAULT '{}'::jsonb,
+  time timestamptz NOT NULL DEFAULT clock_timestamp(),
+  specversion text NOT NULL DEFAULT '1.0',
+  datacontenttype text NOT NULL DEFAULT 'application/json',
+  dataschema text,
   received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
   attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
   state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dead')),
-  last_error text
+  last_error text,
+  next_attempt_at timestamptz,
+  done_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
 
 CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
   source text PRIMARY KEY,
+  origin text NOT NULL DEFAULT '',
   position bigint NOT NULL,
   event_id text NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -105,6 +132,7 @@ pub const SQLITE: &str = concat!(
 CREATE TABLE IF NOT EXISTS silo_events_state (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   format INTEGER NOT NULL,
+  origin TEXT NOT NULL DEFAULT (lower(hex(randomblob(16)))),
   updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 
@@ -117,8 +145,12 @@ CREATE TABLE IF NOT EXISTS silo_outbox (
   key TEXT NOT NULL,
   payload TEXT NOT NULL CHECK (json_valid(payload)),
   headers TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(headers)),
-  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dead')),
+  sent_at TEXT,
+  error TEXT
 );
+CREATE INDEX IF NOT EXISTS silo_outbox_pending ON silo_outbox (seq) WHERE state = 'pending';
 
 CREATE TABLE IF NOT EXISTS silo_inbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -128,15 +160,22 @@ CREATE TABLE IF NOT EXISTS silo_inbox (
   key TEXT NOT NULL,
   payload TEXT NOT NULL CHECK (json_valid(payload)),
   headers TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(headers)),
+  time TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  specversion TEXT NOT NULL DEFAULT '1.0',
+  datacontenttype TEXT NOT NULL DEFAULT 'application/json',
+  dataschema TEXT,
   received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
   attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
   state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dead')),
-  last_error TEXT
+  last_error TEXT,
+  next_attempt_at TEXT,
+  done_at TEXT
 );
 CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
 
 CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
   source TEXT PRIMARY KEY,
+  origin TEXT NOT NULL DEFAULT '',
   position INTEGER NOT NULL,
   event_id TEXT NOT NULL,
   updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 pub use error::{LoadError, ManifestError, Problem, line_column};
 pub use model::{
-    AuditSettings, Engine, Isolation, LintSettings, Manifest, RuleLevel, RuleSetting, Service,
+    AuditSettings, Bus, Compatibility, Engine, EventsSettings, Isolation, LintSettings, Manifest,
+    Retention, RuleLevel, RuleSetting, Service,
 };
 pub use parse::Overrides;
 

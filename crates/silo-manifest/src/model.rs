@@ -90,6 +90,8 @@ pub struct Manifest {
     pub lint: LintSettings,
     /// `[audit]`: settings of `silo audit`'s source scan.
     pub audit: AuditSettings,
+    /// `[events]`: how events move between services.
+    pub events: EventsSettings,
     /// Position of each service in `services`, by name.
     index: ServiceIndex,
 }
@@ -128,6 +130,177 @@ impl PartialEq for ServiceIndex {
 }
 
 impl Eq for ServiceIndex {}
+
+/// Which bus moves events between services (`[events] bus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bus {
+    /// No server: the worker moves rows from each publisher's outbox into
+    /// each consumer's inbox directly. One machine.
+    #[default]
+    Embedded,
+    /// NATS JetStream: one stream per project, one durable consumer per
+    /// consuming service.
+    Nats,
+}
+
+impl Bus {
+    /// The bus's name as written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bus::Embedded => "embedded",
+            Bus::Nats => "nats",
+        }
+    }
+}
+
+impl fmt::Display for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Bus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "embedded" => Ok(Bus::Embedded),
+            "nats" => Ok(Bus::Nats),
+            other => Err(format!(
+                "unknown bus `{other}`; expected `embedded` or `nats`"
+            )),
+        }
+    }
+}
+
+/// What happens to an outbox row once every consumer (or the bus) has it
+/// (`[events] retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    /// The row is deleted: the outbox stays small.
+    #[default]
+    Delete,
+    /// The row stays, marked sent, for audit.
+    Keep,
+}
+
+impl Retention {
+    /// The retention's name as written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retention::Delete => "delete",
+            Retention::Keep => "keep",
+        }
+    }
+}
+
+impl FromStr for Retention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "delete" => Ok(Retention::Delete),
+            "keep" => Ok(Retention::Keep),
+            other => Err(format!(
+                "unknown retention `{other}`; expected `delete` or `keep`"
+            )),
+        }
+    }
+}
+
+/// Which changes between two versions of an event type's contract are
+/// allowed, as schema registries name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Compatibility {
+    /// Consumers on the new contract read events written to the old one.
+    #[default]
+    Backward,
+    /// Consumers on the old contract read events written to the new one.
+    Forward,
+    /// Both.
+    Full,
+    /// Any change.
+    None,
+}
+
+impl Compatibility {
+    /// The level's name as written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compatibility::Backward => "BACKWARD",
+            Compatibility::Forward => "FORWARD",
+            Compatibility::Full => "FULL",
+            Compatibility::None => "NONE",
+        }
+    }
+}
+
+impl fmt::Display for Compatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Compatibility {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "BACKWARD" => Ok(Compatibility::Backward),
+            "FORWARD" => Ok(Compatibility::Forward),
+            "FULL" => Ok(Compatibility::Full),
+            "NONE" => Ok(Compatibility::None),
+            _ => Err(format!(
+                "unknown compatibility `{s}`; expected `BACKWARD`, `FORWARD`, `FULL` or `NONE`"
+            )),
+        }
+    }
+}
+
+/// `[events]` in silo.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsSettings {
+    /// The bus (default embedded).
+    pub bus: Bus,
+    /// On the nats bus, whether each service's worker connects as that
+    /// service's own NATS user (see `silo events nats-config`).
+    pub nats_auth: bool,
+    /// Failed attempts after which an inbox row is dead (default 5).
+    pub max_attempts: u32,
+    /// What happens to delivered outbox rows (default delete).
+    pub retention: Retention,
+    /// The JetStream stream's duplicate window in seconds (default 120).
+    pub duplicate_window_secs: u64,
+    /// The compatibility every event type's contract keeps unless its
+    /// `[events.types."<type>"]` says otherwise (default BACKWARD).
+    pub compatibility: Compatibility,
+    /// `[events.types."<type>"] compatibility`: per-type levels.
+    pub type_compatibility: std::collections::BTreeMap<String, Compatibility>,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        EventsSettings {
+            bus: Bus::Embedded,
+            nats_auth: false,
+            max_attempts: 5,
+            retention: Retention::Delete,
+            duplicate_window_secs: 120,
+            compatibility: Compatibility::Backward,
+            type_compatibility: Default::default(),
+        }
+    }
+}
+
+impl EventsSettings {
+    /// The compatibility `event_type`'s contract keeps.
+    pub fn compatibility_of(&self, event_type: &str) -> Compatibility {
+        self.type_compatibility
+            .get(event_type)
+            .copied()
+            .unwrap_or(self.compatibility)
+    }
+}
 
 /// `[audit]` in silo.toml.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -206,6 +379,10 @@ pub struct Service {
     pub publishes: Vec<String>,
     /// Event types this service consumes.
     pub consumes: Vec<String>,
+    /// The folder of the JSON Schemas of the event types it publishes
+    /// (`<type>.v<N>.json`), relative to the manifest's folder (default
+    /// `<source>/events`).
+    pub contracts: PathBuf,
     /// Values for `${name}` placeholders in its migrations, beside the
     /// built-in `service`, `database` and `role`.
     pub placeholders: std::collections::BTreeMap<String, String>,
@@ -224,6 +401,7 @@ impl Manifest {
         services: Vec<Service>,
         lint: LintSettings,
         audit: AuditSettings,
+        events: EventsSettings,
     ) -> Self {
         Manifest {
             index: ServiceIndex::new(&services),
@@ -234,6 +412,7 @@ impl Manifest {
             services,
             lint,
             audit,
+            events,
         }
     }
 
@@ -256,6 +435,25 @@ impl Manifest {
     /// The absolute path of a service's migrations folder.
     pub fn migrations_dir(&self, service: &Service) -> PathBuf {
         self.root.join(&service.migrations)
+    }
+
+    /// The absolute path of a service's contracts folder.
+    pub fn contracts_dir(&self, service: &Service) -> PathBuf {
+        self.root.join(&service.contracts)
+    }
+
+    /// The services that publish `event_type`, in manifest order.
+    pub fn publishers_of<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a Service> {
+        self.services
+            .iter()
+            .filter(move |s| s.publishes.iter().any(|t| t == event_type))
+    }
+
+    /// The services that consume `event_type`, in manifest order.
+    pub fn consumers_of<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a Service> {
+        self.services
+            .iter()
+            .filter(move |s| s.consumes.iter().any(|t| t == event_type))
     }
 
     /// The absolute path of a service's source folder.

@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use crate::error::{LineIndex, Problem};
 use crate::model::{
-    AuditSettings, Engine, Isolation, LintSettings, Manifest, RuleSetting, Service,
+    AuditSettings, Engine, EventsSettings, Isolation, LintSettings, Manifest, RuleSetting, Service,
 };
 use crate::names::{check_env_var, check_event_type, check_identifier, suggest_identifier};
 
@@ -36,6 +36,26 @@ struct RawManifest {
     services: IndexMap<Spanned<String>, Spanned<RawService>>,
     lint: Option<RawLint>,
     audit: Option<RawAudit>,
+    events: Option<RawEvents>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    bus: Option<Spanned<String>>,
+    nats_auth: Option<bool>,
+    max_attempts: Option<Spanned<i64>>,
+    retention: Option<Spanned<String>>,
+    duplicate_window_seconds: Option<Spanned<i64>>,
+    compatibility: Option<Spanned<String>>,
+    #[serde(default)]
+    types: IndexMap<Spanned<String>, RawEventType>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEventType {
+    compatibility: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,6 +102,7 @@ struct RawService {
     publishes: Vec<Spanned<String>>,
     #[serde(default)]
     consumes: Vec<Spanned<String>>,
+    contracts: Option<Spanned<String>>,
     #[serde(default)]
     placeholders: std::collections::BTreeMap<String, String>,
     lint: Option<RawLint>,
@@ -214,6 +235,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
     check_cross_service(&located, &mut problems);
     let lint = lint_settings(raw.lint.as_ref(), &mut problems);
     let audit = audit_settings(raw.audit.as_ref(), &mut problems);
+    let events = events_settings(raw.events.as_ref(), &mut problems);
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -226,7 +248,97 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         located.into_iter().map(|l| l.service).collect(),
         lint,
         audit,
+        events,
     ))
+}
+
+/// `[events]`: the bus and the rules events follow.
+fn events_settings(raw: Option<&RawEvents>, problems: &mut Problems) -> EventsSettings {
+    let mut settings = EventsSettings::default();
+    let Some(raw) = raw else {
+        return settings;
+    };
+    if let Some(bus) = &raw.bus
+        && let Some(b) = parsed(
+            bus,
+            problems,
+            "`embedded`: no server, one machine; `nats`: NATS JetStream at SILO_NATS_URL",
+        )
+    {
+        settings.bus = b;
+    }
+    if let Some(r) = &raw.retention
+        && let Some(r) = parsed(
+            r,
+            problems,
+            "`delete`: delivered outbox rows are deleted; `keep`: kept, marked sent",
+        )
+    {
+        settings.retention = r;
+    }
+    let compat_help = "BACKWARD (the default), FORWARD, FULL or NONE";
+    if let Some(c) = &raw.compatibility
+        && let Some(c) = parsed(c, problems, compat_help)
+    {
+        settings.compatibility = c;
+    }
+    for (name, t) in &raw.types {
+        if let Err(why) = check_event_type(name.get_ref()) {
+            problems.add(
+                name.span(),
+                format!("invalid event type `{}`: {why}", name.get_ref()),
+                None,
+            );
+            continue;
+        }
+        if let Some(c) = &t.compatibility
+            && let Some(c) = parsed(c, problems, compat_help)
+        {
+            settings
+                .type_compatibility
+                .insert(name.get_ref().clone(), c);
+        }
+    }
+    settings.nats_auth = raw.nats_auth.unwrap_or(false);
+    if let Some(n) = &raw.max_attempts {
+        match u32::try_from(*n.get_ref()) {
+            Ok(v) if v >= 1 => settings.max_attempts = v,
+            _ => problems.add(
+                n.span(),
+                format!("max_attempts must be 1 or more, not {}", n.get_ref()),
+                Some("leave it out for the default, 5".into()),
+            ),
+        }
+    }
+    if let Some(w) = &raw.duplicate_window_seconds {
+        match u64::try_from(*w.get_ref()) {
+            Ok(v) if v >= 1 => settings.duplicate_window_secs = v,
+            _ => problems.add(
+                w.span(),
+                format!(
+                    "duplicate_window_seconds must be 1 or more, not {}",
+                    w.get_ref()
+                ),
+                Some("leave it out for the default, 120 (two minutes)".into()),
+            ),
+        }
+    }
+    settings
+}
+
+/// Parses a keyword value, or reports it at its place with `help`.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    value: &Spanned<String>,
+    problems: &mut Problems,
+    help: &str,
+) -> Option<T> {
+    match value.get_ref().parse() {
+        Ok(v) => Some(v),
+        Err(message) => {
+            problems.add(value.span(), message, Some(help.to_string()));
+            None
+        }
+    }
 }
 
 /// `[audit]`: the source scan's exclusions, checked as globs here so that a
@@ -401,6 +513,30 @@ fn resolve_service(
         }
     };
 
+    let (contracts, contracts_span) = match &r.contracts {
+        Some(c) => (c.get_ref().clone(), c.span()),
+        None => (
+            source.join("events").to_string_lossy().into_owned(),
+            name.span(),
+        ),
+    };
+    let contracts = match inside(Path::new(&contracts), absolute_root) {
+        Some(relative) => relative,
+        // A default under a source folder outside is reported once, there.
+        None if r.contracts.is_none() => normalize(Path::new(&contracts)),
+        None => {
+            problems.add(
+                contracts_span,
+                format!(
+                    "the contracts folder `{}` must be inside the project folder",
+                    normalize(Path::new(&contracts)).display()
+                ),
+                Some("use a path relative to the folder that holds silo.toml".into()),
+            );
+            normalize(Path::new(&contracts))
+        }
+    };
+
     let connection_limit = match &r.connection_limit {
         None => None,
         Some(limit) => match u32::try_from(*limit.get_ref()) {
@@ -474,6 +610,7 @@ fn resolve_service(
             owner: r.owner.clone(),
             publishes,
             consumes,
+            contracts,
             placeholders: r.placeholders.clone(),
             lint,
         },

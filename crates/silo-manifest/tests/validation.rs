@@ -587,3 +587,72 @@ fn service_lookup_follows_changes_to_the_list() {
     assert_eq!(m.service("b").unwrap().name, "b");
     assert!(m.service("a").is_none());
 }
+
+#[test]
+fn events_defaults_and_settings() {
+    use silo_manifest::{Bus, Compatibility, Retention};
+    let base = "[project]\nname = \"p\"\n[services.orders]\npublishes = [\"order.placed\"]\n";
+    let m = Manifest::from_str(base, Path::new("proj/silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(m.events.bus, Bus::Embedded);
+    assert_eq!(m.events.max_attempts, 5);
+    assert_eq!(m.events.retention, Retention::Delete);
+    assert_eq!(m.events.duplicate_window_secs, 120);
+    assert_eq!(m.services[0].contracts, Path::new("services/orders/events"));
+    assert_eq!(
+        m.events.compatibility_of("order.placed"),
+        Compatibility::Backward
+    );
+
+    let text = format!(
+        "{base}contracts = \"contracts/orders\"\n[events]\nbus = \"nats\"\nnats_auth = true\nmax_attempts = 3\n\
+         retention = \"keep\"\nduplicate_window_seconds = 30\ncompatibility = \"full\"\n\
+         [events.types.\"order.placed\"]\ncompatibility = \"NONE\"\n"
+    );
+    let m = Manifest::from_str(&text, Path::new("proj/silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(m.events.bus, Bus::Nats);
+    assert!(m.events.nats_auth);
+    assert_eq!(m.events.max_attempts, 3);
+    assert_eq!(m.events.retention, Retention::Keep);
+    assert_eq!(m.events.duplicate_window_secs, 30);
+    assert_eq!(
+        m.events.compatibility_of("order.placed"),
+        Compatibility::None
+    );
+    assert_eq!(m.events.compatibility_of("order.paid"), Compatibility::Full);
+    assert_eq!(m.services[0].contracts, Path::new("contracts/orders"));
+}
+
+#[test]
+fn events_settings_are_checked_where_they_are() {
+    let base = "[project]\nname = \"p\"\n[services.orders]\n[events]\n";
+    assert_eq!(
+        one(&format!("{base}bus = \"kafka\"\n")),
+        (
+            5,
+            7,
+            "unknown bus `kafka`; expected `embedded` or `nats`".into()
+        )
+    );
+    assert_eq!(
+        one(&format!("{base}max_attempts = 0\n")),
+        (5, 16, "max_attempts must be 1 or more, not 0".into())
+    );
+    assert_eq!(
+        one(&format!(
+            "{base}[events.types.\"Order\"]\ncompatibility = \"full\"\n"
+        ))
+        .2,
+        "invalid event type `Order`: event types have at least two dot-separated parts, like `battle.created`"
+    );
+    assert_eq!(
+        one(&format!(
+            "{base}[events.types.\"order.placed\"]\ncompatibility = \"sideways\"\n"
+        )),
+        (
+            6,
+            17,
+            "unknown compatibility `sideways`; expected `BACKWARD`, `FORWARD`, `FULL` or `NONE`"
+                .into()
+        )
+    );
+}

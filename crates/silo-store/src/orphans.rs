@@ -154,6 +154,7 @@ fn stand_in(name: &str, engine: Engine, database: String, role: String) -> Servi
         owner: None,
         publishes: Vec::new(),
         consumes: Vec::new(),
+        contracts: PathBuf::new(),
         placeholders: Default::default(),
         lint: Default::default(),
     }

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod credentials;
 pub mod diff;
 pub mod down;
+pub mod events;
 pub mod import;
 pub mod info;
 pub mod init;

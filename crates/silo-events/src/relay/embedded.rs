@@ -20,9 +20,16 @@
 //! - SQLite: in `seq` order. Writers are serialized, so `seq` order is
 //!   commit order.
 //!
-//! Sent outbox rows are kept: retention is a later step. After a
-//! PostgreSQL restore into a new cluster, `xid8` values can restart below
-//! a consumer's cursor; that case is not handled yet.
+//! After a restore, positions can go back: a PostgreSQL store restored
+//! into another cluster counts transaction ids from that cluster's own
+//! counter (watermill #576), and a SQLite file put back from a backup
+//! counts `seq` on from the backup's value, so new events would sit below
+//! a consumer's cursor and be skipped. Each cursor therefore records the
+//! publisher's origin (PostgreSQL: cluster system identifier and database
+//! oid; SQLite: a random id made with the tables), and a cursor of another
+//! origin, or one ahead of the publisher's own counter, starts over from
+//! the beginning of the outbox. The inbox's unique event id keeps the
+//! events already delivered from arriving twice.
 
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
@@ -71,12 +78,21 @@ struct Event {
     key: String,
     payload: String,
     headers: String,
+    /// When it was published (RFC 3339, UTC).
+    time: String,
 }
 
 /// Where a consumer's cursor for one publisher stands.
 struct Cursor {
     position: i64,
     event_id: String,
+}
+
+/// Which store a publisher's positions count in, and how far its counter
+/// has gone: a cursor can never be ahead of it unless the store went back.
+struct Origin {
+    id: String,
+    counter: i64,
 }
 
 impl Cursor {
@@ -145,19 +161,17 @@ async fn deliver_batch(
         ServiceConnection::Postgres(c) => {
             let mut tx = c.begin().await.map_err(sql(begin(consumer)))?;
             // The row lock makes two relays on one pair take turns.
-            let cursor = sqlx::query_as::<_, (i64, String)>(
-                "SELECT position, event_id FROM silo_inbox_cursor WHERE source = $1 FOR UPDATE",
+            let cursor = sqlx::query_as::<_, (String, i64, String)>(
+                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1 FOR UPDATE",
             )
             .bind(&publisher.name)
             .fetch_optional(&mut *tx)
             .await
             .map_err(sql(read_cursor(publisher, consumer)))?;
-            let cursor = cursor.map_or_else(Cursor::start, |(position, event_id)| Cursor {
-                position,
-                event_id,
-            });
+            let origin = read_origin(source, publisher).await?;
+            let cursor = resume(cursor, &origin);
             let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
-            let written = write_postgres(&mut tx, publisher, consumer, &events).await?;
+            let written = write_postgres(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
             Ok((events.len(), written))
         }
@@ -167,23 +181,60 @@ async fn deliver_batch(
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(sql(begin(consumer)))?;
-            let cursor = sqlx::query_as::<_, (i64, String)>(
-                "SELECT position, event_id FROM silo_inbox_cursor WHERE source = $1",
+            let cursor = sqlx::query_as::<_, (String, i64, String)>(
+                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1",
             )
             .bind(&publisher.name)
             .fetch_optional(&mut *tx)
             .await
             .map_err(sql(read_cursor(publisher, consumer)))?;
-            let cursor = cursor.map_or_else(Cursor::start, |(position, event_id)| Cursor {
-                position,
-                event_id,
-            });
+            let origin = read_origin(source, publisher).await?;
+            let cursor = resume(cursor, &origin);
             let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
-            let written = write_sqlite(&mut tx, publisher, consumer, &events).await?;
+            let written = write_sqlite(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
             Ok((events.len(), written))
         }
     }
+}
+
+/// The cursor to go on from: the stored one, unless the publisher's store
+/// is not the one it counted in (another origin) or went back (the cursor
+/// is ahead of its counter): then the beginning.
+fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
+    match stored {
+        Some((id, position, event_id)) if id == origin.id && position <= origin.counter => {
+            Cursor { position, event_id }
+        }
+        _ => Cursor::start(),
+    }
+}
+
+/// The publisher's origin and counter, read as the publisher. Read before
+/// its outbox, so every position the cursor holds is at most the counter.
+async fn read_origin(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+) -> Result<Origin, EventsError> {
+    let action = format!("reading where {}'s outbox counts from", publisher.name);
+    let (id, counter): (String, i64) = match source {
+        ServiceConnection::Postgres(c) => sqlx::query_as(
+            "SELECT (SELECT system_identifier::text FROM pg_control_system()) || ':' || \
+                    (SELECT oid::text FROM pg_database WHERE datname = current_database()), \
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(sql(action))?,
+        ServiceConnection::Sqlite(c) => sqlx::query_as(
+            "SELECT (SELECT origin FROM silo_events_state WHERE id = 1), \
+                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'silo_outbox'), 0)",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(sql(action))?,
+    };
+    Ok(Origin { id, counter })
 }
 
 fn begin(consumer: &Service) -> String {
@@ -210,14 +261,15 @@ async fn read_outbox(
     cursor: &Cursor,
 ) -> Result<Vec<Event>, EventsError> {
     let action = format!("reading {}'s outbox", publisher.name);
-    type Row = (i64, String, String, String, String, String);
+    type Row = (i64, String, String, String, String, String, String);
     let rows: Vec<Row> = match source {
         ServiceConnection::Postgres(c) => {
             // Only transactions older than every running one: a row of a
             // transaction still open may carry a lower (txid, id) than rows
             // already committed, and must not be skipped.
             sqlx::query_as(
-                "SELECT txid::text::bigint, id::text, type, key, payload::text, headers::text \
+                "SELECT txid::text::bigint, id::text, type, key, payload::text, headers::text, \
+                        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
                  FROM silo_outbox \
                  WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
                    AND (txid, id) > ($1::bigint::text::xid8, $2::uuid) \
@@ -235,7 +287,7 @@ async fn read_outbox(
         ServiceConnection::Sqlite(c) => {
             let types = serde_json::to_string(types).expect("a list of strings is JSON");
             sqlx::query_as(
-                "SELECT seq, id, type, key, payload, headers FROM silo_outbox \
+                "SELECT seq, id, type, key, payload, headers, created_at FROM silo_outbox \
                  WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) \
                  ORDER BY seq LIMIT $3",
             )
@@ -249,25 +301,30 @@ async fn read_outbox(
     };
     Ok(rows
         .into_iter()
-        .map(|(position, id, event_type, key, payload, headers)| Event {
-            position,
-            id,
-            event_type,
-            key,
-            payload,
-            headers,
-        })
+        .map(
+            |(position, id, event_type, key, payload, headers, time)| Event {
+                position,
+                id,
+                event_type,
+                key,
+                payload,
+                headers,
+                time,
+            },
+        )
         .collect())
 }
 
-const CURSOR_UPSERT: &str = "INSERT INTO silo_inbox_cursor (source, position, event_id) \
-     VALUES ($1, $2, $3) ON CONFLICT (source) DO UPDATE \
-     SET position = excluded.position, event_id = excluded.event_id";
+const CURSOR_UPSERT: &str = "INSERT INTO silo_inbox_cursor (source, origin, position, event_id) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (source) DO UPDATE \
+     SET origin = excluded.origin, position = excluded.position, event_id = excluded.event_id, \
+         updated_at = excluded.updated_at";
 
 async fn write_postgres(
     tx: &mut PgConnection,
     publisher: &Service,
     consumer: &Service,
+    origin: &Origin,
     events: &[Event],
 ) -> Result<u64, EventsError> {
     let action = format!(
@@ -277,8 +334,9 @@ async fn write_postgres(
     let mut written = 0;
     for e in events {
         written += sqlx::query(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers) \
-             VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
+             VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz) \
+             ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&e.id)
         .bind(&e.event_type)
@@ -286,6 +344,7 @@ async fn write_postgres(
         .bind(&e.key)
         .bind(&e.payload)
         .bind(&e.headers)
+        .bind(&e.time)
         .execute(&mut *tx)
         .await
         .map_err(sql(action.clone()))?
@@ -294,6 +353,7 @@ async fn write_postgres(
     if let Some(last) = events.last() {
         sqlx::query(CURSOR_UPSERT)
             .bind(&publisher.name)
+            .bind(&origin.id)
             .bind(last.position)
             .bind(&last.id)
             .execute(&mut *tx)
@@ -307,6 +367,7 @@ async fn write_sqlite(
     tx: &mut SqliteConnection,
     publisher: &Service,
     consumer: &Service,
+    origin: &Origin,
     events: &[Event],
 ) -> Result<u64, EventsError> {
     let action = format!(
@@ -316,8 +377,8 @@ async fn write_sqlite(
     let mut written = 0;
     for e in events {
         written += sqlx::query(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&e.id)
         .bind(&e.event_type)
@@ -325,6 +386,7 @@ async fn write_sqlite(
         .bind(&e.key)
         .bind(&e.payload)
         .bind(&e.headers)
+        .bind(&e.time)
         .execute(&mut *tx)
         .await
         .map_err(sql(action.clone()))?
@@ -333,6 +395,7 @@ async fn write_sqlite(
     if let Some(last) = events.last() {
         sqlx::query(CURSOR_UPSERT)
             .bind(&publisher.name)
+            .bind(&origin.id)
             .bind(last.position)
             .bind(&last.id)
             .execute(&mut *tx)
