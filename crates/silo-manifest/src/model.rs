@@ -391,6 +391,13 @@ pub struct Service {
     pub lint: LintSettings,
 }
 
+/// The project-wide sections of silo.toml, validated.
+pub(crate) struct Sections {
+    pub lint: LintSettings,
+    pub audit: AuditSettings,
+    pub events: EventsSettings,
+}
+
 impl Manifest {
     /// A manifest of already validated parts.
     pub(crate) fn new(
@@ -399,10 +406,13 @@ impl Manifest {
         project: String,
         data_dir: PathBuf,
         services: Vec<Service>,
-        lint: LintSettings,
-        audit: AuditSettings,
-        events: EventsSettings,
+        sections: Sections,
     ) -> Self {
+        let Sections {
+            lint,
+            audit,
+            events,
+        } = sections;
         Manifest {
             index: ServiceIndex::new(&services),
             path,

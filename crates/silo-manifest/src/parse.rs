@@ -13,7 +13,8 @@ use toml::Spanned;
 
 use crate::error::{LineIndex, Problem};
 use crate::model::{
-    AuditSettings, Engine, EventsSettings, Isolation, LintSettings, Manifest, RuleSetting, Service,
+    AuditSettings, Engine, EventsSettings, Isolation, LintSettings, Manifest, RuleSetting,
+    Sections, Service,
 };
 use crate::names::{check_env_var, check_event_type, check_identifier, suggest_identifier};
 
@@ -246,9 +247,11 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         project,
         data_dir,
         located.into_iter().map(|l| l.service).collect(),
-        lint,
-        audit,
-        events,
+        Sections {
+            lint,
+            audit,
+            events,
+        },
     ))
 }
 
