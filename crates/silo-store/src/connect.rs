@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use silo_manifest::{Engine, Service};
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::credentials::Credentials;
@@ -59,6 +60,47 @@ impl Stores {
     ) -> Result<ServiceConnection, StoreError> {
         let creds = self.engine(service)?.credentials(service)?;
         connect_with(&creds, service, StoreKind::Own, application).await
+    }
+
+    /// A connection to `service`'s own PostgreSQL store, as the service,
+    /// that receives the store's notifications (`LISTEN channel`). It
+    /// reconnects by itself when the connection drops. `None` for a SQLite
+    /// store, which has no notifications. The store's mark is checked
+    /// first, as [`Stores::connect_as`] does.
+    pub async fn listen_as(
+        &self,
+        service: &Service,
+        application: &str,
+        channel: &str,
+    ) -> Result<Option<PgListener>, StoreError> {
+        let creds = self.engine(service)?.credentials(service)?;
+        if creds.engine != Engine::Postgres {
+            return Ok(None);
+        }
+        connect_with(&creds, service, StoreKind::Own, application)
+            .await?
+            .close()
+            .await;
+        let options =
+            parse_url(&creds.url(), "the credentials file")?.application_name(application);
+        let connect = |source| StoreError::Connect {
+            target: creds.redacted_url(),
+            source,
+        };
+        // A pool of one: PgListener reconnects through it.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(options)
+            .await
+            .map_err(connect)?;
+        let mut listener = PgListener::connect_with(&pool).await.map_err(connect)?;
+        listener
+            .listen(channel)
+            .await
+            .map_err(sql("listening for the store's notifications"))?;
+        Ok(Some(listener))
     }
 }
 
