@@ -16,6 +16,8 @@ use crate::context::{CmdResult, Context, Failure, Shown, exit_code_all};
 use crate::interrupt;
 
 pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
+    // First: a signal from here on stops the worker instead of killing it.
+    interrupt::install_stop();
     // Unknown names are a usage error before anything runs.
     ctx.select(&args.services)?;
     match ctx.manifest.events.bus {
@@ -43,7 +45,6 @@ async fn embedded(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr)?;
     }
-    interrupt::install_stop();
     let routes: Vec<String> = plan.routes.iter().map(|r| r.label()).collect();
     errln!(
         "silo events run: embedded bus, {} route{}{}{}",
