@@ -562,3 +562,24 @@ async fn once_delivers_and_exits() {
         .code(2)
         .stderr(predicates::str::contains("cannot serve metrics"));
 }
+
+/// What no retry can fix stops the worker before it starts: a PostgreSQL
+/// store with no admin URL to reach its server is exit 2 with the fix.
+#[test]
+fn a_missing_admin_url_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("silo.toml"),
+        "[project]\nname = \"t\"\n[defaults]\nengine = \"postgres\"\n\
+         [services.orders]\npublishes = [\"order.placed\"]\n\
+         [services.billing]\nconsumes = [\"order.placed\"]\n",
+    )
+    .unwrap();
+    silo(dir.path())
+        .env_remove("SILO_PG_ADMIN_URL")
+        .args(["events", "run"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no admin URL is set"))
+        .stderr(predicates::str::contains("SILO_PG_ADMIN_URL"));
+}

@@ -484,7 +484,11 @@ async fn once_reports_a_route_that_fails() {
             summary.failures
         );
         assert_eq!(summary.failures[0].0, "orders → shipping", "{engine}");
-        assert_eq!(p.inbox("billing").await, [id.clone()], "{engine}");
+        assert_eq!(
+            p.inbox("billing").await,
+            std::slice::from_ref(&id),
+            "{engine}"
+        );
         assert_eq!(summary.retired, 0, "{engine}: shipping still needs it");
         let (_, retired) = p.settle(&[], &[("shipping", 1)]).await;
         assert_eq!(p.inbox("shipping").await, [id], "{engine}");

@@ -217,9 +217,20 @@ pub async fn deliver_batch(
     match sink {
         ServiceConnection::Postgres(c) => {
             let mut tx = c.begin().await.map_err(sql(begin(consumer)))?;
-            // The row lock makes two relays on one pair take turns.
+            // The lock makes two relays on one pair take turns. An advisory
+            // lock rather than `FOR UPDATE`: a row lock gives the
+            // transaction an id at once, and a transaction id held while
+            // the outbox is read would hold back every other delivery
+            // from the same server (they wait for older transactions).
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtext('silo_inbox_cursor'), hashtext($1))",
+            )
+            .bind(&publisher.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql(read_cursor(publisher, consumer)))?;
             let cursor = sqlx::query_as::<_, (String, i64, String)>(
-                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1 FOR UPDATE",
+                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1",
             )
             .bind(&publisher.name)
             .fetch_optional(&mut *tx)

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use silo_manifest::{Engine, Manifest, Retention, Service};
-use silo_store::{ServiceConnection, Stores};
+use silo_store::{ServiceConnection, StoreError, Stores};
 use tokio::sync::watch;
 
 use super::metrics as m;
@@ -46,6 +46,9 @@ pub const CHANNEL: &str = "silo_outbox";
 
 /// How often a route measures its backlog, and a publisher its dead rows.
 const MEASURE_EVERY: Duration = Duration::from_secs(1);
+
+/// How soon a route that caught up measures its backlog again.
+const REMEASURE: Duration = Duration::from_millis(100);
 
 /// How long a SQLite connection is used before it is opened again.
 const SQLITE_REOPEN: Duration = Duration::from_secs(1);
@@ -102,6 +105,30 @@ impl Plan {
             }
         }
         Plan { routes, publishers }
+    }
+
+    /// The services the plan reaches, each once, in manifest order.
+    pub fn services<'m>(&self, manifest: &'m Manifest) -> Vec<&'m Service> {
+        manifest
+            .services
+            .iter()
+            .filter(|s| {
+                self.routes
+                    .iter()
+                    .any(|r| r.publisher == s.name || r.consumer == s.name)
+                    || self.publishers.iter().any(|(p, _)| *p == s.name)
+            })
+            .collect()
+    }
+
+    /// Checks what no retry can fix before the worker starts: each
+    /// service's engine can be reached from this configuration (an admin
+    /// URL or `url_env` set) and its credentials file is there.
+    pub fn check(&self, stores: &Stores, manifest: &Manifest) -> Result<(), StoreError> {
+        for service in self.services(manifest) {
+            stores.engine(service)?.credentials(service)?;
+        }
+        Ok(())
     }
 }
 
@@ -469,19 +496,20 @@ async fn pass(
         let full = batch.full();
         let moved = !batch.read.is_empty();
         let cursor = batch.cursor;
-        let due = measured.is_none_or(|t| t.elapsed() >= MEASURE_EVERY);
-        if due || !full {
-            // Caught up or due: how much is still on its way.
-            if due || status.backlog() > 0 {
-                let b = backlog(&mut link.source, publisher, &route.types, &cursor).await?;
-                status.backlog.store(b.events, Ordering::Relaxed);
-                status
-                    .lag_ms
-                    .store((b.lag_secs * 1000.0) as u64, Ordering::Relaxed);
-                gauge!(m::BACKLOG, &labels).set(b.events as f64);
-                gauge!(m::LAG, &labels).set(b.lag_secs);
-                *measured = Some(Instant::now());
-            }
+        let since = measured.map(|t| t.elapsed());
+        let due = since.is_none_or(|t| t >= MEASURE_EVERY);
+        // Caught up after a backlog: measure again soon, so the backlog
+        // shown drops to what it is.
+        let caught_up = !full && status.backlog() > 0 && since.is_none_or(|t| t >= REMEASURE);
+        if due || caught_up {
+            let b = backlog(&mut link.source, publisher, &route.types, &cursor).await?;
+            status.backlog.store(b.events, Ordering::Relaxed);
+            status
+                .lag_ms
+                .store((b.lag_secs * 1000.0) as u64, Ordering::Relaxed);
+            gauge!(m::BACKLOG, &labels).set(b.events as f64);
+            gauge!(m::LAG, &labels).set(b.lag_secs);
+            *measured = Some(Instant::now());
         }
         *shared.cursors[index].lock().expect("not poisoned") = Some(cursor);
         if moved {

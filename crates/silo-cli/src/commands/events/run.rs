@@ -42,6 +42,9 @@ async fn embedded(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    // A missing admin URL or credentials file would fail every retry.
+    plan.check(&ctx.stores, &ctx.manifest)
+        .map_err(Failure::store)?;
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr)?;
     }
