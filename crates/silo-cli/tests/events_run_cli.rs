@@ -515,6 +515,37 @@ async fn metrics_are_served_and_sigterm_stops_with_a_summary() {
         "{body}"
     );
 
+    // A dead row (as a refused payload leaves) is counted. (Of a type
+    // nobody consumes: keeping dead rows out of delivery is the read
+    // path's business, not the worker's.)
+    let mut conn = p.connect("orders").await;
+    let ServiceConnection::Sqlite(c) = &mut conn else {
+        unreachable!()
+    };
+    sqlx::query(
+        "INSERT INTO silo_outbox (type, key, payload, state, error) \
+         VALUES ('order.refused', 'k', '{}', 'dead', 'refused')",
+    )
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    conn.close().await;
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let body = scrape(port).unwrap_or_default();
+        let refused = ["publisher=\"orders\"", "type=\"order.refused\""];
+        if sample(&body, "silo_events_outbox_dead", &refused) == Some(1.0) {
+            assert_eq!(
+                sample(&body, "silo_events_dead_total", &refused),
+                Some(1.0),
+                "{body}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dead row never showed");
+        tokio::time::sleep(POLL).await;
+    }
+
     signal(&child, "TERM");
     let (code, out, err) = finish(child).await;
     assert_eq!(code, Some(0), "{err}");
