@@ -109,9 +109,12 @@ async fn publish(
     count: usize,
     pace: Duration,
 ) -> (Vec<String>, Vec<String>) {
-    let mut conn = p.connect("orders").await;
     let (mut committed, mut rolled_back) = (Vec::new(), Vec::new());
     for n in 0..count {
+        // A connection per transaction, as short-lived clients do: on
+        // SQLite, the close of the last connection to a file checkpoints
+        // and deletes its WAL, which must never happen under the worker's.
+        let mut conn = p.connect("orders").await;
         let payload = format!("{{\"n\": {n}}}");
         let keep = n % 4 != 3;
         let id: String = match &mut conn {
@@ -152,6 +155,7 @@ async fn publish(
                 id
             }
         };
+        conn.close().await;
         if keep {
             committed.push(format!("{key} {id}"));
         } else {
@@ -162,7 +166,6 @@ async fn publish(
         // correctness).
         tokio::time::sleep(pace).await;
     }
-    conn.close().await;
     (committed, rolled_back)
 }
 
@@ -348,6 +351,13 @@ async fn kill_story(engines: [(&str, &str); 3]) {
     assert_eq!(code, Some(0), "{context}: {err}");
     assert!(out.starts_with("stopped: delivered "), "{context}: {out}");
 
+    for (service, engine) in engines {
+        if engine != "sqlite" {
+            continue;
+        }
+        let check = p.strings(service, "PRAGMA integrity_check").await;
+        assert_eq!(check, ["ok"], "{context} {service}: the store is sound");
+    }
     for consumer in ["billing", "shipping"] {
         let inbox = p.inbox(consumer).await;
         assert_eq!(inbox.len(), all, "{context} {consumer}: exactly once");
@@ -613,4 +623,63 @@ fn a_missing_admin_url_is_refused_up_front() {
         .code(2)
         .stderr(predicates::str::contains("no admin URL is set"))
         .stderr(predicates::str::contains("SILO_PG_ADMIN_URL"));
+}
+
+/// A SQLite client that opens and closes a connection per transaction (so
+/// each close may be the file's last, which checkpoints and deletes the
+/// WAL) publishes while the worker runs for a while, opening connections
+/// of its own: every store stays sound and the worker reports no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_sqlite_clients_beside_the_worker_leave_the_stores_sound() {
+    let p = Arc::new(
+        Project::new([
+            ("orders", "sqlite"),
+            ("billing", "sqlite"),
+            ("shipping", "sqlite"),
+        ])
+        .await,
+    );
+    let run = worker(p.dir.path(), &[]);
+    run.started().await;
+    // An application in another language, with its own SQLite library,
+    // straight to the file: CPython's sqlite3, a connection per insert.
+    let file = p
+        .manifest
+        .service("orders")
+        .unwrap()
+        .sqlite_path(&p.manifest.data_dir);
+    let all = 200;
+    let script = format!(
+        "import sqlite3, time\n\
+         for n in range({all}):\n\
+         \x20   c = sqlite3.connect({file:?}, timeout=30)\n\
+         \x20   c.execute(\"INSERT INTO silo_outbox (type, key, payload) VALUES ('order.placed', 'k', '{{}}')\")\n\
+         \x20   c.commit()\n\
+         \x20   c.close()\n\
+         \x20   time.sleep(0.01)\n"
+    );
+    let app = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .await
+        .expect("python3 (part of the machine) runs");
+    assert!(
+        app.status.success(),
+        "{}",
+        String::from_utf8_lossy(&app.stderr)
+    );
+    let deadline = Instant::now() + BOUND;
+    while p.inbox("billing").await.len() < all || p.inbox("shipping").await.len() < all {
+        assert!(Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(POLL).await;
+    }
+    signal(&run, "TERM");
+    let (code, _, err) = finish(run).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+    for service in ["orders", "billing", "shipping"] {
+        let check = p.strings(service, "PRAGMA integrity_check").await;
+        assert_eq!(check, ["ok"], "{service}: the store is sound");
+    }
 }

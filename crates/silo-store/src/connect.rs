@@ -155,18 +155,35 @@ pub async fn connect_with(
             Ok(ServiceConnection::Postgres(conn))
         }
         Engine::Sqlite => {
+            // Only through SQLite: a process that opens and closes the file
+            // by other means drops the locks all its connections hold on it
+            // (POSIX locks go with any close), and another process could
+            // then checkpoint and delete the WAL under them, corrupting the
+            // store. A long-running process (the events worker) keeps
+            // connections open while it makes new ones.
             let path = Path::new(&creds.database);
-            if !crate::sqlite::has_silo_header(path)? {
-                return Err(StoreError::NotServiceStore {
-                    service: service.name.clone(),
-                    kind: "SQLite file",
-                    name: creds.database.clone(),
-                    found: None,
-                });
+            let foreign = || StoreError::NotServiceStore {
+                service: service.name.clone(),
+                kind: "SQLite file",
+                name: creds.database.clone(),
+                found: None,
+            };
+            let mut conn = crate::sqlite::open_existing(path).await?;
+            let owner = match crate::sqlite::owner(&mut conn).await {
+                Ok(owner) => owner,
+                Err(e) if crate::sqlite::is_not_a_database(&e) => {
+                    let _ = conn.close().await;
+                    return Err(foreign());
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = check_owner(owner.as_deref(), "SQLite file", &creds.database, service) {
+                let _ = conn.close().await;
+                return Err(e);
             }
-            let mut conn = crate::sqlite::open(path).await?;
-            let owner = crate::sqlite::owner(&mut conn).await?;
-            check_owner(owner.as_deref(), "SQLite file", &creds.database, service)?;
+            // Only now, the file proven to be the service's store: WAL is
+            // a lasting setting of the file (silo's stores have it already).
+            crate::sqlite::use_wal(&mut conn).await?;
             Ok(ServiceConnection::Sqlite(conn))
         }
     }
