@@ -61,12 +61,16 @@ fn system_random() -> f64 {
     (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The wait between looks at an outbox: short while events flow, doubling
-/// with each look that finds nothing, up to [`Idle::MAX`]. A wake-up (a
-/// notification that something was published) starts it short again.
+/// The wait between looks at an outbox: short while events flow (for
+/// [`Idle::STAY`] looks after the last one that found events, so a pause
+/// between publishes costs no latency), then doubling with each look that
+/// finds nothing, up to [`Idle::MAX`]. A wake-up (a notification that
+/// something was published) starts it short again.
 #[derive(Debug, Clone)]
 pub struct Idle {
     next: Duration,
+    /// Short looks left before the waits grow.
+    short: u32,
 }
 
 impl Default for Idle {
@@ -80,21 +84,33 @@ impl Idle {
     pub const MIN: Duration = Duration::from_millis(5);
     /// The wait of a worker with nothing to do.
     pub const MAX: Duration = Duration::from_millis(250);
+    /// How many short waits follow events before the waits grow (about
+    /// 200 ms of looking every 5 ms).
+    pub const STAY: u32 = 40;
 
     /// An idle wait that starts long: nothing is known to flow yet.
     pub fn new() -> Self {
-        Idle { next: Self::MAX }
+        Idle {
+            next: Self::MAX,
+            short: 0,
+        }
     }
 
-    /// Events flowed (or a wake-up came): the next wait is short.
+    /// Events flowed (or a wake-up came): the next waits are short.
     pub fn busy(&mut self) {
         self.next = Self::MIN;
+        self.short = Self::STAY;
     }
 
-    /// The wait before the next look; the one after it doubles.
+    /// The wait before the next look; after the short ones, each doubles.
     pub fn next_wait(&mut self) -> Duration {
         let wait = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
+        if self.short > 1 {
+            self.short -= 1;
+        } else {
+            self.short = 0;
+            self.next = (self.next * 2).min(Self::MAX);
+        }
         wait
     }
 }
@@ -133,8 +149,12 @@ mod tests {
         let mut idle = Idle::new();
         assert_eq!(idle.next_wait(), Idle::MAX, "nothing known to flow");
         idle.busy();
-        let waits: Vec<_> = (0..8).map(|_| idle.next_wait().as_millis()).collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 250, 250]);
+        let waits: Vec<_> = (0..Idle::STAY + 7)
+            .map(|_| idle.next_wait().as_millis())
+            .collect();
+        let (short, growing) = waits.split_at(Idle::STAY as usize);
+        assert!(short.iter().all(|w| *w == 5), "{short:?}");
+        assert_eq!(growing, [10, 20, 40, 80, 160, 250, 250]);
         idle.busy();
         assert_eq!(idle.next_wait(), Idle::MIN);
     }

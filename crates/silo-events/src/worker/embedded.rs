@@ -53,8 +53,10 @@ const REMEASURE: Duration = Duration::from_millis(100);
 /// How long a SQLite connection is used before it is opened again.
 const SQLITE_REOPEN: Duration = Duration::from_secs(1);
 
-/// The least time between two retirements of one publisher's rows.
-const RETIRE_GAP: Duration = Duration::from_millis(100);
+/// The least time between two retirements of one publisher's rows: each
+/// is a write on the publisher's store, which on SQLite makes the
+/// service's own writes wait their turn.
+const RETIRE_GAP: Duration = Duration::from_secs(1);
 
 /// What a worker runs for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -363,9 +365,6 @@ async fn route_task(
     let mut measured: Option<Instant> = None;
     let mut last_error = None;
     while !*stop.borrow() {
-        if link.as_ref().is_some_and(Link::stale) {
-            link.take().expect("checked").close().await;
-        }
         let connecting = link.is_none();
         let in_pass = stop.clone();
         let result = async {
@@ -374,8 +373,13 @@ async fn route_task(
                 crate::ensure(&shared.stores, consumer).await?;
                 ensured = true;
             }
-            if link.is_none() {
-                link = Some(Link::open(&shared, publisher, consumer).await?);
+            if link.as_ref().is_none_or(Link::stale) {
+                // The new one first: closing the last connection to a
+                // SQLite file checkpoints it, which would stall delivery.
+                let fresh = Link::open(&shared, publisher, consumer).await?;
+                if let Some(old) = link.replace(fresh) {
+                    old.close().await;
+                }
             }
             let l = link.as_mut().expect("opened");
             pass(&shared, index, l, &mut measured, &in_pass).await
@@ -713,19 +717,19 @@ async fn publisher_task(
     let mut conn: Option<(ServiceConnection, Instant)> = None;
     let mut last_error = None;
     loop {
-        if conn
-            .as_ref()
-            .is_some_and(|(c, at)| c.engine() == Engine::Sqlite && at.elapsed() >= SQLITE_REOPEN)
-        {
-            conn.take().expect("checked").0.close().await;
-        }
         let result = async {
-            if conn.is_none() {
+            let stale = |(c, at): &(ServiceConnection, Instant)| {
+                c.engine() == Engine::Sqlite && at.elapsed() >= SQLITE_REOPEN
+            };
+            if conn.as_ref().is_none_or(stale) {
+                // The new one first, as routes do.
                 let c = shared
                     .stores
                     .connect_as(work.publisher, APPLICATION)
                     .await?;
-                conn = Some((c, Instant::now()));
+                if let Some((old, _)) = conn.replace((c, Instant::now())) {
+                    old.close().await;
+                }
             }
             work.run(&mut conn.as_mut().expect("opened").0).await
         };
