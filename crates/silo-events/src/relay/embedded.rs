@@ -429,37 +429,43 @@ async fn write_postgres(
         publisher.name, consumer.name
     );
     let mut written = BTreeMap::new();
-    for e in events {
-        let inserted = sqlx::query(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
-             VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz) \
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(&e.event_type)
+    let Some(last) = events.last() else {
+        return Ok(written);
+    };
+    // The whole batch in one statement (one round trip), inserted in the
+    // batch's order, so the inbox's `seq` follows the publisher's order.
+    let column = |f: fn(&Event) -> &String| events.iter().map(f).collect::<Vec<&String>>();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
+         SELECT e.id::uuid, e.type, $1, e.key, e.payload::jsonb, e.headers::jsonb, \
+                e.time::timestamptz \
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+              WITH ORDINALITY AS e(id, type, key, payload, headers, time, n) \
+         ORDER BY e.n \
+         ON CONFLICT (event_id) DO NOTHING \
+         RETURNING type",
+    )
+    .bind(&publisher.name)
+    .bind(column(|e| &e.id))
+    .bind(column(|e| &e.event_type))
+    .bind(column(|e| &e.key))
+    .bind(column(|e| &e.payload))
+    .bind(column(|e| &e.headers))
+    .bind(column(|e| &e.time))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(sql(action.clone()))?;
+    for event_type in inserted {
+        *written.entry(event_type).or_default() += 1;
+    }
+    sqlx::query(CURSOR_UPSERT)
         .bind(&publisher.name)
-        .bind(&e.key)
-        .bind(&e.payload)
-        .bind(&e.headers)
-        .bind(&e.time)
+        .bind(&origin.id)
+        .bind(last.position)
+        .bind(&last.id)
         .execute(&mut *tx)
         .await
-        .map_err(sql(action.clone()))?
-        .rows_affected();
-        if inserted > 0 {
-            *written.entry(e.event_type.clone()).or_default() += inserted;
-        }
-    }
-    if let Some(last) = events.last() {
-        sqlx::query(CURSOR_UPSERT)
-            .bind(&publisher.name)
-            .bind(&origin.id)
-            .bind(last.position)
-            .bind(&last.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql(action))?;
-    }
+        .map_err(sql(action))?;
     Ok(written)
 }
 
