@@ -162,7 +162,8 @@ pub fn describe<E: std::error::Error + 'static>(e: &E) -> String {
 /// The loaded project.
 pub struct Context {
     pub manifest: Manifest,
-    pub stores: Stores,
+    /// Shared: long-running commands (the events worker) hand it to tasks.
+    pub stores: std::sync::Arc<Stores>,
     /// How many services to work on at once.
     pub jobs: usize,
 }
@@ -206,12 +207,12 @@ impl Context {
                 manifest.path.display()
             )));
         }
-        let stores = Stores::new(StoresConfig {
+        let stores = std::sync::Arc::new(Stores::new(StoresConfig {
             project: Some(manifest.project.clone()),
             data_dir: manifest.data_dir.clone(),
             admin_url: global.admin_url.clone(),
             concurrency: usize::from(global.jobs),
-        });
+        }));
         Ok(Context {
             manifest,
             stores,

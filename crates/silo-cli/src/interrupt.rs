@@ -1,6 +1,6 @@
 //! Ctrl-C and SIGTERM during a command that writes a store (migrate, undo,
 //! repair, baseline, migrations adopt) or runs migrations on a scratch
-//! store (verify, diff).
+//! store (verify, diff), and during the events worker.
 //!
 //! The first signal cancels the run through its [`Cancel`] token: the
 //! running statement is cancelled on the server, the open transaction
@@ -8,6 +8,10 @@
 //! state each store is in, then exits 130 (SIGINT) or 143 (SIGTERM). A
 //! second signal exits at once. Commands that never install this keep the
 //! default: the signal ends them.
+//!
+//! A long-running command that stops on a signal as its normal end (the
+//! events worker) installs [`install_stop`] instead: the first signal asks
+//! it to stop, and it exits with its own code (0 when all went well).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -17,6 +21,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 static TOKEN: OnceLock<Cancel> = OnceLock::new();
 static INSTALLED: OnceLock<()> = OnceLock::new();
+/// Set by [`install_stop`]: a signal is how the command ends, not a
+/// failure.
+static STOP_MODE: OnceLock<()> = OnceLock::new();
 /// The first signal received, 0 before any.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
@@ -29,8 +36,13 @@ pub fn token() -> Cancel {
     TOKEN.get_or_init(Cancel::new).clone()
 }
 
-/// The first signal received, if one was.
+/// The first signal received, if one was and it cut the command short
+/// (not when it was the way to stop a command installed with
+/// [`install_stop`]).
 pub fn received() -> Option<i32> {
+    if STOP_MODE.get().is_some() {
+        return None;
+    }
     match RECEIVED.load(Ordering::SeqCst) {
         0 => None,
         n => Some(n),
@@ -47,6 +59,26 @@ pub fn exit_code(signal: i32) -> u8 {
 /// inside the runtime, once the command is about to touch a store (after
 /// any question it asks, so Ctrl-C at a prompt still ends it at once).
 pub fn install() {
+    install_with(
+        "cancelling the running statement on the server, rolling back and releasing the migration lock",
+        "a statement still running on the server goes on until it ends (PostgreSQL then rolls back its open transaction and frees the lock)",
+    );
+}
+
+/// Takes over SIGINT and SIGTERM for a command that runs until stopped:
+/// the first signal cancels [`token`] and the command ends as it chooses
+/// (its exit code stands); a second one exits at once.
+pub fn install_stop() {
+    let _ = STOP_MODE.set(());
+    install_with(
+        "stopping: the batches in flight commit, no new one starts",
+        "nothing is lost: a batch that did not commit is delivered again by the next run",
+    );
+}
+
+/// Installs the handlers; `first` says what the first signal does, `then`
+/// what exiting at once on the second leaves.
+fn install_with(first_does: &'static str, then: &'static str) {
     if INSTALLED.set(()).is_err() {
         return;
     }
@@ -71,17 +103,13 @@ pub fn install() {
         } else {
             "send SIGTERM or SIGINT again"
         };
-        errln!(
-            "\nsilo: interrupted: cancelling the running statement on the server, rolling back and releasing the migration lock; {again} to exit at once"
-        );
+        errln!("\nsilo: interrupted: {first_does}; {again} to exit at once");
         cancel.cancel();
         let second = tokio::select! {
             _ = interrupt.recv() => SIGINT,
             _ = terminate.recv() => SIGTERM,
         };
-        errln!(
-            "silo: exiting at once; a statement still running on the server goes on until it ends (PostgreSQL then rolls back its open transaction and frees the lock)"
-        );
+        errln!("silo: exiting at once; {then}");
         std::process::exit(i32::from(exit_code(second)));
     });
 }

@@ -7,10 +7,12 @@
 //! `INSERT INTO silo_outbox (type, key, payload) VALUES (...)`, or
 //! `SELECT silo_publish(type, key, payload)` on PostgreSQL.
 //! [`relay::embedded::deliver_once`] moves committed events from
-//! publishers' outboxes into consumers' inboxes on the embedded bus.
+//! publishers' outboxes into consumers' inboxes on the embedded bus, and
+//! [`worker`] keeps doing it until stopped (`silo events run`).
 
 pub mod relay;
 pub mod schema;
+pub mod worker;
 
 use miette::Diagnostic;
 use silo_manifest::Service;
@@ -66,6 +68,17 @@ impl EventsError {
             EventsError::Store(e) => e.exit_code(),
             _ => 1,
         }
+    }
+}
+
+/// `message: innermost cause` on one line, as logs show an error.
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let top = e.to_string();
+    let root = silo_store::root_cause(e);
+    if top.ends_with(&root) {
+        top
+    } else {
+        format!("{top}: {root}")
     }
 }
 

@@ -31,6 +31,11 @@
 //!   the origin is the cluster's system identifier and the database's oid,
 //!   read live, so a restore into another database is another origin).
 //!
+//! On PostgreSQL a statement-level trigger on `silo_outbox` sends a
+//! notification on the channel `silo_outbox` when a transaction that
+//! wrote it commits, so a listening worker delivers at once instead of at
+//! its next look.
+//!
 //! The relay reads the outbox in commit-safe order: by `(txid, id)` on
 //! PostgreSQL (the writing transaction's `xid8`), by `seq` (an
 //! `AUTOINCREMENT` rowid, never reused) on SQLite, where writers are
@@ -77,6 +82,21 @@ CREATE TABLE IF NOT EXISTS silo_outbox (
 );
 CREATE INDEX IF NOT EXISTS silo_outbox_txid_id ON silo_outbox (txid, id);
 CREATE INDEX IF NOT EXISTS silo_outbox_pending ON silo_outbox (txid, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS silo_outbox_dead ON silo_outbox (type) WHERE state = 'dead';
+
+-- At commit of any transaction that wrote the outbox, however it wrote
+-- (a plain INSERT from any language, silo_publish, COPY), the worker
+-- listening on `silo_outbox` is woken: once per statement, and PostgreSQL
+-- folds a transaction's identical notifications into one.
+CREATE OR REPLACE FUNCTION silo_outbox_notify() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_notify('silo_outbox', '');
+  RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER silo_outbox_notify AFTER INSERT ON silo_outbox
+  FOR EACH STATEMENT EXECUTE FUNCTION silo_outbox_notify();
 
 CREATE TABLE IF NOT EXISTS silo_inbox (
   seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -151,6 +171,7 @@ CREATE TABLE IF NOT EXISTS silo_outbox (
   error TEXT
 );
 CREATE INDEX IF NOT EXISTS silo_outbox_pending ON silo_outbox (seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS silo_outbox_dead ON silo_outbox (type) WHERE state = 'dead';
 
 CREATE TABLE IF NOT EXISTS silo_inbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use silo_manifest::{Engine, Service};
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::credentials::Credentials;
@@ -59,6 +60,47 @@ impl Stores {
     ) -> Result<ServiceConnection, StoreError> {
         let creds = self.engine(service)?.credentials(service)?;
         connect_with(&creds, service, StoreKind::Own, application).await
+    }
+
+    /// A connection to `service`'s own PostgreSQL store, as the service,
+    /// that receives the store's notifications (`LISTEN channel`). It
+    /// reconnects by itself when the connection drops. `None` for a SQLite
+    /// store, which has no notifications. The store's mark is checked
+    /// first, as [`Stores::connect_as`] does.
+    pub async fn listen_as(
+        &self,
+        service: &Service,
+        application: &str,
+        channel: &str,
+    ) -> Result<Option<PgListener>, StoreError> {
+        let creds = self.engine(service)?.credentials(service)?;
+        if creds.engine != Engine::Postgres {
+            return Ok(None);
+        }
+        connect_with(&creds, service, StoreKind::Own, application)
+            .await?
+            .close()
+            .await;
+        let options =
+            parse_url(&creds.url(), "the credentials file")?.application_name(application);
+        let connect = |source| StoreError::Connect {
+            target: creds.redacted_url(),
+            source,
+        };
+        // A pool of one: PgListener reconnects through it.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(options)
+            .await
+            .map_err(connect)?;
+        let mut listener = PgListener::connect_with(&pool).await.map_err(connect)?;
+        listener
+            .listen(channel)
+            .await
+            .map_err(sql("listening for the store's notifications"))?;
+        Ok(Some(listener))
     }
 }
 
@@ -113,18 +155,35 @@ pub async fn connect_with(
             Ok(ServiceConnection::Postgres(conn))
         }
         Engine::Sqlite => {
+            // Only through SQLite: a process that opens and closes the file
+            // by other means drops the locks all its connections hold on it
+            // (POSIX locks go with any close), and another process could
+            // then checkpoint and delete the WAL under them, corrupting the
+            // store. A long-running process (the events worker) keeps
+            // connections open while it makes new ones.
             let path = Path::new(&creds.database);
-            if !crate::sqlite::has_silo_header(path)? {
-                return Err(StoreError::NotServiceStore {
-                    service: service.name.clone(),
-                    kind: "SQLite file",
-                    name: creds.database.clone(),
-                    found: None,
-                });
+            let foreign = || StoreError::NotServiceStore {
+                service: service.name.clone(),
+                kind: "SQLite file",
+                name: creds.database.clone(),
+                found: None,
+            };
+            let mut conn = crate::sqlite::open_existing(path).await?;
+            let owner = match crate::sqlite::owner(&mut conn).await {
+                Ok(owner) => owner,
+                Err(e) if crate::sqlite::is_not_a_database(&e) => {
+                    let _ = conn.close().await;
+                    return Err(foreign());
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = check_owner(owner.as_deref(), "SQLite file", &creds.database, service) {
+                let _ = conn.close().await;
+                return Err(e);
             }
-            let mut conn = crate::sqlite::open(path).await?;
-            let owner = crate::sqlite::owner(&mut conn).await?;
-            check_owner(owner.as_deref(), "SQLite file", &creds.database, service)?;
+            // Only now, the file proven to be the service's store: WAL is
+            // a lasting setting of the file (silo's stores have it already).
+            crate::sqlite::use_wal(&mut conn).await?;
             Ok(ServiceConnection::Sqlite(conn))
         }
     }

@@ -93,6 +93,53 @@ pub async fn open(path: &Path) -> Result<SqliteConnection, StoreError> {
         .map_err(sql(opening()))
 }
 
+/// Opens an existing store file without touching it by any other means
+/// than SQLite (see [`crate::Stores::connect_as`]) and without changing
+/// its journal mode: foreign keys on, never creating a missing file. The
+/// file system explains a failure: a missing file is looked up without
+/// opening it; any other is looked into only once SQLite failed.
+pub(crate) async fn open_existing(path: &Path) -> Result<SqliteConnection, StoreError> {
+    let open_error = |source| StoreError::OpenFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::metadata(path).map_err(open_error)?;
+    let opening = || format!("opening the SQLite store {}", path.display());
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(sql(opening()))?
+        .create_if_missing(false)
+        .foreign_keys(true)
+        .disable_statement_logging();
+    match SqliteConnection::connect_with(&options).await {
+        Ok(conn) => Ok(conn),
+        Err(e) => {
+            // SQLite says "unable to open database file" for everything.
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(open_error)?;
+            Err(sql(opening())(e))
+        }
+    }
+}
+
+/// Puts the connection's file in WAL mode (a lasting setting of the file;
+/// nothing changes when it is in WAL mode already).
+pub(crate) async fn use_wal(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("setting the journal mode"))?;
+    Ok(())
+}
+
+/// Whether `e` says the file is not a SQLite database (SQLITE_NOTADB).
+pub(crate) fn is_not_a_database(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sql { source: sqlx::Error::Database(db), .. }
+        if db.code().as_deref() == Some("26"))
+}
+
 /// Who a store file says it belongs to.
 enum Mark {
     /// Not a silo store (application_id unset or foreign).

@@ -401,3 +401,81 @@ async fn instance_isolation_keeps_services_on_their_own_servers() {
         stores.engine(svc).unwrap().drop_store(svc).await.unwrap();
     }
 }
+
+/// `connect_as` on SQLite refuses whatever is at the store's path but the
+/// service's own store, and leaves it as it was: a file that is not a
+/// database, an empty one, a foreign database (its journal mode too: only
+/// the service's own store is put in WAL mode), another service's store;
+/// a missing file says so.
+#[tokio::test]
+async fn sqlite_connect_as_refuses_what_is_not_the_services_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = Prefix::new();
+    let m = manifest(dir.path(), &prefix, "sqlite", &["orders", "billing"]);
+    let stores = stores(&m, &admin_url());
+    let (orders, billing) = (&m.services[0], &m.services[1]);
+    for svc in [orders, billing] {
+        stores
+            .engine(svc)
+            .unwrap()
+            .provision(svc, ProvisionOptions::default())
+            .await
+            .unwrap();
+    }
+    let file = orders.sqlite_path(&m.data_dir);
+    let own = std::fs::read(&file).unwrap();
+    fn refused(found: Option<&str>) -> impl Fn(Result<silo_store::ServiceConnection, StoreError>) {
+        move |r| match r {
+            Err(StoreError::NotServiceStore { found: f, .. }) => assert_eq!(f.as_deref(), found),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    std::fs::write(
+        &file,
+        b"not a database at all, but long enough to be read as one",
+    )
+    .unwrap();
+    refused(None)(stores.connect_as(orders, "test").await);
+    std::fs::write(&file, b"").unwrap();
+    refused(None)(stores.connect_as(orders, "test").await);
+    assert_eq!(std::fs::read(&file).unwrap(), b"", "left as it was");
+
+    std::fs::remove_file(&file).unwrap();
+    {
+        let mut foreign =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+                .await
+                .unwrap();
+        sqlx::raw_sql("PRAGMA journal_mode = DELETE; CREATE TABLE t (x)")
+            .execute(&mut foreign)
+            .await
+            .unwrap();
+        foreign.close().await.unwrap();
+    }
+    refused(None)(stores.connect_as(orders, "test").await);
+    let mut foreign = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut foreign)
+        .await
+        .unwrap();
+    foreign.close().await.unwrap();
+    assert_eq!(mode, "delete", "a foreign file keeps its journal mode");
+
+    std::fs::copy(billing.sqlite_path(&m.data_dir), &file).unwrap();
+    refused(Some("billing"))(stores.connect_as(orders, "test").await);
+
+    std::fs::remove_file(&file).unwrap();
+    let err = stores.connect_as(orders, "test").await.unwrap_err();
+    assert!(matches!(err, StoreError::OpenFile { .. }), "{err}");
+
+    std::fs::write(&file, own).unwrap();
+    stores
+        .connect_as(orders, "test")
+        .await
+        .unwrap()
+        .close()
+        .await;
+}

@@ -19,6 +19,7 @@ pub fn silo(dir: &Path) -> Command {
 }
 
 /// Runs `cmd` and parses its stdout as JSON.
+#[allow(dead_code)] // not every test file reads JSON
 pub fn json(cmd: &mut Command) -> Value {
     let out = cmd.output().unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

@@ -31,6 +31,8 @@
 //! the beginning of the outbox. The inbox's unique event id keeps the
 //! events already delivered from arriving twice.
 
+use std::collections::BTreeMap;
+
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -90,8 +92,8 @@ struct Cursor {
 
 /// Which store a publisher's positions count in, and how far its counter
 /// has gone: a cursor can never be ahead of it unless the store went back.
-struct Origin {
-    id: String,
+pub(crate) struct Origin {
+    pub(crate) id: String,
     counter: i64,
 }
 
@@ -105,12 +107,16 @@ impl Cursor {
 }
 
 /// Delivers every committed event that is not delivered yet from each
-/// service that publishes to each service whose `consumes` lists its type,
-/// until no more are ready. The event tables must exist ([`crate::ensure`]).
+/// service that publishes to each service whose `consumes` lists its type
+/// (of the types the publisher lists in `publishes`: see
+/// [`routed_types`]), until no more are ready. The event tables must exist ([`crate::ensure`]).
 pub async fn deliver_once(stores: &Stores, manifest: &Manifest) -> Result<Delivered, EventsError> {
     let mut delivered = Delivered::default();
     for publisher in manifest.services.iter().filter(|s| !s.publishes.is_empty()) {
-        for consumer in manifest.services.iter().filter(|s| !s.consumes.is_empty()) {
+        for consumer in manifest.services.iter() {
+            if routed_types(publisher, consumer).is_empty() {
+                continue;
+            }
             let events = deliver_pair(stores, publisher, consumer).await?;
             delivered.pairs.push(Pair {
                 publisher: publisher.name.clone(),
@@ -122,6 +128,18 @@ pub async fn deliver_once(stores: &Stores, manifest: &Manifest) -> Result<Delive
     Ok(delivered)
 }
 
+/// The event types that go from `publisher` to `consumer`: those the
+/// publisher lists in `publishes` and the consumer in `consumes`. An
+/// outbox row of a type its publisher does not declare goes nowhere.
+pub fn routed_types(publisher: &Service, consumer: &Service) -> Vec<String> {
+    consumer
+        .consumes
+        .iter()
+        .filter(|t| publisher.publishes.contains(t))
+        .cloned()
+        .collect()
+}
+
 /// Delivers from `publisher` to `consumer` in batches until a batch comes
 /// back short.
 pub async fn deliver_pair(
@@ -129,14 +147,15 @@ pub async fn deliver_pair(
     publisher: &Service,
     consumer: &Service,
 ) -> Result<u64, EventsError> {
+    let types = routed_types(publisher, consumer);
     let mut source = stores.connect_as(publisher, APPLICATION).await?;
     let mut sink = stores.connect_as(consumer, APPLICATION).await?;
     let mut total = 0;
     let result = loop {
-        match deliver_batch(&mut source, publisher, &mut sink, consumer).await {
-            Ok((read, written)) => {
-                total += written;
-                if read < BATCH as usize {
+        match deliver_batch(&mut source, publisher, &mut sink, consumer, &types).await {
+            Ok(batch) => {
+                total += batch.written();
+                if !batch.full() {
                     break Ok(total);
                 }
             }
@@ -148,21 +167,70 @@ pub async fn deliver_pair(
     result
 }
 
+/// What one [`deliver_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The outbox rows read, in order: (type, position, event id).
+    pub read: Vec<(String, i64, String)>,
+    /// Inbox rows written per event type (events already there are not
+    /// counted).
+    pub written: BTreeMap<String, u64>,
+    /// Where the consumer's cursor for the publisher stands after the
+    /// batch, in the publisher's current origin.
+    pub cursor: Position,
+}
+
+impl Batch {
+    /// All the inbox rows written.
+    pub fn written(&self) -> u64 {
+        self.written.values().sum()
+    }
+
+    /// Whether the batch was full: more events may be ready at once.
+    pub fn full(&self) -> bool {
+        self.read.len() >= BATCH as usize
+    }
+}
+
+/// A place in a publisher's outbox order: every event at or before it of
+/// the types a cursor covers is in the consumer's inbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Which store the position counts in (see the module's doc).
+    pub origin: String,
+    /// The publisher's `txid` (PostgreSQL) or `seq` (SQLite).
+    pub position: i64,
+    /// The last event's id (PostgreSQL orders by `(txid, id)`).
+    pub event_id: String,
+}
+
 /// One batch: in one transaction on the consumer's store, read its cursor
-/// for the publisher, read what follows from the publisher's outbox, insert
-/// those events and move the cursor. Returns (rows read, rows inserted).
-async fn deliver_batch(
+/// for the publisher, read what follows from the publisher's outbox (rows
+/// of `types`), insert those events and move the cursor.
+pub async fn deliver_batch(
     source: &mut ServiceConnection,
     publisher: &Service,
     sink: &mut ServiceConnection,
     consumer: &Service,
-) -> Result<(usize, u64), EventsError> {
+    types: &[String],
+) -> Result<Batch, EventsError> {
     match sink {
         ServiceConnection::Postgres(c) => {
             let mut tx = c.begin().await.map_err(sql(begin(consumer)))?;
-            // The row lock makes two relays on one pair take turns.
+            // The lock makes two relays on one pair take turns. An advisory
+            // lock rather than `FOR UPDATE`: a row lock gives the
+            // transaction an id at once, and a transaction id held while
+            // the outbox is read would hold back every other delivery
+            // from the same server (they wait for older transactions).
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtext('silo_inbox_cursor'), hashtext($1))",
+            )
+            .bind(&publisher.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql(read_cursor(publisher, consumer)))?;
             let cursor = sqlx::query_as::<_, (String, i64, String)>(
-                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1 FOR UPDATE",
+                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1",
             )
             .bind(&publisher.name)
             .fetch_optional(&mut *tx)
@@ -170,10 +238,10 @@ async fn deliver_batch(
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
-            let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let events = read_outbox(source, publisher, types, &cursor).await?;
             let written = write_postgres(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
-            Ok((events.len(), written))
+            Ok(batch(events, written, cursor, origin))
         }
         ServiceConnection::Sqlite(c) => {
             // IMMEDIATE: the write lock first, so two relays take turns.
@@ -190,11 +258,40 @@ async fn deliver_batch(
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
-            let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let events = read_outbox(source, publisher, types, &cursor).await?;
             let written = write_sqlite(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
-            Ok((events.len(), written))
+            Ok(batch(events, written, cursor, origin))
         }
+    }
+}
+
+/// What a batch that read `events` after `cursor` and wrote `written` did.
+fn batch(
+    events: Vec<Event>,
+    written: BTreeMap<String, u64>,
+    cursor: Cursor,
+    origin: Origin,
+) -> Batch {
+    let cursor = match events.last() {
+        Some(last) => Position {
+            origin: origin.id,
+            position: last.position,
+            event_id: last.id.clone(),
+        },
+        None => Position {
+            origin: origin.id,
+            position: cursor.position,
+            event_id: cursor.event_id,
+        },
+    };
+    Batch {
+        read: events
+            .into_iter()
+            .map(|e| (e.event_type, e.position, e.id))
+            .collect(),
+        written,
+        cursor,
     }
 }
 
@@ -212,7 +309,7 @@ fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
 
 /// The publisher's origin and counter, read as the publisher. Read before
 /// its outbox, so every position the cursor holds is at most the counter.
-async fn read_origin(
+pub(crate) async fn read_origin(
     source: &mut ServiceConnection,
     publisher: &Service,
 ) -> Result<Origin, EventsError> {
@@ -326,40 +423,49 @@ async fn write_postgres(
     consumer: &Service,
     origin: &Origin,
     events: &[Event],
-) -> Result<u64, EventsError> {
+) -> Result<BTreeMap<String, u64>, EventsError> {
     let action = format!(
         "writing events from {} into {}'s inbox",
         publisher.name, consumer.name
     );
-    let mut written = 0;
-    for e in events {
-        written += sqlx::query(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
-             VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz) \
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(&e.event_type)
+    let mut written = BTreeMap::new();
+    let Some(last) = events.last() else {
+        return Ok(written);
+    };
+    // The whole batch in one statement (one round trip), inserted in the
+    // batch's order, so the inbox's `seq` follows the publisher's order.
+    let column = |f: fn(&Event) -> &String| events.iter().map(f).collect::<Vec<&String>>();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
+         SELECT e.id::uuid, e.type, $1, e.key, e.payload::jsonb, e.headers::jsonb, \
+                e.time::timestamptz \
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+              WITH ORDINALITY AS e(id, type, key, payload, headers, time, n) \
+         ORDER BY e.n \
+         ON CONFLICT (event_id) DO NOTHING \
+         RETURNING type",
+    )
+    .bind(&publisher.name)
+    .bind(column(|e| &e.id))
+    .bind(column(|e| &e.event_type))
+    .bind(column(|e| &e.key))
+    .bind(column(|e| &e.payload))
+    .bind(column(|e| &e.headers))
+    .bind(column(|e| &e.time))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(sql(action.clone()))?;
+    for event_type in inserted {
+        *written.entry(event_type).or_default() += 1;
+    }
+    sqlx::query(CURSOR_UPSERT)
         .bind(&publisher.name)
-        .bind(&e.key)
-        .bind(&e.payload)
-        .bind(&e.headers)
-        .bind(&e.time)
+        .bind(&origin.id)
+        .bind(last.position)
+        .bind(&last.id)
         .execute(&mut *tx)
         .await
-        .map_err(sql(action.clone()))?
-        .rows_affected();
-    }
-    if let Some(last) = events.last() {
-        sqlx::query(CURSOR_UPSERT)
-            .bind(&publisher.name)
-            .bind(&origin.id)
-            .bind(last.position)
-            .bind(&last.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql(action))?;
-    }
+        .map_err(sql(action))?;
     Ok(written)
 }
 
@@ -369,14 +475,14 @@ async fn write_sqlite(
     consumer: &Service,
     origin: &Origin,
     events: &[Event],
-) -> Result<u64, EventsError> {
+) -> Result<BTreeMap<String, u64>, EventsError> {
     let action = format!(
         "writing events from {} into {}'s inbox",
         publisher.name, consumer.name
     );
-    let mut written = 0;
+    let mut written = BTreeMap::new();
     for e in events {
-        written += sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
         )
@@ -391,6 +497,9 @@ async fn write_sqlite(
         .await
         .map_err(sql(action.clone()))?
         .rows_affected();
+        if inserted > 0 {
+            *written.entry(e.event_type.clone()).or_default() += inserted;
+        }
     }
     if let Some(last) = events.last() {
         sqlx::query(CURSOR_UPSERT)

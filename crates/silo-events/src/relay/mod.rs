@@ -2,5 +2,9 @@
 //!
 //! [`embedded`] is the bus with no server: it reads each publisher's
 //! `silo_outbox` and writes each consumer's `silo_inbox` directly.
+//! [`retention`] retires the outbox rows every consumer has, and
+//! [`backlog`] measures what is still on its way.
 
+pub mod backlog;
 pub mod embedded;
+pub mod retention;
