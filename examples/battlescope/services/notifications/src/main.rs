@@ -1,0 +1,400 @@
+//! BattleScope's notification service (seeds 000 and 001).
+//!
+//! Users subscribe to a solar system, an alliance or a pilot
+//! (`user_subscriptions`; the bundled
+//! `services/notifications/data/subscriptions.json` stands in for the
+//! service's API, loaded at start). The service consumes `battle.created`
+//! and `battle.updated` and notifies every active subscription the battle
+//! matches, keeping each notification with the event it was sent for in
+//! `notification_history`, in the transaction that marks the inbox row
+//! done. Here notifying is that record: no webhook is called, no mail
+//! sent.
+//!
+//! It connects to its own store only, with its own credentials:
+//! `DATABASE_URL` from the environment, or else from the file `silo up`
+//! wrote for it, `.silo/secrets/notifications.env`. `silo events run`
+//! moves the events; this program never talks to another service.
+//!
+//! ```text
+//! battlescope-notifications [--once] [--subscriptions FILE] [--env-file FILE]
+//! ```
+//! `--once` handles every event that is due and exits; without it, the
+//! service keeps handling events until Ctrl-C or SIGTERM.
+//!
+//! This file shares no code with the other services (seed 001: no shared
+//! code between services); each keeps its own copy of the few lines that
+//! reach its store and run its inbox.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::{Connection, PgConnection, SqliteConnection};
+use uuid::Uuid;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T> = std::result::Result<T, Error>;
+
+/// Failed attempts after which an inbox row is dead: silo's default
+/// `[events] max_attempts`.
+const MAX_ATTEMPTS: i32 = 5;
+
+/// How long the service waits between looks at its inbox.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Runs one statement, written for each engine, on the store; returns the
+/// rows it changed.
+macro_rules! execute {
+    ($store:expr, $pg:expr, $sqlite:expr $(, $arg:expr)* $(,)?) => {
+        match &mut *$store {
+            Store::Postgres(c) => sqlx::query($pg)$(.bind($arg))*
+                .execute(&mut *c).await.map(|r| r.rows_affected()),
+            Store::Sqlite(c) => sqlx::query($sqlite)$(.bind($arg))*
+                .execute(&mut *c).await.map(|r| r.rows_affected()),
+        }
+    };
+}
+
+/// Runs a query, written for each engine, that returns at most one row.
+macro_rules! fetch_optional {
+    ($store:expr, $row:ty, $pg:expr, $sqlite:expr $(, $arg:expr)* $(,)?) => {
+        match &mut *$store {
+            Store::Postgres(c) => sqlx::query_as::<_, $row>($pg)$(.bind($arg))*
+                .fetch_optional(&mut *c).await,
+            Store::Sqlite(c) => sqlx::query_as::<_, $row>($sqlite)$(.bind($arg))*
+                .fetch_optional(&mut *c).await,
+        }
+    };
+}
+
+/// Runs a query, written for each engine, and returns all its rows.
+macro_rules! fetch_all {
+    ($store:expr, $row:ty, $pg:expr, $sqlite:expr $(, $arg:expr)* $(,)?) => {
+        match &mut *$store {
+            Store::Postgres(c) => sqlx::query_as::<_, $row>($pg)$(.bind($arg))*
+                .fetch_all(&mut *c).await,
+            Store::Sqlite(c) => sqlx::query_as::<_, $row>($sqlite)$(.bind($arg))*
+                .fetch_all(&mut *c).await,
+        }
+    };
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("battlescope-notifications: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Args {
+    once: bool,
+    subscriptions: PathBuf,
+    env_file: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        once: false,
+        subscriptions: "services/notifications/data/subscriptions.json".into(),
+        env_file: ".silo/secrets/notifications.env".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--once" => args.once = true,
+            "--subscriptions" => {
+                args.subscriptions = it.next().ok_or("--subscriptions needs a file")?.into()
+            }
+            "--env-file" => args.env_file = it.next().ok_or("--env-file needs a file")?.into(),
+            _ => {
+                return Err(format!(
+                    "unknown argument `{arg}`; usage: battlescope-notifications [--once] \
+                     [--subscriptions FILE] [--env-file FILE]"
+                )
+                .into());
+            }
+        }
+    }
+    Ok(args)
+}
+
+async fn run() -> Result<()> {
+    let args = parse_args()?;
+    let mut store = Store::open(&args.env_file).await?;
+    let added = subscribe(&mut store, &args.subscriptions).await?;
+    println!("notifications: {added} new subscriptions");
+    if args.once {
+        let handled = drain(&mut store).await?;
+        println!("notifications: {handled} events handled");
+        return Ok(());
+    }
+    follow(&mut store).await
+}
+
+/// Handles events as they arrive until Ctrl-C or SIGTERM; an event in
+/// flight is finished first.
+async fn follow(store: &mut Store) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        drain(store).await?;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+        }
+    }
+}
+
+/// A subscription as the bundled file lists it.
+#[derive(Deserialize)]
+struct Subscription {
+    id: String,
+    user_id: String,
+    subscription_type: String,
+    filter_value: i64,
+    notification_channel: String,
+    webhook_url: Option<String>,
+    #[serde(default = "active")]
+    is_active: bool,
+}
+
+fn active() -> bool {
+    true
+}
+
+/// Adds the file's subscriptions that are not there yet, in one
+/// transaction; returns how many were new.
+async fn subscribe(store: &mut Store, file: &Path) -> Result<u64> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read the subscriptions {}: {e}", file.display()))?;
+    let subscriptions: Vec<Subscription> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    store.begin().await?;
+    let mut added = 0;
+    for s in &subscriptions {
+        added += execute!(
+            store,
+            "INSERT INTO user_subscriptions (id, user_id, subscription_type, filter_value, \
+               notification_channel, webhook_url, is_active) \
+             VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO user_subscriptions (id, user_id, subscription_type, filter_value, \
+               notification_channel, webhook_url, is_active) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &s.id,
+            &s.user_id,
+            &s.subscription_type,
+            s.filter_value,
+            &s.notification_channel,
+            s.webhook_url.as_deref(),
+            s.is_active,
+        )?;
+    }
+    store.commit().await?;
+    Ok(added)
+}
+
+/// `battle.created` and `battle.updated` (the fields this service
+/// matches subscriptions on).
+#[derive(Deserialize)]
+struct Battle {
+    system: BattleSystem,
+    alliance_ids: Vec<i64>,
+    participant_ids: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct BattleSystem {
+    id: i64,
+}
+
+/// Applies one event, in the transaction that marks it done.
+async fn handle(store: &mut Store, event_type: &str, payload: &str) -> Result<()> {
+    match event_type {
+        "battle.created" | "battle.updated" => notify(store, event_type, payload).await,
+        other => Err(format!("notifications does not consume {other} events").into()),
+    }
+}
+
+/// Notifies every active subscription to the battle's system, one of its
+/// alliances or one of its pilots, keeping the event with each
+/// notification.
+async fn notify(store: &mut Store, event_type: &str, payload: &str) -> Result<()> {
+    let battle: Battle = serde_json::from_str(payload)?;
+    let alliances = serde_json::to_string(&battle.alliance_ids)?;
+    let pilots = serde_json::to_string(&battle.participant_ids)?;
+    let matches = fetch_all!(
+        store,
+        (String, String),
+        "SELECT id::text, user_id::text FROM user_subscriptions WHERE is_active AND ( \
+           (subscription_type = 'system' AND filter_value = $1) \
+           OR (subscription_type = 'alliance' AND filter_value IN \
+                (SELECT jsonb_array_elements_text($2::jsonb)::bigint)) \
+           OR (subscription_type = 'character' AND filter_value IN \
+                (SELECT jsonb_array_elements_text($3::jsonb)::bigint))) \
+         ORDER BY id",
+        "SELECT id, user_id FROM user_subscriptions WHERE is_active AND ( \
+           (subscription_type = 'system' AND filter_value = $1) \
+           OR (subscription_type = 'alliance' AND filter_value IN (SELECT value FROM json_each($2))) \
+           OR (subscription_type = 'character' AND filter_value IN (SELECT value FROM json_each($3)))) \
+         ORDER BY id",
+        battle.system.id,
+        &alliances,
+        &pilots,
+    )?;
+    for (subscription_id, user_id) in &matches {
+        execute!(
+            store,
+            "INSERT INTO notification_history (id, user_id, subscription_id, event_type, \
+               event_data, sent_at) \
+             VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5::jsonb, now())",
+            "INSERT INTO notification_history (id, user_id, subscription_id, event_type, \
+               event_data, sent_at) \
+             VALUES ($1, $2, $3, $4, $5, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+            Uuid::now_v7().to_string(),
+            user_id,
+            subscription_id,
+            event_type,
+            payload,
+        )?;
+    }
+    Ok(())
+}
+
+/// Handles every inbox event that is due, oldest first, each in one
+/// transaction with the writes it causes: the row becomes `done` only if
+/// they commit, and an event reaches the inbox once, so each takes effect
+/// exactly once. A failure rolls back and is recorded by [`fail`].
+/// Returns how many events were handled.
+async fn drain(store: &mut Store) -> Result<u64> {
+    let mut handled = 0;
+    loop {
+        store.begin().await?;
+        let next = fetch_optional!(
+            store,
+            (String, String, String),
+            "SELECT event_id::text, type, payload::text FROM silo_inbox \
+             WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+             ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+            "SELECT event_id, type, payload FROM silo_inbox \
+             WHERE state = 'pending' AND (next_attempt_at IS NULL \
+               OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+             ORDER BY seq LIMIT 1",
+        )?;
+        let Some((event_id, event_type, payload)) = next else {
+            store.rollback().await?;
+            return Ok(handled);
+        };
+        match handle(store, &event_type, &payload).await {
+            Ok(()) => {
+                execute!(
+                    store,
+                    "UPDATE silo_inbox SET state = 'done', done_at = now() WHERE event_id = $1::uuid",
+                    "UPDATE silo_inbox SET state = 'done', \
+                       done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE event_id = $1",
+                    &event_id,
+                )?;
+                store.commit().await?;
+                handled += 1;
+            }
+            Err(e) => {
+                store.rollback().await?;
+                fail(store, &event_id, &e.to_string()).await?;
+            }
+        }
+    }
+}
+
+/// Records a failed attempt in a transaction of its own: the error, a wait
+/// that doubles with each attempt, and `dead` after [`MAX_ATTEMPTS`].
+async fn fail(store: &mut Store, event_id: &str, error: &str) -> Result<()> {
+    store.begin().await?;
+    execute!(
+        store,
+        "UPDATE silo_inbox SET attempts = attempts + 1, last_error = $2, \
+           state = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
+           next_attempt_at = now() + make_interval(secs => power(2, attempts)) \
+         WHERE event_id = $1::uuid",
+        "UPDATE silo_inbox SET attempts = attempts + 1, last_error = $2, \
+           state = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
+           next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', \
+             '+' || (1 << attempts) || ' seconds') \
+         WHERE event_id = $1",
+        event_id,
+        error,
+        MAX_ATTEMPTS,
+    )?;
+    store.commit().await
+}
+
+/// This service's own store: PostgreSQL or SQLite, whichever its
+/// credentials name.
+enum Store {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl Store {
+    /// Connects with `DATABASE_URL` from the environment, or else with the
+    /// one in `env_file`, the credentials `silo up` wrote for this service.
+    async fn open(env_file: &Path) -> Result<Store> {
+        let url = match std::env::var("DATABASE_URL") {
+            Ok(url) => url,
+            Err(_) => std::fs::read_to_string(env_file)
+                .map_err(|e| {
+                    format!(
+                        "cannot read {}: {e}; run `silo up` in the project folder, \
+                         and this service from there",
+                        env_file.display()
+                    )
+                })?
+                .lines()
+                .find_map(|l| l.strip_prefix("DATABASE_URL="))
+                .map(str::to_string)
+                .ok_or_else(|| format!("{} has no DATABASE_URL", env_file.display()))?,
+        };
+        Ok(if url.starts_with("sqlite:") {
+            Store::Sqlite(SqliteConnection::connect(&url).await?)
+        } else {
+            Store::Postgres(PgConnection::connect(&url).await?)
+        })
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        match self {
+            Store::Postgres(c) => {
+                sqlx::raw_sql("BEGIN").execute(c).await?;
+            }
+            // IMMEDIATE takes the write lock now rather than at the first
+            // write, so two writers wait for each other instead of failing.
+            Store::Sqlite(c) => {
+                sqlx::raw_sql("BEGIN IMMEDIATE").execute(c).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.end("COMMIT").await
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(&mut self, sql: &'static str) -> Result<()> {
+        match self {
+            Store::Postgres(c) => {
+                sqlx::raw_sql(sql).execute(c).await?;
+            }
+            Store::Sqlite(c) => {
+                sqlx::raw_sql(sql).execute(c).await?;
+            }
+        }
+        Ok(())
+    }
+}
