@@ -41,6 +41,10 @@ const MAX_ATTEMPTS: i32 = 5;
 /// How long the service waits between looks at its inbox.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How many inbox events, or sample killmails, one transaction takes at
+/// most.
+const BATCH: i64 = 100;
+
 /// Runs one statement, written for each engine, on the store; returns the
 /// rows it changed.
 macro_rules! execute {
@@ -54,14 +58,14 @@ macro_rules! execute {
     };
 }
 
-/// Runs a query, written for each engine, that returns at most one row.
-macro_rules! fetch_optional {
+/// Runs a query, written for each engine, and returns all its rows.
+macro_rules! fetch_all {
     ($store:expr, $row:ty, $pg:expr, $sqlite:expr $(, $arg:expr)* $(,)?) => {
         match &mut *$store {
             Store::Postgres(c) => sqlx::query_as::<_, $row>($pg)$(.bind($arg))*
-                .fetch_optional(&mut *c).await,
+                .fetch_all(&mut *c).await,
             Store::Sqlite(c) => sqlx::query_as::<_, $row>($sqlite)$(.bind($arg))*
-                .fetch_optional(&mut *c).await,
+                .fetch_all(&mut *c).await,
         }
     };
 }
@@ -159,12 +163,12 @@ struct Zkb {
 }
 
 /// Stores every killmail of the sample file that is not stored yet and
-/// publishes it, one transaction per killmail. Returns how many were new:
-/// running it again publishes nothing twice.
+/// publishes it, [`BATCH`] killmails to a transaction. Returns how many
+/// were new: running it again publishes nothing twice.
 async fn ingest(store: &mut Store, sample: &Path) -> Result<u64> {
     let text = std::fs::read_to_string(sample)
         .map_err(|e| format!("cannot read the sample {}: {e}", sample.display()))?;
-    let mut published = 0;
+    let mut killmails = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -172,17 +176,21 @@ async fn ingest(store: &mut Store, sample: &Path) -> Result<u64> {
         let at = |e: serde_json::Error| format!("{}:{}: {e}", sample.display(), n + 1);
         let raw: Value = serde_json::from_str(line).map_err(at)?;
         let killmail: Killmail = serde_json::from_value(raw.clone()).map_err(at)?;
+        killmails.push((killmail, raw));
+    }
+    let mut published = 0;
+    for batch in killmails.chunks(BATCH as usize) {
         store.begin().await?;
-        match store_killmail(store, &killmail, &raw).await {
-            Ok(new) => {
-                store.commit().await?;
-                published += u64::from(new);
-            }
-            Err(e) => {
-                store.rollback().await?;
-                return Err(e);
+        for (killmail, raw) in batch {
+            match store_killmail(store, killmail, raw).await {
+                Ok(new) => published += u64::from(new),
+                Err(e) => {
+                    store.run("ROLLBACK").await?;
+                    return Err(e);
+                }
             }
         }
+        store.run("COMMIT").await?;
     }
     Ok(published)
 }
@@ -263,54 +271,61 @@ async fn handle(store: &mut Store, event_type: &str, payload: &str) -> Result<()
     }
 }
 
-/// Handles every inbox event that is due, oldest first, each in one
-/// transaction with the writes it causes: the row becomes `done` only if
-/// they commit, and an event reaches the inbox once, so each takes effect
-/// exactly once. A failure rolls back and is recorded by [`fail`].
-/// Returns how many events were handled.
+/// Handles every inbox event that is due, oldest first, up to [`BATCH`] in
+/// one transaction, each event in a savepoint of its own: an event's
+/// writes and its inbox row's `done` commit together or not at all, and an
+/// event reaches the inbox once, so each takes effect exactly once. An
+/// event that fails is rolled back to its savepoint and recorded by
+/// [`fail`]; the others in the batch go on. Returns how many were handled.
 async fn drain(store: &mut Store) -> Result<u64> {
     let mut handled = 0;
     loop {
         store.begin().await?;
-        let next = fetch_optional!(
+        let batch = fetch_all!(
             store,
             (String, String, String),
             "SELECT event_id::text, type, payload::text FROM silo_inbox \
              WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
-             ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+             ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
             "SELECT event_id, type, payload FROM silo_inbox \
              WHERE state = 'pending' AND (next_attempt_at IS NULL \
                OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
-             ORDER BY seq LIMIT 1",
+             ORDER BY seq LIMIT $1",
+            BATCH,
         )?;
-        let Some((event_id, event_type, payload)) = next else {
-            store.rollback().await?;
+        if batch.is_empty() {
+            store.run("ROLLBACK").await?;
             return Ok(handled);
-        };
-        match handle(store, &event_type, &payload).await {
-            Ok(()) => {
-                execute!(
-                    store,
-                    "UPDATE silo_inbox SET state = 'done', done_at = now() WHERE event_id = $1::uuid",
-                    "UPDATE silo_inbox SET state = 'done', \
-                       done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE event_id = $1",
-                    &event_id,
-                )?;
-                store.commit().await?;
-                handled += 1;
-            }
-            Err(e) => {
-                store.rollback().await?;
-                fail(store, &event_id, &e.to_string()).await?;
+        }
+        for (event_id, event_type, payload) in &batch {
+            store.run("SAVEPOINT event").await?;
+            match handle(store, event_type, payload).await {
+                Ok(()) => {
+                    execute!(
+                        store,
+                        "UPDATE silo_inbox SET state = 'done', done_at = now() \
+                         WHERE event_id = $1::uuid",
+                        "UPDATE silo_inbox SET state = 'done', \
+                           done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE event_id = $1",
+                        event_id,
+                    )?;
+                    store.run("RELEASE SAVEPOINT event").await?;
+                    handled += 1;
+                }
+                Err(e) => {
+                    store.run("ROLLBACK TO SAVEPOINT event").await?;
+                    fail(store, event_id, &e.to_string()).await?;
+                }
             }
         }
+        store.run("COMMIT").await?;
     }
 }
 
-/// Records a failed attempt in a transaction of its own: the error, a wait
-/// that doubles with each attempt, and `dead` after [`MAX_ATTEMPTS`].
+/// Records a failed attempt: the error, a wait that doubles with each
+/// attempt, and `dead` after [`MAX_ATTEMPTS`] (`silo events dlq` lists
+/// dead events and retries them).
 async fn fail(store: &mut Store, event_id: &str, error: &str) -> Result<()> {
-    store.begin().await?;
     execute!(
         store,
         "UPDATE silo_inbox SET attempts = attempts + 1, last_error = $2, \
@@ -326,7 +341,7 @@ async fn fail(store: &mut Store, event_id: &str, error: &str) -> Result<()> {
         error,
         MAX_ATTEMPTS,
     )?;
-    store.commit().await
+    Ok(())
 }
 
 /// This service's own store: PostgreSQL or SQLite, whichever its
@@ -362,29 +377,18 @@ impl Store {
         })
     }
 
+    /// Begins a transaction. On SQLite, IMMEDIATE takes the write lock now
+    /// rather than at the first write, so two writers wait for each other
+    /// instead of failing.
     async fn begin(&mut self) -> Result<()> {
         match self {
-            Store::Postgres(c) => {
-                sqlx::raw_sql("BEGIN").execute(c).await?;
-            }
-            // IMMEDIATE takes the write lock now rather than at the first
-            // write, so two writers wait for each other instead of failing.
-            Store::Sqlite(c) => {
-                sqlx::raw_sql("BEGIN IMMEDIATE").execute(c).await?;
-            }
+            Store::Postgres(_) => self.run("BEGIN").await,
+            Store::Sqlite(_) => self.run("BEGIN IMMEDIATE").await,
         }
-        Ok(())
     }
 
-    async fn commit(&mut self) -> Result<()> {
-        self.end("COMMIT").await
-    }
-
-    async fn rollback(&mut self) -> Result<()> {
-        self.end("ROLLBACK").await
-    }
-
-    async fn end(&mut self, sql: &'static str) -> Result<()> {
+    /// Runs a statement with no parameters and no rows: COMMIT, SAVEPOINT.
+    async fn run(&mut self, sql: &'static str) -> Result<()> {
         match self {
             Store::Postgres(c) => {
                 sqlx::raw_sql(sql).execute(c).await?;

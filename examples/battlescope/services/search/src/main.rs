@@ -43,6 +43,9 @@ const MAX_ATTEMPTS: i32 = 5;
 /// How long the service waits between looks at its inbox.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How many inbox events one transaction takes at most.
+const BATCH: i64 = 100;
+
 /// Runs one statement, written for each engine, on the store; returns the
 /// rows it changed.
 macro_rules! execute {
@@ -56,14 +59,14 @@ macro_rules! execute {
     };
 }
 
-/// Runs a query, written for each engine, that returns at most one row.
-macro_rules! fetch_optional {
+/// Runs a query, written for each engine, and returns all its rows.
+macro_rules! fetch_all {
     ($store:expr, $row:ty, $pg:expr, $sqlite:expr $(, $arg:expr)* $(,)?) => {
         match &mut *$store {
             Store::Postgres(c) => sqlx::query_as::<_, $row>($pg)$(.bind($arg))*
-                .fetch_optional(&mut *c).await,
+                .fetch_all(&mut *c).await,
             Store::Sqlite(c) => sqlx::query_as::<_, $row>($sqlite)$(.bind($arg))*
-                .fetch_optional(&mut *c).await,
+                .fetch_all(&mut *c).await,
         }
     };
 }
@@ -241,54 +244,61 @@ async fn index_killmail(store: &mut Store, km: Killmail) -> Result<()> {
     Ok(())
 }
 
-/// Handles every inbox event that is due, oldest first, each in one
-/// transaction with the writes it causes: the row becomes `done` only if
-/// they commit, and an event reaches the inbox once, so each takes effect
-/// exactly once. A failure rolls back and is recorded by [`fail`].
-/// Returns how many events were handled.
+/// Handles every inbox event that is due, oldest first, up to [`BATCH`] in
+/// one transaction, each event in a savepoint of its own: an event's
+/// writes and its inbox row's `done` commit together or not at all, and an
+/// event reaches the inbox once, so each takes effect exactly once. An
+/// event that fails is rolled back to its savepoint and recorded by
+/// [`fail`]; the others in the batch go on. Returns how many were handled.
 async fn drain(store: &mut Store) -> Result<u64> {
     let mut handled = 0;
     loop {
         store.begin().await?;
-        let next = fetch_optional!(
+        let batch = fetch_all!(
             store,
             (String, String, String),
             "SELECT event_id::text, type, payload::text FROM silo_inbox \
              WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
-             ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+             ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
             "SELECT event_id, type, payload FROM silo_inbox \
              WHERE state = 'pending' AND (next_attempt_at IS NULL \
                OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
-             ORDER BY seq LIMIT 1",
+             ORDER BY seq LIMIT $1",
+            BATCH,
         )?;
-        let Some((event_id, event_type, payload)) = next else {
-            store.rollback().await?;
+        if batch.is_empty() {
+            store.run("ROLLBACK").await?;
             return Ok(handled);
-        };
-        match handle(store, &event_type, &payload).await {
-            Ok(()) => {
-                execute!(
-                    store,
-                    "UPDATE silo_inbox SET state = 'done', done_at = now() WHERE event_id = $1::uuid",
-                    "UPDATE silo_inbox SET state = 'done', \
-                       done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE event_id = $1",
-                    &event_id,
-                )?;
-                store.commit().await?;
-                handled += 1;
-            }
-            Err(e) => {
-                store.rollback().await?;
-                fail(store, &event_id, &e.to_string()).await?;
+        }
+        for (event_id, event_type, payload) in &batch {
+            store.run("SAVEPOINT event").await?;
+            match handle(store, event_type, payload).await {
+                Ok(()) => {
+                    execute!(
+                        store,
+                        "UPDATE silo_inbox SET state = 'done', done_at = now() \
+                         WHERE event_id = $1::uuid",
+                        "UPDATE silo_inbox SET state = 'done', \
+                           done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE event_id = $1",
+                        event_id,
+                    )?;
+                    store.run("RELEASE SAVEPOINT event").await?;
+                    handled += 1;
+                }
+                Err(e) => {
+                    store.run("ROLLBACK TO SAVEPOINT event").await?;
+                    fail(store, event_id, &e.to_string()).await?;
+                }
             }
         }
+        store.run("COMMIT").await?;
     }
 }
 
-/// Records a failed attempt in a transaction of its own: the error, a wait
-/// that doubles with each attempt, and `dead` after [`MAX_ATTEMPTS`].
+/// Records a failed attempt: the error, a wait that doubles with each
+/// attempt, and `dead` after [`MAX_ATTEMPTS`] (`silo events dlq` lists
+/// dead events and retries them).
 async fn fail(store: &mut Store, event_id: &str, error: &str) -> Result<()> {
-    store.begin().await?;
     execute!(
         store,
         "UPDATE silo_inbox SET attempts = attempts + 1, last_error = $2, \
@@ -304,7 +314,7 @@ async fn fail(store: &mut Store, event_id: &str, error: &str) -> Result<()> {
         error,
         MAX_ATTEMPTS,
     )?;
-    store.commit().await
+    Ok(())
 }
 
 /// This service's own store: PostgreSQL or SQLite, whichever its
@@ -340,29 +350,18 @@ impl Store {
         })
     }
 
+    /// Begins a transaction. On SQLite, IMMEDIATE takes the write lock now
+    /// rather than at the first write, so two writers wait for each other
+    /// instead of failing.
     async fn begin(&mut self) -> Result<()> {
         match self {
-            Store::Postgres(c) => {
-                sqlx::raw_sql("BEGIN").execute(c).await?;
-            }
-            // IMMEDIATE takes the write lock now rather than at the first
-            // write, so two writers wait for each other instead of failing.
-            Store::Sqlite(c) => {
-                sqlx::raw_sql("BEGIN IMMEDIATE").execute(c).await?;
-            }
+            Store::Postgres(_) => self.run("BEGIN").await,
+            Store::Sqlite(_) => self.run("BEGIN IMMEDIATE").await,
         }
-        Ok(())
     }
 
-    async fn commit(&mut self) -> Result<()> {
-        self.end("COMMIT").await
-    }
-
-    async fn rollback(&mut self) -> Result<()> {
-        self.end("ROLLBACK").await
-    }
-
-    async fn end(&mut self, sql: &'static str) -> Result<()> {
+    /// Runs a statement with no parameters and no rows: COMMIT, SAVEPOINT.
+    async fn run(&mut self, sql: &'static str) -> Result<()> {
         match self {
             Store::Postgres(c) => {
                 sqlx::raw_sql(sql).execute(c).await?;
