@@ -381,25 +381,35 @@ async fn enrich(store: &mut Store, esi: &Esi, km: Killmail) -> Result<()> {
     Ok(())
 }
 
-/// Handles every inbox event that is due, oldest first, up to [`BATCH`] in
-/// one transaction, each event in a savepoint of its own: an event's
-/// writes and its inbox row's `done` commit together or not at all, and an
-/// event reaches the inbox once, so each takes effect exactly once. An
-/// event that fails is rolled back to its savepoint and recorded by
-/// [`fail`]; the others in the batch go on. Returns how many were handled.
+/// Handles every inbox event that is ready, oldest first, up to [`BATCH`]
+/// in one transaction, each in a savepoint of its own: the consume loop of
+/// docs/events.md. An event's writes and its inbox row's `done` commit
+/// together or not at all, and an event reaches the inbox once, so each
+/// takes effect exactly once. An event waits while an earlier one of its
+/// key is pending, so each key is handled in publish order. An event that
+/// fails is rolled back to its savepoint and recorded by [`fail`]; the
+/// others in the batch go on. Returns how many were handled.
 async fn drain(store: &mut Store, esi: &Esi) -> Result<u64> {
     let mut handled = 0;
     loop {
         store.begin().await?;
         let batch = fetch_all!(
             store,
-            (String, String, String),
-            "SELECT event_id::text, type, payload::text FROM silo_inbox \
-             WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+            (i64, String, String),
+            "SELECT seq, type, payload::text FROM silo_inbox AS i \
+             WHERE state = 'pending' \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+               AND NOT EXISTS (SELECT 1 FROM silo_inbox AS e \
+                 WHERE e.source = i.source AND e.key = i.key \
+                   AND e.state = 'pending' AND e.seq < i.seq) \
              ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-            "SELECT event_id, type, payload FROM silo_inbox \
-             WHERE state = 'pending' AND (next_attempt_at IS NULL \
-               OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+            "SELECT seq, type, payload FROM silo_inbox AS i \
+             WHERE state = 'pending' \
+               AND (next_attempt_at IS NULL \
+                 OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+               AND NOT EXISTS (SELECT 1 FROM silo_inbox AS e \
+                 WHERE e.source = i.source AND e.key = i.key \
+                   AND e.state = 'pending' AND e.seq < i.seq) \
              ORDER BY seq LIMIT $1",
             BATCH,
         )?;
@@ -407,24 +417,27 @@ async fn drain(store: &mut Store, esi: &Esi) -> Result<u64> {
             store.run("ROLLBACK").await?;
             return Ok(handled);
         }
-        for (event_id, event_type, payload) in &batch {
-            store.run("SAVEPOINT event").await?;
+        for (seq, event_type, payload) in &batch {
+            store.run("SAVEPOINT handler").await?;
             match handle(store, esi, event_type, payload).await {
                 Ok(()) => {
+                    store.run("RELEASE SAVEPOINT handler").await?;
                     execute!(
                         store,
-                        "UPDATE silo_inbox SET state = 'done', done_at = now() \
-                         WHERE event_id = $1::uuid",
-                        "UPDATE silo_inbox SET state = 'done', \
-                           done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE event_id = $1",
-                        event_id,
+                        "UPDATE silo_inbox \
+                         SET state = 'done', done_at = clock_timestamp(), next_attempt_at = NULL \
+                         WHERE seq = $1 AND state = 'pending'",
+                        "UPDATE silo_inbox \
+                         SET state = 'done', done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                           next_attempt_at = NULL \
+                         WHERE seq = $1 AND state = 'pending'",
+                        seq,
                     )?;
-                    store.run("RELEASE SAVEPOINT event").await?;
                     handled += 1;
                 }
                 Err(e) => {
-                    store.run("ROLLBACK TO SAVEPOINT event").await?;
-                    fail(store, event_id, &e.to_string()).await?;
+                    store.run("ROLLBACK TO SAVEPOINT handler").await?;
+                    fail(store, *seq, &e.to_string()).await?;
                 }
             }
         }
@@ -432,22 +445,27 @@ async fn drain(store: &mut Store, esi: &Esi) -> Result<u64> {
     }
 }
 
-/// Records a failed attempt: the error, a wait that doubles with each
-/// attempt, and `dead` after [`MAX_ATTEMPTS`] (`silo events dlq` lists
-/// dead events and retries them).
-async fn fail(store: &mut Store, event_id: &str, error: &str) -> Result<()> {
+/// Records a failed attempt: the error, a wait before the next one that
+/// doubles with each attempt (1 s, 2 s, 4 s, ... up to 5 minutes), and
+/// `dead` after [`MAX_ATTEMPTS`] (`silo events dlq` lists dead events and
+/// retries them).
+async fn fail(store: &mut Store, seq: i64, error: &str) -> Result<()> {
     execute!(
         store,
-        "UPDATE silo_inbox SET attempts = attempts + 1, last_error = $2, \
+        "UPDATE silo_inbox \
+         SET attempts = attempts + 1, last_error = $2, \
            state = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
-           next_attempt_at = now() + make_interval(secs => power(2, attempts)) \
-         WHERE event_id = $1::uuid",
-        "UPDATE silo_inbox SET attempts = attempts + 1, last_error = $2, \
+           next_attempt_at = CASE WHEN attempts + 1 >= $3 THEN NULL \
+             ELSE now() + make_interval(secs => least(power(2, attempts), 300)) END \
+         WHERE seq = $1 AND state = 'pending'",
+        "UPDATE silo_inbox \
+         SET attempts = attempts + 1, last_error = $2, \
            state = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
-           next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', \
-             '+' || (1 << attempts) || ' seconds') \
-         WHERE event_id = $1",
-        event_id,
+           next_attempt_at = CASE WHEN attempts + 1 >= $3 THEN NULL \
+             ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', \
+               '+' || min(1 << attempts, 300) || ' seconds') END \
+         WHERE seq = $1 AND state = 'pending'",
+        seq,
         error,
         MAX_ATTEMPTS,
     )?;
