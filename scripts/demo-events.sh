@@ -97,6 +97,13 @@ else
   [ -f silo.toml ] || fail "$dir holds no silo.toml"
 fi
 
+for s in "${SERVICES[@]}"; do
+  client=sqlite3
+  [ "$(engine_of "$s")" = sqlite ] || client=psql
+  command -v "$client" >/dev/null ||
+    fail "$client not found: \`silo connect $s\` runs it to read $s's store; install it"
+done
+
 # Everything that moves when events flow: each store's inbox states and
 # outbox rows.
 fingerprint() {

@@ -195,6 +195,8 @@ async fn battlescope_flows(engine: Engine) {
     // Names of the run's own, on SQLite too: silo refuses a SQLite store
     // whose name a PostgreSQL database of silo's already has.
     prefix_names(dir, &prefix);
+    // No service's code names another's store, role or credentials.
+    silo(dir).args(["audit", "--code-only"]).assert().success();
 
     let out = demo(&[dir.to_str().unwrap()]);
     let stdout = text(&out.stdout);
