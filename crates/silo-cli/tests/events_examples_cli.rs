@@ -111,6 +111,12 @@ impl Store {
     /// The rows of a query, each column as text (text and integer columns
     /// only), NULL as "".
     async fn rows(&mut self, pg: &str, sqlite: &str) -> Vec<Vec<String>> {
+        self.rows_with(pg, sqlite, &[]).await
+    }
+
+    /// [`Store::rows`] of a query with parameters, each bound as text
+    /// (PostgreSQL's statement casts them).
+    async fn rows_with(&mut self, pg: &str, sqlite: &str, args: &[&str]) -> Vec<Vec<String>> {
         fn cell<R: Row>(row: &R, i: usize) -> String
         where
             usize: sqlx::ColumnIndex<R>,
@@ -128,21 +134,66 @@ impl Store {
             v.map(|v| v.to_string()).unwrap_or_default()
         }
         match self {
-            Store::Postgres(c) => sqlx::query(AssertSqlSafe(pg.to_string()))
-                .fetch_all(c)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                .collect(),
-            Store::Sqlite(c) => sqlx::query(AssertSqlSafe(sqlite.to_string()))
-                .fetch_all(c)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-                .collect(),
+            Store::Postgres(c) => {
+                let mut q = sqlx::query(AssertSqlSafe(pg.to_string()));
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.fetch_all(c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                    .collect()
+            }
+            Store::Sqlite(c) => {
+                let mut q = sqlx::query(AssertSqlSafe(sqlite.to_string()));
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.fetch_all(c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                    .collect()
+            }
         }
+    }
+
+    /// Runs a statement with parameters, each bound as text; returns the
+    /// rows it changed.
+    async fn exec(&mut self, pg: &str, sqlite: &str, args: &[&str]) -> u64 {
+        match self {
+            Store::Postgres(c) => {
+                let mut q = sqlx::query(AssertSqlSafe(pg.to_string()));
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(c).await.unwrap().rows_affected()
+            }
+            Store::Sqlite(c) => {
+                let mut q = sqlx::query(AssertSqlSafe(sqlite.to_string()));
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(c).await.unwrap().rows_affected()
+            }
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Begins a transaction; on SQLite with the write lock taken first.
+    async fn begin(&mut self) {
+        let sql = if self.is_postgres() {
+            "BEGIN"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.execute(sql).await;
     }
 
     async fn execute(&mut self, sql: &str) {
@@ -434,4 +485,320 @@ async fn battlescope_flows_on_sqlite() {
 #[tokio::test]
 async fn battlescope_flows_on_postgres() {
     battlescope_flows(Engine::Postgres).await;
+}
+
+// Orion (seed 002, Strategy 1: event-driven sync). The test plays the
+// services with the SQL they would run, in any language: the users
+// service publishes `user.created` and `user.updated` in the transactions
+// that change its users; auth keeps each login email current in
+// `credentials`, and notifications queues a welcome on `user.created` and
+// moves its queued (unsent) notifications to a user's new address.
+
+const ALICE: &str = "0b8f2a4e-6a51-4d0c-9d7e-3f1c2b7a9e01";
+const BOB: &str = "5d3c9e70-1f2b-4a86-b0c4-8e6d7f1a2b03";
+
+/// Users: a new user and its `user.created`, in one transaction.
+async fn create_user(users: &mut Store, id: &str, email: &str, name: &str) {
+    let event = serde_json::json!({
+        "user_id": id, "email": email, "name": name, "created_at": "2025-11-20T18:00:00Z",
+    })
+    .to_string();
+    users.begin().await;
+    users
+        .exec(
+            "INSERT INTO users (id, email, name, updated_at) VALUES ($1::uuid, $2, $3, now())",
+            "INSERT INTO users (id, email, name, updated_at) \
+             VALUES ($1, $2, $3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+            &[id, email, name],
+        )
+        .await;
+    users
+        .exec(
+            "SELECT silo_publish('user.created', $1, $2::jsonb)",
+            "INSERT INTO silo_outbox (type, key, payload) VALUES ('user.created', $1, $2)",
+            &[id, &event],
+        )
+        .await;
+    users.execute("COMMIT").await;
+}
+
+/// Users: a profile change and its `user.updated`, in one transaction that
+/// commits, or rolls back (then nothing was published either).
+async fn update_user(users: &mut Store, id: &str, email: &str, name: &str, commit: bool) {
+    let old: Vec<Vec<String>> = users
+        .rows_with(
+            "SELECT email, name FROM users WHERE id = $1::uuid",
+            "SELECT email, name FROM users WHERE id = $1",
+            &[id],
+        )
+        .await;
+    let mut changes = Vec::new();
+    if old[0][0] != email {
+        changes.push("email");
+    }
+    if old[0][1] != name {
+        changes.push("name");
+    }
+    let event = serde_json::json!({
+        "user_id": id, "changes": changes, "email": email, "name": name,
+        "updated_at": "2025-11-21T09:30:00Z",
+    })
+    .to_string();
+    users.begin().await;
+    users
+        .exec(
+            "UPDATE users SET email = $2, name = $3, updated_at = now() WHERE id = $1::uuid",
+            "UPDATE users SET email = $2, name = $3, \
+               updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = $1",
+            &[id, email, name],
+        )
+        .await;
+    users
+        .exec(
+            "SELECT silo_publish('user.updated', $1, $2::jsonb)",
+            "INSERT INTO silo_outbox (type, key, payload) VALUES ('user.updated', $1, $2)",
+            &[id, &event],
+        )
+        .await;
+    users
+        .execute(if commit { "COMMIT" } else { "ROLLBACK" })
+        .await;
+}
+
+/// The consume loop of docs/events.md, once: the ready events, each in a
+/// savepoint with the service's writes and the done mark. Returns how
+/// many it handled.
+async fn consume(store: &mut Store, service: &str) -> usize {
+    store.begin().await;
+    let batch = store
+        .rows(
+            "SELECT seq, event_id::text, type, payload::text FROM silo_inbox AS i \
+             WHERE state = 'pending' \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+               AND NOT EXISTS (SELECT 1 FROM silo_inbox AS e \
+                 WHERE e.source = i.source AND e.key = i.key \
+                   AND e.state = 'pending' AND e.seq < i.seq) \
+             ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED",
+            "SELECT seq, event_id, type, payload FROM silo_inbox AS i \
+             WHERE state = 'pending' \
+               AND (next_attempt_at IS NULL \
+                 OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+               AND NOT EXISTS (SELECT 1 FROM silo_inbox AS e \
+                 WHERE e.source = i.source AND e.key = i.key \
+                   AND e.state = 'pending' AND e.seq < i.seq) \
+             ORDER BY seq LIMIT 100",
+        )
+        .await;
+    for event in &batch {
+        let (seq, event_id, event_type) = (&event[0], &event[1], &event[2]);
+        let payload: serde_json::Value = serde_json::from_str(&event[3]).unwrap();
+        let user = payload["user_id"].as_str().unwrap();
+        let email = payload["email"].as_str().unwrap();
+        let email_changed = event_type == "user.created"
+            || payload["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "email");
+        store.execute("SAVEPOINT handler").await;
+        match (service, event_type.as_str()) {
+            ("auth", _) if email_changed => {
+                store
+                    .exec(
+                        "UPDATE credentials SET email = $2, updated_at = now() \
+                         WHERE user_id = $1::uuid",
+                        "UPDATE credentials SET email = $2, updated_at = CURRENT_TIMESTAMP \
+                         WHERE user_id = $1",
+                        &[user, email],
+                    )
+                    .await;
+            }
+            ("notifications", "user.created") => {
+                // One welcome per event: the event's id is the
+                // notification's, so the insert is idempotent by itself.
+                store
+                    .exec(
+                        "INSERT INTO notifications (id, user_id, email, template) \
+                         VALUES ($1::uuid, $2::uuid, $3, 'welcome') ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO notifications (id, user_id, email, template) \
+                         VALUES ($1, $2, $3, 'welcome') ON CONFLICT (id) DO NOTHING",
+                        &[event_id, user, email],
+                    )
+                    .await;
+            }
+            ("notifications", "user.updated") if email_changed => {
+                // What was sent went to the old address; what waits goes to
+                // the new one.
+                store
+                    .exec(
+                        "UPDATE notifications SET email = $2 \
+                         WHERE user_id = $1::uuid AND status = 'queued'",
+                        "UPDATE notifications SET email = $2 \
+                         WHERE user_id = $1 AND status = 'queued'",
+                        &[user, email],
+                    )
+                    .await;
+            }
+            _ => {}
+        }
+        store.execute("RELEASE SAVEPOINT handler").await;
+        let done = store
+            .exec(
+                "UPDATE silo_inbox \
+                 SET state = 'done', done_at = clock_timestamp(), next_attempt_at = NULL \
+                 WHERE seq = $1::bigint AND state = 'pending'",
+                "UPDATE silo_inbox \
+                 SET state = 'done', done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                   next_attempt_at = NULL \
+                 WHERE seq = $1 AND state = 'pending'",
+                &[seq],
+            )
+            .await;
+        assert_eq!(done, 1);
+    }
+    store.execute("COMMIT").await;
+    batch.len()
+}
+
+/// `silo events run --once` in `dir`.
+fn deliver(dir: &Path) {
+    silo(dir)
+        .args(["events", "run", "--once"])
+        .assert()
+        .success();
+}
+
+async fn orion_syncs_emails(engine: Engine) {
+    let prefix = Prefix::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    silo(dir)
+        .args(["--engine", &engine.to_string()])
+        .args(["init", "--example", "orion"])
+        .assert()
+        .success();
+    prefix_names(dir, &prefix);
+    silo(dir).arg("up").assert().success();
+    silo(dir).arg("migrate").assert().success();
+    let mut users = Store::open(dir, "users").await;
+    let mut auth = Store::open(dir, "auth").await;
+    let mut notifications = Store::open(dir, "notifications").await;
+    assert_eq!(users.is_postgres(), engine == Engine::Postgres);
+
+    // Alice and Bob sign up: auth makes their credentials (its own data),
+    // users their profiles, which it publishes.
+    for (id, credential, email) in [
+        (
+            ALICE,
+            "9a1e4c2b-7d3f-4e58-a6b9-0c2d4e6f8a11",
+            "alice@example.com",
+        ),
+        (
+            BOB,
+            "2c7d9f1e-3a5b-4c6d-8e0f-1a2b3c4d5e22",
+            "bob@example.com",
+        ),
+    ] {
+        auth.exec(
+            "INSERT INTO credentials (id, user_id, email, password_hash) \
+             VALUES ($1::uuid, $2::uuid, $3, 'argon2id-hash')",
+            "INSERT INTO credentials (id, user_id, email, password_hash) \
+             VALUES ($1, $2, $3, 'argon2id-hash')",
+            &[credential, id, email],
+        )
+        .await;
+    }
+    create_user(&mut users, ALICE, "alice@example.com", "Alice").await;
+    create_user(&mut users, BOB, "bob@example.com", "Bob").await;
+    deliver(dir);
+    assert_eq!(consume(&mut auth, "auth").await, 2);
+    assert_eq!(consume(&mut notifications, "notifications").await, 2);
+
+    // Alice's welcome goes out; a digest waits for her.
+    notifications
+        .exec(
+            "UPDATE notifications SET status = 'delivered' WHERE user_id = $1::uuid",
+            "UPDATE notifications SET status = 'delivered' WHERE user_id = $1",
+            &[ALICE],
+        )
+        .await;
+    notifications
+        .exec(
+            "INSERT INTO notifications (id, user_id, email, template) \
+             VALUES ('7e1f3a5c-9b2d-4f6e-8a0c-1d3e5f7a9b33', $1::uuid, 'alice@example.com', 'digest')",
+            "INSERT INTO notifications (id, user_id, email, template) \
+             VALUES ('7e1f3a5c-9b2d-4f6e-8a0c-1d3e5f7a9b33', $1, 'alice@example.com', 'digest')",
+            &[ALICE],
+        )
+        .await;
+
+    // Alice changes her email; Bob only his name; a change of Bob's email
+    // rolls back, so its event never existed.
+    update_user(&mut users, ALICE, "alice@work.example.com", "Alice", true).await;
+    update_user(&mut users, BOB, "ghost@example.com", "Bob", false).await;
+    update_user(&mut users, BOB, "bob@example.com", "Robert", true).await;
+    deliver(dir);
+    assert_eq!(consume(&mut auth, "auth").await, 2);
+    assert_eq!(consume(&mut notifications, "notifications").await, 2);
+
+    // Each copy follows the users service's data.
+    let emails = "SELECT user_id::text, email FROM credentials ORDER BY user_id";
+    let login: Vec<Vec<String>> = auth.rows(emails, &emails.replace("::text", "")).await;
+    let profile = "SELECT id::text, email FROM users ORDER BY id";
+    assert_eq!(
+        login,
+        users.rows(profile, &profile.replace("::text", "")).await
+    );
+    assert_eq!(
+        login,
+        [
+            [ALICE.to_string(), "alice@work.example.com".to_string()],
+            [BOB.to_string(), "bob@example.com".to_string()]
+        ]
+    );
+    let sent = "SELECT template, status, email FROM notifications ORDER BY user_id, template";
+    assert_eq!(
+        notifications.rows(sent, sent).await,
+        [
+            ["digest", "queued", "alice@work.example.com"],
+            ["welcome", "delivered", "alice@example.com"],
+            ["welcome", "queued", "bob@example.com"],
+        ]
+        .map(|r| r.map(String::from).to_vec())
+    );
+    // Both consumers got each committed event once, from users, keyed by
+    // the user; the rolled-back one reached no inbox.
+    for store in [&mut auth, &mut notifications] {
+        let inbox = "SELECT type, source, key, state FROM silo_inbox ORDER BY seq";
+        assert_eq!(
+            store.rows(inbox, inbox).await,
+            [
+                ["user.created", "users", ALICE, "done"],
+                ["user.created", "users", BOB, "done"],
+                ["user.updated", "users", ALICE, "done"],
+                ["user.updated", "users", BOB, "done"],
+            ]
+            .map(|r| r.map(String::from).to_vec())
+        );
+        assert_eq!(
+            store
+                .count("SELECT count(*) FROM silo_inbox WHERE CAST(payload AS TEXT) LIKE '%ghost%'")
+                .await,
+            0
+        );
+    }
+    for store in [users, auth, notifications] {
+        store.close().await;
+    }
+    silo(dir).args(["destroy", "--yes"]).assert().success();
+}
+
+#[tokio::test]
+async fn orion_syncs_emails_on_sqlite() {
+    orion_syncs_emails(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn orion_syncs_emails_on_postgres() {
+    orion_syncs_emails(Engine::Postgres).await;
 }
