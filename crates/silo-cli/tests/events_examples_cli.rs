@@ -55,6 +55,27 @@ fn service_bins() -> &'static Path {
             .current_dir(workspace())
             .args(["build", "--offline", "--quiet"])
             .env("CARGO_TARGET_DIR", target);
+        // Cargo sets these for the test binary. Build scripts (ring's, via
+        // `cc`) track some of them, so passing them on would make this
+        // build and every other one in the target folder rebuild the
+        // libraries they share, each undoing the other.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_tests = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CFG_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&name.as_ref());
+            if set_for_tests {
+                cargo.env_remove(name.as_ref());
+            }
+        }
         if profile.file_name().is_some_and(|n| n == "release") {
             cargo.arg("--release");
         }
@@ -485,6 +506,133 @@ async fn battlescope_flows_on_sqlite() {
 #[tokio::test]
 async fn battlescope_flows_on_postgres() {
     battlescope_flows(Engine::Postgres).await;
+}
+
+/// `battlescope-SERVICE ARGS` in the project folder `dir`; must succeed.
+fn service(dir: &Path, name: &str, args: &[&str]) {
+    let out = Command::new(service_bins().join(format!("battlescope-{name}")))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "battlescope-{name}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Enrichment's consume loop: an event whose names ESI cannot give fails
+/// alone (its writes roll back to its savepoint, the batch's other events
+/// commit), waits, and once ESI answers takes effect exactly once.
+#[tokio::test]
+async fn a_failing_event_rolls_back_alone_and_is_retried() {
+    let prefix = Prefix::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    silo(dir)
+        .args(["init", "--example", "battlescope"])
+        .assert()
+        .success();
+    prefix_names(dir, &prefix);
+    silo(dir).arg("up").assert().success();
+    silo(dir).arg("migrate").assert().success();
+    service(dir, "ingestion", &["--once"]);
+    silo(dir)
+        .args(["events", "run", "--once"])
+        .assert()
+        .success();
+
+    // ESI forgets Jita.
+    let jita = "30000142";
+    let esi = dir.join("services/enrichment/data/esi.json");
+    let mut table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&esi).unwrap()).unwrap();
+    table["systems"].as_object_mut().unwrap().remove(jita);
+    let partial = dir.join("esi-without-jita.json");
+    std::fs::write(&partial, table.to_string()).unwrap();
+    let in_jita = std::fs::read_to_string(dir.join("services/ingestion/data/killmails.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&format!("\"solar_system_id\":{jita},")))
+        .count() as i64;
+    let killmails = sample_killmails();
+    assert!(in_jita > 0 && in_jita < killmails);
+
+    service(
+        dir,
+        "enrichment",
+        &["--once", "--names", partial.to_str().unwrap()],
+    );
+    let mut enrichment = Store::open(dir, "enrichment").await;
+    let failed = enrichment
+        .rows(
+            "SELECT attempts, last_error FROM silo_inbox WHERE state = 'pending'",
+            "SELECT attempts, last_error FROM silo_inbox WHERE state = 'pending'",
+        )
+        .await;
+    assert_eq!(failed.len() as i64, in_jita);
+    for f in &failed {
+        // At least once; more if the batches after it outlasted its wait.
+        let attempts: i64 = f[0].parse().unwrap();
+        assert!((1..5).contains(&attempts), "{attempts} attempts");
+        assert_eq!(
+            f[1],
+            format!("ESI knows nothing at /universe/systems/{jita}/")
+        );
+    }
+    let published = "SELECT count(*) FROM silo_outbox WHERE type = 'killmail.enriched'";
+    for sql in [
+        "SELECT count(*) FROM silo_inbox WHERE state = 'done'",
+        "SELECT count(*) FROM enriched_killmails",
+        published,
+    ] {
+        assert_eq!(enrichment.count(sql).await, killmails - in_jita, "{sql}");
+    }
+    // Nothing of a failed event stayed behind, not even the answers it
+    // cached before it failed.
+    assert_eq!(
+        enrichment
+            .count(&format!(
+                "SELECT count(*) FROM enriched_killmails WHERE system_id = {jita}"
+            ))
+            .await,
+        0
+    );
+
+    // ESI answers again; the failed events are retried after their wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        service(dir, "enrichment", &["--once"]);
+        let left = enrichment
+            .count("SELECT count(*) FROM silo_inbox WHERE state <> 'done'")
+            .await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} events still not done"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(enrichment.count(published).await, killmails);
+    assert_eq!(
+        enrichment
+            .count("SELECT count(*) FROM enriched_killmails")
+            .await,
+        killmails
+    );
+    assert_eq!(
+        enrichment
+            .count("SELECT count(*) FROM silo_inbox WHERE attempts > 0")
+            .await,
+        in_jita,
+        "only the events ESI could not answer ever failed"
+    );
+    enrichment.close().await;
 }
 
 // Orion (seed 002, Strategy 1: event-driven sync). The test plays the
