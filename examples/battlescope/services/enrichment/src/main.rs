@@ -111,6 +111,10 @@ fn parse_args() -> Result<Args> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--once" => args.once = true,
+            "-h" | "--help" => {
+                println!("usage: battlescope-enrichment [--once] [--names FILE] [--env-file FILE]");
+                std::process::exit(0);
+            }
             "--names" => args.names = it.next().ok_or("--names needs a file")?.into(),
             "--env-file" => args.env_file = it.next().ok_or("--env-file needs a file")?.into(),
             _ => {

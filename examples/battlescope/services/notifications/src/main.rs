@@ -98,6 +98,12 @@ fn parse_args() -> Result<Args> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--once" => args.once = true,
+            "-h" | "--help" => {
+                println!(
+                    "usage: battlescope-notifications [--once] [--subscriptions FILE] [--env-file FILE]"
+                );
+                std::process::exit(0);
+            }
             "--subscriptions" => {
                 args.subscriptions = it.next().ok_or("--subscriptions needs a file")?.into()
             }

@@ -96,6 +96,10 @@ fn parse_args() -> Result<Args> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--once" => args.once = true,
+            "-h" | "--help" => {
+                println!("usage: battlescope-search [--once] [--env-file FILE]");
+                std::process::exit(0);
+            }
             "--env-file" => args.env_file = it.next().ok_or("--env-file needs a file")?.into(),
             _ => {
                 return Err(format!(
