@@ -18,13 +18,13 @@ demo:
 	cd $(DEMO) && $(SILO) migrate
 	cd $(DEMO) && $(SILO) info
 
-## demo-events: BattleScope's events end to end on a fresh folder: its five services and `silo events run`, then events per type, rows per store, and a check that every copy matches its source (BUS=nats for NATS JetStream, ENGINE=postgres with SILO_PG_ADMIN_URL)
+## demo-events: BattleScope's events end to end on a fresh folder: its five services and `silo events run`, then events per type, rows per store, and a check that every copy matches its source (BUS=nats for NATS JetStream, ENGINE=postgres with SILO_PG_ADMIN_URL, FOLLOW=1 to run them side by side until quiet instead of in rounds)
 demo-events:
 	@scripts/ensure-prereqs.sh --build
 	$(CARGO) build --quiet -p silo-cli $(addprefix -p battlescope-,$(BATTLESCOPE))
 	@if [ -f $(DEMO_EVENTS)/silo.toml ]; then cd $(DEMO_EVENTS) && $(SILO) destroy --yes >/dev/null; fi
 	rm -rf $(DEMO_EVENTS)
-	SILO=$(SILO) scripts/demo-events.sh $(if $(BUS),--bus $(BUS)) $(if $(ENGINE),--engine $(ENGINE)) $(DEMO_EVENTS)
+	SILO=$(SILO) scripts/demo-events.sh $(if $(BUS),--bus $(BUS)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(FOLLOW),--follow) $(DEMO_EVENTS)
 
 ## test: prerequisites, formatting, lints, the linter's dependencies, then every test
 test: prereqs fmt-check clippy offline-lint unit

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # BattleScope's event flow, end to end: `make demo-events` runs this.
 #
-#   scripts/demo-events.sh [--bus embedded|nats] [--engine sqlite|postgres] DIR
+#   scripts/demo-events.sh [--bus embedded|nats] [--engine sqlite|postgres] [--follow] DIR
 #   scripts/demo-events.sh --check DIR
 #
 # In DIR (made with `silo init --example battlescope` unless it already
 # holds a silo.toml): `silo up`, `silo migrate`, then rounds of
 # `silo events run --once` and each service once, until a round changes
-# nothing. Then a summary: events per type, rows per store, and a check
-# that every store's denormalized copy matches the store it came from.
-# `--check` only prints the summary and runs the check, on a DIR that ran.
+# nothing. With --follow, `silo events run` and the five services run side
+# by side instead, as they would in production, until nothing is left to
+# deliver or handle; then they are stopped with SIGTERM. Then a summary:
+# events per type, rows per store, and a check that every store's
+# denormalized copy matches the store it came from. `--check` only prints
+# the summary and runs the check, on a DIR that ran.
 #
 # Every query runs through `silo connect SERVICE`, as that service with
 # its own credentials, in its own store: psql or sqlite3 must be on PATH.
@@ -25,25 +28,28 @@ SILO=${SILO:-$here/target/debug/silo}
 BIN_DIR=${BIN_DIR:-$(dirname "$SILO")}
 SERVICES=(ingestion enrichment battles search notifications)
 MAX_ROUNDS=30
+FOLLOW_SECONDS=180
 TAB=$'\t'
 
 usage() {
-  echo "usage: $0 [--bus embedded|nats] [--engine sqlite|postgres] DIR | --check DIR" >&2
+  echo "usage: $0 [--bus embedded|nats] [--engine sqlite|postgres] [--follow] DIR | --check DIR" >&2
   exit 2
 }
 fail() { echo "error: $*" >&2; exit 2; }
 
-bus="" engine="" check_only=false dir=""
+bus="" engine="" check_only=false follow=false dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bus) [ $# -ge 2 ] || usage; bus=$2; shift 2 ;;
     --engine) [ $# -ge 2 ] || usage; engine=$2; shift 2 ;;
     --check) check_only=true; shift ;;
+    --follow) follow=true; shift ;;
     -*) usage ;;
     *) [ -z "$dir" ] || usage; dir=$1; shift ;;
   esac
 done
 [ -n "$dir" ] || usage
+! { $check_only && $follow; } || usage
 case "$bus" in ""|embedded|nats) ;; *) usage ;; esac
 case "$engine" in ""|sqlite|postgres) ;; *) usage ;; esac
 [ -x "$SILO" ] || fail "no silo binary at $SILO: build it (cargo build -p silo-cli) or set SILO"
@@ -114,7 +120,16 @@ fingerprint() {
   done
 }
 
-if ! $check_only; then
+# Outstanding work: rows waiting in an outbox or an inbox, read in the order
+# events travel (an event moving on while they are read is seen further on).
+pending() {
+  for s in "${SERVICES[@]}"; do
+    q "$s" "SELECT count(*) FROM silo_outbox WHERE state = 'pending'"
+    q "$s" "SELECT count(*) FROM silo_inbox WHERE state = 'pending'"
+  done | awk '{ n += $1 } END { print n + 0 }'
+}
+
+if ! $check_only && ! $follow; then
   echo "==> rounds of \`silo events run --once\` and each service once, until nothing changes (log: $log)"
   previous="" round=0
   while :; do
@@ -139,6 +154,49 @@ if ! $check_only; then
     [ "$now" != "$previous" ] || break
     previous=$now
   done
+fi
+
+if $follow; then
+  echo "==> \`silo events run\` and the five services side by side, until nothing is left (log: $log)"
+  pids=()
+  stop() {
+    [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  }
+  trap stop EXIT
+  "$SILO" events run >>"$log" 2>&1 &
+  pids+=($!)
+  for s in "${SERVICES[@]}"; do
+    "$BIN_DIR/battlescope-$s" >>"$log" 2>&1 &
+    pids+=($!)
+  done
+  # Quiet: every sample killmail stored, nothing pending anywhere, and the
+  # same counts at two looks in a row.
+  sample=$(grep -c . services/ingestion/data/killmails.jsonl)
+  start=$SECONDS previous="" 
+  while :; do
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; fail "a process stopped early (see $log)"; }
+    done
+    stored=$(q ingestion "SELECT count(*) FROM killmail_events")
+    left=$(pending)
+    now=$(fingerprint)
+    if [ "$stored" = "$sample" ] && [ "$left" = 0 ] && [ "$now" = "$previous" ]; then
+      break
+    fi
+    [ $((SECONDS - start)) -lt "$FOLLOW_SECONDS" ] ||
+      { echo "error: $left events still pending after ${FOLLOW_SECONDS}s (see $log)" >&2; exit 1; }
+    previous=$now
+    sleep 0.5
+  done
+  echo "    quiet after $((SECONDS - start))s; stopping them with SIGTERM"
+  stop
+  names=(silo-events-run "${SERVICES[@]}")
+  for i in "${!pids[@]}"; do
+    rc=0
+    wait "${pids[$i]}" || rc=$?
+    [ "$rc" -eq 0 ] || { tail -n 20 "$log" >&2; fail "${names[$i]} exited with $rc on SIGTERM (see $log)"; }
+  done
+  pids=()
 fi
 
 echo

@@ -256,6 +256,11 @@ fn sample_killmails() -> i64 {
 
 /// Runs BattleScope's flow on `engine` and checks what every store holds.
 async fn battlescope_flows(engine: Engine) {
+    battlescope_flows_with(engine, &[]).await;
+}
+
+/// [`battlescope_flows`] with more arguments for the demo script.
+async fn battlescope_flows_with(engine: Engine, script_args: &[&str]) {
     let prefix = Prefix::new();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -270,11 +275,13 @@ async fn battlescope_flows(engine: Engine) {
     // No service's code names another's store, role or credentials.
     silo(dir).args(["audit", "--code-only"]).assert().success();
 
-    let out = demo(&[dir.to_str().unwrap()]);
+    let mut args = script_args.to_vec();
+    args.push(dir.to_str().unwrap());
+    let out = demo(&args);
     let stdout = text(&out.stdout);
     assert!(
         out.status.success(),
-        "demo-events on {engine} failed: {stdout}\n{}",
+        "demo-events {args:?} on {engine} failed: {stdout}\n{}",
         text(&out.stderr)
     );
     assert!(
@@ -506,6 +513,13 @@ async fn battlescope_flows_on_sqlite() {
 #[tokio::test]
 async fn battlescope_flows_on_postgres() {
     battlescope_flows(Engine::Postgres).await;
+}
+
+/// The worker and the five services as long-running processes side by
+/// side, writing the same SQLite files at once, then stopped by SIGTERM.
+#[tokio::test]
+async fn battlescope_flows_with_every_process_running_on_sqlite() {
+    battlescope_flows_with(Engine::Sqlite, &["--follow"]).await;
 }
 
 /// `battlescope-SERVICE ARGS` in the project folder `dir`; must succeed.
