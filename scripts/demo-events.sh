@@ -121,12 +121,18 @@ fingerprint() {
 }
 
 # Outstanding work: rows waiting in an outbox or an inbox, read in the order
-# events travel (an event moving on while they are read is seen further on).
+# events travel (one that moves on while they are read is seen further on).
 pending() {
-  for s in "${SERVICES[@]}"; do
-    q "$s" "SELECT count(*) FROM silo_outbox WHERE state = 'pending'"
-    q "$s" "SELECT count(*) FROM silo_inbox WHERE state = 'pending'"
-  done | awk '{ n += $1 } END { print n + 0 }'
+  {
+    q ingestion "SELECT count(*) FROM silo_outbox WHERE state = 'pending'"
+    q enrichment "SELECT count(*) FROM silo_inbox WHERE state = 'pending'"
+    q enrichment "SELECT count(*) FROM silo_outbox WHERE state = 'pending'"
+    q battles "SELECT count(*) FROM silo_inbox WHERE state = 'pending'"
+    q battles "SELECT count(*) FROM silo_outbox WHERE state = 'pending'"
+    for s in search notifications ingestion; do
+      q "$s" "SELECT count(*) FROM silo_inbox WHERE state = 'pending'"
+    done
+  } | awk '{ n += $1 } END { print n + 0 }'
 }
 
 if ! $check_only && ! $follow; then
