@@ -2,8 +2,10 @@
 CARGO ?= cargo
 SILO := $(CURDIR)/target/debug/silo
 DEMO := $(CURDIR)/target/demo
+DEMO_EVENTS := $(CURDIR)/target/demo-events
+BATTLESCOPE := ingestion enrichment battles search notifications
 
-.PHONY: demo test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest clean-demo
+.PHONY: demo demo-events test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -15,6 +17,14 @@ demo:
 	cd $(DEMO) && $(SILO) status
 	cd $(DEMO) && $(SILO) migrate
 	cd $(DEMO) && $(SILO) info
+
+## demo-events: BattleScope's events end to end on a fresh folder: its five services and `silo events run`, then events per type, rows per store, and a check that every copy matches its source (BUS=nats for NATS JetStream, ENGINE=postgres with SILO_PG_ADMIN_URL, FOLLOW=1 to run them side by side until quiet instead of in rounds)
+demo-events:
+	@scripts/ensure-prereqs.sh --build
+	$(CARGO) build --quiet -p silo-cli $(addprefix -p battlescope-,$(BATTLESCOPE))
+	@if [ -f $(DEMO_EVENTS)/silo.toml ]; then cd $(DEMO_EVENTS) && $(SILO) destroy --yes >/dev/null; fi
+	rm -rf $(DEMO_EVENTS)
+	SILO=$(SILO) scripts/demo-events.sh $(if $(BUS),--bus $(BUS)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(FOLLOW),--follow) $(DEMO_EVENTS)
 
 ## test: prerequisites, formatting, lints, the linter's dependencies, then every test
 test: prereqs fmt-check clippy offline-lint unit
@@ -59,7 +69,8 @@ bench-manifest: prereqs
 	bench/manifest-scale.sh
 
 clean-demo:
-	rm -rf $(DEMO)
+	@if [ -f $(DEMO_EVENTS)/silo.toml ]; then cd $(DEMO_EVENTS) && $(SILO) destroy --yes >/dev/null; fi
+	rm -rf $(DEMO) $(DEMO_EVENTS)
 
 ## test-corpora: the tests over real-world SQL in ../shared/corpora (or SILO_CORPORA); fails when it is missing
 test-corpora: prereqs

@@ -37,6 +37,9 @@ for tool in pg_config pg_isready psql; do
   command -v "$tool" >/dev/null || fail "$tool not found: install PostgreSQL (Debian: apt-get install postgresql postgresql-client)"
 done
 [ -x "$(pg_config --bindir)/initdb" ] || fail "initdb not found in $(pg_config --bindir): install the PostgreSQL server package"
+# `silo connect` runs the engine's own client; the BattleScope flow test
+# reads SQLite stores through it.
+command -v sqlite3 >/dev/null || fail "sqlite3 not found: install it (Debian: apt-get install sqlite3)"
 # util-linux `script` gives a CLI test a terminal, to prove that destructive
 # commands ask there.
 command -v script >/dev/null || fail "script not found: install util-linux"

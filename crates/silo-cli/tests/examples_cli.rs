@@ -11,7 +11,7 @@ use silo_manifest::{Engine, Manifest, Overrides};
 use silo_testkit::Prefix;
 
 mod common;
-use common::{json, silo};
+use common::{json, prefix_names, silo};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -55,29 +55,6 @@ fn engines(example: &str) -> Vec<Engine> {
             })
         })
         .collect()
-}
-
-/// Gives every service of the manifest in `dir` a database and role named
-/// with `prefix`, so the run owns its names on the shared server.
-fn prefix_names(dir: &Path, prefix: &Prefix) {
-    let path = dir.join("silo.toml");
-    let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-    let services = doc["services"].as_table_mut().unwrap();
-    for (name, service) in services.iter_mut() {
-        let service = service.as_table_mut().unwrap();
-        let database = service
-            .get("database")
-            .and_then(|v| v.as_str())
-            .unwrap_or(name)
-            .to_string();
-        let role = service
-            .get("role")
-            .and_then(|v| v.as_str())
-            .map_or_else(|| format!("{name}_svc"), str::to_string);
-        service.insert("database".into(), prefix.name(&database).into());
-        service.insert("role".into(), prefix.name(&role).into());
-    }
-    std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
 }
 
 /// `silo --engine ENGINE ARGS...` in `dir`, which must succeed; its stdout.

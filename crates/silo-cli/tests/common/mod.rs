@@ -51,3 +51,27 @@ pub fn orders_project(engine: &str, prefix: &Prefix) -> (tempfile::TempDir, Path
     silo(dir.path()).arg("up").assert().success();
     (dir, migrations)
 }
+
+/// Gives every service of the manifest in `dir` a database and role named
+/// with `prefix`, so the run owns its names on the shared server.
+#[allow(dead_code)] // not every test file runs on PostgreSQL
+pub fn prefix_names(dir: &Path, prefix: &Prefix) {
+    let path = dir.join("silo.toml");
+    let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let services = doc["services"].as_table_mut().unwrap();
+    for (name, service) in services.iter_mut() {
+        let service = service.as_table_mut().unwrap();
+        let database = service
+            .get("database")
+            .and_then(|v| v.as_str())
+            .unwrap_or(name)
+            .to_string();
+        let role = service
+            .get("role")
+            .and_then(|v| v.as_str())
+            .map_or_else(|| format!("{name}_svc"), str::to_string);
+        service.insert("database".into(), prefix.name(&database).into());
+        service.insert("role".into(), prefix.name(&role).into());
+    }
+    std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
+}

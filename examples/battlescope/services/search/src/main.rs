@@ -1,0 +1,397 @@
+//! BattleScope's search service (seeds 000 and 001).
+//!
+//! The seed keeps two Typesense collections; here they are two tables in
+//! the service's own store, filled from events alone:
+//! - `battle_documents`, one per battle, from `battle.created` and
+//!   `battle.updated`. Each event carries the battle's whole state; a
+//!   document only moves forward (an older state than the one kept, by
+//!   its `version`, changes nothing).
+//! - `killmail_documents`, one per killmail, from `killmail.enriched`.
+//!
+//! Each event's writes commit in the transaction that marks its inbox row
+//! done.
+//!
+//! It connects to its own store only, with its own credentials:
+//! `DATABASE_URL` from the environment, or else from the file `silo up`
+//! wrote for it, `.silo/secrets/search.env`. `silo events run` moves the
+//! events; this program never talks to another service.
+//!
+//! ```text
+//! battlescope-search [--once] [--env-file FILE]
+//! ```
+//! `--once` handles every event that is due and exits; without it, the
+//! service keeps handling events until Ctrl-C or SIGTERM.
+//!
+//! This file shares no code with the other services (seed 001: no shared
+//! code between services); each keeps its own copy of the few lines that
+//! reach its store and run its inbox.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::{Connection, PgConnection, SqliteConnection};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T> = std::result::Result<T, Error>;
+
+/// Failed attempts after which an inbox row is dead: silo's default
+/// `[events] max_attempts`.
+const MAX_ATTEMPTS: i32 = 5;
+
+/// How long the service waits between looks at its inbox.
+const POLL: Duration = Duration::from_millis(250);
+
+/// How many inbox events one transaction takes at most.
+const BATCH: i64 = 100;
+
+/// Runs one statement, written for each engine, on the store; returns the
+/// rows it changed.
+macro_rules! execute {
+    ($store:expr, $pg:expr, $sqlite:expr $(, $arg:expr)* $(,)?) => {
+        match &mut *$store {
+            Store::Postgres(c) => sqlx::query($pg)$(.bind($arg))*
+                .execute(&mut *c).await.map(|r| r.rows_affected()),
+            Store::Sqlite(c) => sqlx::query($sqlite)$(.bind($arg))*
+                .execute(&mut *c).await.map(|r| r.rows_affected()),
+        }
+    };
+}
+
+/// Runs a query, written for each engine, and returns all its rows.
+macro_rules! fetch_all {
+    ($store:expr, $row:ty, $pg:expr, $sqlite:expr $(, $arg:expr)* $(,)?) => {
+        match &mut *$store {
+            Store::Postgres(c) => sqlx::query_as::<_, $row>($pg)$(.bind($arg))*
+                .fetch_all(&mut *c).await,
+            Store::Sqlite(c) => sqlx::query_as::<_, $row>($sqlite)$(.bind($arg))*
+                .fetch_all(&mut *c).await,
+        }
+    };
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("battlescope-search: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Args {
+    once: bool,
+    env_file: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        once: false,
+        env_file: ".silo/secrets/search.env".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--once" => args.once = true,
+            "-h" | "--help" => {
+                println!("usage: battlescope-search [--once] [--env-file FILE]");
+                std::process::exit(0);
+            }
+            "--env-file" => args.env_file = it.next().ok_or("--env-file needs a file")?.into(),
+            _ => {
+                return Err(format!(
+                    "unknown argument `{arg}`; usage: battlescope-search [--once] [--env-file FILE]"
+                )
+                .into());
+            }
+        }
+    }
+    Ok(args)
+}
+
+async fn run() -> Result<()> {
+    let args = parse_args()?;
+    let mut store = Store::open(&args.env_file).await?;
+    if args.once {
+        let handled = drain(&mut store).await?;
+        println!("search: {handled} events handled");
+        return Ok(());
+    }
+    follow(&mut store).await
+}
+
+/// Handles events as they arrive until Ctrl-C or SIGTERM; an event in
+/// flight is finished first.
+async fn follow(store: &mut Store) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        drain(store).await?;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+        }
+    }
+}
+
+/// `battle.created` and `battle.updated` (the fields this service reads).
+#[derive(Deserialize)]
+struct Battle {
+    battle_id: String,
+    version: i64,
+    system: BattleSystem,
+    start_time: String,
+    total_kills: i64,
+    total_isk_destroyed: i64,
+    alliance_names: Vec<String>,
+    participant_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct BattleSystem {
+    name: String,
+    security_type: String,
+}
+
+/// `killmail.enriched` (the fields this service reads).
+#[derive(Deserialize)]
+struct Killmail {
+    killmail_id: i64,
+    occurred_at: String,
+    system: Named,
+    ship: Named,
+    victim: Victim,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Victim {
+    name: Option<String>,
+}
+
+/// Applies one event, in the transaction that marks it done.
+async fn handle(store: &mut Store, event_type: &str, payload: &str) -> Result<()> {
+    match event_type {
+        "battle.created" | "battle.updated" => {
+            index_battle(store, serde_json::from_str(payload)?).await
+        }
+        "killmail.enriched" => index_killmail(store, serde_json::from_str(payload)?).await,
+        other => Err(format!("search does not consume {other} events").into()),
+    }
+}
+
+/// Writes a battle's document, unless the one kept is newer: its
+/// `total_kills` is the version it was written from.
+async fn index_battle(store: &mut Store, battle: Battle) -> Result<()> {
+    let alliances = serde_json::to_string(&battle.alliance_names)?;
+    let participants = serde_json::to_string(&battle.participant_names)?;
+    execute!(
+        store,
+        "INSERT INTO battle_documents (id, system_name, security_type, start_time, total_kills, \
+           total_isk_destroyed, alliance_names, participant_names) \
+         VALUES ($1, $2, $3, extract(epoch FROM $4::timestamptz)::bigint, $5, $6, \
+           ARRAY(SELECT jsonb_array_elements_text($7::jsonb)), \
+           ARRAY(SELECT jsonb_array_elements_text($8::jsonb))) \
+         ON CONFLICT (id) DO UPDATE SET system_name = excluded.system_name, \
+           security_type = excluded.security_type, start_time = excluded.start_time, \
+           total_kills = excluded.total_kills, total_isk_destroyed = excluded.total_isk_destroyed, \
+           alliance_names = excluded.alliance_names, participant_names = excluded.participant_names \
+         WHERE battle_documents.total_kills < $9",
+        "INSERT INTO battle_documents (id, system_name, security_type, start_time, total_kills, \
+           total_isk_destroyed, alliance_names, participant_names) \
+         VALUES ($1, $2, $3, CAST(strftime('%s', $4) AS INTEGER), $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET system_name = excluded.system_name, \
+           security_type = excluded.security_type, start_time = excluded.start_time, \
+           total_kills = excluded.total_kills, total_isk_destroyed = excluded.total_isk_destroyed, \
+           alliance_names = excluded.alliance_names, participant_names = excluded.participant_names \
+         WHERE battle_documents.total_kills < $9",
+        &battle.battle_id,
+        &battle.system.name,
+        &battle.system.security_type,
+        &battle.start_time,
+        battle.total_kills,
+        battle.total_isk_destroyed,
+        &alliances,
+        &participants,
+        battle.version,
+    )?;
+    Ok(())
+}
+
+/// Writes a killmail's document; a killmail seen before is left alone.
+async fn index_killmail(store: &mut Store, km: Killmail) -> Result<()> {
+    execute!(
+        store,
+        "INSERT INTO killmail_documents (killmail_id, victim_name, ship_type_name, system_name, \
+           occurred_at) \
+         VALUES ($1, $2, $3, $4, extract(epoch FROM $5::timestamptz)::bigint) \
+         ON CONFLICT (killmail_id) DO NOTHING",
+        "INSERT INTO killmail_documents (killmail_id, victim_name, ship_type_name, system_name, \
+           occurred_at) \
+         VALUES ($1, $2, $3, $4, CAST(strftime('%s', $5) AS INTEGER)) \
+         ON CONFLICT (killmail_id) DO NOTHING",
+        km.killmail_id.to_string(),
+        // A Typesense field is required: a victim without a pilot (a
+        // structure) is indexed with an empty name.
+        km.victim.name.unwrap_or_default(),
+        &km.ship.name,
+        &km.system.name,
+        &km.occurred_at,
+    )?;
+    Ok(())
+}
+
+/// Handles every inbox event that is ready, oldest first, up to [`BATCH`]
+/// in one transaction, each in a savepoint of its own: the consume loop of
+/// docs/events.md. An event's writes and its inbox row's `done` commit
+/// together or not at all, and an event reaches the inbox once, so each
+/// takes effect exactly once. An event waits while an earlier one of its
+/// key is pending, so each key is handled in publish order. An event that
+/// fails is rolled back to its savepoint and recorded by [`fail`]; the
+/// others in the batch go on. Returns how many were handled.
+async fn drain(store: &mut Store) -> Result<u64> {
+    let mut handled = 0;
+    loop {
+        store.begin().await?;
+        let batch = fetch_all!(
+            store,
+            (i64, String, String),
+            "SELECT seq, type, payload::text FROM silo_inbox AS i \
+             WHERE state = 'pending' \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now()) \
+               AND NOT EXISTS (SELECT 1 FROM silo_inbox AS e \
+                 WHERE e.source = i.source AND e.key = i.key \
+                   AND e.state = 'pending' AND e.seq < i.seq) \
+             ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT seq, type, payload FROM silo_inbox AS i \
+             WHERE state = 'pending' \
+               AND (next_attempt_at IS NULL \
+                 OR next_attempt_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+               AND NOT EXISTS (SELECT 1 FROM silo_inbox AS e \
+                 WHERE e.source = i.source AND e.key = i.key \
+                   AND e.state = 'pending' AND e.seq < i.seq) \
+             ORDER BY seq LIMIT $1",
+            BATCH,
+        )?;
+        if batch.is_empty() {
+            store.run("ROLLBACK").await?;
+            return Ok(handled);
+        }
+        for (seq, event_type, payload) in &batch {
+            store.run("SAVEPOINT handler").await?;
+            match handle(store, event_type, payload).await {
+                Ok(()) => {
+                    store.run("RELEASE SAVEPOINT handler").await?;
+                    execute!(
+                        store,
+                        "UPDATE silo_inbox \
+                         SET state = 'done', done_at = clock_timestamp(), next_attempt_at = NULL \
+                         WHERE seq = $1 AND state = 'pending'",
+                        "UPDATE silo_inbox \
+                         SET state = 'done', done_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                           next_attempt_at = NULL \
+                         WHERE seq = $1 AND state = 'pending'",
+                        seq,
+                    )?;
+                    handled += 1;
+                }
+                Err(e) => {
+                    store.run("ROLLBACK TO SAVEPOINT handler").await?;
+                    fail(store, *seq, &e.to_string()).await?;
+                }
+            }
+        }
+        store.run("COMMIT").await?;
+    }
+}
+
+/// Records a failed attempt: the error, a wait before the next one that
+/// doubles with each attempt (1 s, 2 s, 4 s, ... up to 5 minutes), and
+/// `dead` after [`MAX_ATTEMPTS`] (`silo events dlq` lists dead events and
+/// retries them).
+async fn fail(store: &mut Store, seq: i64, error: &str) -> Result<()> {
+    execute!(
+        store,
+        "UPDATE silo_inbox \
+         SET attempts = attempts + 1, last_error = $2, \
+           state = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
+           next_attempt_at = CASE WHEN attempts + 1 >= $3 THEN NULL \
+             ELSE now() + make_interval(secs => least(power(2, attempts), 300)) END \
+         WHERE seq = $1 AND state = 'pending'",
+        "UPDATE silo_inbox \
+         SET attempts = attempts + 1, last_error = $2, \
+           state = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
+           next_attempt_at = CASE WHEN attempts + 1 >= $3 THEN NULL \
+             ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', \
+               '+' || min(1 << attempts, 300) || ' seconds') END \
+         WHERE seq = $1 AND state = 'pending'",
+        seq,
+        error,
+        MAX_ATTEMPTS,
+    )?;
+    Ok(())
+}
+
+/// This service's own store: PostgreSQL or SQLite, whichever its
+/// credentials name.
+enum Store {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl Store {
+    /// Connects with `DATABASE_URL` from the environment, or else with the
+    /// one in `env_file`, the credentials `silo up` wrote for this service.
+    async fn open(env_file: &Path) -> Result<Store> {
+        let url = match std::env::var("DATABASE_URL") {
+            Ok(url) => url,
+            Err(_) => std::fs::read_to_string(env_file)
+                .map_err(|e| {
+                    format!(
+                        "cannot read {}: {e}; run `silo up` in the project folder, \
+                         and this service from there",
+                        env_file.display()
+                    )
+                })?
+                .lines()
+                .find_map(|l| l.strip_prefix("DATABASE_URL="))
+                .map(str::to_string)
+                .ok_or_else(|| format!("{} has no DATABASE_URL", env_file.display()))?,
+        };
+        Ok(if url.starts_with("sqlite:") {
+            Store::Sqlite(SqliteConnection::connect(&url).await?)
+        } else {
+            Store::Postgres(PgConnection::connect(&url).await?)
+        })
+    }
+
+    /// Begins a transaction. On SQLite, IMMEDIATE takes the write lock now
+    /// rather than at the first write, so two writers wait for each other
+    /// instead of failing.
+    async fn begin(&mut self) -> Result<()> {
+        match self {
+            Store::Postgres(_) => self.run("BEGIN").await,
+            Store::Sqlite(_) => self.run("BEGIN IMMEDIATE").await,
+        }
+    }
+
+    /// Runs a statement with no parameters and no rows: COMMIT, SAVEPOINT.
+    async fn run(&mut self, sql: &'static str) -> Result<()> {
+        match self {
+            Store::Postgres(c) => {
+                sqlx::raw_sql(sql).execute(c).await?;
+            }
+            Store::Sqlite(c) => {
+                sqlx::raw_sql(sql).execute(c).await?;
+            }
+        }
+        Ok(())
+    }
+}
