@@ -9,6 +9,7 @@
 //! [`relay::embedded::deliver_once`] moves committed events from
 //! publishers' outboxes into consumers' inboxes on the embedded bus.
 
+pub mod inbox;
 pub mod relay;
 pub mod schema;
 
@@ -56,6 +57,26 @@ pub enum EventsError {
     #[error("the payload of a {event_type} event could not be serialized: {reason}")]
     #[diagnostic(code(silo::events::payload))]
     Payload { event_type: String, reason: String },
+
+    /// Events were to be taken from the inbox outside a transaction.
+    #[error("events can only be taken from the inbox inside a transaction")]
+    #[diagnostic(
+        code(silo::events::not_in_transaction),
+        help(
+            "begin a transaction (`BEGIN IMMEDIATE` on SQLite) and take the events with it, so they stay claimed until their done marks commit; or use Inbox::handle, which does"
+        )
+    )]
+    NotInTransaction,
+
+    /// An event was to be marked done or failed, but is not pending.
+    #[error("inbox event {id} is no longer pending")]
+    #[diagnostic(
+        code(silo::events::not_pending),
+        help(
+            "another consumer handled it, or it was taken outside the transaction that marks it; take events with Inbox::next_batch in that transaction"
+        )
+    )]
+    NotPending { id: String },
 }
 
 impl EventsError {
