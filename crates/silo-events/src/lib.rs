@@ -8,10 +8,15 @@
 //! `SELECT silo_publish(type, key, payload)` on PostgreSQL.
 //! [`relay::embedded::deliver_once`] moves committed events from
 //! publishers' outboxes into consumers' inboxes on the embedded bus.
+//! [`inbox::Inbox`] consumes them, each in the transaction of the
+//! service's own writes; [`dlq`] lists, retries and drops the events
+//! given up on; [`status`] reads backlog, progress and lag.
 
+pub mod dlq;
 pub mod inbox;
 pub mod relay;
 pub mod schema;
+pub mod status;
 
 use miette::Diagnostic;
 use silo_manifest::Service;
@@ -77,6 +82,19 @@ pub enum EventsError {
         )
     )]
     NotPending { id: String },
+
+    /// A dead outbox event was to be retried: its contract refused its
+    /// payload and would again.
+    #[error(
+        "{id} is a dead outbox event of {service}: its contract refused its payload, and would again"
+    )]
+    #[diagnostic(
+        code(silo::events::outbox_not_retried),
+        help(
+            "publish a corrected event from {service}, then remove this one with `silo events dlq drop {id} --yes`"
+        )
+    )]
+    OutboxNotRetried { service: String, id: String },
 }
 
 impl EventsError {

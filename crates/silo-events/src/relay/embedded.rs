@@ -83,14 +83,14 @@ struct Event {
 }
 
 /// Where a consumer's cursor for one publisher stands.
-struct Cursor {
-    position: i64,
-    event_id: String,
+pub(crate) struct Cursor {
+    pub(crate) position: i64,
+    pub(crate) event_id: String,
 }
 
 /// Which store a publisher's positions count in, and how far its counter
 /// has gone: a cursor can never be ahead of it unless the store went back.
-struct Origin {
+pub(crate) struct Origin {
     id: String,
     counter: i64,
 }
@@ -201,7 +201,7 @@ async fn deliver_batch(
 /// The cursor to go on from: the stored one, unless the publisher's store
 /// is not the one it counted in (another origin) or went back (the cursor
 /// is ahead of its counter): then the beginning.
-fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
+pub(crate) fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
     match stored {
         Some((id, position, event_id)) if id == origin.id && position <= origin.counter => {
             Cursor { position, event_id }
@@ -212,7 +212,7 @@ fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
 
 /// The publisher's origin and counter, read as the publisher. Read before
 /// its outbox, so every position the cursor holds is at most the counter.
-async fn read_origin(
+pub(crate) async fn read_origin(
     source: &mut ServiceConnection,
     publisher: &Service,
 ) -> Result<Origin, EventsError> {
