@@ -22,13 +22,14 @@ pub enum Check {
     HbaRules,
     StoreFiles,
     Leftovers,
+    EventTypes,
     CodeCrossReference,
     CodeSecret,
 }
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 14] = [
+    pub const ALL: [Check; 15] = [
         Check::OwnAccess,
         Check::CrossAccess,
         Check::PublicPrivileges,
@@ -41,6 +42,7 @@ impl Check {
         Check::HbaRules,
         Check::StoreFiles,
         Check::Leftovers,
+        Check::EventTypes,
         Check::CodeCrossReference,
         Check::CodeSecret,
     ];
@@ -60,6 +62,7 @@ impl Check {
             Check::HbaRules => "hba-rules",
             Check::StoreFiles => "store-files",
             Check::Leftovers => "leftovers",
+            Check::EventTypes => "event-types",
             Check::CodeCrossReference => "code-cross-reference",
             Check::CodeSecret => "code-secret",
         }

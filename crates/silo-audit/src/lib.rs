@@ -183,6 +183,7 @@ pub async fn audit(
         }
         checks::store_files::run(manifest, &mut report.findings);
         checks::leftovers::run(manifest, stores, &mut report.findings).await?;
+        checks::event_types::run(manifest, stores, &mut report).await;
     }
     if options.code {
         scan::run(

@@ -270,6 +270,10 @@ pub enum EventsCommand {
     Status(EventsStatusArgs),
 
     /// Dead letters: list them, retry them, drop them
+    ///
+    /// A consumer's event whose handler failed `[events] max_attempts`
+    /// times, and a publisher's event whose payload its contract refused,
+    /// each with its error. Every store is read as its own service.
     Dlq(EventsDlqArgs),
 
     /// The event map: who publishes and who consumes each type, and the
@@ -323,9 +327,15 @@ pub struct EventsDlqArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqAction {
-    /// Make dead letters pending again, with their attempts reset
+    /// Make dead inbox events pending again, with their attempts reset
+    ///
+    /// The consumer handles them on its next pass. A dead outbox event (a
+    /// payload its contract refused) is not retried: publish a corrected
+    /// event and drop the dead one.
     Retry(DlqRetryArgs),
-    /// Delete a dead letter for good
+    /// Delete a dead letter, inbox or outbox, for good
+    ///
+    /// Without --yes it asks on a terminal and refuses elsewhere.
     Drop(DlqDropArgs),
 }
 
@@ -340,15 +350,25 @@ pub struct DlqRetryArgs {
     /// Only this service's dead letters
     #[arg(long)]
     pub service: Option<String>,
+    /// Print one JSON document instead of lines
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DlqDropArgs {
     /// The dead letter's event id
     pub id: String,
+    /// The service whose dead letter it is [default: the one store that
+    /// holds it]
+    #[arg(long)]
+    pub service: Option<String>,
     /// Confirm: the event is gone for good
     #[arg(long)]
     pub yes: bool,
+    /// Print one JSON document instead of lines
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,9 +9,15 @@
 //! [`relay::embedded::deliver_once`] moves committed events from
 //! publishers' outboxes into consumers' inboxes on the embedded bus, and
 //! [`worker`] keeps doing it until stopped (`silo events run`).
+//! [`inbox::Inbox`] consumes them, each in the transaction of the
+//! service's own writes; [`dlq`] lists, retries and drops the events
+//! given up on; [`status`] reads backlog, progress and lag.
 
+pub mod dlq;
+pub mod inbox;
 pub mod relay;
 pub mod schema;
+pub mod status;
 pub mod worker;
 
 use miette::Diagnostic;
@@ -58,6 +64,39 @@ pub enum EventsError {
     #[error("the payload of a {event_type} event could not be serialized: {reason}")]
     #[diagnostic(code(silo::events::payload))]
     Payload { event_type: String, reason: String },
+
+    /// Events were to be taken from the inbox outside a transaction.
+    #[error("events can only be taken from the inbox inside a transaction")]
+    #[diagnostic(
+        code(silo::events::not_in_transaction),
+        help(
+            "begin a transaction (`BEGIN IMMEDIATE` on SQLite) and take the events with it, so they stay claimed until their done marks commit; or use Inbox::handle, which does"
+        )
+    )]
+    NotInTransaction,
+
+    /// An event was to be marked done or failed, but is not pending.
+    #[error("inbox event {id} is no longer pending")]
+    #[diagnostic(
+        code(silo::events::not_pending),
+        help(
+            "another consumer handled it, or it was taken outside the transaction that marks it; take events with Inbox::next_batch in that transaction"
+        )
+    )]
+    NotPending { id: String },
+
+    /// A dead outbox event was to be retried: its contract refused its
+    /// payload and would again.
+    #[error(
+        "{id} is a dead outbox event of {service}: its contract refused its payload, and would again"
+    )]
+    #[diagnostic(
+        code(silo::events::outbox_not_retried),
+        help(
+            "publish a corrected event from {service}, then remove this one with `silo events dlq drop {id} --yes`"
+        )
+    )]
+    OutboxNotRetried { service: String, id: String },
 }
 
 impl EventsError {

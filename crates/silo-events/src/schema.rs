@@ -16,6 +16,8 @@
 //!   consumer moves a row to `done` in the transaction of its own writes;
 //!   a failure adds to `attempts`, keeps `last_error`, waits until
 //!   `next_attempt_at`, and after `max_attempts` the row is `dead`.
+//!   `silo_inbox_pending_key` finds a pending event's earlier pending
+//!   events of the same key (see [`crate::inbox`]).
 //! - `silo_inbox_cursor` (format 2): how far the embedded relay has
 //!   delivered from each publisher into this store's inbox, one row per
 //!   publishing service, written in the same transaction as the inbox
@@ -118,6 +120,7 @@ CREATE TABLE IF NOT EXISTS silo_inbox (
   done_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
+CREATE INDEX IF NOT EXISTS silo_inbox_pending_key ON silo_inbox (source, key, seq) WHERE state = 'pending';
 
 CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
   source text PRIMARY KEY,
@@ -193,6 +196,7 @@ CREATE TABLE IF NOT EXISTS silo_inbox (
   done_at TEXT
 );
 CREATE INDEX IF NOT EXISTS silo_inbox_state_seq ON silo_inbox (state, seq);
+CREATE INDEX IF NOT EXISTS silo_inbox_pending_key ON silo_inbox (source, key, seq) WHERE state = 'pending';
 
 CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
   source TEXT PRIMARY KEY,

@@ -3,6 +3,7 @@
 //! where SQL or a command can repair it, a [`crate::Fix`].
 
 pub mod cross_access;
+pub mod event_types;
 pub mod foreign_data;
 pub mod foreign_owner;
 pub mod hba_rules;

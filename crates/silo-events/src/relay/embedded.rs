@@ -85,9 +85,9 @@ struct Event {
 }
 
 /// Where a consumer's cursor for one publisher stands.
-struct Cursor {
-    position: i64,
-    event_id: String,
+pub(crate) struct Cursor {
+    pub(crate) position: i64,
+    pub(crate) event_id: String,
 }
 
 /// Which store a publisher's positions count in, and how far its counter
@@ -298,7 +298,7 @@ fn batch(
 /// The cursor to go on from: the stored one, unless the publisher's store
 /// is not the one it counted in (another origin) or went back (the cursor
 /// is ahead of its counter): then the beginning.
-fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
+pub(crate) fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
     match stored {
         Some((id, position, event_id)) if id == origin.id && position <= origin.counter => {
             Cursor { position, event_id }

@@ -27,3 +27,47 @@ fn not_yet(what: &str) -> CmdResult {
         "`silo events {what}` is not available in this build"
     )))
 }
+
+/// The named services, or with none every service that publishes or
+/// consumes.
+fn event_services<'c>(
+    ctx: &'c Context,
+    names: &[String],
+) -> Result<Vec<&'c silo_manifest::Service>, crate::context::Failure> {
+    let services = ctx.select(names)?;
+    Ok(if names.is_empty() {
+        services
+            .into_iter()
+            .filter(|s| silo_events::needs_tables(s))
+            .collect()
+    } else {
+        services
+    })
+}
+
+/// A wait in seconds, short: `0.4s`, `12s`, `3m 20s`, `2h 5m`, `3d 4h`.
+fn age(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 10.0 {
+        return format!("{s:.1}s");
+    }
+    let s = s.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ages_read_short() {
+        let shown: Vec<String> = [0.42, 12.4, 200.0, 7500.0, 300000.0, -1.0]
+            .into_iter()
+            .map(super::age)
+            .collect();
+        assert_eq!(shown, ["0.4s", "12s", "3m 20s", "2h 5m", "3d 11h", "0.0s"]);
+    }
+}

@@ -1,0 +1,326 @@
+//! What the event tables of each service hold: outbox backlog, inbox
+//! progress, how far the embedded bus lags, and which types are there.
+//! Every store is read as its own service.
+
+use silo_manifest::{Bus, Manifest, Service};
+use silo_store::{ServiceConnection, Stores};
+
+use crate::relay::embedded::{read_origin, resume};
+use crate::{APPLICATION, EventsError, sql};
+
+/// A publisher's outbox.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxStatus {
+    /// Events not delivered yet.
+    pub pending: u64,
+    /// How long the oldest of them has waited, in seconds.
+    pub oldest_pending_secs: Option<f64>,
+    /// Events whose payload their contract refused.
+    pub dead: u64,
+    /// Delivered events kept (`retention = "keep"`).
+    pub sent: u64,
+}
+
+/// A consumer's inbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxStatus {
+    /// Events not handled yet.
+    pub pending: u64,
+    /// Of those, events that failed at least once and wait for a retry.
+    pub retrying: u64,
+    pub done: u64,
+    /// Events whose handler gave up (`silo events dlq`).
+    pub dead: u64,
+}
+
+/// How far a consumer's cursor for one publisher is behind (embedded bus).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Behind {
+    /// The publisher's events of the consumer's types past the cursor.
+    pub events: u64,
+    /// How long the oldest of them has waited, in seconds.
+    pub oldest_secs: Option<f64>,
+}
+
+/// A consumer's lag behind one publisher.
+#[derive(Debug)]
+pub struct Lag {
+    pub publisher: String,
+    /// An error when the publisher's store could not be read.
+    pub behind: Result<Behind, EventsError>,
+}
+
+/// One service's event tables.
+#[derive(Debug)]
+pub struct Status {
+    /// `None` when the service does not publish.
+    pub outbox: Option<OutboxStatus>,
+    /// `None` when the service does not consume.
+    pub inbox: Option<InboxStatus>,
+    /// Per publisher of a type it consumes, on the embedded bus (empty on
+    /// the nats bus: the stream keeps that).
+    pub lag: Vec<Lag>,
+}
+
+/// Reads `service`'s event tables, and on the embedded bus its lag behind
+/// each publisher it consumes from (an unreachable publisher is an error
+/// in that lag only). The event tables must exist ([`crate::ensure`]).
+pub async fn status(
+    stores: &Stores,
+    manifest: &Manifest,
+    service: &Service,
+) -> Result<Status, EventsError> {
+    let mut status = Status {
+        outbox: None,
+        inbox: None,
+        lag: Vec::new(),
+    };
+    if !crate::needs_tables(service) {
+        return Ok(status);
+    }
+    let mut conn = stores.connect_as(service, APPLICATION).await?;
+    let result = read(stores, manifest, service, &mut conn, &mut status).await;
+    conn.close().await;
+    result.map(|()| status)
+}
+
+async fn read(
+    stores: &Stores,
+    manifest: &Manifest,
+    service: &Service,
+    conn: &mut ServiceConnection,
+    status: &mut Status,
+) -> Result<(), EventsError> {
+    if !service.publishes.is_empty() {
+        status.outbox = Some(outbox(conn, service).await?);
+    }
+    if service.consumes.is_empty() {
+        return Ok(());
+    }
+    status.inbox = Some(inbox(conn, service).await?);
+    if manifest.events.bus != Bus::Embedded {
+        return Ok(());
+    }
+    for publisher in manifest.services.iter().filter(|p| {
+        p.publishes
+            .iter()
+            .any(|t| service.consumes.iter().any(|c| c == t))
+    }) {
+        status.lag.push(Lag {
+            publisher: publisher.name.clone(),
+            behind: behind(stores, publisher, service, conn).await,
+        });
+    }
+    Ok(())
+}
+
+async fn outbox(
+    conn: &mut ServiceConnection,
+    service: &Service,
+) -> Result<OutboxStatus, EventsError> {
+    let action = format!("reading {}'s outbox", service.name);
+    let (pending, oldest, dead, sent): (i64, Option<f64>, i64, i64) = match conn {
+        ServiceConnection::Postgres(c) => sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'pending'), \
+                    extract(epoch FROM clock_timestamp() - min(created_at) FILTER (WHERE state = 'pending'))::float8, \
+                    count(*) FILTER (WHERE state = 'dead'), \
+                    count(*) FILTER (WHERE state = 'sent') \
+             FROM silo_outbox",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(sql(action))?,
+        ServiceConnection::Sqlite(c) => sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'pending'), \
+                    (julianday('now') - julianday(min(created_at) FILTER (WHERE state = 'pending'))) * 86400.0, \
+                    count(*) FILTER (WHERE state = 'dead'), \
+                    count(*) FILTER (WHERE state = 'sent') \
+             FROM silo_outbox",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(sql(action))?,
+    };
+    Ok(OutboxStatus {
+        pending: count(pending),
+        oldest_pending_secs: oldest.map(|s| s.max(0.0)),
+        dead: count(dead),
+        sent: count(sent),
+    })
+}
+
+async fn inbox(
+    conn: &mut ServiceConnection,
+    service: &Service,
+) -> Result<InboxStatus, EventsError> {
+    let action = format!("reading {}'s inbox", service.name);
+    let statement = "SELECT count(*) FILTER (WHERE state = 'pending'), \
+                            count(*) FILTER (WHERE state = 'pending' AND attempts > 0), \
+                            count(*) FILTER (WHERE state = 'done'), \
+                            count(*) FILTER (WHERE state = 'dead') \
+                     FROM silo_inbox";
+    let (pending, retrying, done, dead): (i64, i64, i64, i64) = match conn {
+        ServiceConnection::Postgres(c) => sqlx::query_as(statement).fetch_one(&mut *c).await,
+        ServiceConnection::Sqlite(c) => sqlx::query_as(statement).fetch_one(&mut *c).await,
+    }
+    .map_err(sql(action))?;
+    Ok(InboxStatus {
+        pending: count(pending),
+        retrying: count(retrying),
+        done: count(done),
+        dead: count(dead),
+    })
+}
+
+/// How far `consumer`'s cursor for `publisher` is behind: its cursor read
+/// on `conn` (as the consumer), the publisher's outbox read as the
+/// publisher, from where the relay would go on (a cursor of another
+/// origin starts over, as the relay's does).
+async fn behind(
+    stores: &Stores,
+    publisher: &Service,
+    consumer: &Service,
+    conn: &mut ServiceConnection,
+) -> Result<Behind, EventsError> {
+    let action = format!(
+        "reading {}'s cursor for events from {}",
+        consumer.name, publisher.name
+    );
+    let statement = "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1";
+    let stored: Option<(String, i64, String)> = match conn {
+        ServiceConnection::Postgres(c) => {
+            sqlx::query_as(statement)
+                .bind(&publisher.name)
+                .fetch_optional(&mut *c)
+                .await
+        }
+        ServiceConnection::Sqlite(c) => {
+            sqlx::query_as(statement)
+                .bind(&publisher.name)
+                .fetch_optional(&mut *c)
+                .await
+        }
+    }
+    .map_err(sql(action))?;
+    let mut source = stores.connect_as(publisher, APPLICATION).await?;
+    let result = async {
+        let origin = read_origin(&mut source, publisher).await?;
+        let cursor = resume(stored, &origin);
+        past(
+            &mut source,
+            publisher,
+            &consumer.consumes,
+            cursor.position,
+            &cursor.event_id,
+        )
+        .await
+    }
+    .await;
+    source.close().await;
+    result
+}
+
+/// The publisher's events of `types` past (`position`, `event_id`), in the
+/// relay's order, that are not dead.
+async fn past(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+    types: &[String],
+    position: i64,
+    event_id: &str,
+) -> Result<Behind, EventsError> {
+    let action = format!("reading {}'s outbox", publisher.name);
+    let (events, oldest): (i64, Option<f64>) = match source {
+        ServiceConnection::Postgres(c) => sqlx::query_as(
+            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8 \
+             FROM silo_outbox \
+             WHERE (txid, id) > ($1::bigint::text::xid8, $2::uuid) \
+               AND type = ANY($3) AND state <> 'dead'",
+        )
+        .bind(position)
+        .bind(event_id)
+        .bind(types)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(sql(action))?,
+        ServiceConnection::Sqlite(c) => sqlx::query_as(
+            "SELECT count(*), (julianday('now') - julianday(min(created_at))) * 86400.0 \
+             FROM silo_outbox \
+             WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) AND state <> 'dead'",
+        )
+        .bind(position)
+        .bind(serde_json::to_string(types).expect("a list of strings is JSON"))
+        .fetch_one(&mut *c)
+        .await
+        .map_err(sql(action))?,
+    };
+    Ok(Behind {
+        events: count(events),
+        oldest_secs: oldest.map(|s| s.max(0.0)),
+    })
+}
+
+/// The event types a store's tables hold, with how many events of each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredTypes {
+    /// In `silo_outbox`: what the service published (not yet deleted).
+    pub outbox: Vec<(String, u64)>,
+    /// In `silo_inbox`: what reached the service.
+    pub inbox: Vec<(String, u64)>,
+}
+
+/// The event types in `service`'s outbox and inbox, read as the service;
+/// `None` when its store has no event tables.
+pub async fn stored_types(
+    stores: &Stores,
+    service: &Service,
+) -> Result<Option<StoredTypes>, EventsError> {
+    let mut conn = stores.connect_as(service, APPLICATION).await?;
+    let result = stored_types_on(&mut conn, service).await;
+    conn.close().await;
+    result
+}
+
+async fn stored_types_on(
+    conn: &mut ServiceConnection,
+    service: &Service,
+) -> Result<Option<StoredTypes>, EventsError> {
+    let action = format!("reading the event types in {}'s store", service.name);
+    let exists: bool = match conn {
+        ServiceConnection::Postgres(c) => sqlx::query_scalar(
+            "SELECT to_regclass('silo_outbox') IS NOT NULL AND to_regclass('silo_inbox') IS NOT NULL",
+        )
+        .fetch_one(&mut *c)
+        .await,
+        ServiceConnection::Sqlite(c) => sqlx::query_scalar(
+            "SELECT count(*) = 2 FROM sqlite_master \
+             WHERE type = 'table' AND name IN ('silo_outbox', 'silo_inbox')",
+        )
+        .fetch_one(&mut *c)
+        .await,
+    }
+    .map_err(sql(action.clone()))?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut types = StoredTypes::default();
+    for (table, into) in [
+        ("silo_outbox", &mut types.outbox),
+        ("silo_inbox", &mut types.inbox),
+    ] {
+        let statement = sqlx::AssertSqlSafe(format!(
+            "SELECT type, count(*) FROM {table} GROUP BY type ORDER BY type"
+        ));
+        let rows: Vec<(String, i64)> = match conn {
+            ServiceConnection::Postgres(c) => sqlx::query_as(statement).fetch_all(&mut *c).await,
+            ServiceConnection::Sqlite(c) => sqlx::query_as(statement).fetch_all(&mut *c).await,
+        }
+        .map_err(sql(action.clone()))?;
+        *into = rows.into_iter().map(|(t, n)| (t, count(n))).collect();
+    }
+    Ok(Some(types))
+}
+
+fn count(n: i64) -> u64 {
+    n.max(0) as u64
+}
