@@ -159,7 +159,13 @@ impl Contract {
     /// The 1-based line and column of a JSON Pointer into the schema (the
     /// member's key), or of its nearest ancestor that is there.
     pub fn position(&self, pointer: &str) -> (usize, usize) {
-        silo_manifest::line_column(&self.text, self.locator.offset(pointer))
+        silo_manifest::line_column(&self.text, self.offset(pointer))
+    }
+
+    /// The byte offset of a JSON Pointer into the schema, as
+    /// [`Contract::position`] finds it.
+    pub fn offset(&self, pointer: &str) -> usize {
+        self.locator.offset(pointer)
     }
 
     /// Checks a payload. A required property that is missing but has a
