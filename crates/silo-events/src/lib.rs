@@ -7,8 +7,10 @@
 //! `INSERT INTO silo_outbox (type, key, payload) VALUES (...)`, or
 //! `SELECT silo_publish(type, key, payload)` on PostgreSQL.
 //! [`relay::embedded::deliver_once`] moves committed events from
-//! publishers' outboxes into consumers' inboxes on the embedded bus.
+//! publishers' outboxes into consumers' inboxes on the embedded bus,
+//! refusing payloads their type's contract refuses ([`contracts`]).
 
+pub mod contracts;
 pub mod relay;
 pub mod schema;
 
@@ -52,6 +54,11 @@ pub enum EventsError {
         supported: i64,
     },
 
+    /// The newest contract of a published type is not usable.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Contracts(#[from] contracts::ContractsError),
+
     /// The payload given to [`publish`] is not a JSON value a store can keep.
     #[error("the payload of a {event_type} event could not be serialized: {reason}")]
     #[diagnostic(code(silo::events::payload))]
@@ -60,10 +67,12 @@ pub enum EventsError {
 
 impl EventsError {
     /// The exit code this error means: 2 for a store that cannot be
-    /// reached, 1 for anything else.
+    /// reached or a contract that cannot be used (the project's files are
+    /// wrong), 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             EventsError::Store(e) => e.exit_code(),
+            EventsError::Contracts(_) => 2,
             _ => 1,
         }
     }

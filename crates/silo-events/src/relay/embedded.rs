@@ -30,11 +30,17 @@
 //! origin, or one ahead of the publisher's own counter, starts over from
 //! the beginning of the outbox. The inbox's unique event id keeps the
 //! events already delivered from arriving twice.
+//!
+//! Each payload is checked against its type's contract as it is read
+//! ([`crate::contracts::check`]): one the contract refuses goes to no
+//! consumer, its outbox row becomes `dead` with the reason, and the
+//! cursor moves past it. Delivered rows carry the contract's `dataschema`.
 
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
+use crate::contracts::{self, Contracts, Verdict};
 use crate::{EventsError, sql};
 
 /// The connections' name on the server.
@@ -60,6 +66,8 @@ pub struct Pair {
     pub consumer: String,
     /// Inbox rows written (events already there are not counted).
     pub events: u64,
+    /// Events whose contract refused them: dead in the publisher's outbox.
+    pub refused: u64,
 }
 
 impl Delivered {
@@ -80,6 +88,10 @@ struct Event {
     headers: String,
     /// When it was published (RFC 3339, UTC).
     time: String,
+    /// The contract's URI, when its type has one.
+    dataschema: Option<String>,
+    /// Refused by its contract: not delivered, only passed by the cursor.
+    refused: bool,
 }
 
 /// Where a consumer's cursor for one publisher stands.
@@ -106,16 +118,23 @@ impl Cursor {
 
 /// Delivers every committed event that is not delivered yet from each
 /// service that publishes to each service whose `consumes` lists its type,
-/// until no more are ready. The event tables must exist ([`crate::ensure`]).
-pub async fn deliver_once(stores: &Stores, manifest: &Manifest) -> Result<Delivered, EventsError> {
+/// until no more are ready, checking payloads against `contracts` (loaded
+/// once by the caller: [`Contracts::load`]). The event tables must exist
+/// ([`crate::ensure`]).
+pub async fn deliver_once(
+    stores: &Stores,
+    manifest: &Manifest,
+    contracts: &Contracts,
+) -> Result<Delivered, EventsError> {
     let mut delivered = Delivered::default();
     for publisher in manifest.services.iter().filter(|s| !s.publishes.is_empty()) {
         for consumer in manifest.services.iter().filter(|s| !s.consumes.is_empty()) {
-            let events = deliver_pair(stores, publisher, consumer).await?;
+            let (events, refused) = deliver_pair(stores, publisher, consumer, contracts).await?;
             delivered.pairs.push(Pair {
                 publisher: publisher.name.clone(),
                 consumer: consumer.name.clone(),
                 events,
+                refused,
             });
         }
     }
@@ -123,21 +142,24 @@ pub async fn deliver_once(stores: &Stores, manifest: &Manifest) -> Result<Delive
 }
 
 /// Delivers from `publisher` to `consumer` in batches until a batch comes
-/// back short.
+/// back short. Returns (inbox rows written, events refused by their
+/// contract).
 pub async fn deliver_pair(
     stores: &Stores,
     publisher: &Service,
     consumer: &Service,
-) -> Result<u64, EventsError> {
+    contracts: &Contracts,
+) -> Result<(u64, u64), EventsError> {
     let mut source = stores.connect_as(publisher, APPLICATION).await?;
     let mut sink = stores.connect_as(consumer, APPLICATION).await?;
-    let mut total = 0;
+    let (mut total, mut refused) = (0, 0);
     let result = loop {
-        match deliver_batch(&mut source, publisher, &mut sink, consumer).await {
-            Ok((read, written)) => {
+        match deliver_batch(&mut source, publisher, &mut sink, consumer, contracts).await {
+            Ok((read, written, dead)) => {
                 total += written;
+                refused += dead;
                 if read < BATCH as usize {
-                    break Ok(total);
+                    break Ok((total, refused));
                 }
             }
             Err(e) => break Err(e),
@@ -149,14 +171,16 @@ pub async fn deliver_pair(
 }
 
 /// One batch: in one transaction on the consumer's store, read its cursor
-/// for the publisher, read what follows from the publisher's outbox, insert
-/// those events and move the cursor. Returns (rows read, rows inserted).
+/// for the publisher, read what follows from the publisher's outbox, check
+/// it against its contracts, insert the events they pass and move the
+/// cursor. Returns (rows read, rows inserted, rows refused).
 async fn deliver_batch(
     source: &mut ServiceConnection,
     publisher: &Service,
     sink: &mut ServiceConnection,
     consumer: &Service,
-) -> Result<(usize, u64), EventsError> {
+    contracts: &Contracts,
+) -> Result<(usize, u64, u64), EventsError> {
     match sink {
         ServiceConnection::Postgres(c) => {
             let mut tx = c.begin().await.map_err(sql(begin(consumer)))?;
@@ -170,10 +194,11 @@ async fn deliver_batch(
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
-            let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let mut events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_postgres(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
-            Ok((events.len(), written))
+            Ok((events.len(), written, refused))
         }
         ServiceConnection::Sqlite(c) => {
             // IMMEDIATE: the write lock first, so two relays take turns.
@@ -190,10 +215,11 @@ async fn deliver_batch(
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
-            let events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let mut events = read_outbox(source, publisher, &consumer.consumes, &cursor).await?;
+            let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_sqlite(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
-            Ok((events.len(), written))
+            Ok((events.len(), written, refused))
         }
     }
 }
@@ -252,6 +278,29 @@ fn read_cursor(publisher: &Service, consumer: &Service) -> String {
     )
 }
 
+/// Checks each event against its contract: a refused one is marked
+/// refused here and dead in the publisher's outbox (as the publisher);
+/// the others get their `dataschema`. Returns how many were refused.
+async fn screen(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+    contracts: &Contracts,
+    events: &mut [Event],
+) -> Result<u64, EventsError> {
+    let mut refused = 0;
+    for e in events.iter_mut() {
+        match contracts::check(contracts, &publisher.name, &e.event_type, &e.payload) {
+            Verdict::Deliver { dataschema } => e.dataschema = dataschema,
+            Verdict::Refuse { reason } => {
+                contracts::dead_letter(source, publisher, &e.id, &reason).await?;
+                e.refused = true;
+                refused += 1;
+            }
+        }
+    }
+    Ok(refused)
+}
+
 /// The next batch after `cursor` of the publisher's committed events of
 /// `types`, in commit-safe order, read as the publisher.
 async fn read_outbox(
@@ -273,7 +322,7 @@ async fn read_outbox(
                  FROM silo_outbox \
                  WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
                    AND (txid, id) > ($1::bigint::text::xid8, $2::uuid) \
-                   AND type = ANY($3) \
+                   AND type = ANY($3) AND state <> 'dead' \
                  ORDER BY txid, id LIMIT $4",
             )
             .bind(cursor.position)
@@ -288,7 +337,7 @@ async fn read_outbox(
             let types = serde_json::to_string(types).expect("a list of strings is JSON");
             sqlx::query_as(
                 "SELECT seq, id, type, key, payload, headers, created_at FROM silo_outbox \
-                 WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) \
+                 WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) AND state <> 'dead' \
                  ORDER BY seq LIMIT $3",
             )
             .bind(cursor.position)
@@ -310,6 +359,8 @@ async fn read_outbox(
                 payload,
                 headers,
                 time,
+                dataschema: None,
+                refused: false,
             },
         )
         .collect())
@@ -332,10 +383,10 @@ async fn write_postgres(
         publisher.name, consumer.name
     );
     let mut written = 0;
-    for e in events {
+    for e in events.iter().filter(|e| !e.refused) {
         written += sqlx::query(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
-             VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz) \
+            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
+             VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz, $8) \
              ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&e.id)
@@ -345,6 +396,7 @@ async fn write_postgres(
         .bind(&e.payload)
         .bind(&e.headers)
         .bind(&e.time)
+        .bind(&e.dataschema)
         .execute(&mut *tx)
         .await
         .map_err(sql(action.clone()))?
@@ -375,10 +427,10 @@ async fn write_sqlite(
         publisher.name, consumer.name
     );
     let mut written = 0;
-    for e in events {
+    for e in events.iter().filter(|e| !e.refused) {
         written += sqlx::query(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&e.id)
         .bind(&e.event_type)
@@ -387,6 +439,7 @@ async fn write_sqlite(
         .bind(&e.payload)
         .bind(&e.headers)
         .bind(&e.time)
+        .bind(&e.dataschema)
         .execute(&mut *tx)
         .await
         .map_err(sql(action.clone()))?
