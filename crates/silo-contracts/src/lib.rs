@@ -10,13 +10,16 @@
 //!   delivered;
 //! - [`compat`] tells which changes between two versions a compatibility
 //!   level refuses;
-//! - [`dataschema`] names a contract in the CloudEvents envelope.
+//! - [`dataschema`] names a contract in the CloudEvents envelope;
+//! - [`EventMap`] says who publishes and consumes each type, and which
+//!   contract version is in force.
 
 pub mod catalog;
 pub mod compat;
 pub mod contract;
 mod defaults;
 pub mod locate;
+pub mod map;
 pub mod name;
 
 use std::collections::HashMap;
@@ -26,6 +29,7 @@ use silo_manifest::Manifest;
 
 pub use catalog::{Catalog, FileProblem, ProblemKind};
 pub use contract::{Contract, Refusal, dataschema};
+pub use map::EventMap;
 pub use name::ContractName;
 
 /// The contracts in force: the newest version of each type each service

@@ -35,9 +35,18 @@ const ORDERS: &str = "[services.orders]\npublishes = [\"order.placed\"]\n";
 #[test]
 fn the_newest_version_is_in_force_by_number_not_by_name_order() {
     let p = Project::new(ORDERS);
-    p.write("services/orders/events/order.placed.v2.json", r#"{"title": "two"}"#)
-        .write("services/orders/events/order.placed.v10.json", r#"{"title": "ten"}"#)
-        .write("services/orders/events/order.placed.v1.json", r#"{"title": "one"}"#);
+    p.write(
+        "services/orders/events/order.placed.v2.json",
+        r#"{"title": "two"}"#,
+    )
+    .write(
+        "services/orders/events/order.placed.v10.json",
+        r#"{"title": "ten"}"#,
+    )
+    .write(
+        "services/orders/events/order.placed.v1.json",
+        r#"{"title": "one"}"#,
+    );
     let m = p.manifest();
     let catalog = Catalog::load(&m);
     let versions: Vec<u32> = catalog
@@ -60,7 +69,10 @@ fn the_newest_version_is_in_force_by_number_not_by_name_order() {
 fn a_broken_newest_version_stops_the_worker_with_its_place() {
     let p = Project::new(ORDERS);
     p.write("services/orders/events/order.placed.v1.json", "{}")
-        .write("services/orders/events/order.placed.v2.json", "{\n  \"type\": \"objec\"\n}\n");
+        .write(
+            "services/orders/events/order.placed.v2.json",
+            "{\n  \"type\": \"objec\"\n}\n",
+        );
     let err = Contracts::load(&p.manifest()).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -91,7 +103,10 @@ fn a_folder_shared_by_two_publishers_gives_each_its_own() {
         .iter()
         .map(|c| (c.service.as_str(), c.name.event_type.as_str()))
         .collect();
-    assert_eq!(owners, [("billing", "invoice.sent"), ("orders", "order.placed")]);
+    assert_eq!(
+        owners,
+        [("billing", "invoice.sent"), ("orders", "order.placed")]
+    );
     assert_eq!(catalog.problems.len(), 1, "{:?}", catalog.problems);
     assert_eq!(catalog.problems[0].kind, ProblemKind::NotPublished);
     assert!(
@@ -110,4 +125,60 @@ fn no_folder_means_no_contracts() {
     let catalog = Catalog::load(&m);
     assert!(catalog.contracts.is_empty() && catalog.problems.is_empty());
     assert!(Contracts::load(&m).unwrap().is_empty());
+}
+
+/// The BattleScope example's contracts take payloads shaped after seed
+/// 000's tables, and refuse one missing what its consumers store.
+#[test]
+fn battlescope_contracts_take_the_seeds_payloads() {
+    use serde_json::json;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/battlescope/silo.toml");
+    let m = Manifest::load(&path, &Overrides::default()).unwrap();
+    let contracts = Contracts::load(&m).unwrap();
+    assert_eq!(contracts.len(), 4);
+    let battle = json!({
+        "battle_id": "6f1c2a9e-3b7d-4c1e-9a55-0d2b8e7f4a10",
+        "system_id": 30002187, "system_name": "Amarr", "security_type": "highsec",
+        "start_time": "2024-05-01T10:00:00Z", "end_time": "2024-05-01T10:14:00Z",
+        "total_kills": 2, "total_isk_destroyed": 310000000,
+        "zkill_related_url": "https://zkillboard.com/related/30002187/202405011000/",
+        "killmail_ids": [118000001, 118000002], "alliance_ids": [99000001],
+        "alliance_names": ["Goonswarm Federation"], "character_ids": [2112000001],
+        "participant_names": ["Pilot One", "Pilot Two"]
+    });
+    for (service, event_type, payload) in [
+        ("ingestion", "killmail.ingested", json!({
+            "killmail_id": 118000001, "system_id": 30002187,
+            "occurred_at": "2024-05-01T10:00:00Z", "fetched_at": "2024-05-01T10:00:05Z",
+            "victim_alliance_id": 99000001, "attacker_alliance_ids": [99000002],
+            "isk_value": 150000000, "zkb_url": "https://zkillboard.com/kill/118000001/"
+        })),
+        ("enrichment", "killmail.enriched", json!({
+            "killmail_id": 118000001, "occurred_at": "2024-05-01T10:00:00Z",
+            "zkb_url": "https://zkillboard.com/kill/118000001/", "isk_value": 150000000,
+            "ship_type_id": 587, "ship_type_name": "Rifter", "ship_group_name": "Frigate",
+            "system_id": 30002187, "system_name": "Amarr", "region_name": "Domain",
+            "security_status": 1.0, "victim_character_id": 2112000001,
+            "victim_character_name": "Pilot One", "victim_corp_name": null,
+            "victim_alliance_name": "Goonswarm Federation",
+            "attacker_names": [{"character_id": 2112000002, "character_name": "Pilot Two"}],
+            "enriched_at": "2024-05-01T10:00:07Z"
+        })),
+        ("battles", "battle.created", battle.clone()),
+        ("battles", "battle.updated", battle),
+    ] {
+        let c = contracts.get(service, event_type).unwrap();
+        c.check(&payload).unwrap_or_else(|r| panic!("{event_type}: {}", r.problems));
+    }
+    let refused = contracts
+        .get("enrichment", "killmail.enriched")
+        .unwrap()
+        .check(&json!({"killmail_id": 118000001}))
+        .unwrap_err();
+    assert!(
+        refused.problems.contains("\"occurred_at\" is a required property"),
+        "{}",
+        refused.problems
+    );
 }
