@@ -148,28 +148,37 @@ fn battlescope_contracts_take_the_seeds_payloads() {
         "participant_names": ["Pilot One", "Pilot Two"]
     });
     for (service, event_type, payload) in [
-        ("ingestion", "killmail.ingested", json!({
-            "killmail_id": 118000001, "system_id": 30002187,
-            "occurred_at": "2024-05-01T10:00:00Z", "fetched_at": "2024-05-01T10:00:05Z",
-            "victim_alliance_id": 99000001, "attacker_alliance_ids": [99000002],
-            "isk_value": 150000000, "zkb_url": "https://zkillboard.com/kill/118000001/"
-        })),
-        ("enrichment", "killmail.enriched", json!({
-            "killmail_id": 118000001, "occurred_at": "2024-05-01T10:00:00Z",
-            "zkb_url": "https://zkillboard.com/kill/118000001/", "isk_value": 150000000,
-            "ship_type_id": 587, "ship_type_name": "Rifter", "ship_group_name": "Frigate",
-            "system_id": 30002187, "system_name": "Amarr", "region_name": "Domain",
-            "security_status": 1.0, "victim_character_id": 2112000001,
-            "victim_character_name": "Pilot One", "victim_corp_name": null,
-            "victim_alliance_name": "Goonswarm Federation",
-            "attacker_names": [{"character_id": 2112000002, "character_name": "Pilot Two"}],
-            "enriched_at": "2024-05-01T10:00:07Z"
-        })),
+        (
+            "ingestion",
+            "killmail.ingested",
+            json!({
+                "killmail_id": 118000001, "system_id": 30002187,
+                "occurred_at": "2024-05-01T10:00:00Z", "fetched_at": "2024-05-01T10:00:05Z",
+                "victim_alliance_id": 99000001, "attacker_alliance_ids": [99000002],
+                "isk_value": 150000000, "zkb_url": "https://zkillboard.com/kill/118000001/"
+            }),
+        ),
+        (
+            "enrichment",
+            "killmail.enriched",
+            json!({
+                "killmail_id": 118000001, "occurred_at": "2024-05-01T10:00:00Z",
+                "zkb_url": "https://zkillboard.com/kill/118000001/", "isk_value": 150000000,
+                "ship_type_id": 587, "ship_type_name": "Rifter", "ship_group_name": "Frigate",
+                "system_id": 30002187, "system_name": "Amarr", "region_name": "Domain",
+                "security_status": 1.0, "victim_character_id": 2112000001,
+                "victim_character_name": "Pilot One", "victim_corp_name": null,
+                "victim_alliance_name": "Goonswarm Federation",
+                "attacker_names": [{"character_id": 2112000002, "character_name": "Pilot Two"}],
+                "enriched_at": "2024-05-01T10:00:07Z"
+            }),
+        ),
         ("battles", "battle.created", battle.clone()),
         ("battles", "battle.updated", battle),
     ] {
         let c = contracts.get(service, event_type).unwrap();
-        c.check(&payload).unwrap_or_else(|r| panic!("{event_type}: {}", r.problems));
+        c.check(&payload)
+            .unwrap_or_else(|r| panic!("{event_type}: {}", r.problems));
     }
     let refused = contracts
         .get("enrichment", "killmail.enriched")
@@ -177,7 +186,9 @@ fn battlescope_contracts_take_the_seeds_payloads() {
         .check(&json!({"killmail_id": 118000001}))
         .unwrap_err();
     assert!(
-        refused.problems.contains("\"occurred_at\" is a required property"),
+        refused
+            .problems
+            .contains("\"occurred_at\" is a required property"),
         "{}",
         refused.problems
     );
