@@ -374,7 +374,7 @@ impl<'a> Walk<'a> {
         let Some(rt) = types(rm) else {
             return true;
         };
-        let wt = types(wm);
+        let wt = types(wm).or_else(|| value_types(wm));
         let refused: Vec<&str> = match &wt {
             None => vec!["any"],
             Some(wt) => wt.iter().copied().filter(|t| !accepts(&rt, t)).collect(),
@@ -923,6 +923,26 @@ fn types(m: &Map<String, Value>) -> Option<Vec<&str>> {
         Value::Array(ts) => Some(ts.iter().filter_map(Value::as_str).collect()),
         _ => None,
     }
+}
+
+/// The types of a node's `enum` or `const` values, when it has no `type`.
+fn value_types(m: &Map<String, Value>) -> Option<Vec<&'static str>> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for v in choices(m)? {
+        let t = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Some(out)
 }
 
 /// Whether a reader of types `rt` accepts values of type `t`.

@@ -315,6 +315,12 @@ fn cases() -> Vec<(&'static str, Value, Value, Breaks)> {
             B,
         ),
         (
+            "type stated for an enum of that type",
+            json!({"enum": ["a", "b"]}),
+            json!({"type": "string", "enum": ["a", "b"]}),
+            Neither,
+        ),
+        (
             "identical",
             object(base(), &["id"]),
             object(base(), &["id"]),
