@@ -45,8 +45,7 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
     if let Some(git_ref) = &args.changed_since {
         let changed = changed_since(&ctx.manifest.root, git_ref)?;
         let selected: Vec<PathBuf> = linted
-            .iter()
-            .cloned()
+            .into_iter()
             .filter(|p| changed.contains(&std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
             .filter(|p| only.as_ref().is_none_or(|o: &Vec<PathBuf>| o.contains(p)))
             .collect();
