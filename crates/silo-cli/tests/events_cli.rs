@@ -102,7 +102,13 @@ impl Project {
     /// on PostgreSQL another test's transaction can hold delivery back).
     async fn deliver(&self, want: usize) {
         for _ in 0..200 {
-            deliver_once(&self.stores, &self.manifest).await.unwrap();
+            deliver_once(
+                &self.stores,
+                &self.manifest,
+                &silo_events::contracts::Contracts::none(),
+            )
+            .await
+            .unwrap();
             if self.inbox_count().await >= want {
                 return;
             }

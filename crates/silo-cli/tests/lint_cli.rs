@@ -584,3 +584,84 @@ fn unreadable_files_are_findings_not_hangs() {
         .assert()
         .code(1);
 }
+
+/// The events rules through the binary: a finding at silo.toml's entry, one
+/// at the contract file's property, exit 1 for the error, and a PATH that
+/// names a contract file lints that file alone.
+#[test]
+fn events_findings_point_at_silo_toml_and_contract_files() {
+    let dir = project("");
+    let toml = dir.path().join("silo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        "[services.orders]\n",
+        "[services.orders]\npublishes = [\"order.placed\", \"order.paid\"]\n",
+    );
+    std::fs::write(&toml, text).unwrap();
+    let events = dir.path().join("services/orders/events");
+    std::fs::create_dir_all(&events).unwrap();
+    std::fs::write(
+        events.join("order.placed.v1.json"),
+        "{\n  \"required\": [\"id\"],\n  \"properties\": {\"id\": {\"type\": \"integer\"}}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        events.join("order.placed.v2.json"),
+        "{\n  \"required\": [\"id\"],\n  \"properties\": {\"id\": {\"type\": \"string\"}}\n}\n",
+    )
+    .unwrap();
+    let out = silo(dir.path())
+        .args(["lint", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(String, String, u64, u64)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["file"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+                f["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "breaking-contract-change".to_string(),
+                "services/orders/events/order.placed.v2.json".to_string(),
+                3,
+                25
+            ),
+            (
+                "event-without-contract".to_string(),
+                "silo.toml".to_string(),
+                6,
+                30
+            ),
+        ]
+    );
+    assert_eq!(doc["findings"][0]["group"], "events");
+
+    let only = json(silo(dir.path()).args([
+        "lint",
+        "--format",
+        "json",
+        "services/orders/events/order.placed.v2.json",
+    ]));
+    assert_eq!(
+        rules(&only),
+        ["breaking-contract-change:services/orders/events/order.placed.v2.json"]
+    );
+    assert_eq!(only["summary"]["files"], 1);
+
+    silo(dir.path())
+        .args(["lint", "--explain", "breaking-contract-change"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("# breaking-contract-change\n"));
+}

@@ -13,6 +13,7 @@
 //! service's own writes; [`dlq`] lists, retries and drops the events
 //! given up on; [`status`] reads backlog, progress and lag.
 
+pub mod contracts;
 pub mod dlq;
 pub mod inbox;
 pub mod relay;
@@ -60,6 +61,11 @@ pub enum EventsError {
         supported: i64,
     },
 
+    /// The newest contract of a published type is not usable.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Contracts(#[from] contracts::ContractsError),
+
     /// The payload given to [`publish`] is not a JSON value a store can keep.
     #[error("the payload of a {event_type} event could not be serialized: {reason}")]
     #[diagnostic(code(silo::events::payload))]
@@ -101,10 +107,12 @@ pub enum EventsError {
 
 impl EventsError {
     /// The exit code this error means: 2 for a store that cannot be
-    /// reached, 1 for anything else.
+    /// reached or a contract that cannot be used (the project's files are
+    /// wrong), 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             EventsError::Store(e) => e.exit_code(),
+            EventsError::Contracts(_) => 2,
             _ => 1,
         }
     }

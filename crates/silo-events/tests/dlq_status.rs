@@ -219,7 +219,13 @@ async fn status_counts_backlog_progress_and_lag() {
         assert!(behind.oldest_secs.is_some_and(|s| s >= 0.0));
 
         // Delivered: no lag.
-        deliver_once(&p.stores, &p.manifest).await.unwrap();
+        deliver_once(
+            &p.stores,
+            &p.manifest,
+            &silo_events::contracts::Contracts::none(),
+        )
+        .await
+        .unwrap();
         let st = status::status(&p.stores, &p.manifest, billing)
             .await
             .unwrap();

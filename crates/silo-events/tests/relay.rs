@@ -2,8 +2,9 @@
 //! PostgreSQL server, each store reached as its own service.
 
 use serde_json::json;
-use silo_events::relay::embedded::deliver_once;
-use silo_events::{ensure, publish};
+use silo_events::contracts::Contracts;
+use silo_events::relay::embedded::{self, Delivered};
+use silo_events::{EventsError, ensure, publish};
 use silo_manifest::{Manifest, Overrides, Service};
 use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
 use silo_testkit::{Prefix, admin_url};
@@ -11,6 +12,12 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
+
+/// One delivery pass; these projects have no contracts (tests/contracts.rs
+/// has them).
+async fn deliver_once(stores: &Stores, manifest: &Manifest) -> Result<Delivered, EventsError> {
+    embedded::deliver_once(stores, manifest, &Contracts::none()).await
+}
 
 /// `orders` publishes `order.placed`; `billing` and `shipping` consume it;
 /// `ledger` consumes only `payment.made`.

@@ -176,10 +176,15 @@ impl Project {
     async fn once(&self, selected: &[&str]) -> Summary {
         let selected: Vec<String> = selected.iter().map(|s| s.to_string()).collect();
         let plan = Plan::new(&self.manifest, &selected);
-        Worker::new(self.stores.clone(), self.manifest.clone(), plan)
-            .once(true)
-            .run(std::future::pending())
-            .await
+        Worker::new(
+            self.stores.clone(),
+            self.manifest.clone(),
+            plan,
+            std::sync::Arc::new(silo_events::contracts::Contracts::none()),
+        )
+        .once(true)
+        .run(std::future::pending())
+        .await
     }
 }
 
@@ -397,7 +402,12 @@ async fn a_store_that_goes_away_holds_back_only_its_own_route() {
     for engine in ENGINES {
         let p = Project::new(engine, "").await;
         let plan = Plan::new(&p.manifest, &[]);
-        let worker = Worker::new(p.stores.clone(), p.manifest.clone(), plan);
+        let worker = Worker::new(
+            p.stores.clone(),
+            p.manifest.clone(),
+            plan,
+            std::sync::Arc::new(silo_events::contracts::Contracts::none()),
+        );
         let status = worker.status();
         let (stop, stopped) = oneshot::channel::<()>();
         let run = tokio::spawn(worker.run(async move {

@@ -17,6 +17,8 @@ pub enum Group {
     Integrity,
     /// Zero-downtime deploys: locks and rewrites.
     Safety,
+    /// Event types and their contracts (seed 001: contract-first).
+    Events,
 }
 
 impl Group {
@@ -27,6 +29,7 @@ impl Group {
             Group::Review => "review",
             Group::Integrity => "integrity",
             Group::Safety => "safety",
+            Group::Events => "events",
         }
     }
 }
@@ -71,15 +74,21 @@ rule_ids! {
     BanDropNotNull => "ban-drop-not-null",
     BanDropTable => "ban-drop-table",
     BanTruncateCascade => "ban-truncate-cascade",
+    BreakingContractChange => "breaking-contract-change",
     ChangingColumnType => "changing-column-type",
     ColumnName => "column-name",
     ConstraintMissingNotValid => "constraint-missing-not-valid",
+    ContractFileName => "contract-file-name",
     CrossServiceReference => "cross-service-reference",
     DisallowUniqueConstraint => "disallow-unique-constraint",
     DuplicateVersion => "duplicate-version",
+    EventPublishedTwice => "event-published-twice",
+    EventWithoutContract => "event-without-contract",
+    EventWithoutPublisher => "event-without-publisher",
     ForeignDataAccess => "foreign-data-access",
     GrantOutsideService => "grant-outside-service",
     IndexName => "index-name",
+    InvalidContract => "invalid-contract",
     MigrationFileName => "migration-file-name",
     MissingUndo => "missing-undo",
     ParseError => "parse-error",

@@ -126,11 +126,41 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Every migration file of the project, and what was not read.
+/// Every migration file and contract of the project, and what was not
+/// read.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub files: Vec<SourceFile>,
     pub skipped: Vec<Skipped>,
+    /// Every publishing service's contracts, for the events rules.
+    pub contracts: silo_contracts::Catalog,
+}
+
+impl Loaded {
+    /// Every file lint reads: migrations, then contract files (absolute).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
+        paths.extend(self.contract_paths());
+        paths
+    }
+
+    /// The contract files read (usable or not), each once.
+    fn contract_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = (self.contracts.contracts.iter().map(|c| c.path.clone()))
+            .chain(
+                self.contracts
+                    .problems
+                    .iter()
+                    .filter(|p| {
+                        p.kind != silo_contracts::ProblemKind::Unreadable || p.path.is_file()
+                    })
+                    .map(|p| p.path.clone()),
+            )
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
 }
 
 /// Why the migrations could not be loaded. Each would make a run report
@@ -296,7 +326,11 @@ fn load_files(manifest: &Manifest, strict: bool) -> Result<Loaded, LoadError> {
     })
     .into_iter()
     .collect::<Result<_, _>>()?;
-    Ok(Loaded { files, skipped })
+    Ok(Loaded {
+        files,
+        skipped,
+        contracts: silo_contracts::Catalog::load(manifest),
+    })
 }
 
 /// The entries of a folder, without hidden ones (`.gitkeep`) and the
@@ -398,13 +432,19 @@ pub fn lint(manifest: &Manifest, loaded: &Loaded, options: &Options) -> Report {
                     .is_none_or(|only| only.contains(&f.path))
         })
         .collect();
-    let count = reported.len();
     let rules = rules::all();
     let mut findings: Vec<Finding> =
         parallel_map(&reported, |file| check_file(&ctx, file, &rules, options))
             .into_iter()
             .flatten()
             .collect();
+    findings.extend(check_events(manifest, &loaded.contracts, options));
+    let contracts = loaded
+        .contract_paths()
+        .into_iter()
+        .filter(|p| options.files.as_ref().is_none_or(|only| only.contains(p)))
+        .count();
+    let count = reported.len() + contracts;
     findings.sort_by(|a, b| {
         (&a.file, a.line, a.column, a.rule).cmp(&(&b.file, b.line, b.column, b.rule))
     });
@@ -427,6 +467,47 @@ pub fn lint(manifest: &Manifest, loaded: &Loaded, options: &Options) -> Report {
         skipped_paths: skipped,
     };
     Report { findings, summary }
+}
+
+/// The events rules over the manifest and the contracts. A finding is
+/// reported when its service is selected and, with a file selection, when
+/// its file is selected.
+fn check_events(
+    manifest: &Manifest,
+    catalog: &silo_contracts::Catalog,
+    options: &Options,
+) -> Vec<Finding> {
+    let ctx = rules::events::EventsContext { manifest, catalog };
+    let mut findings = Vec::new();
+    for rule in rules::events_rules() {
+        let mut hits = Vec::new();
+        rule.check(&ctx, &mut hits);
+        for hit in hits {
+            let selected = (options.services.is_empty() || options.services.contains(&hit.service))
+                && options
+                    .files
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&hit.path));
+            let severity = severity_of(manifest, &hit.service, rule.id(), rule.severity(), options);
+            let Some(severity) = severity.filter(|_| selected) else {
+                continue;
+            };
+            findings.push(Finding {
+                rule: rule.id(),
+                group: rule.group(),
+                severity,
+                service: hit.service,
+                file: hit.file,
+                line: hit.line,
+                column: hit.column,
+                span: hit.span,
+                message: hit.message,
+                help: hit.help,
+                other_service: hit.other_service,
+            });
+        }
+    }
+    findings
 }
 
 /// Every selected rule over one file.

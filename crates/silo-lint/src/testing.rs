@@ -34,6 +34,33 @@ impl Project {
         Project { dir }
     }
 
+    /// A SQLite project whose services are `services` (silo.toml text
+    /// after `[project]`), each with an empty migrations folder: for the
+    /// events rules. Its lines: 1 `[project]`, 2 `name`, 3 on `services`.
+    pub fn events(services: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("silo.toml"),
+            format!("[project]\nname = \"t\"\n{services}"),
+        )
+        .unwrap();
+        let manifest =
+            Manifest::load(&dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+        for s in &manifest.services {
+            std::fs::create_dir_all(manifest.migrations_dir(s)).unwrap();
+        }
+        Project { dir }
+    }
+
+    /// Writes a file into `service`'s contracts folder.
+    pub fn contract(&self, service: &str, name: &str, text: &str) -> &Self {
+        let m = self.manifest();
+        let dir = m.contracts_dir(m.service(service).unwrap());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+        self
+    }
+
     pub fn write(&self, service: &str, name: &str, sql: &str) -> &Self {
         std::fs::write(self.folder(service).join(name), sql).unwrap();
         self
@@ -67,7 +94,13 @@ impl Project {
         let default = crate::rules::all()
             .into_iter()
             .find(|r| r.id() == id(rule))
-            .map(|r| r.severity());
+            .map(|r| r.severity())
+            .or_else(|| {
+                crate::rules::events_rules()
+                    .into_iter()
+                    .find(|r| r.id() == id(rule))
+                    .map(|r| r.severity())
+            });
         self.hits(rule)
             .into_iter()
             .map(|f| {

@@ -589,3 +589,47 @@ fn skipped_paths_are_counted_and_listed() {
         "{human}"
     );
 }
+
+/// A project whose events are all in order: every published type has a
+/// contract, every consumed type a publisher, versions evolve within
+/// their level. No events rule says anything, and the contracts count as
+/// files linted.
+#[test]
+fn events_rules_are_silent_on_a_clean_project() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("silo.toml"),
+        "[project]\nname = \"t\"\n\
+         [services.orders]\npublishes = [\"order.placed\"]\nconsumes = [\"invoice.sent\"]\n\
+         [services.billing]\npublishes = [\"invoice.sent\"]\nconsumes = [\"order.placed\"]\n\
+         contracts = \"contracts/billing\"\n\
+         [events.types.\"invoice.sent\"]\ncompatibility = \"FULL\"\n",
+    )
+    .unwrap();
+    for s in ["orders", "billing"] {
+        std::fs::create_dir_all(dir.path().join(format!("services/{s}/migrations"))).unwrap();
+    }
+    let write = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "services/orders/events/order.placed.v1.json",
+        r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}"#,
+    );
+    write(
+        "services/orders/events/order.placed.v2.json",
+        r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}, "note": {"type": "string"}}}"#,
+    );
+    write("services/orders/events/README.md", "order events");
+    write(
+        "contracts/billing/invoice.sent.v1.json",
+        r#"{"type": "object", "properties": {"total": {"type": "number"}}}"#,
+    );
+    let m = Manifest::load(&dir.path().join("silo.toml"), &Overrides::default()).unwrap();
+    let loaded = load(&m).unwrap();
+    let report = lint(&m, &loaded, &Options::default());
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(report.summary.files, 3);
+}

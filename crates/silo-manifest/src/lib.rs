@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 pub use error::{LoadError, ManifestError, Problem, line_column};
 pub use model::{
-    AuditSettings, Bus, Compatibility, Engine, EventsSettings, Isolation, LintSettings, Manifest,
-    Retention, RuleLevel, RuleSetting, Service,
+    AuditSettings, Bus, Compatibility, Declared, Engine, EventsSettings, Isolation, LintSettings,
+    Manifest, Retention, RuleLevel, RuleSetting, Service,
 };
 pub use parse::Overrides;
 

@@ -94,7 +94,24 @@ pub struct Manifest {
     pub events: EventsSettings,
     /// Position of each service in `services`, by name.
     index: ServiceIndex,
+    /// Where silo.toml names each service's event types.
+    declarations: EventDeclarations,
 }
+
+/// Which list of a service names an event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Declared {
+    /// `publishes`.
+    Publishes,
+    /// `consumes`.
+    Consumes,
+}
+
+/// The 1-based (line, column) in silo.toml of each entry of each service's
+/// `publishes` and `consumes`, so that tools reporting on event types
+/// (`silo lint`'s events rules) point at the entry.
+pub(crate) type EventDeclarations =
+    std::collections::BTreeMap<(String, Declared, String), (usize, usize)>;
 
 /// Where each service sits in [`Manifest::services`], so that looking one
 /// up by name does not scan them all (a command over N services would
@@ -396,6 +413,7 @@ pub(crate) struct Sections {
     pub lint: LintSettings,
     pub audit: AuditSettings,
     pub events: EventsSettings,
+    pub declarations: EventDeclarations,
 }
 
 impl Manifest {
@@ -412,6 +430,7 @@ impl Manifest {
             lint,
             audit,
             events,
+            declarations,
         } = sections;
         Manifest {
             index: ServiceIndex::new(&services),
@@ -423,7 +442,21 @@ impl Manifest {
             lint,
             audit,
             events,
+            declarations,
         }
+    }
+
+    /// Where silo.toml names `event_type` in `service`'s `publishes` or
+    /// `consumes`: the 1-based line and column of the entry.
+    pub fn declared_at(
+        &self,
+        service: &str,
+        list: Declared,
+        event_type: &str,
+    ) -> Option<(usize, usize)> {
+        self.declarations
+            .get(&(service.to_string(), list, event_type.to_string()))
+            .copied()
     }
 
     /// Finds a service by name.

@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use crate::error::{LineIndex, Problem};
 use crate::model::{
-    AuditSettings, Engine, EventsSettings, Isolation, LintSettings, Manifest, RuleSetting,
-    Sections, Service,
+    AuditSettings, Declared, Engine, EventsSettings, Isolation, LintSettings, Manifest,
+    RuleSetting, Sections, Service,
 };
 use crate::names::{check_env_var, check_event_type, check_identifier, suggest_identifier};
 
@@ -135,6 +135,8 @@ struct Located {
     role_span: Range<usize>,
     migrations_span: Range<usize>,
     url_env_span: Range<usize>,
+    /// Each valid entry of `publishes` and `consumes`, with its span.
+    declared: Vec<(Declared, String, Range<usize>)>,
 }
 
 /// Parses and validates manifest text. `path` locates the manifest: its
@@ -237,6 +239,17 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
     let lint = lint_settings(raw.lint.as_ref(), &mut problems);
     let audit = audit_settings(raw.audit.as_ref(), &mut problems);
     let events = events_settings(raw.events.as_ref(), &mut problems);
+    let declarations = located
+        .iter()
+        .flat_map(|l| {
+            l.declared.iter().map(|(list, event_type, span)| {
+                (
+                    (l.service.name.clone(), *list, event_type.clone()),
+                    problems.lines.line_column(span.start),
+                )
+            })
+        })
+        .collect();
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -251,6 +264,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
             lint,
             audit,
             events,
+            declarations,
         },
     ))
 }
@@ -597,6 +611,18 @@ fn resolve_service(
     };
     let publishes = events(&r.publishes);
     let consumes = events(&r.consumes);
+    let declared = [
+        (Declared::Publishes, &r.publishes),
+        (Declared::Consumes, &r.consumes),
+    ]
+    .into_iter()
+    .flat_map(|(list, entries)| {
+        entries
+            .iter()
+            .filter(|e| check_event_type(e.get_ref()).is_ok())
+            .map(move |e| (list, e.get_ref().clone(), e.span()))
+    })
+    .collect();
     let lint = lint_settings(r.lint.as_ref(), problems);
 
     Some(Located {
@@ -621,6 +647,7 @@ fn resolve_service(
         role_span,
         migrations_span,
         url_env_span,
+        declared,
     })
 }
 

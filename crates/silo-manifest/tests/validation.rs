@@ -656,3 +656,27 @@ fn events_settings_are_checked_where_they_are() {
         )
     );
 }
+
+#[test]
+fn event_declarations_keep_their_place_in_the_file() {
+    use silo_manifest::Declared;
+    let text = "[project]\nname = \"p\"\n[services.orders]\npublishes = [\"order.placed\", \"order.paid\"]\n\
+                [services.billing]\nconsumes = [\n  \"order.paid\",\n]\n";
+    let m = Manifest::from_str(text, Path::new("silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(
+        m.declared_at("orders", Declared::Publishes, "order.placed"),
+        Some((4, 14))
+    );
+    assert_eq!(
+        m.declared_at("orders", Declared::Publishes, "order.paid"),
+        Some((4, 30))
+    );
+    assert_eq!(
+        m.declared_at("billing", Declared::Consumes, "order.paid"),
+        Some((7, 3))
+    );
+    assert_eq!(
+        m.declared_at("billing", Declared::Publishes, "order.paid"),
+        None
+    );
+}

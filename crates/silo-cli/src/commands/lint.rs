@@ -36,15 +36,16 @@ pub fn run(ctx: &Context, args: &LintArgs) -> CmdResult {
     let loaded = silo_lint::load(&ctx.manifest)
         .map_err(|e| Failure::usage(miette::miette!(help = e.help(), "{e}")))?;
     let files = &loaded.files;
+    // Migrations and contract files: PATHS and --changed-since pick among both.
+    let linted = loaded.paths();
     let mut only = None;
     if !args.paths.is_empty() {
-        only = Some(select_paths(&args.paths, files)?);
+        only = Some(select_paths(&args.paths, &linted)?);
     }
     if let Some(git_ref) = &args.changed_since {
         let changed = changed_since(&ctx.manifest.root, git_ref)?;
-        let selected: Vec<PathBuf> = files
-            .iter()
-            .map(|f| f.path.clone())
+        let selected: Vec<PathBuf> = linted
+            .into_iter()
             .filter(|p| changed.contains(&std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
             .filter(|p| only.as_ref().is_none_or(|o: &Vec<PathBuf>| o.contains(p)))
             .collect();
@@ -97,12 +98,9 @@ fn rule_ids(names: &[String]) -> Result<Vec<RuleId>, Failure> {
         .collect()
 }
 
-/// The loaded files under each of `paths`; a path that names no
-/// migration file of any service is a usage error.
-fn select_paths(
-    paths: &[PathBuf],
-    files: &[silo_lint::source::SourceFile],
-) -> Result<Vec<PathBuf>, Failure> {
+/// The linted files (migrations and contracts) under each of `paths`; a
+/// path that names none of them is a usage error.
+fn select_paths(paths: &[PathBuf], files: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     let mut selected = Vec::new();
     for path in paths {
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
@@ -110,10 +108,10 @@ fn select_paths(
         let matched: Vec<PathBuf> = files
             .iter()
             .filter(|f| {
-                let real = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+                let real = std::fs::canonicalize(f).unwrap_or_else(|_| f.to_path_buf());
                 real.starts_with(&absolute)
             })
-            .map(|f| f.path.clone())
+            .cloned()
             .collect();
         if !absolute.exists() {
             return Err(Failure::usage(miette::miette!(
@@ -124,8 +122,8 @@ fn select_paths(
         }
         if matched.is_empty() {
             return Err(Failure::usage(miette::miette!(
-                help = "give a migration file or folder of a service in silo.toml",
-                "`{}` holds no migration file of any service",
+                help = "give a migration file, a contract or a folder of a service in silo.toml",
+                "`{}` holds no migration file or contract of any service",
                 path.display()
             )));
         }

@@ -30,6 +30,11 @@
 //! origin, or one ahead of the publisher's own counter, starts over from
 //! the beginning of the outbox. The inbox's unique event id keeps the
 //! events already delivered from arriving twice.
+//!
+//! Each payload is checked against its type's contract as it is read
+//! ([`crate::contracts::check`]): one the contract refuses goes to no
+//! consumer, its outbox row becomes `dead` with the reason, and the
+//! cursor moves past it. Delivered rows carry the contract's `dataschema`.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +42,7 @@ use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
+use crate::contracts::{self, Contracts, Verdict};
 use crate::{EventsError, sql};
 
 /// The connections' name on the server.
@@ -62,6 +68,8 @@ pub struct Pair {
     pub consumer: String,
     /// Inbox rows written (events already there are not counted).
     pub events: u64,
+    /// Events whose contract refused them: dead in the publisher's outbox.
+    pub refused: u64,
 }
 
 impl Delivered {
@@ -82,6 +90,10 @@ struct Event {
     headers: String,
     /// When it was published (RFC 3339, UTC).
     time: String,
+    /// The contract's URI, when its type has one.
+    dataschema: Option<String>,
+    /// Refused by its contract: not delivered, only passed by the cursor.
+    refused: bool,
 }
 
 /// Where a consumer's cursor for one publisher stands.
@@ -109,19 +121,26 @@ impl Cursor {
 /// Delivers every committed event that is not delivered yet from each
 /// service that publishes to each service whose `consumes` lists its type
 /// (of the types the publisher lists in `publishes`: see
-/// [`routed_types`]), until no more are ready. The event tables must exist ([`crate::ensure`]).
-pub async fn deliver_once(stores: &Stores, manifest: &Manifest) -> Result<Delivered, EventsError> {
+/// [`routed_types`]), until no more are ready, checking payloads against
+/// `contracts` (loaded once by the caller: [`Contracts::load`]). The event
+/// tables must exist ([`crate::ensure`]).
+pub async fn deliver_once(
+    stores: &Stores,
+    manifest: &Manifest,
+    contracts: &Contracts,
+) -> Result<Delivered, EventsError> {
     let mut delivered = Delivered::default();
     for publisher in manifest.services.iter().filter(|s| !s.publishes.is_empty()) {
         for consumer in manifest.services.iter() {
             if routed_types(publisher, consumer).is_empty() {
                 continue;
             }
-            let events = deliver_pair(stores, publisher, consumer).await?;
+            let (events, refused) = deliver_pair(stores, publisher, consumer, contracts).await?;
             delivered.pairs.push(Pair {
                 publisher: publisher.name.clone(),
                 consumer: consumer.name.clone(),
                 events,
+                refused,
             });
         }
     }
@@ -141,22 +160,34 @@ pub fn routed_types(publisher: &Service, consumer: &Service) -> Vec<String> {
 }
 
 /// Delivers from `publisher` to `consumer` in batches until a batch comes
-/// back short.
+/// back short. Returns (inbox rows written, events refused by their
+/// contract).
 pub async fn deliver_pair(
     stores: &Stores,
     publisher: &Service,
     consumer: &Service,
-) -> Result<u64, EventsError> {
+    contracts: &Contracts,
+) -> Result<(u64, u64), EventsError> {
     let types = routed_types(publisher, consumer);
     let mut source = stores.connect_as(publisher, APPLICATION).await?;
     let mut sink = stores.connect_as(consumer, APPLICATION).await?;
-    let mut total = 0;
+    let (mut total, mut refused) = (0, 0);
     let result = loop {
-        match deliver_batch(&mut source, publisher, &mut sink, consumer, &types).await {
+        match deliver_batch(
+            &mut source,
+            publisher,
+            &mut sink,
+            consumer,
+            &types,
+            contracts,
+        )
+        .await
+        {
             Ok(batch) => {
                 total += batch.written();
+                refused += batch.refused;
                 if !batch.full() {
-                    break Ok(total);
+                    break Ok((total, refused));
                 }
             }
             Err(e) => break Err(e),
@@ -175,6 +206,9 @@ pub struct Batch {
     /// Inbox rows written per event type (events already there are not
     /// counted).
     pub written: BTreeMap<String, u64>,
+    /// Events their contract refused: dead in the outbox, delivered to
+    /// no one.
+    pub refused: u64,
     /// Where the consumer's cursor for the publisher stands after the
     /// batch, in the publisher's current origin.
     pub cursor: Position,
@@ -206,13 +240,15 @@ pub struct Position {
 
 /// One batch: in one transaction on the consumer's store, read its cursor
 /// for the publisher, read what follows from the publisher's outbox (rows
-/// of `types`), insert those events and move the cursor.
+/// of `types`), check them against their contracts, insert the events they
+/// pass and move the cursor.
 pub async fn deliver_batch(
     source: &mut ServiceConnection,
     publisher: &Service,
     sink: &mut ServiceConnection,
     consumer: &Service,
     types: &[String],
+    contracts: &Contracts,
 ) -> Result<Batch, EventsError> {
     match sink {
         ServiceConnection::Postgres(c) => {
@@ -238,10 +274,11 @@ pub async fn deliver_batch(
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
-            let events = read_outbox(source, publisher, types, &cursor).await?;
+            let mut events = read_outbox(source, publisher, types, &cursor).await?;
+            let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_postgres(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
-            Ok(batch(events, written, cursor, origin))
+            Ok(batch(events, written, refused, cursor, origin))
         }
         ServiceConnection::Sqlite(c) => {
             // IMMEDIATE: the write lock first, so two relays take turns.
@@ -258,10 +295,11 @@ pub async fn deliver_batch(
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
-            let events = read_outbox(source, publisher, types, &cursor).await?;
+            let mut events = read_outbox(source, publisher, types, &cursor).await?;
+            let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_sqlite(&mut tx, publisher, consumer, &origin, &events).await?;
             tx.commit().await.map_err(sql(commit(consumer)))?;
-            Ok(batch(events, written, cursor, origin))
+            Ok(batch(events, written, refused, cursor, origin))
         }
     }
 }
@@ -270,6 +308,7 @@ pub async fn deliver_batch(
 fn batch(
     events: Vec<Event>,
     written: BTreeMap<String, u64>,
+    refused: u64,
     cursor: Cursor,
     origin: Origin,
 ) -> Batch {
@@ -291,6 +330,7 @@ fn batch(
             .map(|e| (e.event_type, e.position, e.id))
             .collect(),
         written,
+        refused,
         cursor,
     }
 }
@@ -349,6 +389,29 @@ fn read_cursor(publisher: &Service, consumer: &Service) -> String {
     )
 }
 
+/// Checks each event against its contract: a refused one is marked
+/// refused here and dead in the publisher's outbox (as the publisher);
+/// the others get their `dataschema`. Returns how many were refused.
+async fn screen(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+    contracts: &Contracts,
+    events: &mut [Event],
+) -> Result<u64, EventsError> {
+    let mut refused = 0;
+    for e in events.iter_mut() {
+        match contracts::check(contracts, &publisher.name, &e.event_type, &e.payload) {
+            Verdict::Deliver { dataschema } => e.dataschema = dataschema,
+            Verdict::Refuse { reason } => {
+                contracts::dead_letter(source, publisher, &e.id, &reason).await?;
+                e.refused = true;
+                refused += 1;
+            }
+        }
+    }
+    Ok(refused)
+}
+
 /// The next batch after `cursor` of the publisher's committed events of
 /// `types`, in commit-safe order, read as the publisher.
 async fn read_outbox(
@@ -363,15 +426,17 @@ async fn read_outbox(
         ServiceConnection::Postgres(c) => {
             // Only transactions older than every running one: a row of a
             // transaction still open may carry a lower (txid, id) than rows
-            // already committed, and must not be skipped.
+            // already committed, and must not be skipped. The order names
+            // the table's columns (`o.`), not the output's text casts, so
+            // the `(txid, id)` index serves it instead of a sort.
             sqlx::query_as(
                 "SELECT txid::text::bigint, id::text, type, key, payload::text, headers::text, \
                         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-                 FROM silo_outbox \
-                 WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
-                   AND (txid, id) > ($1::bigint::text::xid8, $2::uuid) \
-                   AND type = ANY($3) \
-                 ORDER BY txid, id LIMIT $4",
+                 FROM silo_outbox o \
+                 WHERE o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                   AND (o.txid, o.id) > ($1::bigint::text::xid8, $2::uuid) \
+                   AND o.type = ANY($3) AND o.state <> 'dead' \
+                 ORDER BY o.txid, o.id LIMIT $4",
             )
             .bind(cursor.position)
             .bind(&cursor.event_id)
@@ -385,7 +450,7 @@ async fn read_outbox(
             let types = serde_json::to_string(types).expect("a list of strings is JSON");
             sqlx::query_as(
                 "SELECT seq, id, type, key, payload, headers, created_at FROM silo_outbox \
-                 WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) \
+                 WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) AND state <> 'dead' \
                  ORDER BY seq LIMIT $3",
             )
             .bind(cursor.position)
@@ -407,6 +472,8 @@ async fn read_outbox(
                 payload,
                 headers,
                 time,
+                dataschema: None,
+                refused: false,
             },
         )
         .collect())
@@ -434,13 +501,16 @@ async fn write_postgres(
     };
     // The whole batch in one statement (one round trip), inserted in the
     // batch's order, so the inbox's `seq` follows the publisher's order.
-    let column = |f: fn(&Event) -> &String| events.iter().map(f).collect::<Vec<&String>>();
+    let passed = || events.iter().filter(|e| !e.refused);
+    let column = |f: fn(&Event) -> &String| passed().map(f).collect::<Vec<&String>>();
+    let schemas: Vec<Option<&str>> = passed().map(|e| e.dataschema.as_deref()).collect();
     let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
+        "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
          SELECT e.id::uuid, e.type, $1, e.key, e.payload::jsonb, e.headers::jsonb, \
-                e.time::timestamptz \
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-              WITH ORDINALITY AS e(id, type, key, payload, headers, time, n) \
+                e.time::timestamptz, e.dataschema \
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                     $8::text[]) \
+              WITH ORDINALITY AS e(id, type, key, payload, headers, time, dataschema, n) \
          ORDER BY e.n \
          ON CONFLICT (event_id) DO NOTHING \
          RETURNING type",
@@ -452,6 +522,7 @@ async fn write_postgres(
     .bind(column(|e| &e.payload))
     .bind(column(|e| &e.headers))
     .bind(column(|e| &e.time))
+    .bind(schemas)
     .fetch_all(&mut *tx)
     .await
     .map_err(sql(action.clone()))?;
@@ -481,10 +552,10 @@ async fn write_sqlite(
         publisher.name, consumer.name
     );
     let mut written = BTreeMap::new();
-    for e in events {
+    for e in events.iter().filter(|e| !e.refused) {
         let inserted = sqlx::query(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&e.id)
         .bind(&e.event_type)
@@ -493,6 +564,7 @@ async fn write_sqlite(
         .bind(&e.payload)
         .bind(&e.headers)
         .bind(&e.time)
+        .bind(&e.dataschema)
         .execute(&mut *tx)
         .await
         .map_err(sql(action.clone()))?

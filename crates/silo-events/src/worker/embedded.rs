@@ -20,6 +20,7 @@
 //! Every batch is one transaction on the consumer's store, so stopping
 //! (graceful or `kill -9`) at any point loses and repeats nothing.
 
+use crate::contracts::Contracts;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -143,6 +144,7 @@ struct Shared {
     stores: Arc<Stores>,
     manifest: Arc<Manifest>,
     plan: Plan,
+    contracts: Arc<Contracts>,
     once: bool,
     status: Arc<Status>,
     /// Per route, its cursor after its last batch.
@@ -172,8 +174,14 @@ impl Shared {
 }
 
 impl Worker {
-    /// A worker running `plan` on the project's stores.
-    pub fn new(stores: Arc<Stores>, manifest: Arc<Manifest>, plan: Plan) -> Self {
+    /// A worker running `plan` on the project's stores, checking payloads
+    /// against `contracts` (loaded once: [`Contracts::load`]).
+    pub fn new(
+        stores: Arc<Stores>,
+        manifest: Arc<Manifest>,
+        plan: Plan,
+        contracts: Arc<Contracts>,
+    ) -> Self {
         let status = Arc::new(Status::new(plan.routes.iter().cloned()));
         let shared = Shared {
             cursors: plan.routes.iter().map(|_| Mutex::new(None)).collect(),
@@ -190,6 +198,7 @@ impl Worker {
             stores,
             manifest,
             plan,
+            contracts,
             once: false,
             status,
         };
@@ -470,6 +479,7 @@ async fn pass(
             &mut link.sink,
             consumer,
             &route.types,
+            &shared.contracts,
         )
         .await?;
         let took = started.elapsed();

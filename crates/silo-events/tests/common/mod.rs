@@ -218,7 +218,13 @@ impl Project {
         // On PostgreSQL a transaction of another test on the server can
         // hold delivery back for a moment: a bounded number of passes.
         for _ in 0..200 {
-            deliver_once(&self.stores, &self.manifest).await.unwrap();
+            deliver_once(
+                &self.stores,
+                &self.manifest,
+                &silo_events::contracts::Contracts::none(),
+            )
+            .await
+            .unwrap();
             if self.inbox().await.len() >= before + events.len() {
                 return;
             }

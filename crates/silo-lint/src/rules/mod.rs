@@ -13,16 +13,23 @@ mod ban_drop_database;
 mod ban_drop_not_null;
 mod ban_drop_table;
 mod ban_truncate_cascade;
+mod breaking_contract_change;
 mod changing_column_type;
 mod column_name;
 mod constraint_missing_not_valid;
+mod contract_file_name;
 mod cross_service_reference;
 pub(crate) mod ddl;
 mod disallow_unique_constraint;
 mod duplicate_version;
+mod event_published_twice;
+mod event_without_contract;
+mod event_without_publisher;
+pub mod events;
 mod foreign_data_access;
 mod grant_outside_service;
 mod index_name;
+mod invalid_contract;
 mod migration_file_name;
 mod missing_undo;
 pub(crate) mod naming;
@@ -180,6 +187,20 @@ pub fn all() -> Vec<&'static dyn Rule> {
     rules
 }
 
+/// Every events rule, in id order.
+pub fn events_rules() -> Vec<&'static dyn events::EventsRule> {
+    let mut rules: Vec<&'static dyn events::EventsRule> = vec![
+        &breaking_contract_change::BreakingContractChange,
+        &contract_file_name::ContractFileName,
+        &event_published_twice::EventPublishedTwice,
+        &event_without_contract::EventWithoutContract,
+        &event_without_publisher::EventWithoutPublisher,
+        &invalid_contract::InvalidContract,
+    ];
+    rules.sort_by_key(|r| r.id());
+    rules
+}
+
 /// Tables a file creates (for rules that spare tables new in the file).
 pub(crate) fn created_tables(file: &SourceFile) -> Vec<String> {
     file.facts.tables.iter().map(|t| t.name.clone()).collect()
@@ -231,7 +252,9 @@ mod tests {
     /// Each id but `parse-error` (the parser's, not a rule's) is one rule's.
     #[test]
     fn every_rule_id_is_one_rule() {
-        let rules: Vec<RuleId> = super::all().iter().map(|r| r.id()).collect();
+        let mut rules: Vec<RuleId> = super::all().iter().map(|r| r.id()).collect();
+        rules.extend(super::events_rules().iter().map(|r| r.id()));
+        rules.sort();
         let expected: Vec<RuleId> = RuleId::ALL
             .iter()
             .copied()

@@ -64,8 +64,17 @@ async fn embedded(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
             "; Ctrl-C or SIGTERM stops"
         }
     );
-    let worker =
-        Worker::new(ctx.stores.clone(), Arc::new(ctx.manifest.clone()), plan).once(args.once);
+    // Contracts load once: a newest contract that does not compile stops
+    // the worker before anything moves (exit 2).
+    let contracts = silo_events::contracts::Contracts::load(&ctx.manifest)
+        .map_err(|e| Failure::usage(miette::Report::new(e)))?;
+    let worker = Worker::new(
+        ctx.stores.clone(),
+        Arc::new(ctx.manifest.clone()),
+        plan,
+        Arc::new(contracts),
+    )
+    .once(args.once);
     let line = status_line(worker.status());
     let token = interrupt::token();
     let summary = worker.run(async move { token.cancelled().await }).await;
