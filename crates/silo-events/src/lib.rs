@@ -29,6 +29,11 @@ pub enum EventsError {
     #[diagnostic(transparent)]
     Store(#[from] StoreError),
 
+    /// The nats bus failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Nats(#[from] relay::nats::NatsError),
+
     /// A statement on the store failed.
     #[error("{action} failed")]
     #[diagnostic(code(silo::events::sql))]
@@ -64,6 +69,7 @@ impl EventsError {
     pub fn exit_code(&self) -> u8 {
         match self {
             EventsError::Store(e) => e.exit_code(),
+            EventsError::Nats(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -2,5 +2,8 @@
 //!
 //! [`embedded`] is the bus with no server: it reads each publisher's
 //! `silo_outbox` and writes each consumer's `silo_inbox` directly.
+//! [`nats`] goes through NATS JetStream: each publisher's outbox into the
+//! project's stream, the stream into each consumer's inbox.
 
 pub mod embedded;
+pub mod nats;
