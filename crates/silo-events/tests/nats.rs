@@ -818,5 +818,161 @@ async fn under_auth_a_service_can_publish_only_its_own_types() {
     p.publish("order.paid", "k", 2).await;
     p.wait_for("billing", 2).await;
     worker.stop().await;
+    // The server refused each attempt for its permissions, not by chance.
+    let log = server.log();
+    for refused in [
+        "Publish Violation - User \"orders\", Subject \"shop.payment.made\"",
+        "Publish Violation - User \"billing\", Subject \"shop.order.placed\"",
+        "Subscription Violation - User \"billing\", Subject \"shop.>\"",
+        "Publish Violation - User \"billing\", Subject \"$JS.API.CONSUMER.INFO.shop.shipping-order-placed\"",
+        "Publish Violation - User \"billing\", Subject \"$JS.API.CONSUMER.MSG.NEXT.shop.shipping-order-placed\"",
+        "Publish Violation - User \"billing\", Subject \"$JS.API.CONSUMER.CREATE.shop.billing-sniffer",
+    ] {
+        assert!(
+            log.contains(refused),
+            "no {refused:?} in the server's log:\n{log}"
+        );
+    }
     server.stop();
+}
+
+/// Not a test on its own: the worker the kill test runs in a process of
+/// its own (this test binary again, with `SILO_TEST_NATS_WORKER` set),
+/// for every service, until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_worker_child() {
+    let Ok(manifest) = std::env::var("SILO_TEST_NATS_WORKER") else {
+        return;
+    };
+    let manifest = Manifest::load(std::path::Path::new(&manifest), &Overrides::default()).unwrap();
+    let stores = Stores::new(StoresConfig {
+        project: None,
+        data_dir: manifest.data_dir.clone(),
+        admin_url: Some(admin_url()),
+        concurrency: 2,
+    });
+    let config = NatsConfig::new(&manifest, std::env::var("SILO_TEST_NATS_URL").unwrap());
+    let services: Vec<&Service> = manifest.services.iter().collect();
+    let counters: Vec<Counters> = services.iter().map(|_| Counters::default()).collect();
+    let (_stop, rx) = watch::channel(false);
+    run(
+        &stores,
+        &manifest,
+        &config,
+        &services,
+        &counters,
+        RunOptions::default(),
+        rx,
+    )
+    .await;
+}
+
+/// A number in `0..n` that differs from run to run.
+fn random_below(n: u64) -> u64 {
+    let bytes = *uuid::Uuid::now_v7().as_bytes();
+    u64::from_le_bytes(bytes[8..16].try_into().unwrap()) % n
+}
+
+/// The worker killed with SIGKILL at random points, 22 times, while
+/// publishers commit and roll back concurrently; started again each time.
+/// In the end every committed event is in each consumer's inbox exactly
+/// once, in per-key order, and no rolled-back one anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_at_random_points_loses_and_repeats_nothing() {
+    const KILLS: usize = 22;
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let mut p = Project::new(engine, &server, "").await;
+        // Short, so that what a killed worker held comes back while the
+        // next one runs.
+        p.nats.ack_wait = Duration::from_secs(1);
+        let p = Arc::new(p);
+        set_up(&p.nats, &p.manifest, &p.services(), true)
+            .await
+            .unwrap();
+        let spawn_worker = || {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "nats_worker_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("SILO_TEST_NATS_WORKER", p.dir.path().join("silo.toml"))
+                .env("SILO_TEST_NATS_URL", server.url())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        // Publishers, spread over the kills.
+        let publishers: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|key| {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let mut committed = Vec::new();
+                    let mut rolled_back = Vec::new();
+                    for _ in 0..12 {
+                        let (c, r) = publish_concurrently(&p, key, 6).await;
+                        committed.extend(c);
+                        rolled_back.extend(r);
+                        tokio::time::sleep(Duration::from_millis(400 + random_below(800))).await;
+                    }
+                    (key.to_string(), committed, rolled_back)
+                })
+            })
+            .collect();
+        for _ in 0..KILLS {
+            let mut child = spawn_worker();
+            tokio::time::sleep(Duration::from_millis(100 + random_below(1400))).await;
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        // The killed workers got somewhere.
+        assert!(
+            !p.inbox("billing").await.is_empty(),
+            "{engine}: nothing delivered"
+        );
+        let mut published = Vec::new();
+        let mut rolled_back = Vec::new();
+        for task in publishers {
+            let (key, c, r) = task.await.unwrap();
+            published.push((key, c));
+            rolled_back.extend(r);
+        }
+        let total: usize = published.iter().map(|(_, ids)| ids.len()).sum();
+        let placed = published
+            .iter()
+            .flat_map(|(_, ids)| ids)
+            .filter(|(t, _)| t == "order.placed")
+            .count();
+        let mut last = spawn_worker();
+        let billing = p.wait_for("billing", total).await;
+        let shipping = p.wait_for("shipping", placed).await;
+        // A moment more for anything doubled to show.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last.kill().unwrap();
+        last.wait().unwrap();
+        let billing_now = p.inbox("billing").await;
+        assert_eq!(
+            billing_now, billing,
+            "{engine}: billing changed after it was complete"
+        );
+        assert_exactly_once_in_order(
+            &format!("{engine} billing"),
+            &billing,
+            &published,
+            &["order.placed", "order.paid"],
+            &rolled_back,
+        );
+        assert_exactly_once_in_order(
+            &format!("{engine} shipping"),
+            &p.inbox("shipping").await,
+            &published,
+            &["order.placed"],
+            &rolled_back,
+        );
+        assert_eq!(shipping.len(), placed);
+    }
 }

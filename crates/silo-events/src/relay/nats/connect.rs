@@ -40,6 +40,11 @@ pub struct NatsConfig {
     pub data_dir: PathBuf,
     /// The project's name: the stream's and the subjects'.
     pub project: String,
+    /// How long the server waits for a delivered message's ack before it
+    /// hands the message out again, set on the durables silo creates
+    /// (default 30 s). A worker killed holding messages delays the
+    /// messages after them by this much.
+    pub ack_wait: Duration,
 }
 
 impl NatsConfig {
@@ -59,6 +64,7 @@ impl NatsConfig {
             auth: manifest.events.nats_auth,
             data_dir: manifest.data_dir.clone(),
             project: manifest.project.clone(),
+            ack_wait: super::stream::ACK_WAIT,
         }
     }
 

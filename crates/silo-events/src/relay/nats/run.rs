@@ -91,7 +91,7 @@ pub async fn set_up(
         .copied()
         .filter(|s| !s.consumes.is_empty())
         .collect();
-    stream::set_up(&conn, manifest, &consuming).await
+    stream::set_up(&conn, manifest, &consuming, config.ack_wait).await
 }
 
 /// Runs the relay and the delivery of every service in `services` until

@@ -27,7 +27,7 @@ use super::error::{NatsError, request};
 use super::names;
 
 /// How long the server waits for an ack before it delivers a message
-/// again.
+/// again, unless [`super::NatsConfig::ack_wait`] says otherwise.
 pub const ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// How many messages a durable hands out before it waits for acks. The
@@ -164,6 +164,7 @@ fn wanted_consumer(
     manifest: &Manifest,
     service: &Service,
     event_type: &str,
+    ack_wait: Duration,
 ) -> consumer::pull::Config {
     consumer::pull::Config {
         durable_name: Some(names::durable(&service.name, event_type)),
@@ -174,7 +175,7 @@ fn wanted_consumer(
         )),
         deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
-        ack_wait: ACK_WAIT,
+        ack_wait,
         max_deliver: -1,
         filter_subject: names::subject(&manifest.project, event_type),
         max_ack_pending: MAX_ACK_PENDING,
@@ -189,6 +190,7 @@ pub async fn ensure_consumers(
     conn: &Connection,
     manifest: &Manifest,
     service: &Service,
+    ack_wait: Duration,
 ) -> Result<Vec<Ensured>, NatsError> {
     let stream_name = names::stream_name(&manifest.project);
     let stream = conn
@@ -198,7 +200,7 @@ pub async fn ensure_consumers(
         .map_err(request(format!("reading the stream {stream_name}")))?;
     let mut out = Vec::new();
     for t in &service.consumes {
-        let wanted = wanted_consumer(manifest, service, t);
+        let wanted = wanted_consumer(manifest, service, t, ack_wait);
         let name = wanted.durable_name.clone().unwrap_or_default();
         match conn
             .js
@@ -287,6 +289,7 @@ pub async fn set_up(
     conn: &Connection,
     manifest: &Manifest,
     services: &[&Service],
+    ack_wait: Duration,
 ) -> Result<Vec<String>, NatsError> {
     let mut changes = Vec::new();
     let stream = names::stream_name(&manifest.project);
@@ -299,7 +302,7 @@ pub async fn set_up(
         for (t, done) in s
             .consumes
             .iter()
-            .zip(ensure_consumers(conn, manifest, s).await?)
+            .zip(ensure_consumers(conn, manifest, s, ack_wait).await?)
         {
             if done == Ensured::Created {
                 changes.push(format!(
