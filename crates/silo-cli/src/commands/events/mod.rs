@@ -17,7 +17,16 @@ pub async fn run(ctx: &Context, command: &EventsCommand) -> CmdResult {
         EventsCommand::Dlq(args) => dlq::dlq(ctx, args).await,
         EventsCommand::Contracts(args) => contracts::contracts(ctx, args),
         EventsCommand::Replay(args) => replay::replay(ctx, args).await,
-        EventsCommand::NatsConfig(args) => nats_config::nats_config(ctx, args),
+        EventsCommand::NatsConfig(args) => nats_config::nats_config(ctx, args).await,
+    }
+}
+
+/// A failure of the events library, with its own exit code, cause and
+/// hint.
+fn nats_failure(e: silo_events::EventsError) -> crate::context::Failure {
+    crate::context::Failure {
+        code: e.exit_code(),
+        report: crate::context::store_report("", &e),
     }
 }
 
