@@ -757,54 +757,51 @@ async fn under_auth_a_service_can_publish_only_its_own_types() {
         s.info().await.unwrap().state.messages
     };
     let before = messages().await;
-    // orders may not publish a type it does not own, nor billing orders'.
-    for (conn, subject) in [
-        (&orders, "shop.payment.made"),
-        (&billing, "shop.order.placed"),
-    ] {
-        let sent = conn.js.publish(subject.to_string(), "{}".into()).await;
-        let acked = match sent {
-            Ok(ack) => ack.await.is_ok(),
-            Err(_) => false,
-        };
-        assert!(!acked, "{} published to {subject}", conn.user);
-    }
-    assert_eq!(
-        messages().await,
-        before,
-        "the stream took a forbidden publish"
-    );
-
-    // billing may not read shipping's consumer.
-    let stolen = billing
-        .js
-        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-            names::durable("shipping", "order.placed"),
-            "shop",
-        )
-        .await;
-    assert!(stolen.is_err(), "billing read shipping's consumer");
-    let pulled = billing
-        .client
-        .request(
+    // orders may not publish a type it does not own, nor billing orders';
+    // billing may not read shipping's consumer, pull from it, or create a
+    // consumer of its own over every subject. Each refusal only shows as
+    // a request that times out, so all are made at once.
+    let publish_as = |conn: &silo_events::relay::nats::Connection, subject: &'static str| {
+        let js = conn.js.clone();
+        async move {
+            match js.publish(subject, "{}".into()).await {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    let (foreign_type, others_type, stolen, pulled, created) = tokio::join!(
+        publish_as(&orders, "shop.payment.made"),
+        publish_as(&billing, "shop.order.placed"),
+        billing
+            .js
+            .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                names::durable("shipping", "order.placed"),
+                "shop",
+            ),
+        billing.client.request(
             "$JS.API.CONSUMER.MSG.NEXT.shop.shipping-order-placed",
             "{\"batch\":1,\"no_wait\":true}".into(),
-        )
-        .await;
-    assert!(pulled.is_err(), "billing pulled from shipping's consumer");
-    // Nor create a consumer of its own over every subject.
-    let created = billing
-        .js
-        .create_consumer_on_stream(
+        ),
+        billing.js.create_consumer_on_stream(
             async_nats::jetstream::consumer::pull::Config {
                 durable_name: Some("billing-sniffer".into()),
                 filter_subject: "shop.>".into(),
                 ..Default::default()
             },
             "shop",
-        )
-        .await;
+        ),
+    );
+    assert!(!foreign_type, "orders published payment.made");
+    assert!(!others_type, "billing published order.placed");
+    assert!(stolen.is_err(), "billing read shipping's consumer");
+    assert!(pulled.is_err(), "billing pulled from shipping's consumer");
     assert!(created.is_err(), "billing created a consumer");
+    assert_eq!(
+        messages().await,
+        before,
+        "the stream took a forbidden publish"
+    );
 
     // The direct subscription never saw an event.
     let got = tokio::time::timeout(

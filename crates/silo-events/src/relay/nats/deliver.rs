@@ -243,12 +243,12 @@ impl Delivery {
         let written = self.write(stores, &ready).await?;
         for (seq, i) in ready {
             let d = &mut self.durables[i];
-            if let Some(m) = d.held.remove(&seq) {
-                if let Err(e) = m.ack().await {
-                    // It comes again after the ack wait; the inbox keeps
-                    // it from doubling.
-                    tracing::debug!(error = %e, seq, "ack failed");
-                }
+            if let Some(m) = d.held.remove(&seq)
+                && let Err(e) = m.ack().await
+            {
+                // It comes again after the ack wait; the inbox keeps it
+                // from doubling.
+                tracing::debug!(error = %e, seq, "ack failed");
             }
             d.done.insert(seq);
         }

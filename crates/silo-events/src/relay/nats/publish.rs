@@ -75,7 +75,7 @@ pub async fn relay_batch(
     let mut acks = Vec::new();
     for row in &rows {
         let e = &row.envelope;
-        if !service.publishes.iter().any(|t| *t == e.event_type) {
+        if !service.publishes.contains(&e.event_type) {
             dead.push((
                 e.id.clone(),
                 format!(
@@ -99,7 +99,7 @@ pub async fn relay_batch(
             .headers(headers);
         let subject = names::subject(&manifest.project, &e.event_type);
         match bus.js.send_publish(subject, message).await {
-            Ok(ack) => acks.push((e.id.clone(), Some(ack))),
+            Ok(ack) => acks.push((e.id.clone(), ack)),
             Err(err) => {
                 done.failed = Some(err.to_string());
                 break;
@@ -111,11 +111,7 @@ pub async fn relay_batch(
     let mut failed_at: Option<usize> = None;
     let mut later_ok = Vec::new();
     for (i, (id, ack)) in acks.into_iter().enumerate() {
-        let result = match ack {
-            Some(fut) => fut.await.map_err(|e| e.to_string()),
-            None => Err("not sent".into()),
-        };
-        match (result, failed_at) {
+        match (ack.await.map_err(|e| e.to_string()), failed_at) {
             (Ok(_), None) => sent.push(id),
             (Ok(a), Some(_)) if !a.duplicate => later_ok.push(id),
             (Ok(_), Some(_)) => {}
