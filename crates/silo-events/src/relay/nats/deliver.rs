@@ -20,8 +20,11 @@
 //! it can still come, judged from each durable's state on the server
 //! ([`bound`]): every message a durable handed out and not yet saw acked
 //! is held here (counted at first, then by following the delivery
-//! sequence without gaps), and each durable's undelivered messages all lie
-//! above what it delivered. One delivery per service holds the bound;
+//! sequence without gaps), each durable's undelivered messages all lie
+//! above what it delivered, and nothing goes past the stream's last
+//! sequence read before the durables' states (a message published later
+//! may sit above one of another type still on its way). One delivery per
+//! service holds the bound;
 //! a second worker for the same service does not break the order (the
 //! held counts never match for both), it only slows both.
 
@@ -33,7 +36,6 @@ use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
-use sqlx::Connection as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -66,8 +68,9 @@ enum Feed {
 /// What this process knows of one durable's deliveries.
 #[derive(Debug, Default)]
 struct Durable {
-    /// Messages handed to us and not acked, by stream sequence.
-    held: BTreeMap<u64, Message>,
+    /// Messages handed to us and not acked, by stream sequence, with the
+    /// delivery sequence of their latest delivery.
+    held: BTreeMap<u64, (u64, Message)>,
     /// Stream sequences written and acked here, above the durable's ack
     /// floor: a copy delivered again is acked, not held.
     done: BTreeSet<u64>,
@@ -96,22 +99,25 @@ pub(crate) struct ServerView {
 /// What this process holds of a durable, as [`bound`] needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LocalView {
+    /// Held messages delivered no later than the server's last delivery
+    /// in its view (one delivered since cannot stand for one missing).
     pub held: u64,
     pub synced: bool,
     pub last_dseq: Option<u64>,
 }
 
-/// The highest stream sequence below which this durable can hand out
+/// The highest stream sequence up to which this durable can hand out
 /// nothing more that is not held here, and whether everything it handed
-/// out is now known to be held.
+/// out is now known to be held. `last` is the stream's last sequence,
+/// read before `server`.
 ///
 /// Everything handed out and not acked is held when (synced) every
 /// delivery up to the server's last one reached us without a gap, or
 /// (not synced yet) when we hold as many as the server counts. Then
-/// nothing can come below the last delivered stream sequence, or nothing
-/// at all when nothing is left to hand out. Otherwise what is missing
-/// lies above the ack floor.
-pub(crate) fn bound(local: LocalView, server: ServerView) -> (u64, bool) {
+/// nothing can come below the last delivered stream sequence, or, when
+/// nothing is left to hand out, below anything published before `last`
+/// was read. Otherwise what is missing lies above the ack floor.
+pub(crate) fn bound(local: LocalView, server: ServerView, last: u64) -> (u64, bool) {
     let complete = if local.synced {
         local.last_dseq.is_some_and(|d| d >= server.delivered_dseq)
     } else {
@@ -122,14 +128,16 @@ pub(crate) fn bound(local: LocalView, server: ServerView) -> (u64, bool) {
     } else if server.pending > 0 {
         server.delivered_sseq
     } else {
-        u64::MAX
+        last
     };
-    (bound, complete)
+    (bound.min(last), complete)
 }
 
 /// The delivery of one consuming service.
 pub struct Delivery {
     service: Service,
+    bus: Connection,
+    stream: String,
     consumers: Vec<PullConsumer>,
     durables: Vec<Durable>,
     rx: mpsc::Receiver<Feed>,
@@ -165,6 +173,8 @@ impl Delivery {
             .collect();
         Ok(Delivery {
             service: service.clone(),
+            bus: bus.clone(),
+            stream: super::names::stream_name(&manifest.project),
             durables: consumers.iter().map(|_| Durable::default()).collect(),
             consumers,
             rx,
@@ -212,16 +222,21 @@ impl Delivery {
         if self.held() == 0 {
             return Ok(0);
         }
+        let last = self.last_sequence().await?;
         let views = self.server_views().await?;
         self.catch_up(&views).await;
         let mut cutoff = u64::MAX;
         for (d, server) in self.durables.iter_mut().zip(&views) {
             let local = LocalView {
-                held: d.held.len() as u64,
+                held: d
+                    .held
+                    .values()
+                    .filter(|(dseq, _)| *dseq <= server.delivered_dseq)
+                    .count() as u64,
                 synced: d.synced,
                 last_dseq: d.last_dseq,
             };
-            let (b, complete) = bound(local, *server);
+            let (b, complete) = bound(local, *server, last);
             if complete && !d.synced {
                 d.synced = true;
                 d.last_dseq = Some(d.last_dseq.unwrap_or(0).max(server.delivered_dseq));
@@ -243,7 +258,7 @@ impl Delivery {
         let written = self.write(stores, &ready).await?;
         for (seq, i) in ready {
             let d = &mut self.durables[i];
-            if let Some(m) = d.held.remove(&seq)
+            if let Some((_, m)) = d.held.remove(&seq)
                 && let Err(e) = m.ack().await
             {
                 // It comes again after the ack wait; the inbox keeps it
@@ -277,7 +292,7 @@ impl Delivery {
                 if d.done.contains(&sseq) {
                     let _ = m.ack().await;
                 } else {
-                    d.held.insert(sseq, *m);
+                    d.held.insert(sseq, (dseq, *m));
                 }
             }
         }
@@ -310,6 +325,17 @@ impl Delivery {
         }
     }
 
+    /// The stream's last sequence.
+    async fn last_sequence(&self) -> Result<u64, NatsError> {
+        let stream = self
+            .bus
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(request(format!("reading the stream {}", self.stream)))?;
+        Ok(stream.cached_info().state.last_sequence)
+    }
+
     async fn server_views(&self) -> Result<Vec<ServerView>, NatsError> {
         let infos = futures::future::join_all(self.consumers.iter().map(|c| c.get_info())).await;
         infos
@@ -337,7 +363,7 @@ impl Delivery {
     async fn write(&mut self, stores: &Stores, ready: &[(u64, usize)]) -> Result<u64, EventsError> {
         let mut events = Vec::with_capacity(ready.len());
         for (seq, i) in ready {
-            let m = &self.durables[*i].held[seq];
+            let (_, m) = &self.durables[*i].held[seq];
             match Envelope::from_message(m.headers.as_ref(), &m.payload) {
                 Ok(e) => events.push(e),
                 Err(why) => tracing::warn!(
@@ -411,15 +437,22 @@ pub(crate) enum InboxWrite {
     Reprocess,
 }
 
-/// Writes `events` into `service`'s inbox in one transaction, in order.
-/// Returns the rows inserted or (with [`InboxWrite::Reprocess`]) made
-/// pending again.
+/// Writes `events` into `service`'s inbox in one statement (one
+/// transaction), in order. Returns the rows inserted or (with
+/// [`InboxWrite::Reprocess`]) made pending again.
 pub(crate) async fn write_inbox(
     conn: &mut ServiceConnection,
     service: &Service,
     events: &[Envelope],
     mode: InboxWrite,
 ) -> Result<u64, EventsError> {
+    // An event id twice in one statement (published again past the
+    // duplicate window): the first one stands.
+    let mut seen = std::collections::HashSet::new();
+    let events: Vec<&Envelope> = events.iter().filter(|e| seen.insert(&e.id)).collect();
+    if events.is_empty() {
+        return Ok(0);
+    }
     let action = format!("writing events into {}'s inbox", service.name);
     let conflict = match mode {
         InboxWrite::New => "DO NOTHING",
@@ -428,59 +461,66 @@ pub(crate) async fn write_inbox(
              next_attempt_at = NULL, done_at = NULL"
         }
     };
-    let mut written = 0;
-    match conn {
+    let column = |f: fn(&Envelope) -> Option<&str>| -> Vec<Option<&str>> {
+        events.iter().map(|e| f(e)).collect()
+    };
+    let written = match conn {
         ServiceConnection::Postgres(c) => {
-            let mut tx = c.begin().await.map_err(sql(action.clone()))?;
+            // The rows in array order: the inbox's `seq` follows it.
             let statement = format!(
                 "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
-                 VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz, $8) \
+                 SELECT e::uuid, t, s, k, p::jsonb, h::jsonb, tm::timestamptz, d \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                             $6::text[], $7::text[], $8::text[]) \
+                      WITH ORDINALITY AS u(e, t, s, k, p, h, tm, d, n) \
+                 ORDER BY n \
                  ON CONFLICT (event_id) {conflict}"
             );
-            for e in events {
-                written += sqlx::query(sqlx::AssertSqlSafe(statement.as_str()))
-                    .bind(&e.id)
-                    .bind(&e.event_type)
-                    .bind(&e.source)
-                    .bind(&e.key)
-                    .bind(&e.payload)
-                    .bind(&e.headers)
-                    .bind(&e.time)
-                    .bind(&e.dataschema)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql(action.clone()))?
-                    .rows_affected();
-            }
-            tx.commit().await.map_err(sql(action))?;
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .bind(column(|e| Some(e.id.as_str())))
+                .bind(column(|e| Some(e.event_type.as_str())))
+                .bind(column(|e| Some(e.source.as_str())))
+                .bind(column(|e| Some(e.key.as_str())))
+                .bind(column(|e| Some(e.payload.as_str())))
+                .bind(column(|e| Some(e.headers.as_str())))
+                .bind(column(|e| Some(e.time.as_str())))
+                .bind(column(|e| e.dataschema.as_deref()))
+                .execute(&mut *c)
+                .await
+                .map_err(sql(action))?
+                .rows_affected()
         }
         ServiceConnection::Sqlite(c) => {
-            let mut tx = c
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(sql(action.clone()))?;
+            let rows: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| {
+                    serde_json::json!([
+                        e.id,
+                        e.event_type,
+                        e.source,
+                        e.key,
+                        e.payload,
+                        e.headers,
+                        e.time,
+                        e.dataschema
+                    ])
+                })
+                .collect();
             let statement = format!(
                 "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) {conflict}"
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                        value ->> 5, value ->> 6, value ->> 7 \
+                 FROM json_each($1) WHERE true ORDER BY key \
+                 ON CONFLICT (event_id) {conflict}"
             );
-            for e in events {
-                written += sqlx::query(sqlx::AssertSqlSafe(statement.as_str()))
-                    .bind(&e.id)
-                    .bind(&e.event_type)
-                    .bind(&e.source)
-                    .bind(&e.key)
-                    .bind(&e.payload)
-                    .bind(&e.headers)
-                    .bind(&e.time)
-                    .bind(&e.dataschema)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql(action.clone()))?
-                    .rows_affected();
-            }
-            tx.commit().await.map_err(sql(action))?;
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .bind(serde_json::Value::Array(rows).to_string())
+                .execute(&mut *c)
+                .await
+                .map_err(sql(action))?
+                .rows_affected()
         }
-    }
+    };
     Ok(written)
 }
 
@@ -510,20 +550,26 @@ mod tests {
     fn a_dead_workers_unacked_messages_hold_back_everything_above_the_floor() {
         // Ten handed to a worker that died, five to us: the ten come back
         // only after the ack wait, and nothing above the floor may go.
-        let (b, complete) = bound(local(5, false, Some(15)), server(15, 0, 15, 40, 7));
+        let (b, complete) = bound(local(5, false, Some(15)), server(15, 0, 15, 40, 7), 50);
         assert_eq!((b, complete), (7, false));
     }
 
     #[test]
     fn once_all_are_held_everything_handed_out_may_go() {
+        // Up to the stream's last sequence read before: a message
+        // published since may lie above one of another type on its way.
         assert_eq!(
-            bound(local(15, false, Some(15)), server(15, 0, 15, 40, 7)),
-            (u64::MAX, true)
+            bound(local(15, false, Some(15)), server(15, 0, 15, 40, 7), 50),
+            (50, true)
         );
         // With more left to hand out, only up to what was handed out.
         assert_eq!(
-            bound(local(15, false, Some(15)), server(15, 3, 15, 40, 7)),
+            bound(local(15, false, Some(15)), server(15, 3, 15, 40, 7), 50),
             (40, true)
+        );
+        assert_eq!(
+            bound(local(15, false, Some(15)), server(15, 3, 15, 60, 7), 50),
+            (50, true)
         );
     }
 
@@ -532,11 +578,11 @@ mod tests {
         // Acks not yet counted by the server do not hold a synced durable
         // back, deliveries still on their way do.
         assert_eq!(
-            bound(local(2, true, Some(30)), server(9, 0, 30, 80, 60)),
-            (u64::MAX, true)
+            bound(local(2, true, Some(30)), server(9, 0, 30, 80, 60), 90),
+            (90, true)
         );
         assert_eq!(
-            bound(local(2, true, Some(29)), server(9, 0, 30, 80, 60)),
+            bound(local(2, true, Some(29)), server(9, 0, 30, 80, 60), 90),
             (60, false)
         );
     }

@@ -158,12 +158,15 @@ async fn read_pending(
     let action = format!("reading {}'s outbox", service.name);
     type R = (String, String, String, String, String, String);
     let rows: Vec<R> = match conn {
+        // `ORDER BY` names the table's columns: the output's `id` is text,
+        // and ordering by it would sort the whole outbox instead of
+        // walking the (txid, id) index.
         ServiceConnection::Postgres(c) => sqlx::query_as(
             "SELECT id::text, type, key, payload::text, headers::text, \
                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
              FROM silo_outbox \
              WHERE state = 'pending' AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY txid, id LIMIT $1",
+             ORDER BY silo_outbox.txid, silo_outbox.id LIMIT $1",
         )
         .bind(BATCH)
         .fetch_all(&mut *c)
