@@ -454,3 +454,87 @@ async fn delivery_crosses_engines() {
         assert_eq!(again.total(), 0, "{engine}: {again:?}");
     }
 }
+
+/// Runs `sql` on `service`'s store as the service.
+async fn exec_as(p: &Project, service: &str, sql: &str) {
+    let mut conn = p.connect(service).await;
+    match &mut conn {
+        ServiceConnection::Postgres(c) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(c)
+            .await
+            .map(drop),
+        ServiceConnection::Sqlite(c) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(c)
+            .await
+            .map(drop),
+    }
+    .unwrap();
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn a_sqlite_publisher_put_back_from_a_backup_still_delivers_new_events() {
+    let p = Project::new("sqlite").await;
+    for n in 0..5 {
+        p.publish("k", n).await;
+    }
+    p.deliver_until("billing", 5).await;
+    let file = p.service("orders").sqlite_path(&p.manifest.data_dir);
+    let backup = file.with_extension("backup");
+    exec_as(&p, "orders", &format!("VACUUM INTO '{}'", backup.display())).await;
+    for n in 5..10 {
+        p.publish("k", n).await;
+    }
+    p.deliver_until("billing", 10).await;
+
+    // The store goes back to the backup: its outbox counts on from 5, below
+    // billing's cursor at 10.
+    std::fs::rename(&backup, &file).unwrap();
+    let mut later = Vec::new();
+    for n in 100..103 {
+        later.push(p.publish("k", n).await.to_string());
+    }
+    p.deliver_until("billing", 13).await;
+    let ids = p.inbox_ids("billing").await;
+    assert_eq!(ids.len(), 13, "nothing twice: {ids:?}");
+    assert_eq!(ids[10..], later[..], "the new events, in order");
+}
+
+#[tokio::test]
+async fn a_cursor_of_another_origin_or_ahead_of_the_counter_starts_over() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let first = p.publish("k", 1).await.to_string();
+        p.deliver_until("billing", 1).await;
+
+        // As if the publisher were restored into another cluster.
+        exec_as(
+            &p,
+            "billing",
+            "UPDATE silo_inbox_cursor SET origin = 'elsewhere'",
+        )
+        .await;
+        let second = p.publish("k", 2).await.to_string();
+        p.deliver_until("billing", 2).await;
+        assert_eq!(
+            p.inbox_ids("billing").await,
+            vec![first.clone(), second.clone()],
+            "{engine}"
+        );
+
+        // As if its counter had gone back below the cursor.
+        exec_as(
+            &p,
+            "billing",
+            "UPDATE silo_inbox_cursor SET position = 9000000000000",
+        )
+        .await;
+        let third = p.publish("k", 3).await.to_string();
+        p.deliver_until("billing", 3).await;
+        assert_eq!(
+            p.inbox_ids("billing").await,
+            vec![first, second, third],
+            "{engine}: started over, nothing twice"
+        );
+    }
+}
