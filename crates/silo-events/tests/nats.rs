@@ -973,3 +973,108 @@ async fn a_worker_killed_at_random_points_loses_and_repeats_nothing() {
         assert_eq!(shipping.len(), placed);
     }
 }
+
+/// The sidecar model under auth: once the admin has set the bus up, a
+/// worker for `billing` alone, with only billing's own credentials (its
+/// store's and its NATS user's) in its data dir, delivers billing's
+/// events; before the set-up it says what to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_auth_a_sidecar_needs_only_its_own_credentials() {
+    use silo_events::relay::nats::NatsError;
+    use silo_events::relay::nats::auth::authorization_block;
+    let placeholder = NatsServer::start();
+    let mut p = Project::new("postgres", &placeholder, "nats_auth = true").await;
+    let block = authorization_block(&p.manifest).unwrap();
+    let server = NatsServer::start_with_config(&block.text);
+    drop(placeholder);
+    p.nats.url = server.url();
+
+    // billing's sidecar: a data dir of its own with billing's files only.
+    let sidecar_dir = tempfile::tempdir().unwrap();
+    let secrets = sidecar_dir.path().join("secrets");
+    std::fs::create_dir_all(secrets.join("nats")).unwrap();
+    let from = p.manifest.data_dir.join("secrets");
+    std::fs::copy(from.join("billing.env"), secrets.join("billing.env")).unwrap();
+    std::fs::copy(
+        from.join("nats/billing.env"),
+        secrets.join("nats/billing.env"),
+    )
+    .unwrap();
+    let mut sidecar_manifest = p.manifest.clone();
+    sidecar_manifest.data_dir = sidecar_dir.path().to_path_buf();
+    let sidecar_stores = Stores::new(StoresConfig {
+        project: None,
+        data_dir: sidecar_dir.path().to_path_buf(),
+        admin_url: Some(admin_url()),
+        concurrency: 2,
+    });
+    let sidecar_nats = NatsConfig::new(&sidecar_manifest, server.url());
+    let billing = sidecar_manifest.service("billing").unwrap();
+
+    // Before the admin has set the bus up: the sidecar says what to run.
+    let e = set_up(&sidecar_nats, &sidecar_manifest, &[billing], false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NatsError::NotSetUp { .. }), "{e:?}");
+    assert!(
+        miette::Diagnostic::help(&e)
+            .unwrap()
+            .to_string()
+            .contains("silo events nats-config --apply"),
+    );
+    // Its own user cannot set it up either.
+    let as_billing = sidecar_nats.connect("billing").await.unwrap();
+    assert!(
+        stream::ensure_stream(&as_billing, &sidecar_manifest)
+            .await
+            .is_err()
+    );
+
+    set_up(&p.nats, &p.manifest, &p.services(), true)
+        .await
+        .unwrap();
+    set_up(&sidecar_nats, &sidecar_manifest, &[billing], false)
+        .await
+        .unwrap();
+
+    let p = Arc::new(p);
+    let id = p.publish("order.placed", "k", 1).await;
+    // orders' relay, from the project's data dir.
+    let (stop, rx) = watch::channel(false);
+    let relay = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let orders = [p.service("orders")];
+            let counters = [Counters::default()];
+            run(
+                &p.stores,
+                &p.manifest,
+                &p.nats,
+                &orders,
+                &counters,
+                RunOptions::default(),
+                rx,
+            )
+            .await;
+        })
+    };
+    let counters = [Counters::default()];
+    let (_sidecar_stop, sidecar_rx) = watch::channel(false);
+    let services = [billing];
+    let sidecar = run(
+        &sidecar_stores,
+        &sidecar_manifest,
+        &sidecar_nats,
+        &services,
+        &counters,
+        RunOptions::default(),
+        sidecar_rx,
+    );
+    tokio::select! {
+        _ = sidecar => unreachable!("the sidecar runs until stopped"),
+        inbox = p.wait_for("billing", 1) => assert_eq!(inbox[0].0, id),
+    }
+    stop.send(true).unwrap();
+    relay.await.unwrap();
+    assert!(p.inbox("shipping").await.is_empty());
+}
