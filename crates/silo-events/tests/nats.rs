@@ -815,6 +815,23 @@ async fn under_auth_a_service_can_publish_only_its_own_types() {
     p.publish("order.paid", "k", 2).await;
     p.wait_for("billing", 2).await;
     worker.stop().await;
+
+    // Replay reads the stream as the admin; the inbox has everything.
+    let request = silo_events::relay::nats::replay::ReplayRequest {
+        event_type: "order.paid".into(),
+        since: None,
+        reprocess: false,
+    };
+    let done = silo_events::relay::nats::replay::replay(
+        &p.stores,
+        &admin,
+        &p.manifest,
+        p.service("billing"),
+        &request,
+    )
+    .await
+    .unwrap();
+    assert_eq!((done.read, done.written), (1, 0));
     // The server refused each attempt for its permissions, not by chance.
     let log = server.log();
     for refused in [
