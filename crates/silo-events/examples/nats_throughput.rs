@@ -1,6 +1,9 @@
 //! How fast the nats bus moves events: a PostgreSQL outbox → JetStream
 //! (the relay), then JetStream → another PostgreSQL store's inbox (the
-//! delivery), with 256-byte payloads.
+//! delivery), with 256-byte payloads; then the latency from publish to
+//! inbox with the worker running and events published at 1,000 a second
+//! (`time` of the inbox row, the outbox row's `created_at`, to its
+//! `received_at`, both on the server's clock).
 //!
 //! ```text
 //! cargo run --release -p silo-events --example nats_throughput [EVENTS]
@@ -13,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use silo_events::relay::nats::deliver::Delivery;
-use silo_events::relay::nats::run::set_up;
+use silo_events::relay::nats::run::{self, set_up};
 use silo_events::relay::nats::{NatsConfig, names, publish};
 use silo_manifest::{Manifest, Overrides, Service};
 use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
@@ -124,6 +127,68 @@ async fn main() {
         delivered as f64 / deliver_time.as_secs_f64()
     );
     drop(delivery);
+
+    // Latency at 1,000 events a second, the worker running.
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let counters: Vec<_> = all.iter().map(|_| run::Counters::default()).collect();
+    let worker = run::run(
+        &stores,
+        &manifest,
+        &config,
+        &all,
+        &counters,
+        run::RunOptions::default(),
+        rx,
+    );
+    let paced = async {
+        let mut store = stores.connect_as(orders, "bench").await.unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for n in 0..5_000 {
+            tick.tick().await;
+            silo_events::publish(
+                &mut store,
+                "bench.event",
+                &(n % 100).to_string(),
+                &serde_json::json!({ "pad": "x".repeat(244) }),
+            )
+            .await
+            .unwrap();
+        }
+        store.close().await;
+        let mut inbox = stores.connect_as(billing, "bench").await.unwrap();
+        let ServiceConnection::Postgres(pg) = &mut inbox else {
+            unreachable!()
+        };
+        let want = delivered as i64 + 5_000;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM silo_inbox")
+                .fetch_one(&mut *pg)
+                .await
+                .unwrap();
+            if n >= want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{n} of {want} delivered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (p50, p99, max): (f64, f64, f64) = sqlx::query_as(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), \
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms) \
+             FROM (SELECT (extract(epoch FROM received_at - time) * 1000)::float8 AS ms \
+                   FROM silo_inbox ORDER BY seq DESC LIMIT 5000) l",
+        )
+        .fetch_one(&mut *pg)
+        .await
+        .unwrap();
+        inbox.close().await;
+        stop.send(true).unwrap();
+        (p50, p99, max)
+    };
+    let ((p50, p99, max), ()) = tokio::join!(paced, worker);
+    println!(
+        "latency        5000 events at 1000/s, publish → inbox: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+    );
     let _ = bus
         .js
         .delete_stream(names::stream_name(&manifest.project))
