@@ -237,9 +237,12 @@ impl Delivery {
                 last_dseq: d.last_dseq,
             };
             let (b, complete) = bound(local, *server, last);
-            if complete && !d.synced {
+            // From here on, follow the delivery sequence: every delivery
+            // up to the server's last is accounted for. Not when a later
+            // one arrived already: one between may have been lost.
+            if complete && !d.synced && d.last_dseq.is_none_or(|l| l <= server.delivered_dseq) {
                 d.synced = true;
-                d.last_dseq = Some(d.last_dseq.unwrap_or(0).max(server.delivered_dseq));
+                d.last_dseq = Some(server.delivered_dseq);
             }
             cutoff = cutoff.min(b);
             // Nothing at or below the ack floor comes again.
