@@ -110,8 +110,12 @@ pub async fn relay_batch(
     let mut sent = Vec::new();
     let mut failed_at: Option<usize> = None;
     let mut later_ok = Vec::new();
-    for (i, (id, ack)) in acks.into_iter().enumerate() {
-        match (ack.await.map_err(|e| e.to_string()), failed_at) {
+    // All at once: with the server gone, each times out, and one after
+    // the other would take the timeout times the batch.
+    let (ids, futures): (Vec<String>, Vec<_>) = acks.into_iter().unzip();
+    let results = futures::future::join_all(futures.into_iter().map(|f| f.into_future())).await;
+    for (i, (id, result)) in ids.into_iter().zip(results).enumerate() {
+        match (result.map_err(|e| e.to_string()), failed_at) {
             (Ok(_), None) => sent.push(id),
             (Ok(a), Some(_)) if !a.duplicate => later_ok.push(id),
             (Ok(_), Some(_)) => {}
