@@ -243,3 +243,96 @@ fn replay_needs_the_nats_bus() {
     );
     assert!(stderr(&out).contains("`embedded`"), "{}", stderr(&out));
 }
+
+/// Rows of a one-column query on a service's SQLite store.
+fn sqlite_column(dir: &Path, prefix: &Prefix, service: &str, sql: &str) -> Vec<String> {
+    let path = dir.join(format!(".silo/{service}/{}.sqlite3", prefix.name(service)));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn run_once_on_the_nats_bus_moves_what_is_ready() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"");
+    let dir = dir.path();
+    let server = NatsServer::start();
+    let id = "0190a4a2-7b1c-7cde-8f00-0123456789ab";
+    sqlite(
+        dir,
+        &prefix,
+        "orders",
+        &format!(
+            "INSERT INTO silo_outbox (id, type, key, payload) VALUES ('{id}', 'order.placed', 'k', '{{\"n\":1}}')"
+        ),
+    );
+    let out = silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "run", "--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("created the stream shop"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "done: published 1, delivered 1, dead 0"
+    );
+    assert_eq!(
+        sqlite_column(dir, &prefix, "billing", "SELECT event_id FROM silo_inbox"),
+        vec![id.to_string()]
+    );
+    assert!(sqlite_column(dir, &prefix, "orders", "SELECT id FROM silo_outbox").is_empty());
+}
+
+#[test]
+fn a_sidecar_under_auth_says_to_set_the_bus_up_first() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"\nnats_auth = true");
+    let dir = dir.path();
+    silo(dir)
+        .args(["events", "nats-config", "--out", "auth.conf"])
+        .assert()
+        .success();
+    let server =
+        NatsServer::start_with_config(&std::fs::read_to_string(dir.join("auth.conf")).unwrap());
+    let out = silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "run", "billing", "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the stream shop does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nats-config --apply"),
+        "{}",
+        stderr(&out)
+    );
+    silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "nats-config", "--out", "auth.conf", "--apply"])
+        .assert()
+        .success();
+    let out = silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "run", "billing", "--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -5,6 +5,7 @@ mod dlq;
 mod nats_config;
 mod replay;
 mod run;
+mod run_nats;
 mod status;
 
 use crate::cli::EventsCommand;

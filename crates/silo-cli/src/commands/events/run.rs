@@ -1,8 +1,13 @@
 //! `silo events run`.
 
+use silo_manifest::Bus;
+
 use crate::cli::EventsRunArgs;
 use crate::context::{CmdResult, Context};
 
-pub async fn run(_ctx: &Context, _args: &EventsRunArgs) -> CmdResult {
-    super::not_yet("run")
+pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
+    match ctx.manifest.events.bus {
+        Bus::Nats => super::run_nats::run(ctx, args).await,
+        Bus::Embedded => super::not_yet("run"),
+    }
 }
