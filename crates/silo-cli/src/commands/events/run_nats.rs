@@ -88,11 +88,15 @@ pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
         total(|c| c.published.load(Ordering::Relaxed)),
         total(|c| c.delivered.load(Ordering::Relaxed)),
         total(|c| c.dead.load(Ordering::Relaxed)),
-        if errors > 0 {
-            format!(", {errors} error(s) retried (see the warnings)")
-        } else {
-            String::new()
+        match (errors, args.once) {
+            (0, _) => String::new(),
+            (n, true) => format!(", {n} failed (see the warnings)"),
+            (n, false) => format!(", {n} error(s) retried (see the warnings)"),
         }
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if args.once && errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

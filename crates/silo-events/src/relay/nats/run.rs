@@ -56,7 +56,9 @@ pub struct Counters {
 /// How the worker runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
-    /// Relay and deliver what is ready, then return.
+    /// Relay and deliver what is ready, then return; a failure ends the
+    /// service's part at once (counted in [`Counters::errors`]) instead
+    /// of being retried.
     pub once: bool,
 }
 
@@ -95,7 +97,8 @@ pub async fn set_up(
 }
 
 /// Runs the relay and the delivery of every service in `services` until
-/// `stop` turns true (or, with `once`, until nothing is left to move).
+/// `stop` turns true (or, with `once`, until nothing is left to move: the
+/// relays first, then the deliveries).
 /// `counters` has one entry per service, in the same order.
 pub async fn run(
     stores: &Stores,
@@ -106,32 +109,27 @@ pub async fn run(
     options: RunOptions,
     stop: watch::Receiver<bool>,
 ) {
-    let mut work = Vec::new();
-    for (s, c) in services.iter().zip(counters) {
-        if !s.publishes.is_empty() {
-            work.push(futures::future::Either::Left(relay_loop(
-                stores,
-                manifest,
-                config,
-                s,
-                c,
-                options,
-                stop.clone(),
-            )));
-        }
-        if !s.consumes.is_empty() {
-            work.push(futures::future::Either::Right(delivery_loop(
-                stores,
-                manifest,
-                config,
-                s,
-                c,
-                options,
-                stop.clone(),
-            )));
-        }
+    let relays = services
+        .iter()
+        .zip(counters)
+        .filter(|(s, _)| !s.publishes.is_empty())
+        .map(|(s, c)| relay_loop(stores, manifest, config, s, c, options, stop.clone()));
+    let deliveries = services
+        .iter()
+        .zip(counters)
+        .filter(|(s, _)| !s.consumes.is_empty())
+        .map(|(s, c)| delivery_loop(stores, manifest, config, s, c, options, stop.clone()));
+    if options.once {
+        // Everything published first, so that the deliveries find it.
+        futures::future::join_all(relays).await;
+        futures::future::join_all(deliveries).await;
+    } else {
+        futures::future::join(
+            futures::future::join_all(relays),
+            futures::future::join_all(deliveries),
+        )
+        .await;
     }
-    futures::future::join_all(work).await;
 }
 
 /// Backoff between attempts after an error: 100 ms doubling to 5 s.
@@ -195,6 +193,9 @@ async fn relay_loop(
                         &e,
                         &mut last_error,
                     );
+                    if options.once {
+                        return;
+                    }
                     backoff.wait(&mut stop).await;
                     continue;
                 }
@@ -211,6 +212,9 @@ async fn relay_loop(
                         &e,
                         &mut last_error,
                     );
+                    if options.once {
+                        return;
+                    }
                     backoff.wait(&mut stop).await;
                     continue;
                 }
@@ -226,6 +230,9 @@ async fn relay_loop(
                 if let Some(why) = &done.failed {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     report(service, "publishing failed", why, &mut last_error);
+                    if options.once {
+                        return;
+                    }
                     backoff.wait(&mut stop).await;
                     continue;
                 }
@@ -241,6 +248,9 @@ async fn relay_loop(
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 report(service, "relaying failed", &e, &mut last_error);
+                if options.once {
+                    return;
+                }
                 if let Some(s) = store.take() {
                     s.close().await;
                 }
@@ -277,6 +287,9 @@ async fn delivery_loop(
                 Err(e) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     report(service, "the delivery cannot start", &e, &mut last_error);
+                    if options.once {
+                        return;
+                    }
                     backoff.wait(&mut stop).await;
                     continue;
                 }
@@ -306,6 +319,9 @@ async fn delivery_loop(
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
                 report(service, "delivering failed", &e, &mut last_error);
+                if options.once {
+                    return;
+                }
                 if is_bus_error(&e) {
                     delivery = None;
                 }
