@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what `make test` needs is here: the Rust toolchain, libclang,
-# the PostgreSQL server binaries, and a PostgreSQL server answering on
-# 127.0.0.1:5432 (started if it is installed but down).
+# the PostgreSQL server binaries, a PostgreSQL server answering on
+# 127.0.0.1:5432 (started if it is installed but down), and the
+# nats-server binary (the nats bus's tests start servers of their own).
 # With --build, only what building silo needs (`make demo` runs on SQLite).
 set -euo pipefail
 
@@ -43,6 +44,17 @@ command -v sqlite3 >/dev/null || fail "sqlite3 not found: install it (Debian: ap
 # util-linux `script` gives a CLI test a terminal, to prove that destructive
 # commands ask there.
 command -v script >/dev/null || fail "script not found: install util-linux"
+# The nats bus's tests start throwaway nats-servers (JetStream, 2.9 or newer).
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ] && [ -z "${SILO_TEST_NATS_SERVER:-}" ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "nats-server is missing; installing it" >&2
+    (apt-get install -y -qq nats-server >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nats-server >/dev/null; }) ||
+      fail "could not install nats-server"
+  else
+    fail "nats-server not found: install it (Debian: apt-get install nats-server) or set SILO_TEST_NATS_SERVER"
+  fi
+fi
 
 host=127.0.0.1 port=5432
 if ! pg_isready -q -h "$host" -p "$port"; then

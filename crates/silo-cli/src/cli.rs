@@ -282,13 +282,24 @@ pub enum EventsCommand {
 
     /// Re-deliver a type's events from the stream to a service (nats bus)
     ///
-    /// The inbox's unique event id makes this safe: events already there
-    /// are skipped, unless --reprocess marks them pending again. This is how
-    /// a new service builds its denormalized copy from history.
+    /// Reads the type's events from the project's JetStream stream (as the
+    /// silo admin with `nats_auth`) and writes them into the service's
+    /// inbox as the service. The inbox's unique event id makes this safe:
+    /// events already there are skipped, unless --reprocess marks them
+    /// pending again with their attempts reset. This is how a new service
+    /// builds its denormalized copy from history.
     Replay(EventsReplayArgs),
 
     /// Write a nats-server authorization block: one user per service,
     /// allowed to publish only its own types and consume only its own
+    ///
+    /// Generates each user's password the first time (kept in
+    /// <data_dir>/secrets/nats/<user>.env, mode 0600) and writes the block
+    /// with bcrypt hashes only, the same on every run. Besides one user
+    /// per service that publishes or consumes, the block has `silo-admin`,
+    /// which creates the stream and the durable consumers: with
+    /// `[events] nats_auth = true` services may not create them. --apply
+    /// does that on the server at SILO_NATS_URL.
     NatsConfig(EventsNatsConfigArgs),
 }
 
@@ -391,13 +402,25 @@ pub struct EventsReplayArgs {
     /// Mark events already in the inbox pending again, to run them again
     #[arg(long)]
     pub reprocess: bool,
+    /// Print one JSON document instead of a summary
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct EventsNatsConfigArgs {
-    /// Where to write the authorization block [default: stdout]
+    /// Where to write the authorization block (mode 0600) [default: stdout]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also create or update the project's stream and every consuming
+    /// service's durable consumers on the server at SILO_NATS_URL (as
+    /// `silo-admin` with `nats_auth`)
+    #[arg(long)]
+    pub apply: bool,
+    /// Print one JSON document instead of a summary (with no --out, the
+    /// block is in it)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

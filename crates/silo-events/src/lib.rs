@@ -38,6 +38,11 @@ pub enum EventsError {
     #[diagnostic(transparent)]
     Store(#[from] StoreError),
 
+    /// The nats bus failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Nats(#[from] relay::nats::NatsError),
+
     /// A statement on the store failed.
     #[error("{action} failed")]
     #[diagnostic(code(silo::events::sql))]
@@ -113,6 +118,7 @@ impl EventsError {
         match self {
             EventsError::Store(e) => e.exit_code(),
             EventsError::Contracts(_) => 2,
+            EventsError::Nats(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -204,6 +204,38 @@ impl SecretsDir {
         self.dir.join(secrets_layout::file_name(service))
     }
 
+    /// The credentials file of a NATS user: `secrets/nats/<user>.env`.
+    pub fn nats_path(&self, user: &str) -> PathBuf {
+        self.dir
+            .join(secrets_layout::NATS_FOLDER)
+            .join(secrets_layout::file_name(user))
+    }
+
+    /// Reads a NATS user's credentials file; `None` when it does not
+    /// exist.
+    pub fn read_nats(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let path = self.nats_path(user);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// Writes a NATS user's credentials file (0600, atomically; folders
+    /// 0700), like a service's database credentials.
+    pub fn write_nats(&self, user: &str, text: &str) -> Result<(), StoreError> {
+        self.prepare()?;
+        let dir = self.dir.join(secrets_layout::NATS_FOLDER);
+        files::prepare_dir(&dir, true).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = self.nats_path(user);
+        files::write_private_atomic(&path, text.as_bytes())
+            .map_err(|source| StoreError::Io { path, source })
+    }
+
     /// Reads a service's credentials; `None` when the file does not exist.
     pub fn read(&self, service: &Service) -> Result<Option<Credentials>, StoreError> {
         let path = self.path(&service.name);

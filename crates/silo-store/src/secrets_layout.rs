@@ -10,6 +10,22 @@
 /// The folder of secrets files inside the data dir.
 pub const SECRETS_FOLDER: &str = "secrets";
 
+/// The folder inside the secrets folder that holds the NATS users'
+/// credentials (`silo events nats-config`): `secrets/nats/<user>.env`.
+pub const NATS_FOLDER: &str = "nats";
+
+/// The variable of a NATS credentials file that holds the user's name.
+pub const NATS_USER: &str = "NATS_USER";
+
+/// The variable of a NATS credentials file that holds the password.
+pub const NATS_PASSWORD: &str = "NATS_PASSWORD";
+
+/// A NATS user's credentials file relative to the data dir:
+/// `secrets/nats/<user>.env`.
+pub fn nats_relative_path(user: &str) -> String {
+    format!("{SECRETS_FOLDER}/{NATS_FOLDER}/{}", file_name(user))
+}
+
 /// The variable that holds the whole connection URL, password included.
 pub const DATABASE_URL: &str = "DATABASE_URL";
 
@@ -113,6 +129,11 @@ mod tests {
             ]
         );
         assert_eq!(DATABASE_URL, "DATABASE_URL");
+        assert_eq!(nats_relative_path("orders"), "secrets/nats/orders.env");
+        assert_eq!(
+            dir.nats_path("orders"),
+            std::path::Path::new("/p/.silo/secrets/nats/orders.env")
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`TempServer`]: a throwaway PostgreSQL server of the test's own, for
 //!   checks the shared trust-auth server cannot make (passwords) and for
 //!   `instance` isolation.
+//! - [`NatsServer`]: a throwaway nats-server with JetStream, its own port
+//!   and store folder, that a test can stop and start again.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -244,5 +246,122 @@ impl Drop for TempServer {
             .arg(self.dir.path().join("data"))
             .args(["-m", "immediate", "-w", "stop"])
             .output();
+    }
+}
+
+/// A nats-server of the test's own: JetStream on, a free port of
+/// 127.0.0.1, its store in a temporary folder that outlives restarts, and
+/// an optional configuration file (an authorization block, say). Stopped
+/// on drop.
+pub struct NatsServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    config: Option<PathBuf>,
+    child: Option<std::process::Child>,
+}
+
+/// The nats-server binary: `SILO_TEST_NATS_SERVER`, or `nats-server` on
+/// the PATH, or the Debian package's.
+fn nats_server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("SILO_TEST_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("nats-server");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("/usr/sbin/nats-server")
+}
+
+impl NatsServer {
+    /// Starts a server without authorization.
+    pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a server with `config` as its configuration file's text.
+    pub fn start_with_config(config: &str) -> Self {
+        Self::start_with(Some(config))
+    }
+
+    fn start_with(config: Option<&str>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("silo-nats-")
+            .tempdir()
+            .expect("temp dir");
+        let config = config.map(|text| {
+            let path = dir.path().join("server.conf");
+            std::fs::write(&path, text).expect("write the server's configuration");
+            path
+        });
+        let mut server = NatsServer {
+            dir,
+            port: free_port(),
+            config,
+            child: None,
+        };
+        server.start_again();
+        server
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port and store folder, and
+    /// waits until it accepts connections.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        let mut cmd = Command::new(nats_server_binary());
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
+        cmd.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(self.dir.path().join("store"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(self.dir.path().join("server.log")).expect("log"));
+        self.child = Some(
+            cmd.spawn()
+                .expect("nats-server runs (SILO_TEST_NATS_SERVER)"),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server (SIGKILL: nothing is flushed on the way out) and
+    /// waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

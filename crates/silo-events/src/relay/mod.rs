@@ -4,7 +4,10 @@
 //! `silo_outbox` and writes each consumer's `silo_inbox` directly.
 //! [`retention`] retires the outbox rows every consumer has, and
 //! [`backlog`] measures what is still on its way.
+//! [`nats`] goes through NATS JetStream: each publisher's outbox into the
+//! project's stream, the stream into each consumer's inbox.
 
 pub mod backlog;
 pub mod embedded;
+pub mod nats;
 pub mod retention;

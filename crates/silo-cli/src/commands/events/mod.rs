@@ -5,6 +5,7 @@ mod dlq;
 mod nats_config;
 mod replay;
 mod run;
+mod run_nats;
 mod status;
 
 use crate::cli::EventsCommand;
@@ -17,15 +18,17 @@ pub async fn run(ctx: &Context, command: &EventsCommand) -> CmdResult {
         EventsCommand::Dlq(args) => dlq::dlq(ctx, args).await,
         EventsCommand::Contracts(args) => contracts::contracts(ctx, args),
         EventsCommand::Replay(args) => replay::replay(ctx, args).await,
-        EventsCommand::NatsConfig(args) => nats_config::nats_config(ctx, args),
+        EventsCommand::NatsConfig(args) => nats_config::nats_config(ctx, args).await,
     }
 }
 
-/// Refuses a subcommand that is not built yet.
-fn not_yet(what: &str) -> CmdResult {
-    Err(crate::context::Failure::usage(miette::miette!(
-        "`silo events {what}` is not available in this build"
-    )))
+/// A failure of the events library, with its own exit code, cause and
+/// hint.
+fn nats_failure(e: silo_events::EventsError) -> crate::context::Failure {
+    crate::context::Failure {
+        code: e.exit_code(),
+        report: crate::context::store_report("", &e),
+    }
 }
 
 /// The named services, or with none every service that publishes or

@@ -22,10 +22,7 @@ pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
     ctx.select(&args.services)?;
     match ctx.manifest.events.bus {
         Bus::Embedded => embedded(ctx, args).await,
-        Bus::Nats => Err(Failure::usage(miette::miette!(
-            help = "set `bus = \"embedded\"` under [events] in silo.toml",
-            "`silo events run` on the nats bus is not available in this build"
-        ))),
+        Bus::Nats => super::run_nats::run(ctx, args).await,
     }
 }
 

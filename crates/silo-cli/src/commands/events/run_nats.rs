@@ -1,0 +1,102 @@
+//! `silo events run` on the nats bus.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use silo_events::relay::nats::NatsConfig;
+use silo_events::relay::nats::run::{Counters, RunOptions, run as run_bus, set_up};
+use silo_manifest::Service;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::nats_failure;
+use crate::cli::EventsRunArgs;
+use crate::context::{CmdResult, Context, Failure};
+
+pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
+    let services: Vec<&Service> = ctx
+        .select(&args.services)?
+        .into_iter()
+        .filter(|s| silo_events::needs_tables(s))
+        .collect();
+    if services.is_empty() {
+        errln!("silo events run: nothing to do: no service named publishes or consumes");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.metrics_addr.is_some() {
+        return Err(Failure::usage(miette::miette!(
+            help = "leave --metrics-addr out on the nats bus",
+            "--metrics-addr is not available on the nats bus in this build"
+        )));
+    }
+    let config = NatsConfig::from_env(&ctx.manifest);
+    // Run for every service: set the bus up (as the admin under auth).
+    // For some: their own consumers, or under auth only check.
+    let changes = set_up(&config, &ctx.manifest, &services, args.services.is_empty())
+        .await
+        .map_err(|e| nats_failure(e.into()))?;
+    for change in &changes {
+        errln!("{change}");
+    }
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    errln!(
+        "silo events run: nats bus, stream {}, {} ({}){}",
+        config.stream(),
+        if names.len() == 1 {
+            "1 service"
+        } else {
+            "services"
+        },
+        names.join(", "),
+        if args.once {
+            ""
+        } else {
+            "; Ctrl-C or SIGTERM stops"
+        }
+    );
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        errln!("stopping: the batches in flight finish, no new one starts");
+        let _ = stop.send(true);
+    });
+    let counters: Vec<Counters> = services.iter().map(|_| Counters::default()).collect();
+    run_bus(
+        &ctx.stores,
+        &ctx.manifest,
+        &config,
+        &services,
+        &counters,
+        RunOptions { once: args.once },
+        rx,
+    )
+    .await;
+    signals.abort();
+    let total = |f: fn(&Counters) -> u64| counters.iter().map(f).sum::<u64>();
+    let errors = total(|c| c.errors.load(Ordering::Relaxed));
+    outln!(
+        "{}: published {}, delivered {}, dead {}{}",
+        if args.once { "done" } else { "stopped" },
+        total(|c| c.published.load(Ordering::Relaxed)),
+        total(|c| c.delivered.load(Ordering::Relaxed)),
+        total(|c| c.dead.load(Ordering::Relaxed)),
+        match (errors, args.once) {
+            (0, _) => String::new(),
+            (n, true) => format!(", {n} failed (see the warnings)"),
+            (n, false) => format!(", {n} error(s) retried (see the warnings)"),
+        }
+    );
+    Ok(if args.once && errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,281 @@
+//! The relay on the nats bus: a publishing service's outbox → the
+//! project's stream, read as the service.
+//!
+//! Rows are read in commit-safe order (PostgreSQL: only transactions
+//! older than every running one, by `(txid, id)`; SQLite: by `seq`),
+//! published one after the other on one connection without waiting
+//! (JetStream stores them in that order), then every publish ack is
+//! awaited and the acknowledged rows are marked `sent` (retention `keep`)
+//! or deleted (retention `delete`) in one statement. A relay killed
+//! between the publish and the mark publishes those rows again: the
+//! stream's duplicate window (`Nats-Msg-Id` = event id) drops them, and
+//! past it the inbox's unique event id does.
+//!
+//! A row that can never be published is marked `dead` with the reason,
+//! so it cannot hold back the rows after it: a type the service does not
+//! declare in `publishes` (under `nats_auth` the server would refuse it),
+//! or an event larger than the server takes.
+//!
+//! When a publish fails, the rows before it are marked and the rest are
+//! published again on the next pass, in order. If the connection was lost
+//! part way and the client sent later rows again after it reconnected,
+//! those can sit in the stream before an earlier one: the relay notices
+//! (the earlier one is new to the stream when it is published again) and
+//! logs a warning naming the events.
+
+use async_nats::jetstream::message::PublishMessage;
+use silo_manifest::{Manifest, Retention, Service};
+use silo_store::ServiceConnection;
+
+use super::connect::Connection;
+use super::envelope::Envelope;
+use super::names;
+use crate::{EventsError, sql};
+
+/// How many outbox rows one pass reads and publishes at most.
+pub const BATCH: i64 = 500;
+
+/// What one [`relay_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relayed {
+    /// Rows read from the outbox.
+    pub read: usize,
+    /// Events the stream acknowledged (new or already there).
+    pub published: u64,
+    /// Rows marked dead.
+    pub dead: u64,
+    /// Whether a publish failed (the rest of the batch waits for the next
+    /// pass).
+    pub failed: Option<String>,
+}
+
+/// One outbox row.
+struct Row {
+    envelope: Envelope,
+}
+
+/// Reads one batch of `service`'s pending outbox rows, publishes them and
+/// marks them. `conn` is the service's own store connection.
+pub async fn relay_batch(
+    conn: &mut ServiceConnection,
+    bus: &Connection,
+    manifest: &Manifest,
+    service: &Service,
+) -> Result<Relayed, EventsError> {
+    let rows = read_pending(conn, service).await?;
+    let mut done = Relayed {
+        read: rows.len(),
+        ..Default::default()
+    };
+    if rows.is_empty() {
+        return Ok(done);
+    }
+    let max_payload = bus.client.server_info().max_payload;
+    let mut dead: Vec<(String, String)> = Vec::new();
+    let mut acks = Vec::new();
+    for row in &rows {
+        let e = &row.envelope;
+        if !service.publishes.contains(&e.event_type) {
+            dead.push((
+                e.id.clone(),
+                format!(
+                    "{} does not declare {} in `publishes` in silo.toml, so the bus does not take it",
+                    service.name, e.event_type
+                ),
+            ));
+            continue;
+        }
+        let headers = e.to_headers();
+        let size = e.payload.len() + headers_len(&headers);
+        if max_payload > 0 && size > max_payload {
+            dead.push((
+                e.id.clone(),
+                format!("the event is {size} bytes with its headers; the NATS server takes at most {max_payload}"),
+            ));
+            continue;
+        }
+        let message = PublishMessage::build()
+            .payload(e.payload.clone().into())
+            .headers(headers);
+        let subject = names::subject(&manifest.project, &e.event_type);
+        match bus.js.send_publish(subject, message).await {
+            Ok(ack) => acks.push((e.id.clone(), ack)),
+            Err(err) => {
+                done.failed = Some(err.to_string());
+                break;
+            }
+        }
+    }
+    // Every ack, in order; the first failure ends what may be marked.
+    let mut sent = Vec::new();
+    let mut failed_at: Option<usize> = None;
+    let mut later_ok = Vec::new();
+    // All at once: with the server gone, each times out, and one after
+    // the other would take the timeout times the batch.
+    let (ids, futures): (Vec<String>, Vec<_>) = acks.into_iter().unzip();
+    let results = futures::future::join_all(futures.into_iter().map(|f| f.into_future())).await;
+    for (i, (id, result)) in ids.into_iter().zip(results).enumerate() {
+        match (result.map_err(|e| e.to_string()), failed_at) {
+            (Ok(_), None) => sent.push(id),
+            (Ok(a), Some(_)) if !a.duplicate => later_ok.push(id),
+            (Ok(_), Some(_)) => {}
+            (Err(e), None) => {
+                failed_at = Some(i);
+                done.failed.get_or_insert(e);
+            }
+            (Err(_), Some(_)) => {}
+        }
+    }
+    if !later_ok.is_empty() {
+        tracing::warn!(
+            service = %service.name,
+            events = ?later_ok,
+            "a publish failed while later ones reached the stream: these events may sit before an earlier one of the same service"
+        );
+    }
+    done.published = sent.len() as u64;
+    mark_sent(conn, service, &sent, manifest.events.retention).await?;
+    for (id, why) in &dead {
+        mark_dead(conn, service, id, why).await?;
+    }
+    done.dead = dead.len() as u64;
+    Ok(done)
+}
+
+/// The length the headers take on the wire, near enough.
+fn headers_len(h: &async_nats::HeaderMap) -> usize {
+    h.iter()
+        .map(|(k, vs)| {
+            vs.iter()
+                .map(|v| AsRef::<[u8]>::as_ref(k).len() + v.as_str().len() + 4)
+                .sum::<usize>()
+        })
+        .sum::<usize>()
+        + 12
+}
+
+/// The next batch of pending rows in commit-safe order.
+async fn read_pending(
+    conn: &mut ServiceConnection,
+    service: &Service,
+) -> Result<Vec<Row>, EventsError> {
+    let action = format!("reading {}'s outbox", service.name);
+    type R = (String, String, String, String, String, String);
+    let rows: Vec<R> = match conn {
+        // `ORDER BY` names the table's columns: the output's `id` is text,
+        // and ordering by it would sort the whole outbox instead of
+        // walking the (txid, id) index.
+        ServiceConnection::Postgres(c) => sqlx::query_as(
+            "SELECT id::text, type, key, payload::text, headers::text, \
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+             FROM silo_outbox \
+             WHERE state = 'pending' AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY silo_outbox.txid, silo_outbox.id LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(sql(action))?,
+        ServiceConnection::Sqlite(c) => sqlx::query_as(
+            "SELECT id, type, key, payload, headers, created_at FROM silo_outbox \
+             WHERE state = 'pending' ORDER BY seq LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(sql(action))?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(id, event_type, key, payload, headers, time)| Row {
+            envelope: Envelope {
+                id,
+                source: service.name.clone(),
+                event_type,
+                key,
+                time,
+                dataschema: None,
+                headers,
+                payload,
+            },
+        })
+        .collect())
+}
+
+/// Marks the rows the stream has as sent, or deletes them, in one
+/// statement.
+async fn mark_sent(
+    conn: &mut ServiceConnection,
+    service: &Service,
+    ids: &[String],
+    retention: Retention,
+) -> Result<(), EventsError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let action = format!("marking {}'s relayed events", service.name);
+    match conn {
+        ServiceConnection::Postgres(c) => {
+            let statement = match retention {
+                Retention::Keep => {
+                    "UPDATE silo_outbox SET state = 'sent', sent_at = clock_timestamp(), error = NULL \
+                     WHERE id = ANY($1::text[]::uuid[]) AND state = 'pending'"
+                }
+                Retention::Delete => "DELETE FROM silo_outbox WHERE id = ANY($1::text[]::uuid[])",
+            };
+            sqlx::query(statement)
+                .bind(ids)
+                .execute(&mut *c)
+                .await
+                .map_err(sql(action))?;
+        }
+        ServiceConnection::Sqlite(c) => {
+            let statement = match retention {
+                Retention::Keep => {
+                    "UPDATE silo_outbox SET state = 'sent', \
+                     sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), error = NULL \
+                     WHERE id IN (SELECT value FROM json_each($1)) AND state = 'pending'"
+                }
+                Retention::Delete => {
+                    "DELETE FROM silo_outbox WHERE id IN (SELECT value FROM json_each($1))"
+                }
+            };
+            let ids = serde_json::to_string(ids).expect("a list of strings is JSON");
+            sqlx::query(statement)
+                .bind(ids)
+                .execute(&mut *c)
+                .await
+                .map_err(sql(action))?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks one row dead with the reason.
+async fn mark_dead(
+    conn: &mut ServiceConnection,
+    service: &Service,
+    id: &str,
+    why: &str,
+) -> Result<(), EventsError> {
+    let action = format!("marking an event of {} dead", service.name);
+    match conn {
+        ServiceConnection::Postgres(c) => sqlx::query(
+            "UPDATE silo_outbox SET state = 'dead', error = $2 WHERE id = $1::uuid AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(why)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()),
+        ServiceConnection::Sqlite(c) => sqlx::query(
+            "UPDATE silo_outbox SET state = 'dead', error = $2 WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(why)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()),
+    }
+    .map_err(sql(action))
+}
