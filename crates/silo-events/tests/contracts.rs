@@ -5,11 +5,15 @@
 
 use serde_json::json;
 use silo_events::contracts::{self, Contracts, Verdict};
+use silo_events::publish;
 use silo_events::relay::embedded::deliver_once;
-use silo_events::{ensure, publish};
 use silo_manifest::{Manifest, Overrides, Service};
-use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
-use silo_testkit::{Prefix, admin_url};
+use silo_store::{ServiceConnection, Stores};
+use silo_testkit::Prefix;
+
+mod common;
+
+use common::{provision, service_toml};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -42,33 +46,12 @@ impl Project {
             ("billing", "consumes = [\"order.placed\", \"order.noted\"]"),
             ("shipping", "consumes = [\"order.placed\"]"),
         ] {
-            text.push_str(&format!(
-                "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n{lists}\n",
-                prefix.name(name),
-                prefix.name(&format!("{name}_svc")),
-            ));
+            text.push_str(&service_toml(&prefix, name, lists));
         }
         let events = dir.path().join("services/orders/events");
         std::fs::create_dir_all(&events).unwrap();
         std::fs::write(events.join("order.placed.v1.json"), ORDER_PLACED_V1).unwrap();
-        let manifest =
-            Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
-                .unwrap();
-        let stores = Stores::new(StoresConfig {
-            project: None,
-            data_dir: manifest.data_dir.clone(),
-            admin_url: Some(admin_url()),
-            concurrency: 2,
-        });
-        for svc in &manifest.services {
-            stores
-                .engine(svc)
-                .unwrap()
-                .provision(svc, ProvisionOptions::default())
-                .await
-                .unwrap();
-            ensure(&stores, svc).await.unwrap();
-        }
+        let (manifest, stores) = provision(dir.path(), &text).await;
         Project {
             _dir: dir,
             _prefix: prefix,

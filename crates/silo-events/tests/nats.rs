@@ -6,14 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use silo_events::publish as publish_event;
 use silo_events::relay::nats::run::{Counters, RunOptions, run, set_up};
 use silo_events::relay::nats::{NatsConfig, names, publish, stream};
-use silo_events::{ensure, publish as publish_event};
 use silo_manifest::{Manifest, Overrides, Service};
-use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
+use silo_store::{ServiceConnection, Stores, StoresConfig};
 use silo_testkit::{NatsServer, Prefix, admin_url};
 use sqlx::Connection;
 use tokio::sync::watch;
+
+mod common;
+
+use common::{provision, service_toml};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -43,30 +47,9 @@ impl Project {
             "[project]\nname = \"shop\"\n[defaults]\nengine = \"{engine}\"\n[events]\nbus = \"nats\"\n{events}\n"
         );
         for (name, line) in SERVICES {
-            text.push_str(&format!(
-                "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n{line}\n",
-                prefix.name(name),
-                prefix.name(&format!("{name}_svc")),
-            ));
+            text.push_str(&service_toml(&prefix, name, line));
         }
-        let path = dir.path().join("silo.toml");
-        std::fs::write(&path, &text).unwrap();
-        let manifest = Manifest::load(&path, &Overrides::default()).unwrap();
-        let stores = Stores::new(StoresConfig {
-            project: None,
-            data_dir: manifest.data_dir.clone(),
-            admin_url: Some(admin_url()),
-            concurrency: 2,
-        });
-        for svc in &manifest.services {
-            stores
-                .engine(svc)
-                .unwrap()
-                .provision(svc, ProvisionOptions::default())
-                .await
-                .unwrap();
-            ensure(&stores, svc).await.unwrap();
-        }
+        let (manifest, stores) = provision(dir.path(), &text).await;
         let nats = NatsConfig::new(&manifest, server.url());
         Project {
             dir,

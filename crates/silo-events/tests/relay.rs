@@ -5,11 +5,15 @@ use serde_json::json;
 use silo_events::contracts::Contracts;
 use silo_events::relay::embedded::{self, Delivered};
 use silo_events::{EventsError, ensure, publish};
-use silo_manifest::{Manifest, Overrides, Service};
-use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
-use silo_testkit::{Prefix, admin_url};
+use silo_manifest::{Manifest, Service};
+use silo_store::{ServiceConnection, Stores};
+use silo_testkit::Prefix;
 use sqlx::Connection;
 use uuid::Uuid;
+
+mod common;
+
+use common::{provision, service_toml};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -44,33 +48,17 @@ impl Project {
             ("shipping", "consumes", "order.placed"),
             ("ledger", "consumes", "payment.made"),
         ] {
-            text.push_str(&format!(
-                "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n{kind} = [\"{types}\"]\n",
-                prefix.name(name),
-                prefix.name(&format!("{name}_svc")),
+            let engine = match others.iter().find(|(s, _)| *s == name) {
+                Some((_, other)) => format!("\nengine = \"{other}\""),
+                None => String::new(),
+            };
+            text.push_str(&service_toml(
+                &prefix,
+                name,
+                &format!("{kind} = [\"{types}\"]{engine}"),
             ));
-            if let Some((_, other)) = others.iter().find(|(s, _)| *s == name) {
-                text.push_str(&format!("engine = \"{other}\"\n"));
-            }
         }
-        let manifest =
-            Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
-                .unwrap();
-        let stores = Stores::new(StoresConfig {
-            project: None,
-            data_dir: manifest.data_dir.clone(),
-            admin_url: Some(admin_url()),
-            concurrency: 2,
-        });
-        for svc in &manifest.services {
-            stores
-                .engine(svc)
-                .unwrap()
-                .provision(svc, ProvisionOptions::default())
-                .await
-                .unwrap();
-            ensure(&stores, svc).await.unwrap();
-        }
+        let (manifest, stores) = provision(dir.path(), &text).await;
         Project {
             _dir: dir,
             _prefix: prefix,

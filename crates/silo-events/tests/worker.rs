@@ -8,14 +8,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use silo_events::ensure;
 use silo_events::worker::Summary;
 use silo_events::worker::embedded::{CHANNEL, Plan, Worker};
 use silo_manifest::{Manifest, Overrides, Service};
-use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
+use silo_store::{ServiceConnection, Stores};
 use silo_testkit::{Prefix, admin_url};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::oneshot;
+
+mod common;
+
+use common::{provision, service_toml};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -45,30 +48,9 @@ impl Project {
         let mut text =
             format!("[project]\nname = \"t\"\n[defaults]\nengine = \"{engine}\"\n{events}\n");
         for (name, kind, types) in SERVICES {
-            text.push_str(&format!(
-                "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n{kind} = {types}\n",
-                prefix.name(name),
-                prefix.name(&format!("{name}_svc")),
-            ));
+            text.push_str(&service_toml(&prefix, name, &format!("{kind} = {types}")));
         }
-        let manifest =
-            Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
-                .unwrap();
-        let stores = Stores::new(StoresConfig {
-            project: None,
-            data_dir: manifest.data_dir.clone(),
-            admin_url: Some(admin_url()),
-            concurrency: 2,
-        });
-        for svc in &manifest.services {
-            stores
-                .engine(svc)
-                .unwrap()
-                .provision(svc, ProvisionOptions::default())
-                .await
-                .unwrap();
-            ensure(&stores, svc).await.unwrap();
-        }
+        let (manifest, stores) = provision(dir.path(), &text).await;
         Project {
             _dir: dir,
             prefix,

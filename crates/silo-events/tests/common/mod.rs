@@ -18,6 +18,35 @@ use sqlx::{AssertSqlSafe, Row};
 
 pub const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
+/// `[services.<name>]` with its database and role named under `prefix`,
+/// then `lines` (what it publishes or consumes, its engine...).
+pub fn service_toml(prefix: &Prefix, name: &str, lines: &str) -> String {
+    format!(
+        "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n{lines}\n",
+        prefix.name(name),
+        prefix.name(&format!("{name}_svc")),
+    )
+}
+
+/// Writes `text` as `dir`/silo.toml and loads it, then provisions every
+/// service's store and makes its event tables, each as the service.
+pub async fn provision(dir: &std::path::Path, text: &str) -> (Manifest, Stores) {
+    let path = dir.join("silo.toml");
+    std::fs::write(&path, text).unwrap();
+    let manifest = Manifest::load(&path, &Overrides::default()).unwrap();
+    let stores = stores(&manifest);
+    for svc in &manifest.services {
+        stores
+            .engine(svc)
+            .unwrap()
+            .provision(svc, ProvisionOptions::default())
+            .await
+            .unwrap();
+        ensure(&stores, svc).await.unwrap();
+    }
+    (manifest, stores)
+}
+
 /// `orders` publishes `order.placed`; `billing` consumes it and keeps what
 /// it handled in its own table `seen` (`pos` counts up as rows are
 /// written).
@@ -83,25 +112,13 @@ impl Project {
         let prefix = Prefix::new();
         let mut text = format!("[project]\nname = \"t\"\n[defaults]\nengine = \"{engine}\"\n");
         for (name, kind) in [("orders", "publishes"), ("billing", "consumes")] {
-            text.push_str(&format!(
-                "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n{kind} = [\"order.placed\"]\n",
-                prefix.name(name),
-                prefix.name(&format!("{name}_svc")),
+            text.push_str(&service_toml(
+                &prefix,
+                name,
+                &format!("{kind} = [\"order.placed\"]"),
             ));
         }
-        let manifest =
-            Manifest::from_str(&text, &dir.path().join("silo.toml"), &Overrides::default())
-                .unwrap();
-        let stores = stores(&manifest);
-        for svc in &manifest.services {
-            stores
-                .engine(svc)
-                .unwrap()
-                .provision(svc, ProvisionOptions::default())
-                .await
-                .unwrap();
-            ensure(&stores, svc).await.unwrap();
-        }
+        let (manifest, stores) = provision(dir.path(), &text).await;
         let p = Project {
             _dir: dir,
             _prefix: prefix,
