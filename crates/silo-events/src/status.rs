@@ -5,7 +5,8 @@
 use silo_manifest::{Bus, Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 
-use crate::relay::embedded::{read_origin, resume};
+use crate::relay::backlog::backlog;
+use crate::relay::embedded::{Position, read_origin, resume, routed_types};
 use crate::{APPLICATION, EventsError, sql};
 
 /// A publisher's outbox.
@@ -36,7 +37,8 @@ pub struct InboxStatus {
 /// How far a consumer's cursor for one publisher is behind (embedded bus).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Behind {
-    /// The publisher's events of the consumer's types past the cursor.
+    /// The publisher's pending events past the cursor, of the types that
+    /// go from it to the consumer ([`crate::relay::embedded::routed_types`]).
     pub events: u64,
     /// How long the oldest of them has waited, in seconds.
     pub oldest_secs: Option<f64>,
@@ -206,58 +208,21 @@ async fn behind(
     let result = async {
         let origin = read_origin(&mut source, publisher).await?;
         let cursor = resume(stored, &origin);
-        past(
-            &mut source,
-            publisher,
-            &consumer.consumes,
-            cursor.position,
-            &cursor.event_id,
-        )
-        .await
+        let at = Position {
+            origin: origin.id,
+            position: cursor.position,
+            event_id: cursor.event_id,
+        };
+        let types = routed_types(publisher, consumer);
+        let b = backlog(&mut source, publisher, &types, &at).await?;
+        Ok(Behind {
+            events: b.events,
+            oldest_secs: (b.events > 0).then_some(b.lag_secs),
+        })
     }
     .await;
     source.close().await;
     result
-}
-
-/// The publisher's events of `types` past (`position`, `event_id`), in the
-/// relay's order, that are not dead.
-async fn past(
-    source: &mut ServiceConnection,
-    publisher: &Service,
-    types: &[String],
-    position: i64,
-    event_id: &str,
-) -> Result<Behind, EventsError> {
-    let action = format!("reading {}'s outbox", publisher.name);
-    let (events, oldest): (i64, Option<f64>) = match source {
-        ServiceConnection::Postgres(c) => sqlx::query_as(
-            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8 \
-             FROM silo_outbox \
-             WHERE (txid, id) > ($1::bigint::text::xid8, $2::uuid) \
-               AND type = ANY($3) AND state <> 'dead'",
-        )
-        .bind(position)
-        .bind(event_id)
-        .bind(types)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(sql(action))?,
-        ServiceConnection::Sqlite(c) => sqlx::query_as(
-            "SELECT count(*), (julianday('now') - julianday(min(created_at))) * 86400.0 \
-             FROM silo_outbox \
-             WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) AND state <> 'dead'",
-        )
-        .bind(position)
-        .bind(serde_json::to_string(types).expect("a list of strings is JSON"))
-        .fetch_one(&mut *c)
-        .await
-        .map_err(sql(action))?,
-    };
-    Ok(Behind {
-        events: count(events),
-        oldest_secs: oldest.map(|s| s.max(0.0)),
-    })
 }
 
 /// The event types a store's tables hold, with how many events of each.
