@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 mod common;
 
-use common::{provision, service_toml};
+use common::{provision, service_toml, take_away};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -26,7 +26,7 @@ const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 /// `payment.made`, which nobody publishes.
 struct Project {
     dir: tempfile::TempDir,
-    _prefix: Prefix,
+    prefix: Prefix,
     manifest: Manifest,
     stores: Stores,
     nats: NatsConfig,
@@ -53,7 +53,7 @@ impl Project {
         let nats = NatsConfig::new(&manifest, server.url());
         Project {
             dir,
-            _prefix: prefix,
+            prefix,
             manifest,
             stores,
             nats,
@@ -468,6 +468,48 @@ async fn delivery_resumes_after_the_server_restarts() {
             let ids: Vec<&String> = inbox.iter().map(|r| &r.0).collect();
             let unique: std::collections::HashSet<_> = ids.iter().collect();
             assert_eq!(unique.len(), 40, "{engine} {label}: doubled");
+            for key in ["a", "b"] {
+                let want: Vec<&String> = published
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, id)| id)
+                    .collect();
+                let got: Vec<&String> = inbox.iter().filter(|r| r.2 == key).map(|r| &r.0).collect();
+                assert_eq!(got, want, "{engine} {label} key {key}");
+            }
+        }
+    }
+}
+
+/// A consumer's store goes away while the worker runs on the nats bus:
+/// the other consumer keeps receiving, the absent one's messages wait in
+/// the stream (unacked), and once its store is back it gets every event,
+/// once and in per-key order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_that_goes_away_holds_back_only_its_own_delivery() {
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        let worker = Worker::start(&p).await;
+        let mut published = Vec::new();
+        for n in 0..10 {
+            let key = ["a", "b"][n % 2];
+            published.push((key, p.publish("order.placed", key, n as i64).await));
+        }
+        p.wait_for("billing", 10).await;
+        p.wait_for("shipping", 10).await;
+        take_away(&p.manifest, &p.prefix, "billing", true).await;
+        for n in 10..30 {
+            let key = ["a", "b"][n % 2];
+            published.push((key, p.publish("order.placed", key, n as i64).await));
+        }
+        let shipping = p.wait_for("shipping", 30).await;
+        take_away(&p.manifest, &p.prefix, "billing", false).await;
+        let billing = p.wait_for("billing", 30).await;
+        worker.stop().await;
+        for (label, inbox) in [("shipping", shipping), ("billing", billing)] {
+            let unique: std::collections::HashSet<_> = inbox.iter().map(|r| &r.0).collect();
+            assert_eq!(unique.len(), 30, "{engine} {label}: doubled or lost");
             for key in ["a", "b"] {
                 let want: Vec<&String> = published
                     .iter()

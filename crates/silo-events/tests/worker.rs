@@ -12,13 +12,12 @@ use silo_events::worker::Summary;
 use silo_events::worker::embedded::{CHANNEL, Plan, Worker};
 use silo_manifest::{Manifest, Overrides, Service};
 use silo_store::{ServiceConnection, Stores};
-use silo_testkit::{Prefix, admin_url};
-use sqlx::{Connection, PgConnection};
+use silo_testkit::Prefix;
 use tokio::sync::oneshot;
 
 mod common;
 
-use common::{provision, service_toml};
+use common::{provision, service_toml, take_away};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -334,47 +333,6 @@ async fn retention_keep_marks_what_every_consumer_has_sent() {
     }
 }
 
-/// Makes `consumer`'s store unreachable, and back: on PostgreSQL its
-/// database refuses connections (and its sessions are ended); on SQLite
-/// its folder is moved away.
-async fn take_away(p: &Project, consumer: &str, away: bool) {
-    let svc = p.service(consumer);
-    match svc.engine {
-        silo_manifest::Engine::Postgres => {
-            let db = p.prefix.name(consumer);
-            let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
-            let sql = format!(
-                "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {}",
-                if away { "false" } else { "true" }
-            );
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            if away {
-                sqlx::query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                )
-                .bind(&db)
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            }
-            admin.close().await.unwrap();
-        }
-        silo_manifest::Engine::Sqlite => {
-            let folder = svc.sqlite_path(&p.manifest.data_dir);
-            let folder = folder.parent().unwrap();
-            let moved = folder.with_extension("away");
-            if away {
-                std::fs::rename(folder, moved).unwrap();
-            } else {
-                std::fs::rename(moved, folder).unwrap();
-            }
-        }
-    }
-}
-
 /// A consumer's store goes away while the worker runs: its route fails and
 /// retries, the other consumer keeps receiving, the rows the absent one
 /// still needs stay in the outbox; once the store is back, everything
@@ -402,7 +360,7 @@ async fn a_store_that_goes_away_holds_back_only_its_own_route() {
         })
         .await;
 
-        take_away(&p, "billing", true).await;
+        take_away(&p.manifest, &p.prefix, "billing", true).await;
         let billing = status
             .routes
             .iter()
@@ -425,7 +383,7 @@ async fn a_store_that_goes_away_holds_back_only_its_own_route() {
         }
         assert!(billing.failing(), "{engine}: still away");
 
-        take_away(&p, "billing", false).await;
+        take_away(&p.manifest, &p.prefix, "billing", false).await;
         until("billing catches up", || async {
             p.inbox("billing").await.len() >= published.len()
         })
@@ -459,7 +417,7 @@ async fn once_reports_a_route_that_fails() {
     for engine in ENGINES {
         let p = Project::new(engine, "").await;
         let id = p.publish("order.placed", "k", 1).await;
-        take_away(&p, "shipping", true).await;
+        take_away(&p.manifest, &p.prefix, "shipping", true).await;
         let deadline = Instant::now() + BOUND;
         let summary = loop {
             let summary = p.once(&[]).await;
@@ -468,7 +426,7 @@ async fn once_reports_a_route_that_fails() {
             }
             assert!(Instant::now() < deadline, "{engine}: billing never got it");
         };
-        take_away(&p, "shipping", false).await;
+        take_away(&p.manifest, &p.prefix, "shipping", false).await;
         assert_eq!(
             summary.failures.len(),
             1,

@@ -335,3 +335,46 @@ pub const LONG: Backoff = Backoff {
     base: Duration::from_secs(3600),
     max: Duration::from_secs(3600),
 };
+
+/// Makes `consumer`'s store unreachable, and back: on PostgreSQL its
+/// database refuses connections (and its sessions are ended); on SQLite
+/// its folder is moved away.
+pub async fn take_away(manifest: &Manifest, prefix: &Prefix, consumer: &str, away: bool) {
+    let svc = manifest.service(consumer).unwrap();
+    match svc.engine {
+        silo_manifest::Engine::Postgres => {
+            let db = prefix.name(consumer);
+            let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
+                .await
+                .unwrap();
+            let sql = format!(
+                "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {}",
+                if away { "false" } else { "true" }
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            if away {
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(&db)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            }
+            sqlx::Connection::close(admin).await.unwrap();
+        }
+        silo_manifest::Engine::Sqlite => {
+            let folder = svc.sqlite_path(&manifest.data_dir);
+            let folder = folder.parent().unwrap();
+            let moved = folder.with_extension("away");
+            if away {
+                std::fs::rename(folder, moved).unwrap();
+            } else {
+                std::fs::rename(moved, folder).unwrap();
+            }
+        }
+    }
+}
