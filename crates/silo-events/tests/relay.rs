@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{provision, service_toml};
+use common::{
+    OneTransaction, assert_per_key_order, provision, publish_in_one_transaction, service_toml,
+};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -272,6 +274,36 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
         deliver_once(&p.stores, &p.manifest).await.unwrap().total(),
         0
     );
+}
+
+/// Many events of a handful of keys in one transaction, in one multi-row
+/// `INSERT` and in one `INSERT` each: every consumer gets each key's
+/// events in publish order. On PostgreSQL they share a `txid` and mostly
+/// their ids' millisecond (the rest of an id is random), so only the
+/// order the rows were inserted in tells them apart; more of them than a
+/// batch holds, so a cursor stops inside the transaction.
+#[tokio::test]
+async fn the_events_of_one_transaction_arrive_in_publish_order() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let mut published = Vec::new();
+        for how in [OneTransaction::OneStatement, OneTransaction::Statements] {
+            let mut conn = p.connect("orders").await;
+            published
+                .extend(publish_in_one_transaction(&mut conn, "order.placed", 1200, how).await);
+            conn.close().await;
+        }
+        for consumer in ["billing", "shipping"] {
+            p.deliver_until(consumer, published.len()).await;
+            let inbox: Vec<(String, i64)> = p
+                .inbox(consumer)
+                .await
+                .into_iter()
+                .map(|(_, _, key, payload)| (key, payload["n"].as_i64().unwrap()))
+                .collect();
+            assert_per_key_order(&format!("{engine} {consumer}"), &inbox, &published);
+        }
+    }
 }
 
 /// A store of format 1 (before the cursor table) is upgraded by `ensure`.
