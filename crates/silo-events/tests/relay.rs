@@ -326,6 +326,75 @@ async fn ensure_upgrades_format_1_with_the_cursor_table() {
     }
 }
 
+/// Tables of format 2 made by an earlier build, before the outbox's and
+/// the cursor's `seq` (the outbox then ordered by `(txid, id)`), are
+/// completed by `ensure`, and delivery goes on from the cursor without
+/// repeating anything.
+#[tokio::test]
+async fn ensure_completes_format_2_tables_made_before_the_seq_columns() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let first = p.publish("k", 1).await.to_string();
+        let second = p.publish("k", 2).await.to_string();
+        p.deliver_until("billing", 2).await;
+        if engine == "postgres" {
+            exec_as(
+                &p,
+                "orders",
+                "ALTER TABLE silo_outbox DROP COLUMN seq; \
+                 CREATE INDEX silo_outbox_txid_id ON silo_outbox (txid, id); \
+                 CREATE INDEX silo_outbox_pending ON silo_outbox (txid, id) WHERE state = 'pending'",
+            )
+            .await;
+        }
+        exec_as(
+            &p,
+            "billing",
+            "ALTER TABLE silo_inbox_cursor DROP COLUMN seq",
+        )
+        .await;
+
+        let orders = ensure(&p.stores, p.service("orders")).await.unwrap();
+        let billing = ensure(&p.stores, p.service("billing")).await.unwrap();
+        let completed = silo_events::Ensured::Upgraded { from: 2 };
+        assert_eq!(billing, completed, "{engine}");
+        if engine == "postgres" {
+            assert_eq!(orders, completed);
+            let indexes: Vec<String> = match &mut p.connect("orders").await {
+                ServiceConnection::Postgres(c) => sqlx::query_scalar(
+                    "SELECT indexname::text FROM pg_indexes \
+                     WHERE tablename = 'silo_outbox' ORDER BY indexname",
+                )
+                .fetch_all(c)
+                .await
+                .unwrap(),
+                ServiceConnection::Sqlite(_) => unreachable!(),
+            };
+            assert_eq!(
+                indexes,
+                [
+                    "silo_outbox_dead",
+                    "silo_outbox_pending_txid_seq",
+                    "silo_outbox_pkey",
+                    "silo_outbox_txid_seq"
+                ]
+            );
+        } else {
+            assert_eq!(orders, silo_events::Ensured::Unchanged);
+        }
+        let again = ensure(&p.stores, p.service("billing")).await.unwrap();
+        assert_eq!(again, silo_events::Ensured::Unchanged, "{engine}");
+
+        let third = p.publish("k", 3).await.to_string();
+        p.deliver_until("billing", 3).await;
+        assert_eq!(
+            p.inbox_ids("billing").await,
+            vec![first, second, third],
+            "{engine}: nothing twice"
+        );
+    }
+}
+
 /// The cursor lives in the consumer's own store, at the last event it
 /// holds; and even with the cursor lost, the inbox's unique event id keeps
 /// a second delivery out.
