@@ -93,7 +93,7 @@ async fn list_on(
             sqlx::query_as(
                 "SELECT id::text, type, key, error, \
                         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-                 FROM silo_outbox WHERE state = 'dead' ORDER BY txid, id",
+                 FROM silo_outbox WHERE state = 'dead' ORDER BY txid, seq",
             )
             .fetch_all(&mut *c)
             .await

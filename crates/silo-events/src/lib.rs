@@ -145,7 +145,9 @@ fn sql(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> EventsError {
 pub enum Ensured {
     /// The event tables were created.
     Created,
-    /// The event tables were upgraded from an older format.
+    /// The event tables were upgraded from an older format, or (`from`
+    /// the current one) completed: made by an earlier build of a format
+    /// not yet released.
     Upgraded { from: i64 },
     /// The event tables were there, in this format: nothing changed.
     Unchanged,
@@ -158,6 +160,9 @@ impl Ensured {
     pub fn change(&self) -> Option<String> {
         match self {
             Ensured::Created => Some("created the event tables".into()),
+            Ensured::Upgraded { from } if *from == schema::FORMAT => {
+                Some(format!("completed the event tables of format {from}"))
+            }
             Ensured::Upgraded { from } => Some(format!(
                 "upgraded the event tables from format {from} to {}",
                 schema::FORMAT
@@ -176,6 +181,14 @@ impl Ensured {
             }
         }
     }
+}
+
+/// Whether a SQLite store's cursor table has its `seq` column.
+async fn has_cursor_seq(conn: &mut SqliteConnection) -> Result<bool, EventsError> {
+    sqlx::query_scalar(schema::CURSOR_SEQ_SQLITE)
+        .fetch_one(conn)
+        .await
+        .map_err(sql("looking for the event tables' columns"))
 }
 
 /// Whether `service` needs event tables: it publishes or consumes.
@@ -206,15 +219,16 @@ pub async fn ensure(stores: &Stores, service: &Service) -> Result<Ensured, Event
     }
 }
 
-/// What to do given the format a store records.
-fn plan(service: &str, found: Option<i64>) -> Result<Option<Ensured>, EventsError> {
+/// What to do given the format a store records and, for this format,
+/// whether its tables are complete (see [`schema::COMPLETE_POSTGRES`]).
+fn plan(service: &str, found: Option<i64>, complete: bool) -> Result<Option<Ensured>, EventsError> {
     match found {
         Some(f) if f > schema::FORMAT => Err(EventsError::NewerFormat {
             service: service.to_string(),
             found: f,
             supported: schema::FORMAT,
         }),
-        Some(f) if f == schema::FORMAT => Ok(None),
+        Some(f) if f == schema::FORMAT && complete => Ok(None),
         Some(from) => Ok(Some(Ensured::Upgraded { from })),
         None => Ok(Some(Ensured::Created)),
     }
@@ -242,7 +256,12 @@ async fn ensure_postgres(conn: &mut PgConnection, service: &str) -> Result<Ensur
     } else {
         None
     };
-    let Some(done) = plan(service, found)? else {
+    let complete = found != Some(schema::FORMAT)
+        || sqlx::query_scalar(schema::COMPLETE_POSTGRES)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql("looking for the event tables' columns"))?;
+    let Some(done) = plan(service, found, complete)? else {
         return Ok(Ensured::Unchanged);
     };
     sqlx::raw_sql(AssertSqlSafe(schema::POSTGRES))
@@ -280,13 +299,22 @@ async fn ensure_sqlite(conn: &mut SqliteConnection, service: &str) -> Result<Ens
     } else {
         None
     };
-    let Some(done) = plan(service, found)? else {
+    let complete = found != Some(schema::FORMAT) || has_cursor_seq(&mut tx).await?;
+    let Some(done) = plan(service, found, complete)? else {
         return Ok(Ensured::Unchanged);
     };
     sqlx::raw_sql(AssertSqlSafe(schema::SQLITE))
         .execute(&mut *tx)
         .await
         .map_err(sql("creating the event tables"))?;
+    // SQLite has no `ADD COLUMN IF NOT EXISTS`; a cursor table just made
+    // has the column.
+    if !has_cursor_seq(&mut tx).await? {
+        sqlx::raw_sql(schema::ADD_CURSOR_SEQ_SQLITE)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("adding the cursor's seq"))?;
+    }
     sqlx::query(RECORD_FORMAT)
         .bind(schema::FORMAT)
         .execute(&mut *tx)

@@ -22,11 +22,13 @@
 //!   delivered from each publisher into this store's inbox, one row per
 //!   publishing service, written in the same transaction as the inbox
 //!   rows it covers. `position` is the publisher's outbox `txid` (as a
-//!   bigint) on PostgreSQL or its `seq` on SQLite; `event_id` the last
-//!   event delivered; `origin` which store the positions count in (a
-//!   PostgreSQL store restored into another cluster counts transaction
-//!   ids from elsewhere, so a cursor of another origin starts over, and
-//!   the inbox's unique event id keeps that from duplicating anything).
+//!   bigint) on PostgreSQL or its `seq` on SQLite; `seq` the outbox `seq`
+//!   of the last event delivered (its place within its transaction on
+//!   PostgreSQL); `event_id` that event's id, for people; `origin` which
+//!   store the positions count in (a PostgreSQL store restored into
+//!   another cluster counts transaction ids from elsewhere, so a cursor of
+//!   another origin starts over, and the inbox's unique event id keeps
+//!   that from duplicating anything).
 //! - `silo_events_state`: the format of these tables, so an older silo
 //!   refuses a store a newer one has upgraded; on SQLite also the store's
 //!   `origin`, a random id given when the tables are made (on PostgreSQL
@@ -38,10 +40,12 @@
 //! wrote it commits, so a listening worker delivers at once instead of at
 //! its next look.
 //!
-//! The relay reads the outbox in commit-safe order: by `(txid, id)` on
-//! PostgreSQL (the writing transaction's `xid8`), by `seq` (an
-//! `AUTOINCREMENT` rowid, never reused) on SQLite, where writers are
-//! serialized.
+//! The relay reads the outbox in commit-safe order: by `(txid, seq)` on
+//! PostgreSQL (the writing transaction's `xid8`, then an identity that
+//! follows the order the transaction inserted its rows in: the ids of
+//! events made in the same millisecond differ only in random bits), by
+//! `seq` (an `AUTOINCREMENT` rowid, never reused) on SQLite, where writers
+//! are serialized.
 
 /// The format these statements create. A store recording a higher one was
 /// upgraded by a newer silo and is refused.
@@ -72,6 +76,7 @@ CREATE TABLE IF NOT EXISTS silo_events_state (
 
 CREATE TABLE IF NOT EXISTS silo_outbox (
   id uuid PRIMARY KEY DEFAULT silo_uuid_v7(),
+  seq bigint GENERATED ALWAYS AS IDENTITY,
   type text NOT NULL CHECK (type <> ''),
   key text NOT NULL,
   payload jsonb NOT NULL,
@@ -82,8 +87,13 @@ CREATE TABLE IF NOT EXISTS silo_outbox (
   sent_at timestamptz,
   error text
 );
-CREATE INDEX IF NOT EXISTS silo_outbox_txid_id ON silo_outbox (txid, id);
-CREATE INDEX IF NOT EXISTS silo_outbox_pending ON silo_outbox (txid, id) WHERE state = 'pending';
+-- `seq` orders a transaction's events: their ids, when made in the same
+-- millisecond, differ only in random bits. Tables made by an earlier
+-- build of format 2 lack it and have (txid, id) indexes instead.
+ALTER TABLE silo_outbox ADD COLUMN IF NOT EXISTS seq bigint GENERATED ALWAYS AS IDENTITY;
+DROP INDEX IF EXISTS silo_outbox_txid_id, silo_outbox_pending;
+CREATE INDEX IF NOT EXISTS silo_outbox_txid_seq ON silo_outbox (txid, seq);
+CREATE INDEX IF NOT EXISTS silo_outbox_pending_txid_seq ON silo_outbox (txid, seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS silo_outbox_dead ON silo_outbox (type) WHERE state = 'dead';
 
 -- At commit of any transaction that wrote the outbox, however it wrote
@@ -126,15 +136,36 @@ CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
   source text PRIMARY KEY,
   origin text NOT NULL DEFAULT '',
   position bigint NOT NULL,
+  seq bigint NOT NULL DEFAULT 0,
   event_id text NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+ALTER TABLE silo_inbox_cursor ADD COLUMN IF NOT EXISTS seq bigint NOT NULL DEFAULT 0;
 
 CREATE OR REPLACE FUNCTION silo_publish(type text, key text, payload jsonb) RETURNS uuid
 LANGUAGE sql VOLATILE AS $fn$
   INSERT INTO silo_outbox (type, key, payload) VALUES ($1, $2, $3) RETURNING id
 $fn$;
 "#;
+
+/// Whether a PostgreSQL store's tables of [`FORMAT`] are complete: those
+/// made by an earlier build of format 2 (not released) lack the outbox's
+/// and the cursor's `seq`, and [`POSTGRES`] adds them.
+pub const COMPLETE_POSTGRES: &str = "SELECT count(*) = 2 FROM pg_attribute \
+     WHERE attname = 'seq' AND NOT attisdropped \
+       AND attrelid IN (to_regclass('silo_outbox'), to_regclass('silo_inbox_cursor'))";
+
+/// Whether a SQLite store's `silo_inbox_cursor` has `seq` (tables made by
+/// an earlier build of format 2 lack it).
+pub const CURSOR_SEQ_SQLITE: &str =
+    "SELECT EXISTS (SELECT 1 FROM pragma_table_info('silo_inbox_cursor') WHERE name = 'seq')";
+
+/// Adds `seq` to a SQLite cursor table that lacks it. A cursor without it
+/// (0) goes on from the start of its position, so events it already
+/// delivered may be read again; the inbox's unique event id keeps them
+/// out.
+pub const ADD_CURSOR_SEQ_SQLITE: &str =
+    "ALTER TABLE silo_inbox_cursor ADD COLUMN seq INTEGER NOT NULL DEFAULT 0";
 
 /// A UUID v7 as SQLite text: the clock's milliseconds (48 bits), version
 /// 7, 12 random bits, the RFC 9562 variant, 62 random bits.
@@ -202,6 +233,7 @@ CREATE TABLE IF NOT EXISTS silo_inbox_cursor (
   source TEXT PRIMARY KEY,
   origin TEXT NOT NULL DEFAULT '',
   position INTEGER NOT NULL,
+  seq INTEGER NOT NULL DEFAULT 0,
   event_id TEXT NOT NULL,
   updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );

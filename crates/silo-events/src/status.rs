@@ -6,7 +6,9 @@ use silo_manifest::{Bus, Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 
 use crate::relay::backlog::backlog;
-use crate::relay::embedded::{Position, read_origin, resume, routed_types};
+use crate::relay::embedded::{
+    CURSOR_SELECT, Position, StoredCursor, read_origin, resume, routed_types,
+};
 use crate::{APPLICATION, EventsError, sql};
 
 /// A publisher's outbox.
@@ -188,16 +190,15 @@ async fn behind(
         "reading {}'s cursor for events from {}",
         consumer.name, publisher.name
     );
-    let statement = "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1";
-    let stored: Option<(String, i64, String)> = match conn {
+    let stored: Option<StoredCursor> = match conn {
         ServiceConnection::Postgres(c) => {
-            sqlx::query_as(statement)
+            sqlx::query_as(CURSOR_SELECT)
                 .bind(&publisher.name)
                 .fetch_optional(&mut *c)
                 .await
         }
         ServiceConnection::Sqlite(c) => {
-            sqlx::query_as(statement)
+            sqlx::query_as(CURSOR_SELECT)
                 .bind(&publisher.name)
                 .fetch_optional(&mut *c)
                 .await
@@ -211,6 +212,7 @@ async fn behind(
         let at = Position {
             origin: origin.id,
             position: cursor.position,
+            seq: cursor.seq,
             event_id: cursor.event_id,
         };
         let types = routed_types(publisher, consumer);

@@ -17,7 +17,10 @@ use tokio::sync::watch;
 
 mod common;
 
-use common::{provision, service_toml, take_away};
+use common::{
+    OneTransaction, assert_per_key_order, provision, publish_in_one_transaction, service_toml,
+    take_away,
+};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -437,6 +440,41 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     worker.stop().await;
     let ids: Vec<String> = shipping.into_iter().map(|r| r.0).collect();
     assert_eq!(ids, vec![a_id, b_id]);
+}
+
+/// Many events of a handful of keys in one transaction, in one multi-row
+/// `INSERT` and in one `INSERT` each: they reach the stream, and every
+/// consumer's inbox, with each key's events in publish order (on
+/// PostgreSQL they share a `txid` and mostly their ids' millisecond).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_events_of_one_transaction_reach_the_inbox_in_publish_order() {
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        let mut published = Vec::new();
+        for how in [OneTransaction::OneStatement, OneTransaction::Statements] {
+            let mut conn = p.connect("orders").await;
+            published
+                .extend(publish_in_one_transaction(&mut conn, "order.placed", 1200, how).await);
+            conn.close().await;
+        }
+        let worker = Worker::start(&p).await;
+        for consumer in ["billing", "shipping"] {
+            p.wait_for(consumer, published.len()).await;
+            let sql = "SELECT key, CAST(payload AS TEXT) FROM silo_inbox ORDER BY seq";
+            let inbox: Vec<(String, i64)> = p
+                .rows(consumer, sql)
+                .await
+                .into_iter()
+                .map(|r| {
+                    let payload: serde_json::Value = serde_json::from_str(&r[1]).unwrap();
+                    (r[0].clone(), payload["n"].as_i64().unwrap())
+                })
+                .collect();
+            assert_per_key_order(&format!("{engine} {consumer}"), &inbox, &published);
+        }
+        worker.stop().await;
+    }
 }
 
 /// The nats-server goes away in the middle of the run and comes back on

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{provision, service_toml};
+use common::{
+    OneTransaction, assert_per_key_order, provision, publish_in_one_transaction, service_toml,
+};
 
 const ENGINES: [&str; 2] = ["sqlite", "postgres"];
 
@@ -274,6 +276,36 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     );
 }
 
+/// Many events of a handful of keys in one transaction, in one multi-row
+/// `INSERT` and in one `INSERT` each: every consumer gets each key's
+/// events in publish order. On PostgreSQL they share a `txid` and mostly
+/// their ids' millisecond (the rest of an id is random), so only the
+/// order the rows were inserted in tells them apart; more of them than a
+/// batch holds, so a cursor stops inside the transaction.
+#[tokio::test]
+async fn the_events_of_one_transaction_arrive_in_publish_order() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let mut published = Vec::new();
+        for how in [OneTransaction::OneStatement, OneTransaction::Statements] {
+            let mut conn = p.connect("orders").await;
+            published
+                .extend(publish_in_one_transaction(&mut conn, "order.placed", 1200, how).await);
+            conn.close().await;
+        }
+        for consumer in ["billing", "shipping"] {
+            p.deliver_until(consumer, published.len()).await;
+            let inbox: Vec<(String, i64)> = p
+                .inbox(consumer)
+                .await
+                .into_iter()
+                .map(|(_, _, key, payload)| (key, payload["n"].as_i64().unwrap()))
+                .collect();
+            assert_per_key_order(&format!("{engine} {consumer}"), &inbox, &published);
+        }
+    }
+}
+
 /// A store of format 1 (before the cursor table) is upgraded by `ensure`.
 #[tokio::test]
 async fn ensure_upgrades_format_1_with_the_cursor_table() {
@@ -291,6 +323,75 @@ async fn ensure_upgrades_format_1_with_the_cursor_table() {
         assert_eq!(done, silo_events::Ensured::Upgraded { from: 1 }, "{engine}");
         p.publish("1", 1).await;
         p.deliver_until("billing", 1).await;
+    }
+}
+
+/// Tables of format 2 made by an earlier build, before the outbox's and
+/// the cursor's `seq` (the outbox then ordered by `(txid, id)`), are
+/// completed by `ensure`, and delivery goes on from the cursor without
+/// repeating anything.
+#[tokio::test]
+async fn ensure_completes_format_2_tables_made_before_the_seq_columns() {
+    for engine in ENGINES {
+        let p = Project::new(engine).await;
+        let first = p.publish("k", 1).await.to_string();
+        let second = p.publish("k", 2).await.to_string();
+        p.deliver_until("billing", 2).await;
+        if engine == "postgres" {
+            exec_as(
+                &p,
+                "orders",
+                "ALTER TABLE silo_outbox DROP COLUMN seq; \
+                 CREATE INDEX silo_outbox_txid_id ON silo_outbox (txid, id); \
+                 CREATE INDEX silo_outbox_pending ON silo_outbox (txid, id) WHERE state = 'pending'",
+            )
+            .await;
+        }
+        exec_as(
+            &p,
+            "billing",
+            "ALTER TABLE silo_inbox_cursor DROP COLUMN seq",
+        )
+        .await;
+
+        let orders = ensure(&p.stores, p.service("orders")).await.unwrap();
+        let billing = ensure(&p.stores, p.service("billing")).await.unwrap();
+        let completed = silo_events::Ensured::Upgraded { from: 2 };
+        assert_eq!(billing, completed, "{engine}");
+        if engine == "postgres" {
+            assert_eq!(orders, completed);
+            let indexes: Vec<String> = match &mut p.connect("orders").await {
+                ServiceConnection::Postgres(c) => sqlx::query_scalar(
+                    "SELECT indexname::text FROM pg_indexes \
+                     WHERE tablename = 'silo_outbox' ORDER BY indexname",
+                )
+                .fetch_all(c)
+                .await
+                .unwrap(),
+                ServiceConnection::Sqlite(_) => unreachable!(),
+            };
+            assert_eq!(
+                indexes,
+                [
+                    "silo_outbox_dead",
+                    "silo_outbox_pending_txid_seq",
+                    "silo_outbox_pkey",
+                    "silo_outbox_txid_seq"
+                ]
+            );
+        } else {
+            assert_eq!(orders, silo_events::Ensured::Unchanged);
+        }
+        let again = ensure(&p.stores, p.service("billing")).await.unwrap();
+        assert_eq!(again, silo_events::Ensured::Unchanged, "{engine}");
+
+        let third = p.publish("k", 3).await.to_string();
+        p.deliver_until("billing", 3).await;
+        assert_eq!(
+            p.inbox_ids("billing").await,
+            vec![first, second, third],
+            "{engine}: nothing twice"
+        );
     }
 }
 

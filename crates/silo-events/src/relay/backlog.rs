@@ -35,11 +35,11 @@ pub async fn backlog(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8, 0) \
              FROM silo_outbox \
              WHERE state = 'pending' AND type = ANY($1) \
-               AND (txid, id) > ($2::bigint::text::xid8, $3::uuid)",
+               AND (txid, seq) > ($2::bigint::text::xid8, $3)",
         )
         .bind(types)
         .bind(cursor.position)
-        .bind(start_if_empty(&cursor.event_id))
+        .bind(cursor.seq)
         .fetch_one(&mut *c)
         .await
         .map_err(sql(action))?,
@@ -60,15 +60,6 @@ pub async fn backlog(
         events: u64::try_from(events).unwrap_or(0),
         lag_secs: lag_secs.max(0.0),
     })
-}
-
-/// A cursor that has not moved yet has no event id.
-fn start_if_empty(event_id: &str) -> &str {
-    if event_id.is_empty() {
-        "00000000-0000-0000-0000-000000000000"
-    } else {
-        event_id
-    }
 }
 
 /// The publisher's `dead` outbox rows per event type.

@@ -12,11 +12,13 @@
 //! Order, per engine of the publisher:
 //! - PostgreSQL: only rows whose transaction is older than every
 //!   transaction still running (`txid < pg_snapshot_xmin(pg_current_snapshot())`),
-//!   in `(txid, id)` order, with the cursor at the last `(txid, id)`.
+//!   in `(txid, seq)` order, with the cursor at the last `(txid, seq)`.
 //!   Rows of a transaction still open are left for a later pass, so a
 //!   transaction that took an earlier id but commits later is never
 //!   skipped. A long-running transaction anywhere on the server holds
-//!   delivery back (lag, not loss).
+//!   delivery back (lag, not loss). Within a transaction, `seq` (an
+//!   identity) is the order its rows were inserted in; the ids are not:
+//!   those made in one millisecond differ only in random bits.
 //! - SQLite: in `seq` order. Writers are serialized, so `seq` order is
 //!   commit order.
 //!
@@ -83,6 +85,8 @@ impl Delivered {
 struct Event {
     /// The publisher's order: `txid` on PostgreSQL, `seq` on SQLite.
     position: i64,
+    /// The outbox's `seq`: the order within a position on PostgreSQL.
+    seq: i64,
     id: String,
     event_type: String,
     key: String,
@@ -96,9 +100,18 @@ struct Event {
     refused: bool,
 }
 
+/// A consumer's cursor row for one publisher, as [`CURSOR_SELECT`] reads
+/// it: (origin, position, seq, event id).
+pub(crate) type StoredCursor = (String, i64, i64, String);
+
+/// Reads a consumer's cursor row for the publisher `$1`.
+pub(crate) const CURSOR_SELECT: &str =
+    "SELECT origin, position, seq, event_id FROM silo_inbox_cursor WHERE source = $1";
+
 /// Where a consumer's cursor for one publisher stands.
 pub(crate) struct Cursor {
     pub(crate) position: i64,
+    pub(crate) seq: i64,
     pub(crate) event_id: String,
 }
 
@@ -113,6 +126,7 @@ impl Cursor {
     fn start() -> Self {
         Cursor {
             position: 0,
+            seq: 0,
             event_id: "00000000-0000-0000-0000-000000000000".into(),
         }
     }
@@ -234,7 +248,10 @@ pub struct Position {
     pub origin: String,
     /// The publisher's `txid` (PostgreSQL) or `seq` (SQLite).
     pub position: i64,
-    /// The last event's id (PostgreSQL orders by `(txid, id)`).
+    /// The last event's outbox `seq` (PostgreSQL orders by `(txid, seq)`;
+    /// on SQLite it equals `position`).
+    pub seq: i64,
+    /// The last event's id, for people reading the cursor.
     pub event_id: String,
 }
 
@@ -265,13 +282,11 @@ pub async fn deliver_batch(
             .execute(&mut *tx)
             .await
             .map_err(sql(read_cursor(publisher, consumer)))?;
-            let cursor = sqlx::query_as::<_, (String, i64, String)>(
-                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1",
-            )
-            .bind(&publisher.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql(read_cursor(publisher, consumer)))?;
+            let cursor = sqlx::query_as::<_, StoredCursor>(CURSOR_SELECT)
+                .bind(&publisher.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
             let mut events = read_outbox(source, publisher, types, &cursor).await?;
@@ -286,13 +301,11 @@ pub async fn deliver_batch(
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(sql(begin(consumer)))?;
-            let cursor = sqlx::query_as::<_, (String, i64, String)>(
-                "SELECT origin, position, event_id FROM silo_inbox_cursor WHERE source = $1",
-            )
-            .bind(&publisher.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql(read_cursor(publisher, consumer)))?;
+            let cursor = sqlx::query_as::<_, StoredCursor>(CURSOR_SELECT)
+                .bind(&publisher.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
             let cursor = resume(cursor, &origin);
             let mut events = read_outbox(source, publisher, types, &cursor).await?;
@@ -316,11 +329,13 @@ fn batch(
         Some(last) => Position {
             origin: origin.id,
             position: last.position,
+            seq: last.seq,
             event_id: last.id.clone(),
         },
         None => Position {
             origin: origin.id,
             position: cursor.position,
+            seq: cursor.seq,
             event_id: cursor.event_id,
         },
     };
@@ -338,10 +353,14 @@ fn batch(
 /// The cursor to go on from: the stored one, unless the publisher's store
 /// is not the one it counted in (another origin) or went back (the cursor
 /// is ahead of its counter): then the beginning.
-pub(crate) fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> Cursor {
+pub(crate) fn resume(stored: Option<StoredCursor>, origin: &Origin) -> Cursor {
     match stored {
-        Some((id, position, event_id)) if id == origin.id && position <= origin.counter => {
-            Cursor { position, event_id }
+        Some((id, position, seq, event_id)) if id == origin.id && position <= origin.counter => {
+            Cursor {
+                position,
+                seq,
+                event_id,
+            }
         }
         _ => Cursor::start(),
     }
@@ -421,25 +440,26 @@ async fn read_outbox(
     cursor: &Cursor,
 ) -> Result<Vec<Event>, EventsError> {
     let action = format!("reading {}'s outbox", publisher.name);
-    type Row = (i64, String, String, String, String, String, String);
+    type Row = (i64, i64, String, String, String, String, String, String);
     let rows: Vec<Row> = match source {
         ServiceConnection::Postgres(c) => {
             // Only transactions older than every running one: a row of a
-            // transaction still open may carry a lower (txid, id) than rows
-            // already committed, and must not be skipped. The order names
-            // the table's columns (`o.`), not the output's text casts, so
-            // the `(txid, id)` index serves it instead of a sort.
+            // transaction still open may carry a lower (txid, seq) than
+            // rows already committed, and must not be skipped. The order
+            // names the table's columns (`o.`), not the output's text
+            // cast of `txid`, so the `(txid, seq)` index serves it instead
+            // of a sort.
             sqlx::query_as(
-                "SELECT txid::text::bigint, id::text, type, key, payload::text, headers::text, \
+                "SELECT txid::text::bigint, seq, id::text, type, key, payload::text, headers::text, \
                         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
                  FROM silo_outbox o \
                  WHERE o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
-                   AND (o.txid, o.id) > ($1::bigint::text::xid8, $2::uuid) \
+                   AND (o.txid, o.seq) > ($1::bigint::text::xid8, $2) \
                    AND o.type = ANY($3) AND o.state <> 'dead' \
-                 ORDER BY o.txid, o.id LIMIT $4",
+                 ORDER BY o.txid, o.seq LIMIT $4",
             )
             .bind(cursor.position)
-            .bind(&cursor.event_id)
+            .bind(cursor.seq)
             .bind(types)
             .bind(BATCH)
             .fetch_all(&mut *c)
@@ -449,7 +469,7 @@ async fn read_outbox(
         ServiceConnection::Sqlite(c) => {
             let types = serde_json::to_string(types).expect("a list of strings is JSON");
             sqlx::query_as(
-                "SELECT seq, id, type, key, payload, headers, created_at FROM silo_outbox \
+                "SELECT seq, seq, id, type, key, payload, headers, created_at FROM silo_outbox \
                  WHERE seq > $1 AND type IN (SELECT value FROM json_each($2)) AND state <> 'dead' \
                  ORDER BY seq LIMIT $3",
             )
@@ -464,8 +484,9 @@ async fn read_outbox(
     Ok(rows
         .into_iter()
         .map(
-            |(position, id, event_type, key, payload, headers, time)| Event {
+            |(position, seq, id, event_type, key, payload, headers, time)| Event {
                 position,
+                seq,
                 id,
                 event_type,
                 key,
@@ -479,10 +500,10 @@ async fn read_outbox(
         .collect())
 }
 
-const CURSOR_UPSERT: &str = "INSERT INTO silo_inbox_cursor (source, origin, position, event_id) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT (source) DO UPDATE \
-     SET origin = excluded.origin, position = excluded.position, event_id = excluded.event_id, \
-         updated_at = excluded.updated_at";
+const CURSOR_UPSERT: &str = "INSERT INTO silo_inbox_cursor (source, origin, position, seq, event_id) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source) DO UPDATE \
+     SET origin = excluded.origin, position = excluded.position, seq = excluded.seq, \
+         event_id = excluded.event_id, updated_at = excluded.updated_at";
 
 async fn write_postgres(
     tx: &mut PgConnection,
@@ -533,6 +554,7 @@ async fn write_postgres(
         .bind(&publisher.name)
         .bind(&origin.id)
         .bind(last.position)
+        .bind(last.seq)
         .bind(&last.id)
         .execute(&mut *tx)
         .await
@@ -578,6 +600,7 @@ async fn write_sqlite(
             .bind(&publisher.name)
             .bind(&origin.id)
             .bind(last.position)
+            .bind(last.seq)
             .bind(&last.id)
             .execute(&mut *tx)
             .await

@@ -68,11 +68,11 @@ pub async fn retire(
                     Watermark::UpTo(p) if p.origin == origin.id => {
                         sqlx::query(AssertSqlSafe(format!(
                             "{verb} WHERE state = 'pending' AND type = $1 \
-                             AND (txid, id) <= ($2::bigint::text::xid8, $3::uuid)"
+                             AND (txid, seq) <= ($2::bigint::text::xid8, $3)"
                         )))
                         .bind(event_type)
                         .bind(p.position)
-                        .bind(&p.event_id)
+                        .bind(p.seq)
                         .execute(&mut *tx)
                         .await
                     }

@@ -606,9 +606,7 @@ impl<'a> PublisherWork<'a> {
                     .clone()?;
                 lowest = Some(match lowest {
                     Some(l) if l.origin != cursor.origin => return None,
-                    Some(l) if (l.position, &l.event_id) <= (cursor.position, &cursor.event_id) => {
-                        l
-                    }
+                    Some(l) if (l.position, l.seq) <= (cursor.position, cursor.seq) => l,
                     _ => cursor,
                 });
             }

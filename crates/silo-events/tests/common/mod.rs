@@ -378,3 +378,62 @@ pub async fn take_away(manifest: &Manifest, prefix: &Prefix, consumer: &str, awa
         }
     }
 }
+
+/// How [`publish_in_one_transaction`] writes its events.
+#[derive(Debug, Clone, Copy)]
+pub enum OneTransaction {
+    /// One multi-row `INSERT ... VALUES (...), (...), ...`.
+    OneStatement,
+    /// One plain `INSERT` per event between `BEGIN` and `COMMIT`.
+    Statements,
+}
+
+/// Publishes `count` events of `event_type` on `conn` in one transaction,
+/// in plain SQL as any language would (the ids come from the store's
+/// default), with keys `k0`..`k4` interleaved and payload `{"n": i}`.
+/// Returns (key, n) in publish order.
+pub async fn publish_in_one_transaction(
+    conn: &mut ServiceConnection,
+    event_type: &str,
+    count: i64,
+    how: OneTransaction,
+) -> Vec<(String, i64)> {
+    let published: Vec<(String, i64)> = (0..count).map(|n| (format!("k{}", n % 5), n)).collect();
+    let row = |(key, n): &(String, i64)| format!("('{event_type}', '{key}', '{{\"n\": {n}}}')");
+    let rows = published.iter().map(row);
+    let insert = "INSERT INTO silo_outbox (type, key, payload) VALUES";
+    let sql = match how {
+        OneTransaction::OneStatement => {
+            format!("{insert} {};", rows.collect::<Vec<_>>().join(", "))
+        }
+        OneTransaction::Statements => format!(
+            "BEGIN; {} COMMIT;",
+            rows.map(|r| format!("{insert} {r};"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    let sql = AssertSqlSafe(sql);
+    match conn {
+        ServiceConnection::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+        ServiceConnection::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+    }
+    .unwrap();
+    published
+}
+
+/// `inbox` (key, n in arrival order) holds every one of `published` once,
+/// each key's in publish order.
+pub fn assert_per_key_order(label: &str, inbox: &[(String, i64)], published: &[(String, i64)]) {
+    assert_eq!(inbox.len(), published.len(), "{label}: every event once");
+    let keys: std::collections::BTreeSet<&String> = published.iter().map(|(k, _)| k).collect();
+    for key in keys {
+        let of = |rows: &[(String, i64)]| -> Vec<i64> {
+            rows.iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, n)| *n)
+                .collect()
+        };
+        assert_eq!(of(inbox), of(published), "{label}: key {key}");
+    }
+}

@@ -2,7 +2,7 @@
 //! project's stream, read as the service.
 //!
 //! Rows are read in commit-safe order (PostgreSQL: only transactions
-//! older than every running one, by `(txid, id)`; SQLite: by `seq`),
+//! older than every running one, by `(txid, seq)`; SQLite: by `seq`),
 //! published one after the other on one connection without waiting
 //! (JetStream stores them in that order), then every publish ack is
 //! awaited and the acknowledged rows are marked `sent` (retention `keep`)
@@ -162,15 +162,16 @@ async fn read_pending(
     let action = format!("reading {}'s outbox", service.name);
     type R = (String, String, String, String, String, String);
     let rows: Vec<R> = match conn {
-        // `ORDER BY` names the table's columns: the output's `id` is text,
-        // and ordering by it would sort the whole outbox instead of
-        // walking the (txid, id) index.
+        // `ORDER BY` names the table's columns, so it walks the pending
+        // (txid, seq) index instead of sorting the outbox. `seq`, not
+        // `id`: the ids of one transaction's events made in the same
+        // millisecond differ only in random bits.
         ServiceConnection::Postgres(c) => sqlx::query_as(
             "SELECT id::text, type, key, payload::text, headers::text, \
                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
              FROM silo_outbox \
              WHERE state = 'pending' AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY silo_outbox.txid, silo_outbox.id LIMIT $1",
+             ORDER BY silo_outbox.txid, silo_outbox.seq LIMIT $1",
         )
         .bind(BATCH)
         .fetch_all(&mut *c)
