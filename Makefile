@@ -18,7 +18,7 @@ demo:
 	cd $(DEMO) && $(SILO) migrate
 	cd $(DEMO) && $(SILO) info
 
-## demo-events: BattleScope's events end to end on a fresh folder: its five services and `silo events run`, then events per type, rows per store, and a check that every copy matches its source (BUS=nats for NATS JetStream, ENGINE=postgres with SILO_PG_ADMIN_URL, FOLLOW=1 to run them side by side until quiet instead of in rounds)
+## demo-events: BattleScope's events end to end on a fresh folder: its five services and `silo events run`, then events per type, rows per store, and a check that every copy matches its source (BUS=nats for NATS JetStream at SILO_NATS_URL, ENGINE=postgres with SILO_PG_ADMIN_URL, FOLLOW=1 to run them side by side until quiet instead of in rounds)
 demo-events:
 	@scripts/ensure-prereqs.sh --build
 	$(CARGO) build --quiet -p silo-cli $(addprefix -p battlescope-,$(BATTLESCOPE))

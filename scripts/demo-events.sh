@@ -93,6 +93,18 @@ if ! $check_only; then
       printf '\n[events]\nbus = "%s"\n' "$bus" >>silo.toml
     fi
   fi
+  # On the nats bus a server must answer first: without one, every round
+  # would fail the same way after the stores were made.
+  if [ "$(sed -n '/^\[events\]/,/^\[/ s/^bus *= *"\([a-z]*\)".*/\1/p' silo.toml | head -n 1)" = nats ]; then
+    url=${SILO_NATS_URL:-nats://127.0.0.1:4222}
+    # nats://[user:password@]host[:port][,more servers]
+    hostport=${url%%,*} hostport=${hostport#*://} hostport=${hostport##*@} hostport=${hostport%%/*}
+    host=${hostport%:*} port=${hostport##*:}
+    [ "$host" != "$hostport" ] || port=4222
+    host=${host#[} host=${host%]}
+    timeout 3 bash -c ': >"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null ||
+      fail "no NATS server answers at $host:$port (SILO_NATS_URL): start one with JetStream (\`nats-server -js\`) or point SILO_NATS_URL at one"
+  fi
   log=$PWD/demo-events.log
   : >"$log"
   echo "==> silo up, silo migrate (in $PWD)"
@@ -135,24 +147,32 @@ pending() {
   } | awk '{ n += $1 } END { print n + 0 }'
 }
 
+# step COMMAND...: runs one step of a round, its output in the log; the
+# first that fails ends the demo, named, with the end of the log.
+step() {
+  "$@" >>"$log" 2>&1 || {
+    local rc=$?
+    tail -n 20 "$log" >&2
+    fail "round $round: \`$(basename "$1") ${*:2}\` exited with $rc (see $log)"
+  }
+}
+
 if ! $check_only && ! $follow; then
   echo "==> rounds of \`silo events run --once\` and each service once, until nothing changes (log: $log)"
   previous="" round=0
   while :; do
     round=$((round + 1))
     [ "$round" -le "$MAX_ROUNDS" ] || { echo "error: still moving after $MAX_ROUNDS rounds" >&2; exit 1; }
-    {
-      echo "--- round $round"
-      "$BIN_DIR/battlescope-ingestion" --once
-      silo events run --once
-      "$BIN_DIR/battlescope-enrichment" --once
-      silo events run --once
-      "$BIN_DIR/battlescope-battles" --once
-      silo events run --once
-      "$BIN_DIR/battlescope-search" --once
-      "$BIN_DIR/battlescope-notifications" --once
-      "$BIN_DIR/battlescope-ingestion" --once
-    } >>"$log" 2>&1 || { tail -n 20 "$log" >&2; fail "round $round failed (see $log)"; }
+    echo "--- round $round" >>"$log"
+    step "$BIN_DIR/battlescope-ingestion" --once
+    step "$SILO" events run --once
+    step "$BIN_DIR/battlescope-enrichment" --once
+    step "$SILO" events run --once
+    step "$BIN_DIR/battlescope-battles" --once
+    step "$SILO" events run --once
+    step "$BIN_DIR/battlescope-search" --once
+    step "$BIN_DIR/battlescope-notifications" --once
+    step "$BIN_DIR/battlescope-ingestion" --once
     handled=$(sed -n "/^--- round $round\$/,\$ s/^[a-z]*: \([0-9]*\) events handled\$/\1/p" "$log" |
       awk '{ n += $1 } END { print n + 0 }')
     echo "    round $round: $handled events handled"

@@ -4,8 +4,9 @@
 //! takes the example through `silo up`, `silo migrate` and rounds of
 //! `silo events run --once` and each of its five services, then checks
 //! every denormalized copy against its source. The test runs it on each
-//! engine, then checks the stores again itself, as each service, with
-//! queries of its own: the copies, the battles' clustering, the
+//! engine and each bus (the nats bus on a nats-server of the test's own),
+//! then checks the stores again itself, as each service, with queries of
+//! its own: the copies, the events per type, the battles' clustering, the
 //! notifications' subscriptions. A copy broken by hand must make the
 //! script's check fail, or that check would prove nothing.
 
@@ -15,7 +16,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use silo_manifest::Engine;
-use silo_testkit::{Prefix, admin_url};
+use silo_testkit::{NatsServer, Prefix, admin_url};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row, SqliteConnection};
 
 mod common;
@@ -89,10 +90,11 @@ fn service_bins() -> &'static Path {
 }
 
 /// `scripts/demo-events.sh ARGS` with the silo under test and the
-/// services built for it.
-fn demo(args: &[&str]) -> Output {
+/// services built for it, and `env` set.
+fn demo(args: &[&str], env: &[(&str, String)]) -> Output {
     Command::new(workspace().join("scripts/demo-events.sh"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("SILO", env!("CARGO_BIN_EXE_silo"))
         .env("BIN_DIR", service_bins())
         .env("SILO_PG_ADMIN_URL", admin_url())
@@ -256,11 +258,21 @@ fn sample_killmails() -> i64 {
 
 /// Runs BattleScope's flow on `engine` and checks what every store holds.
 async fn battlescope_flows(engine: Engine) {
-    battlescope_flows_with(engine, &[]).await;
+    battlescope_flows_with(engine, &[], None).await;
 }
 
-/// [`battlescope_flows`] with more arguments for the demo script.
-async fn battlescope_flows_with(engine: Engine, script_args: &[&str]) {
+/// [`battlescope_flows`] on the nats bus, through a nats-server of the
+/// test's own.
+async fn battlescope_flows_on_nats(engine: Engine, script_args: &[&str]) {
+    let server = NatsServer::start();
+    let mut args = vec!["--bus", "nats"];
+    args.extend_from_slice(script_args);
+    battlescope_flows_with(engine, &args, Some(&server)).await;
+}
+
+/// [`battlescope_flows`] with more arguments for the demo script, and on
+/// the nats bus the server the events go through.
+async fn battlescope_flows_with(engine: Engine, script_args: &[&str], nats: Option<&NatsServer>) {
     let prefix = Prefix::new();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -277,7 +289,11 @@ async fn battlescope_flows_with(engine: Engine, script_args: &[&str]) {
 
     let mut args = script_args.to_vec();
     args.push(dir.to_str().unwrap());
-    let out = demo(&args);
+    let env: Vec<(&str, String)> = nats
+        .map(|server| ("SILO_NATS_URL", server.url()))
+        .into_iter()
+        .collect();
+    let out = demo(&args, &env);
     let stdout = text(&out.stdout);
     assert!(
         out.status.success(),
@@ -297,6 +313,18 @@ async fn battlescope_flows_with(engine: Engine, script_args: &[&str]) {
         assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
     }
 
+    // The events went the way the manifest says, and only that way.
+    let log = std::fs::read_to_string(dir.join("demo-events.log")).unwrap();
+    let (bus, other) = if nats.is_some() {
+        (
+            "silo events run: nats bus, stream battlescope",
+            "embedded bus",
+        )
+    } else {
+        ("silo events run: embedded bus", "nats bus")
+    };
+    assert!(log.contains(bus) && !log.contains(other), "{log}");
+
     check_stores(dir, killmails).await;
 
     // A copy broken behind the service's back: the check must say so.
@@ -305,7 +333,7 @@ async fn battlescope_flows_with(engine: Engine, script_args: &[&str]) {
         .execute("UPDATE battle_documents SET total_kills = total_kills + 1")
         .await;
     search.close().await;
-    let out = demo(&["--check", dir.to_str().unwrap()]);
+    let out = demo(&["--check", dir.to_str().unwrap()], &[]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -485,6 +513,41 @@ async fn check_stores(dir: &Path, killmails: i64) {
     assert!(!matching.is_empty());
     assert_eq!(notified, matching);
 
+    // Events per type: every consumer's inbox holds each event its
+    // publisher's data says it published, once. Ingestion published one
+    // `killmail.ingested` per killmail, enrichment one `killmail.enriched`;
+    // battles one battle event per killmail it clustered, `battle.created`
+    // for each battle's first.
+    let battle_count = found.len() as i64;
+    let per_type = "SELECT type, source, count(*) FROM silo_inbox \
+                    GROUP BY type, source ORDER BY type";
+    let expected_types = |types: &[(&str, &str, i64)]| -> Vec<Vec<String>> {
+        types
+            .iter()
+            .map(|(t, source, n)| vec![t.to_string(), source.to_string(), n.to_string()])
+            .collect()
+    };
+    let battle_events = [
+        ("battle.created", "battles", battle_count),
+        ("battle.updated", "battles", killmails - battle_count),
+    ];
+    let enriched = ("killmail.enriched", "enrichment", killmails);
+    for (store, types) in [
+        (&mut ingestion, expected_types(&battle_events)),
+        (
+            &mut enrichment,
+            expected_types(&[("killmail.ingested", "ingestion", killmails)]),
+        ),
+        (&mut battles, expected_types(&[enriched])),
+        (
+            &mut search,
+            expected_types(&[battle_events[0], battle_events[1], enriched]),
+        ),
+        (&mut notifications, expected_types(&battle_events)),
+    ] {
+        assert_eq!(store.rows(per_type, per_type).await, types);
+    }
+
     // Every inbox drained, nothing dead.
     for store in [
         &mut ingestion,
@@ -519,7 +582,50 @@ async fn battlescope_flows_on_postgres() {
 /// side, writing the same SQLite files at once, then stopped by SIGTERM.
 #[tokio::test]
 async fn battlescope_flows_with_every_process_running_on_sqlite() {
-    battlescope_flows_with(Engine::Sqlite, &["--follow"]).await;
+    battlescope_flows_with(Engine::Sqlite, &["--follow"], None).await;
+}
+
+#[tokio::test]
+async fn battlescope_flows_on_nats_on_sqlite() {
+    battlescope_flows_on_nats(Engine::Sqlite, &[]).await;
+}
+
+#[tokio::test]
+async fn battlescope_flows_on_nats_on_postgres() {
+    battlescope_flows_on_nats(Engine::Postgres, &[]).await;
+}
+
+/// `silo events run` on the nats bus beside the five services, each a
+/// long-running process, until quiet; then stopped by SIGTERM.
+#[tokio::test]
+async fn battlescope_flows_on_nats_with_every_process_running_on_postgres() {
+    battlescope_flows_on_nats(Engine::Postgres, &["--follow"]).await;
+}
+
+/// On the nats bus with no server to reach, the demo stops before it makes
+/// anything: exit 2 and what to do.
+#[test]
+fn the_demo_on_nats_says_to_start_a_server_when_none_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    // A port nobody listens on: one just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = demo(
+        &["--bus", "nats", dir.to_str().unwrap()],
+        &[("SILO_NATS_URL", format!("nats://127.0.0.1:{port}"))],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no NATS server answers at 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nats-server -js"), "{stderr}");
+    assert!(!dir.join(".silo").exists(), "no store was made");
 }
 
 /// `battlescope-SERVICE ARGS` in the project folder `dir`; must succeed.

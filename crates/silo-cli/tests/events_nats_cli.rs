@@ -14,11 +14,16 @@ use silo_store::{Stores, StoresConfig};
 use silo_testkit::{NatsServer, Prefix, admin_url};
 
 fn project(prefix: &Prefix, events: &str) -> tempfile::TempDir {
+    project_on(prefix, "sqlite", events)
+}
+
+/// [`project`] with its stores on `engine`.
+fn project_on(prefix: &Prefix, engine: &str, events: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("silo.toml"),
         format!(
-            "[project]\nname = \"shop\"\n[events]\n{events}\n\
+            "[project]\nname = \"shop\"\n[defaults]\nengine = \"{engine}\"\n[events]\n{events}\n\
              [services.orders]\ndatabase = \"{}\"\nrole = \"{}\"\npublishes = [\"order.placed\"]\n\
              [services.billing]\ndatabase = \"{}\"\nrole = \"{}\"\nconsumes = [\"order.placed\"]\n",
             prefix.name("orders"),
@@ -335,4 +340,96 @@ fn a_sidecar_under_auth_says_to_set_the_bus_up_first() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A connection to a service's PostgreSQL store with the URL its
+/// credentials file holds: as the service.
+async fn postgres_as(dir: &Path, service: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let env = std::fs::read_to_string(dir.join(format!(".silo/secrets/{service}.env"))).unwrap();
+    let url = env
+        .lines()
+        .find_map(|l| l.strip_prefix("DATABASE_URL="))
+        .unwrap();
+    sqlx::PgConnection::connect(url).await.unwrap()
+}
+
+/// One sidecar per service on PostgreSQL, as in production: each with a
+/// data dir of its own that holds its own credentials file and nothing
+/// else, the bus, and no admin URL. orders' relays its outbox to the
+/// stream; billing's delivers into its inbox.
+#[tokio::test]
+async fn a_sidecar_on_postgres_needs_only_its_own_credentials_and_the_bus() {
+    use sqlx::Connection;
+    let prefix = Prefix::new();
+    let project = project_on(&prefix, "postgres", "bus = \"nats\"");
+    let dir = project.path();
+    let server = NatsServer::start();
+    let id = "0190a4a2-7b1c-7cde-8f00-0123456789ab";
+    let mut orders = postgres_as(dir, "orders").await;
+    sqlx::query(
+        "INSERT INTO silo_outbox (id, type, key, payload) \
+         VALUES ($1::uuid, 'order.placed', 'k', '{\"n\":1}')",
+    )
+    .bind(id)
+    .execute(&mut orders)
+    .await
+    .unwrap();
+
+    let sidecar = |service: &str| {
+        let data = tempfile::tempdir().unwrap();
+        let secrets = data.path().join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        std::fs::copy(
+            dir.join(format!(".silo/secrets/{service}.env")),
+            secrets.join(format!("{service}.env")),
+        )
+        .unwrap();
+        let out = silo(dir)
+            .env_remove("SILO_PG_ADMIN_URL")
+            .env("SILO_NATS_URL", server.url())
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["events", "run", service, "--once"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{service}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(sidecar("orders"), "done: published 1, delivered 0, dead 0");
+    assert_eq!(sidecar("billing"), "done: published 0, delivered 1, dead 0");
+
+    let mut billing = postgres_as(dir, "billing").await;
+    let inbox: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_id::text, source FROM silo_inbox")
+            .fetch_all(&mut billing)
+            .await
+            .unwrap();
+    assert_eq!(inbox, [(id.to_string(), "orders".to_string())]);
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM silo_outbox")
+        .fetch_one(&mut orders)
+        .await
+        .unwrap();
+    assert_eq!(outbox, 0, "the relayed row is retired");
+    orders.close().await.unwrap();
+    billing.close().await.unwrap();
+
+    // A sidecar without its service's credentials file is refused before
+    // it starts: exit 2, and what to run.
+    let empty = tempfile::tempdir().unwrap();
+    let out = silo(dir)
+        .env_remove("SILO_PG_ADMIN_URL")
+        .env("SILO_NATS_URL", server.url())
+        .arg("--data-dir")
+        .arg(empty.path())
+        .args(["events", "run", "billing", "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("service `billing` has no credentials"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("silo up"), "{}", stderr(&out));
 }

@@ -604,10 +604,31 @@ async fn once_delivers_and_exits() {
         .stderr(predicates::str::contains("cannot serve metrics"));
 }
 
+/// The worker connects to each store with the service's own credentials
+/// file alone: on PostgreSQL it runs with no admin URL set.
+#[tokio::test]
+async fn the_worker_on_postgres_needs_no_admin_url() {
+    let p = Project::new([
+        ("orders", "postgres"),
+        ("billing", "postgres"),
+        ("shipping", "postgres"),
+    ])
+    .await;
+    publish(&p, "k", 2, Duration::ZERO).await;
+    silo(p.dir.path())
+        .env_remove("SILO_PG_ADMIN_URL")
+        .args(["events", "run", "--once"])
+        .assert()
+        .success()
+        .stdout("done: delivered 4 events on 2 routes, retired 2 outbox rows\n");
+    assert_eq!(p.inbox("billing").await.len(), 2);
+    assert_eq!(p.inbox("shipping").await.len(), 2);
+}
+
 /// What no retry can fix stops the worker before it starts: a PostgreSQL
-/// store with no admin URL to reach its server is exit 2 with the fix.
+/// store never provisioned (no credentials file) is exit 2 with the fix.
 #[test]
-fn a_missing_admin_url_is_refused_up_front() {
+fn a_store_never_provisioned_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("silo.toml"),
@@ -621,8 +642,10 @@ fn a_missing_admin_url_is_refused_up_front() {
         .args(["events", "run"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("no admin URL is set"))
-        .stderr(predicates::str::contains("SILO_PG_ADMIN_URL"));
+        .stderr(predicates::str::contains(
+            "service `orders` has no credentials",
+        ))
+        .stderr(predicates::str::contains("run `silo up`"));
 }
 
 /// A SQLite client that opens and closes a connection per transaction (so

@@ -18,7 +18,7 @@ pub async fn open(
     service: &Service,
     policy: LockPolicy,
 ) -> Result<Box<dyn Target>, MigrateError> {
-    let creds = stores.engine(service)?.credentials(service)?;
+    let creds = stores.credentials(service)?;
     open_with(creds, service, StoreKind::Own, policy).await
 }
 

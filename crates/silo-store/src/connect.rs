@@ -50,15 +50,16 @@ pub enum StoreKind {
 }
 
 impl Stores {
-    /// Connects to `service`'s own store with its own credentials, after
-    /// checking that the store is the one silo made for it.
+    /// Connects to `service`'s own store with its own credentials (its
+    /// credentials file is all it needs, no admin URL), after checking
+    /// that the store is the one silo made for it.
     /// `application` names the connection on the server (`pg_stat_activity`).
     pub async fn connect_as(
         &self,
         service: &Service,
         application: &str,
     ) -> Result<ServiceConnection, StoreError> {
-        let creds = self.engine(service)?.credentials(service)?;
+        let creds = self.credentials(service)?;
         connect_with(&creds, service, StoreKind::Own, application).await
     }
 
@@ -73,7 +74,7 @@ impl Stores {
         application: &str,
         channel: &str,
     ) -> Result<Option<PgListener>, StoreError> {
-        let creds = self.engine(service)?.credentials(service)?;
+        let creds = self.credentials(service)?;
         if creds.engine != Engine::Postgres {
             return Ok(None);
         }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use silo_manifest::{Engine, Isolation, Service};
 
 use crate::StoreEngine;
-use crate::credentials::SecretsDir;
+use crate::credentials::{Credentials, SecretsDir};
 use crate::error::StoreError;
 use crate::postgres::{PgEngine, parse_url};
 use crate::sqlite::SqliteEngine;
@@ -64,6 +64,16 @@ impl Stores {
             Engine::Sqlite => Ok(self.sqlite.clone()),
             Engine::Postgres => Ok(self.postgres(service)?),
         }
+    }
+
+    /// `service`'s own credentials, from its credentials file: all it takes
+    /// to connect as the service. Needs no admin URL (nor `url_env`), so a
+    /// sidecar that holds one service's credentials file and nothing else
+    /// reaches its store. Refuses, as [`Stores::engine`] does, a file that
+    /// records another engine than the manifest names.
+    pub fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
+        self.check_recorded_engine(service)?;
+        self.secrets.require(service)
     }
 
     /// The engine a store was made on is recorded in its credentials file

@@ -10,8 +10,7 @@ use crate::context::{CmdResult, Context, Failure};
 
 pub fn run(ctx: &Context, args: &ConnectArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
-    let engine = ctx.stores.engine(service).map_err(Failure::store)?;
-    let creds = engine.credentials(service).map_err(Failure::store)?;
+    let creds = ctx.stores.credentials(service).map_err(Failure::store)?;
     let mut command = match creds.engine {
         Engine::Postgres => {
             let mut c = Command::new("psql");

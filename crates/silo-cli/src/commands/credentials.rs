@@ -15,8 +15,7 @@ pub async fn run(ctx: &Context, command: &CredentialsCommand) -> CmdResult {
             json,
         } => {
             let service = ctx.service(service)?;
-            let engine = ctx.stores.engine(service).map_err(Failure::store)?;
-            let creds = engine.credentials(service).map_err(Failure::store)?;
+            let creds = ctx.stores.credentials(service).map_err(Failure::store)?;
             let v = creds.view(*reveal);
             if *json {
                 print_json(&serde_json::to_value(&v).expect("serializable"));

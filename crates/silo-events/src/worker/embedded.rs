@@ -125,11 +125,12 @@ impl Plan {
     }
 
     /// Checks what no retry can fix before the worker starts: each
-    /// service's engine can be reached from this configuration (an admin
-    /// URL or `url_env` set) and its credentials file is there.
+    /// service's credentials file is there and names the engine the
+    /// manifest does. The worker connects with those alone; it needs no
+    /// admin URL.
     pub fn check(&self, stores: &Stores, manifest: &Manifest) -> Result<(), StoreError> {
         for service in self.services(manifest) {
-            stores.engine(service)?.credentials(service)?;
+            stores.credentials(service)?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use silo_events::worker::{Status, metrics};
 use silo_manifest::Bus;
 
 use crate::cli::EventsRunArgs;
-use crate::context::{CmdResult, Context, Failure, Shown, exit_code_all};
+use crate::context::{CmdResult, Context, Failure, Shown, exit_code_all, store_report};
 use crate::interrupt;
 
 pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
@@ -39,9 +39,10 @@ async fn embedded(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    // A missing admin URL or credentials file would fail every retry.
+    // A missing credentials file would fail every retry: refused before
+    // anything runs, like a manifest that does not match the stores (exit 2).
     plan.check(&ctx.stores, &ctx.manifest)
-        .map_err(Failure::store)?;
+        .map_err(|e| Failure::usage(store_report("", &e)))?;
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr)?;
     }

@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::nats_failure;
 use crate::cli::EventsRunArgs;
-use crate::context::{CmdResult, Context, Failure};
+use crate::context::{CmdResult, Context, Failure, store_report};
 
 pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
     let services: Vec<&Service> = ctx
@@ -27,6 +27,14 @@ pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
             help = "leave --metrics-addr out on the nats bus",
             "--metrics-addr is not available on the nats bus in this build"
         )));
+    }
+    // A missing credentials file would fail every retry: refused before
+    // anything runs (exit 2). Each service's own file is all the worker
+    // needs of the stores, so a sidecar needs no admin URL.
+    for service in &services {
+        ctx.stores
+            .credentials(service)
+            .map_err(|e| Failure::usage(store_report("", &e)))?;
     }
     let config = NatsConfig::from_env(&ctx.manifest);
     // Run for every service: set the bus up (as the admin under auth).
