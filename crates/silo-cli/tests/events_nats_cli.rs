@@ -482,3 +482,66 @@ fn metrics_on_the_nats_bus_count_what_was_delivered() {
     );
     assert_eq!(out.trim(), "stopped: published 3, delivered 3, dead 0");
 }
+
+/// On the nats bus `silo events status` shows a consumer's lag from its
+/// durables: the events in the stream not yet in its inbox.
+#[test]
+fn status_on_the_nats_bus_shows_the_durables_lag() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"");
+    let dir = dir.path();
+    let server = NatsServer::start();
+    let run = |args: &[&str]| {
+        let out = silo(dir)
+            .env("SILO_NATS_URL", server.url())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let lag = || {
+        let doc = json(
+            silo(dir)
+                .env("SILO_NATS_URL", server.url())
+                .args(["events", "status", "--json"]),
+        );
+        let billing = doc["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == "billing")
+            .unwrap()
+            .clone();
+        billing["lag"].clone()
+    };
+    // The stream and billing's durable.
+    run(&["events", "run", "--once"]);
+    for n in 0..2 {
+        sqlite(
+            dir,
+            &prefix,
+            "orders",
+            &format!(
+                "INSERT INTO silo_outbox (type, key, payload) VALUES ('order.placed', 'k', '{{\"n\":{n}}}')"
+            ),
+        );
+    }
+    // orders' relay only: in the stream, not in billing's inbox.
+    run(&["events", "run", "orders", "--once"]);
+    assert_eq!(
+        lag(),
+        serde_json::json!([{"publisher": "orders", "events": 2, "oldest_secs": null}])
+    );
+    run(&["events", "run", "--once"]);
+    assert_eq!(
+        lag(),
+        serde_json::json!([{"publisher": "orders", "events": 0, "oldest_secs": null}])
+    );
+    let table = silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("Delivery (nats bus"), "{text}");
+}
