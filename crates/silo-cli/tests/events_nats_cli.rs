@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::{json, silo};
+use silo_events::contracts::Contracts;
 use silo_events::relay::nats::NatsConfig;
 use silo_events::relay::nats::run::{Counters, RunOptions, run};
 use silo_manifest::{Manifest, Overrides, Service};
@@ -77,6 +78,7 @@ fn run_once(dir: &Path, url: &str) {
             &stores,
             &manifest,
             &config,
+            &Contracts::default(),
             &services,
             &counters,
             RunOptions { once: true },
@@ -432,4 +434,211 @@ async fn a_sidecar_on_postgres_needs_only_its_own_credentials_and_the_bus() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("silo up"), "{}", stderr(&out));
+}
+
+/// `GET /metrics` at `port`, the body.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// The value of the sample of `name` whose labels include each of
+/// `labels` (`key="value"`).
+fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// On the nats bus the worker serves the embedded bus's metric names: the
+/// counts equal what reached the inbox, the backlog drops to 0 and both
+/// the relay and the delivery are up; SIGTERM then stops it with exit 0.
+#[test]
+fn metrics_on_the_nats_bus_count_what_was_delivered() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"");
+    let dir = dir.path();
+    let server = NatsServer::start();
+    for n in 0..3 {
+        sqlite(
+            dir,
+            &prefix,
+            "orders",
+            &format!(
+                "INSERT INTO silo_outbox (type, key, payload) VALUES ('order.placed', 'k', '{{\"n\":{n}}}')"
+            ),
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.join("worker.log");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("silo"))
+        .current_dir(dir)
+        .env_remove("SILO_ENGINE")
+        .env_remove("SILO_DATA_DIR")
+        .env_remove("SILO_MANIFEST")
+        .env_remove("RUST_LOG")
+        .env("SILO_PG_ADMIN_URL", admin_url())
+        .env("SILO_NATS_URL", server.url())
+        .args([
+            "events",
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let route = ["publisher=\"orders\"", "consumer=\"billing\""];
+    let placed = [
+        "publisher=\"orders\"",
+        "consumer=\"billing\"",
+        "type=\"order.placed\"",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let body = loop {
+        if let Some(body) = scrape(port)
+            && sample(&body, "silo_events_delivered_total", &placed) == Some(3.0)
+            && sample(&body, "silo_events_backlog", &route) == Some(0.0)
+        {
+            break body;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the metrics never showed it: {:?}\n{}",
+                scrape(port),
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let inbox = sqlite_column(dir, &prefix, "billing", "SELECT event_id FROM silo_inbox");
+    assert_eq!(inbox.len(), 3);
+    let orders = ["publisher=\"orders\"", "type=\"order.placed\""];
+    for name in ["silo_events_published_total", "silo_events_retired_total"] {
+        assert_eq!(sample(&body, name, &orders), Some(3.0), "{name}\n{body}");
+    }
+    for part in [
+        ["publisher=\"orders\"", "consumer=\"\""],
+        ["publisher=\"\"", "consumer=\"billing\""],
+    ] {
+        assert_eq!(
+            sample(&body, "silo_events_route_up", &part),
+            Some(1.0),
+            "{part:?}\n{body}"
+        );
+        assert!(
+            sample(&body, "silo_events_batch_seconds_count", &part).is_some_and(|n| n >= 1.0),
+            "{part:?}\n{body}"
+        );
+    }
+    assert_eq!(
+        sample(&body, "silo_events_errors_total", &[]),
+        None,
+        "{body}"
+    );
+    let ok = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("silo events run did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(out.trim(), "stopped: published 3, delivered 3, dead 0");
+}
+
+/// On the nats bus `silo events status` shows a consumer's lag from its
+/// durables: the events in the stream not yet in its inbox.
+#[test]
+fn status_on_the_nats_bus_shows_the_durables_lag() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"");
+    let dir = dir.path();
+    let server = NatsServer::start();
+    let run = |args: &[&str]| {
+        let out = silo(dir)
+            .env("SILO_NATS_URL", server.url())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let lag = || {
+        let doc = json(
+            silo(dir)
+                .env("SILO_NATS_URL", server.url())
+                .args(["events", "status", "--json"]),
+        );
+        let billing = doc["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == "billing")
+            .unwrap()
+            .clone();
+        billing["lag"].clone()
+    };
+    // The stream and billing's durable.
+    run(&["events", "run", "--once"]);
+    for n in 0..2 {
+        sqlite(
+            dir,
+            &prefix,
+            "orders",
+            &format!(
+                "INSERT INTO silo_outbox (type, key, payload) VALUES ('order.placed', 'k', '{{\"n\":{n}}}')"
+            ),
+        );
+    }
+    // orders' relay only: in the stream, not in billing's inbox.
+    run(&["events", "run", "orders", "--once"]);
+    assert_eq!(
+        lag(),
+        serde_json::json!([{"publisher": "orders", "events": 2, "oldest_secs": null}])
+    );
+    run(&["events", "run", "--once"]);
+    assert_eq!(
+        lag(),
+        serde_json::json!([{"publisher": "orders", "events": 0, "oldest_secs": null}])
+    );
+    let table = silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("Delivery (nats bus"), "{text}");
 }

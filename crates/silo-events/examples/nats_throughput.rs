@@ -78,6 +78,7 @@ async fn main() {
         .unwrap();
 
     let config = NatsConfig::from_env(&manifest);
+    let contracts = silo_events::contracts::Contracts::load(&manifest).unwrap();
     let all: Vec<&Service> = manifest.services.iter().collect();
     set_up(&config, &manifest, &all, true).await.unwrap();
     let bus = config.connect("orders").await.unwrap();
@@ -85,7 +86,7 @@ async fn main() {
     let started = Instant::now();
     let mut relayed = 0;
     loop {
-        let done = publish::relay_batch(&mut store, &bus, &manifest, orders)
+        let done = publish::relay_batch(&mut store, &bus, &manifest, orders, &contracts)
             .await
             .unwrap();
         assert!(done.failed.is_none(), "{done:?}");
@@ -107,7 +108,8 @@ async fn main() {
         delivered += delivery
             .step(&stores, Duration::from_millis(500))
             .await
-            .unwrap();
+            .unwrap()
+            .total();
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "stuck at {delivered}"
@@ -135,6 +137,7 @@ async fn main() {
         &stores,
         &manifest,
         &config,
+        &contracts,
         &all,
         &counters,
         run::RunOptions::default(),

@@ -1,6 +1,7 @@
 //! What the event tables of each service hold: outbox backlog, inbox
 //! progress, how far the embedded bus lags, and which types are there.
-//! Every store is read as its own service.
+//! Every store is read as its own service. On the nats bus, [`nats_lag`]
+//! reads the lag from the consumer's durables.
 
 use silo_manifest::{Bus, Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
@@ -36,7 +37,8 @@ pub struct InboxStatus {
     pub dead: u64,
 }
 
-/// How far a consumer's cursor for one publisher is behind (embedded bus).
+/// How far a consumer is behind one publisher: on the embedded bus, its
+/// cursor; on the nats bus, its durables ([`nats_lag`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Behind {
     /// The publisher's pending events past the cursor, of the types that
@@ -62,7 +64,7 @@ pub struct Status {
     /// `None` when the service does not consume.
     pub inbox: Option<InboxStatus>,
     /// Per publisher of a type it consumes, on the embedded bus (empty on
-    /// the nats bus: the stream keeps that).
+    /// the nats bus: [`nats_lag`] reads it from the bus).
     pub lag: Vec<Lag>,
 }
 
@@ -290,4 +292,43 @@ async fn stored_types_on(
 
 fn count(n: i64) -> u64 {
     n.max(0) as u64
+}
+
+/// A consumer's lag on the nats bus, per publisher of a type it consumes:
+/// the messages of the types that go from that publisher to it which its
+/// durables have not seen acked ([`crate::relay::nats::stream::pending`]),
+/// read as the consumer. The oldest's age is not known there. A type
+/// published by two services counts for both. Each publisher's entry has
+/// its own error when the bus cannot be read.
+pub async fn nats_lag(
+    config: &crate::relay::nats::NatsConfig,
+    manifest: &Manifest,
+    service: &Service,
+) -> Vec<Lag> {
+    use crate::relay::nats::stream::pending;
+    let mut conn = None;
+    let mut lags = Vec::new();
+    for publisher in &manifest.services {
+        let types = routed_types(publisher, service);
+        if types.is_empty() {
+            continue;
+        }
+        let behind = async {
+            if conn.is_none() {
+                conn = Some(config.connect(&service.name).await?);
+            }
+            let c = conn.as_ref().expect("connected");
+            let events = pending(c, manifest, service, &types).await?;
+            Ok::<_, EventsError>(Behind {
+                events,
+                oldest_secs: None,
+            })
+        }
+        .await;
+        lags.push(Lag {
+            publisher: publisher.name.clone(),
+            behind,
+        });
+    }
+    lags
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use silo_events::contracts::Contracts;
 use silo_events::publish as publish_event;
 use silo_events::relay::nats::run::{Counters, RunOptions, run, set_up};
 use silo_events::relay::nats::{NatsConfig, names, publish, stream};
@@ -88,6 +89,17 @@ impl Project {
         id.to_string()
     }
 
+    /// Publishes `payload` as an event from `orders` in its own committed
+    /// transaction.
+    async fn publish_payload(&self, event_type: &str, payload: serde_json::Value) -> String {
+        let mut conn = self.connect("orders").await;
+        let id = publish_event(&mut conn, event_type, "k", &payload)
+            .await
+            .unwrap();
+        conn.close().await;
+        id.to_string()
+    }
+
     /// Rows of `sql` (text columns) in `service`'s store.
     async fn rows(&self, service: &str, sql: &str) -> Vec<Vec<String>> {
         let mut conn = self.connect(service).await;
@@ -164,10 +176,12 @@ impl Worker {
         let task = tokio::spawn(async move {
             let services = p.services();
             let counters: Vec<Counters> = services.iter().map(|_| Counters::default()).collect();
+            let contracts = Contracts::load(&p.manifest).unwrap();
             run(
                 &p.stores,
                 &p.manifest,
                 &p.nats,
+                &contracts,
                 &services,
                 &counters,
                 RunOptions::default(),
@@ -423,16 +437,28 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
 
     let bus = p.nats.connect("orders").await.unwrap();
     let mut store = p.connect("orders").await;
-    let held = publish::relay_batch(&mut store, &bus, &p.manifest, p.service("orders"))
-        .await
-        .unwrap();
+    let held = publish::relay_batch(
+        &mut store,
+        &bus,
+        &p.manifest,
+        p.service("orders"),
+        &Contracts::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(held.read, 0, "B is committed but A is open: {held:?}");
 
     a.commit().await.unwrap();
     a_conn.close().await;
-    let done = publish::relay_batch(&mut store, &bus, &p.manifest, p.service("orders"))
-        .await
-        .unwrap();
+    let done = publish::relay_batch(
+        &mut store,
+        &bus,
+        &p.manifest,
+        p.service("orders"),
+        &Contracts::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(done.published, 2, "{done:?}");
     store.close().await;
     let worker = Worker::start(&p).await;
@@ -672,6 +698,126 @@ async fn an_undeclared_type_is_dead_and_does_not_block_the_outbox() {
             dead[0][1]
         );
     }
+}
+
+/// A payload its contract refuses never reaches the stream or an inbox:
+/// it is dead in the publisher's outbox with the validation error. The
+/// events around it arrive, with the contract's URI as `dataschema`; a
+/// type without a contract has none.
+#[tokio::test]
+async fn a_payload_its_contract_refuses_is_dead_and_the_rest_carry_the_dataschema() {
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Project::new(engine, &server, "retention = \"keep\"").await;
+        let contracts = p.dir.path().join("services/orders/events");
+        std::fs::create_dir_all(&contracts).unwrap();
+        std::fs::write(
+            contracts.join("order.placed.v1.json"),
+            r#"{"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}"#,
+        )
+        .unwrap();
+        let p = Arc::new(p);
+        let before = p.publish("order.placed", "k", 1).await;
+        let bad = p.publish_payload("order.placed", json!({"n": "two"})).await;
+        let after = p.publish("order.placed", "k", 3).await;
+        let paid = p.publish("order.paid", "k", 4).await;
+        let worker = Worker::start(&p).await;
+        p.wait_for("billing", 3).await;
+        p.wait_for("shipping", 2).await;
+        worker.stop().await;
+
+        let schema = "urn:silo:shop:order.placed:v1".to_string();
+        let inbox = |rows: Vec<Vec<String>>| -> Vec<(String, String)> {
+            rows.into_iter()
+                .map(|r| (r[0].clone(), r[1].clone()))
+                .collect()
+        };
+        let sql =
+            "SELECT CAST(event_id AS TEXT), COALESCE(dataschema, '') FROM silo_inbox ORDER BY seq";
+        assert_eq!(
+            inbox(p.rows("shipping", sql).await),
+            vec![
+                (before.clone(), schema.clone()),
+                (after.clone(), schema.clone())
+            ],
+            "{engine}"
+        );
+        assert_eq!(
+            inbox(p.rows("billing", sql).await),
+            vec![
+                (before, schema.clone()),
+                (after, schema),
+                (paid, String::new())
+            ],
+            "{engine}"
+        );
+        let dead = p
+            .rows(
+                "orders",
+                "SELECT CAST(id AS TEXT), error FROM silo_outbox WHERE state = 'dead'",
+            )
+            .await;
+        assert_eq!(dead.len(), 1, "{engine}: {dead:?}");
+        assert_eq!(dead[0][0], bad, "{engine}");
+        assert!(
+            dead[0][1].contains("does not match the contract of order.placed v1"),
+            "{engine}: {}",
+            dead[0][1]
+        );
+        // Never published: the stream holds the three others only.
+        let conn = p.nats.connect("orders").await.unwrap();
+        let mut s = conn.js.get_stream("shop").await.unwrap();
+        assert_eq!(s.info().await.unwrap().state.messages, 3, "{engine}");
+    }
+}
+
+/// With the outbox's notification off (as when one is lost while the
+/// listener reconnects), the relay still finds the events by looking on
+/// its own.
+#[tokio::test]
+async fn postgres_events_without_a_notification_are_still_relayed() {
+    let server = NatsServer::start();
+    let p = Arc::new(Project::new("postgres", &server, "").await);
+    let mut conn = p.connect("orders").await;
+    let ServiceConnection::Postgres(pg) = &mut conn else {
+        unreachable!()
+    };
+    sqlx::query("ALTER TABLE silo_outbox DISABLE TRIGGER silo_outbox_notify")
+        .execute(&mut *pg)
+        .await
+        .unwrap();
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut *pg)
+        .await
+        .unwrap();
+    conn.close().await;
+    let worker = Worker::start(&p).await;
+    let first = p.publish("order.placed", "k", 1).await;
+    p.wait_for("shipping", 1).await;
+    // The listener is connected: whatever it would have been woken for at
+    // its start is behind us.
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+        )
+        .bind(&database)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if listening > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no listener");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin.close().await.unwrap();
+    let second = p.publish("order.placed", "k", 2).await;
+    let shipping = p.wait_for("shipping", 2).await;
+    worker.stop().await;
+    let ids: Vec<String> = shipping.into_iter().map(|r| r.0).collect();
+    assert_eq!(ids, vec![first, second]);
 }
 
 /// Replay writes what the inbox lacks and skips what it has; with
@@ -936,6 +1082,7 @@ async fn nats_worker_child() {
         &stores,
         &manifest,
         &config,
+        &Contracts::default(),
         &services,
         &counters,
         RunOptions::default(),
@@ -1130,6 +1277,7 @@ async fn under_auth_a_sidecar_needs_only_its_own_credentials() {
                 &p.stores,
                 &p.manifest,
                 &p.nats,
+                &Contracts::default(),
                 &orders,
                 &counters,
                 RunOptions::default(),
@@ -1141,10 +1289,12 @@ async fn under_auth_a_sidecar_needs_only_its_own_credentials() {
     let counters = [Counters::default()];
     let (_sidecar_stop, sidecar_rx) = watch::channel(false);
     let services = [billing];
+    let contracts = Contracts::default();
     let sidecar = run(
         &sidecar_stores,
         &sidecar_manifest,
         &sidecar_nats,
+        &contracts,
         &services,
         &counters,
         RunOptions::default(),

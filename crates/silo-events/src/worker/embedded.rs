@@ -33,7 +33,7 @@ use silo_store::{ServiceConnection, StoreError, Stores};
 use tokio::sync::watch;
 
 use super::metrics as m;
-use super::{Backoff, Health, Idle, Route, Status, Summary, pause, stopped};
+use super::{Backoff, Health, Idle, Route, Status, Summary, listen, pause, stopped};
 use crate::EventsError;
 use crate::relay::backlog::{backlog, dead};
 use crate::relay::embedded::{Position, deliver_batch, routed_types};
@@ -42,8 +42,7 @@ use crate::relay::retention::{Watermark, retire};
 /// The connections' name on the server.
 const APPLICATION: &str = "silo events worker";
 
-/// The channel a PostgreSQL outbox notifies at commit.
-pub const CHANNEL: &str = "silo_outbox";
+pub use super::CHANNEL;
 
 /// How often a route measures its backlog, and a publisher its dead rows.
 const MEASURE_EVERY: Duration = Duration::from_secs(1);
@@ -248,12 +247,11 @@ impl Worker {
         if !shared.once {
             for (i, (name, _)) in shared.plan.publishers.iter().enumerate() {
                 if shared.service(name).engine == Engine::Postgres {
-                    listeners.push(tokio::spawn(listen(
-                        shared.clone(),
-                        i,
-                        wakes[i].clone(),
-                        stop_rx.clone(),
-                    )));
+                    let (shared, wake, stop) = (shared.clone(), wakes[i].clone(), stop_rx.clone());
+                    listeners.push(tokio::spawn(async move {
+                        let publisher = shared.service(&shared.plan.publishers[i].0);
+                        listen(&shared.stores, publisher, APPLICATION, wake, stop).await
+                    }));
                 }
             }
         }
@@ -782,52 +780,4 @@ async fn publisher_task(
         c.close().await;
     }
     last_error.map(|e| (what, e))
-}
-
-/// Listens for a PostgreSQL publisher's notifications and wakes its
-/// routes. Only a shortcut: without it routes still look every 250 ms at
-/// most, so a failure here is logged at debug level and retried.
-async fn listen(
-    shared: Arc<Shared>,
-    index: usize,
-    wake: watch::Sender<u64>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let publisher = shared.service(&shared.plan.publishers[index].0);
-    let mut backoff = Backoff::new();
-    loop {
-        let connect = shared.stores.listen_as(publisher, APPLICATION, CHANNEL);
-        let listener = tokio::select! {
-            l = connect => l,
-            _ = stopped(&mut stop) => return,
-        };
-        match listener {
-            Ok(Some(mut listener)) => {
-                backoff.reset();
-                // Whatever was published while no one listened.
-                wake.send_modify(|n| *n += 1);
-                loop {
-                    tokio::select! {
-                        n = listener.recv() => match n {
-                            Ok(_) => wake.send_modify(|n| *n += 1),
-                            Err(e) => {
-                                tracing::debug!("{}: no notifications: {e}", publisher.name);
-                                break;
-                            }
-                        },
-                        _ = stopped(&mut stop) => return,
-                    }
-                }
-            }
-            Ok(None) => return,
-            Err(e) => tracing::debug!(
-                "{}: no notifications: {}",
-                publisher.name,
-                crate::describe(&e)
-            ),
-        }
-        if pause(&mut stop, backoff.next_wait()).await {
-            return;
-        }
-    }
 }

@@ -2,18 +2,22 @@
 //! they cost nothing until a program installs a recorder (`silo events run
 //! --metrics-addr` serves them over HTTP).
 //!
-//! | name | kind | labels | what |
-//! |---|---|---|---|
-//! | `silo_events_delivered_total` | counter | publisher, consumer, type | events written into a consumer's inbox |
-//! | `silo_events_published_total` | counter | publisher, type | events seen committed in a publisher's outbox |
-//! | `silo_events_retired_total` | counter | publisher, type | delivered outbox rows deleted or marked sent |
-//! | `silo_events_dead_total` | counter | publisher, type | outbox rows seen going `dead` while the worker ran |
-//! | `silo_events_outbox_dead` | gauge | publisher, type | `dead` outbox rows now |
-//! | `silo_events_backlog` | gauge | publisher, consumer | events not yet in the consumer's inbox |
-//! | `silo_events_lag_seconds` | gauge | publisher, consumer | age of the oldest of them (0: none) |
-//! | `silo_events_batch_seconds` | histogram | publisher, consumer | one batch, begin to commit |
-//! | `silo_events_errors_total` | counter | publisher, consumer | failed attempts (consumer is empty for a publisher's own work) |
-//! | `silo_events_route_up` | gauge | publisher, consumer | 1 while a route delivers, 0 while it fails |
+//! | name | kind | labels | what (embedded bus) | on the nats bus |
+//! |---|---|---|---|---|
+//! | `silo_events_delivered_total` | counter | publisher, consumer, type | events written into a consumer's inbox | the same, written by the consumer's delivery |
+//! | `silo_events_published_total` | counter | publisher, type | events seen committed in a publisher's outbox | events the stream acknowledged |
+//! | `silo_events_retired_total` | counter | publisher, type | delivered outbox rows deleted or marked sent | the same: the rows the stream acknowledged |
+//! | `silo_events_dead_total` | counter | publisher, type | outbox rows seen going `dead` while the worker ran | outbox rows the relay marked `dead` |
+//! | `silo_events_outbox_dead` | gauge | publisher, type | `dead` outbox rows now | the same, counted by the relay |
+//! | `silo_events_backlog` | gauge | publisher, consumer | events not yet in the consumer's inbox | messages of the route's types the consumer's durables have not seen acked (`num_pending` + `num_ack_pending`) |
+//! | `silo_events_lag_seconds` | gauge | publisher, consumer | age of the oldest of them (0: none) | not recorded |
+//! | `silo_events_batch_seconds` | histogram | publisher, consumer | one batch, begin to commit | a relay pass that read events (consumer "") or a delivery's inbox write (publisher "") |
+//! | `silo_events_errors_total` | counter | publisher, consumer | failed attempts (consumer is empty for a publisher's own work) | a relay's (consumer "") or a delivery's (publisher "") |
+//! | `silo_events_route_up` | gauge | publisher, consumer | 1 while a route delivers, 0 while it fails | per relay (consumer "") and per delivery (publisher "") |
+//!
+//! On the nats bus the relay and the delivery are separate (and may run in
+//! separate sidecars), so what they do alone is labelled with the other
+//! side empty.
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 

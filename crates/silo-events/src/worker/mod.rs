@@ -16,7 +16,14 @@ use std::time::Duration;
 
 pub use backoff::{Backoff, Idle};
 
+use silo_manifest::Service;
+use silo_store::Stores;
+use tokio::sync::watch;
+
 use crate::EventsError;
+
+/// The channel a PostgreSQL outbox notifies at commit.
+pub const CHANNEL: &str = "silo_outbox";
 
 /// One way events go: from a publisher's outbox to a consumer's inbox,
 /// for the types both declare.
@@ -230,9 +237,60 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Waits `wait`, or less when stopped; true when stopped.
-async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, wait: Duration) -> bool {
+pub(crate) async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, wait: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(wait) => *stop.borrow(),
         _ = stopped(stop) => true,
+    }
+}
+
+/// Listens for a PostgreSQL publisher's notifications (on [`CHANNEL`]) and
+/// bumps `wake` for each, until stopped; returns at once for a SQLite
+/// publisher. Only a shortcut: whoever waits on `wake` must still look on
+/// its own now and then, since a notification sent while the listener
+/// reconnects is lost. A failure here is logged at debug level and
+/// retried; each new connection bumps `wake` once, for what was published
+/// while no one listened.
+pub(crate) async fn listen(
+    stores: &Stores,
+    publisher: &Service,
+    application: &str,
+    wake: watch::Sender<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let connect = stores.listen_as(publisher, application, CHANNEL);
+        let listener = tokio::select! {
+            l = connect => l,
+            _ = stopped(&mut stop) => return,
+        };
+        match listener {
+            Ok(Some(mut listener)) => {
+                backoff.reset();
+                wake.send_modify(|n| *n += 1);
+                loop {
+                    tokio::select! {
+                        n = listener.recv() => match n {
+                            Ok(_) => wake.send_modify(|n| *n += 1),
+                            Err(e) => {
+                                tracing::debug!("{}: no notifications: {e}", publisher.name);
+                                break;
+                            }
+                        },
+                        _ = stopped(&mut stop) => return,
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(e) => tracing::debug!(
+                "{}: no notifications: {}",
+                publisher.name,
+                crate::describe(&e)
+            ),
+        }
+        if pause(&mut stop, backoff.next_wait()).await {
+            return;
+        }
     }
 }

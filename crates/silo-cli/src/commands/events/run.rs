@@ -98,7 +98,7 @@ async fn embedded(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
 }
 
 /// Serves the worker's metrics at `addr` (`GET /metrics`, any path).
-fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), Failure> {
+pub(super) fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), Failure> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(

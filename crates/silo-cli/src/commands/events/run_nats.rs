@@ -22,11 +22,12 @@ pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
         errln!("silo events run: nothing to do: no service named publishes or consumes");
         return Ok(ExitCode::SUCCESS);
     }
-    if args.metrics_addr.is_some() {
-        return Err(Failure::usage(miette::miette!(
-            help = "leave --metrics-addr out on the nats bus",
-            "--metrics-addr is not available on the nats bus in this build"
-        )));
+    // Contracts load once: a newest contract that does not compile stops
+    // the worker before anything moves (exit 2).
+    let contracts = silo_events::contracts::Contracts::load(&ctx.manifest)
+        .map_err(|e| Failure::usage(miette::Report::new(e)))?;
+    if let Some(addr) = args.metrics_addr {
+        super::run::serve_metrics(addr)?;
     }
     // A missing credentials file would fail every retry: refused before
     // anything runs (exit 2). Each service's own file is all the worker
@@ -81,6 +82,7 @@ pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
         &ctx.stores,
         &ctx.manifest,
         &config,
+        &contracts,
         &services,
         &counters,
         RunOptions { once: args.once },

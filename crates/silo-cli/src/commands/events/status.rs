@@ -1,10 +1,12 @@
 //! `silo events status`: per service, outbox backlog, inbox progress and
-//! (embedded bus) how far delivery lags, each store read as its service.
+//! how far delivery lags (embedded bus: the cursors; nats bus: the
+//! durables' pending messages), each store read as its service.
 
 use serde_json::{Value, json};
 use silo_events::EventsError;
+use silo_events::relay::nats::NatsConfig;
 use silo_events::status::{Behind, Status};
-use silo_manifest::Service;
+use silo_manifest::{Bus, Service};
 
 use super::{age, event_services};
 use crate::cli::EventsStatusArgs;
@@ -15,13 +17,20 @@ use crate::context::{
 pub async fn status(ctx: &Context, args: &EventsStatusArgs) -> CmdResult {
     let services = event_services(ctx, &args.services)?;
     let bar = progress(services.len(), "reading");
+    let nats = (ctx.manifest.events.bus == Bus::Nats).then(|| NatsConfig::from_env(&ctx.manifest));
+    let nats = &nats;
     let results = ctx
         .stores
         .for_each(
             &services,
             |_, service| async move {
                 silo_events::ensure(&ctx.stores, service).await?;
-                silo_events::status::status(&ctx.stores, &ctx.manifest, service).await
+                let mut st =
+                    silo_events::status::status(&ctx.stores, &ctx.manifest, service).await?;
+                if let Some(config) = nats {
+                    st.lag = silo_events::status::nats_lag(config, &ctx.manifest, service).await;
+                }
+                Ok(st)
             },
             |_, _| bar.inc(1),
         )
@@ -34,7 +43,7 @@ pub async fn status(ctx: &Context, args: &EventsStatusArgs) -> CmdResult {
             "services": results.iter().map(|(s, r)| service_json(s, r)).collect::<Vec<_>>(),
         }));
     } else {
-        print_tables(&results);
+        print_tables(ctx.manifest.events.bus, &results);
     }
     // Each error decides the code (2 for a store that cannot be reached),
     // a lag's as well as a service's.
@@ -85,7 +94,7 @@ fn service_json(service: &Service, result: &Result<Status, EventsError>) -> Valu
     })
 }
 
-fn print_tables(results: &[(&Service, Result<Status, EventsError>)]) {
+fn print_tables(bus: Bus, results: &[(&Service, Result<Status, EventsError>)]) {
     let dash = || "-".to_string();
     let mut t = table(&[
         "service",
@@ -142,7 +151,11 @@ fn print_tables(results: &[(&Service, Result<Status, EventsError>)]) {
             };
             t.add_row(vec![s.name.clone(), l.publisher.clone(), behind, oldest]);
         }
-        outln!("\nDelivery (embedded bus):\n{t}");
+        let source = match bus {
+            Bus::Embedded => "embedded bus",
+            Bus::Nats => "nats bus: messages the durables have not seen acked",
+        };
+        outln!("\nDelivery ({source}):\n{t}");
     }
     for (s, r) in results {
         match r {

@@ -201,14 +201,29 @@ impl Delivery {
             .is_ok_and(|views| views.iter().all(|v| v.pending == 0 && v.ack_pending == 0))
     }
 
+    /// Per consumed type, the messages its durable has not seen acked:
+    /// not handed out yet (`num_pending`) or handed out and not acked,
+    /// that is not yet committed in the inbox (`num_ack_pending`). One
+    /// request per durable, to the server.
+    pub async fn backlog(&self) -> Result<Vec<(String, u64)>, NatsError> {
+        let views = self.server_views().await?;
+        Ok(self
+            .service
+            .consumes
+            .iter()
+            .cloned()
+            .zip(views.iter().map(|v| v.pending + v.ack_pending))
+            .collect())
+    }
+
     /// One step: waits up to `wait` for messages when none are held, takes
     /// what has arrived, and writes what is ready into the inbox. Returns
     /// the inbox rows written.
-    pub async fn step(&mut self, stores: &Stores, wait: Duration) -> Result<u64, EventsError> {
+    pub async fn step(&mut self, stores: &Stores, wait: Duration) -> Result<Written, EventsError> {
         if self.held() == 0 {
             match tokio::time::timeout(wait, self.rx.recv()).await {
                 Ok(Some(f)) => self.take(f).await,
-                Ok(None) | Err(_) => return Ok(0),
+                Ok(None) | Err(_) => return Ok(Written::default()),
             }
         } else {
             // Something is held and not ready: give deliveries a moment.
@@ -220,7 +235,7 @@ impl Delivery {
         }
         self.drain().await;
         if self.held() == 0 {
-            return Ok(0);
+            return Ok(Written::default());
         }
         let last = self.last_sequence().await?;
         let views = self.server_views().await?;
@@ -256,7 +271,7 @@ impl Delivery {
             .collect();
         ready.sort_unstable();
         if ready.is_empty() {
-            return Ok(0);
+            return Ok(Written::default());
         }
         let written = self.write(stores, &ready).await?;
         for (seq, i) in ready {
@@ -363,7 +378,11 @@ impl Delivery {
     /// Writes the ready messages, in stream order, into the inbox in one
     /// transaction. A message that is no silo event is left out (and acked
     /// with the rest: it would never become one).
-    async fn write(&mut self, stores: &Stores, ready: &[(u64, usize)]) -> Result<u64, EventsError> {
+    async fn write(
+        &mut self,
+        stores: &Stores,
+        ready: &[(u64, usize)],
+    ) -> Result<Written, EventsError> {
         let mut events = Vec::with_capacity(ready.len());
         for (seq, i) in ready {
             let (_, m) = &self.durables[*i].held[seq];
@@ -381,7 +400,13 @@ impl Delivery {
             self.store = Some(stores.connect_as(&self.service, APPLICATION).await?);
         }
         let conn = self.store.as_mut().expect("connected above");
-        let result = write_inbox(conn, &self.service, &events, InboxWrite::New).await;
+        let started = std::time::Instant::now();
+        let result = write_inbox(conn, &self.service, &events, InboxWrite::New)
+            .await
+            .map(|w| Written {
+                took: started.elapsed(),
+                ..w
+            });
         if result.is_err() {
             // The connection may be broken: a fresh one next time.
             if let Some(c) = self.store.take() {
@@ -440,6 +465,24 @@ pub(crate) enum InboxWrite {
     Reprocess,
 }
 
+/// Inbox rows written by one statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows inserted (or made pending again), per (publishing service,
+    /// type).
+    pub rows: BTreeMap<(String, String), u64>,
+    /// How long the statement took, begin to commit (zero when nothing
+    /// was to be written).
+    pub took: Duration,
+}
+
+impl Written {
+    /// Rows written in all.
+    pub fn total(&self) -> u64 {
+        self.rows.values().sum()
+    }
+}
+
 /// Writes `events` into `service`'s inbox in one statement (one
 /// transaction), in order. Returns the rows inserted or (with
 /// [`InboxWrite::Reprocess`]) made pending again.
@@ -448,13 +491,13 @@ pub(crate) async fn write_inbox(
     service: &Service,
     events: &[Envelope],
     mode: InboxWrite,
-) -> Result<u64, EventsError> {
+) -> Result<Written, EventsError> {
     // An event id twice in one statement (published again past the
     // duplicate window): the first one stands.
     let mut seen = std::collections::HashSet::new();
     let events: Vec<&Envelope> = events.iter().filter(|e| seen.insert(&e.id)).collect();
     if events.is_empty() {
-        return Ok(0);
+        return Ok(Written::default());
     }
     let action = format!("writing events into {}'s inbox", service.name);
     let conflict = match mode {
@@ -467,7 +510,8 @@ pub(crate) async fn write_inbox(
     let column = |f: fn(&Envelope) -> Option<&str>| -> Vec<Option<&str>> {
         events.iter().map(|e| f(e)).collect()
     };
-    let written = match conn {
+    // Each row written names its publisher and type, for the metrics.
+    let written: Vec<(String, String)> = match conn {
         ServiceConnection::Postgres(c) => {
             // The rows in array order: the inbox's `seq` follows it.
             let statement = format!(
@@ -477,9 +521,10 @@ pub(crate) async fn write_inbox(
                              $6::text[], $7::text[], $8::text[]) \
                       WITH ORDINALITY AS u(e, t, s, k, p, h, tm, d, n) \
                  ORDER BY n \
-                 ON CONFLICT (event_id) {conflict}"
+                 ON CONFLICT (event_id) {conflict} \
+                 RETURNING source, type"
             );
-            sqlx::query(sqlx::AssertSqlSafe(statement))
+            sqlx::query_as(sqlx::AssertSqlSafe(statement))
                 .bind(column(|e| Some(e.id.as_str())))
                 .bind(column(|e| Some(e.event_type.as_str())))
                 .bind(column(|e| Some(e.source.as_str())))
@@ -488,10 +533,9 @@ pub(crate) async fn write_inbox(
                 .bind(column(|e| Some(e.headers.as_str())))
                 .bind(column(|e| Some(e.time.as_str())))
                 .bind(column(|e| e.dataschema.as_deref()))
-                .execute(&mut *c)
+                .fetch_all(&mut *c)
                 .await
                 .map_err(sql(action))?
-                .rows_affected()
         }
         ServiceConnection::Sqlite(c) => {
             let rows: Vec<serde_json::Value> = events
@@ -514,17 +558,21 @@ pub(crate) async fn write_inbox(
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
                         value ->> 5, value ->> 6, value ->> 7 \
                  FROM json_each($1) WHERE true ORDER BY key \
-                 ON CONFLICT (event_id) {conflict}"
+                 ON CONFLICT (event_id) {conflict} \
+                 RETURNING source, type"
             );
-            sqlx::query(sqlx::AssertSqlSafe(statement))
+            sqlx::query_as(sqlx::AssertSqlSafe(statement))
                 .bind(serde_json::Value::Array(rows).to_string())
-                .execute(&mut *c)
+                .fetch_all(&mut *c)
                 .await
                 .map_err(sql(action))?
-                .rows_affected()
         }
     };
-    Ok(written)
+    let mut counted = Written::default();
+    for (source, event_type) in written {
+        *counted.rows.entry((source, event_type)).or_default() += 1;
+    }
+    Ok(counted)
 }
 
 #[cfg(test)]

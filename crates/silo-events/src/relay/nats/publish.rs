@@ -11,8 +11,13 @@
 //! stream's duplicate window (`Nats-Msg-Id` = event id) drops them, and
 //! past it the inbox's unique event id does.
 //!
-//! A row that can never be published is marked `dead` with the reason,
-//! so it cannot hold back the rows after it: a type the service does not
+//! Each row's payload is checked against its type's contract
+//! ([`crate::contracts::check`]) before it is published: a passing one
+//! carries the contract's URI as `ce-dataschema`.
+//!
+//! A row that can never be published is marked `dead` with the reason
+//! ([`crate::contracts::dead_letter`]), so it cannot hold back the rows
+//! after it: a payload its contract refuses, a type the service does not
 //! declare in `publishes` (under `nats_auth` the server would refuse it),
 //! or an event larger than the server takes.
 //!
@@ -23,6 +28,8 @@
 //! (the earlier one is new to the stream when it is published again) and
 //! logs a warning naming the events.
 
+use std::collections::BTreeMap;
+
 use async_nats::jetstream::message::PublishMessage;
 use silo_manifest::{Manifest, Retention, Service};
 use silo_store::ServiceConnection;
@@ -30,6 +37,7 @@ use silo_store::ServiceConnection;
 use super::connect::Connection;
 use super::envelope::Envelope;
 use super::names;
+use crate::contracts::{self, Contracts, Verdict};
 use crate::{EventsError, sql};
 
 /// How many outbox rows one pass reads and publishes at most.
@@ -40,10 +48,13 @@ pub const BATCH: i64 = 500;
 pub struct Relayed {
     /// Rows read from the outbox.
     pub read: usize,
-    /// Events the stream acknowledged (new or already there).
+    /// Events the stream acknowledged (new or already there), whose rows
+    /// were then deleted or marked sent.
     pub published: u64,
     /// Rows marked dead.
     pub dead: u64,
+    /// Of those, per type: (published, dead).
+    pub by_type: BTreeMap<String, (u64, u64)>,
     /// Whether a publish failed (the rest of the batch waits for the next
     /// pass).
     pub failed: Option<String>,
@@ -54,13 +65,16 @@ struct Row {
     envelope: Envelope,
 }
 
-/// Reads one batch of `service`'s pending outbox rows, publishes them and
-/// marks them. `conn` is the service's own store connection.
+/// Reads one batch of `service`'s pending outbox rows, checks them against
+/// `contracts` (loaded once by the caller: [`Contracts::load`]),
+/// publishes them and marks them. `conn` is the service's own store
+/// connection.
 pub async fn relay_batch(
     conn: &mut ServiceConnection,
     bus: &Connection,
     manifest: &Manifest,
     service: &Service,
+    contracts: &Contracts,
 ) -> Result<Relayed, EventsError> {
     let rows = read_pending(conn, service).await?;
     let mut done = Relayed {
@@ -71,13 +85,14 @@ pub async fn relay_batch(
         return Ok(done);
     }
     let max_payload = bus.client.server_info().max_payload;
-    let mut dead: Vec<(String, String)> = Vec::new();
+    let mut dead: Vec<(String, String, String)> = Vec::new();
     let mut acks = Vec::new();
-    for row in &rows {
-        let e = &row.envelope;
+    for row in rows {
+        let mut e = row.envelope;
         if !service.publishes.contains(&e.event_type) {
             dead.push((
                 e.id.clone(),
+                e.event_type.clone(),
                 format!(
                     "{} does not declare {} in `publishes` in silo.toml, so the bus does not take it",
                     service.name, e.event_type
@@ -85,11 +100,19 @@ pub async fn relay_batch(
             ));
             continue;
         }
+        match contracts::check(contracts, &service.name, &e.event_type, &e.payload) {
+            Verdict::Deliver { dataschema } => e.dataschema = dataschema,
+            Verdict::Refuse { reason } => {
+                dead.push((e.id.clone(), e.event_type.clone(), reason));
+                continue;
+            }
+        }
         let headers = e.to_headers();
         let size = e.payload.len() + headers_len(&headers);
         if max_payload > 0 && size > max_payload {
             dead.push((
                 e.id.clone(),
+                e.event_type.clone(),
                 format!("the event is {size} bytes with its headers; the NATS server takes at most {max_payload}"),
             ));
             continue;
@@ -99,7 +122,7 @@ pub async fn relay_batch(
             .headers(headers);
         let subject = names::subject(&manifest.project, &e.event_type);
         match bus.js.send_publish(subject, message).await {
-            Ok(ack) => acks.push((e.id.clone(), ack)),
+            Ok(ack) => acks.push(((e.id, e.event_type), ack)),
             Err(err) => {
                 done.failed = Some(err.to_string());
                 break;
@@ -112,11 +135,14 @@ pub async fn relay_batch(
     let mut later_ok = Vec::new();
     // All at once: with the server gone, each times out, and one after
     // the other would take the timeout times the batch.
-    let (ids, futures): (Vec<String>, Vec<_>) = acks.into_iter().unzip();
+    let (ids, futures): (Vec<(String, String)>, Vec<_>) = acks.into_iter().unzip();
     let results = futures::future::join_all(futures.into_iter().map(|f| f.into_future())).await;
-    for (i, (id, result)) in ids.into_iter().zip(results).enumerate() {
+    for (i, ((id, event_type), result)) in ids.into_iter().zip(results).enumerate() {
         match (result.map_err(|e| e.to_string()), failed_at) {
-            (Ok(_), None) => sent.push(id),
+            (Ok(_), None) => {
+                done.by_type.entry(event_type).or_default().0 += 1;
+                sent.push(id);
+            }
             (Ok(a), Some(_)) if !a.duplicate => later_ok.push(id),
             (Ok(_), Some(_)) => {}
             (Err(e), None) => {
@@ -135,8 +161,9 @@ pub async fn relay_batch(
     }
     done.published = sent.len() as u64;
     mark_sent(conn, service, &sent, manifest.events.retention).await?;
-    for (id, why) in &dead {
-        mark_dead(conn, service, id, why).await?;
+    for (id, event_type, why) in &dead {
+        contracts::dead_letter(conn, service, id, why).await?;
+        done.by_type.entry(event_type.clone()).or_default().1 += 1;
     }
     done.dead = dead.len() as u64;
     Ok(done)
@@ -250,33 +277,4 @@ async fn mark_sent(
         }
     }
     Ok(())
-}
-
-/// Marks one row dead with the reason.
-async fn mark_dead(
-    conn: &mut ServiceConnection,
-    service: &Service,
-    id: &str,
-    why: &str,
-) -> Result<(), EventsError> {
-    let action = format!("marking an event of {} dead", service.name);
-    match conn {
-        ServiceConnection::Postgres(c) => sqlx::query(
-            "UPDATE silo_outbox SET state = 'dead', error = $2 WHERE id = $1::uuid AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(why)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()),
-        ServiceConnection::Sqlite(c) => sqlx::query(
-            "UPDATE silo_outbox SET state = 'dead', error = $2 WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(why)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()),
-    }
-    .map_err(sql(action))
 }

@@ -131,7 +131,9 @@ pub async fn replay(
                 break;
             }
             done.read += events.len() as u64;
-            done.written += write_inbox(&mut store, service, &events, mode).await?;
+            done.written += write_inbox(&mut store, service, &events, mode)
+                .await?
+                .total();
             for m in got {
                 let _ = m.ack().await;
             }

@@ -10,15 +10,32 @@
 //! when auth is off, and only checks them when it is on.
 //!
 //! Services are independent: a store or the bus going away is retried
-//! with backoff for the service it touches and reported, while the others
-//! go on. Stopping lets each step in flight finish (a batch published is
+//! with backoff ([`Backoff`], as on the embedded bus) for the service it
+//! touches and reported once per change ([`Health`]), while the others go
+//! on. Stopping lets each step in flight finish (a batch published is
 //! marked, a batch written is acked), so a stop loses and repeats nothing;
 //! a kill at any point does neither either, only later.
+//!
+//! An idle relay looks at its outbox again after the waits of [`Idle`]:
+//! 5 ms while events flow, up to 250 ms while none come. On PostgreSQL it
+//! also listens for the outbox's notification at commit and looks at
+//! once; the waits stay as the fallback, so a notification lost while the
+//! listener reconnects (or a row that was not ready yet, behind an older
+//! running transaction) waits 250 ms at most.
+//!
+//! Metrics ([`crate::worker::metrics`]): a relay records for
+//! `publisher` = its service and `consumer` = "", a delivery for
+//! `publisher` = "" and `consumer` = its service (a delivery's batch mixes
+//! publishers), except the delivered counts and the backlog, which name
+//! both.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use silo_manifest::{Manifest, Service};
+use metrics::{counter, gauge, histogram};
+use silo_manifest::{Engine, Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 use tokio::sync::watch;
 
@@ -26,18 +43,24 @@ use super::connect::{Connection, NatsConfig};
 use super::deliver::Delivery;
 use super::error::NatsError;
 use super::names;
-use super::publish::{self, BATCH};
+use super::publish::{self, BATCH, Relayed};
 use super::stream;
 use crate::EventsError;
+use crate::contracts::Contracts;
+use crate::relay::backlog::dead;
+use crate::relay::embedded::routed_types;
+use crate::worker::metrics as m;
+use crate::worker::{Backoff, Health, Idle, listen, pause};
 
 /// The connections' name on the store's server.
 const APPLICATION: &str = "silo events relay";
 
-/// How often an idle relay looks at its outbox again.
-const POLL: Duration = Duration::from_millis(20);
-
 /// How long an idle delivery waits for a message per step.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
+
+/// How often a relay counts its dead rows, and a delivery measures its
+/// backlog.
+const MEASURE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the worker has done so far, per service; safe to read while it
 /// runs.
@@ -98,12 +121,15 @@ pub async fn set_up(
 
 /// Runs the relay and the delivery of every service in `services` until
 /// `stop` turns true (or, with `once`, until nothing is left to move: the
-/// relays first, then the deliveries).
+/// relays first, then the deliveries). Each relay checks payloads against
+/// `contracts` (loaded once: [`Contracts::load`]).
 /// `counters` has one entry per service, in the same order.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     stores: &Stores,
     manifest: &Manifest,
     config: &NatsConfig,
+    contracts: &Contracts,
     services: &[&Service],
     counters: &[Counters],
     options: RunOptions,
@@ -113,7 +139,18 @@ pub async fn run(
         .iter()
         .zip(counters)
         .filter(|(s, _)| !s.publishes.is_empty())
-        .map(|(s, c)| relay_loop(stores, manifest, config, s, c, options, stop.clone()));
+        .map(|(s, c)| {
+            let relay = Relay {
+                stores,
+                manifest,
+                config,
+                contracts,
+                service: s,
+                counters: c,
+                options,
+            };
+            relay.run(stop.clone())
+        });
     let deliveries = services
         .iter()
         .zip(counters)
@@ -132,135 +169,215 @@ pub async fn run(
     }
 }
 
-/// Backoff between attempts after an error: 100 ms doubling to 5 s.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-    fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
-    }
-    async fn wait(&mut self, stop: &mut watch::Receiver<bool>) {
-        sleep_or_stop(self.0, stop).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = stop.wait_for(|s| *s) => {}
-    }
-}
-
 fn stopped(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow()
 }
 
-/// Reports an error once per kind of trouble, then quietly retries.
-fn report(service: &Service, what: &str, e: &dyn std::fmt::Display, last: &mut Option<String>) {
-    let text = e.to_string();
-    if last.as_deref() != Some(text.as_str()) {
-        tracing::warn!(service = %service.name, "{what}: {text}; retrying");
-        *last = Some(text);
+/// `fut`, unless `stop` comes first (`None`): for connecting, which may
+/// wait long on a server that is gone.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        r = fut => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
     }
 }
 
-async fn relay_loop(
-    stores: &Stores,
-    manifest: &Manifest,
-    config: &NatsConfig,
-    service: &Service,
-    counters: &Counters,
+/// One service's relay: its outbox → the stream.
+struct Relay<'a> {
+    stores: &'a Stores,
+    manifest: &'a Manifest,
+    config: &'a NatsConfig,
+    contracts: &'a Contracts,
+    service: &'a Service,
+    counters: &'a Counters,
     options: RunOptions,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut bus: Option<Connection> = None;
-    let mut store: Option<ServiceConnection> = None;
-    let mut backoff = Backoff::new();
-    let mut last_error = None;
-    while !stopped(&stop) {
-        if bus.is_none() {
-            match config.connect(&service.name).await {
-                Ok(c) => bus = Some(c),
-                Err(e) => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    report(
-                        service,
-                        "the relay cannot reach the bus",
-                        &e,
-                        &mut last_error,
-                    );
-                    if options.once {
-                        return;
+}
+
+impl Relay<'_> {
+    /// Until stopped (or, with `once`, until a batch comes back short or
+    /// fails), with a listener for the outbox's notifications beside it on
+    /// PostgreSQL.
+    async fn run(self, stop: watch::Receiver<bool>) {
+        let (wake_tx, wake) = watch::channel(0u64);
+        let listening = async {
+            if !self.options.once && self.service.engine == Engine::Postgres {
+                let tx = wake_tx.clone();
+                listen(self.stores, self.service, APPLICATION, tx, stop.clone()).await;
+            }
+        };
+        // `wake_tx` lives as long as the relay: `changed` never fails.
+        futures::future::join(listening, self.relay(wake, stop.clone())).await;
+    }
+
+    async fn relay(&self, mut wake: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+        let service = self.service;
+        let name = &service.name;
+        let labels = [("publisher", name.clone()), ("consumer", String::new())];
+        let mut health = Health::new(format!("{name} → the stream"));
+        let mut backoff = Backoff::new();
+        let mut idle = Idle::new();
+        let mut bus: Option<Connection> = None;
+        let mut store: Option<ServiceConnection> = None;
+        let mut dead_counted: Option<Instant> = None;
+        while !stopped(&stop) {
+            if bus.is_none() || store.is_none() {
+                let connect = async {
+                    if bus.is_none() {
+                        bus = Some(self.config.connect(name).await?);
                     }
-                    backoff.wait(&mut stop).await;
+                    if store.is_none() {
+                        store = Some(self.stores.connect_as(service, APPLICATION).await?);
+                    }
+                    Ok::<_, EventsError>(())
+                };
+                let Some(connected) = unless_stopped(&mut stop, connect).await else {
+                    break;
+                };
+                if let Err(e) = connected {
+                    if self
+                        .failed(&mut health, &mut backoff, &labels, &e, &mut stop)
+                        .await
+                    {
+                        break;
+                    }
                     continue;
+                }
+            }
+            let (b, s) = (bus.as_ref().expect("set"), store.as_mut().expect("set"));
+            let result = self.batch(s, b, &mut dead_counted).await;
+            match result {
+                Ok(done) => {
+                    health.ok();
+                    backoff.reset();
+                    gauge!(m::ROUTE_UP, &labels).set(1.0);
+                    if done.read > 0 {
+                        idle.busy();
+                    }
+                    if (done.read as i64) < BATCH {
+                        if self.options.once {
+                            break;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(idle.next_wait()) => {}
+                            _ = wake.changed() => idle.busy(),
+                            _ = stop.wait_for(|s| *s) => break,
+                        }
+                    }
+                }
+                Err(e) => {
+                    // A publish that failed keeps the store; anything
+                    // else may have broken its connection.
+                    if !matches!(e, EventsError::Nats(_))
+                        && let Some(s) = store.take()
+                    {
+                        s.close().await;
+                    }
+                    if self
+                        .failed(&mut health, &mut backoff, &labels, &e, &mut stop)
+                        .await
+                    {
+                        break;
+                    }
                 }
             }
         }
-        if store.is_none() {
-            match stores.connect_as(service, APPLICATION).await {
-                Ok(c) => store = Some(c),
-                Err(e) => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    report(
-                        service,
-                        "the relay cannot reach the store",
-                        &e,
-                        &mut last_error,
-                    );
-                    if options.once {
-                        return;
-                    }
-                    backoff.wait(&mut stop).await;
-                    continue;
-                }
-            }
-        }
-        let (b, s) = (bus.as_ref().expect("set"), store.as_mut().expect("set"));
-        match publish::relay_batch(s, b, manifest, service).await {
-            Ok(done) => {
-                counters
-                    .published
-                    .fetch_add(done.published, Ordering::Relaxed);
-                counters.dead.fetch_add(done.dead, Ordering::Relaxed);
-                if let Some(why) = &done.failed {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    report(service, "publishing failed", why, &mut last_error);
-                    if options.once {
-                        return;
-                    }
-                    backoff.wait(&mut stop).await;
-                    continue;
-                }
-                backoff.reset();
-                last_error = None;
-                if done.read < BATCH as usize {
-                    if options.once {
-                        return;
-                    }
-                    sleep_or_stop(POLL, &mut stop).await;
-                }
-            }
-            Err(e) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                report(service, "relaying failed", &e, &mut last_error);
-                if options.once {
-                    return;
-                }
-                if let Some(s) = store.take() {
-                    s.close().await;
-                }
-                backoff.wait(&mut stop).await;
-            }
+        if let Some(s) = store.take() {
+            s.close().await;
         }
     }
-    if let Some(s) = store.take() {
-        s.close().await;
+
+    /// One batch, its metrics, and now and then the dead rows' count. A
+    /// publish that failed is an error, after what went before it was
+    /// marked.
+    async fn batch(
+        &self,
+        store: &mut ServiceConnection,
+        bus: &Connection,
+        dead_counted: &mut Option<Instant>,
+    ) -> Result<Relayed, EventsError> {
+        let service = self.service;
+        let name = &service.name;
+        let started = Instant::now();
+        let done = publish::relay_batch(store, bus, self.manifest, service, self.contracts).await?;
+        let c = self.counters;
+        c.published.fetch_add(done.published, Ordering::Relaxed);
+        c.dead.fetch_add(done.dead, Ordering::Relaxed);
+        if done.read > 0 {
+            let took = started.elapsed();
+            histogram!(m::BATCH_SECONDS, "publisher" => name.clone(), "consumer" => "")
+                .record(took.as_secs_f64());
+            tracing::info!(
+                "{name} → the stream: published {} and dead-lettered {} of {} events in {} ms",
+                done.published,
+                done.dead,
+                done.read,
+                took.as_millis()
+            );
+        }
+        for (event_type, (published, dead)) in &done.by_type {
+            let labels = [("publisher", name.clone()), ("type", event_type.clone())];
+            if *published > 0 {
+                // Published and retired are one step here: the rows the
+                // stream acked are deleted or marked sent at once.
+                counter!(m::PUBLISHED, &labels).increment(*published);
+                counter!(m::RETIRED, &labels).increment(*published);
+            }
+            if *dead > 0 {
+                counter!(m::DEAD, &labels).increment(*dead);
+            }
+        }
+        if let Some(why) = done.failed {
+            return Err(NatsError::Request {
+                action: format!("publishing {name}'s events"),
+                reason: why,
+            }
+            .into());
+        }
+        if done.dead > 0 || dead_counted.is_none_or(|t| t.elapsed() >= MEASURE_EVERY) {
+            for (event_type, n) in dead(store, service).await? {
+                gauge!(m::OUTBOX_DEAD, "publisher" => name.clone(), "type" => event_type)
+                    .set(n as f64);
+            }
+            *dead_counted = Some(Instant::now());
+        }
+        Ok(done)
     }
+
+    /// Counts and reports a failed attempt; waits before the next one
+    /// (with `once`, there is none). True when the relay is to end.
+    async fn failed(
+        &self,
+        health: &mut Health,
+        backoff: &mut Backoff,
+        labels: &[(&'static str, String); 2],
+        e: &EventsError,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        counter!(m::ERRORS, labels).increment(1);
+        gauge!(m::ROUTE_UP, labels).set(0.0);
+        if self.options.once {
+            health.fail(e, None);
+            return true;
+        }
+        let wait = backoff.next_wait();
+        health.fail(e, Some(wait));
+        pause(stop, wait).await
+    }
+}
+
+/// The publishers `service` consumes from, each with the types that go
+/// from it to the service.
+fn routes_into(manifest: &Manifest, service: &Service) -> Vec<(String, Vec<String>)> {
+    manifest
+        .services
+        .iter()
+        .map(|p| (p.name.clone(), routed_types(p, service)))
+        .filter(|(_, types)| !types.is_empty())
+        .collect()
 }
 
 async fn delivery_loop(
@@ -272,65 +389,98 @@ async fn delivery_loop(
     options: RunOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut delivery: Option<Delivery> = None;
+    let name = &service.name;
+    let labels = [("publisher", String::new()), ("consumer", name.clone())];
+    let routes = routes_into(manifest, service);
+    let mut health = Health::new(format!("the stream → {name}"));
     let mut backoff = Backoff::new();
-    let mut last_error = None;
+    let mut delivery: Option<Delivery> = None;
+    let mut measured: Option<Instant> = None;
     while !stopped(&stop) {
-        if delivery.is_none() {
-            let started = async {
-                let bus = config.connect(&service.name).await?;
-                Delivery::start(&bus, manifest, service).await
-            }
-            .await;
-            match started {
-                Ok(d) => delivery = Some(d),
-                Err(e) => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    report(service, "the delivery cannot start", &e, &mut last_error);
-                    if options.once {
-                        return;
-                    }
-                    backoff.wait(&mut stop).await;
-                    continue;
+        let result = async {
+            if delivery.is_none() {
+                let start = async {
+                    let bus = config.connect(name).await?;
+                    Delivery::start(&bus, manifest, service).await
+                };
+                match unless_stopped(&mut stop.clone(), start).await {
+                    Some(d) => delivery = Some(d?),
+                    None => return Ok(None),
                 }
             }
+            let d = delivery.as_mut().expect("set");
+            // A step is never cut short by a stop: what it wrote is acked.
+            let wait = if options.once {
+                Duration::from_millis(500)
+            } else {
+                IDLE_WAIT
+            };
+            let idle = d.held() == 0;
+            let mut in_step = stop.clone();
+            let written = tokio::select! {
+                r = d.step(stores, wait) => r?,
+                _ = in_step.wait_for(|s| *s), if idle => return Ok(None),
+            };
+            counters
+                .delivered
+                .fetch_add(written.total(), Ordering::Relaxed);
+            if written.total() > 0 {
+                histogram!(m::BATCH_SECONDS, &labels).record(written.took.as_secs_f64());
+                tracing::info!(
+                    "the stream → {name}: delivered {} events in {} ms",
+                    written.total(),
+                    written.took.as_millis()
+                );
+            }
+            for ((publisher, event_type), n) in &written.rows {
+                counter!(
+                    m::DELIVERED,
+                    "publisher" => publisher.clone(),
+                    "consumer" => name.clone(),
+                    "type" => event_type.clone()
+                )
+                .increment(*n);
+            }
+            if measured.is_none_or(|t| t.elapsed() >= MEASURE_EVERY) {
+                let pending: BTreeMap<String, u64> = d.backlog().await?.into_iter().collect();
+                for (publisher, types) in &routes {
+                    let n: u64 = types.iter().filter_map(|t| pending.get(t)).sum();
+                    gauge!(m::BACKLOG, "publisher" => publisher.clone(), "consumer" => name.clone())
+                        .set(n as f64);
+                }
+                measured = Some(Instant::now());
+            }
+            Ok::<_, EventsError>(Some(written.total()))
         }
-        let d = delivery.as_mut().expect("set");
-        // A step is never cut short by a stop: what it wrote is acked.
-        let wait = if options.once {
-            Duration::from_millis(500)
-        } else {
-            IDLE_WAIT
-        };
-        let idle = d.held() == 0;
-        let step = tokio::select! {
-            r = d.step(stores, wait) => r,
-            _ = stop.wait_for(|s| *s), if idle => Ok(0),
-        };
-        match step {
-            Ok(n) => {
-                counters.delivered.fetch_add(n, Ordering::Relaxed);
+        .await;
+        match result {
+            Ok(None) => break,
+            Ok(Some(n)) => {
+                health.ok();
                 backoff.reset();
-                last_error = None;
+                gauge!(m::ROUTE_UP, &labels).set(1.0);
+                let d = delivery.as_ref().expect("set");
                 if options.once && n == 0 && d.held() == 0 && d.caught_up().await {
-                    return;
+                    break;
                 }
             }
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
-                report(service, "delivering failed", &e, &mut last_error);
+                counter!(m::ERRORS, &labels).increment(1);
+                gauge!(m::ROUTE_UP, &labels).set(0.0);
                 if options.once {
-                    return;
+                    health.fail(&e, None);
+                    break;
                 }
-                if is_bus_error(&e) {
+                if matches!(e, EventsError::Nats(_)) {
                     delivery = None;
                 }
-                backoff.wait(&mut stop).await;
+                let wait = backoff.next_wait();
+                health.fail(&e, Some(wait));
+                if pause(&mut stop, wait).await {
+                    break;
+                }
             }
         }
     }
-}
-
-fn is_bus_error(e: &EventsError) -> bool {
-    matches!(e, EventsError::Nats(_))
 }

@@ -283,6 +283,25 @@ pub async fn durable(
     }
 }
 
+/// How many messages of each of `types` `service`'s durables have not
+/// seen acked: not handed out yet (`num_pending`) or handed out and not
+/// acked, so not yet committed in the inbox (`num_ack_pending`). One
+/// request per durable; a durable that does not exist is an error.
+pub async fn pending(
+    conn: &Connection,
+    manifest: &Manifest,
+    service: &Service,
+    types: &[String],
+) -> Result<u64, NatsError> {
+    let mut total = 0;
+    for t in types {
+        let c = durable(conn, manifest, service, t).await?;
+        let info = c.cached_info();
+        total += info.num_pending + info.num_ack_pending as u64;
+    }
+    Ok(total)
+}
+
 /// Sets up the bus for `services`: the stream, then each one's durable
 /// consumers. Returns what changed, as lines to report.
 pub async fn set_up(
