@@ -397,6 +397,7 @@ impl Delivery {
             }
         }
         if self.store.is_none() {
+            crate::ensure(stores, &self.service).await?;
             self.store = Some(stores.connect_as(&self.service, APPLICATION).await?);
         }
         let conn = self.store.as_mut().expect("connected above");

@@ -229,6 +229,9 @@ impl Relay<'_> {
                         bus = Some(self.config.connect(name).await?);
                     }
                     if store.is_none() {
+                        // The event tables made or completed first, as the
+                        // embedded worker does (a store of an earlier build).
+                        crate::ensure(self.stores, service).await?;
                         store = Some(self.stores.connect_as(service, APPLICATION).await?);
                     }
                     Ok::<_, EventsError>(())
