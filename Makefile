@@ -5,7 +5,7 @@ DEMO := $(CURDIR)/target/demo
 DEMO_EVENTS := $(CURDIR)/target/demo-events
 BATTLESCOPE := ingestion enrichment battles search notifications
 
-.PHONY: demo demo-events test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest clean-demo
+.PHONY: demo demo-events test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest bench-events clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -67,6 +67,12 @@ bench-audit: prereqs
 bench-manifest: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	bench/manifest-scale.sh
+
+## bench-events: `silo events run` throughput (1, 5 and 20 publishers) and latency at 1,000 events/s on the embedded and nats buses, PostgreSQL and SQLite, beside raw async-nats publishing (smaller: EVENTS=10000 RATE=500 SECS=5; BUSES, ENGINES, PUBLISHERS, MODES pick parts)
+bench-events: prereqs
+	$(CARGO) build --release --quiet -p silo-cli
+	$(CARGO) build --release --quiet -p silo-events --example nats_raw_publish
+	bench/events.sh
 
 clean-demo:
 	@if [ -f $(DEMO_EVENTS)/silo.toml ]; then cd $(DEMO_EVENTS) && $(SILO) destroy --yes >/dev/null; fi

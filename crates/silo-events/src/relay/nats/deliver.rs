@@ -117,6 +117,11 @@ pub(crate) struct LocalView {
 /// nothing can come below the last delivered stream sequence, or, when
 /// nothing is left to hand out, below anything published before `last`
 /// was read. Otherwise what is missing lies above the ack floor.
+///
+/// A service with one durable may pass the last stream sequence it
+/// delivered, `server.delivered_sseq`, as `last`: with nothing left to hand
+/// out, everything up to it was handed out, and whatever comes later lies
+/// above it. That bound is never above the stream's last sequence.
 pub(crate) fn bound(local: LocalView, server: ServerView, last: u64) -> (u64, bool) {
     let complete = if local.synced {
         local.last_dseq.is_some_and(|d| d >= server.delivered_dseq)
@@ -237,8 +242,17 @@ impl Delivery {
         if self.held() == 0 {
             return Ok(Written::default());
         }
-        let last = self.last_sequence().await?;
-        let views = self.server_views().await?;
+        // The stream's last sequence keeps one durable's messages from
+        // passing another's still on their way. With one durable, the
+        // last stream sequence it delivered does that job (see [`bound`])
+        // and spares a request to the server on every step.
+        let (last, views) = if self.consumers.len() > 1 {
+            let last = self.last_sequence().await?;
+            (last, self.server_views().await?)
+        } else {
+            let views = self.server_views().await?;
+            (views.first().map_or(0, |v| v.delivered_sseq), views)
+        };
         self.catch_up(&views).await;
         let mut cutoff = u64::MAX;
         for (d, server) in self.durables.iter_mut().zip(&views) {
