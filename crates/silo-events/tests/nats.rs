@@ -606,6 +606,74 @@ async fn the_stream_is_made_once_and_foreign_or_incompatible_ones_are_refused() 
     );
 }
 
+/// Inserts an outbox row of `orders` as plain SQL would, with `key` and
+/// the row's `headers` as given (bound, so any bytes go in).
+async fn insert_raw(p: &Project, event_type: &str, key: &str, headers: &str) {
+    let mut conn = p.connect("orders").await;
+    match &mut conn {
+        ServiceConnection::Postgres(c) => {
+            sqlx::query(
+                "INSERT INTO silo_outbox (type, key, payload, headers) VALUES ($1, $2, '{}', $3::jsonb)",
+            )
+            .bind(event_type)
+            .bind(key)
+            .bind(headers)
+            .execute(c)
+            .await
+            .unwrap();
+        }
+        ServiceConnection::Sqlite(c) => {
+            sqlx::query(
+                "INSERT INTO silo_outbox (type, key, payload, headers) VALUES ($1, $2, '{}', $3)",
+            )
+            .bind(event_type)
+            .bind(key)
+            .bind(headers)
+            .execute(c)
+            .await
+            .unwrap();
+        }
+    }
+    conn.close().await;
+}
+
+/// A key (and row headers) with line breaks, a tab, quotes, `%` and
+/// non-ASCII text crosses the bus percent-encoded and reaches the inbox
+/// byte for byte, as on the embedded bus; it used to panic the worker.
+#[tokio::test]
+async fn any_key_reaches_the_inbox_intact() {
+    const KEY: &str = "x\r\ny \t\"100%\" é→ %41";
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        // SQLite keeps the row's headers as written, line break and all.
+        insert_raw(
+            &p,
+            "order.placed",
+            KEY,
+            "{\"trace\": \"a\\nb\",\n\"x\": \"ü\"}",
+        )
+        .await;
+        let after = p.publish("order.placed", "plain", 1).await;
+        let worker = Worker::start(&p).await;
+        let shipping = p.wait_for("shipping", 2).await;
+        worker.stop().await;
+        assert_eq!(shipping[0].2, KEY, "{engine}");
+        assert_eq!(shipping[1].0, after, "{engine}");
+        let headers = p
+            .rows(
+                "shipping",
+                "SELECT CAST(headers AS TEXT) FROM silo_inbox WHERE key <> 'plain'",
+            )
+            .await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&headers[0][0]).unwrap(),
+            json!({"trace": "a\nb", "x": "ü"}),
+            "{engine}"
+        );
+    }
+}
+
 /// A row that can never be published (a type the service does not
 /// declare) is marked dead with the reason and does not hold back the
 /// rows after it.
