@@ -674,6 +674,34 @@ async fn any_key_reaches_the_inbox_intact() {
     }
 }
 
+/// A key too large for JetStream's headers is marked dead with the reason
+/// and does not hold back the rows after it.
+#[tokio::test]
+async fn a_key_too_large_for_the_headers_is_dead_and_does_not_block_the_outbox() {
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "retention = \"keep\"").await);
+        insert_raw(&p, "order.placed", &"k".repeat(70_000), "{}").await;
+        let good = p.publish("order.placed", "k", 2).await;
+        let worker = Worker::start(&p).await;
+        let shipping = p.wait_for("shipping", 1).await;
+        worker.stop().await;
+        assert_eq!(shipping[0].0, good, "{engine}");
+        let dead = p
+            .rows(
+                "orders",
+                "SELECT error FROM silo_outbox WHERE state = 'dead'",
+            )
+            .await;
+        assert_eq!(dead.len(), 1, "{engine}");
+        assert!(
+            dead[0][0].contains("JetStream stores at most 65535"),
+            "{}",
+            dead[0][0]
+        );
+    }
+}
+
 /// A row that can never be published (a type the service does not
 /// declare) is marked dead with the reason and does not hold back the
 /// rows after it.
