@@ -150,6 +150,8 @@ impl Project {
 struct Worker {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// One per service, in the manifest's order.
+    counters: Arc<Vec<Counters>>,
 }
 
 impl Worker {
@@ -157,22 +159,28 @@ impl Worker {
         let all = p.services();
         set_up(&p.nats, &p.manifest, &all, true).await.unwrap();
         let (stop, rx) = watch::channel(false);
+        let counters: Arc<Vec<Counters>> =
+            Arc::new(all.iter().map(|_| Counters::default()).collect());
         let p = p.clone();
+        let shared = counters.clone();
         let task = tokio::spawn(async move {
             let services = p.services();
-            let counters: Vec<Counters> = services.iter().map(|_| Counters::default()).collect();
             run(
                 &p.stores,
                 &p.manifest,
                 &p.nats,
                 &services,
-                &counters,
+                &shared,
                 RunOptions::default(),
                 rx,
             )
             .await;
         });
-        Worker { stop, task }
+        Worker {
+            stop,
+            task,
+            counters,
+        }
     }
 
     async fn stop(self) {
@@ -604,6 +612,102 @@ async fn the_stream_is_made_once_and_foreign_or_incompatible_ones_are_refused() 
         e.to_string().contains("storage memory; silo needs file"),
         "{e}"
     );
+}
+
+/// A message published on the bus by hand, its headers forged: the
+/// delivery takes the type from the subject, the source from the manifest
+/// and the dataschema from the contract, checks the payload itself, and
+/// skips (and counts) what fails.
+#[tokio::test]
+async fn forged_headers_are_not_believed() {
+    use silo_events::contracts::Contracts;
+    use silo_events::relay::nats::envelope::Envelope;
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        let folder = p.manifest.contracts_dir(p.service("orders"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("order.placed.v1.json"),
+            r#"{"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}"#,
+        )
+        .unwrap();
+        let schema = Contracts::load(&p.manifest)
+            .unwrap()
+            .get("orders", "order.placed")
+            .unwrap()
+            .dataschema
+            .clone();
+        let worker = Worker::start(&p).await;
+        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let forge = |subject: &'static str, payload: &'static str| {
+            let js = js.clone();
+            async move {
+                let id = uuid::Uuid::now_v7().to_string();
+                let headers = Envelope {
+                    id: id.clone(),
+                    source: "billing".into(),
+                    event_type: "order.paid".into(),
+                    key: "k".into(),
+                    time: "2026-11-27T10:00:00Z".into(),
+                    dataschema: Some("https://evil.example/schema".into()),
+                    headers: "{}".into(),
+                    payload: payload.into(),
+                }
+                .to_headers();
+                js.publish_with_headers(subject, headers, payload.into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+                id
+            }
+        };
+        let believed = forge("shop.order.placed", r#"{"n": 1}"#).await;
+        forge("shop.order.placed", r#"{"n": "not a number"}"#).await;
+        forge("shop.payment.made", r#"{"n": 1}"#).await;
+        let genuine = p.publish("order.placed", "k", 2).await;
+        let shipping = p.wait_for("shipping", 2).await;
+        // billing and shipping skip the refused payload, ledger the type
+        // nobody publishes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let skipped = |c: &Counters| c.skipped.load(std::sync::atomic::Ordering::Relaxed);
+        while worker.counters.iter().map(skipped).sum::<u64>() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{engine}: not skipped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let billing = p.wait_for("billing", 2).await;
+        let counts: Vec<u64> = worker.counters.iter().map(skipped).collect();
+        worker.stop().await;
+        assert_eq!(counts, vec![0, 1, 1, 1], "{engine}");
+        assert_eq!(
+            shipping.iter().map(|r| &r.0).collect::<Vec<_>>(),
+            vec![&believed, &genuine],
+            "{engine}"
+        );
+        assert_eq!(billing.len(), 2, "{engine}");
+        assert!(p.inbox("ledger").await.is_empty(), "{engine}");
+        let row = p
+            .rows(
+                "shipping",
+                &format!(
+                    "SELECT source, type, dataschema FROM silo_inbox WHERE CAST(event_id AS TEXT) = '{believed}'"
+                ),
+            )
+            .await;
+        assert_eq!(
+            row,
+            vec![vec![
+                "orders".to_string(),
+                "order.placed".to_string(),
+                schema.clone()
+            ]],
+            "{engine}"
+        );
+    }
 }
 
 /// Inserts an outbox row of `orders` as plain SQL would, with `key` and

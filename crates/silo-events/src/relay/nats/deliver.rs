@@ -39,6 +39,7 @@ use silo_store::{ServiceConnection, Stores};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::admit::Gate;
 use super::connect::Connection;
 use super::envelope::Envelope;
 use super::error::{NatsError, request};
@@ -143,6 +144,10 @@ pub struct Delivery {
     rx: mpsc::Receiver<Feed>,
     feeders: Vec<JoinHandle<()>>,
     store: Option<ServiceConnection>,
+    /// What a message must pass to reach the inbox.
+    gate: Gate,
+    /// Messages skipped since [`Delivery::take_skipped`] last asked.
+    skipped: u64,
 }
 
 impl Drop for Delivery {
@@ -155,12 +160,13 @@ impl Drop for Delivery {
 
 impl Delivery {
     /// Starts pulling from `service`'s durables, which must exist (see
-    /// [`stream::set_up`]).
+    /// [`stream::set_up`]). The contracts are loaded here, once.
     pub async fn start(
         bus: &Connection,
         manifest: &Manifest,
         service: &Service,
-    ) -> Result<Self, NatsError> {
+    ) -> Result<Self, EventsError> {
+        let gate = Gate::new(manifest, crate::contracts::Contracts::load(manifest)?);
         let mut consumers = Vec::new();
         for t in &service.consumes {
             consumers.push(stream::durable(bus, manifest, service, t).await?);
@@ -180,12 +186,20 @@ impl Delivery {
             rx,
             feeders,
             store: None,
+            gate,
+            skipped: 0,
         })
     }
 
     /// The service this delivery writes to.
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// How many messages were acked and skipped (not silo events, or
+    /// refused: see [`super::admit`]) since this was last asked.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// How many messages are held, not yet written.
@@ -361,20 +375,28 @@ impl Delivery {
     }
 
     /// Writes the ready messages, in stream order, into the inbox in one
-    /// transaction. A message that is no silo event is left out (and acked
-    /// with the rest: it would never become one).
+    /// transaction. A message that is no silo event, or that the gate
+    /// refuses, is left out (and acked with the rest: it would never
+    /// pass).
     async fn write(&mut self, stores: &Stores, ready: &[(u64, usize)]) -> Result<u64, EventsError> {
         let mut events = Vec::with_capacity(ready.len());
         for (seq, i) in ready {
             let (_, m) = &self.durables[*i].held[seq];
-            match Envelope::from_message(m.headers.as_ref(), &m.payload) {
+            match self
+                .gate
+                .admit(m.subject.as_str(), m.headers.as_ref(), &m.payload)
+            {
                 Ok(e) => events.push(e),
-                Err(why) => tracing::warn!(
-                    service = %self.service.name,
-                    subject = %m.subject,
-                    seq,
-                    "skipping a message that is not a silo event: {why}"
-                ),
+                Err(why) => {
+                    self.skipped += 1;
+                    tracing::warn!(
+                        service = %self.service.name,
+                        subject = %m.subject,
+                        seq,
+                        "skipping the message on {}: {why}",
+                        m.subject
+                    );
+                }
             }
         }
         if self.store.is_none() {

@@ -51,6 +51,9 @@ pub struct Counters {
     pub delivered: AtomicU64,
     /// Errors met (each retried).
     pub errors: AtomicU64,
+    /// Messages the delivery acked and skipped: not silo events, or
+    /// refused (see [`super::admit`]).
+    pub skipped: AtomicU64,
 }
 
 /// How the worker runs.
@@ -310,6 +313,9 @@ async fn delivery_loop(
         match step {
             Ok(n) => {
                 counters.delivered.fetch_add(n, Ordering::Relaxed);
+                counters
+                    .skipped
+                    .fetch_add(d.take_skipped(), Ordering::Relaxed);
                 backoff.reset();
                 last_error = None;
                 if options.once && n == 0 && d.held() == 0 && d.caught_up().await {
