@@ -710,6 +710,59 @@ async fn forged_headers_are_not_believed() {
     }
 }
 
+/// A worker stopped while its delivery holds messages it could not write
+/// (the consumer's store is away) hands them back: with an ack wait of
+/// 60 s, the next worker delivers everything well before it would have
+/// come again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_worker_hands_back_what_it_pulled() {
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let mut p = Project::new(engine, &server, "").await;
+        p.nats.ack_wait = Duration::from_secs(60);
+        let p = Arc::new(p);
+        let mut ids = Vec::new();
+        for n in 0..40 {
+            ids.push(p.publish("order.placed", "k", n).await);
+        }
+        take_away(&p.manifest, &p.prefix, "billing", true).await;
+        let worker = Worker::start(&p).await;
+        // billing's delivery has pulled and failed to write.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while worker.counters[1]
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{engine}: no attempt"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.stop().await;
+        take_away(&p.manifest, &p.prefix, "billing", false).await;
+        let worker = Worker::start(&p).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let billing = p.inbox("billing").await;
+            if billing.len() == ids.len() {
+                let got: Vec<&String> = billing.iter().map(|r| &r.0).collect();
+                assert_eq!(got, ids.iter().collect::<Vec<_>>(), "{engine}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{engine}: billing has {} of {} events; the stopped worker's messages wait for the ack wait",
+                billing.len(),
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.stop().await;
+    }
+}
+
 /// Inserts an outbox row of `orders` as plain SQL would, with `key` and
 /// the row's `headers` as given (bound, so any bytes go in).
 async fn insert_raw(p: &Project, event_type: &str, key: &str, headers: &str) {

@@ -31,12 +31,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::admit::Gate;
@@ -51,6 +51,10 @@ const APPLICATION: &str = "silo events delivery";
 
 /// How many messages a feeder asks for at once.
 const PULL_BATCH: usize = 500;
+
+/// How long one pull request waits for messages; a stop waits this long
+/// at most for the request in flight to end.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
 /// How long a step waits for deliveries the server already made to reach
 /// this process before it judges the order by counting instead.
@@ -143,6 +147,8 @@ pub struct Delivery {
     durables: Vec<Durable>,
     rx: mpsc::Receiver<Feed>,
     feeders: Vec<JoinHandle<()>>,
+    /// Tells the feeders to stop pulling.
+    stop_feeders: watch::Sender<bool>,
     store: Option<ServiceConnection>,
     /// What a message must pass to reach the inbox.
     gate: Gate,
@@ -172,10 +178,11 @@ impl Delivery {
             consumers.push(stream::durable(bus, manifest, service, t).await?);
         }
         let (tx, rx) = mpsc::channel(PULL_BATCH * 2);
+        let (stop_feeders, stop) = watch::channel(false);
         let feeders = consumers
             .iter()
             .enumerate()
-            .map(|(i, c)| tokio::spawn(feed(i, c.clone(), tx.clone())))
+            .map(|(i, c)| tokio::spawn(feed(i, c.clone(), tx.clone(), stop.clone())))
             .collect();
         Ok(Delivery {
             service: service.clone(),
@@ -185,6 +192,7 @@ impl Delivery {
             consumers,
             rx,
             feeders,
+            stop_feeders,
             store: None,
             gate,
             skipped: 0,
@@ -200,6 +208,51 @@ impl Delivery {
     /// refused: see [`super::admit`]) since this was last asked.
     pub fn take_skipped(&mut self) -> u64 {
         std::mem::take(&mut self.skipped)
+    }
+
+    /// Stops the delivery and hands back (naks) every message it pulled
+    /// and did not ack, so the next worker gets them at once instead of
+    /// after the ack wait (until then the order would hold back all it
+    /// delivers). First lets the pull requests in flight end, taking what
+    /// they bring: the server hands a nak'd message to any request still
+    /// waiting, this one's included.
+    pub async fn release(mut self) {
+        let _ = self.stop_feeders.send(true);
+        let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(6);
+        // The feeders end, and the channel closes, once their last
+        // requests have.
+        while let Ok(Some(f)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            if let Feed::Message(i, m) = f {
+                let sseq = m.info().map(|info| info.stream_sequence).ok();
+                let d = &mut self.durables[i];
+                match sseq {
+                    // Written and acked already: a copy.
+                    Some(s) if d.done.contains(&s) => {
+                        let _ = m.ack().await;
+                    }
+                    Some(s) => {
+                        d.held.insert(s, (0, *m));
+                    }
+                    None => {}
+                }
+            }
+        }
+        let mut released = 0;
+        for d in std::mem::take(&mut self.durables) {
+            for (_, (_, m)) in d.held {
+                if m.ack_with(AckKind::Nak(None)).await.is_ok() {
+                    released += 1;
+                }
+            }
+        }
+        // The naks leave before the process may exit.
+        let _ = self.bus.client.flush().await;
+        if released > 0 {
+            tracing::debug!(service = %self.service.name, released, "handed back unwritten messages");
+        }
+        if let Some(c) = self.store.take() {
+            c.close().await;
+        }
     }
 
     /// How many messages are held, not yet written.
@@ -414,19 +467,28 @@ impl Delivery {
     }
 }
 
-/// Pulls from one durable for as long as the delivery lives, starting
-/// over after an error.
-async fn feed(i: usize, consumer: PullConsumer, tx: mpsc::Sender<Feed>) {
+/// Pulls from one durable until told to stop, starting over after an
+/// error. One pull request at a time, each ending after [`PULL_EXPIRES`]
+/// at most: a stop lets the one in flight end and hands over everything it
+/// brought, so that [`Delivery::release`] can hand it all back.
+async fn feed(
+    i: usize,
+    consumer: PullConsumer,
+    tx: mpsc::Sender<Feed>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut delay = Duration::from_millis(100);
-    loop {
-        match consumer
-            .stream()
-            .max_messages_per_batch(PULL_BATCH)
-            .heartbeat(Duration::from_secs(5))
+    while !*stop.borrow() {
+        let started = tokio::time::Instant::now();
+        let ended_well = match consumer
+            .batch()
+            .max_messages(PULL_BATCH)
+            .expires(PULL_EXPIRES)
             .messages()
             .await
         {
             Ok(mut messages) => {
+                let mut ok = true;
                 while let Some(m) = messages.next().await {
                     match m {
                         Ok(m) => {
@@ -437,18 +499,31 @@ async fn feed(i: usize, consumer: PullConsumer, tx: mpsc::Sender<Feed>) {
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "pull interrupted");
+                            ok = false;
                             break;
                         }
                     }
                 }
+                // Ended by the client's own timer rather than the server's
+                // answer: the connection was in trouble, and a delivery
+                // may be lost.
+                ok && started.elapsed() < PULL_EXPIRES + Duration::from_secs(4)
             }
-            Err(e) => tracing::debug!(error = %e, "pull failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "pull failed");
+                false
+            }
+        };
+        if !ended_well {
+            if tx.send(Feed::Restarted(i)).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
-        if tx.send(Feed::Restarted(i)).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 

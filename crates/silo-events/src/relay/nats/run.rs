@@ -12,7 +12,9 @@
 //! Services are independent: a store or the bus going away is retried
 //! with backoff for the service it touches and reported, while the others
 //! go on. Stopping lets each step in flight finish (a batch published is
-//! marked, a batch written is acked), so a stop loses and repeats nothing;
+//! marked, a batch written is acked) and hands back what the delivery
+//! pulled and did not write (a nak, so the next worker gets it at once
+//! instead of after the ack wait), so a stop loses and repeats nothing;
 //! a kill at any point does neither either, only later.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -334,6 +336,10 @@ async fn delivery_loop(
                 backoff.wait(&mut stop).await;
             }
         }
+    }
+    // What it pulled and did not write goes back to the stream at once.
+    if let Some(d) = delivery {
+        d.release().await;
     }
 }
 
