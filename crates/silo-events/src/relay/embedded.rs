@@ -43,6 +43,7 @@ use silo_store::{ServiceConnection, Stores};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::contracts::{self, Contracts, Verdict};
+use crate::relay::collisions::{self, Arrival};
 use crate::{EventsError, sql};
 
 /// The connections' name on the server.
@@ -526,6 +527,12 @@ async fn write_postgres(
     .fetch_all(&mut *tx)
     .await
     .map_err(sql(action.clone()))?;
+    if inserted.len() < passed().count() {
+        let arrivals: Vec<Arrival> = passed()
+            .map(|e| (e.id.as_str(), publisher.name.as_str()))
+            .collect();
+        collisions::warn_postgres(tx, &consumer.name, &arrivals).await?;
+    }
     for event_type in inserted {
         *written.entry(event_type).or_default() += 1;
     }
@@ -552,6 +559,7 @@ async fn write_sqlite(
         publisher.name, consumer.name
     );
     let mut written = BTreeMap::new();
+    let mut dropped: Vec<Arrival> = Vec::new();
     for e in events.iter().filter(|e| !e.refused) {
         let inserted = sqlx::query(
             "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
@@ -571,7 +579,12 @@ async fn write_sqlite(
         .rows_affected();
         if inserted > 0 {
             *written.entry(e.event_type.clone()).or_default() += inserted;
+        } else {
+            dropped.push((e.id.as_str(), publisher.name.as_str()));
         }
+    }
+    if !dropped.is_empty() {
+        collisions::warn_sqlite(tx, &consumer.name, &dropped).await?;
     }
     if let Some(last) = events.last() {
         sqlx::query(CURSOR_UPSERT)

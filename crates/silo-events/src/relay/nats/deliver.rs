@@ -44,6 +44,7 @@ use super::connect::Connection;
 use super::envelope::Envelope;
 use super::error::{NatsError, request};
 use super::stream;
+use crate::relay::collisions::{self, Arrival};
 use crate::{EventsError, sql};
 
 /// The connections' name on the store's server.
@@ -556,9 +557,10 @@ pub(crate) async fn write_inbox(
     let action = format!("writing events into {}'s inbox", service.name);
     let conflict = match mode {
         InboxWrite::New => "DO NOTHING",
+        // Only the same source's event: another's is reported below.
         InboxWrite::Reprocess => {
             "DO UPDATE SET state = 'pending', attempts = 0, last_error = NULL, \
-             next_attempt_at = NULL, done_at = NULL"
+             next_attempt_at = NULL, done_at = NULL WHERE silo_inbox.source = excluded.source"
         }
     };
     let column = |f: fn(&Envelope) -> Option<&str>| -> Vec<Option<&str>> {
@@ -621,6 +623,20 @@ pub(crate) async fn write_inbox(
                 .rows_affected()
         }
     };
+    if (written as usize) < events.len() {
+        let arrivals: Vec<Arrival> = events
+            .iter()
+            .map(|e| (e.id.as_str(), e.source.as_str()))
+            .collect();
+        match conn {
+            ServiceConnection::Postgres(c) => {
+                collisions::warn_postgres(c, &service.name, &arrivals).await?
+            }
+            ServiceConnection::Sqlite(c) => {
+                collisions::warn_sqlite(c, &service.name, &arrivals).await?
+            }
+        };
+    }
     Ok(written)
 }
 
