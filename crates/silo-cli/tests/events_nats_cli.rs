@@ -642,3 +642,51 @@ fn status_on_the_nats_bus_shows_the_durables_lag() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("Delivery (nats bus"), "{text}");
 }
+
+/// An event whose id is already in the consumer's inbox from another
+/// source (a service forwarding an upstream id) is not delivered, and the
+/// worker says so, naming the id and both sources, on either bus.
+#[test]
+fn an_event_id_from_another_source_is_reported_on_both_buses() {
+    for bus in ["embedded", "nats"] {
+        let prefix = Prefix::new();
+        let dir = project(&prefix, &format!("bus = \"{bus}\""));
+        let dir = dir.path();
+        let server = NatsServer::start();
+        let id = "0190a4a2-7b1c-7cde-8f00-0123456789ab";
+        sqlite(
+            dir,
+            &prefix,
+            "billing",
+            &format!(
+                "INSERT INTO silo_inbox (event_id, type, source, key, payload) VALUES ('{id}', 'order.placed', 'upstream', 'k', '{{}}')"
+            ),
+        );
+        sqlite(
+            dir,
+            &prefix,
+            "orders",
+            &format!(
+                "INSERT INTO silo_outbox (id, type, key, payload) VALUES ('{id}', 'order.placed', 'k', '{{\"n\":1}}')"
+            ),
+        );
+        let out = silo(dir)
+            .env("SILO_NATS_URL", server.url())
+            .args(["events", "run", "--once"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{bus}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "event {id} from orders was not delivered to billing: its inbox already holds event {id} from upstream"
+            )),
+            "{bus}: {err}"
+        );
+        assert_eq!(
+            sqlite_column(dir, &prefix, "billing", "SELECT source FROM silo_inbox"),
+            vec!["upstream".to_string()],
+            "{bus}"
+        );
+    }
+}

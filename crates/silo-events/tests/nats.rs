@@ -165,6 +165,8 @@ impl Project {
 struct Worker {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// One per service, in the manifest's order.
+    counters: Arc<Vec<Counters>>,
 }
 
 impl Worker {
@@ -172,10 +174,12 @@ impl Worker {
         let all = p.services();
         set_up(&p.nats, &p.manifest, &all, true).await.unwrap();
         let (stop, rx) = watch::channel(false);
+        let counters: Arc<Vec<Counters>> =
+            Arc::new(all.iter().map(|_| Counters::default()).collect());
         let p = p.clone();
+        let shared = counters.clone();
         let task = tokio::spawn(async move {
             let services = p.services();
-            let counters: Vec<Counters> = services.iter().map(|_| Counters::default()).collect();
             let contracts = Contracts::load(&p.manifest).unwrap();
             run(
                 &p.stores,
@@ -183,13 +187,17 @@ impl Worker {
                 &p.nats,
                 &contracts,
                 &services,
-                &counters,
+                &shared,
                 RunOptions::default(),
                 rx,
             )
             .await;
         });
-        Worker { stop, task }
+        Worker {
+            stop,
+            task,
+            counters,
+        }
     }
 
     async fn stop(self) {
@@ -668,6 +676,251 @@ async fn the_stream_is_made_once_and_foreign_or_incompatible_ones_are_refused() 
         e.to_string().contains("storage memory; silo needs file"),
         "{e}"
     );
+}
+
+/// A message published on the bus by hand, its headers forged: the
+/// delivery takes the type from the subject, the source from the manifest
+/// and the dataschema from the contract, checks the payload itself, and
+/// skips (and counts) what fails.
+#[tokio::test]
+async fn forged_headers_are_not_believed() {
+    use silo_events::contracts::Contracts;
+    use silo_events::relay::nats::envelope::Envelope;
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        let folder = p.manifest.contracts_dir(p.service("orders"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("order.placed.v1.json"),
+            r#"{"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}"#,
+        )
+        .unwrap();
+        let schema = Contracts::load(&p.manifest)
+            .unwrap()
+            .get("orders", "order.placed")
+            .unwrap()
+            .dataschema
+            .clone();
+        let worker = Worker::start(&p).await;
+        let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+        let forge = |subject: &'static str, payload: &'static str| {
+            let js = js.clone();
+            async move {
+                let id = uuid::Uuid::now_v7().to_string();
+                let headers = Envelope {
+                    id: id.clone(),
+                    source: "billing".into(),
+                    event_type: "order.paid".into(),
+                    key: "k".into(),
+                    time: "2026-11-27T10:00:00Z".into(),
+                    dataschema: Some("https://evil.example/schema".into()),
+                    headers: "{}".into(),
+                    payload: payload.into(),
+                }
+                .to_headers();
+                js.publish_with_headers(subject, headers, payload.into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+                id
+            }
+        };
+        let believed = forge("shop.order.placed", r#"{"n": 1}"#).await;
+        forge("shop.order.placed", r#"{"n": "not a number"}"#).await;
+        forge("shop.payment.made", r#"{"n": 1}"#).await;
+        let genuine = p.publish("order.placed", "k", 2).await;
+        let shipping = p.wait_for("shipping", 2).await;
+        // billing and shipping skip the refused payload, ledger the type
+        // nobody publishes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let skipped = |c: &Counters| c.skipped.load(std::sync::atomic::Ordering::Relaxed);
+        while worker.counters.iter().map(skipped).sum::<u64>() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{engine}: not skipped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let billing = p.wait_for("billing", 2).await;
+        let counts: Vec<u64> = worker.counters.iter().map(skipped).collect();
+        worker.stop().await;
+        assert_eq!(counts, vec![0, 1, 1, 1], "{engine}");
+        assert_eq!(
+            shipping.iter().map(|r| &r.0).collect::<Vec<_>>(),
+            vec![&believed, &genuine],
+            "{engine}"
+        );
+        assert_eq!(billing.len(), 2, "{engine}");
+        assert!(p.inbox("ledger").await.is_empty(), "{engine}");
+        let row = p
+            .rows(
+                "shipping",
+                &format!(
+                    "SELECT source, type, dataschema FROM silo_inbox WHERE CAST(event_id AS TEXT) = '{believed}'"
+                ),
+            )
+            .await;
+        assert_eq!(
+            row,
+            vec![vec![
+                "orders".to_string(),
+                "order.placed".to_string(),
+                schema.clone()
+            ]],
+            "{engine}"
+        );
+    }
+}
+
+/// A worker stopped while its delivery holds messages it could not write
+/// (the consumer's store is away) hands them back: with an ack wait of
+/// 60 s, the next worker delivers everything well before it would have
+/// come again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_worker_hands_back_what_it_pulled() {
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let mut p = Project::new(engine, &server, "").await;
+        p.nats.ack_wait = Duration::from_secs(60);
+        let p = Arc::new(p);
+        let mut ids = Vec::new();
+        for n in 0..40 {
+            ids.push(p.publish("order.placed", "k", n).await);
+        }
+        take_away(&p.manifest, &p.prefix, "billing", true).await;
+        let worker = Worker::start(&p).await;
+        // billing's delivery has pulled and failed to write.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while worker.counters[1]
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{engine}: no attempt"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.stop().await;
+        take_away(&p.manifest, &p.prefix, "billing", false).await;
+        let worker = Worker::start(&p).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let billing = p.inbox("billing").await;
+            if billing.len() == ids.len() {
+                let got: Vec<&String> = billing.iter().map(|r| &r.0).collect();
+                assert_eq!(got, ids.iter().collect::<Vec<_>>(), "{engine}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{engine}: billing has {} of {} events; the stopped worker's messages wait for the ack wait",
+                billing.len(),
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worker.stop().await;
+    }
+}
+
+/// Inserts an outbox row of `orders` as plain SQL would, with `key` and
+/// the row's `headers` as given (bound, so any bytes go in).
+async fn insert_raw(p: &Project, event_type: &str, key: &str, headers: &str) {
+    let mut conn = p.connect("orders").await;
+    match &mut conn {
+        ServiceConnection::Postgres(c) => {
+            sqlx::query(
+                "INSERT INTO silo_outbox (type, key, payload, headers) VALUES ($1, $2, '{}', $3::jsonb)",
+            )
+            .bind(event_type)
+            .bind(key)
+            .bind(headers)
+            .execute(c)
+            .await
+            .unwrap();
+        }
+        ServiceConnection::Sqlite(c) => {
+            sqlx::query(
+                "INSERT INTO silo_outbox (type, key, payload, headers) VALUES ($1, $2, '{}', $3)",
+            )
+            .bind(event_type)
+            .bind(key)
+            .bind(headers)
+            .execute(c)
+            .await
+            .unwrap();
+        }
+    }
+    conn.close().await;
+}
+
+/// A key (and row headers) with line breaks, a tab, quotes, `%` and
+/// non-ASCII text crosses the bus percent-encoded and reaches the inbox
+/// byte for byte, as on the embedded bus; it used to panic the worker.
+#[tokio::test]
+async fn any_key_reaches_the_inbox_intact() {
+    const KEY: &str = "x\r\ny \t\"100%\" é→ %41";
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        // SQLite keeps the row's headers as written, line break and all.
+        insert_raw(
+            &p,
+            "order.placed",
+            KEY,
+            "{\"trace\": \"a\\nb\",\n\"x\": \"ü\"}",
+        )
+        .await;
+        let after = p.publish("order.placed", "plain", 1).await;
+        let worker = Worker::start(&p).await;
+        let shipping = p.wait_for("shipping", 2).await;
+        worker.stop().await;
+        assert_eq!(shipping[0].2, KEY, "{engine}");
+        assert_eq!(shipping[1].0, after, "{engine}");
+        let headers = p
+            .rows(
+                "shipping",
+                "SELECT CAST(headers AS TEXT) FROM silo_inbox WHERE key <> 'plain'",
+            )
+            .await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&headers[0][0]).unwrap(),
+            json!({"trace": "a\nb", "x": "ü"}),
+            "{engine}"
+        );
+    }
+}
+
+/// A key too large for JetStream's headers is marked dead with the reason
+/// and does not hold back the rows after it.
+#[tokio::test]
+async fn a_key_too_large_for_the_headers_is_dead_and_does_not_block_the_outbox() {
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "retention = \"keep\"").await);
+        insert_raw(&p, "order.placed", &"k".repeat(70_000), "{}").await;
+        let good = p.publish("order.placed", "k", 2).await;
+        let worker = Worker::start(&p).await;
+        let shipping = p.wait_for("shipping", 1).await;
+        worker.stop().await;
+        assert_eq!(shipping[0].0, good, "{engine}");
+        let dead = p
+            .rows(
+                "orders",
+                "SELECT error FROM silo_outbox WHERE state = 'dead'",
+            )
+            .await;
+        assert_eq!(dead.len(), 1, "{engine}");
+        assert!(
+            dead[0][0].contains("JetStream stores at most 65535"),
+            "{}",
+            dead[0][0]
+        );
+    }
 }
 
 /// A row that can never be published (a type the service does not

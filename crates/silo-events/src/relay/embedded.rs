@@ -45,6 +45,7 @@ use silo_store::{ServiceConnection, Stores};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::contracts::{self, Contracts, Verdict};
+use crate::relay::collisions::{self, Arrival};
 use crate::{EventsError, sql};
 
 /// The connections' name on the server.
@@ -547,6 +548,12 @@ async fn write_postgres(
     .fetch_all(&mut *tx)
     .await
     .map_err(sql(action.clone()))?;
+    if inserted.len() < passed().count() {
+        let arrivals: Vec<Arrival> = passed()
+            .map(|e| (e.id.as_str(), publisher.name.as_str()))
+            .collect();
+        collisions::warn_postgres(tx, &consumer.name, &arrivals).await?;
+    }
     for event_type in inserted {
         *written.entry(event_type).or_default() += 1;
     }
@@ -593,6 +600,7 @@ async fn write_sqlite(
             ])
         })
         .collect();
+    let rows_in = rows.len();
     if !rows.is_empty() {
         let inserted: Vec<String> = sqlx::query_scalar(
             "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
@@ -607,6 +615,14 @@ async fn write_sqlite(
         .fetch_all(&mut *tx)
         .await
         .map_err(sql(action.clone()))?;
+        if inserted.len() < rows_in {
+            let arrivals: Vec<Arrival> = events
+                .iter()
+                .filter(|e| !e.refused)
+                .map(|e| (e.id.as_str(), publisher.name.as_str()))
+                .collect();
+            collisions::warn_sqlite(tx, &consumer.name, &arrivals).await?;
+        }
         for event_type in inserted {
             *written.entry(event_type).or_default() += 1;
         }

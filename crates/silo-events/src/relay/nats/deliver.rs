@@ -31,18 +31,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::admit::Gate;
 use super::connect::Connection;
 use super::envelope::Envelope;
 use super::error::{NatsError, request};
 use super::stream;
+use crate::relay::collisions::{self, Arrival};
 use crate::{EventsError, sql};
 
 /// The connections' name on the store's server.
@@ -50,6 +52,10 @@ const APPLICATION: &str = "silo events delivery";
 
 /// How many messages a feeder asks for at once.
 const PULL_BATCH: usize = 500;
+
+/// How long one pull request waits for messages; a stop waits this long
+/// at most for the request in flight to end.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
 /// How long a step waits for deliveries the server already made to reach
 /// this process before it judges the order by counting instead.
@@ -147,7 +153,13 @@ pub struct Delivery {
     durables: Vec<Durable>,
     rx: mpsc::Receiver<Feed>,
     feeders: Vec<JoinHandle<()>>,
+    /// Tells the feeders to stop pulling.
+    stop_feeders: watch::Sender<bool>,
     store: Option<ServiceConnection>,
+    /// What a message must pass to reach the inbox.
+    gate: Gate,
+    /// Messages skipped since [`Delivery::take_skipped`] last asked.
+    skipped: u64,
 }
 
 impl Drop for Delivery {
@@ -160,21 +172,23 @@ impl Drop for Delivery {
 
 impl Delivery {
     /// Starts pulling from `service`'s durables, which must exist (see
-    /// [`stream::set_up`]).
+    /// [`stream::set_up`]). The contracts are loaded here, once.
     pub async fn start(
         bus: &Connection,
         manifest: &Manifest,
         service: &Service,
-    ) -> Result<Self, NatsError> {
+    ) -> Result<Self, EventsError> {
+        let gate = Gate::new(manifest, crate::contracts::Contracts::load(manifest)?);
         let mut consumers = Vec::new();
         for t in &service.consumes {
             consumers.push(stream::durable(bus, manifest, service, t).await?);
         }
         let (tx, rx) = mpsc::channel(PULL_BATCH * 2);
+        let (stop_feeders, stop) = watch::channel(false);
         let feeders = consumers
             .iter()
             .enumerate()
-            .map(|(i, c)| tokio::spawn(feed(i, c.clone(), tx.clone())))
+            .map(|(i, c)| tokio::spawn(feed(i, c.clone(), tx.clone(), stop.clone())))
             .collect();
         Ok(Delivery {
             service: service.clone(),
@@ -184,13 +198,67 @@ impl Delivery {
             consumers,
             rx,
             feeders,
+            stop_feeders,
             store: None,
+            gate,
+            skipped: 0,
         })
     }
 
     /// The service this delivery writes to.
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// How many messages were acked and skipped (not silo events, or
+    /// refused: see [`super::admit`]) since this was last asked.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Stops the delivery and hands back (naks) every message it pulled
+    /// and did not ack, so the next worker gets them at once instead of
+    /// after the ack wait (until then the order would hold back all it
+    /// delivers). First lets the pull requests in flight end, taking what
+    /// they bring: the server hands a nak'd message to any request still
+    /// waiting, this one's included.
+    pub async fn release(mut self) {
+        let _ = self.stop_feeders.send(true);
+        let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(6);
+        // The feeders end, and the channel closes, once their last
+        // requests have.
+        while let Ok(Some(f)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            if let Feed::Message(i, m) = f {
+                let sseq = m.info().map(|info| info.stream_sequence).ok();
+                let d = &mut self.durables[i];
+                match sseq {
+                    // Written and acked already: a copy.
+                    Some(s) if d.done.contains(&s) => {
+                        let _ = m.ack().await;
+                    }
+                    Some(s) => {
+                        d.held.insert(s, (0, *m));
+                    }
+                    None => {}
+                }
+            }
+        }
+        let mut released = 0;
+        for d in std::mem::take(&mut self.durables) {
+            for (_, (_, m)) in d.held {
+                if m.ack_with(AckKind::Nak(None)).await.is_ok() {
+                    released += 1;
+                }
+            }
+        }
+        // The naks leave before the process may exit.
+        let _ = self.bus.client.flush().await;
+        if released > 0 {
+            tracing::debug!(service = %self.service.name, released, "handed back unwritten messages");
+        }
+        if let Some(c) = self.store.take() {
+            c.close().await;
+        }
     }
 
     /// How many messages are held, not yet written.
@@ -390,8 +458,9 @@ impl Delivery {
     }
 
     /// Writes the ready messages, in stream order, into the inbox in one
-    /// transaction. A message that is no silo event is left out (and acked
-    /// with the rest: it would never become one).
+    /// transaction. A message that is no silo event, or that the gate
+    /// refuses, is left out (and acked with the rest: it would never
+    /// pass).
     async fn write(
         &mut self,
         stores: &Stores,
@@ -400,14 +469,21 @@ impl Delivery {
         let mut events = Vec::with_capacity(ready.len());
         for (seq, i) in ready {
             let (_, m) = &self.durables[*i].held[seq];
-            match Envelope::from_message(m.headers.as_ref(), &m.payload) {
+            match self
+                .gate
+                .admit(m.subject.as_str(), m.headers.as_ref(), &m.payload)
+            {
                 Ok(e) => events.push(e),
-                Err(why) => tracing::warn!(
-                    service = %self.service.name,
-                    subject = %m.subject,
-                    seq,
-                    "skipping a message that is not a silo event: {why}"
-                ),
+                Err(why) => {
+                    self.skipped += 1;
+                    tracing::warn!(
+                        service = %self.service.name,
+                        subject = %m.subject,
+                        seq,
+                        "skipping the message on {}: {why}",
+                        m.subject
+                    );
+                }
             }
         }
         if self.store.is_none() {
@@ -432,19 +508,28 @@ impl Delivery {
     }
 }
 
-/// Pulls from one durable for as long as the delivery lives, starting
-/// over after an error.
-async fn feed(i: usize, consumer: PullConsumer, tx: mpsc::Sender<Feed>) {
+/// Pulls from one durable until told to stop, starting over after an
+/// error. One pull request at a time, each ending after [`PULL_EXPIRES`]
+/// at most: a stop lets the one in flight end and hands over everything it
+/// brought, so that [`Delivery::release`] can hand it all back.
+async fn feed(
+    i: usize,
+    consumer: PullConsumer,
+    tx: mpsc::Sender<Feed>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut delay = Duration::from_millis(100);
-    loop {
-        match consumer
-            .stream()
-            .max_messages_per_batch(PULL_BATCH)
-            .heartbeat(Duration::from_secs(5))
+    while !*stop.borrow() {
+        let started = tokio::time::Instant::now();
+        let ended_well = match consumer
+            .batch()
+            .max_messages(PULL_BATCH)
+            .expires(PULL_EXPIRES)
             .messages()
             .await
         {
             Ok(mut messages) => {
+                let mut ok = true;
                 while let Some(m) = messages.next().await {
                     match m {
                         Ok(m) => {
@@ -455,18 +540,31 @@ async fn feed(i: usize, consumer: PullConsumer, tx: mpsc::Sender<Feed>) {
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "pull interrupted");
+                            ok = false;
                             break;
                         }
                     }
                 }
+                // Ended by the client's own timer rather than the server's
+                // answer: the connection was in trouble, and a delivery
+                // may be lost.
+                ok && started.elapsed() < PULL_EXPIRES + Duration::from_secs(4)
             }
-            Err(e) => tracing::debug!(error = %e, "pull failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "pull failed");
+                false
+            }
+        };
+        if !ended_well {
+            if tx.send(Feed::Restarted(i)).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
-        if tx.send(Feed::Restarted(i)).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -517,9 +615,10 @@ pub(crate) async fn write_inbox(
     let action = format!("writing events into {}'s inbox", service.name);
     let conflict = match mode {
         InboxWrite::New => "DO NOTHING",
+        // Only the same source's event: another's is reported below.
         InboxWrite::Reprocess => {
             "DO UPDATE SET state = 'pending', attempts = 0, last_error = NULL, \
-             next_attempt_at = NULL, done_at = NULL"
+             next_attempt_at = NULL, done_at = NULL WHERE silo_inbox.source = excluded.source"
         }
     };
     let column = |f: fn(&Envelope) -> Option<&str>| -> Vec<Option<&str>> {
@@ -583,6 +682,20 @@ pub(crate) async fn write_inbox(
                 .map_err(sql(action))?
         }
     };
+    if written.len() < events.len() {
+        let arrivals: Vec<Arrival> = events
+            .iter()
+            .map(|e| (e.id.as_str(), e.source.as_str()))
+            .collect();
+        match conn {
+            ServiceConnection::Postgres(c) => {
+                collisions::warn_postgres(c, &service.name, &arrivals).await?
+            }
+            ServiceConnection::Sqlite(c) => {
+                collisions::warn_sqlite(c, &service.name, &arrivals).await?
+            }
+        };
+    }
     let mut counted = Written::default();
     for (source, event_type) in written {
         *counted.rows.entry((source, event_type)).or_default() += 1;

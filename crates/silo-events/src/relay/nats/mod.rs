@@ -5,6 +5,8 @@
 //! - [`stream`]: the project's stream and the durable consumers, made or
 //!   checked idempotently.
 //! - [`envelope`]: the CloudEvents 1.0 attributes as message headers.
+//! - [`admit`]: what the delivery believes of a message: the type from
+//!   the subject, the source from the manifest, the contract checked here.
 //! - [`publish`]: the relay, a service's outbox → the stream.
 //! - [`deliver`]: the delivery, the stream → a service's inbox, in stream
 //!   order.
@@ -18,6 +20,7 @@
 //! admin, since a 2.9 user allowed to create consumers could filter on
 //! anything). Newer servers work the same way.
 
+pub mod admit;
 pub mod auth;
 pub mod connect;
 pub mod deliver;

@@ -19,7 +19,8 @@
 //! ([`crate::contracts::dead_letter`]), so it cannot hold back the rows
 //! after it: a payload its contract refuses, a type the service does not
 //! declare in `publishes` (under `nats_auth` the server would refuse it),
-//! or an event larger than the server takes.
+//! an event larger than the server takes, or one whose headers (its key,
+//! mostly) are larger than JetStream stores.
 //!
 //! When a publish fails, the rows before it are marked and the rest are
 //! published again on the next pass, in order. If the connection was lost
@@ -35,7 +36,7 @@ use silo_manifest::{Manifest, Retention, Service};
 use silo_store::ServiceConnection;
 
 use super::connect::Connection;
-use super::envelope::Envelope;
+use super::envelope::{self, Envelope};
 use super::names;
 use crate::contracts::{self, Contracts, Verdict};
 use crate::{EventsError, sql};
@@ -108,7 +109,11 @@ pub async fn relay_batch(
             }
         }
         let headers = e.to_headers();
-        let size = e.payload.len() + headers_len(&headers);
+        if let Some(why) = envelope::headers_too_large(&headers) {
+            dead.push((e.id.clone(), e.event_type.clone(), why));
+            continue;
+        }
+        let size = e.payload.len() + envelope::header_bytes(&headers);
         if max_payload > 0 && size > max_payload {
             dead.push((
                 e.id.clone(),
@@ -167,18 +172,6 @@ pub async fn relay_batch(
     }
     done.dead = dead.len() as u64;
     Ok(done)
-}
-
-/// The length the headers take on the wire, near enough.
-fn headers_len(h: &async_nats::HeaderMap) -> usize {
-    h.iter()
-        .map(|(k, vs)| {
-            vs.iter()
-                .map(|v| AsRef::<[u8]>::as_ref(k).len() + v.as_str().len() + 4)
-                .sum::<usize>()
-        })
-        .sum::<usize>()
-        + 12
 }
 
 /// The next batch of pending rows in commit-safe order.

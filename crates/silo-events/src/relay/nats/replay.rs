@@ -17,9 +17,9 @@ use futures::StreamExt;
 use silo_manifest::{Manifest, Service};
 use silo_store::Stores;
 
+use super::admit::Gate;
 use super::connect::Connection;
 use super::deliver::{InboxWrite, write_inbox};
-use super::envelope::Envelope;
 use super::error::{NatsError, request};
 use super::names;
 use crate::EventsError;
@@ -38,7 +38,8 @@ pub struct Replayed {
     /// Events written into the inbox: new ones, or with `reprocess` also
     /// the ones made pending again.
     pub written: u64,
-    /// Messages on the subject that are not silo events, left out.
+    /// Messages on the subject that are not silo events or are refused
+    /// (see [`super::admit`]), left out.
     pub skipped: u64,
 }
 
@@ -98,6 +99,7 @@ pub async fn replay(
         })
         .await
         .map_err(request("creating the replay's consumer"))?;
+    let gate = Gate::new(manifest, crate::contracts::Contracts::load(manifest)?);
     let mut store = stores.connect_as(service, APPLICATION).await?;
     let mode = if request_.reprocess {
         InboxWrite::Reprocess
@@ -120,9 +122,18 @@ pub async fn replay(
                 let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
                 highest = highest.max(seq);
                 if seq <= last {
-                    match Envelope::from_message(m.headers.as_ref(), &m.payload) {
+                    match gate.admit(m.subject.as_str(), m.headers.as_ref(), &m.payload) {
                         Ok(e) => events.push(e),
-                        Err(_) => done.skipped += 1,
+                        Err(why) => {
+                            done.skipped += 1;
+                            tracing::warn!(
+                                service = %service.name,
+                                subject = %m.subject,
+                                seq,
+                                "skipping the message on {}: {why}",
+                                m.subject
+                            );
+                        }
                     }
                 }
                 got.push(m);

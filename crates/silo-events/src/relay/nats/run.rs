@@ -13,7 +13,9 @@
 //! with backoff ([`Backoff`], as on the embedded bus) for the service it
 //! touches and reported once per change ([`Health`]), while the others go
 //! on. Stopping lets each step in flight finish (a batch published is
-//! marked, a batch written is acked), so a stop loses and repeats nothing;
+//! marked, a batch written is acked) and hands back what the delivery
+//! pulled and did not write (a nak, so the next worker gets it at once
+//! instead of after the ack wait), so a stop loses and repeats nothing;
 //! a kill at any point does neither either, only later.
 //!
 //! An idle relay looks at its outbox again after the waits of [`Idle`]:
@@ -74,6 +76,9 @@ pub struct Counters {
     pub delivered: AtomicU64,
     /// Errors met (each retried).
     pub errors: AtomicU64,
+    /// Messages the delivery acked and skipped: not silo events, or
+    /// refused (see [`super::admit`]).
+    pub skipped: AtomicU64,
 }
 
 /// How the worker runs.
@@ -427,6 +432,9 @@ async fn delivery_loop(
             counters
                 .delivered
                 .fetch_add(written.total(), Ordering::Relaxed);
+            counters
+                .skipped
+                .fetch_add(d.take_skipped(), Ordering::Relaxed);
             if written.total() > 0 {
                 histogram!(m::BATCH_SECONDS, &labels).record(written.took.as_secs_f64());
                 tracing::info!(
@@ -485,5 +493,9 @@ async fn delivery_loop(
                 }
             }
         }
+    }
+    // What it pulled and did not write goes back to the stream at once.
+    if let Some(d) = delivery {
+        d.release().await;
     }
 }
