@@ -496,6 +496,41 @@ async fn a_sqlite_publisher_put_back_from_a_backup_still_delivers_new_events() {
 }
 
 #[tokio::test]
+async fn a_sqlite_publisher_put_back_from_a_backup_that_counts_past_the_cursor_again_delivers_everything()
+ {
+    let p = Project::new("sqlite").await;
+    for n in 0..10 {
+        p.publish("k", n).await;
+    }
+    p.deliver_until("billing", 10).await;
+    let file = p.service("orders").sqlite_path(&p.manifest.data_dir);
+    let backup = file.with_extension("backup");
+    exec_as(&p, "orders", &format!("VACUUM INTO '{}'", backup.display())).await;
+    for n in 10..110 {
+        p.publish("k", n).await;
+    }
+    p.deliver_until("billing", 110).await;
+
+    // Back to the backup (seq 10), then more events than the cursor is
+    // ahead by before the relay looks: the counter is past the cursor again.
+    std::fs::rename(&backup, &file).unwrap();
+    let mut later = Vec::new();
+    for n in 1000..1150 {
+        later.push(p.publish("k", n).await.to_string());
+    }
+    deliver_once(&p.stores, &p.manifest).await.unwrap();
+    for consumer in ["billing", "shipping"] {
+        let ids = p.inbox_ids(consumer).await;
+        assert_eq!(ids.len(), 260, "{consumer}: every new event, nothing twice");
+        assert_eq!(
+            ids[110..],
+            later[..],
+            "{consumer}: the new events, in order"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_cursor_of_another_origin_or_ahead_of_the_counter_starts_over() {
     for engine in ENGINES {
         let p = Project::new(engine).await;

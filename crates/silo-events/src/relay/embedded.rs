@@ -28,7 +28,10 @@
 //! publisher's origin (PostgreSQL: cluster system identifier and database
 //! oid; SQLite: a random id made with the tables), and a cursor of another
 //! origin, or one ahead of the publisher's own counter, starts over from
-//! the beginning of the outbox. The inbox's unique event id keeps the
+//! the beginning of the outbox. A SQLite file put back from a backup may
+//! have counted past the cursor again before the relay looks: a cursor
+//! whose `seq` holds another event than the cursor's own starts over too
+//! ([`resume_in`]). The inbox's unique event id keeps the
 //! events already delivered from arriving twice.
 //!
 //! Each payload is checked against its type's contract as it is read
@@ -273,7 +276,7 @@ pub async fn deliver_batch(
             .await
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
-            let cursor = resume(cursor, &origin);
+            let cursor = resume_in(source, publisher, cursor, &origin).await?;
             let mut events = read_outbox(source, publisher, types, &cursor).await?;
             let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_postgres(&mut tx, publisher, consumer, &origin, &events).await?;
@@ -294,7 +297,7 @@ pub async fn deliver_batch(
             .await
             .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
-            let cursor = resume(cursor, &origin);
+            let cursor = resume_in(source, publisher, cursor, &origin).await?;
             let mut events = read_outbox(source, publisher, types, &cursor).await?;
             let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_sqlite(&mut tx, publisher, consumer, &origin, &events).await?;
@@ -345,6 +348,34 @@ pub(crate) fn resume(stored: Option<(String, i64, String)>, origin: &Origin) -> 
         }
         _ => Cursor::start(),
     }
+}
+
+/// [`resume`], and on SQLite the start too when the publisher's outbox
+/// holds a row at the cursor's `seq` that is not the cursor's event: the
+/// file was put back from a backup and has since counted past the cursor
+/// again (which [`resume`] alone cannot see), so the rows from the backup's
+/// counter on are new events the cursor would skip. On PostgreSQL the
+/// cursor's `(txid, id)` names the row itself, so there is nothing to
+/// compare.
+pub(crate) async fn resume_in(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+    stored: Option<(String, i64, String)>,
+    origin: &Origin,
+) -> Result<Cursor, EventsError> {
+    let cursor = resume(stored, origin);
+    let ServiceConnection::Sqlite(c) = source else {
+        return Ok(cursor);
+    };
+    let at: Option<String> = sqlx::query_scalar("SELECT id FROM silo_outbox WHERE seq = $1")
+        .bind(cursor.position)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(sql(format!("reading {}'s outbox", publisher.name)))?;
+    Ok(match at {
+        Some(id) if id != cursor.event_id => Cursor::start(),
+        _ => cursor,
+    })
 }
 
 /// The publisher's origin and counter, read as the publisher. Read before
