@@ -225,6 +225,33 @@ fn replay_refills_an_inbox_from_the_stream() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("not an RFC 3339 time"));
+
+    // A time JetStream cannot hold is refused, not read as the whole
+    // history; an hour from now replays nothing, a time long past all.
+    let out = replay(&["--type", "order.placed", "--since", "2999-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2262-04-11"), "{}", stderr(&out));
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let doc = json(&mut replay(&[
+        "--type",
+        "order.placed",
+        "--since",
+        &later,
+        "--json",
+    ]));
+    assert_eq!(doc["read"], 0, "{doc}");
+    let doc = json(&mut replay(&[
+        "--type",
+        "order.placed",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(doc["read"], 1, "{doc}");
 }
 
 #[test]

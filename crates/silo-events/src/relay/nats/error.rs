@@ -113,6 +113,16 @@ pub enum NatsError {
     )]
     NotConsumed { service: String, event_type: String },
 
+    /// A replay's start time is outside what JetStream can compare.
+    #[error("a replay since {since} cannot be asked of JetStream: {reason}")]
+    #[diagnostic(
+        code(silo::events::since_out_of_range),
+        help(
+            "JetStream keeps times as nanoseconds since 1970 in 64 bits (1677-09-21 to 2262-04-11): give a time in that range"
+        )
+    )]
+    SinceOutOfRange { since: String, reason: String },
+
     /// A JetStream request failed.
     #[error("{action} failed: {reason}")]
     #[diagnostic(
@@ -141,7 +151,8 @@ impl NatsError {
             NatsError::Unreachable { .. }
             | NatsError::Refused { .. }
             | NatsError::NoJetStream { .. }
-            | NatsError::NotConsumed { .. } => 2,
+            | NatsError::NotConsumed { .. }
+            | NatsError::SinceOutOfRange { .. } => 2,
             NatsError::Store(e) => e.exit_code(),
             _ => 1,
         }
