@@ -363,3 +363,30 @@ fn a_sidecar_under_auth_says_to_set_the_bus_up_first() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_service_without_its_nats_credentials_is_a_setup_error() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"\nnats_auth = true");
+    let dir = dir.path();
+    silo(dir)
+        .args(["events", "nats-config", "--out", "auth.conf"])
+        .assert()
+        .success();
+    let server =
+        NatsServer::start_with_config(&std::fs::read_to_string(dir.join("auth.conf")).unwrap());
+    silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "nats-config", "--out", "auth.conf", "--apply"])
+        .assert()
+        .success();
+    let nats = dir.join(".silo/secrets/nats");
+    std::fs::rename(nats.join("billing.env"), nats.join("billing.env.away")).unwrap();
+    let out = silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "run", "billing", "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nats-config"), "{}", stderr(&out));
+}

@@ -145,13 +145,15 @@ pub enum NatsError {
 
 impl NatsError {
     /// The exit code this error means: 2 for a server that cannot be
-    /// reached or refuses the credentials, 1 for anything else.
+    /// reached or refuses the credentials, credentials not generated yet,
+    /// or a request the command line got wrong; 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             NatsError::Unreachable { .. }
             | NatsError::Refused { .. }
             | NatsError::NoJetStream { .. }
             | NatsError::NotConsumed { .. }
+            | NatsError::NoCredentials { .. }
             | NatsError::SinceOutOfRange { .. } => 2,
             NatsError::Store(e) => e.exit_code(),
             _ => 1,
