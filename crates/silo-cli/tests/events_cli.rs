@@ -427,3 +427,17 @@ fn a_dead_letter_id_that_is_not_a_uuid_is_a_usage_error() {
         assert!(stderr(&out).contains("UUID"), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let p = Project::new("sqlite");
+    let out = silo(p.dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .args(["-vv", "events", "run", "--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("DEBUG"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+}
