@@ -77,6 +77,29 @@ pub enum NatsError {
     )]
     StreamNotOurs { stream: String, description: String },
 
+    /// The project's stream name is taken by another silo project whose
+    /// name maps to the same one.
+    #[error(
+        "the JetStream stream {stream} belongs to silo project `{project}`, whose name maps to the same stream name as this project's"
+    )]
+    #[diagnostic(
+        code(silo::events::stream_of_other_project),
+        help(
+            "a stream name keeps only letters, digits, `-` and `_` of the project's name (any other character becomes `_`): rename this project in silo.toml so its name maps to another stream, or give it its own nats-server; remove the stream (`nats stream rm {stream}`) only if project `{project}` is gone"
+        )
+    )]
+    StreamOfOtherProject { stream: String, project: String },
+
+    /// The server refused to create the project's stream.
+    #[error("the server refused to create the JetStream stream {stream}: {reason}")]
+    #[diagnostic(
+        code(silo::events::stream_refused),
+        help(
+            "the server's reason is above: fix what it names (in silo.toml's [events], or on the server), then run again"
+        )
+    )]
+    StreamRefused { stream: String, reason: String },
+
     /// The project's stream has settings silo cannot change.
     #[error("the JetStream stream {stream} has {setting} {found}; silo needs {expected}")]
     #[diagnostic(
