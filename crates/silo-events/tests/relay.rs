@@ -274,6 +274,41 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     );
 }
 
+#[tokio::test]
+async fn postgres_names_the_open_transaction_that_holds_committed_events_back() {
+    let p = Project::new("postgres").await;
+    let mut a_conn = p.connect("orders").await;
+    let ServiceConnection::Postgres(a_pg) = &mut a_conn else {
+        unreachable!()
+    };
+    let mut a = a_pg.begin().await.unwrap();
+    publish(&mut *a, "order.placed", "k", &json!({"n": "a"}))
+        .await
+        .unwrap();
+    p.publish("k", 2).await;
+
+    let mut source = p.connect("orders").await;
+    let held = silo_events::relay::backlog::held_back(&mut source, p.service("orders"))
+        .await
+        .unwrap()
+        .expect("B waits behind A");
+    assert_eq!(held.rows, 1, "only B is committed: {held:?}");
+    assert!(held.xids_behind >= 1, "{held:?}");
+    // pg_stat_activity shows every backend's pid and database to any role.
+    assert!(held.holder.is_some(), "{held:?}");
+    a.commit().await.unwrap();
+    a_conn.close().await;
+
+    // SQLite has nothing to hold back.
+    let q = Project::new("sqlite").await;
+    q.publish("k", 1).await;
+    let mut source = q.connect("orders").await;
+    let held = silo_events::relay::backlog::held_back(&mut source, q.service("orders"))
+        .await
+        .unwrap();
+    assert_eq!(held, None);
+}
+
 /// A store of format 1 (before the cursor table) is upgraded by `ensure`.
 #[tokio::test]
 async fn ensure_upgrades_format_1_with_the_cursor_table() {
