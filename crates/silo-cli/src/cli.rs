@@ -350,10 +350,18 @@ pub enum DlqAction {
     Drop(DlqDropArgs),
 }
 
+/// An event id as given: a UUID, or a usage error (exit 2) rather than a
+/// search of every store for an id no event can have.
+fn event_id(s: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("an event id is a UUID ({e}); `silo events dlq` lists them"))
+}
+
 #[derive(Debug, Args)]
 pub struct DlqRetryArgs {
     /// The dead letter's event id
-    #[arg(required_unless_present = "all")]
+    #[arg(required_unless_present = "all", value_parser = event_id)]
     pub id: Option<String>,
     /// Every dead letter (of SERVICE with --service)
     #[arg(long, conflicts_with = "id")]
@@ -369,6 +377,7 @@ pub struct DlqRetryArgs {
 #[derive(Debug, Args)]
 pub struct DlqDropArgs {
     /// The dead letter's event id
+    #[arg(value_parser = event_id)]
     pub id: String,
     /// The service whose dead letter it is [default: the one store that
     /// holds it]

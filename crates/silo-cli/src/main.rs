@@ -12,6 +12,7 @@ mod commands;
 mod context;
 mod interrupt;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -117,9 +118,14 @@ fn init_tracing(verbose: u8) {
         _ => "debug,sqlx=info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal: codes in a file or a log
+    // collector are noise. NO_COLOR (no-color.org) turns it off anywhere.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .without_time()
         .init();
 }

@@ -398,3 +398,46 @@ async fn status_shows_backlog_progress_and_lag_and_a_store_it_cannot_reach() {
         );
     }
 }
+
+#[test]
+fn a_service_without_its_credentials_file_is_a_setup_error() {
+    for engine in ENGINES {
+        let p = Project::new(engine);
+        let secrets = p.dir.path().join(".silo/secrets");
+        std::fs::rename(secrets.join("orders.env"), secrets.join("orders.env.away")).unwrap();
+        let out = p.silo(&["events", "run", "--once"]);
+        assert_eq!(out.status.code(), Some(2), "{engine}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("silo up orders"),
+            "{engine}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_dead_letter_id_that_is_not_a_uuid_is_a_usage_error() {
+    let p = Project::new("sqlite");
+    for args in [
+        &["events", "dlq", "retry", "not-a-uuid"][..],
+        &["events", "dlq", "drop", "not-a-uuid", "--yes"][..],
+    ] {
+        let out = p.silo(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("UUID"), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let p = Project::new("sqlite");
+    let out = silo(p.dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .args(["-vv", "events", "run", "--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("DEBUG"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+}

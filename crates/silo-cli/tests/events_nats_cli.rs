@@ -232,6 +232,33 @@ fn replay_refills_an_inbox_from_the_stream() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("not an RFC 3339 time"));
+
+    // A time JetStream cannot hold is refused, not read as the whole
+    // history; an hour from now replays nothing, a time long past all.
+    let out = replay(&["--type", "order.placed", "--since", "2999-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2262-04-11"), "{}", stderr(&out));
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let doc = json(&mut replay(&[
+        "--type",
+        "order.placed",
+        "--since",
+        &later,
+        "--json",
+    ]));
+    assert_eq!(doc["read"], 0, "{doc}");
+    let doc = json(&mut replay(&[
+        "--type",
+        "order.placed",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(doc["read"], 1, "{doc}");
 }
 
 #[test]
@@ -689,4 +716,31 @@ fn an_event_id_from_another_source_is_reported_on_both_buses() {
             "{bus}"
         );
     }
+}
+
+#[test]
+fn a_service_without_its_nats_credentials_is_a_setup_error() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"\nnats_auth = true");
+    let dir = dir.path();
+    silo(dir)
+        .args(["events", "nats-config", "--out", "auth.conf"])
+        .assert()
+        .success();
+    let server =
+        NatsServer::start_with_config(&std::fs::read_to_string(dir.join("auth.conf")).unwrap());
+    silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "nats-config", "--out", "auth.conf", "--apply"])
+        .assert()
+        .success();
+    let nats = dir.join(".silo/secrets/nats");
+    std::fs::rename(nats.join("billing.env"), nats.join("billing.env.away")).unwrap();
+    let out = silo(dir)
+        .env("SILO_NATS_URL", server.url())
+        .args(["events", "run", "billing", "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nats-config"), "{}", stderr(&out));
 }

@@ -39,13 +39,28 @@ pub fn check(contracts: &Contracts, publisher: &str, event_type: &str, payload: 
     };
     let value: serde_json::Value = match serde_json::from_str(payload) {
         Ok(value) => value,
-        Err(e) => return refuse(format!("it is not JSON: {e}")),
+        Err(e) => return refuse(unreadable(&e)),
     };
     match contract.check(&value) {
         Ok(()) => Verdict::Deliver {
             dataschema: Some(contract.dataschema.clone()),
         },
         Err(refusal) => refuse(refusal.problems),
+    }
+}
+
+/// Why a payload the store kept as JSON could not be read for its check.
+/// The store's own check (`jsonb`, `json_valid`) has no depth limit, but
+/// the reader stops at 128 levels of arrays and objects, to keep its stack
+/// bounded: such a payload is JSON, only nested too deep to check.
+fn unreadable(e: &serde_json::Error) -> String {
+    // serde_json names this case only in its message.
+    if e.to_string().starts_with("recursion limit exceeded") {
+        format!(
+            "it is nested more than 128 arrays or objects deep, more than silo reads to check it ({e}); flatten it"
+        )
+    } else {
+        format!("it is not JSON: {e}")
     }
 }
 

@@ -180,7 +180,11 @@ macro_rules! sqlite_uuid_v7 {
 }
 
 /// The event tables of a SQLite store, idempotent (`IF NOT EXISTS`).
-/// JSON columns are text checked with `json_valid`.
+/// JSON columns are text checked with `json_valid`. The outbox's text
+/// columns refuse any other storage class (`typeof`): a column's TEXT
+/// affinity turns a number into text but keeps a BLOB a BLOB, and a BLOB
+/// type or key would be accepted here only to stop the relay later, when
+/// it can no longer be refused in the publisher's transaction.
 pub const SQLITE: &str = concat!(
     "
 CREATE TABLE IF NOT EXISTS silo_events_state (
@@ -195,10 +199,10 @@ CREATE TABLE IF NOT EXISTS silo_outbox (
   id TEXT NOT NULL UNIQUE DEFAULT ",
     sqlite_uuid_v7!(),
     ",
-  type TEXT NOT NULL CHECK (type <> ''),
-  key TEXT NOT NULL,
-  payload TEXT NOT NULL CHECK (json_valid(payload)),
-  headers TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(headers)),
+  type TEXT NOT NULL CHECK (typeof(type) = 'text' AND type <> ''),
+  key TEXT NOT NULL CHECK (typeof(key) = 'text'),
+  payload TEXT NOT NULL CHECK (typeof(payload) = 'text' AND json_valid(payload)),
+  headers TEXT NOT NULL DEFAULT '{}' CHECK (typeof(headers) = 'text' AND json_valid(headers)),
   created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
   state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dead')),
   sent_at TEXT,

@@ -8,7 +8,7 @@ use silo_store::{ServiceConnection, Stores};
 
 use crate::relay::backlog::backlog;
 use crate::relay::embedded::{
-    CURSOR_SELECT, Position, StoredCursor, read_origin, resume, routed_types,
+    CURSOR_SELECT, Position, StoredCursor, read_origin, resume_in, routed_types,
 };
 use crate::{APPLICATION, EventsError, sql};
 
@@ -210,7 +210,7 @@ async fn behind(
     let mut source = stores.connect_as(publisher, APPLICATION).await?;
     let result = async {
         let origin = read_origin(&mut source, publisher).await?;
-        let cursor = resume(stored, &origin);
+        let cursor = resume_in(&mut source, publisher, stored, &origin).await?;
         let at = Position {
             origin: origin.id,
             position: cursor.position,

@@ -253,4 +253,11 @@ fn check_is_one_call_for_any_relay() {
         reason,
         r#"the payload does not match the contract of order.placed v1 (services/orders/events/order.placed.v1.json): at the root: "n" is a required property"#
     );
+    // JSON the store accepts, nested deeper than the check reads: said so.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let Verdict::Refuse { reason } = contracts::check(&c, "orders", "order.placed", &deep) else {
+        panic!("too deep to check");
+    };
+    assert!(reason.contains("nested more than 128"), "{reason}");
+    assert!(!reason.contains("not JSON"), "{reason}");
 }

@@ -227,6 +227,33 @@ async fn a_plain_sql_insert_publishes_and_gets_a_uuid_v7() {
 }
 
 #[tokio::test]
+async fn sqlite_refuses_an_outbox_row_whose_text_columns_are_blobs() {
+    let p = Project::new("sqlite").await;
+    ensure(&p.stores, p.orders()).await.unwrap();
+    for values in [
+        "(X'00ff', '1', '{}')",
+        "('order.placed', X'00ff', '{}')",
+        "('order.placed', '1', X'7b7d')",
+    ] {
+        let bad = p
+            .exec(&format!(
+                "INSERT INTO silo_outbox (type, key, payload) VALUES {values}"
+            ))
+            .await;
+        assert!(bad.is_err(), "{values} was accepted");
+    }
+    let bad = p
+        .exec("INSERT INTO silo_outbox (type, key, payload, headers) VALUES ('order.placed', '1', '{}', X'7b7d')")
+        .await;
+    assert!(bad.is_err(), "a BLOB header was accepted");
+    // A number is still made text by the column's affinity.
+    p.exec("INSERT INTO silo_outbox (type, key, payload) VALUES ('order.placed', 42, '{}')")
+        .await
+        .unwrap();
+    assert_eq!(p.outbox_count().await, 1);
+}
+
+#[tokio::test]
 async fn silo_publish_inserts_a_row_on_postgres() {
     let p = Project::new("postgres").await;
     ensure(&p.stores, p.orders()).await.unwrap();

@@ -658,6 +658,43 @@ async fn the_stream_is_made_once_and_foreign_or_incompatible_ones_are_refused() 
         "{e:?}"
     );
 
+    // Another project whose name maps to the same stream name.
+    let mut dotted = p.manifest.clone();
+    dotted.project = "hx.p9".into();
+    assert_eq!(
+        stream::ensure_stream(&conn, &dotted).await.unwrap(),
+        Ensured::Created
+    );
+    for project in ["hx_p9", "hx p9"] {
+        let mut twin = p.manifest.clone();
+        twin.project = project.into();
+        let e = stream::ensure_stream(&conn, &twin).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("stream hx_p9 belongs to silo project `hx.p9`"),
+            "{e}"
+        );
+    }
+
+    // The server refuses a stream whose subjects another stream has: its
+    // own words, not a guess about JetStream.
+    conn.js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "squatter".into(),
+            subjects: vec!["fourth.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut fourth = p.manifest.clone();
+    fourth.project = "fourth".into();
+    let e = stream::ensure_stream(&conn, &fourth).await.unwrap_err();
+    assert!(
+        matches!(e, silo_events::relay::nats::NatsError::StreamRefused { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("overlap"), "{e}");
+
     // silo's mark, but memory storage.
     let mut third = p.manifest.clone();
     third.project = "third".into();

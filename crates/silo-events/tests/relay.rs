@@ -306,6 +306,41 @@ async fn the_events_of_one_transaction_arrive_in_publish_order() {
     }
 }
 
+#[tokio::test]
+async fn postgres_names_the_open_transaction_that_holds_committed_events_back() {
+    let p = Project::new("postgres").await;
+    let mut a_conn = p.connect("orders").await;
+    let ServiceConnection::Postgres(a_pg) = &mut a_conn else {
+        unreachable!()
+    };
+    let mut a = a_pg.begin().await.unwrap();
+    publish(&mut *a, "order.placed", "k", &json!({"n": "a"}))
+        .await
+        .unwrap();
+    p.publish("k", 2).await;
+
+    let mut source = p.connect("orders").await;
+    let held = silo_events::relay::backlog::held_back(&mut source, p.service("orders"))
+        .await
+        .unwrap()
+        .expect("B waits behind A");
+    assert_eq!(held.rows, 1, "only B is committed: {held:?}");
+    assert!(held.xids_behind >= 1, "{held:?}");
+    // pg_stat_activity shows every backend's pid and database to any role.
+    assert!(held.holder.is_some(), "{held:?}");
+    a.commit().await.unwrap();
+    a_conn.close().await;
+
+    // SQLite has nothing to hold back.
+    let q = Project::new("sqlite").await;
+    q.publish("k", 1).await;
+    let mut source = q.connect("orders").await;
+    let held = silo_events::relay::backlog::held_back(&mut source, q.service("orders"))
+        .await
+        .unwrap();
+    assert_eq!(held, None);
+}
+
 /// A store of format 1 (before the cursor table) is upgraded by `ensure`.
 #[tokio::test]
 async fn ensure_upgrades_format_1_with_the_cursor_table() {
@@ -594,6 +629,41 @@ async fn a_sqlite_publisher_put_back_from_a_backup_still_delivers_new_events() {
     let ids = p.inbox_ids("billing").await;
     assert_eq!(ids.len(), 13, "nothing twice: {ids:?}");
     assert_eq!(ids[10..], later[..], "the new events, in order");
+}
+
+#[tokio::test]
+async fn a_sqlite_publisher_put_back_from_a_backup_that_counts_past_the_cursor_again_delivers_everything()
+ {
+    let p = Project::new("sqlite").await;
+    for n in 0..10 {
+        p.publish("k", n).await;
+    }
+    p.deliver_until("billing", 10).await;
+    let file = p.service("orders").sqlite_path(&p.manifest.data_dir);
+    let backup = file.with_extension("backup");
+    exec_as(&p, "orders", &format!("VACUUM INTO '{}'", backup.display())).await;
+    for n in 10..110 {
+        p.publish("k", n).await;
+    }
+    p.deliver_until("billing", 110).await;
+
+    // Back to the backup (seq 10), then more events than the cursor is
+    // ahead by before the relay looks: the counter is past the cursor again.
+    std::fs::rename(&backup, &file).unwrap();
+    let mut later = Vec::new();
+    for n in 1000..1150 {
+        later.push(p.publish("k", n).await.to_string());
+    }
+    deliver_once(&p.stores, &p.manifest).await.unwrap();
+    for consumer in ["billing", "shipping"] {
+        let ids = p.inbox_ids(consumer).await;
+        assert_eq!(ids.len(), 260, "{consumer}: every new event, nothing twice");
+        assert_eq!(
+            ids[110..],
+            later[..],
+            "{consumer}: the new events, in order"
+        );
+    }
 }
 
 #[tokio::test]

@@ -18,6 +18,13 @@ use crate::model::{
 };
 use crate::names::{check_env_var, check_event_type, check_identifier, suggest_identifier};
 
+/// The longest `duplicate_window_seconds`: 7 days. A publish is only ever
+/// re-sent by a worker retrying it (seconds to minutes later, or after a
+/// restart), the server keeps every message id seen in the window in
+/// memory, and JetStream refuses a window longer than the stream's
+/// maximum age; the inbox's unique event id catches anything later.
+const MAX_DUPLICATE_WINDOW_SECS: u64 = 7 * 24 * 3600;
+
 /// Values from flags and the environment that beat the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -329,14 +336,16 @@ fn events_settings(raw: Option<&RawEvents>, problems: &mut Problems) -> EventsSe
     }
     if let Some(w) = &raw.duplicate_window_seconds {
         match u64::try_from(*w.get_ref()) {
-            Ok(v) if v >= 1 => settings.duplicate_window_secs = v,
+            Ok(v) if (1..=MAX_DUPLICATE_WINDOW_SECS).contains(&v) => {
+                settings.duplicate_window_secs = v
+            }
             _ => problems.add(
                 w.span(),
                 format!(
-                    "duplicate_window_seconds must be 1 or more, not {}",
+                    "duplicate_window_seconds must be from 1 to {MAX_DUPLICATE_WINDOW_SECS} (7 days), not {}",
                     w.get_ref()
                 ),
-                Some("leave it out for the default, 120 (two minutes)".into()),
+                Some("leave it out for the default, 120 (two minutes); the window only has to outlast a worker's retry of a publish, and the server keeps every event id seen in it".into()),
             ),
         }
     }

@@ -639,6 +639,23 @@ fn events_settings_are_checked_where_they_are() {
     );
     assert_eq!(
         one(&format!(
+            "{base}duplicate_window_seconds = 9999999999
+"
+        )),
+        (
+            5,
+            28,
+            "duplicate_window_seconds must be from 1 to 604800 (7 days), not 9999999999".into()
+        )
+    );
+    let week = format!(
+        "{base}duplicate_window_seconds = 604800
+"
+    );
+    let m = Manifest::from_str(&week, Path::new("proj/silo.toml"), &Overrides::default()).unwrap();
+    assert_eq!(m.events.duplicate_window_secs, 604800);
+    assert_eq!(
+        one(&format!(
             "{base}[events.types.\"Order\"]\ncompatibility = \"full\"\n"
         ))
         .2,

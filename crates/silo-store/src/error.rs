@@ -176,7 +176,9 @@ impl StoreError {
             StoreError::UrlEnvUnset { var, .. } => Some(format!(
                 "export {var}=postgres://ADMIN@HOST:PORT/postgres for this service's own server"
             )),
-            StoreError::NoCredentials { .. } => Some("run `silo up` to provision it".into()),
+            StoreError::NoCredentials { service, .. } => Some(format!(
+                "run `silo up {service}`: it checks the service's store and writes its credentials file"
+            )),
             StoreError::BadSecretsFile { .. } => Some(
                 "silo never overwrites a file it cannot read: move it away (it may hold a password), then `silo up` writes a new one (on PostgreSQL with a new password)".into(),
             ),
@@ -193,14 +195,16 @@ impl StoreError {
     }
 
     /// Whether the failure is about reaching a server or finding its URL,
-    /// or a manifest that does not match the stores that exist (exit code
-    /// 2), rather than an operation that failed (exit code 1).
+    /// or a manifest that does not match the stores that exist (a
+    /// service with no credentials file: not provisioned) (exit code 2),
+    /// rather than an operation that failed (exit code 1).
     /// A server that answers but refuses a privilege, and a SQLite file
     /// that cannot be opened, are failed operations.
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Connect { source, .. } => !is_privilege_error(source),
             StoreError::EngineMismatch { .. }
+            | StoreError::NoCredentials { .. }
             | StoreError::NoAdminUrl { .. }
             | StoreError::UrlEnvUnset { .. }
             | StoreError::BadUrl { .. } => true,

@@ -30,7 +30,10 @@
 //! publisher's origin (PostgreSQL: cluster system identifier and database
 //! oid; SQLite: a random id made with the tables), and a cursor of another
 //! origin, or one ahead of the publisher's own counter, starts over from
-//! the beginning of the outbox. The inbox's unique event id keeps the
+//! the beginning of the outbox. A SQLite file put back from a backup may
+//! have counted past the cursor again before the relay looks: a cursor
+//! whose `seq` holds another event than the cursor's own starts over too
+//! ([`resume_in`]). The inbox's unique event id keeps the
 //! events already delivered from arriving twice.
 //!
 //! Each payload is checked against its type's contract as it is read
@@ -289,7 +292,7 @@ pub async fn deliver_batch(
                 .await
                 .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
-            let cursor = resume(cursor, &origin);
+            let cursor = resume_in(source, publisher, cursor, &origin).await?;
             let mut events = read_outbox(source, publisher, types, &cursor).await?;
             let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_postgres(&mut tx, publisher, consumer, &origin, &events).await?;
@@ -308,7 +311,7 @@ pub async fn deliver_batch(
                 .await
                 .map_err(sql(read_cursor(publisher, consumer)))?;
             let origin = read_origin(source, publisher).await?;
-            let cursor = resume(cursor, &origin);
+            let cursor = resume_in(source, publisher, cursor, &origin).await?;
             let mut events = read_outbox(source, publisher, types, &cursor).await?;
             let refused = screen(source, publisher, contracts, &mut events).await?;
             let written = write_sqlite(&mut tx, publisher, consumer, &origin, &events).await?;
@@ -365,6 +368,51 @@ pub(crate) fn resume(stored: Option<StoredCursor>, origin: &Origin) -> Cursor {
         }
         _ => Cursor::start(),
     }
+}
+
+/// [`resume`], and the start too when the publisher's outbox holds a row
+/// at the cursor's place that is not the cursor's event: the store was
+/// put back from a backup keeping its origin (a SQLite file copied back)
+/// and has since counted past the cursor again, which [`resume`] alone
+/// cannot see; the rows from the backup's counter on are new events the
+/// cursor would skip. A row gone from the outbox (retired) says nothing
+/// either way. On PostgreSQL the place is `(txid, seq)`, both of which a
+/// physical restore in place turns back: only a row at exactly that place
+/// is caught (docs/events.md, "After a restore").
+pub(crate) async fn resume_in(
+    source: &mut ServiceConnection,
+    publisher: &Service,
+    stored: Option<StoredCursor>,
+    origin: &Origin,
+) -> Result<Cursor, EventsError> {
+    let cursor = resume(stored, origin);
+    if cursor.seq == 0 {
+        return Ok(cursor);
+    }
+    let action = format!("reading {}'s outbox", publisher.name);
+    let at: Option<String> = match source {
+        ServiceConnection::Postgres(c) => {
+            // By (txid, seq): the outbox's index.
+            sqlx::query_scalar(
+                "SELECT id::text FROM silo_outbox WHERE txid = $1::bigint::text::xid8 AND seq = $2",
+            )
+            .bind(cursor.position)
+            .bind(cursor.seq)
+            .fetch_optional(&mut *c)
+            .await
+        }
+        ServiceConnection::Sqlite(c) => {
+            sqlx::query_scalar("SELECT id FROM silo_outbox WHERE seq = $1")
+                .bind(cursor.seq)
+                .fetch_optional(&mut *c)
+                .await
+        }
+    }
+    .map_err(sql(action))?;
+    Ok(match at {
+        Some(id) if !id.eq_ignore_ascii_case(&cursor.event_id) => Cursor::start(),
+        _ => cursor,
+    })
 }
 
 /// The publisher's origin and counter, read as the publisher. Read before

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use super::metrics as m;
 use super::{Backoff, Health, Idle, Route, Status, Summary, listen, pause, stopped};
 use crate::EventsError;
-use crate::relay::backlog::{backlog, dead};
+use crate::relay::backlog::{backlog, dead, held_back};
 use crate::relay::embedded::{Position, deliver_batch, routed_types};
 use crate::relay::retention::{Watermark, retire};
 
@@ -371,6 +371,7 @@ async fn route_task(
     let mut link: Option<Link> = None;
     let mut ensured = false;
     let mut measured: Option<Instant> = None;
+    let mut held = HeldWatch::default();
     let mut last_error = None;
     while !*stop.borrow() {
         let connecting = link.is_none();
@@ -390,7 +391,7 @@ async fn route_task(
                 }
             }
             let l = link.as_mut().expect("opened");
-            pass(&shared, index, l, &mut measured, &in_pass).await
+            pass(&shared, index, l, &mut measured, &mut held, &in_pass).await
         };
         // A connect may wait long on a server that is gone: stopping does
         // not wait for it. A pass is not cut: its batch commits.
@@ -457,6 +458,7 @@ async fn pass(
     index: usize,
     link: &mut Link,
     measured: &mut Option<Instant>,
+    held: &mut HeldWatch,
     stop: &watch::Receiver<bool>,
 ) -> Result<u64, EventsError> {
     let route = &shared.plan.routes[index];
@@ -523,6 +525,8 @@ async fn pass(
             gauge!(m::BACKLOG, &labels).set(b.events as f64);
             gauge!(m::LAG, &labels).set(b.lag_secs);
             *measured = Some(Instant::now());
+            held.look(&mut link.source, publisher, &route.label(), b.lag_secs)
+                .await?;
         }
         *shared.cursors[index].lock().expect("not poisoned") = Some(cursor);
         if moved {
@@ -531,6 +535,61 @@ async fn pass(
         if !full || *stop.borrow() {
             return Ok(delivered);
         }
+    }
+}
+
+/// How long committed events may wait behind an older open transaction
+/// before the worker warns, and the least time between two looks.
+const HELD_WARN: Duration = Duration::from_secs(10);
+
+/// Watches a route for committed events an open transaction elsewhere on
+/// a PostgreSQL server holds back (lag, not loss, but silent otherwise):
+/// looks only while the route lags by [`HELD_WARN`], at most once per
+/// [`HELD_WARN`], and warns once per episode.
+#[derive(Default)]
+struct HeldWatch {
+    warned: bool,
+    looked: Option<Instant>,
+}
+
+impl HeldWatch {
+    async fn look(
+        &mut self,
+        source: &mut ServiceConnection,
+        publisher: &Service,
+        route: &str,
+        lag_secs: f64,
+    ) -> Result<(), EventsError> {
+        if lag_secs < HELD_WARN.as_secs_f64() {
+            if self.warned {
+                tracing::info!("{route}: no longer held back by an open transaction");
+            }
+            self.warned = false;
+            return Ok(());
+        }
+        if self.warned || self.looked.is_some_and(|t| t.elapsed() < HELD_WARN) {
+            return Ok(());
+        }
+        self.looked = Some(Instant::now());
+        let Some(h) = held_back(source, publisher).await? else {
+            return Ok(());
+        };
+        if h.secs < HELD_WARN.as_secs_f64() {
+            return Ok(());
+        }
+        let holder = match &h.holder {
+            Some((pid, Some(db))) => format!(" (backend pid {pid}, database {db})"),
+            Some((pid, None)) => format!(" (backend pid {pid})"),
+            None => String::new(),
+        };
+        tracing::warn!(
+            "{route}: {} committed event(s) wait {:.0} s behind a transaction still open on the server{holder}, {} transaction ids old; the relay takes only events older than every open transaction. End it, or set idle_in_transaction_session_timeout",
+            h.rows,
+            h.secs,
+            h.xids_behind
+        );
+        self.warned = true;
+        Ok(())
     }
 }
 

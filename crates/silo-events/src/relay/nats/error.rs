@@ -77,6 +77,29 @@ pub enum NatsError {
     )]
     StreamNotOurs { stream: String, description: String },
 
+    /// The project's stream name is taken by another silo project whose
+    /// name maps to the same one.
+    #[error(
+        "the JetStream stream {stream} belongs to silo project `{project}`, whose name maps to the same stream name as this project's"
+    )]
+    #[diagnostic(
+        code(silo::events::stream_of_other_project),
+        help(
+            "a stream name keeps only letters, digits, `-` and `_` of the project's name (any other character becomes `_`): rename this project in silo.toml so its name maps to another stream, or give it its own nats-server; remove the stream (`nats stream rm {stream}`) only if project `{project}` is gone"
+        )
+    )]
+    StreamOfOtherProject { stream: String, project: String },
+
+    /// The server refused to create the project's stream.
+    #[error("the server refused to create the JetStream stream {stream}: {reason}")]
+    #[diagnostic(
+        code(silo::events::stream_refused),
+        help(
+            "the server's reason is above: fix what it names (in silo.toml's [events], or on the server), then run again"
+        )
+    )]
+    StreamRefused { stream: String, reason: String },
+
     /// The project's stream has settings silo cannot change.
     #[error("the JetStream stream {stream} has {setting} {found}; silo needs {expected}")]
     #[diagnostic(
@@ -113,6 +136,16 @@ pub enum NatsError {
     )]
     NotConsumed { service: String, event_type: String },
 
+    /// A replay's start time is outside what JetStream can compare.
+    #[error("a replay since {since} cannot be asked of JetStream: {reason}")]
+    #[diagnostic(
+        code(silo::events::since_out_of_range),
+        help(
+            "JetStream keeps times as nanoseconds since 1970 in 64 bits (1677-09-21 to 2262-04-11): give a time in that range"
+        )
+    )]
+    SinceOutOfRange { since: String, reason: String },
+
     /// A JetStream request failed.
     #[error("{action} failed: {reason}")]
     #[diagnostic(
@@ -135,13 +168,16 @@ pub enum NatsError {
 
 impl NatsError {
     /// The exit code this error means: 2 for a server that cannot be
-    /// reached or refuses the credentials, 1 for anything else.
+    /// reached or refuses the credentials, credentials not generated yet,
+    /// or a request the command line got wrong; 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             NatsError::Unreachable { .. }
             | NatsError::Refused { .. }
             | NatsError::NoJetStream { .. }
-            | NatsError::NotConsumed { .. } => 2,
+            | NatsError::NotConsumed { .. }
+            | NatsError::NoCredentials { .. }
+            | NatsError::SinceOutOfRange { .. } => 2,
             NatsError::Store(e) => e.exit_code(),
             _ => 1,
         }

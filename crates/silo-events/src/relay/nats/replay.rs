@@ -69,6 +69,9 @@ pub async fn replay(
         }
         .into());
     }
+    if let Some(since) = request_.since {
+        check_since(since)?;
+    }
     let stream_name = names::stream_name(&manifest.project);
     let mut stream = bus
         .js
@@ -159,4 +162,20 @@ pub async fn replay(
     let name = reader.cached_info().name.clone();
     let _ = stream.delete_consumer(&name).await;
     result.map(|()| done)
+}
+
+/// Refuses a start time JetStream cannot compare: the server keeps times
+/// as nanoseconds since 1970 in an `i64`, and one beyond that range
+/// overflows there into a time long past, so the replay would deliver the
+/// whole history instead of nothing.
+fn check_since(since: time::OffsetDateTime) -> Result<(), NatsError> {
+    if i64::try_from(since.unix_timestamp_nanos()).is_ok() {
+        return Ok(());
+    }
+    Err(NatsError::SinceOutOfRange {
+        since: since
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| since.to_string()),
+        reason: "it does not fit in JetStream's 64-bit nanoseconds".into(),
+    })
 }

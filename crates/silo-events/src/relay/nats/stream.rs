@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use silo_manifest::{Manifest, Service};
 
@@ -86,10 +86,17 @@ pub async fn ensure_stream(conn: &Connection, manifest: &Manifest) -> Result<Ens
             Ok(Ensured::Updated)
         }
         Err(e) if stream_missing(&e) => {
-            conn.js
-                .create_stream(wanted)
-                .await
-                .map_err(|e| no_jetstream(conn, e.to_string()))?;
+            conn.js.create_stream(wanted).await.map_err(|e| {
+                match e.kind() {
+                    // The server answered: its own words say what is wrong
+                    // (a setting it refuses, subjects another stream has).
+                    CreateStreamErrorKind::JetStream(refusal) => NatsError::StreamRefused {
+                        stream: name.clone(),
+                        reason: refusal.to_string(),
+                    },
+                    _ => no_jetstream(conn, e.to_string()),
+                }
+            })?;
             Ok(Ensured::Created)
         }
         Err(e) => Err(no_jetstream(conn, e.to_string())),
@@ -113,6 +120,16 @@ pub async fn check_stream(conn: &Connection, manifest: &Manifest) -> Result<(), 
 
 fn check_stream_config(found: &stream::Config, wanted: &stream::Config) -> Result<(), NatsError> {
     let description = found.description.clone().unwrap_or_default();
+    // Another project whose name maps to the same stream name (`a.b` and
+    // `a_b` are both `a_b`): silo's mark, another project's name.
+    if Some(&description) != wanted.description.as_ref()
+        && let Some(project) = description.strip_prefix(&marker(""))
+    {
+        return Err(NatsError::StreamOfOtherProject {
+            stream: wanted.name.clone(),
+            project: project.to_string(),
+        });
+    }
     if Some(&description) != wanted.description.as_ref() {
         return Err(NatsError::StreamNotOurs {
             stream: wanted.name.clone(),
