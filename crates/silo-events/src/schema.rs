@@ -179,6 +179,15 @@ macro_rules! sqlite_uuid_v7 {
     };
 }
 
+/// A UUID's text, for `GLOB`: an id a service gives its event itself must
+/// still be one, since every consumer's inbox (a PostgreSQL one keeps it as
+/// `uuid`) and the bus take it as one.
+macro_rules! sqlite_uuid_glob {
+    () => {
+        "[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]"
+    };
+}
+
 /// The event tables of a SQLite store, idempotent (`IF NOT EXISTS`).
 /// JSON columns are text checked with `json_valid`. The outbox's text
 /// columns refuse any other storage class (`typeof`): a column's TEXT
@@ -198,7 +207,9 @@ CREATE TABLE IF NOT EXISTS silo_outbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT NOT NULL UNIQUE DEFAULT ",
     sqlite_uuid_v7!(),
-    ",
+    " CHECK (typeof(id) = 'text' AND id GLOB '",
+    sqlite_uuid_glob!(),
+    "'),
   type TEXT NOT NULL CHECK (typeof(type) = 'text' AND type <> ''),
   key TEXT NOT NULL CHECK (typeof(key) = 'text'),
   payload TEXT NOT NULL CHECK (typeof(payload) = 'text' AND json_valid(payload)),

@@ -227,7 +227,7 @@ async fn a_plain_sql_insert_publishes_and_gets_a_uuid_v7() {
 }
 
 #[tokio::test]
-async fn sqlite_refuses_an_outbox_row_whose_text_columns_are_blobs() {
+async fn sqlite_refuses_outbox_rows_with_blob_columns_or_an_id_that_is_no_uuid() {
     let p = Project::new("sqlite").await;
     ensure(&p.stores, p.orders()).await.unwrap();
     for values in [
@@ -246,11 +246,20 @@ async fn sqlite_refuses_an_outbox_row_whose_text_columns_are_blobs() {
         .exec("INSERT INTO silo_outbox (type, key, payload, headers) VALUES ('order.placed', '1', '{}', X'7b7d')")
         .await;
     assert!(bad.is_err(), "a BLOB header was accepted");
+    // An id of its own must still be a UUID: a PostgreSQL consumer's inbox
+    // and the bus take it as one.
+    let bad = p
+        .exec("INSERT INTO silo_outbox (id, type, key, payload) VALUES ('order-1', 'order.placed', '1', '{}')")
+        .await;
+    assert!(bad.is_err(), "an id that is no UUID was accepted");
+    p.exec("INSERT INTO silo_outbox (id, type, key, payload) VALUES ('0190a4a2-7b1c-7cde-8f00-0123456789AB', 'order.placed', '1', '{}')")
+        .await
+        .unwrap();
     // A number is still made text by the column's affinity.
     p.exec("INSERT INTO silo_outbox (type, key, payload) VALUES ('order.placed', 42, '{}')")
         .await
         .unwrap();
-    assert_eq!(p.outbox_count().await, 1);
+    assert_eq!(p.outbox_count().await, 2);
 }
 
 #[tokio::test]
