@@ -645,7 +645,7 @@ fn a_store_never_provisioned_is_refused_up_front() {
         .stderr(predicates::str::contains(
             "service `orders` has no credentials",
         ))
-        .stderr(predicates::str::contains("run `silo up`"));
+        .stderr(predicates::str::contains("run `silo up orders`"));
 }
 
 /// A SQLite client that opens and closes a connection per transaction (so
