@@ -28,9 +28,10 @@
 //! a second worker for the same service does not break the order (the
 //! held counts never match for both), it only slows both.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use async_nats::Subject;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
@@ -57,6 +58,16 @@ const PULL_BATCH: usize = 500;
 /// at most for the request in flight to end.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
+/// How long an ack the server counted (its ack floor passed it) is kept
+/// to be sent again after a reconnection. A nats-server killed loses the
+/// changes to its consumers' state of the last moment (it writes them a
+/// few milliseconds after each), so its ack floor may go back after a
+/// restart.
+const FORGOTTEN_ACKS: Duration = Duration::from_secs(2);
+
+/// How often a feeder looks whether its client connected again.
+const RECONNECT_POLL: Duration = Duration::from_millis(100);
+
 /// How long a step waits for deliveries the server already made to reach
 /// this process before it judges the order by counting instead.
 const CATCH_UP: Duration = Duration::from_millis(200);
@@ -69,6 +80,12 @@ enum Feed {
     /// to the old one may be lost, so the order is judged by counting
     /// again.
     Restarted(usize),
+    /// As [`Feed::Restarted`], after the connection came back: the server
+    /// may have restarted and forgotten acks it got before (it keeps its
+    /// consumers' state on disk a moment late), so what was written and
+    /// acked is acked again. Otherwise those would come again only after
+    /// the ack wait, and the order would hold everything back until then.
+    Reconnected(usize),
 }
 
 /// What this process knows of one durable's deliveries.
@@ -78,8 +95,13 @@ struct Durable {
     /// delivery sequence of their latest delivery.
     held: BTreeMap<u64, (u64, Message)>,
     /// Stream sequences written and acked here, above the durable's ack
-    /// floor: a copy delivered again is acked, not held.
-    done: BTreeSet<u64>,
+    /// floor, with the subject their ack went to: a copy delivered again
+    /// is acked, not held, and after a reconnection each is acked again.
+    done: BTreeMap<u64, Option<Subject>>,
+    /// The ack subjects of messages that left `done` because the ack floor
+    /// passed them, for [`FORGOTTEN_ACKS`] from then: acked again too
+    /// after a reconnection.
+    settled: VecDeque<(tokio::time::Instant, Subject)>,
     /// Whether every message the server handed out and saw no ack for is
     /// known to be held here (see [`bound`]).
     synced: bool,
@@ -188,7 +210,15 @@ impl Delivery {
         let feeders = consumers
             .iter()
             .enumerate()
-            .map(|(i, c)| tokio::spawn(feed(i, c.clone(), tx.clone(), stop.clone())))
+            .map(|(i, c)| {
+                tokio::spawn(feed(
+                    i,
+                    c.clone(),
+                    bus.client.clone(),
+                    tx.clone(),
+                    stop.clone(),
+                ))
+            })
             .collect();
         Ok(Delivery {
             service: service.clone(),
@@ -233,7 +263,7 @@ impl Delivery {
                 let d = &mut self.durables[i];
                 match sseq {
                     // Written and acked already: a copy.
-                    Some(s) if d.done.contains(&s) => {
+                    Some(s) if d.done.contains_key(&s) => {
                         let _ = m.ack().await;
                     }
                     Some(s) => {
@@ -343,7 +373,18 @@ impl Delivery {
             }
             cutoff = cutoff.min(b);
             // Nothing at or below the ack floor comes again.
-            d.done = d.done.split_off(&(server.ack_floor_sseq + 1));
+            let above = d.done.split_off(&(server.ack_floor_sseq + 1));
+            let now = tokio::time::Instant::now();
+            let passed = std::mem::replace(&mut d.done, above);
+            d.settled
+                .extend(passed.into_values().flatten().map(|reply| (now, reply)));
+            while d
+                .settled
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > FORGOTTEN_ACKS)
+            {
+                d.settled.pop_front();
+            }
         }
         let mut ready: Vec<(u64, usize)> = self
             .durables
@@ -358,14 +399,16 @@ impl Delivery {
         let written = self.write(stores, &ready).await?;
         for (seq, i) in ready {
             let d = &mut self.durables[i];
-            if let Some((_, m)) = d.held.remove(&seq)
-                && let Err(e) = m.ack().await
-            {
-                // It comes again after the ack wait; the inbox keeps it
-                // from doubling.
-                tracing::debug!(error = %e, seq, "ack failed");
+            let mut reply = None;
+            if let Some((_, m)) = d.held.remove(&seq) {
+                if let Err(e) = m.ack().await {
+                    // It comes again after the ack wait; the inbox keeps it
+                    // from doubling.
+                    tracing::debug!(error = %e, seq, "ack failed");
+                }
+                reply = m.reply.clone();
             }
-            d.done.insert(seq);
+            d.done.insert(seq, reply);
         }
         Ok(written)
     }
@@ -378,6 +421,17 @@ impl Delivery {
                 d.synced = false;
                 d.last_dseq = None;
             }
+            Feed::Reconnected(i) => {
+                let d = &mut self.durables[i];
+                d.synced = false;
+                d.last_dseq = None;
+                // The server takes an ack by stream sequence: one it saw
+                // already changes nothing.
+                let settled = d.settled.iter().map(|(_, reply)| reply);
+                for reply in d.done.values().flatten().chain(settled) {
+                    let _ = self.bus.client.publish(reply.clone(), "".into()).await;
+                }
+            }
             Feed::Message(i, m) => {
                 let Ok(info) = m.info() else {
                     return;
@@ -389,7 +443,7 @@ impl Delivery {
                     _ => {}
                 }
                 d.last_dseq = Some(d.last_dseq.unwrap_or(0).max(dseq));
-                if d.done.contains(&sseq) {
+                if d.done.contains_key(&sseq) {
                     let _ = m.ack().await;
                 } else {
                     d.held.insert(sseq, (dseq, *m));
@@ -512,14 +566,39 @@ impl Delivery {
 /// error. One pull request at a time, each ending after [`PULL_EXPIRES`]
 /// at most: a stop lets the one in flight end and hands over everything it
 /// brought, so that [`Delivery::release`] can hand it all back.
+///
+/// A pull request does not outlive its connection: when the client
+/// connects again (the server restarted, or the network dropped) the
+/// request in flight is gone on the server, so it is given up at once and
+/// a new one sent, instead of waiting for the client's own timer. No pull
+/// is sent while the client is disconnected: it would go out only on the
+/// next connection, and then be given up as one of the old one's.
 async fn feed(
     i: usize,
     consumer: PullConsumer,
+    client: async_nats::Client,
     tx: mpsc::Sender<Feed>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let stats = client.statistics();
+    let connects = || stats.connects.load(std::sync::atomic::Ordering::Relaxed);
+    let mut seen = connects();
     let mut delay = Duration::from_millis(100);
     while !*stop.borrow() {
+        // The connection's state has no notification: poll it.
+        let mut tick = tokio::time::interval(RECONNECT_POLL);
+        while client.connection_state() != async_nats::connection::State::Connected {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        if connects() != seen {
+            seen = connects();
+            if tx.send(Feed::Reconnected(i)).await.is_err() {
+                return;
+            }
+        }
         let started = tokio::time::Instant::now();
         let ended_well = match consumer
             .batch()
@@ -530,25 +609,41 @@ async fn feed(
         {
             Ok(mut messages) => {
                 let mut ok = true;
-                while let Some(m) = messages.next().await {
+                loop {
+                    // What already arrived is taken before a reconnection
+                    // ends the request: dropped, it would come again only
+                    // after the ack wait.
+                    let m = tokio::select! {
+                        biased;
+                        m = messages.next() => m,
+                        _ = tick.tick() => {
+                            if connects() == seen {
+                                continue;
+                            }
+                            // Told at the top of the loop.
+                            break;
+                        }
+                    };
                     match m {
-                        Ok(m) => {
+                        Some(Ok(m)) => {
                             delay = Duration::from_millis(100);
                             if tx.send(Feed::Message(i, Box::new(m))).await.is_err() {
                                 return;
                             }
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             tracing::debug!(error = %e, "pull interrupted");
                             ok = false;
                             break;
                         }
+                        None => break,
                     }
                 }
                 // Ended by the client's own timer rather than the server's
                 // answer: the connection was in trouble, and a delivery
-                // may be lost.
-                ok && started.elapsed() < PULL_EXPIRES + Duration::from_secs(4)
+                // may be lost. (A reconnection is told above instead.)
+                ok && (connects() != seen
+                    || started.elapsed() < PULL_EXPIRES + Duration::from_secs(4))
             }
             Err(e) => {
                 tracing::debug!(error = %e, "pull failed");
