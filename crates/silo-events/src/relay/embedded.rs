@@ -48,7 +48,8 @@ use silo_store::{ServiceConnection, Stores};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::contracts::{self, Contracts, Verdict};
-use crate::relay::collisions::{self, Arrival};
+use crate::relay::inbox_rows;
+use crate::relay::nats::envelope::Envelope;
 use crate::{EventsError, sql};
 
 /// The connections' name on the server.
@@ -554,6 +555,25 @@ const CURSOR_UPSERT: &str = "INSERT INTO silo_inbox_cursor (source, origin, posi
      SET origin = excluded.origin, position = excluded.position, seq = excluded.seq, \
          event_id = excluded.event_id, updated_at = excluded.updated_at";
 
+/// The events a batch delivers (those their contract passed), as the
+/// envelopes the inbox takes.
+fn envelopes(publisher: &Service, events: &[Event]) -> Vec<Envelope> {
+    events
+        .iter()
+        .filter(|e| !e.refused)
+        .map(|e| Envelope {
+            id: e.id.clone(),
+            source: publisher.name.clone(),
+            event_type: e.event_type.clone(),
+            key: e.key.clone(),
+            time: e.time.clone(),
+            dataschema: e.dataschema.clone(),
+            headers: e.headers.clone(),
+            payload: e.payload.clone(),
+        })
+        .collect()
+}
+
 async fn write_postgres(
     tx: &mut PgConnection,
     publisher: &Service,
@@ -569,40 +589,10 @@ async fn write_postgres(
     let Some(last) = events.last() else {
         return Ok(written);
     };
-    // The whole batch in one statement (one round trip), inserted in the
-    // batch's order, so the inbox's `seq` follows the publisher's order.
-    let passed = || events.iter().filter(|e| !e.refused);
-    let column = |f: fn(&Event) -> &String| passed().map(f).collect::<Vec<&String>>();
-    let schemas: Vec<Option<&str>> = passed().map(|e| e.dataschema.as_deref()).collect();
-    let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
-         SELECT e.id::uuid, e.type, $1, e.key, e.payload::jsonb, e.headers::jsonb, \
-                e.time::timestamptz, e.dataschema \
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                     $8::text[]) \
-              WITH ORDINALITY AS e(id, type, key, payload, headers, time, dataschema, n) \
-         ORDER BY e.n \
-         ON CONFLICT (event_id) DO NOTHING \
-         RETURNING type",
-    )
-    .bind(&publisher.name)
-    .bind(column(|e| &e.id))
-    .bind(column(|e| &e.event_type))
-    .bind(column(|e| &e.key))
-    .bind(column(|e| &e.payload))
-    .bind(column(|e| &e.headers))
-    .bind(column(|e| &e.time))
-    .bind(schemas)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(sql(action.clone()))?;
-    if inserted.len() < passed().count() {
-        let arrivals: Vec<Arrival> = passed()
-            .map(|e| (e.id.as_str(), publisher.name.as_str()))
-            .collect();
-        collisions::warn_postgres(tx, &consumer.name, &arrivals).await?;
-    }
-    for event_type in inserted {
+    let envelopes = envelopes(publisher, events);
+    let rows: Vec<&Envelope> = envelopes.iter().collect();
+    let inserted = inbox_rows::insert_postgres(tx, &consumer.name, &rows, "DO NOTHING").await?;
+    for (_, event_type) in inserted {
         *written.entry(event_type).or_default() += 1;
     }
     sqlx::query(CURSOR_UPSERT)
@@ -631,47 +621,12 @@ async fn write_sqlite(
     let mut written = BTreeMap::new();
     // The whole batch in one statement, as on PostgreSQL: a statement per
     // row is a round trip to the connection's thread per row, which took
-    // most of the batch's time. The rows go in as one JSON array and are
-    // inserted in its order, so the inbox's `seq` follows the publisher's.
-    let rows: Vec<serde_json::Value> = events
-        .iter()
-        .filter(|e| !e.refused)
-        .map(|e| {
-            serde_json::json!([
-                e.id,
-                e.event_type,
-                e.key,
-                e.payload,
-                e.headers,
-                e.time,
-                e.dataschema
-            ])
-        })
-        .collect();
-    let rows_in = rows.len();
+    // most of the batch's time.
+    let envelopes = envelopes(publisher, events);
+    let rows: Vec<&Envelope> = envelopes.iter().collect();
     if !rows.is_empty() {
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
-             SELECT value ->> 0, value ->> 1, $1, value ->> 2, value ->> 3, value ->> 4, \
-                    value ->> 5, value ->> 6 \
-             FROM json_each($2) WHERE true ORDER BY key \
-             ON CONFLICT (event_id) DO NOTHING \
-             RETURNING type",
-        )
-        .bind(&publisher.name)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(sql(action.clone()))?;
-        if inserted.len() < rows_in {
-            let arrivals: Vec<Arrival> = events
-                .iter()
-                .filter(|e| !e.refused)
-                .map(|e| (e.id.as_str(), publisher.name.as_str()))
-                .collect();
-            collisions::warn_sqlite(tx, &consumer.name, &arrivals).await?;
-        }
-        for event_type in inserted {
+        let inserted = inbox_rows::insert_sqlite(tx, &consumer.name, &rows, "DO NOTHING").await?;
+        for (_, event_type) in inserted {
             *written.entry(event_type).or_default() += 1;
         }
     }

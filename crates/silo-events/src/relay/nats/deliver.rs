@@ -45,8 +45,8 @@ use super::connect::Connection;
 use super::envelope::Envelope;
 use super::error::{NatsError, request};
 use super::stream;
-use crate::relay::collisions::{self, Arrival};
-use crate::{EventsError, sql};
+use crate::EventsError;
+use crate::relay::inbox_rows;
 
 /// The connections' name on the store's server.
 const APPLICATION: &str = "silo events delivery";
@@ -707,7 +707,6 @@ pub(crate) async fn write_inbox(
     if events.is_empty() {
         return Ok(Written::default());
     }
-    let action = format!("writing events into {}'s inbox", service.name);
     let conflict = match mode {
         InboxWrite::New => "DO NOTHING",
         // Only the same source's event: another's is reported below.
@@ -716,81 +715,14 @@ pub(crate) async fn write_inbox(
              next_attempt_at = NULL, done_at = NULL WHERE silo_inbox.source = excluded.source"
         }
     };
-    let column = |f: fn(&Envelope) -> Option<&str>| -> Vec<Option<&str>> {
-        events.iter().map(|e| f(e)).collect()
-    };
-    // Each row written names its publisher and type, for the metrics.
-    let written: Vec<(String, String)> = match conn {
+    let written = match conn {
         ServiceConnection::Postgres(c) => {
-            // The rows in array order: the inbox's `seq` follows it.
-            let statement = format!(
-                "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
-                 SELECT e::uuid, t, s, k, p::jsonb, h::jsonb, tm::timestamptz, d \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                             $6::text[], $7::text[], $8::text[]) \
-                      WITH ORDINALITY AS u(e, t, s, k, p, h, tm, d, n) \
-                 ORDER BY n \
-                 ON CONFLICT (event_id) {conflict} \
-                 RETURNING source, type"
-            );
-            sqlx::query_as(sqlx::AssertSqlSafe(statement))
-                .bind(column(|e| Some(e.id.as_str())))
-                .bind(column(|e| Some(e.event_type.as_str())))
-                .bind(column(|e| Some(e.source.as_str())))
-                .bind(column(|e| Some(e.key.as_str())))
-                .bind(column(|e| Some(e.payload.as_str())))
-                .bind(column(|e| Some(e.headers.as_str())))
-                .bind(column(|e| Some(e.time.as_str())))
-                .bind(column(|e| e.dataschema.as_deref()))
-                .fetch_all(&mut *c)
-                .await
-                .map_err(sql(action))?
+            inbox_rows::insert_postgres(c, &service.name, &events, conflict).await?
         }
         ServiceConnection::Sqlite(c) => {
-            let rows: Vec<serde_json::Value> = events
-                .iter()
-                .map(|e| {
-                    serde_json::json!([
-                        e.id,
-                        e.event_type,
-                        e.source,
-                        e.key,
-                        e.payload,
-                        e.headers,
-                        e.time,
-                        e.dataschema
-                    ])
-                })
-                .collect();
-            let statement = format!(
-                "INSERT INTO silo_inbox (event_id, type, source, key, payload, headers, time, dataschema) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                        value ->> 5, value ->> 6, value ->> 7 \
-                 FROM json_each($1) WHERE true ORDER BY key \
-                 ON CONFLICT (event_id) {conflict} \
-                 RETURNING source, type"
-            );
-            sqlx::query_as(sqlx::AssertSqlSafe(statement))
-                .bind(serde_json::Value::Array(rows).to_string())
-                .fetch_all(&mut *c)
-                .await
-                .map_err(sql(action))?
+            inbox_rows::insert_sqlite(c, &service.name, &events, conflict).await?
         }
     };
-    if written.len() < events.len() {
-        let arrivals: Vec<Arrival> = events
-            .iter()
-            .map(|e| (e.id.as_str(), e.source.as_str()))
-            .collect();
-        match conn {
-            ServiceConnection::Postgres(c) => {
-                collisions::warn_postgres(c, &service.name, &arrivals).await?
-            }
-            ServiceConnection::Sqlite(c) => {
-                collisions::warn_sqlite(c, &service.name, &arrivals).await?
-            }
-        };
-    }
     let mut counted = Written::default();
     for (source, event_type) in written {
         *counted.rows.entry((source, event_type)).or_default() += 1;
