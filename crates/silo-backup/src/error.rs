@@ -1,0 +1,82 @@
+//! The one error type of silo's backups.
+
+use miette::Diagnostic;
+use silo_store::StoreError;
+
+/// Why a backup, restore or prune failed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum BackupError {
+    /// Reaching the store failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+
+    /// The destination could not be read or written.
+    #[error("{action} at {destination} failed: {source}")]
+    #[diagnostic(
+        code(silo::backup::destination),
+        help(
+            "check that the destination exists and is writable, and for s3:// the AWS_* variables"
+        )
+    )]
+    Destination {
+        action: String,
+        destination: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A destination URL silo cannot use.
+    #[error("backup destination {url:?}: {reason}")]
+    #[diagnostic(
+        code(silo::backup::bad_destination),
+        help("use file:///absolute/path, a path relative to the project, or s3://bucket/prefix")
+    )]
+    BadDestination { url: String, reason: String },
+
+    /// A local file or folder could not be read or written.
+    #[error("{action} {path}: {source}")]
+    #[diagnostic(code(silo::backup::io))]
+    Io {
+        action: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A backup's `meta.json` is not one this silo can read.
+    #[error("the metadata of backup {id} is unreadable: {reason}")]
+    #[diagnostic(
+        code(silo::backup::bad_meta),
+        help("the backup may be damaged or made by a newer silo; choose another with --backup ID")
+    )]
+    BadMeta { id: String, reason: String },
+
+    /// A file of a backup does not match its recorded checksum or size.
+    #[error("backup {id} is damaged: {file} {reason}")]
+    #[diagnostic(
+        code(silo::backup::damaged),
+        help(
+            "this backup cannot be trusted; restore another one (`silo backup list`) and find out what changed the file"
+        )
+    )]
+    Damaged {
+        id: String,
+        file: String,
+        reason: String,
+    },
+}
+
+impl BackupError {
+    pub(crate) fn io(
+        action: impl Into<String>,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Self {
+        BackupError::Io {
+            action: action.into(),
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! silo's backups: every service's store backed up on its own policy, as
+//! the service's own role, into a destination of its own, and restored only
+//! after every file checks out.
+//!
+//! The pieces, one per module:
+//! - [`meta`]: what a backup is: its files with their SHA-256 and the
+//!   metadata a restore checks against (engine, versions, row counts).
+//!
+//! Engines write a backup's files into a local staging folder and read
+//! them back from one; the destination moves finished folders in and out.
+
+pub mod error;
+pub mod meta;
+
+pub use error::BackupError;
+pub use meta::{BackupId, BackupMeta, Dump, FileEntry};
