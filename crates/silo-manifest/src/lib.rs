@@ -19,6 +19,7 @@
 //! assert_eq!(m.service("billing").unwrap().database, "billing_db");
 //! ```
 
+mod backup;
 mod error;
 mod model;
 pub mod names;
@@ -26,6 +27,7 @@ mod parse;
 
 use std::path::{Path, PathBuf};
 
+pub use backup::{BackupDestination, BackupPolicy, BackupSchedule, BackupSettings};
 pub use error::{LoadError, ManifestError, Problem, line_column};
 pub use model::{
     AuditSettings, Bus, Compatibility, Declared, Engine, EventsSettings, Isolation, LintSettings,

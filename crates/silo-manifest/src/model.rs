@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::{BackupDestination, BackupPolicy, BackupSettings};
+
 /// Where a service's store lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +94,8 @@ pub struct Manifest {
     pub audit: AuditSettings,
     /// `[events]`: how events move between services.
     pub events: EventsSettings,
+    /// `[backup]` and `[defaults] backup_before_migrate`.
+    pub backup: BackupSettings,
     /// Position of each service in `services`, by name.
     index: ServiceIndex,
     /// Where silo.toml names each service's event types.
@@ -406,6 +410,10 @@ pub struct Service {
     /// `[services.<name>.lint]`: rule levels for this service, over the
     /// project's.
     pub lint: LintSettings,
+    /// `[services.<name>.backup]` over `[defaults.backup]`; `None` when
+    /// neither table exists (the service is backed up only when asked, to
+    /// [`Manifest::backup_destination`]).
+    pub backup: Option<BackupPolicy>,
 }
 
 /// The project-wide sections of silo.toml, validated.
@@ -414,6 +422,7 @@ pub(crate) struct Sections {
     pub audit: AuditSettings,
     pub events: EventsSettings,
     pub declarations: EventDeclarations,
+    pub backup: BackupSettings,
 }
 
 impl Manifest {
@@ -431,6 +440,7 @@ impl Manifest {
             audit,
             events,
             declarations,
+            backup,
         } = sections;
         Manifest {
             index: ServiceIndex::new(&services),
@@ -443,6 +453,16 @@ impl Manifest {
             audit,
             events,
             declarations,
+            backup,
+        }
+    }
+
+    /// Where `service`'s backups go: its policy's destination, or
+    /// `<data_dir>/backups/<service>`.
+    pub fn backup_destination(&self, service: &Service) -> BackupDestination {
+        match &service.backup {
+            Some(policy) => policy.destination.clone(),
+            None => BackupDestination::Local(self.data_dir.join("backups").join(&service.name)),
         }
     }
 

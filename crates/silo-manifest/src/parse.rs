@@ -11,6 +11,10 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::backup::{
+    BackupDestination, BackupPolicy, BackupSchedule, BackupSettings, Refusal, check_recipient,
+    parse_cron, parse_destination, parse_retention, parse_timezone,
+};
 use crate::error::{LineIndex, Problem};
 use crate::model::{
     AuditSettings, Declared, Engine, EventsSettings, Isolation, LintSettings, Manifest,
@@ -45,6 +49,28 @@ struct RawManifest {
     lint: Option<RawLint>,
     audit: Option<RawAudit>,
     events: Option<RawEvents>,
+    backup: Option<RawBackupSettings>,
+}
+
+/// `[backup]`: project-wide backup settings.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBackupSettings {
+    #[serde(default)]
+    recipients: Vec<Spanned<String>>,
+}
+
+/// `[defaults.backup]` and `[services.<name>.backup]`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    schedule: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    retention: Option<Spanned<String>>,
+    keep: Option<Spanned<i64>>,
+    destination: Option<Spanned<String>>,
+    encrypt: Option<Spanned<bool>>,
+    verify_every: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -92,6 +118,8 @@ struct RawDefaults {
     engine: Option<Spanned<String>>,
     data_dir: Option<Spanned<String>>,
     isolation: Option<Spanned<String>>,
+    backup_before_migrate: Option<bool>,
+    backup: Option<RawBackup>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +142,7 @@ struct RawService {
     #[serde(default)]
     placeholders: std::collections::BTreeMap<String, String>,
     lint: Option<RawLint>,
+    backup: Option<RawBackup>,
 }
 
 /// Collects problems against one source text.
@@ -123,6 +152,10 @@ struct Problems<'t> {
 }
 
 impl Problems<'_> {
+    fn refuse(&mut self, span: Range<usize>, (message, help): Refusal) {
+        self.add(span, message, help);
+    }
+
     fn add(&mut self, span: Range<usize>, message: String, help: Option<String>) {
         let (line, column) = self.lines.line_column(span.start);
         self.list.push(Problem {
@@ -142,6 +175,9 @@ struct Located {
     role_span: Range<usize>,
     migrations_span: Range<usize>,
     url_env_span: Range<usize>,
+    /// Where its backups go (the policy's, or the default), and the span
+    /// of the value that says so.
+    destination: (BackupDestination, Range<usize>),
     /// Each valid entry of `publishes` and `consumes`, with its span.
     declared: Vec<(Declared, String, Range<usize>)>,
 }
@@ -229,9 +265,21 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         );
     }
 
+    let backup = backup_settings(
+        raw.backup.as_ref(),
+        raw.defaults.backup_before_migrate,
+        &mut problems,
+    );
+    let no_recipients = backup.recipients.is_empty();
+    let default_policy = raw
+        .defaults
+        .backup
+        .as_ref()
+        .map(|b| partial_policy(b, &root, no_recipients, &mut problems));
+
     let mut located = Vec::new();
     for (name, raw_service) in &raw.services {
-        if let Some(l) = resolve_service(
+        if let Some(mut l) = resolve_service(
             name,
             raw_service,
             default_engine,
@@ -239,10 +287,26 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
             &absolute_root,
             &mut problems,
         ) {
+            let own = raw_service
+                .get_ref()
+                .backup
+                .as_ref()
+                .map(|b| partial_policy(b, &root, no_recipients, &mut problems));
+            let (policy, destination) = backup_policy(
+                &l.service.name,
+                name.span(),
+                own,
+                default_policy.as_ref(),
+                &data_dir,
+                &mut problems,
+            );
+            l.service.backup = policy;
+            l.destination = destination;
             located.push(l);
         }
     }
     check_cross_service(&located, &mut problems);
+    check_destinations(&located, &mut problems);
     let lint = lint_settings(raw.lint.as_ref(), &mut problems);
     let audit = audit_settings(raw.audit.as_ref(), &mut problems);
     let events = events_settings(raw.events.as_ref(), &mut problems);
@@ -272,9 +336,235 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
             audit,
             events,
             declarations,
+            backup,
         },
     ))
 }
+
+/// `[backup]` and `[defaults] backup_before_migrate`.
+fn backup_settings(
+    raw: Option<&RawBackupSettings>,
+    backup_before_migrate: Option<bool>,
+    problems: &mut Problems,
+) -> BackupSettings {
+    let mut settings = BackupSettings {
+        recipients: Vec::new(),
+        backup_before_migrate: backup_before_migrate.unwrap_or(false),
+    };
+    for recipient in raw.into_iter().flat_map(|r| &r.recipients) {
+        match check_recipient(recipient.get_ref()) {
+            Ok(()) => settings.recipients.push(recipient.get_ref().clone()),
+            Err(refusal) => problems.refuse(recipient.span(), refusal),
+        }
+    }
+    settings
+}
+
+/// One backup table's valid values, before a service's are laid over the
+/// defaults'. A bad value is reported and left out.
+#[derive(Default)]
+struct PartialPolicy {
+    schedule: Option<(String, croner::Cron)>,
+    timezone: Option<(chrono_tz::Tz, Range<usize>)>,
+    retention: Option<std::time::Duration>,
+    keep: Option<u32>,
+    destination: Option<(BackupDestination, Range<usize>)>,
+    encrypt: Option<bool>,
+    verify_every: Option<u32>,
+}
+
+fn partial_policy(
+    raw: &RawBackup,
+    root: &Path,
+    no_recipients: bool,
+    problems: &mut Problems,
+) -> PartialPolicy {
+    let schedule = raw
+        .schedule
+        .as_ref()
+        .and_then(|s| checked(s, problems, parse_cron).map(|cron| (s.get_ref().clone(), cron)));
+    let timezone = raw
+        .timezone
+        .as_ref()
+        .and_then(|t| checked(t, problems, parse_timezone).map(|tz| (tz, t.span())));
+    let retention = raw
+        .retention
+        .as_ref()
+        .and_then(|r| checked(r, problems, parse_retention));
+    let destination = raw.destination.as_ref().and_then(|d| {
+        checked(d, problems, |text| parse_destination(text, root)).map(|dest| (dest, d.span()))
+    });
+    let keep = raw.keep.as_ref().and_then(|k| {
+        at_least_one(
+            k,
+            "keep",
+            "leave `keep` out to prune by `retention` alone, or keep every backup",
+            problems,
+        )
+    });
+    let verify_every = raw.verify_every.as_ref().and_then(|v| {
+        at_least_one(
+            v,
+            "verify_every",
+            "leave `verify_every` out for no restore drills",
+            problems,
+        )
+    });
+    if let Some(encrypt) = &raw.encrypt
+        && *encrypt.get_ref()
+        && no_recipients
+    {
+        problems.add(
+            encrypt.span(),
+            "`encrypt = true` but the project has no age recipients".into(),
+            Some("add `[backup]` with `recipients = [\"age1...\"]` (the public keys `age-keygen` prints), or set `encrypt = false`".into()),
+        );
+    }
+    PartialPolicy {
+        schedule,
+        timezone,
+        retention,
+        keep,
+        destination,
+        encrypt: raw.encrypt.as_ref().map(|e| *e.get_ref()),
+        verify_every,
+    }
+}
+
+/// A string value through `check`, or its refusal reported at its place.
+fn checked<T>(
+    value: &Spanned<String>,
+    problems: &mut Problems,
+    check: impl FnOnce(&str) -> Result<T, Refusal>,
+) -> Option<T> {
+    check(value.get_ref())
+        .map_err(|refusal| problems.refuse(value.span(), refusal))
+        .ok()
+}
+
+/// A count that must be 1 or more.
+fn at_least_one(
+    value: &Spanned<i64>,
+    key: &str,
+    help: &str,
+    problems: &mut Problems,
+) -> Option<u32> {
+    match u32::try_from(*value.get_ref()) {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            problems.add(
+                value.span(),
+                format!("{key} must be 1 or more, not {}", value.get_ref()),
+                Some(help.to_string()),
+            );
+            None
+        }
+    }
+}
+
+/// A service's policy: its own values over the defaults', field by field.
+/// A destination from `[defaults.backup]` is a base that every service
+/// gets a folder (or prefix) of its own under, as the default
+/// `<data_dir>/backups/<service>` is. Returns the policy (`None` when
+/// neither table exists) and where the service's backups go in any case.
+fn backup_policy(
+    service: &str,
+    name_span: Range<usize>,
+    own: Option<PartialPolicy>,
+    defaults: Option<&PartialPolicy>,
+    data_dir: &Path,
+    problems: &mut Problems,
+) -> (Option<BackupPolicy>, (BackupDestination, Range<usize>)) {
+    let fallback = BackupDestination::Local(data_dir.join("backups").join(service));
+    if own.is_none() && defaults.is_none() {
+        return (None, (fallback, name_span));
+    }
+    let own = own.unwrap_or_default();
+    let empty = PartialPolicy::default();
+    let defaults = defaults.unwrap_or(&empty);
+
+    let destination = match (&own.destination, &defaults.destination) {
+        (Some(d), _) => d.clone(),
+        (None, Some((base, span))) => (base.join(service), span.clone()),
+        (None, None) => (fallback, name_span),
+    };
+    let schedule = own.schedule.as_ref().or(defaults.schedule.as_ref());
+    if schedule.is_none()
+        && let Some((_, span)) = &own.timezone
+    {
+        problems.add(
+            span.clone(),
+            format!("service `{service}` sets a backup `timezone` but no `schedule`"),
+            Some("add `schedule = \"...\"` (cron) beside it, or remove `timezone`".into()),
+        );
+    }
+    let timezone = own
+        .timezone
+        .as_ref()
+        .or(defaults.timezone.as_ref())
+        .map_or(chrono_tz::UTC, |(tz, _)| *tz);
+    let policy = BackupPolicy {
+        schedule: schedule
+            .map(|(expression, cron)| BackupSchedule::new(expression, cron.clone(), timezone)),
+        retention: own.retention.or(defaults.retention),
+        keep: own.keep.or(defaults.keep),
+        destination: destination.0.clone(),
+        encrypt: own.encrypt.or(defaults.encrypt).unwrap_or(false),
+        verify_every: own.verify_every.or(defaults.verify_every),
+    };
+    (Some(policy), destination)
+}
+
+/// No two services back up into the same place, or one into the other's:
+/// each would list the other's backups as its own, and a prune of one
+/// would delete the other's files as a killed backup's leftovers. Linear
+/// in the number of services, as the migrations folders' check is.
+fn check_destinations(services: &[Located], problems: &mut Problems) {
+    let keys: Vec<(String, PathBuf)> = services.iter().map(|l| l.destination.0.key()).collect();
+    let mut claims: HashMap<&(String, PathBuf), usize> = HashMap::new();
+    for (position, (l, key)) in services.iter().zip(&keys).enumerate() {
+        match claims.entry(key) {
+            std::collections::hash_map::Entry::Occupied(first) => problems.add(
+                l.destination.1.clone(),
+                format!(
+                    "services `{}` and `{}` both back up to `{}`",
+                    services[*first.get()].service.name,
+                    l.service.name,
+                    l.destination.0
+                ),
+                Some(OWN_DESTINATION.into()),
+            ),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(position);
+            }
+        }
+    }
+    for (position, (inner, key)) in services.iter().zip(&keys).enumerate() {
+        for ancestor in key.1.ancestors().skip(1) {
+            let probe = (key.0.clone(), ancestor.to_path_buf());
+            if let Some(&outer) = claims.get(&probe) {
+                let later = if outer < position {
+                    inner
+                } else {
+                    &services[outer]
+                };
+                problems.add(
+                    later.destination.1.clone(),
+                    format!(
+                        "the backups of `{}` (`{}`) would be inside the backups of `{}` (`{}`)",
+                        inner.service.name,
+                        inner.destination.0,
+                        services[outer].service.name,
+                        services[outer].destination.0
+                    ),
+                    Some(OWN_DESTINATION.into()),
+                );
+            }
+        }
+    }
+}
+
+const OWN_DESTINATION: &str = "give each service a destination of its own, side by side: a prune of one would delete the other's backups";
 
 /// `[events]`: the bus and the rules events follow.
 fn events_settings(raw: Option<&RawEvents>, problems: &mut Problems) -> EventsSettings {
@@ -651,11 +941,13 @@ fn resolve_service(
             contracts,
             placeholders: r.placeholders.clone(),
             lint,
+            backup: None,
         },
         database_span,
         role_span,
         migrations_span,
         url_env_span,
+        destination: (BackupDestination::Local(PathBuf::new()), name.span()),
         declared,
     })
 }
@@ -792,7 +1084,7 @@ fn server_key(s: &Service) -> Option<&str> {
 /// Lexically normalises a path: drops `.` and folds `x/..`. Leading `..`
 /// of a relative path stay (`../../etc` is not `etc`); `..` at the root of
 /// an absolute path is the root.
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

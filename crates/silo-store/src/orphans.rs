@@ -157,6 +157,7 @@ fn stand_in(name: &str, engine: Engine, database: String, role: String) -> Servi
         contracts: PathBuf::new(),
         placeholders: Default::default(),
         lint: Default::default(),
+        backup: None,
     }
 }
 
