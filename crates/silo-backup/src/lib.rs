@@ -5,12 +5,17 @@
 //! The pieces, one per module:
 //! - [`meta`]: what a backup is: its files with their SHA-256 and the
 //!   metadata a restore checks against (engine, versions, row counts).
+//! - [`retention`]: which backups a prune deletes.
+//! - [`schedule`]: when a service's next backup is due, and the clock a
+//!   daemon waits on.
 //!
 //! Engines write a backup's files into a local staging folder and read
 //! them back from one; the destination moves finished folders in and out.
 
 pub mod error;
 pub mod meta;
+pub mod retention;
+pub mod schedule;
 
 pub use error::BackupError;
 pub use meta::{BackupId, BackupMeta, Dump, FileEntry};
