@@ -166,8 +166,12 @@ pub(crate) fn parse_cron(expression: &str) -> Result<Cron, Refusal> {
         .year(Year::Disallowed)
         .build();
     let cron = parser.parse(expression).map_err(|e| {
+        let field = match bad_field(&parser, expression) {
+            Some((name, value)) => format!("in the {name} field `{value}`: "),
+            None => String::new(),
+        };
         (
-            format!("invalid schedule `{expression}`: {e}"),
+            format!("invalid schedule `{expression}`: {field}{e}"),
             Some(CRON_HELP.to_string()),
         )
     })?;
@@ -181,6 +185,26 @@ pub(crate) fn parse_cron(expression: &str) -> Result<Cron, Refusal> {
         ));
     }
     Ok(cron)
+}
+
+/// The first field of a five-field expression that fails on its own (the
+/// others set to `*`), by name: croner's reasons do not say which field
+/// they are about.
+fn bad_field<'e>(parser: &CronParser, expression: &'e str) -> Option<(&'static str, &'e str)> {
+    const NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    if fields.len() != NAMES.len() {
+        return None;
+    }
+    (0..fields.len()).find_map(|i| {
+        let alone: Vec<&str> = (0..fields.len())
+            .map(|j| if i == j { fields[j] } else { "*" })
+            .collect();
+        parser
+            .parse(&alone.join(" "))
+            .is_err()
+            .then_some((NAMES[i], fields[i]))
+    })
 }
 
 /// Parses an IANA time zone name (`Europe/Paris`, `UTC`).
@@ -478,7 +502,16 @@ mod tests {
         parse_cron("@daily").unwrap();
         parse_cron("30 2 * * SUN").unwrap();
         assert!(parse_cron("0 0 */4 * * *").is_err(), "six fields");
-        assert!(parse_cron("0 61 * * *").is_err());
+        let (message, _) = parse_cron("0 61 * * *").unwrap_err();
+        assert!(
+            message.starts_with("invalid schedule `0 61 * * *`: in the hour field `61`: "),
+            "{message}"
+        );
+        let (message, _) = parse_cron("0 0 * * MON-FRII").unwrap_err();
+        assert!(
+            message.contains("in the day-of-week field `MON-FRII`"),
+            "{message}"
+        );
         assert!(
             parse_cron("0 0 30 2 *")
                 .unwrap_err()
