@@ -5,12 +5,15 @@
 //! The pieces, one per module:
 //! - [`meta`]: what a backup is: its files with their SHA-256 and the
 //!   metadata a restore checks against (engine, versions, row counts).
+//! - [`postgres`]: a PostgreSQL store dumped and restored with the server's
+//!   own `pg_dump` and `pg_restore`, as the service's own role.
 //!
 //! Engines write a backup's files into a local staging folder and read
 //! them back from one; the destination moves finished folders in and out.
 
 pub mod error;
 pub mod meta;
+pub mod postgres;
 
 pub use error::BackupError;
 pub use meta::{BackupId, BackupMeta, Dump, FileEntry};
