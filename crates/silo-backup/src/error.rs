@@ -104,7 +104,9 @@ pub enum BackupError {
     },
 
     /// A restore target that is not empty.
-    #[error("database `{database}` is not empty ({objects} objects); a restore goes into an empty store only")]
+    #[error(
+        "database `{database}` is not empty ({objects} objects); a restore goes into an empty store only"
+    )]
     #[diagnostic(
         code(silo::backup::not_empty),
         help("restore into a fresh store (`silo restore --into NAME`), or use --replace")

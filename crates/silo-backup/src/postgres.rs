@@ -342,7 +342,10 @@ async fn count_rows(
         )))
         .fetch_one(&mut *conn)
         .await
-        .map_err(sql_error(&format!("counting the rows of {schema}.{table}"), creds))?;
+        .map_err(sql_error(
+            &format!("counting the rows of {schema}.{table}"),
+            creds,
+        ))?;
         let name = if schema == "public" {
             table
         } else {
@@ -625,7 +628,10 @@ async fn apply_database_settings(
                 );
                 continue;
             }
-            return Err(sql_error(&format!("restoring database setting {name}"), into)(e));
+            return Err(sql_error(
+                &format!("restoring database setting {name}"),
+                into,
+            )(e));
         }
     }
     Ok(())

@@ -257,7 +257,11 @@ async fn round_trip_into_a_fresh_store_of_its_own() {
     let dump = postgres::dump(&creds, staging.path()).await.unwrap();
 
     assert_eq!(dump.migration_version.as_deref(), Some("2"));
-    assert!(dump.server_version.starts_with("15"), "{}", dump.server_version);
+    assert!(
+        dump.server_version.starts_with("15"),
+        "{}",
+        dump.server_version
+    );
     assert_eq!(dump.tables["customers"], 50);
     assert_eq!(dump.tables["app.orders"], 200);
     assert_eq!(dump.tables["silo_outbox"], 1);
@@ -318,7 +322,10 @@ async fn round_trip_into_a_fresh_store_of_its_own() {
     // The live store took its next value after the backup: the restored
     // one hands out the same.
     assert_eq!(live_next, 1007);
-    assert_eq!(scalar_i64(&mut c, "SELECT nextval('invoice_no')").await, 1007);
+    assert_eq!(
+        scalar_i64(&mut c, "SELECT nextval('invoice_no')").await,
+        1007
+    );
     let id = scalar_i64(
         &mut c,
         "INSERT INTO customers (email) VALUES ('new@x') RETURNING id",
@@ -451,7 +458,10 @@ async fn keeping_the_credentials_restores_under_the_services_own_role() {
     // Dropping it leaves the service's role and file alone.
     engine.drop_restore_target(p.svc(), &target).await.unwrap();
     let mut c = as_service(&creds).await;
-    assert_eq!(scalar_i64(&mut c, "SELECT count(*) FROM customers").await, 50);
+    assert_eq!(
+        scalar_i64(&mut c, "SELECT count(*) FROM customers").await,
+        50
+    );
     let _ = c.close().await;
 }
 
@@ -494,7 +504,10 @@ async fn replace_swaps_the_checked_restore_in_and_keeps_the_old_store() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(scalar_i64(&mut live, "SELECT count(*) FROM app.orders").await, 0);
+    assert_eq!(
+        scalar_i64(&mut live, "SELECT count(*) FROM app.orders").await,
+        0
+    );
 
     let swapped = engine
         .swap(p.svc(), &replacement, SwapOptions { terminate: true })
@@ -518,7 +531,10 @@ async fn replace_swaps_the_checked_restore_in_and_keeps_the_old_store() {
     let conn = p.stores.connect_as(p.svc(), "test").await.unwrap();
     conn.close().await;
     let mut c = as_service(&creds).await;
-    assert_eq!(scalar_i64(&mut c, "SELECT count(*) FROM app.orders").await, 200);
+    assert_eq!(
+        scalar_i64(&mut c, "SELECT count(*) FROM app.orders").await,
+        200
+    );
     let _ = c.close().await;
     assert_silo_way(&p.admin, &p.svc().database, &p.svc().role).await;
 
@@ -526,7 +542,10 @@ async fn replace_swaps_the_checked_restore_in_and_keeps_the_old_store() {
     let mut old = creds.clone();
     old.database = swapped.kept.clone();
     let mut c = as_service(&old).await;
-    assert_eq!(scalar_i64(&mut c, "SELECT count(*) FROM app.orders").await, 0);
+    assert_eq!(
+        scalar_i64(&mut c, "SELECT count(*) FROM app.orders").await,
+        0
+    );
     let _ = c.close().await;
 
     // `silo down` takes the kept store with the service.
@@ -576,7 +595,10 @@ async fn a_backup_taken_while_writing_is_one_snapshot() {
         async move {
             let started = Instant::now();
             while written.load(Ordering::Relaxed) < n {
-                assert!(started.elapsed() < Duration::from_secs(30), "the writer stalled");
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the writer stalled"
+                );
                 tokio::task::yield_now().await;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -594,7 +616,10 @@ async fn a_backup_taken_while_writing_is_one_snapshot() {
 
     let debit = dump.tables["debit"];
     assert_eq!(debit, dump.tables["credit"]);
-    assert!(debit >= 100_000 + before && debit <= 100_000 + after, "{debit}");
+    assert!(
+        debit >= 100_000 + before && debit <= 100_000 + after,
+        "{debit}"
+    );
 
     let engine = p.stores.engine(p.svc()).unwrap();
     let scratch = engine.scratch(p.svc()).await.unwrap();
@@ -624,7 +649,13 @@ async fn a_backup_needs_only_the_services_credentials() {
     let dump = postgres::dump(&creds, staging.path()).await.unwrap();
     assert_eq!(dump.tables["customers"], 50);
 
-    let scratch = p.stores.engine(p.svc()).unwrap().scratch(p.svc()).await.unwrap();
+    let scratch = p
+        .stores
+        .engine(p.svc())
+        .unwrap()
+        .scratch(p.svc())
+        .await
+        .unwrap();
     postgres::restore(staging.path(), &meta(&dump), &scratch)
         .await
         .unwrap();

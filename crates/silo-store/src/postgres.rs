@@ -712,12 +712,10 @@ impl PgEngine {
         Ok(names
             .into_iter()
             .filter(|(_, comment)| {
-                comment
-                    .as_deref()
-                    .is_none_or(|c| {
-                        crate::scratch_service(c).or_else(|| crate::replacement_service(c))
-                            == Some(service.name.as_str())
-                    })
+                comment.as_deref().is_none_or(|c| {
+                    crate::scratch_service(c).or_else(|| crate::replacement_service(c))
+                        == Some(service.name.as_str())
+                })
             })
             .map(|(name, _)| name)
             .collect())
@@ -834,7 +832,10 @@ impl PgEngine {
         // Stores earlier `restore --replace` runs kept are the role's too.
         for kept in self.replaced_stores(service).await? {
             self.run(
-                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&kept)),
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&kept)
+                ),
                 "dropping a database a restore replaced",
             )
             .await?;

@@ -108,12 +108,13 @@ impl PgEngine {
         if keep_credentials {
             // The service's own role and password, on another database;
             // its role is checked to be the service's before it owns more.
-            let state = self.role_state(&service.role).await?.ok_or_else(|| {
-                StoreError::NoCredentials {
-                    service: service.name.clone(),
-                    path: self.secrets.path(&service.name),
-                }
-            })?;
+            let state =
+                self.role_state(&service.role)
+                    .await?
+                    .ok_or_else(|| StoreError::NoCredentials {
+                        service: service.name.clone(),
+                        path: self.secrets.path(&service.name),
+                    })?;
             self.check_mark(
                 state.comment.as_deref(),
                 "role",
@@ -287,7 +288,10 @@ impl PgEngine {
             )));
         };
         if state.owner != service.role
-            || state.comment.as_deref().and_then(crate::replacement_service)
+            || state
+                .comment
+                .as_deref()
+                .and_then(crate::replacement_service)
                 != Some(service.name.as_str())
         {
             return Err(StoreError::Unsupported(format!(
