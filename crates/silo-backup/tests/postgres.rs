@@ -253,6 +253,18 @@ async fn round_trip_into_a_fresh_store_of_its_own() {
     let p = Project::new().await;
     let creds = p.creds();
     fill(&creds).await;
+    // Settings of the database itself, which pg_dump leaves out.
+    let mut c = as_service(&creds).await;
+    let db = format!("\"{}\"", p.svc().database);
+    exec(
+        &mut c,
+        &format!(
+            "ALTER DATABASE {db} SET search_path = app, public;
+             ALTER DATABASE {db} SET statement_timeout = '5min';"
+        ),
+    )
+    .await;
+    let _ = c.close().await;
     let staging = tempfile::tempdir().unwrap();
     let dump = postgres::dump(&creds, staging.path()).await.unwrap();
 
@@ -380,6 +392,17 @@ async fn round_trip_into_a_fresh_store_of_its_own() {
         .await
         .unwrap();
     assert_eq!(event, "order.placed");
+    // The database's settings came back, the list as a list.
+    let path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(path, "app, public");
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "5min");
     let _ = c.close().await;
 
     assert_silo_way(&p.admin, &name, &format!("{name}_svc")).await;
