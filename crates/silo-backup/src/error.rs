@@ -65,6 +65,53 @@ pub enum BackupError {
         file: String,
         reason: String,
     },
+
+    /// A PostgreSQL client tool (`pg_dump`, `pg_restore`) that fits the
+    /// server cannot be had.
+    #[error("{tool}: {reason}")]
+    #[diagnostic(code(silo::backup::tool))]
+    Tool {
+        tool: &'static str,
+        reason: String,
+        #[help]
+        help: String,
+    },
+
+    /// `pg_dump` or `pg_restore` ran and failed.
+    #[error("{tool} failed ({status}) on {target}:\n{stderr}")]
+    #[diagnostic(
+        code(silo::backup::tool_failed),
+        help("the lines above are the tool's own; the backup or restore was not completed")
+    )]
+    ToolFailed {
+        tool: &'static str,
+        /// The store, password masked.
+        target: String,
+        status: String,
+        /// The tool's error output (it never holds the password, which
+        /// goes through the environment).
+        stderr: String,
+    },
+
+    /// A statement on the store failed.
+    #[error("{action} on {target} failed: {}", silo_store::root_cause(source))]
+    #[diagnostic(code(silo::backup::sql))]
+    Sql {
+        action: String,
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A restore target that is not empty.
+    #[error(
+        "database `{database}` is not empty ({objects} objects); a restore goes into an empty store only"
+    )]
+    #[diagnostic(
+        code(silo::backup::not_empty),
+        help("restore into a fresh store (`silo restore --into NAME`), or use --replace")
+    )]
+    NotEmpty { database: String, objects: i64 },
 }
 
 impl BackupError {

@@ -8,6 +8,8 @@
 //! - [`retention`]: which backups a prune deletes.
 //! - [`schedule`]: when a service's next backup is due, and the clock a
 //!   daemon waits on.
+//! - [`postgres`]: a PostgreSQL store dumped and restored with the server's
+//!   own `pg_dump` and `pg_restore`, as the service's own role.
 //!
 //! Engines write a backup's files into a local staging folder and read
 //! them back from one; the destination moves finished folders in and out.
@@ -16,6 +18,7 @@ pub mod error;
 pub mod meta;
 pub mod retention;
 pub mod schedule;
+pub mod postgres;
 
 pub use error::BackupError;
 pub use meta::{BackupId, BackupMeta, Dump, FileEntry};

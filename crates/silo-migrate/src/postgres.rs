@@ -36,6 +36,38 @@ const LOCK_KEY: &str = "hashtextextended('silo:migrate:' || current_database(), 
 pub type Connector =
     Arc<dyn Fn() -> BoxFuture<'static, Result<PgConnection, MigrateError>> + Send + Sync>;
 
+/// The history rows of the store `conn` is connected to, in rank order
+/// (none without a history table). Runs in whatever transaction `conn` is
+/// in, so a backup reads them in its own snapshot.
+async fn history_rows(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, MigrateError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("public.{TABLE}"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql("reading the history"))?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS},
+                to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                execution_time_ms, success
+         FROM public.{TABLE} ORDER BY installed_rank"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql("reading the history"))?;
+    rows.iter().map(history::from_row).collect()
+}
+
+/// The store's migration version (the newest applied version, after
+/// undos), read through `conn` as it is: `None` for a store without
+/// history. What a backup records as the version it holds.
+pub async fn migration_version(conn: &mut PgConnection) -> Result<Option<String>, MigrateError> {
+    let rows = history_rows(conn).await?;
+    Ok(crate::state::replay(&rows).newest().map(|v| v.to_string()))
+}
+
 /// A PostgreSQL store, connected as its service.
 pub struct PgTarget {
     conn: PgConnection,
@@ -217,27 +249,7 @@ impl Target for PgTarget {
     }
 
     async fn history(&mut self) -> Result<Vec<HistoryRow>, MigrateError> {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(format!("public.{TABLE}"))
-            .fetch_one(&mut self.conn)
-            .await
-            .map_err(sql("reading the history"))?;
-        if !exists {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS},
-                    to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                    execution_time_ms, success
-             FROM public.{TABLE} ORDER BY installed_rank"
-        )))
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(sql("reading the history"))?;
-        let mut rows: Vec<HistoryRow> = rows
-            .iter()
-            .map(history::from_row)
-            .collect::<Result<_, _>>()?;
+        let mut rows = history_rows(&mut self.conn).await?;
         if rows.iter().any(|r| !r.success) && self.progress_table_exists().await? {
             let progress = sqlx::query(AssertSqlSafe(format!(
                 "SELECT {PROGRESS_COLUMNS} FROM public.{PROGRESS_TABLE}"

@@ -47,6 +47,9 @@ pub enum StoreKind {
     Own,
     /// A scratch store made by [`crate::StoreEngine::scratch`] for it.
     Scratch,
+    /// A store made by [`crate::StoreEngine::restore_target`] to replace
+    /// its live store, before the swap.
+    Replacement,
 }
 
 impl Stores {
@@ -151,6 +154,7 @@ pub async fn connect_with(
             let owner = match kind {
                 StoreKind::Own => comment.as_deref().and_then(marker_service),
                 StoreKind::Scratch => comment.as_deref().and_then(crate::scratch_service),
+                StoreKind::Replacement => comment.as_deref().and_then(crate::replacement_service),
             };
             check_owner(owner, "database", &creds.database, service)?;
             Ok(ServiceConnection::Postgres(conn))

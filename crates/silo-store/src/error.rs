@@ -106,6 +106,20 @@ pub enum StoreError {
 
     #[error("{0}")]
     Unsupported(String),
+
+    /// A restore target that must be fresh already exists.
+    #[error("{kind} `{name}` already exists; a restore goes into a fresh store only")]
+    AlreadyExists { kind: &'static str, name: String },
+
+    /// A store cannot be swapped while sessions are open on it.
+    #[error("database `{database}` is in use: {}", sessions.join(", "))]
+    InUse {
+        database: String,
+        /// `role (application)` of each open session.
+        sessions: Vec<String>,
+        /// Whether they are all the service's own (ended by `--terminate`).
+        own_only: bool,
+    },
 }
 
 impl StoreError {
@@ -129,6 +143,8 @@ impl StoreError {
             StoreError::BadSecretsFile { .. } => "bad-secrets-file",
             StoreError::NoCredentials { .. } => "no-credentials",
             StoreError::Unsupported(_) => "unsupported",
+            StoreError::AlreadyExists { .. } => "already-exists",
+            StoreError::InUse { .. } => "in-use",
         }
     }
 
@@ -186,6 +202,15 @@ impl StoreError {
                 "give a URL such as postgres://postgres@127.0.0.1:5432/postgres (SILO_PG_ADMIN_URL, --admin-url, or the variable named by `url_env`)".into(),
             ),
             StoreError::Connect { source, .. } => connect_hint(source).map(Into::into),
+            StoreError::AlreadyExists { .. } => Some(
+                "choose another name with --into, or drop what is there first (`silo status` shows whose it is)".into(),
+            ),
+            StoreError::InUse { own_only: true, .. } => Some(
+                "stop the service first, or pass --terminate to end its sessions (the swap then happens while new ones are refused)".into(),
+            ),
+            StoreError::InUse { .. } => Some(
+                "sessions of other roles are never ended by silo: close them (pg_stat_activity shows where they come from) and try again".into(),
+            ),
             StoreError::OpenFile { path, source } => Some(open_file_hint(path, source)),
             StoreError::Sql { source, .. } if is_privilege_error(source) => Some(
                 "the administrator lacks a privilege this needs: use an admin URL whose role may create roles and databases (CREATEROLE and CREATEDB, or a superuser)".into(),

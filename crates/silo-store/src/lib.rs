@@ -63,6 +63,24 @@ pub fn marker_project(comment: &str) -> Option<&str> {
         .map(|(_, project)| project)
 }
 
+/// The comment on a store made by [`StoreEngine::restore_target`] to
+/// replace `service`'s live store, until [`StoreEngine::swap`] puts it in
+/// place (and gives it the service's own marker).
+pub fn replacement_marker(service: &str) -> String {
+    format!("silo restore of service={service}")
+}
+
+/// The service named by a replacement-store comment, if `comment` is one.
+pub fn replacement_service(comment: &str) -> Option<&str> {
+    comment.strip_prefix("silo restore of service=")
+}
+
+/// The comment on the store a swap took out of service: named after the
+/// service and the time, so nobody takes it for a live store.
+pub fn replaced_marker(service: &str, at: &str) -> String {
+    format!("silo store of service={service} replaced by a restore at {at}")
+}
+
 /// The comment on a scratch store made for `service`.
 pub fn scratch_marker(service: &str) -> String {
     format!("silo scratch store of service={service}")
@@ -152,6 +170,46 @@ pub struct StoreStatus {
     pub leftovers: Vec<Leftover>,
 }
 
+/// What store a restore goes into (see [`StoreEngine::restore_target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreInto<'a> {
+    /// A store of its own named `name` (`silo restore --into NAME`): the
+    /// database (or SQLite file) `name`, marked as service `name`'s, its
+    /// credentials in `secrets/<name>.env`. With `keep_credentials` it
+    /// belongs to the service's own role and password; otherwise to a new
+    /// role `<name>_svc` with a new generated password.
+    Named {
+        name: &'a str,
+        keep_credentials: bool,
+    },
+    /// A store under the service's own role, to be put in place of its
+    /// live store by [`StoreEngine::swap`] once the restore checked out
+    /// (`silo restore --replace`).
+    Replacement,
+}
+
+/// Options for [`StoreEngine::swap`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SwapOptions {
+    /// End the service's own open sessions on its live store first
+    /// (otherwise a store in use is refused). Sessions of other roles are
+    /// never ended: they are named in the refusal.
+    pub terminate: bool,
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Swapped {
+    /// The live store now (the restored one, under the live name).
+    pub live: String,
+    /// Where the store that was live is kept: a database (PostgreSQL) or
+    /// file (SQLite) whose name says what it is. Dropped by `silo down`
+    /// with the service, or by hand once no longer wanted.
+    pub kept: String,
+    /// How many of the service's sessions were ended.
+    pub terminated: u64,
+}
+
 /// What dropping one store removed.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Dropped {
@@ -196,6 +254,53 @@ pub trait StoreEngine: Send + Sync {
 
     /// Drops a store made by [`StoreEngine::scratch`].
     async fn drop_scratch(&self, scratch: &Credentials) -> Result<(), StoreError>;
+
+    /// A fresh, empty store to restore `service`'s backup into, provisioned
+    /// the silo way (owned by its role, PUBLIC stripped, marked), and the
+    /// credentials that reach it. Refuses a store, role or credentials file
+    /// that already exists: a restore never lands in something that has
+    /// data. Needs the administrator (the admin URL); the restore itself
+    /// then runs as the returned credentials.
+    async fn restore_target(
+        &self,
+        service: &Service,
+        into: RestoreInto<'_>,
+    ) -> Result<Credentials, StoreError> {
+        let _ = (service, into);
+        Err(StoreError::Unsupported(
+            "restoring into a fresh store is not available for this engine".into(),
+        ))
+    }
+
+    /// Drops a store made by [`StoreEngine::restore_target`] (a restore
+    /// that did not check out), with the role and credentials file made
+    /// for it; never the service's own role or file.
+    async fn drop_restore_target(
+        &self,
+        service: &Service,
+        target: &Credentials,
+    ) -> Result<Dropped, StoreError> {
+        let _ = (service, target);
+        Err(StoreError::Unsupported(
+            "restoring into a fresh store is not available for this engine".into(),
+        ))
+    }
+
+    /// Puts `restored` (made by [`StoreEngine::restore_target`] with
+    /// [`RestoreInto::Replacement`]) in place of `service`'s live store,
+    /// keeping the old one under a name that says what it is. The service's
+    /// credentials keep working: the restored store belongs to its role.
+    async fn swap(
+        &self,
+        service: &Service,
+        restored: &Credentials,
+        options: SwapOptions,
+    ) -> Result<Swapped, StoreError> {
+        let _ = (service, restored, options);
+        Err(StoreError::Unsupported(
+            "replacing a live store is not available for this engine".into(),
+        ))
+    }
 }
 
 /// A short random suffix for scratch stores.

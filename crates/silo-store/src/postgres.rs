@@ -18,9 +18,13 @@ use crate::error::{StoreError, sql};
 use crate::root_cause;
 use crate::secret::{Secret, scram_verifier};
 use crate::{
-    Dropped, Leftover, LeftoverKind, ProvisionOptions, Provisioned, StoreEngine, StoreStatus,
-    marker, marker_project, marker_service,
+    Dropped, Leftover, LeftoverKind, ProvisionOptions, Provisioned, RestoreInto, StoreEngine,
+    StoreStatus, SwapOptions, Swapped, marker, marker_project, marker_service,
 };
+
+mod restore_target;
+
+pub use restore_target::renamed;
 
 /// One PostgreSQL server, reached as an administrator.
 pub struct PgEngine {
@@ -685,9 +689,11 @@ impl PgEngine {
     }
 
     /// Scratch databases of `service` that are still there: made by
-    /// [`StoreEngine::scratch`] and not dropped (the run that made them was
-    /// killed). Known by name (`<database>_scratch_<8 hex>`) and owner, and
-    /// by the scratch comment when they got that far.
+    /// [`StoreEngine::scratch`] (or [`StoreEngine::restore_target`] for a
+    /// replacement) and not dropped (the run that made them was killed).
+    /// Known by name (`<database>_scratch_<8 hex>`,
+    /// `<database>_restore_<8 hex>`) and owner, and by the scratch or
+    /// replacement comment when they got that far.
     pub async fn scratch_leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError> {
         let base: String = service.database.chars().take(63 - 14).collect();
         let names: Vec<(String, Option<String>)> = sqlx::query_as(
@@ -695,7 +701,7 @@ impl PgEngine {
              FROM pg_database d
              WHERE pg_get_userbyid(d.datdba) = $1
                AND left(d.datname, length($2)) = $2
-               AND substr(d.datname, length($2) + 1) ~ '^_scratch_[0-9a-f]{8}$'
+               AND substr(d.datname, length($2) + 1) ~ '^_(scratch|restore)_[0-9a-f]{8}$'
              ORDER BY 1",
         )
         .bind(&service.role)
@@ -706,9 +712,10 @@ impl PgEngine {
         Ok(names
             .into_iter()
             .filter(|(_, comment)| {
-                comment
-                    .as_deref()
-                    .is_none_or(|c| crate::scratch_service(c) == Some(service.name.as_str()))
+                comment.as_deref().is_none_or(|c| {
+                    crate::scratch_service(c).or_else(|| crate::replacement_service(c))
+                        == Some(service.name.as_str())
+                })
             })
             .map(|(name, _)| name)
             .collect())
@@ -821,6 +828,20 @@ impl PgEngine {
             dropped
                 .removed
                 .push(format!("leftover scratch database {scratch}"));
+        }
+        // Stores earlier `restore --replace` runs kept are the role's too.
+        for kept in self.replaced_stores(service).await? {
+            self.run(
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&kept)
+                ),
+                "dropping a database a restore replaced",
+            )
+            .await?;
+            dropped
+                .removed
+                .push(format!("database {kept}, replaced by a restore"));
         }
         if db_state.is_some() {
             self.run(
@@ -1046,6 +1067,31 @@ impl StoreEngine for PgEngine {
 
     fn credentials(&self, service: &Service) -> Result<Credentials, StoreError> {
         self.secrets.require(service)
+    }
+
+    async fn restore_target(
+        &self,
+        service: &Service,
+        into: RestoreInto<'_>,
+    ) -> Result<Credentials, StoreError> {
+        self.make_restore_target(service, into).await
+    }
+
+    async fn drop_restore_target(
+        &self,
+        service: &Service,
+        target: &Credentials,
+    ) -> Result<Dropped, StoreError> {
+        self.discard_restore_target(service, target).await
+    }
+
+    async fn swap(
+        &self,
+        service: &Service,
+        restored: &Credentials,
+        options: SwapOptions,
+    ) -> Result<Swapped, StoreError> {
+        self.swap_in(service, restored, options).await
     }
 }
 
