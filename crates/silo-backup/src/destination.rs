@@ -84,6 +84,16 @@ impl Destination {
         Ok(Destination::local(&root.join(url)))
     }
 
+    /// The destination of `service` in `manifest`.
+    pub fn of(
+        manifest: &silo_manifest::Manifest,
+        service: &str,
+    ) -> Result<Self, BackupError> {
+        // The manifest has no backup policy yet: every service backs up to
+        // the default folder.
+        Destination::resolve(None, &manifest.root, &manifest.data_dir, service)
+    }
+
     /// A local folder.
     pub fn local(dir: &Path) -> Self {
         Destination {
