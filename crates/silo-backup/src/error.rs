@@ -112,9 +112,83 @@ pub enum BackupError {
         help("restore into a fresh store (`silo restore --into NAME`), or use --replace")
     )]
     NotEmpty { database: String, objects: i64 },
+    /// Reading the store's migration history failed.
+    #[error("reading the migration history of the copy failed")]
+    #[diagnostic(code(silo::backup::history))]
+    History(#[source] silo_migrate::MigrateError),
+
+    /// What silo cannot back up or restore yet.
+    #[error("{0}")]
+    #[diagnostic(code(silo::backup::unsupported))]
+    Unsupported(String),
+
+    /// The copy of a store failed SQLite's own check.
+    #[error("the copy of {service}'s store failed its integrity check: {report}")]
+    #[diagnostic(
+        code(silo::backup::integrity),
+        help("the live store may be damaged: run `PRAGMA integrity_check` on it and restore from an older backup")
+    )]
+    Integrity { service: String, report: String },
+
+    /// No backup matches what was asked for.
+    #[error("{what} at {destination}")]
+    #[diagnostic(
+        code(silo::backup::not_found),
+        help("`silo backup list` shows the backups there; `silo backup SERVICE` takes one")
+    )]
+    NotFound { what: String, destination: String },
+
+    /// A backup of another service, restored without saying so.
+    #[error("backup {id} is of service `{found}`, not `{service}`")]
+    #[diagnostic(
+        code(silo::backup::other_service),
+        help("to restore it into `{service}` on purpose, add --from-service {found}")
+    )]
+    OtherService {
+        id: String,
+        found: String,
+        service: String,
+    },
+
+    /// A backup of another engine than the service's.
+    #[error("backup {id} is a {found} backup; service `{service}` is on {engine}")]
+    #[diagnostic(code(silo::backup::other_engine))]
+    OtherEngine {
+        id: String,
+        found: silo_manifest::Engine,
+        service: String,
+        engine: silo_manifest::Engine,
+    },
+
+    /// The restored store does not match what the backup recorded.
+    #[error("the store restored from backup {id} does not match it: {}", differences.join("; "))]
+    #[diagnostic(
+        code(silo::backup::mismatch),
+        help("the restored copy was kept out of service; report the backup and restore another one")
+    )]
+    Mismatch { id: String, differences: Vec<String> },
+
+    /// A restore target that exists already.
+    #[error("{what} exists already")]
+    #[diagnostic(
+        code(silo::backup::target_exists),
+        help("choose another name with --into, or remove it first")
+    )]
+    TargetExists { what: String },
 }
 
 impl BackupError {
+    /// The exit code the CLI gives this error: 2 for a bad destination or
+    /// an unreachable server, 1 for a backup or restore that failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BackupError::Store(e) => e.exit_code(),
+            BackupError::History(e) => e.exit_code(),
+            BackupError::BadDestination { .. } => 2,
+            _ => 1,
+        }
+    }
+
     pub(crate) fn io(
         action: impl Into<String>,
         path: &std::path::Path,

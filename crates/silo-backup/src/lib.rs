@@ -10,15 +10,25 @@
 //!   daemon waits on.
 //! - [`postgres`]: a PostgreSQL store dumped and restored with the server's
 //!   own `pg_dump` and `pg_restore`, as the service's own role.
+//! - [`destination`]: where backups live (a folder; object storage through
+//!   the same seam), `meta.json` written last.
+//! - [`sqlite`]: the SQLite engine's dump and restore.
+//! - [`backup`]: taking one backup of one service.
+//! - [`restore`]: restoring one, and the restore drill (`verify`).
 //!
 //! Engines write a backup's files into a local staging folder and read
 //! them back from one; the destination moves finished folders in and out.
 
+pub mod backup;
+pub mod destination;
 pub mod error;
 pub mod meta;
 pub mod retention;
 pub mod schedule;
 pub mod postgres;
+pub mod restore;
+pub mod sqlite;
 
+pub use destination::{Destination, Listing};
 pub use error::BackupError;
 pub use meta::{BackupId, BackupMeta, Dump, FileEntry};

@@ -54,6 +54,8 @@ pub fn exit_code_of(e: &(dyn std::error::Error + 'static)) -> u8 {
         e.exit_code()
     } else if let Some(e) = e.downcast_ref::<silo_events::EventsError>() {
         e.exit_code()
+    } else if let Some(e) = e.downcast_ref::<silo_backup::BackupError>() {
+        e.exit_code()
     } else if e.downcast_ref::<silo_manifest::ManifestError>().is_some()
         || e.downcast_ref::<silo_manifest::LoadError>().is_some()
     {

@@ -108,6 +108,8 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Diff(args) => commands::diff::diff(&ctx, args).await,
         Command::Schema(command) => commands::schema::schema(&ctx, command).await,
         Command::Events(command) => commands::events::run(&ctx, command).await,
+        Command::Backup(args) => commands::backup::run(&ctx, args).await,
+        Command::Restore(args) => commands::restore::run(&ctx, args).await,
     }
 }
 

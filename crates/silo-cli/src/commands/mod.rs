@@ -2,6 +2,7 @@
 
 pub mod adopt;
 pub mod audit;
+pub mod backup;
 pub mod baseline;
 pub mod connect;
 pub mod credentials;
@@ -16,6 +17,7 @@ pub mod migrate;
 mod migrations_common;
 pub mod new;
 pub mod repair;
+pub mod restore;
 pub mod schema;
 pub mod status;
 pub mod undo;

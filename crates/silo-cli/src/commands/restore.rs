@@ -1,0 +1,71 @@
+//! `silo restore SERVICE`.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use silo_backup::Destination;
+use silo_backup::restore::{self, Request, Target};
+
+use crate::cli::RestoreArgs;
+use crate::commands::backup::parse_id;
+use crate::context::{CmdResult, Context, Failure, exit_code_of, print_json, require_yes, store_report};
+
+pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
+    let service = ctx.service(&args.service)?;
+    let from = args.from_service.as_deref().unwrap_or(&service.name);
+    let mut backup = parse_id(args.backup.as_deref())?;
+    if args.replace {
+        require_yes(
+            args.yes,
+            &format!("replace the live store of service `{}`", service.name),
+        )?;
+    }
+    let failed = |e: silo_backup::BackupError| Failure {
+        code: exit_code_of(&e),
+        report: store_report(&format!("{}: ", service.name), &e),
+    };
+    // A service no longer in silo.toml still has its backups in the
+    // default folder.
+    let destination = Destination::of(&ctx.manifest, from).map_err(failed)?;
+    let into = match (&args.into, args.replace) {
+        (Some(name), _) => Target::New(name.clone()),
+        (None, true) => Target::Replace,
+        (None, false) => {
+            // The new store is named after the backup: choose it now.
+            let meta = restore::choose(&destination, backup.as_ref(), from, service)
+                .await
+                .map_err(failed)?;
+            let name = format!("restored-{}", meta.id);
+            backup = Some(meta.id);
+            Target::New(name)
+        }
+    };
+    let request = Request {
+        backup,
+        from_service: from,
+        into,
+        data_dir: &ctx.manifest.data_dir,
+    };
+    let restored = restore::restore(&ctx.stores, service, &destination, &request)
+        .await
+        .map_err(failed)?;
+    if args.json {
+        print_json(&json!({ "restored": restored }));
+    } else {
+        outln!(
+            "restored backup {} of `{}` into {}",
+            restored.backup,
+            restored.from_service,
+            restored.store
+        );
+        outln!(
+            "checked: every file's SHA-256, then {} tables ({} rows) and the schema match the backup",
+            restored.tables.len(),
+            restored.tables.values().sum::<u64>()
+        );
+        if let Some(previous) = &restored.previous {
+            outln!("the previous store is kept at {previous}; remove it once the service runs well");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
