@@ -430,17 +430,39 @@ fn xml_value<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     Some(&text[start..end])
 }
 
-/// Why the server could not be reached, when that is what went wrong: the
-/// connection was refused or timed out (after object_store's retries).
+/// Why the server could not be reached, when that is what went wrong
+/// (after object_store's retries): a connection refused, reset or timed
+/// out, or a name that does not resolve. The reason is the innermost
+/// messages, not the whole request with its URL.
 fn unreachable(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use std::io::ErrorKind::*;
+    let mut messages = Vec::new();
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = next {
-        if let Some(http) = e.downcast_ref::<object_store::client::HttpError>() {
-            use object_store::client::HttpErrorKind::{Connect, Timeout};
-            if matches!(http.kind(), Connect | Timeout) {
-                return Some(chain(http));
+        let message = e.to_string();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | TimedOut
+                    | HostUnreachable
+                    | NetworkUnreachable
+                    | AddrNotAvailable
+            ) || messages
+                .last()
+                .is_some_and(|m: &String| m.contains("dns error"))
+            {
+                let context = messages
+                    .last()
+                    .map(|m| format!("{m}: "))
+                    .unwrap_or_default();
+                return Some(format!("{context}{message}"));
             }
         }
+        messages.push(message);
         next = e.source();
     }
     None

@@ -1,11 +1,17 @@
 //! A throwaway S3-compatible server: moto in server mode, on a free port of
-//! 127.0.0.1, with one bucket and one IAM user whose keys it checks.
+//! 127.0.0.1, with one bucket and the keys of one IAM user.
 //!
-//! moto checks signatures only once its first `INITIAL_NO_AUTH_ACTION_COUNT`
-//! actions are spent; the harness spends them on making the user, its keys,
-//! its policy and the bucket, so every request a test makes afterwards is
-//! authenticated the way a real S3 server authenticates it (a wrong secret
-//! gets `SignatureDoesNotMatch`).
+//! By default moto takes any keys. [`S3Server::start_authenticating_or_skip`]
+//! makes it check them: moto checks signatures once its first
+//! `INITIAL_NO_AUTH_ACTION_COUNT` actions are spent, and the harness spends
+//! them on making the user, its keys, its policy and the bucket, so every
+//! request a test makes afterwards is authenticated as a real S3 server
+//! would (a wrong secret gets `SignatureDoesNotMatch`). moto 5's server
+//! computes the signature over the decoded query string, so a correctly
+//! signed request whose query holds an escaped character (a list with
+//! `prefix=a%2F`) is refused too: tests of listing use the default server,
+//! and tests of refused keys use requests without a query (reading an
+//! object).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -74,8 +80,18 @@ impl S3Server {
     /// instead: CI's prerequisites install it, and a skip there would hide
     /// a missing install step.
     pub fn start_or_skip(test: &str) -> Option<Self> {
+        Self::start_or_skip_with(test, false)
+    }
+
+    /// As [`S3Server::start_or_skip`], with the keys checked (see the
+    /// module documentation for what moto then refuses).
+    pub fn start_authenticating_or_skip(test: &str) -> Option<Self> {
+        Self::start_or_skip_with(test, true)
+    }
+
+    fn start_or_skip_with(test: &str, authenticate: bool) -> Option<Self> {
         match moto_command() {
-            Ok(cmd) => Some(Self::start_with(cmd)),
+            Ok(cmd) => Some(Self::start_with(cmd, authenticate)),
             Err(why) if std::env::var_os("CI").is_some() => {
                 panic!("{test} needs moto's S3 server: {why}")
             }
@@ -86,16 +102,20 @@ impl S3Server {
         }
     }
 
-    fn start_with(mut cmd: Command) -> Self {
+    fn start_with(mut cmd: Command, authenticate: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("silo-s3-")
             .tempdir()
             .expect("temp dir");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if authenticate {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", SETUP_ACTIONS.to_string());
+        } else {
+            cmd.env_remove("INITIAL_NO_AUTH_ACTION_COUNT");
+        }
         let child = cmd
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", SETUP_ACTIONS.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
