@@ -126,7 +126,9 @@ pub enum BackupError {
     #[error("the copy of {service}'s store failed its integrity check: {report}")]
     #[diagnostic(
         code(silo::backup::integrity),
-        help("the live store may be damaged: run `PRAGMA integrity_check` on it and restore from an older backup")
+        help(
+            "the live store may be damaged: run `PRAGMA integrity_check` on it and restore from an older backup"
+        )
     )]
     Integrity { service: String, report: String },
 
@@ -164,9 +166,14 @@ pub enum BackupError {
     #[error("the store restored from backup {id} does not match it: {}", differences.join("; "))]
     #[diagnostic(
         code(silo::backup::mismatch),
-        help("the restored copy was kept out of service; report the backup and restore another one")
+        help(
+            "the restored copy was kept out of service; report the backup and restore another one"
+        )
     )]
-    Mismatch { id: String, differences: Vec<String> },
+    Mismatch {
+        id: String,
+        differences: Vec<String>,
+    },
 
     /// A restore target that exists already.
     #[error("{what} exists already")]
@@ -175,6 +182,129 @@ pub enum BackupError {
         help("choose another name with --into, or remove it first")
     )]
     TargetExists { what: String },
+    /// An object a backup needs is not at the destination.
+    #[error("{path} is missing at {destination}")]
+    #[diagnostic(
+        code(silo::backup::missing),
+        help(
+            "list what the destination holds with `silo backup list`; the backup may have been pruned"
+        )
+    )]
+    ObjectMissing { path: String, destination: String },
+
+    /// An s3:// destination without credentials in the environment.
+    #[error("no S3 credentials for {url}: {missing}")]
+    #[diagnostic(
+        code(silo::backup::s3_credentials),
+        help(
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN; on EC2 with an instance role set AWS_METADATA_ENDPOINT=http://169.254.169.254"
+        )
+    )]
+    S3NoCredentials { url: String, missing: String },
+
+    /// The bucket of an s3:// destination does not exist.
+    #[error("the bucket of {destination} does not exist")]
+    #[diagnostic(
+        code(silo::backup::s3_bucket),
+        help(
+            "create the bucket, or fix the bucket name in the destination URL (s3://BUCKET/prefix) or AWS_ENDPOINT_URL"
+        )
+    )]
+    S3BucketMissing {
+        /// `s3://bucket/prefix`, with the endpoint when known.
+        destination: String,
+    },
+
+    /// The S3 endpoint did not answer.
+    #[error("{destination} is unreachable: {reason}")]
+    #[diagnostic(
+        code(silo::backup::s3_unreachable),
+        help(
+            "check AWS_ENDPOINT_URL (an S3-compatible server's URL) and AWS_REGION; a plain http:// endpoint also needs AWS_ALLOW_HTTP=true"
+        )
+    )]
+    S3Unreachable { destination: String, reason: String },
+
+    /// The S3 server refused the credentials or the request.
+    #[error("{destination} refused access: {reason}")]
+    #[diagnostic(
+        code(silo::backup::s3_denied),
+        help(
+            "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that their user may list, read, write and delete under the destination's prefix"
+        )
+    )]
+    S3Denied { destination: String, reason: String },
+
+    /// An age recipient that does not parse.
+    #[error("age recipient #{position} {recipient:?} is not valid: {reason}")]
+    #[diagnostic(
+        code(silo::backup::bad_recipient),
+        help(
+            "recipients are X25519 public keys as `age-keygen` prints them: age1 followed by 58 letters and digits"
+        )
+    )]
+    BadRecipient {
+        /// 1-based position in the list.
+        position: usize,
+        recipient: String,
+        reason: String,
+    },
+
+    /// Encryption was asked for without any recipient.
+    #[error("encryption needs at least one age recipient, and none is configured")]
+    #[diagnostic(
+        code(silo::backup::no_recipients),
+        help(
+            "add the public keys (age1...) that may read backups to the manifest's age recipients"
+        )
+    )]
+    NoRecipients,
+
+    /// An encrypted backup, and no identity to decrypt it with.
+    #[error("backup {what} is encrypted and {var} is not set")]
+    #[diagnostic(
+        code(silo::backup::no_identity),
+        help(
+            "set {var} to the path of an age identity file (the private key `age-keygen -o key.txt` wrote) whose public key is one of the backup's recipients"
+        )
+    )]
+    IdentityNotSet { what: String, var: &'static str },
+
+    /// The identity file could not be read or holds no identity.
+    #[error("age identity file {path} ({var}): {reason}")]
+    #[diagnostic(
+        code(silo::backup::bad_identity),
+        help(
+            "the file must hold age X25519 identities (AGE-SECRET-KEY-1...), one a line; `#` starts a comment"
+        )
+    )]
+    BadIdentity {
+        path: String,
+        var: &'static str,
+        reason: String,
+    },
+
+    /// None of the identities is a recipient of the file.
+    #[error(
+        "cannot decrypt {file}: no identity matches (none of the keys in {identity} is among its recipients)"
+    )]
+    #[diagnostic(
+        code(silo::backup::wrong_identity),
+        help(
+            "point the identity variable at the private key of one of the recipients the backup was encrypted to"
+        )
+    )]
+    NoMatchingIdentity { file: String, identity: String },
+
+    /// Ciphertext that does not decrypt: damaged, tampered with, or not age.
+    #[error("cannot decrypt {file}: {reason}")]
+    #[diagnostic(
+        code(silo::backup::decrypt),
+        help(
+            "the encrypted file is damaged or was changed after it was written; restore another backup"
+        )
+    )]
+    Decrypt { file: String, reason: String },
 }
 
 impl BackupError {

@@ -15,18 +15,25 @@
 //! - [`sqlite`]: the SQLite engine's dump and restore.
 //! - [`backup`]: taking one backup of one service.
 //! - [`restore`]: restoring one, and the restore drill (`verify`).
+//! - [`objects`]: a destination's backups as objects (put, get, list,
+//!   delete), one code path for local folders and S3.
+//! - [`s3`]: `s3://bucket/prefix` destinations, configured from `AWS_*`.
+//! - [`crypt`]: age encryption of a backup's files.
 //!
 //! Engines write a backup's files into a local staging folder and read
 //! them back from one; the destination moves finished folders in and out.
 
 pub mod backup;
+pub mod crypt;
 pub mod destination;
 pub mod error;
 pub mod meta;
-pub mod retention;
-pub mod schedule;
+pub mod objects;
 pub mod postgres;
 pub mod restore;
+pub mod retention;
+pub mod s3;
+pub mod schedule;
 pub mod sqlite;
 
 pub use destination::{Destination, Listing};

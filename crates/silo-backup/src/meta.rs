@@ -170,6 +170,7 @@ pub async fn checksum(path: &Path) -> Result<(u64, String), BackupError> {
     Ok((size, hex(&hasher.finalize())))
 }
 
+/// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

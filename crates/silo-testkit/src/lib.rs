@@ -8,12 +8,17 @@
 //!   `instance` isolation.
 //! - [`NatsServer`]: a throwaway nats-server with JetStream, its own port
 //!   and store folder, that a test can stop and start again.
+//! - [`S3Server`]: a throwaway S3-compatible server (moto) with a bucket
+//!   and the keys of a user it authenticates.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sqlx::{Connection, PgConnection};
+
+pub mod s3;
+pub use s3::S3Server;
 
 /// Admin URL of the shared test server: `SILO_TEST_PG_ADMIN_URL`, or the
 /// machine's local server.
