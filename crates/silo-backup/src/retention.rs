@@ -41,6 +41,19 @@ pub struct Backup {
     pub size_bytes: u64,
 }
 
+impl Backup {
+    /// The backup a `meta.json` describes; `good` is whether its files
+    /// checked out.
+    pub fn of(meta: &crate::meta::BackupMeta, good: bool) -> Self {
+        Backup {
+            id: meta.id.clone(),
+            finished: meta.finished_at,
+            good,
+            size_bytes: meta.size_bytes,
+        }
+    }
+}
+
 /// Files at the destination that belong to no backup: a backup killed
 /// before it wrote `meta.json`, or one being written now.
 #[derive(Debug, Clone, PartialEq, Eq)]

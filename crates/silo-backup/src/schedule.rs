@@ -25,6 +25,8 @@
 //!   after it is back on the schedule. Ten missed 4-hourly slots are one
 //!   catch-up backup, not ten.
 //! - A service never backed up is due now.
+//! - A last backup after `now` (the clock was set back) counts as taken
+//!   now, so the schedule goes on from the next slot.
 //! - Daylight saving time follows croner's rules (the Open Cron Pattern
 //!   Specification): a fixed time that a clock change skips (02:30 on the
 //!   night clocks go forward) runs at the first instant after the gap, and
@@ -93,7 +95,9 @@ pub fn next_due(
             skipped: 0,
         });
     };
-    let first = slot_after(schedule, last)?;
+    // A last backup "in the future" means the clock was set back: counting
+    // from it would skip every slot until the clock catches up.
+    let first = slot_after(schedule, last.min(now))?;
     if first > now {
         return Ok(Due {
             at: first,
@@ -298,6 +302,16 @@ mod tests {
         let due = next_due(&every_4h, Some(datetime!(2026-11-28 04:00 UTC)), now).unwrap();
         assert_eq!((due.at, due.slot, due.skipped), (now, now, 0));
         assert!(due.is_now(now));
+    }
+
+    #[test]
+    fn a_clock_set_back_does_not_skip_slots() {
+        let every_4h = schedule("0 */4 * * *", None);
+        // The last backup says tomorrow: the clock was a day ahead then.
+        let last = datetime!(2026-11-29 04:00 UTC);
+        let now = datetime!(2026-11-28 05:00 UTC);
+        let due = next_due(&every_4h, Some(last), now).unwrap();
+        assert_eq!(due.at, datetime!(2026-11-28 08:00 UTC));
     }
 
     #[test]
