@@ -11,9 +11,9 @@ use silo_manifest::{Engine, Service};
 use silo_store::Stores;
 use time::OffsetDateTime;
 
-use crate::destination::Destination;
-use crate::meta::{self, BackupId, BackupMeta, Dump, FileEntry, FORMAT};
 use crate::BackupError;
+use crate::destination::Destination;
+use crate::meta::{self, BackupId, BackupMeta, Dump, FORMAT, FileEntry};
 
 /// What a backup is taken for, and where it stages its files.
 #[derive(Debug, Clone)]

@@ -19,12 +19,12 @@ use object_store::path::Path as ObjectPath;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::meta::{BackupId, BackupMeta, META_FILE};
 use crate::BackupError;
+use crate::meta::{BackupId, BackupMeta, META_FILE};
 
-/// The bytes read from a staged file and written to the destination at a
-/// time; object_store's writer turns them into multipart uploads.
-const CHUNK: usize = 4 << 20;
+/// The bytes read from a staged file at a time; object_store's writer
+/// gathers them into the parts of a multipart upload.
+const CHUNK: usize = 1 << 20;
 
 /// A place backups are written to and read from.
 #[derive(Debug, Clone)]
@@ -68,7 +68,9 @@ impl Destination {
         };
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(bad("a file:// URL needs an absolute path (file:///var/backups)"));
+                return Err(bad(
+                    "a file:// URL needs an absolute path (file:///var/backups)",
+                ));
             }
             return Ok(Destination::local(Path::new(path)));
         }
@@ -85,10 +87,7 @@ impl Destination {
     }
 
     /// The destination of `service` in `manifest`.
-    pub fn of(
-        manifest: &silo_manifest::Manifest,
-        service: &str,
-    ) -> Result<Self, BackupError> {
+    pub fn of(manifest: &silo_manifest::Manifest, service: &str) -> Result<Self, BackupError> {
         // The manifest has no backup policy yet: every service backs up to
         // the default folder.
         Destination::resolve(None, &manifest.root, &manifest.data_dir, service)
@@ -147,7 +146,11 @@ impl Destination {
             let mut local = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| BackupError::io("opening", &path, e))?;
-            let mut writer = BufWriter::new(store.clone(), object(id, name));
+            // Parts of 10 MB (S3 wants at least 5), two in flight: a
+            // backup holds about 30 MB of a file in memory, whatever its
+            // size, and `-j` backups at once hold that each.
+            let mut writer =
+                BufWriter::new(store.clone(), object(id, name)).with_max_concurrency(2);
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let n = local
@@ -270,8 +273,8 @@ impl Destination {
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk =
-                    chunk.map_err(|e| self.failed(&format!("reading {}/{}", meta.id, file.name), e))?;
+                let chunk = chunk
+                    .map_err(|e| self.failed(&format!("reading {}/{}", meta.id, file.name), e))?;
                 size += chunk.len() as u64;
                 hasher.update(&chunk);
                 local
@@ -372,7 +375,10 @@ mod tests {
         assert_eq!(d.shown(), "/proj/backups/x");
         for bad in ["file://relative", "s3://bucket/p", "ftp://host/x", ""] {
             let err = Destination::resolve(Some(bad), root, data, "orders").unwrap_err();
-            assert!(matches!(err, BackupError::BadDestination { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, BackupError::BadDestination { .. }),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -80,7 +80,9 @@ pub enum BackupError {
     #[error("the copy of {service}'s store failed its integrity check: {report}")]
     #[diagnostic(
         code(silo::backup::integrity),
-        help("the live store may be damaged: run `PRAGMA integrity_check` on it and restore from an older backup")
+        help(
+            "the live store may be damaged: run `PRAGMA integrity_check` on it and restore from an older backup"
+        )
     )]
     Integrity { service: String, report: String },
 
@@ -118,9 +120,14 @@ pub enum BackupError {
     #[error("the store restored from backup {id} does not match it: {}", differences.join("; "))]
     #[diagnostic(
         code(silo::backup::mismatch),
-        help("the restored copy was kept out of service; report the backup and restore another one")
+        help(
+            "the restored copy was kept out of service; report the backup and restore another one"
+        )
     )]
-    Mismatch { id: String, differences: Vec<String> },
+    Mismatch {
+        id: String,
+        differences: Vec<String>,
+    },
 
     /// A restore target that exists already.
     #[error("{what} exists already")]

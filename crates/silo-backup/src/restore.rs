@@ -14,10 +14,10 @@ use silo_manifest::{Engine, Service};
 use silo_store::schema::{Schema, diff};
 use silo_store::{Credentials, Stores};
 
+use crate::BackupError;
 use crate::destination::Destination;
 use crate::meta::{BackupId, BackupMeta};
 use crate::sqlite::{SCHEMA_FILE, remove_with_sidecars};
-use crate::BackupError;
 
 /// Where a restore goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,8 +23,8 @@ use silo_store::{Credentials, StoreError};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use crate::meta::{BackupMeta, Dump};
 use crate::BackupError;
+use crate::meta::{BackupMeta, Dump};
 
 /// The database copy in a SQLite backup.
 pub const STORE_FILE: &str = "store.sqlite3";

@@ -49,8 +49,7 @@ impl Project {
                     [services.orders]\npublishes = [\"order.placed\"]\n\
                     [services.billing]\n";
         let manifest =
-            Manifest::from_str(text, &dir.path().join("silo.toml"), &Overrides::default())
-                .unwrap();
+            Manifest::from_str(text, &dir.path().join("silo.toml"), &Overrides::default()).unwrap();
         let stores = Stores::new(StoresConfig {
             project: Some("t".into()),
             data_dir: manifest.data_dir.clone(),
@@ -214,11 +213,14 @@ async fn a_round_trip_brings_back_data_schema_history_and_events() {
     assert_eq!(meta.tables["silo_outbox"], 1);
     let names: Vec<&str> = meta.files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["store.sqlite3", "schema.json"]);
-    assert_eq!(meta.size_bytes, meta.files.iter().map(|f| f.size).sum::<u64>());
+    assert_eq!(
+        meta.size_bytes,
+        meta.files.iter().map(|f| f.size).sum::<u64>()
+    );
     assert!(meta.started_at <= meta.finished_at);
 
     let listing = p.destination("orders").list().await.unwrap();
-    assert_eq!(listing.backups, [meta.clone()]);
+    assert_eq!(listing.backups, std::slice::from_ref(&meta));
     assert!(listing.broken.is_empty());
 
     let restored = p
@@ -245,11 +247,12 @@ async fn a_round_trip_brings_back_data_schema_history_and_events() {
         .execute(&mut conn)
         .await;
     assert!(orphan.is_err(), "the foreign key holds");
-    let index: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'orders_customer'")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let index: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'orders_customer'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(index, ["orders_customer"]);
     conn.close().await.unwrap();
     // The copy is a store of the service (its mark), private to its owner.
@@ -267,7 +270,10 @@ async fn a_round_trip_brings_back_data_schema_history_and_events() {
     )
     .await
     .unwrap();
-    assert!(!Path::new(&drilled.store).exists(), "the scratch store is dropped");
+    assert!(
+        !Path::new(&drilled.store).exists(),
+        "the scratch store is dropped"
+    );
     assert!(silo_store::sqlite::scratch_files(live.parent().unwrap()).is_empty());
 
     // Restoring into an existing name is refused.
@@ -326,7 +332,10 @@ async fn a_backup_while_the_service_writes_is_one_consistent_snapshot() {
     // The writer is under way before the first backup starts.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while written.load(Ordering::SeqCst) < 10 {
-        assert!(std::time::Instant::now() < deadline, "the writer never wrote");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never wrote"
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -345,7 +354,12 @@ async fn a_backup_while_the_service_writes_is_one_consistent_snapshot() {
 
     for (n, meta) in metas.iter().enumerate() {
         let restored = p
-            .restore("orders", "orders", Some(meta), Target::New(format!("snap{n}")))
+            .restore(
+                "orders",
+                "orders",
+                Some(meta),
+                Target::New(format!("snap{n}")),
+            )
             .await
             .unwrap();
         let mut conn = p.connect(Path::new(&restored.store)).await;
@@ -393,7 +407,11 @@ async fn a_flipped_byte_is_refused_naming_the_file() {
         other => panic!("expected Damaged, got {other}"),
     }
     assert!(err.to_string().contains("store.sqlite3"), "{err}");
-    assert!(!p.store_path("orders").with_file_name("copy.sqlite3").exists());
+    assert!(
+        !p.store_path("orders")
+            .with_file_name("copy.sqlite3")
+            .exists()
+    );
 
     let err = restore::verify(
         &p.stores,
@@ -467,7 +485,12 @@ async fn a_backup_of_another_service_is_refused_unless_asked_for() {
     assert_eq!(restored.from_service, "orders");
     let previous = PathBuf::from(restored.previous.unwrap());
     assert!(previous.exists(), "the old store is kept");
-    let mut conn = match p.stores.connect_as(p.service("billing"), "test").await.unwrap() {
+    let mut conn = match p
+        .stores
+        .connect_as(p.service("billing"), "test")
+        .await
+        .unwrap()
+    {
         silo_store::ServiceConnection::Sqlite(c) => c,
         other => panic!("{other:?}"),
     };
@@ -516,7 +539,7 @@ async fn only_complete_backups_are_listed_and_broken_ones_are_reported() {
     std::fs::create_dir_all(dest.join("notes")).unwrap();
 
     let listing = p.destination("orders").list().await.unwrap();
-    assert_eq!(listing.backups, [meta.clone()]);
+    assert_eq!(listing.backups, std::slice::from_ref(&meta));
     assert_eq!(listing.broken.len(), 1);
     assert_eq!(listing.broken[0].0, "20200102T000000Z-0000");
 
@@ -527,7 +550,14 @@ async fn only_complete_backups_are_listed_and_broken_ones_are_reported() {
     assert_eq!(chosen.backup, meta.id);
     p.destination("orders").delete(&meta.id).await.unwrap();
     assert!(!dest.join(meta.id.as_str()).exists());
-    assert!(p.destination("orders").list().await.unwrap().backups.is_empty());
+    assert!(
+        p.destination("orders")
+            .list()
+            .await
+            .unwrap()
+            .backups
+            .is_empty()
+    );
 }
 
 /// A restored store whose rows differ from what the backup recorded is
@@ -557,5 +587,9 @@ async fn a_restore_that_does_not_match_the_records_is_refused() {
         }
         other => panic!("expected Mismatch, got {other}"),
     }
-    assert!(!p.store_path("orders").with_file_name("copy.sqlite3").exists());
+    assert!(
+        !p.store_path("orders")
+            .with_file_name("copy.sqlite3")
+            .exists()
+    );
 }

@@ -90,14 +90,18 @@ async fn backup_list_verify_and_restore_round_trip() {
     let id = orders["backup"]["id"].as_str().unwrap().to_string();
     assert_eq!(orders["backup"]["tables"]["items"], 3);
     assert_eq!(orders["backup"]["engine"], "sqlite");
-    assert_eq!(listed(dir, "orders"), [id.clone()]);
+    assert_eq!(listed(dir, "orders"), std::slice::from_ref(&id));
 
     let doc = json(silo(dir).args(["backup", "verify", "orders", "--json"]));
     assert_eq!(doc["verified"][0]["ok"], true, "{doc}");
     assert_eq!(doc["verified"][0]["backup"], id.as_str());
 
     // A change after the backup, then a restore beside the live store.
-    sql(&store(dir, "orders"), "INSERT INTO items (name) VALUES ('d');").await;
+    sql(
+        &store(dir, "orders"),
+        "INSERT INTO items (name) VALUES ('d');",
+    )
+    .await;
     let doc = json(silo(dir).args(["restore", "orders", "--into", "copy", "--json"]));
     let copy = PathBuf::from(doc["restored"]["store"].as_str().unwrap());
     assert_eq!(count(&copy, "items").await, 3);
@@ -181,7 +185,10 @@ async fn a_backup_of_another_service_is_refused_unless_from_service() {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    assert!(err.contains("is of service `orders`, not `billing`"), "{err}");
+    assert!(
+        err.contains("is of service `orders`, not `billing`"),
+        "{err}"
+    );
     assert!(err.contains("--from-service orders"), "{err}");
 
     let doc = json(silo(dir).args([
@@ -244,8 +251,14 @@ async fn a_backup_killed_half_way_is_never_listed_and_the_next_succeeds() {
         if let Some(found) = found {
             break found;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the backup ended before it was killed");
-        assert!(started.elapsed() < BOUND, "the backup never started uploading");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it was killed"
+        );
+        assert!(
+            started.elapsed() < BOUND,
+            "the backup never started uploading"
+        );
         std::thread::sleep(Duration::from_millis(1));
     };
     child.kill().unwrap();
@@ -255,7 +268,10 @@ async fn a_backup_killed_half_way_is_never_listed_and_the_next_succeeds() {
         "the backup finished before the kill"
     );
 
-    assert!(listed(dir, "orders").is_empty(), "a killed backup is not listed");
+    assert!(
+        listed(dir, "orders").is_empty(),
+        "a killed backup is not listed"
+    );
     silo(dir).args(["backup", "orders"]).assert().success();
     let ids = listed(dir, "orders");
     assert_eq!(ids.len(), 1);

@@ -99,7 +99,15 @@ async fn take(ctx: &Context, args: &BackupArgs) -> CmdResult {
             .collect();
         print_json(&json!({ "backups": rows }));
     } else {
-        let mut t = table(&["service", "backup", "size", "tables", "rows", "took", "destination"]);
+        let mut t = table(&[
+            "service",
+            "backup",
+            "size",
+            "tables",
+            "rows",
+            "took",
+            "destination",
+        ]);
         for (s, r) in &results {
             match r {
                 Ok((meta, destination, took)) => t.add_row(vec![
@@ -121,7 +129,9 @@ async fn take(ctx: &Context, args: &BackupArgs) -> CmdResult {
             }
         }
     }
-    Ok(exit_code_all(results.iter().filter_map(|(_, r)| r.as_ref().err())))
+    Ok(exit_code_all(
+        results.iter().filter_map(|(_, r)| r.as_ref().err()),
+    ))
 }
 
 async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
@@ -227,7 +237,9 @@ async fn verify(ctx: &Context, args: &BackupVerifyArgs) -> CmdResult {
         .await;
     bar.finish_and_clear();
     report_verified(&results, args.json);
-    Ok(exit_code_all(results.iter().filter_map(|(_, r)| r.as_ref().err())))
+    Ok(exit_code_all(
+        results.iter().filter_map(|(_, r)| r.as_ref().err()),
+    ))
 }
 
 fn report_verified(results: &[(&Service, Result<Restored, BackupError>)], as_json: bool) {
@@ -263,7 +275,13 @@ fn report_verified(results: &[(&Service, Result<Restored, BackupError>)], as_jso
                 r.tables.values().sum::<u64>().to_string(),
                 "restores, rows and schema match".into(),
             ]),
-            Err(_) => t.add_row(vec![s.name.clone(), "-".into(), "-".into(), "-".into(), "FAILED".into()]),
+            Err(_) => t.add_row(vec![
+                s.name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "FAILED".into(),
+            ]),
         };
     }
     outln!("{t}");

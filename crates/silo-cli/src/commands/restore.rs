@@ -8,7 +8,9 @@ use silo_backup::restore::{self, Request, Target};
 
 use crate::cli::RestoreArgs;
 use crate::commands::backup::parse_id;
-use crate::context::{CmdResult, Context, Failure, exit_code_of, print_json, require_yes, store_report};
+use crate::context::{
+    CmdResult, Context, Failure, exit_code_of, print_json, require_yes, store_report,
+};
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
@@ -64,7 +66,9 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             restored.tables.values().sum::<u64>()
         );
         if let Some(previous) = &restored.previous {
-            outln!("the previous store is kept at {previous}; remove it once the service runs well");
+            outln!(
+                "the previous store is kept at {previous}; remove it once the service runs well"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
