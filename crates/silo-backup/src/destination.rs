@@ -22,9 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::BackupError;
 use crate::meta::{BackupId, BackupMeta, META_FILE};
 
-/// The bytes read from a staged file and written to the destination at a
-/// time; object_store's writer turns them into multipart uploads.
-const CHUNK: usize = 4 << 20;
+/// The bytes read from a staged file at a time; object_store's writer
+/// gathers them into the parts of a multipart upload.
+const CHUNK: usize = 1 << 20;
 
 /// A place backups are written to and read from.
 #[derive(Debug, Clone)]
@@ -146,7 +146,11 @@ impl Destination {
             let mut local = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| BackupError::io("opening", &path, e))?;
-            let mut writer = BufWriter::new(store.clone(), object(id, name));
+            // Parts of 10 MB (S3 wants at least 5), two in flight: a
+            // backup holds about 30 MB of a file in memory, whatever its
+            // size, and `-j` backups at once hold that each.
+            let mut writer =
+                BufWriter::new(store.clone(), object(id, name)).with_max_concurrency(2);
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let n = local

@@ -220,7 +220,7 @@ async fn a_round_trip_brings_back_data_schema_history_and_events() {
     assert!(meta.started_at <= meta.finished_at);
 
     let listing = p.destination("orders").list().await.unwrap();
-    assert_eq!(listing.backups, [meta.clone()]);
+    assert_eq!(listing.backups, std::slice::from_ref(&meta));
     assert!(listing.broken.is_empty());
 
     let restored = p
@@ -539,7 +539,7 @@ async fn only_complete_backups_are_listed_and_broken_ones_are_reported() {
     std::fs::create_dir_all(dest.join("notes")).unwrap();
 
     let listing = p.destination("orders").list().await.unwrap();
-    assert_eq!(listing.backups, [meta.clone()]);
+    assert_eq!(listing.backups, std::slice::from_ref(&meta));
     assert_eq!(listing.broken.len(), 1);
     assert_eq!(listing.broken[0].0, "20200102T000000Z-0000");
 

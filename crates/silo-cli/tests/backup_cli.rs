@@ -90,7 +90,7 @@ async fn backup_list_verify_and_restore_round_trip() {
     let id = orders["backup"]["id"].as_str().unwrap().to_string();
     assert_eq!(orders["backup"]["tables"]["items"], 3);
     assert_eq!(orders["backup"]["engine"], "sqlite");
-    assert_eq!(listed(dir, "orders"), [id.clone()]);
+    assert_eq!(listed(dir, "orders"), std::slice::from_ref(&id));
 
     let doc = json(silo(dir).args(["backup", "verify", "orders", "--json"]));
     assert_eq!(doc["verified"][0]["ok"], true, "{doc}");
