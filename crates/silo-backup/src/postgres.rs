@@ -112,14 +112,16 @@ fn parse_tool_version(text: &str) -> Option<(String, u32)> {
     Some((version, major))
 }
 
-/// Folders to look for the tools in, best first: `$SILO_PG_BINDIR`; the
-/// server's major version beside `pg_config --bindir` (Debian keeps each
-/// version in `/usr/lib/postgresql/<major>/bin`); `pg_config --bindir`.
+/// Folders to look for the tools in, best first: `$SILO_PG_BINDIR` alone
+/// when set; else the server's major version beside `pg_config --bindir`
+/// (Debian keeps each version in `/usr/lib/postgresql/<major>/bin`),
+/// `pg_config --bindir` itself, Debian's folder of that version (a machine
+/// with the client tools only has no `pg_config`), and the `PATH`.
 async fn tool_dirs(server_major: u32) -> Vec<PathBuf> {
     if let Some(dir) = std::env::var_os(BINDIR_VAR) {
         return vec![PathBuf::from(dir)];
     }
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
     let bindir = tokio::process::Command::new("pg_config")
         .arg("--bindir")
         .stdin(Stdio::null())
@@ -130,13 +132,18 @@ async fn tool_dirs(server_major: u32) -> Vec<PathBuf> {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     if let Some(bindir) = bindir {
         if let Some(versions) = bindir.parent().and_then(Path::parent) {
-            let same = versions.join(server_major.to_string()).join("bin");
-            if same != bindir {
-                out.push(same);
-            }
+            out.push(versions.join(server_major.to_string()).join("bin"));
         }
         out.push(bindir);
     }
+    out.push(PathBuf::from(format!(
+        "/usr/lib/postgresql/{server_major}/bin"
+    )));
+    if let Some(path) = std::env::var_os("PATH") {
+        out.extend(std::env::split_paths(&path));
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|d| seen.insert(d.clone()));
     out
 }
 
@@ -180,10 +187,12 @@ async fn find_tool(name: &'static str, server_major: u32) -> Result<Tool, Backup
         None => BackupError::Tool {
             tool: name,
             reason: format!(
-                "not found (looked in {} and with pg_config --bindir)",
+                "not found (looked in {})",
                 std::env::var(BINDIR_VAR)
                     .map(|d| format!("${BINDIR_VAR}={d}"))
-                    .unwrap_or_else(|_| "the server's version folder".into())
+                    .unwrap_or_else(|_| {
+                        "pg_config --bindir, the server's version folder and the PATH".into()
+                    })
             ),
             help: install,
         },
