@@ -253,11 +253,16 @@ async fn run_tool(
     if out.status.success() {
         return Ok(());
     }
-    Err(tool_failed(name, creds, &out))
+    Err(tool_failed(name, creds, out.status, &out.stderr))
 }
 
-fn tool_failed(name: &'static str, creds: &Credentials, out: &std::process::Output) -> BackupError {
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn tool_failed(
+    name: &'static str,
+    creds: &Credentials,
+    status: std::process::ExitStatus,
+    stderr: &[u8],
+) -> BackupError {
+    let stderr = String::from_utf8_lossy(stderr);
     // The end of a long output is where the cause is.
     let tail: String = {
         let lines: Vec<&str> = stderr.trim_end().lines().collect();
@@ -266,7 +271,7 @@ fn tool_failed(name: &'static str, creds: &Credentials, out: &std::process::Outp
     BackupError::ToolFailed {
         tool: name,
         target: creds.redacted_url(),
-        status: out.status.to_string(),
+        status: status.to_string(),
         stderr: tail,
     }
 }
@@ -459,12 +464,19 @@ pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupErr
         .arg("--file")
         .arg(&archive)
         .arg(format!("--dbname={}", conninfo(creds, "silo backup")));
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| BackupError::io("running", &pg_dump.path, e))?;
+    // Its error output is read as it comes, so a chatty pg_dump never
+    // blocks on a full pipe.
+    let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+    let stderr = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr_pipe, &mut buf).await;
+        buf
+    });
     // pg_dump works from the exported snapshot while the same snapshot is
     // counted and read here; the transaction stays open until it is done.
-    let dumping = tokio::spawn(child.wait_with_output());
 
     let facts = async {
         let tables = count_rows(&mut tx, creds).await?;
@@ -489,16 +501,21 @@ pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupErr
     }
     .await;
 
-    let out = dumping
+    if facts.is_err() {
+        // The backup has failed already: no use finishing the dump.
+        let _ = child.kill().await;
+    }
+    let status = child
+        .wait()
         .await
-        .map_err(|e| BackupError::io("waiting for", &pg_dump.path, std::io::Error::other(e)))?
         .map_err(|e| BackupError::io("running", &pg_dump.path, e))?;
+    let stderr = stderr.await.unwrap_or_default();
     let _ = tx.rollback().await;
     let _ = conn.close().await;
-    if !out.status.success() {
-        return Err(tool_failed("pg_dump", creds, &out));
-    }
     let (tables, schema, globals, migration_version) = facts?;
+    if !status.success() {
+        return Err(tool_failed("pg_dump", creds, status, &stderr));
+    }
 
     write_json(&staging.join(GLOBALS_FILE), &globals).await?;
     write_json(&staging.join(SCHEMA_FILE), &schema).await?;
