@@ -112,14 +112,16 @@ fn parse_tool_version(text: &str) -> Option<(String, u32)> {
     Some((version, major))
 }
 
-/// Folders to look for the tools in, best first: `$SILO_PG_BINDIR`; the
-/// server's major version beside `pg_config --bindir` (Debian keeps each
-/// version in `/usr/lib/postgresql/<major>/bin`); `pg_config --bindir`.
+/// Folders to look for the tools in, best first: `$SILO_PG_BINDIR` alone
+/// when set; else the server's major version beside `pg_config --bindir`
+/// (Debian keeps each version in `/usr/lib/postgresql/<major>/bin`),
+/// `pg_config --bindir` itself, Debian's folder of that version (a machine
+/// with the client tools only has no `pg_config`), and the `PATH`.
 async fn tool_dirs(server_major: u32) -> Vec<PathBuf> {
     if let Some(dir) = std::env::var_os(BINDIR_VAR) {
         return vec![PathBuf::from(dir)];
     }
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
     let bindir = tokio::process::Command::new("pg_config")
         .arg("--bindir")
         .stdin(Stdio::null())
@@ -130,13 +132,18 @@ async fn tool_dirs(server_major: u32) -> Vec<PathBuf> {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     if let Some(bindir) = bindir {
         if let Some(versions) = bindir.parent().and_then(Path::parent) {
-            let same = versions.join(server_major.to_string()).join("bin");
-            if same != bindir {
-                out.push(same);
-            }
+            out.push(versions.join(server_major.to_string()).join("bin"));
         }
         out.push(bindir);
     }
+    out.push(PathBuf::from(format!(
+        "/usr/lib/postgresql/{server_major}/bin"
+    )));
+    if let Some(path) = std::env::var_os("PATH") {
+        out.extend(std::env::split_paths(&path));
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|d| seen.insert(d.clone()));
     out
 }
 
@@ -180,10 +187,12 @@ async fn find_tool(name: &'static str, server_major: u32) -> Result<Tool, Backup
         None => BackupError::Tool {
             tool: name,
             reason: format!(
-                "not found (looked in {} and with pg_config --bindir)",
+                "not found (looked in {})",
                 std::env::var(BINDIR_VAR)
                     .map(|d| format!("${BINDIR_VAR}={d}"))
-                    .unwrap_or_else(|_| "the server's version folder".into())
+                    .unwrap_or_else(|_| {
+                        "pg_config --bindir, the server's version folder and the PATH".into()
+                    })
             ),
             help: install,
         },
@@ -244,11 +253,16 @@ async fn run_tool(
     if out.status.success() {
         return Ok(());
     }
-    Err(tool_failed(name, creds, &out))
+    Err(tool_failed(name, creds, out.status, &out.stderr))
 }
 
-fn tool_failed(name: &'static str, creds: &Credentials, out: &std::process::Output) -> BackupError {
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn tool_failed(
+    name: &'static str,
+    creds: &Credentials,
+    status: std::process::ExitStatus,
+    stderr: &[u8],
+) -> BackupError {
+    let stderr = String::from_utf8_lossy(stderr);
     // The end of a long output is where the cause is.
     let tail: String = {
         let lines: Vec<&str> = stderr.trim_end().lines().collect();
@@ -257,7 +271,7 @@ fn tool_failed(name: &'static str, creds: &Credentials, out: &std::process::Outp
     BackupError::ToolFailed {
         tool: name,
         target: creds.redacted_url(),
-        status: out.status.to_string(),
+        status: status.to_string(),
         stderr: tail,
     }
 }
@@ -450,12 +464,19 @@ pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupErr
         .arg("--file")
         .arg(&archive)
         .arg(format!("--dbname={}", conninfo(creds, "silo backup")));
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| BackupError::io("running", &pg_dump.path, e))?;
+    // Its error output is read as it comes, so a chatty pg_dump never
+    // blocks on a full pipe.
+    let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+    let stderr = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr_pipe, &mut buf).await;
+        buf
+    });
     // pg_dump works from the exported snapshot while the same snapshot is
     // counted and read here; the transaction stays open until it is done.
-    let dumping = tokio::spawn(child.wait_with_output());
 
     let facts = async {
         let tables = count_rows(&mut tx, creds).await?;
@@ -480,16 +501,21 @@ pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupErr
     }
     .await;
 
-    let out = dumping
+    if facts.is_err() {
+        // The backup has failed already: no use finishing the dump.
+        let _ = child.kill().await;
+    }
+    let status = child
+        .wait()
         .await
-        .map_err(|e| BackupError::io("waiting for", &pg_dump.path, std::io::Error::other(e)))?
         .map_err(|e| BackupError::io("running", &pg_dump.path, e))?;
+    let stderr = stderr.await.unwrap_or_default();
     let _ = tx.rollback().await;
     let _ = conn.close().await;
-    if !out.status.success() {
-        return Err(tool_failed("pg_dump", creds, &out));
-    }
     let (tables, schema, globals, migration_version) = facts?;
+    if !status.success() {
+        return Err(tool_failed("pg_dump", creds, status, &stderr));
+    }
 
     write_json(&staging.join(GLOBALS_FILE), &globals).await?;
     write_json(&staging.join(SCHEMA_FILE), &schema).await?;
