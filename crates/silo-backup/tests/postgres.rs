@@ -706,3 +706,39 @@ async fn a_backup_needs_only_the_services_credentials() {
         .unwrap_err();
     assert!(!format!("{err:?}").contains("not-the-password-7f3a"));
 }
+
+/// A restore that fails part way leaves its target empty (one
+/// transaction), and says what pg_restore said.
+#[tokio::test]
+async fn a_failed_restore_leaves_the_target_empty() {
+    let p = Project::new().await;
+    let creds = p.creds();
+    fill(&creds).await;
+    let staging = tempfile::tempdir().unwrap();
+    let dump = postgres::dump(&creds, staging.path()).await.unwrap();
+    // Cut the archive short: its table of contents reads, its data ends.
+    let archive = staging.path().join(DUMP_FILE);
+    let bytes = std::fs::read(&archive).unwrap();
+    std::fs::write(&archive, &bytes[..bytes.len() * 3 / 4]).unwrap();
+
+    let engine = p.stores.engine(p.svc()).unwrap();
+    let scratch = engine.scratch(p.svc()).await.unwrap();
+    let err = postgres::restore(staging.path(), &meta(&dump), &scratch)
+        .await
+        .unwrap_err();
+    let BackupError::ToolFailed { tool, stderr, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*tool, "pg_restore");
+    assert!(stderr.contains("pg_restore"), "{stderr}");
+    let mut c = as_service(&scratch).await;
+    let tables = scalar_i64(
+        &mut c,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'",
+    )
+    .await;
+    assert_eq!(tables, 0);
+    let _ = c.close().await;
+    engine.drop_scratch(&scratch).await.unwrap();
+}
