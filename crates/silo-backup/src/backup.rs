@@ -1,5 +1,6 @@
 //! Taking one backup of one service: dump its store into a private staging
-//! folder, checksum every file, upload them, and write `meta.json` last.
+//! folder, upload every file (checksummed as it goes), and write
+//! `meta.json` last.
 //!
 //! A run killed at any point leaves no backup: at worst a staging folder
 //! (removed by the next backup) and files without `meta.json` at the
@@ -13,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::BackupError;
 use crate::destination::Destination;
-use crate::meta::{self, BackupId, BackupMeta, Dump, FORMAT, FileEntry};
+use crate::meta::{BackupId, BackupMeta, Dump, FORMAT};
 
 /// What a backup is taken for, and where it stages its files.
 #[derive(Debug, Clone)]
@@ -51,16 +52,7 @@ pub async fn take(
         }
     };
 
-    let mut files = Vec::with_capacity(dump.files.len());
-    for name in &dump.files {
-        let (size, sha256) = meta::checksum(&staging.path().join(name)).await?;
-        files.push(FileEntry {
-            name: name.clone(),
-            size,
-            sha256,
-        });
-    }
-    destination.upload(&id, staging.path(), &dump.files).await?;
+    let files = destination.upload(&id, staging.path(), &dump.files).await?;
     let meta = BackupMeta {
         format: FORMAT,
         id,

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::BackupError;
-use crate::meta::{BackupId, BackupMeta, META_FILE};
+use crate::meta::{BackupId, BackupMeta, FileEntry, META_FILE};
 
 /// The bytes read from a staged file at a time; object_store's writer
 /// gathers them into the parts of a multipart upload.
@@ -132,15 +132,18 @@ impl Destination {
         }
     }
 
-    /// Uploads files `names` of backup `id` from `staging`, streaming. They
-    /// are no backup until [`Destination::commit`] writes its metadata.
+    /// Uploads files `names` of backup `id` from `staging`, streaming, and
+    /// returns the size and SHA-256 of the bytes written (one read of each
+    /// file does both). They are no backup until [`Destination::commit`]
+    /// writes its metadata.
     pub async fn upload(
         &self,
         id: &BackupId,
         staging: &Path,
         names: &[String],
-    ) -> Result<(), BackupError> {
+    ) -> Result<Vec<FileEntry>, BackupError> {
         let store = self.store(true)?.expect("made when asked to");
+        let mut entries = Vec::with_capacity(names.len());
         for name in names {
             let path = staging.join(name);
             let mut local = tokio::fs::File::open(&path)
@@ -152,6 +155,8 @@ impl Destination {
             let mut writer =
                 BufWriter::new(store.clone(), object(id, name)).with_max_concurrency(2);
             let mut buf = vec![0u8; CHUNK];
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
             loop {
                 let n = local
                     .read(&mut buf)
@@ -160,6 +165,8 @@ impl Destination {
                 if n == 0 {
                     break;
                 }
+                hasher.update(&buf[..n]);
+                size += n as u64;
                 if let Err(e) = writer.write_all(&buf[..n]).await {
                     let _ = writer.abort().await;
                     return Err(BackupError::io(
@@ -172,8 +179,13 @@ impl Destination {
             writer.shutdown().await.map_err(|e| {
                 BackupError::io(format!("writing {name} to {}", self.shown), &path, e)
             })?;
+            entries.push(FileEntry {
+                name: name.clone(),
+                size,
+                sha256: crate::meta::hex(&hasher.finalize()),
+            });
         }
-        Ok(())
+        Ok(entries)
     }
 
     /// Writes `meta.json`, last: from now on the backup exists.
