@@ -440,8 +440,8 @@ fn unreachable(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = next {
         let message = e.to_string();
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
+        let lost = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
                 io.kind(),
                 ConnectionRefused
                     | ConnectionReset
@@ -454,13 +454,13 @@ fn unreachable(err: &(dyn std::error::Error + 'static)) -> Option<String> {
             ) || messages
                 .last()
                 .is_some_and(|m: &String| m.contains("dns error"))
-            {
-                let context = messages
-                    .last()
-                    .map(|m| format!("{m}: "))
-                    .unwrap_or_default();
-                return Some(format!("{context}{message}"));
-            }
+        });
+        if lost {
+            let context = messages
+                .last()
+                .map(|m| format!("{m}: "))
+                .unwrap_or_default();
+            return Some(format!("{context}{message}"));
         }
         messages.push(message);
         next = e.source();
