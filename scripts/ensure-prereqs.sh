@@ -2,7 +2,8 @@
 # Makes sure what `make test` needs is here: the Rust toolchain, libclang,
 # the PostgreSQL server binaries, a PostgreSQL server answering on
 # 127.0.0.1:5432 (started if it is installed but down), and the
-# nats-server binary (the nats bus's tests start servers of their own).
+# nats-server binary (the nats bus's tests start servers of their own),
+# and moto's S3 server (the S3 destination's tests start their own).
 # With --build, only what building silo needs (`make demo` runs on SQLite).
 set -euo pipefail
 
@@ -53,6 +54,19 @@ if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ] && [ -z
       fail "could not install nats-server"
   else
     fail "nats-server not found: install it (Debian: apt-get install nats-server) or set SILO_TEST_NATS_SERVER"
+  fi
+fi
+
+# The S3 destination's tests start throwaway S3-compatible servers: moto in
+# server mode, from PyPI. Without it (and no pip to install it) those tests
+# say why and skip, except under CI, where they fail.
+if [ -z "${SILO_TEST_MOTO_SERVER:-}" ] && ! python3 -c 'import moto.server, flask_cors' >/dev/null 2>&1; then
+  if command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then
+    echo "moto's S3 server is missing; installing moto[server]" >&2
+    python3 -m pip install --quiet 'moto[server]' >/dev/null ||
+      echo "warning: could not install moto[server]; the S3 tests will skip (pip install 'moto[server]')" >&2
+  else
+    echo "warning: python3 with pip not found; the S3 tests will skip (pip install 'moto[server]')" >&2
   fi
 fi
 

@@ -440,8 +440,8 @@ fn unreachable(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = next {
         let message = e.to_string();
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && (matches!(
+        let lost = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
                 io.kind(),
                 ConnectionRefused
                     | ConnectionReset
@@ -453,8 +453,9 @@ fn unreachable(err: &(dyn std::error::Error + 'static)) -> Option<String> {
                     | AddrNotAvailable
             ) || messages
                 .last()
-                .is_some_and(|m: &String| m.contains("dns error")))
-        {
+                .is_some_and(|m: &String| m.contains("dns error"))
+        });
+        if lost {
             let context = messages
                 .last()
                 .map(|m| format!("{m}: "))
