@@ -414,6 +414,54 @@ fn run_once_counts_what_it_skipped() {
     );
 }
 
+/// Whether the server at `url` has a stream `name`.
+fn has_stream(url: &str, name: &str) -> bool {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.get_stream(name).await.is_ok()
+    })
+}
+
+/// On the nats bus `silo destroy` removes the project's stream, with its
+/// events and durables, besides the stores; `silo down` leaves it (the
+/// other services' events are in it).
+#[test]
+fn destroy_removes_the_stream_and_down_leaves_it() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"");
+    let dir = dir.path();
+    let server = NatsServer::start();
+    let run = |args: &[&str]| {
+        silo(dir)
+            .env("SILO_NATS_URL", server.url())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["events", "run", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(has_stream(&server.url(), "shop"));
+    let out = run(&["down", "billing", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(has_stream(&server.url(), "shop"), "down leaves the stream");
+    let out = run(&["destroy", "--yes", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["stream"],
+        serde_json::json!({"name": "shop", "removed": true, "error": null})
+    );
+    assert!(!has_stream(&server.url(), "shop"), "destroy removes it");
+    let out = run(&["destroy", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stream shop: absent"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[test]
 fn a_sidecar_under_auth_says_to_set_the_bus_up_first() {
     let prefix = Prefix::new();
