@@ -612,7 +612,6 @@ async fn delivery_resumes_within_seconds_after_each_of_many_restarts() {
                 );
             }
         }
-        drop(publish);
         let shipping = p.wait_for("shipping", published.len()).await;
         let billing = p.wait_for("billing", published.len()).await;
         worker.stop().await;
