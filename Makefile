@@ -74,6 +74,7 @@ bench-events: prereqs
 	$(CARGO) build --release --quiet -p silo-events --example nats_raw_publish
 	bench/events.sh
 
+## clean-demo: drop the demos' stores and remove their folders; for a BUS=nats events demo also its JetStream stream (the server at SILO_NATS_URL must answer)
 clean-demo:
 	@if [ -f $(DEMO_EVENTS)/silo.toml ]; then cd $(DEMO_EVENTS) && $(SILO) destroy --yes >/dev/null; fi
 	rm -rf $(DEMO) $(DEMO_EVENTS)

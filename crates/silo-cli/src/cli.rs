@@ -413,6 +413,9 @@ pub struct EventsRunArgs {
     /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464)
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Print the summary at the end as one JSON document
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -345,7 +345,12 @@ async fn battlescope_flows_with(engine: Engine, script_args: &[&str], nats: Opti
         "only the broken copy is reported: {stdout}"
     );
 
-    silo(dir).args(["destroy", "--yes"]).assert().success();
+    // On the nats bus the stream goes too.
+    silo(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["destroy", "--yes"])
+        .assert()
+        .success();
 }
 
 /// What every store holds after the flow, read as each service.

@@ -322,13 +322,144 @@ fn run_once_on_the_nats_bus_moves_what_is_ready() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "done: published 1, delivered 1, dead 0"
+        "done: published 1, delivered 1, dead 0, skipped 0"
     );
     assert_eq!(
         sqlite_column(dir, &prefix, "billing", "SELECT event_id FROM silo_inbox"),
         vec![id.to_string()]
     );
     assert!(sqlite_column(dir, &prefix, "orders", "SELECT id FROM silo_outbox").is_empty());
+}
+
+/// Publishes `payload` on `subject` as a plain NATS message (no silo
+/// headers), into the stream.
+fn publish_raw(url: &str, subject: &'static str, payload: &'static str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.publish(subject, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+}
+
+/// A message on a consumed type's subject that is no silo event is acked
+/// and left out; `--once` counts it as skipped, in the line and in
+/// `--json` (for its service).
+#[test]
+fn run_once_counts_what_it_skipped() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"");
+    let dir = dir.path();
+    let server = NatsServer::start();
+    let run = |json: bool| {
+        let mut cmd = silo(dir);
+        cmd.env("SILO_NATS_URL", server.url())
+            .args(["events", "run", "--once"]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    // The stream and the durables first, so the message lands in them.
+    let out = run(false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    publish_raw(&server.url(), "shop.order.placed", "not an event");
+    let id = "0190a4a2-7b1c-7cde-8f00-0123456789ac";
+    sqlite(
+        dir,
+        &prefix,
+        "orders",
+        &format!(
+            "INSERT INTO silo_outbox (id, type, key, payload) VALUES ('{id}', 'order.placed', 'k', '{{\"n\":1}}')"
+        ),
+    );
+    let out = run(true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({
+            "bus": "nats",
+            "once": true,
+            "published": 1,
+            "delivered": 1,
+            "dead": 0,
+            "skipped": 1,
+            "errors": 0,
+            "services": [
+                {"service": "orders", "published": 1, "delivered": 0, "dead": 0, "skipped": 0, "errors": 0},
+                {"service": "billing", "published": 0, "delivered": 1, "dead": 0, "skipped": 1, "errors": 0},
+            ],
+        })
+    );
+    assert!(
+        stderr(&out).contains("skipping the message"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sqlite_column(dir, &prefix, "billing", "SELECT event_id FROM silo_inbox"),
+        vec![id.to_string()]
+    );
+    // Acked: a later run does not see it again, only the new one.
+    publish_raw(&server.url(), "shop.order.placed", "{}");
+    let out = run(false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "done: published 0, delivered 0, dead 0, skipped 1"
+    );
+}
+
+/// Whether the server at `url` has a stream `name`.
+fn has_stream(url: &str, name: &str) -> bool {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        js.get_stream(name).await.is_ok()
+    })
+}
+
+/// On the nats bus `silo destroy` removes the project's stream, with its
+/// events and durables, besides the stores; `silo down` leaves it (the
+/// other services' events are in it).
+#[test]
+fn destroy_removes_the_stream_and_down_leaves_it() {
+    let prefix = Prefix::new();
+    let dir = project(&prefix, "bus = \"nats\"");
+    let dir = dir.path();
+    let server = NatsServer::start();
+    let run = |args: &[&str]| {
+        silo(dir)
+            .env("SILO_NATS_URL", server.url())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["events", "run", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(has_stream(&server.url(), "shop"));
+    let out = run(&["down", "billing", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(has_stream(&server.url(), "shop"), "down leaves the stream");
+    let out = run(&["destroy", "--yes", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["stream"],
+        serde_json::json!({"name": "shop", "removed": true, "error": null})
+    );
+    assert!(!has_stream(&server.url(), "shop"), "destroy removes it");
+    let out = run(&["destroy", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stream shop: absent"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -425,8 +556,14 @@ async fn a_sidecar_on_postgres_needs_only_its_own_credentials_and_the_bus() {
         assert!(out.status.success(), "{service}: {}", stderr(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(sidecar("orders"), "done: published 1, delivered 0, dead 0");
-    assert_eq!(sidecar("billing"), "done: published 0, delivered 1, dead 0");
+    assert_eq!(
+        sidecar("orders"),
+        "done: published 1, delivered 0, dead 0, skipped 0"
+    );
+    assert_eq!(
+        sidecar("billing"),
+        "done: published 0, delivered 1, dead 0, skipped 0"
+    );
 
     let mut billing = postgres_as(dir, "billing").await;
     let inbox: Vec<(String, String)> =
@@ -604,7 +741,10 @@ fn metrics_on_the_nats_bus_count_what_was_delivered() {
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
-    assert_eq!(out.trim(), "stopped: published 3, delivered 3, dead 0");
+    assert_eq!(
+        out.trim(),
+        "stopped: published 3, delivered 3, dead 0, skipped 0"
+    );
 }
 
 /// On the nats bus `silo events status` shows a consumer's lag from its

@@ -565,8 +565,9 @@ async fn metrics_are_served_and_sigterm_stops_with_a_summary() {
     );
 }
 
-/// `--once` delivers what is ready and exits 0 with its summary; an
-/// unknown service is a usage error; a port taken is refused up front.
+/// `--once` delivers what is ready and exits 0 with its summary (or, with
+/// `--json`, the same as JSON); an unknown service is a usage error; a
+/// port taken is refused up front.
 #[tokio::test]
 async fn once_delivers_and_exits() {
     let p = Project::new([
@@ -590,6 +591,22 @@ async fn once_delivers_and_exits() {
         .success()
         .stdout("done: delivered 1 event on 1 route, retired 0 outbox rows\n");
     assert_eq!(p.inbox("shipping").await.len(), 2);
+    // The same summary as JSON.
+    let doc = common::json(silo(p.dir.path()).args(["events", "run", "--once", "--json"]));
+    assert_eq!(
+        doc,
+        serde_json::json!({
+            "bus": "embedded",
+            "once": true,
+            "delivered": 1,
+            "retired": 1,
+            "failing": 0,
+            "routes": [
+                {"publisher": "orders", "consumer": "billing", "delivered": 0},
+                {"publisher": "orders", "consumer": "shipping", "delivered": 1},
+            ],
+        })
+    );
     silo(p.dir.path())
         .args(["events", "run", "--once", "nosuch"])
         .assert()

@@ -3,6 +3,7 @@
 //! server, each store reached as its own service.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
@@ -139,6 +140,19 @@ impl Project {
         .into_iter()
         .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
         .collect()
+    }
+
+    /// Polls `consumer`'s inbox until it has `want` rows or `within` has
+    /// passed; returns how many it has.
+    async fn wait_within(&self, consumer: &str, want: usize, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.inbox(consumer).await.len();
+            if got >= want || tokio::time::Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Polls `consumer`'s inbox until it has `want` rows, for a bounded
@@ -553,6 +567,75 @@ async fn delivery_resumes_after_the_server_restarts() {
     }
 }
 
+/// How long after a nats-server restart every event must have arrived:
+/// well under the ack wait (30 s), after which a message the delivery
+/// held and lost would come again anyway.
+const RESUMED_WITHIN: Duration = Duration::from_secs(10);
+
+/// The nats-server is killed and started again ten times while events are
+/// published before, during and after each restart: after every restart
+/// both consumers have every event within [`RESUMED_WITHIN`] (a delivery
+/// that dropped what it held would wait out the ack wait), and in the end
+/// each has every event once, in per-key order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivery_resumes_within_seconds_after_each_of_many_restarts() {
+    for engine in ENGINES {
+        let mut server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        let worker = Worker::start(&p).await;
+        let mut published = Vec::new();
+        let mut n = 0i64;
+        let mut publish = async |p: &Project, count: usize| {
+            for _ in 0..count {
+                let key = ["a", "b", "c"][n as usize % 3];
+                published.push((key, p.publish("order.placed", key, n).await));
+                n += 1;
+            }
+        };
+        for round in 0..10 {
+            // Some on their way through the worker when the server dies,
+            // some waiting in the outbox while it is down, some after.
+            publish(&p, 6).await;
+            server.stop();
+            publish(&p, 3).await;
+            server.start_again();
+            let restarted = tokio::time::Instant::now();
+            publish(&p, 3).await;
+            let want = (round + 1) * 12;
+            for consumer in ["shipping", "billing"] {
+                let got = p.wait_within(consumer, want, RESUMED_WITHIN).await;
+                assert!(
+                    got >= want,
+                    "{engine} round {round}: {consumer} has {got} of {want} events \
+                     {:?} after the restart",
+                    restarted.elapsed()
+                );
+            }
+        }
+        let shipping = p.wait_for("shipping", published.len()).await;
+        let billing = p.wait_for("billing", published.len()).await;
+        worker.stop().await;
+        for (label, inbox) in [("shipping", shipping), ("billing", billing)] {
+            let unique: std::collections::HashSet<_> = inbox.iter().map(|r| &r.0).collect();
+            assert_eq!(
+                unique.len(),
+                published.len(),
+                "{engine} {label}: doubled or lost"
+            );
+            assert_eq!(inbox.len(), published.len(), "{engine} {label}: doubled");
+            for key in ["a", "b", "c"] {
+                let want: Vec<&String> = published
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, id)| id)
+                    .collect();
+                let got: Vec<&String> = inbox.iter().filter(|r| r.2 == key).map(|r| &r.0).collect();
+                assert_eq!(got, want, "{engine} {label} key {key}");
+            }
+        }
+    }
+}
+
 /// A consumer's store goes away while the worker runs on the nats bus:
 /// the other consumer keeps receiving, the absent one's messages wait in
 /// the stream (unacked), and once its store is back it gets every event,
@@ -593,6 +676,126 @@ async fn a_store_that_goes_away_holds_back_only_its_own_delivery() {
             }
         }
     }
+}
+
+/// How long [`postgres_a_delivery_that_cannot_write_backs_off`] counts
+/// the delivery's requests while it cannot write.
+const WATCHED: Duration = Duration::from_secs(3);
+
+/// A consumer's store goes away while its delivery holds messages for it:
+/// the delivery asks the server for its durables' state a handful of times
+/// while it waits, backing off, instead of every few milliseconds; once
+/// the store is back every event arrives. (On PostgreSQL, whose sessions
+/// the test can end: a SQLite file moved away keeps taking writes on the
+/// connection already open.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_delivery_that_cannot_write_backs_off() {
+    {
+        let engine = "postgres";
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        let worker = Worker::start(&p).await;
+        let billing = p
+            .manifest
+            .services
+            .iter()
+            .position(|s| s.name == "billing")
+            .unwrap();
+        let billing = &worker.counters[billing];
+        for n in 0..5 {
+            p.publish("order.placed", "k", n).await;
+        }
+        p.wait_for("billing", 5).await;
+        take_away(&p.manifest, &p.prefix, "billing", true).await;
+        for n in 5..15 {
+            p.publish("order.placed", "k", n).await;
+        }
+        p.wait_for("shipping", 15).await;
+        // Its first write failed: it holds messages it cannot write.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while billing.errors.load(Ordering::Relaxed) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{engine}: no write failed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = billing.state_reads.load(Ordering::Relaxed);
+        tokio::time::sleep(WATCHED).await;
+        let reads = billing.state_reads.load(Ordering::Relaxed) - before;
+        // Every 5 ms, it would be hundreds.
+        assert!(reads <= 40, "{engine}: {reads} requests in {WATCHED:?}");
+        take_away(&p.manifest, &p.prefix, "billing", false).await;
+        p.wait_for("billing", 15).await;
+        worker.stop().await;
+    }
+}
+
+/// The ack wait of [`a_delivery_held_back_by_a_dead_workers_message_backs_off`]:
+/// how long its dead worker's message holds back the ones after it.
+const HELD_BACK: Duration = Duration::from_secs(4);
+
+/// A worker pulls billing's first message and dies without acking it: the
+/// messages after it wait in billing's delivery, in order, until the ack
+/// wait ends and the first comes again. Meanwhile the delivery asks the
+/// server for its durables' state a few dozen times, backing off, rather
+/// than every few milliseconds (hundreds of times a second); then all
+/// arrive, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_held_back_by_a_dead_workers_message_backs_off() {
+    let server = NatsServer::start();
+    let mut p = Project::new("sqlite", &server, "").await;
+    p.nats.ack_wait = HELD_BACK;
+    let p = Arc::new(p);
+    let all = p.services();
+    set_up(&p.nats, &p.manifest, &all, true).await.unwrap();
+    let mut ids = vec![p.publish("order.placed", "k", 0).await];
+    let bus = p.nats.connect("orders").await.unwrap();
+    let mut store = p.connect("orders").await;
+    let relayed = publish::relay_batch(
+        &mut store,
+        &bus,
+        &p.manifest,
+        p.service("orders"),
+        &Contracts::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(relayed.published, 1);
+    store.close().await;
+    // The dead worker: pulls the first message and never acks it.
+    let mut stolen = bus
+        .js
+        .get_stream("shop")
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("billing-order-placed")
+        .await
+        .unwrap()
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .unwrap();
+    let stolen = futures::StreamExt::next(&mut stolen)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(stolen);
+    for n in 1..6 {
+        ids.push(p.publish("order.placed", "k", n).await);
+    }
+    let worker = Worker::start(&p).await;
+    p.wait_for("shipping", 6).await;
+    let billing = p.wait_for("billing", 6).await;
+    let reads = worker.counters[1].state_reads.load(Ordering::Relaxed);
+    worker.stop().await;
+    let got: Vec<&String> = billing.iter().map(|r| &r.0).collect();
+    assert_eq!(got, ids.iter().collect::<Vec<_>>());
+    assert!(
+        reads <= 100,
+        "{reads} requests while held back for {HELD_BACK:?}"
+    );
 }
 
 /// The stream is made once and then left alone; a change of duplicate

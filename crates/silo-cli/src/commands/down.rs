@@ -1,7 +1,17 @@
 //! `silo down` and `silo destroy`: drop what silo created, nothing else.
+//!
+//! On the nats bus `silo destroy` removes the project's stream too (with
+//! its events and every durable on it): the project is gone. `silo down`
+//! leaves the stream and the services' durables alone: the events are
+//! every other service's too, and a service provisioned again gets its
+//! history back with `silo events replay`.
+
+use std::process::ExitCode;
 
 use serde_json::json;
-use silo_manifest::Service;
+use silo_events::EventsError;
+use silo_events::relay::nats::{NatsConfig, names, stream};
+use silo_manifest::{Bus, Service};
 
 use crate::cli::{DestroyArgs, DownArgs};
 use crate::context::{
@@ -18,7 +28,7 @@ pub async fn down(ctx: &Context, args: &DownArgs) -> CmdResult {
         args.yes,
         &format!("drop the stores of {}", names(&services)),
     )?;
-    drop_all(ctx, &services, args.json).await
+    drop_all(ctx, &services, args.json, None).await
 }
 
 pub async fn destroy(ctx: &Context, args: &DestroyArgs) -> CmdResult {
@@ -27,7 +37,34 @@ pub async fn destroy(ctx: &Context, args: &DestroyArgs) -> CmdResult {
         args.yes,
         &format!("drop every store of project `{}`", ctx.manifest.project),
     )?;
-    drop_all(ctx, &services, args.json).await
+    // First: under auth, the admin's NATS credentials go with the stores.
+    let stream = match ctx.manifest.events.bus {
+        Bus::Nats => Some(remove_stream(ctx).await),
+        Bus::Embedded => None,
+    };
+    let code = drop_all(ctx, &services, args.json, stream.as_ref()).await?;
+    let Some((_, Err(e))) = &stream else {
+        return Ok(code);
+    };
+    errln!("{:?}", store_report("", e));
+    // The worse of the stores' code and the stream's.
+    Ok(if code == ExitCode::SUCCESS || e.exit_code() == 2 {
+        ExitCode::from(e.exit_code())
+    } else {
+        code
+    })
+}
+
+/// Removes the project's stream, as the silo admin: its name, and whether
+/// there was one.
+async fn remove_stream(ctx: &Context) -> (String, Result<bool, EventsError>) {
+    let config = NatsConfig::from_env(&ctx.manifest);
+    let removed = async {
+        let conn = config.connect(names::ADMIN_USER).await?;
+        Ok(stream::remove_stream(&conn, &ctx.manifest).await?)
+    }
+    .await;
+    (config.stream(), removed)
 }
 
 fn names(services: &[&Service]) -> String {
@@ -38,7 +75,14 @@ fn names(services: &[&Service]) -> String {
         .join(", ")
 }
 
-async fn drop_all(ctx: &Context, services: &[&Service], as_json: bool) -> CmdResult {
+/// Drops `services`' stores and shows what happened, with what became of
+/// the stream when one was removed too.
+async fn drop_all(
+    ctx: &Context,
+    services: &[&Service],
+    as_json: bool,
+    stream: Option<&(String, Result<bool, EventsError>)>,
+) -> CmdResult {
     let bar = progress(services.len(), "dropping");
     let results = ctx
         .stores
@@ -61,7 +105,15 @@ async fn drop_all(ctx: &Context, services: &[&Service], as_json: bool) -> CmdRes
                 })
             })
             .collect();
-        print_json(&json!({ "services": rows, "summary": { "failed": failed } }));
+        let mut doc = json!({ "services": rows, "summary": { "failed": failed } });
+        if let Some((name, removed)) = stream {
+            doc["stream"] = json!({
+                "name": name,
+                "removed": removed.as_ref().is_ok_and(|r| *r),
+                "error": removed.as_ref().err().map(describe),
+            });
+        }
+        print_json(&doc);
     } else {
         let mut t = table(&["service", "result", "details"]);
         for (s, r) in &results {
@@ -73,6 +125,12 @@ async fn drop_all(ctx: &Context, services: &[&Service], as_json: bool) -> CmdRes
             t.add_row(vec![s.name.clone(), result, details]);
         }
         outln!("{t}");
+        match stream {
+            Some((name, Ok(true))) => outln!("stream {name}: removed, with its events"),
+            Some((name, Ok(false))) => outln!("stream {name}: absent"),
+            Some((name, Err(_))) => outln!("stream {name}: REFUSED or unreachable (below)"),
+            None => {}
+        }
         for (s, r) in &results {
             if let Err(e) = r {
                 errln!("{:?}", store_report(&format!("{}: ", s.name), e));

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 /// Exponential backoff with jitter: the first retry after about
 /// [`Backoff::FIRST`], each next one twice as late, up to
-/// [`Backoff::MAX`]. Each wait is drawn between half and all of the
-/// current step ("equal jitter"), so workers that failed together do not
-/// retry in lockstep.
+/// [`Backoff::MAX`] (or between other bounds: [`Backoff::between`]). Each
+/// wait is drawn between half and all of the current step ("equal
+/// jitter"), so workers that failed together do not retry in lockstep.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     step: Duration,
+    first: Duration,
+    max: Duration,
     /// Uniform random numbers in `[0, 1)`; injected in tests.
     random: fn() -> f64,
 }
@@ -31,28 +33,38 @@ impl Backoff {
     /// A backoff at its first step, drawing jitter from the system's
     /// random source.
     pub fn new() -> Self {
-        Self::with_random(system_random)
+        Self::between(Self::FIRST, Self::MAX)
+    }
+
+    /// A backoff whose first step is `first` and longest `max`.
+    pub fn between(first: Duration, max: Duration) -> Self {
+        Backoff {
+            step: first,
+            first,
+            max,
+            random: system_random,
+        }
     }
 
     /// A backoff drawing its jitter from `random` (uniform in `[0, 1)`).
     pub fn with_random(random: fn() -> f64) -> Self {
         Backoff {
-            step: Self::FIRST,
             random,
+            ..Self::new()
         }
     }
 
     /// The wait before the next retry; the step after it doubles.
     pub fn next_wait(&mut self) -> Duration {
         let step = self.step;
-        self.step = (self.step * 2).min(Self::MAX);
+        self.step = (self.step * 2).min(self.max);
         step.div_f64(2.0)
             .mul_f64(1.0 + (self.random)().clamp(0.0, 1.0))
     }
 
     /// Back to the first step, after a success.
     pub fn reset(&mut self) {
-        self.step = Self::FIRST;
+        self.step = self.first;
     }
 }
 
@@ -133,6 +145,23 @@ mod tests {
         assert_eq!(low.next_wait(), Backoff::MAX / 2, "capped");
         low.reset();
         assert_eq!(low.next_wait(), Backoff::FIRST / 2, "reset starts over");
+    }
+
+    #[test]
+    fn other_bounds_double_from_the_first_up_to_the_max() {
+        let mut b = Backoff {
+            random: || 0.0,
+            ..Backoff::between(Duration::from_millis(5), Duration::from_secs(1))
+        };
+        let waits: Vec<u128> = (0..10).map(|_| b.next_wait().as_micros()).collect();
+        assert_eq!(
+            waits,
+            [
+                2500, 5000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 500_000, 500_000
+            ]
+        );
+        b.reset();
+        assert_eq!(b.next_wait(), Duration::from_micros(2500));
     }
 
     #[test]

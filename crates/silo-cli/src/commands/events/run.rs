@@ -12,7 +12,7 @@ use silo_events::worker::{Status, metrics};
 use silo_manifest::Bus;
 
 use crate::cli::EventsRunArgs;
-use crate::context::{CmdResult, Context, Failure, Shown, exit_code_all, store_report};
+use crate::context::{CmdResult, Context, Failure, Shown, exit_code_all, print_json, store_report};
 use crate::interrupt;
 
 pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
@@ -87,13 +87,34 @@ async fn embedded(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
         ExitCode::SUCCESS
     };
     let line = summary.line();
+    let json = args.json.then(|| {
+        serde_json::json!({
+            "bus": "embedded",
+            "once": args.once,
+            "delivered": summary.delivered(),
+            "retired": summary.retired,
+            "failing": summary.failures.len(),
+            "routes": summary
+                .routes
+                .iter()
+                .map(|(r, n)| serde_json::json!({
+                    "publisher": r.publisher,
+                    "consumer": r.consumer,
+                    "delivered": n,
+                }))
+                .collect::<Vec<_>>(),
+        })
+    });
     for (what, error) in summary.failures {
         errln!(
             "{:?}",
             miette::Report::new(Shown::new(format!("{what}: "), error))
         );
     }
-    outln!("{}: {line}", if args.once { "done" } else { "stopped" });
+    match json {
+        Some(json) => print_json(&json),
+        None => outln!("{}: {line}", if args.once { "done" } else { "stopped" }),
+    }
     Ok(code)
 }
 

@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::nats_failure;
 use crate::cli::EventsRunArgs;
-use crate::context::{CmdResult, Context, Failure, store_report};
+use crate::context::{CmdResult, Context, Failure, print_json, store_report};
 
 pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
     let services: Vec<&Service> = ctx
@@ -90,23 +90,82 @@ pub async fn run(ctx: &Context, args: &EventsRunArgs) -> CmdResult {
     )
     .await;
     signals.abort();
-    let total = |f: fn(&Counters) -> u64| counters.iter().map(f).sum::<u64>();
-    let errors = total(|c| c.errors.load(Ordering::Relaxed));
-    outln!(
-        "{}: published {}, delivered {}, dead {}{}",
-        if args.once { "done" } else { "stopped" },
-        total(|c| c.published.load(Ordering::Relaxed)),
-        total(|c| c.delivered.load(Ordering::Relaxed)),
-        total(|c| c.dead.load(Ordering::Relaxed)),
-        match (errors, args.once) {
-            (0, _) => String::new(),
-            (n, true) => format!(", {n} failed (see the warnings)"),
-            (n, false) => format!(", {n} error(s) retried (see the warnings)"),
-        }
-    );
+    let counts: Vec<Counts> = counters.iter().map(Counts::of).collect();
+    let total = Counts::sum(&counts);
+    if args.json {
+        print_json(&serde_json::json!({
+            "bus": "nats",
+            "once": args.once,
+            "published": total.published,
+            "delivered": total.delivered,
+            "dead": total.dead,
+            "skipped": total.skipped,
+            "errors": total.errors,
+            "services": services
+                .iter()
+                .zip(&counts)
+                .map(|(s, c)| serde_json::json!({
+                    "service": s.name,
+                    "published": c.published,
+                    "delivered": c.delivered,
+                    "dead": c.dead,
+                    "skipped": c.skipped,
+                    "errors": c.errors,
+                }))
+                .collect::<Vec<_>>(),
+        }));
+    } else {
+        outln!(
+            "{}: published {}, delivered {}, dead {}, skipped {}{}",
+            if args.once { "done" } else { "stopped" },
+            total.published,
+            total.delivered,
+            total.dead,
+            total.skipped,
+            match (total.errors, args.once) {
+                (0, _) => String::new(),
+                (n, true) => format!(", {n} failed (see the warnings)"),
+                (n, false) => format!(", {n} error(s) retried (see the warnings)"),
+            }
+        );
+    }
+    let errors = total.errors;
     Ok(if args.once && errors > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One service's counters, read once the worker ended.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    published: u64,
+    delivered: u64,
+    dead: u64,
+    /// Messages acked and left out: not silo events, or refused.
+    skipped: u64,
+    errors: u64,
+}
+
+impl Counts {
+    fn of(c: &Counters) -> Self {
+        Counts {
+            published: c.published.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            dead: c.dead.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sum(all: &[Counts]) -> Self {
+        all.iter().fold(Counts::default(), |t, c| Counts {
+            published: t.published + c.published,
+            delivered: t.delivered + c.delivered,
+            dead: t.dead + c.dead,
+            skipped: t.skipped + c.skipped,
+            errors: t.errors + c.errors,
+        })
+    }
 }

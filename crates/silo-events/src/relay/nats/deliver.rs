@@ -29,6 +29,7 @@
 //! held counts never match for both), it only slows both.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::Subject;
@@ -58,12 +59,11 @@ const PULL_BATCH: usize = 500;
 /// at most for the request in flight to end.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
-/// How long an ack the server counted (its ack floor passed it) is kept
-/// to be sent again after a reconnection. A nats-server killed loses the
-/// changes to its consumers' state of the last moment (it writes them a
-/// few milliseconds after each), so its ack floor may go back after a
-/// restart.
-const FORGOTTEN_ACKS: Duration = Duration::from_secs(2);
+/// How many acks the server counted (its ack floor passed them) a durable
+/// keeps at most, to send again after a reconnection (see
+/// [`Durable::settled`]). Past it the oldest go: a forgotten ack then
+/// costs the ack wait, as it would without them.
+const SETTLED_MAX: usize = 100_000;
 
 /// How often a feeder looks whether its client connected again.
 const RECONNECT_POLL: Duration = Duration::from_millis(100);
@@ -81,15 +81,15 @@ enum Feed {
     /// again.
     Restarted(usize),
     /// As [`Feed::Restarted`], after the connection came back: the server
-    /// may have restarted and forgotten acks it got before (it keeps its
-    /// consumers' state on disk a moment late), so what was written and
-    /// acked is acked again. Otherwise those would come again only after
-    /// the ack wait, and the order would hold everything back until then.
+    /// may have restarted and forgotten acks it got before (see
+    /// [`Durable::settled`]), so what was written and acked is acked again.
+    /// Otherwise those would come again only after the ack wait, and the
+    /// order would hold everything back until then.
     Reconnected(usize),
 }
 
 /// What this process knows of one durable's deliveries.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Durable {
     /// Messages handed to us and not acked, by stream sequence, with the
     /// delivery sequence of their latest delivery.
@@ -98,16 +98,70 @@ struct Durable {
     /// floor, with the subject their ack went to: a copy delivered again
     /// is acked, not held, and after a reconnection each is acked again.
     done: BTreeMap<u64, Option<Subject>>,
-    /// The ack subjects of messages that left `done` because the ack floor
-    /// passed them, for [`FORGOTTEN_ACKS`] from then: acked again too
-    /// after a reconnection.
-    settled: VecDeque<(tokio::time::Instant, Subject)>,
+    /// Stream sequences that left `done` because the ack floor passed
+    /// them, with their ack's subject, for the durable's ack wait from
+    /// then ([`SETTLED_MAX`] at most): after a reconnection each is acked
+    /// again, and a copy delivered again is acked, not held. A nats-server
+    /// killed may come back with its consumers' state of some time before
+    /// (it writes that state after the change): seen on 2.9, seconds of
+    /// acks gone, and now and then all of them. An ack it forgot keeps the
+    /// message handed out until its ack wait ends; one older than that is
+    /// handed out again at once, so the ack wait is as long as acks are
+    /// worth keeping.
+    settled: BTreeMap<u64, Option<Subject>>,
+    /// When each of `settled` left `done`, oldest first.
+    settled_at: VecDeque<(tokio::time::Instant, u64)>,
+    /// The durable's ack wait: how long `settled` keeps an ack.
+    ack_wait: Duration,
     /// Whether every message the server handed out and saw no ack for is
     /// known to be held here (see [`bound`]).
     synced: bool,
     /// The last delivery sequence received; deliveries come in order on
     /// one subscription, so a jump means one was lost.
     last_dseq: Option<u64>,
+}
+
+impl Durable {
+    fn new(ack_wait: Duration) -> Self {
+        Durable {
+            held: BTreeMap::new(),
+            done: BTreeMap::new(),
+            settled: BTreeMap::new(),
+            settled_at: VecDeque::new(),
+            ack_wait,
+            synced: false,
+            last_dseq: None,
+        }
+    }
+
+    /// Whether stream sequence `sseq` was written and acked here (and not
+    /// long ago): a copy of it is acked, not held.
+    fn acked(&self, sseq: u64) -> bool {
+        self.done.contains_key(&sseq) || self.settled.contains_key(&sseq)
+    }
+
+    /// The server's ack floor is `floor`: what it passed moves from `done`
+    /// to `settled`, and `settled` drops what it kept long enough.
+    fn settle(&mut self, floor: u64, now: tokio::time::Instant) {
+        let above = self.done.split_off(&(floor + 1));
+        for (seq, reply) in std::mem::replace(&mut self.done, above) {
+            self.settled.insert(seq, reply);
+            self.settled_at.push_back((now, seq));
+        }
+        while let Some((at, seq)) = self.settled_at.front().copied() {
+            if now.duration_since(at) <= self.ack_wait && self.settled_at.len() <= SETTLED_MAX {
+                break;
+            }
+            self.settled_at.pop_front();
+            self.settled.remove(&seq);
+        }
+    }
+
+    /// The subjects of every ack this durable keeps: `done`'s and
+    /// `settled`'s.
+    fn acks(&self) -> impl Iterator<Item = &Subject> {
+        self.done.values().chain(self.settled.values()).flatten()
+    }
 }
 
 /// A durable's state on the server, as [`bound`] needs it.
@@ -182,6 +236,10 @@ pub struct Delivery {
     gate: Gate,
     /// Messages skipped since [`Delivery::take_skipped`] last asked.
     skipped: u64,
+    /// Requests for the stream's or a durable's state made so far.
+    reads: AtomicU64,
+    /// Messages acked after their turn came (written or skipped).
+    acked: u64,
 }
 
 impl Drop for Delivery {
@@ -224,7 +282,10 @@ impl Delivery {
             service: service.clone(),
             bus: bus.clone(),
             stream: super::names::stream_name(&manifest.project),
-            durables: consumers.iter().map(|_| Durable::default()).collect(),
+            durables: consumers
+                .iter()
+                .map(|c| Durable::new(c.cached_info().config.ack_wait))
+                .collect(),
             consumers,
             rx,
             feeders,
@@ -232,6 +293,8 @@ impl Delivery {
             store: None,
             gate,
             skipped: 0,
+            reads: AtomicU64::new(0),
+            acked: 0,
         })
     }
 
@@ -263,7 +326,7 @@ impl Delivery {
                 let d = &mut self.durables[i];
                 match sseq {
                     // Written and acked already: a copy.
-                    Some(s) if d.done.contains_key(&s) => {
+                    Some(s) if d.acked(s) => {
                         let _ = m.ack().await;
                     }
                     Some(s) => {
@@ -289,6 +352,18 @@ impl Delivery {
         if let Some(c) = self.store.take() {
             c.close().await;
         }
+    }
+
+    /// How many requests for the stream's or a durable's state on the
+    /// server this delivery made since this was last asked.
+    pub fn take_reads(&self) -> u64 {
+        self.reads.swap(0, Ordering::Relaxed)
+    }
+
+    /// How many messages were acked after their turn came (written into
+    /// the inbox, or skipped), in all.
+    pub fn acked(&self) -> u64 {
+        self.acked
     }
 
     /// How many messages are held, not yet written.
@@ -319,9 +394,11 @@ impl Delivery {
             .collect())
     }
 
-    /// One step: waits up to `wait` for messages when none are held, takes
-    /// what has arrived, and writes what is ready into the inbox. Returns
-    /// the inbox rows written.
+    /// One step: when nothing is held, waits up to `wait` for a message;
+    /// when something is (and was not ready), waits `wait` taking what
+    /// arrives, a message on its way being what it may wait for. Then
+    /// writes what is ready into the inbox. Returns the inbox rows
+    /// written; [`Delivery::acked`] tells whether anything moved.
     pub async fn step(&mut self, stores: &Stores, wait: Duration) -> Result<Written, EventsError> {
         if self.held() == 0 {
             match tokio::time::timeout(wait, self.rx.recv()).await {
@@ -329,10 +406,8 @@ impl Delivery {
                 Ok(None) | Err(_) => return Ok(Written::default()),
             }
         } else {
-            // Something is held and not ready: give deliveries a moment.
-            if let Ok(Some(f)) =
-                tokio::time::timeout(Duration::from_millis(5), self.rx.recv()).await
-            {
+            let until = tokio::time::Instant::now() + wait;
+            while let Ok(Some(f)) = tokio::time::timeout_at(until, self.rx.recv()).await {
                 self.take(f).await;
             }
         }
@@ -372,19 +447,9 @@ impl Delivery {
                 d.last_dseq = Some(server.delivered_dseq);
             }
             cutoff = cutoff.min(b);
-            // Nothing at or below the ack floor comes again.
-            let above = d.done.split_off(&(server.ack_floor_sseq + 1));
-            let now = tokio::time::Instant::now();
-            let passed = std::mem::replace(&mut d.done, above);
-            d.settled
-                .extend(passed.into_values().flatten().map(|reply| (now, reply)));
-            while d
-                .settled
-                .front()
-                .is_some_and(|(at, _)| now.duration_since(*at) > FORGOTTEN_ACKS)
-            {
-                d.settled.pop_front();
-            }
+            // Nothing at or below the ack floor comes again, unless the
+            // server restarts and forgets.
+            d.settle(server.ack_floor_sseq, tokio::time::Instant::now());
         }
         let mut ready: Vec<(u64, usize)> = self
             .durables
@@ -409,6 +474,7 @@ impl Delivery {
                 reply = m.reply.clone();
             }
             d.done.insert(seq, reply);
+            self.acked += 1;
         }
         Ok(written)
     }
@@ -427,8 +493,7 @@ impl Delivery {
                 d.last_dseq = None;
                 // The server takes an ack by stream sequence: one it saw
                 // already changes nothing.
-                let settled = d.settled.iter().map(|(_, reply)| reply);
-                for reply in d.done.values().flatten().chain(settled) {
+                for reply in d.acks() {
                     let _ = self.bus.client.publish(reply.clone(), "".into()).await;
                 }
             }
@@ -443,7 +508,7 @@ impl Delivery {
                     _ => {}
                 }
                 d.last_dseq = Some(d.last_dseq.unwrap_or(0).max(dseq));
-                if d.done.contains_key(&sseq) {
+                if d.acked(sseq) {
                     let _ = m.ack().await;
                 } else {
                     d.held.insert(sseq, (dseq, *m));
@@ -481,6 +546,7 @@ impl Delivery {
 
     /// The stream's last sequence.
     async fn last_sequence(&self) -> Result<u64, NatsError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let stream = self
             .bus
             .js
@@ -491,6 +557,8 @@ impl Delivery {
     }
 
     async fn server_views(&self) -> Result<Vec<ServerView>, NatsError> {
+        self.reads
+            .fetch_add(self.consumers.len() as u64, Ordering::Relaxed);
         let infos = futures::future::join_all(self.consumers.iter().map(|c| c.get_info())).await;
         infos
             .into_iter()

@@ -12,7 +12,13 @@
 //! Services are independent: a store or the bus going away is retried
 //! with backoff ([`Backoff`], as on the embedded bus) for the service it
 //! touches and reported once per change ([`Health`]), while the others go
-//! on. Stopping lets each step in flight finish (a batch published is
+//! on. A connection to the bus, once made, is kept: its client connects
+//! again by itself when the server comes back, and the delivery keeps
+//! what it holds meanwhile. A delivery holding messages it may not write
+//! yet (see [`super::deliver`] on the order) looks again at the server
+//! with backoff too, from 5 ms up to 1 s, until something moves.
+//!
+//! Stopping lets each step in flight finish (a batch published is
 //! marked, a batch written is acked) and hands back what the delivery
 //! pulled and did not write (a nak, so the next worker gets it at once
 //! instead of after the ack wait), so a stop loses and repeats nothing;
@@ -60,6 +66,15 @@ const APPLICATION: &str = "silo events relay";
 /// How long an idle delivery waits for a message per step.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
 
+/// How long a delivery holding messages it may not write yet waits before
+/// it looks again at the durables' state on the server: from the first
+/// wait (the moment a delivery in flight takes), doubling while nothing
+/// moves, up to the longest. A message handed to a worker that died holds
+/// back the ones after it until the ack wait ends; a look every few
+/// milliseconds until then would be hundreds of requests a second.
+const HOLDING_FIRST: Duration = Duration::from_millis(5);
+const HOLDING_MAX: Duration = Duration::from_secs(1);
+
 /// How often a relay counts its dead rows, and a delivery measures its
 /// backlog.
 const MEASURE_EVERY: Duration = Duration::from_secs(1);
@@ -79,6 +94,9 @@ pub struct Counters {
     /// Messages the delivery acked and skipped: not silo events, or
     /// refused (see [`super::admit`]).
     pub skipped: AtomicU64,
+    /// Requests the delivery made for the stream's or its durables' state
+    /// (to judge the order, and to measure the backlog).
+    pub state_reads: AtomicU64,
 }
 
 /// How the worker runs.
@@ -402,6 +420,7 @@ async fn delivery_loop(
     let routes = routes_into(manifest, service);
     let mut health = Health::new(format!("the stream → {name}"));
     let mut backoff = Backoff::new();
+    let mut holding = Backoff::between(HOLDING_FIRST, HOLDING_MAX);
     let mut delivery: Option<Delivery> = None;
     let mut measured: Option<Instant> = None;
     while !stopped(&stop) {
@@ -418,17 +437,23 @@ async fn delivery_loop(
             }
             let d = delivery.as_mut().expect("set");
             // A step is never cut short by a stop: what it wrote is acked.
-            let wait = if options.once {
+            let idle = d.held() == 0;
+            let wait = if !idle {
+                holding.next_wait()
+            } else if options.once {
                 Duration::from_millis(500)
             } else {
                 IDLE_WAIT
             };
-            let idle = d.held() == 0;
+            let acked = d.acked();
             let mut in_step = stop.clone();
             let written = tokio::select! {
                 r = d.step(stores, wait) => r?,
                 _ = in_step.wait_for(|s| *s), if idle => return Ok(None),
             };
+            if d.held() == 0 || d.acked() != acked {
+                holding.reset();
+            }
             counters
                 .delivered
                 .fetch_add(written.total(), Ordering::Relaxed);
@@ -464,6 +489,11 @@ async fn delivery_loop(
             Ok::<_, EventsError>(Some(written.total()))
         }
         .await;
+        if let Some(d) = &delivery {
+            counters
+                .state_reads
+                .fetch_add(d.take_reads(), Ordering::Relaxed);
+        }
         match result {
             Ok(None) => break,
             Ok(Some(n)) => {
@@ -483,9 +513,12 @@ async fn delivery_loop(
                     health.fail(&e, None);
                     break;
                 }
-                if matches!(e, EventsError::Nats(_)) {
-                    delivery = None;
-                }
+                // The delivery is kept across bus errors, with what it
+                // holds: its client connects again by itself and its
+                // feeders pull again once it has (see `deliver`). Dropped,
+                // the messages it held would stay handed out on the server
+                // until the ack wait, and the order would hold back
+                // everything after them until then.
                 let wait = backoff.next_wait();
                 health.fail(&e, Some(wait));
                 if pause(&mut stop, wait).await {

@@ -103,6 +103,27 @@ pub async fn ensure_stream(conn: &Connection, manifest: &Manifest) -> Result<Ens
     }
 }
 
+/// Deletes the project's stream, with every event in it and every
+/// durable on it, when silo made it (for `silo destroy`). True when there
+/// was one; a stream of that name that silo did not make (or made for
+/// another project) is refused and left alone.
+pub async fn remove_stream(conn: &Connection, manifest: &Manifest) -> Result<bool, NatsError> {
+    let wanted = wanted_stream(manifest);
+    let name = wanted.name.clone();
+    match conn.js.get_stream(&name).await {
+        Ok(s) => {
+            check_owner(&s.cached_info().config, &wanted)?;
+            conn.js
+                .delete_stream(&name)
+                .await
+                .map_err(request(format!("removing the stream {name}")))?;
+            Ok(true)
+        }
+        Err(e) if stream_missing(&e) => Ok(false),
+        Err(e) => Err(no_jetstream(conn, e.to_string())),
+    }
+}
+
 /// Checks that the project's stream exists and is silo's, without
 /// changing it: for a service's worker under auth, which may not create
 /// it.
@@ -119,6 +140,12 @@ pub async fn check_stream(conn: &Connection, manifest: &Manifest) -> Result<(), 
 }
 
 fn check_stream_config(found: &stream::Config, wanted: &stream::Config) -> Result<(), NatsError> {
+    check_owner(found, wanted)?;
+    check_settings(found, wanted)
+}
+
+/// Whether silo made the stream `found`, for this project.
+fn check_owner(found: &stream::Config, wanted: &stream::Config) -> Result<(), NatsError> {
     let description = found.description.clone().unwrap_or_default();
     // Another project whose name maps to the same stream name (`a.b` and
     // `a_b` are both `a_b`): silo's mark, another project's name.
@@ -136,6 +163,12 @@ fn check_stream_config(found: &stream::Config, wanted: &stream::Config) -> Resul
             description,
         });
     }
+    Ok(())
+}
+
+/// Whether the stream `found` has the settings JetStream cannot change
+/// that silo needs.
+fn check_settings(found: &stream::Config, wanted: &stream::Config) -> Result<(), NatsError> {
     let incompatible = |setting: &str, found: String, expected: String| {
         Err(NatsError::StreamIncompatible {
             stream: wanted.name.clone(),
