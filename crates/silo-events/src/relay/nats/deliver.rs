@@ -108,6 +108,20 @@ struct Durable {
     /// The last delivery sequence received; deliveries come in order on
     /// one subscription, so a jump means one was lost.
     last_dseq: Option<u64>,
+    /// Whether the durable acks cumulatively (`AckPolicy::All`: an ack
+    /// counts for every message below it too) rather than one by one (a
+    /// durable made by an earlier silo: see [`stream::acks_all`]).
+    acks_all: bool,
+}
+
+impl Durable {
+    /// Whether a copy of written message `sseq` may be acked now: always
+    /// one by one; cumulatively only when nothing held lies below it, as
+    /// the ack would count for that too. Left unacked, it is covered by
+    /// the next written batch's ack, or comes again after the ack wait.
+    fn may_ack_copy(&self, sseq: u64) -> bool {
+        !self.acks_all || self.held.range(..sseq).next().is_none()
+    }
 }
 
 /// A durable's state on the server, as [`bound`] needs it.
@@ -224,7 +238,13 @@ impl Delivery {
             service: service.clone(),
             bus: bus.clone(),
             stream: super::names::stream_name(&manifest.project),
-            durables: consumers.iter().map(|_| Durable::default()).collect(),
+            durables: consumers
+                .iter()
+                .map(|c| Durable {
+                    acks_all: stream::acks_all(c),
+                    ..Durable::default()
+                })
+                .collect(),
             consumers,
             rx,
             feeders,
@@ -264,7 +284,9 @@ impl Delivery {
                 match sseq {
                     // Written and acked already: a copy.
                     Some(s) if d.done.contains_key(&s) => {
-                        let _ = m.ack().await;
+                        if d.may_ack_copy(s) {
+                            let _ = m.ack().await;
+                        }
                     }
                     Some(s) => {
                         d.held.insert(s, (0, *m));
@@ -397,10 +419,20 @@ impl Delivery {
             return Ok(Written::default());
         }
         let written = self.write(stores, &ready).await?;
+        // A durable that acks cumulatively gets one ack, for its last
+        // message written: every message below it that it handed out is
+        // written here now (that is what made them ready) or was acked
+        // before.
+        let mut last: Vec<Option<u64>> = vec![None; self.durables.len()];
+        for (seq, i) in &ready {
+            last[*i] = Some(*seq);
+        }
         for (seq, i) in ready {
             let d = &mut self.durables[i];
             let mut reply = None;
-            if let Some((_, m)) = d.held.remove(&seq) {
+            if let Some((_, m)) = d.held.remove(&seq)
+                && (!d.acks_all || last[i] == Some(seq))
+            {
                 if let Err(e) = m.ack().await {
                     // It comes again after the ack wait; the inbox keeps it
                     // from doubling.
@@ -444,7 +476,9 @@ impl Delivery {
                 }
                 d.last_dseq = Some(d.last_dseq.unwrap_or(0).max(dseq));
                 if d.done.contains_key(&sseq) {
-                    let _ = m.ack().await;
+                    if d.may_ack_copy(sseq) {
+                        let _ = m.ack().await;
+                    }
                 } else {
                     d.held.insert(sseq, (dseq, *m));
                 }
