@@ -125,7 +125,7 @@ pub async fn relay_batch(
             continue;
         }
         let message = PublishMessage::build()
-            .payload(e.payload.clone().into())
+            .payload(std::mem::take(&mut e.payload).into())
             .headers(headers);
         let subject = subjects
             .entry(e.event_type.clone())
