@@ -419,6 +419,8 @@ async fn delivery_loop(
     let mut backoff = Backoff::new();
     let mut delivery: Option<Delivery> = None;
     let mut measured: Option<Instant> = None;
+    // With `once`: whether it ended with nothing left to deliver.
+    let mut caught_up = false;
     while !stopped(&stop) {
         let result = async {
             if delivery.is_none() {
@@ -494,6 +496,7 @@ async fn delivery_loop(
                     && *relayed.borrow()
                     && d.caught_up().await
                 {
+                    caught_up = true;
                     break;
                 }
             }
@@ -517,7 +520,9 @@ async fn delivery_loop(
         }
     }
     // What it pulled and did not write goes back to the stream at once.
-    if let Some(d) = delivery {
-        d.release().await;
+    match delivery {
+        Some(d) if caught_up => d.finish().await,
+        Some(d) => d.release().await,
+        None => {}
     }
 }
