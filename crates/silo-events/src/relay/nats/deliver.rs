@@ -332,11 +332,11 @@ impl Delivery {
                 let d = &mut self.durables[i];
                 match sseq {
                     // Written and acked already: a copy.
-                    Some(s) if d.done.contains_key(&s) => {
-                        if d.may_ack_copy(s) {
-                            let _ = m.ack().await;
-                        }
+                    Some(s) if d.done.contains_key(&s) && d.may_ack_copy(s) => {
+                        let _ = m.ack().await;
                     }
+                    // Left for a later ack (see [`Durable::may_ack_copy`]).
+                    Some(s) if d.done.contains_key(&s) => {}
                     Some(s) => {
                         d.held.insert(s, (0, *m));
                     }
