@@ -88,8 +88,6 @@ pub async fn relay_batch(
     let max_payload = bus.client.server_info().max_payload;
     let mut dead: Vec<(String, String, String)> = Vec::new();
     let mut acks = Vec::new();
-    // Each type's subject, made once per batch.
-    let mut subjects: BTreeMap<String, async_nats::Subject> = BTreeMap::new();
     for row in rows {
         let mut e = row.envelope;
         if !service.publishes.contains(&e.event_type) {
@@ -125,12 +123,9 @@ pub async fn relay_batch(
             continue;
         }
         let message = PublishMessage::build()
-            .payload(std::mem::take(&mut e.payload).into())
+            .payload(e.payload.clone().into())
             .headers(headers);
-        let subject = subjects
-            .entry(e.event_type.clone())
-            .or_insert_with(|| names::subject(&manifest.project, &e.event_type).into())
-            .clone();
+        let subject = names::subject(&manifest.project, &e.event_type);
         match bus.js.send_publish(subject, message).await {
             Ok(ack) => acks.push(((e.id, e.event_type), ack)),
             Err(err) => {

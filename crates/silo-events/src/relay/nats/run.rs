@@ -144,8 +144,7 @@ pub async fn set_up(
 
 /// Runs the relay and the delivery of every service in `services` until
 /// `stop` turns true (or, with `once`, until nothing is left to move: the
-/// relays and the deliveries side by side, each delivery ending once every
-/// relay has and its durables are caught up). Each relay checks payloads against
+/// relays first, then the deliveries). Each relay checks payloads against
 /// `contracts` (loaded once: [`Contracts::load`]).
 /// `counters` has one entry per service, in the same order.
 #[allow(clippy::too_many_arguments)]
@@ -159,10 +158,6 @@ pub async fn run(
     options: RunOptions,
     stop: watch::Receiver<bool>,
 ) {
-    // With `once`, a delivery ends only after every relay has: what they
-    // publish is for the deliveries to find. The two run side by side all
-    // the same, as they do without `once`.
-    let (relays_done, relayed) = watch::channel(false);
     let relays = services
         .iter()
         .zip(counters)
@@ -179,28 +174,22 @@ pub async fn run(
             };
             relay.run(stop.clone())
         });
-    let relays = async {
-        futures::future::join_all(relays).await;
-        let _ = relays_done.send(true);
-    };
     let deliveries = services
         .iter()
         .zip(counters)
         .filter(|(s, _)| !s.consumes.is_empty())
-        .map(|(s, c)| {
-            let relayed = relayed.clone();
-            delivery_loop(
-                stores,
-                manifest,
-                config,
-                s,
-                c,
-                options,
-                relayed,
-                stop.clone(),
-            )
-        });
-    futures::future::join(relays, futures::future::join_all(deliveries)).await;
+        .map(|(s, c)| delivery_loop(stores, manifest, config, s, c, options, stop.clone()));
+    if options.once {
+        // Everything published first, so that the deliveries find it.
+        futures::future::join_all(relays).await;
+        futures::future::join_all(deliveries).await;
+    } else {
+        futures::future::join(
+            futures::future::join_all(relays),
+            futures::future::join_all(deliveries),
+        )
+        .await;
+    }
 }
 
 fn stopped(stop: &watch::Receiver<bool>) -> bool {
@@ -417,7 +406,6 @@ fn routes_into(manifest: &Manifest, service: &Service) -> Vec<(String, Vec<Strin
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn delivery_loop(
     stores: &Stores,
     manifest: &Manifest,
@@ -425,9 +413,6 @@ async fn delivery_loop(
     service: &Service,
     counters: &Counters,
     options: RunOptions,
-    // Turns true once every relay of the run has ended: with `once`, the
-    // delivery ends only after that.
-    relayed: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = &service.name;
@@ -438,8 +423,6 @@ async fn delivery_loop(
     let mut holding = Backoff::between(HOLDING_FIRST, HOLDING_MAX);
     let mut delivery: Option<Delivery> = None;
     let mut measured: Option<Instant> = None;
-    // With `once`: whether it ended with nothing left to deliver.
-    let mut caught_up = false;
     while !stopped(&stop) {
         let result = async {
             if delivery.is_none() {
@@ -518,15 +501,7 @@ async fn delivery_loop(
                 backoff.reset();
                 gauge!(m::ROUTE_UP, &labels).set(1.0);
                 let d = delivery.as_ref().expect("set");
-                // The relays' end is read before the durables' state: then
-                // everything they published is counted in it.
-                if options.once
-                    && n == 0
-                    && d.held() == 0
-                    && *relayed.borrow()
-                    && d.caught_up().await
-                {
-                    caught_up = true;
+                if options.once && n == 0 && d.held() == 0 && d.caught_up().await {
                     break;
                 }
             }
@@ -553,9 +528,7 @@ async fn delivery_loop(
         }
     }
     // What it pulled and did not write goes back to the stream at once.
-    match delivery {
-        Some(d) if caught_up => d.finish().await,
-        Some(d) => d.release().await,
-        None => {}
+    if let Some(d) = delivery {
+        d.release().await;
     }
 }
