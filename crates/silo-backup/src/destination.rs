@@ -113,9 +113,8 @@ impl Destination {
             s3 @ BackupDestination::S3 { .. } => Destination::s3(&s3.to_string())?,
         };
         if svc.backup.as_ref().is_some_and(|p| p.encrypt) {
-            destination.encrypt_to = Some(crate::crypt::parse_recipients(
-                &manifest.backup.recipients,
-            )?);
+            destination.encrypt_to =
+                Some(crate::crypt::parse_recipients(&manifest.backup.recipients)?);
         }
         Ok(destination)
     }

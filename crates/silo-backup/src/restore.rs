@@ -209,7 +209,8 @@ pub async fn restore(
                 let _ = engine.drop_restore_target(service, &creds).await;
                 return Err(e);
             }
-            restored.credentials = Some(stores.secrets().path(&creds.service).display().to_string());
+            restored.credentials =
+                Some(stores.secrets().path(&creds.service).display().to_string());
             restored.store = creds.database;
         }
         (Target::Replace, Engine::Postgres) => {

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use serde_json::json;
+use silo_backup::restore::{self, Request, Target};
 use silo_backup::{BackupId, Destination};
 use silo_manifest::{Engine, Service};
-use silo_backup::restore::{self, Request, Target};
 
 use crate::cli::RestoreArgs;
 use crate::commands::backup::parse_id;
@@ -96,11 +96,7 @@ fn default_name(service: &Service, id: &BackupId) -> String {
         Engine::Postgres => {
             let stamp = id.as_str().to_ascii_lowercase().replace('-', "_");
             let tail = format!("_restored_{stamp}");
-            let base: String = service
-                .database
-                .chars()
-                .take(63 - 4 - tail.len())
-                .collect();
+            let base: String = service.database.chars().take(63 - 4 - tail.len()).collect();
             format!("{base}{tail}")
         }
     }
