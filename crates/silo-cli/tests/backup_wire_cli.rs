@@ -341,7 +341,7 @@ async fn replace_refuses_a_store_in_use_then_swaps_with_terminate() {
     assert!(out.contains("ended 1 session(s) of `orders`"), "{out}");
     let kept = out
         .lines()
-        .find_map(|l| l.strip_prefix("the previous store is kept as "))
+        .find_map(|l| l.strip_prefix("the previous store is kept as database "))
         .and_then(|l| l.split(';').next())
         .unwrap_or_else(|| panic!("no kept store named: {out}"))
         .to_string();

@@ -23,6 +23,14 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             &format!("replace the live store of service `{}`", service.name),
         )?;
     }
+    if args.keep_credentials && service.engine == Engine::Sqlite {
+        return Err(Failure::usage(miette::miette!(
+            help =
+                "leave out --keep-credentials: a SQLite store is a file the service opens by path",
+            "service `{}` is on SQLite, whose stores have no credentials to keep",
+            service.name
+        )));
+    }
     let failed = |e: silo_backup::BackupError| Failure {
         code: exit_code_of(&e),
         report: store_report(&format!("{}: ", service.name), &e),
@@ -78,10 +86,14 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
                 service.name
             );
         }
-        if let Some(previous) = &restored.previous {
-            outln!(
-                "the previous store is kept as {previous}; remove it once the service runs well"
-            );
+        match (&restored.previous, service.engine) {
+            (Some(previous), Engine::Postgres) => outln!(
+                "the previous store is kept as database {previous}; drop it once the service runs well"
+            ),
+            (Some(previous), Engine::Sqlite) => outln!(
+                "the previous store is kept at {previous}; remove it once the service runs well"
+            ),
+            (None, _) => {}
         }
     }
     Ok(ExitCode::SUCCESS)
