@@ -52,6 +52,10 @@ enum Place {
     },
 }
 
+/// An opened destination: its object store and the prefix backups live
+/// under.
+pub type Opened = (Arc<dyn ObjectStore>, ObjectPath);
+
 /// The backups found at a destination.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -162,10 +166,7 @@ impl Destination {
     /// The object store and the prefix backups live under, or `None` when
     /// a local folder does not exist yet and `create` is false (nothing
     /// was ever written there).
-    pub fn open(
-        &self,
-        create: bool,
-    ) -> Result<Option<(Arc<dyn ObjectStore>, ObjectPath)>, BackupError> {
+    pub fn open(&self, create: bool) -> Result<Option<Opened>, BackupError> {
         match &self.place {
             Place::Local(dir) => {
                 if !dir.exists() {
@@ -186,7 +187,7 @@ impl Destination {
         }
     }
 
-    fn opened(&self) -> Result<(Arc<dyn ObjectStore>, ObjectPath), BackupError> {
+    fn opened(&self) -> Result<Opened, BackupError> {
         Ok(self.open(true)?.expect("made when asked to"))
     }
 
