@@ -583,3 +583,35 @@ async fn an_s3_destination_from_the_manifest() {
         .success();
     assert_restored(&url_of(dir, &into)).await;
 }
+
+#[tokio::test]
+async fn keep_credentials_gives_the_new_store_to_the_services_role() {
+    let admin = admin_url();
+    let prefix = Prefix::new();
+    let dir = project(&admin, &prefix, &[], "").await;
+    let dir = dir.path();
+    backup(&admin, dir, "orders");
+    let into = prefix.name("kept");
+    silo(&admin, dir)
+        .args(["restore", "orders", "--into", &into, "--keep-credentials"])
+        .assert()
+        .success();
+    let url = url::Url::parse(&url_of(dir, &into)).unwrap();
+    let live = url::Url::parse(&url_of(dir, "orders")).unwrap();
+    assert_eq!(url.username(), prefix.name("orders_svc"));
+    assert_eq!(url.password(), live.password());
+    assert_eq!(url.path(), format!("/{into}"));
+    assert_eq!(mode(&secrets(dir, &into)), 0o600);
+    assert_restored(url.as_str()).await;
+    assert_eq!(
+        scalar(
+            &admin,
+            &format!(
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = '{into}'"
+            )
+        )
+        .await
+        .unwrap(),
+        prefix.name("orders_svc")
+    );
+}
