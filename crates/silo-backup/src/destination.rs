@@ -146,12 +146,6 @@ impl Destination {
         })
     }
 
-    /// The same destination with its files encrypted to `recipients`.
-    pub fn encrypted_to(mut self, recipients: Vec<x25519::Recipient>) -> Self {
-        self.encrypt_to = Some(recipients);
-        self
-    }
-
     /// The destination as shown to the user.
     pub fn shown(&self) -> &str {
         &self.shown

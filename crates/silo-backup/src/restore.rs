@@ -23,11 +23,14 @@ use crate::sqlite::{SCHEMA_FILE, remove_with_sidecars};
 /// Where a restore goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A new store of the service named NAME (SQLite: the file
-    /// `<data_dir>/<service>/<NAME>.sqlite3`), beside the live one.
+    /// A new store of the service named NAME, beside the live one
+    /// (SQLite: the file `<data_dir>/<service>/<NAME>.sqlite3`;
+    /// PostgreSQL: database NAME made by silo-store, with a role and
+    /// credentials of its own unless `keep_credentials`).
     New(String),
     /// The service's live store, swapped only after the restored copy
-    /// checked out; the old one is kept beside it.
+    /// checked out; the old one is kept beside it (PostgreSQL: the copy is
+    /// a closed-off database under the service's role until the swap).
     Replace,
     /// A scratch store, dropped after the checks: the restore drill.
     Scratch,
