@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use silo_backup::Destination;
 use silo_backup::restore::{self, Request, Target};
+use silo_backup::{BackupId, Destination};
+use silo_manifest::{Engine, Service};
 
 use crate::cli::RestoreArgs;
 use crate::commands::backup::parse_id;
@@ -22,6 +23,14 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             &format!("replace the live store of service `{}`", service.name),
         )?;
     }
+    if args.keep_credentials && service.engine == Engine::Sqlite {
+        return Err(Failure::usage(miette::miette!(
+            help =
+                "leave out --keep-credentials: a SQLite store is a file the service opens by path",
+            "service `{}` is on SQLite, whose stores have no credentials to keep",
+            service.name
+        )));
+    }
     let failed = |e: silo_backup::BackupError| Failure {
         code: exit_code_of(&e),
         report: store_report(&format!("{}: ", service.name), &e),
@@ -37,7 +46,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             let meta = restore::choose(&destination, backup.as_ref(), from, service)
                 .await
                 .map_err(failed)?;
-            let name = format!("restored-{}", meta.id);
+            let name = default_name(service, &meta.id);
             backup = Some(meta.id);
             Target::New(name)
         }
@@ -47,6 +56,8 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
         from_service: from,
         into,
         data_dir: &ctx.manifest.data_dir,
+        keep_credentials: args.keep_credentials,
+        terminate: args.terminate,
     };
     let restored = restore::restore(&ctx.stores, service, &destination, &request)
         .await
@@ -65,11 +76,40 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             restored.tables.len(),
             restored.tables.values().sum::<u64>()
         );
-        if let Some(previous) = &restored.previous {
+        if let Some(credentials) = &restored.credentials {
+            outln!("its credentials are in {credentials}");
+        }
+        if restored.terminated > 0 {
             outln!(
-                "the previous store is kept at {previous}; remove it once the service runs well"
+                "ended {} session(s) of `{}` on the live store",
+                restored.terminated,
+                service.name
             );
+        }
+        match (&restored.previous, service.engine) {
+            (Some(previous), Engine::Postgres) => outln!(
+                "the previous store is kept as database {previous}; drop it once the service runs well"
+            ),
+            (Some(previous), Engine::Sqlite) => outln!(
+                "the previous store is kept at {previous}; remove it once the service runs well"
+            ),
+            (None, _) => {}
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store a restore without --into or --replace makes: SQLite's file
+/// `restored-<id>`; PostgreSQL's database `<database>_restored_<time>`
+/// (lower snake case, within 63 bytes with its role's `_svc`).
+fn default_name(service: &Service, id: &BackupId) -> String {
+    match service.engine {
+        Engine::Sqlite => format!("restored-{id}"),
+        Engine::Postgres => {
+            let stamp = id.as_str().to_ascii_lowercase().replace('-', "_");
+            let tail = format!("_restored_{stamp}");
+            let base: String = service.database.chars().take(63 - 4 - tail.len()).collect();
+            format!("{base}{tail}")
+        }
+    }
 }
