@@ -117,6 +117,39 @@ pub enum BackupError {
     #[diagnostic(code(silo::backup::history))]
     History(#[source] silo_migrate::MigrateError),
 
+    /// A pgBackRest command ran and failed.
+    #[error("pgbackrest {command} of stanza `{stanza}` failed ({status}):\n{stderr}")]
+    #[diagnostic(code(silo::backup::pgbackrest))]
+    PgbackrestFailed {
+        command: String,
+        stanza: String,
+        status: String,
+        /// pgBackRest's own error output (the password is never on its
+        /// command line or in its config).
+        stderr: String,
+        #[help]
+        help: String,
+    },
+
+    /// A restore that would overwrite what it must not.
+    #[error("{reason}")]
+    #[diagnostic(code(silo::backup::restore_refused))]
+    RestoreRefused {
+        reason: String,
+        #[help]
+        help: String,
+    },
+
+    /// A recovery target time silo cannot read.
+    #[error("`{text}` is not a time with its offset")]
+    #[diagnostic(
+        code(silo::backup::bad_target_time),
+        help(
+            "write the time and its UTC offset, such as \"2026-11-28 05:10:00+00\" or 2026-11-28T06:10:00+01:00 (fractions of a second are allowed)"
+        )
+    )]
+    BadTargetTime { text: String },
+
     /// What silo cannot back up or restore yet.
     #[error("{0}")]
     #[diagnostic(code(silo::backup::unsupported))]
@@ -314,7 +347,7 @@ impl BackupError {
         match self {
             BackupError::Store(e) => e.exit_code(),
             BackupError::History(e) => e.exit_code(),
-            BackupError::BadDestination { .. } => 2,
+            BackupError::BadDestination { .. } | BackupError::BadTargetTime { .. } => 2,
             _ => 1,
         }
     }
