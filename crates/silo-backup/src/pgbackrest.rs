@@ -768,7 +768,8 @@ fn refuse_running(dir: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-fn unix_to_text(secs: i64) -> String {
+/// Unix seconds as `2026-11-28 05:10:00+00`.
+pub fn unix_to_text(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S+00").to_string())
         .unwrap_or_else(|| secs.to_string())
