@@ -148,6 +148,12 @@ async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
     let names: Vec<String> = args.service.iter().cloned().collect();
     let (pitr, services) = restore_pitr::split(ctx.select(&names)?);
     let pitr = restore_pitr::list(&pitr, args.json).await;
+    if services.is_empty() {
+        if args.json {
+            print_json(&json!({ "services": pitr.json_rows }));
+        }
+        return Ok(pitr.worse(ExitCode::SUCCESS));
+    }
     let mut found = Vec::new();
     for service in services {
         let destination = Destination::of(&ctx.manifest, &service.name)
