@@ -118,12 +118,11 @@ pub enum BackupError {
     History(#[source] silo_migrate::MigrateError),
 
     /// A pgBackRest command ran and failed.
-    #[error("pgbackrest {command} of stanza `{stanza}` failed ({status}):\n{stderr}")]
+    #[error("{what}:\n{stderr}")]
     #[diagnostic(code(silo::backup::pgbackrest))]
     PgbackrestFailed {
-        command: String,
-        stanza: String,
-        status: String,
+        /// `pgbackrest backup of stanza `battles` failed (exit status: 87)`.
+        what: String,
         /// pgBackRest's own error output (the password is never on its
         /// command line or in its config).
         stderr: String,

@@ -9,9 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use silo_backup::BackupError;
-use silo_backup::pgbackrest::{
-    Pgbackrest, Retention, RestoreRequest, ServerAccess, wait_archived,
-};
+use silo_backup::pgbackrest::{Pgbackrest, RestoreRequest, Retention, ServerAccess, wait_archived};
 use silo_manifest::PgbackrestSettings;
 use silo_testkit::TempServer;
 use sqlx::{Connection, PgConnection};
@@ -158,7 +156,10 @@ async fn restore_to_a_time_brings_back_what_was_committed_before_it_and_nothing_
         .await
         .unwrap();
     assert_eq!(restored.backup, full.label);
-    assert!(!restored.archives, "a copy beside the live server does not archive");
+    assert!(
+        !restored.archives,
+        "a copy beside the live server does not archive"
+    );
 
     let copy = TempServer::start_in(copy_dir, server.password.clone());
     let mut conn = connect(&copy).await;
@@ -223,9 +224,15 @@ async fn a_restore_over_a_running_servers_data_directory_is_refused() {
         );
     }
     // Nothing was touched, and the server still answers.
-    assert_eq!(std::fs::read_dir(server.data_dir()).unwrap().count(), before);
+    assert_eq!(
+        std::fs::read_dir(server.data_dir()).unwrap().count(),
+        before
+    );
     let mut conn = connect(&server).await;
-    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(one, 1);
 
     // A folder with files in it is not a restore target without replace.

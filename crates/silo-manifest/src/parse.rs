@@ -590,7 +590,10 @@ fn backup_method(
             if let Some(value) = value {
                 problems.add(
                     value.span(),
-                    format!("`{key}` is a pgBackRest setting, and service `{}` is backed up by dumps", service.name),
+                    format!(
+                        "`{key}` is a pgBackRest setting, and service `{}` is backed up by dumps",
+                        service.name
+                    ),
                     Some("add `method = \"pgbackrest\"`, or remove it".into()),
                 );
             }
@@ -627,7 +630,9 @@ fn backup_method(
             Some("write `repository = \"/var/lib/pgbackrest/...\"` instead".into()),
         );
     }
-    let absolute = |text: &str| normalize(&std::path::absolute(root.join(text)).unwrap_or_else(|_| root.join(text)));
+    let absolute = |text: &str| {
+        normalize(&std::path::absolute(root.join(text)).unwrap_or_else(|_| root.join(text)))
+    };
     let pg_data = match &raw.pg_data {
         None => {
             problems.add(
@@ -649,7 +654,11 @@ fn backup_method(
     };
     let repository = match &raw.repository {
         Some(r) if r.get_ref().trim().is_empty() => {
-            problems.add(r.span(), "the repository is empty".into(), Some("give a folder, absolute or relative to the folder of silo.toml".into()));
+            problems.add(
+                r.span(),
+                "the repository is empty".into(),
+                Some("give a folder, absolute or relative to the folder of silo.toml".into()),
+            );
             PathBuf::new()
         }
         Some(r) => absolute(r.get_ref()),

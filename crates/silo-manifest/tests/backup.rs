@@ -381,7 +381,9 @@ fn pgbackrest_on_an_instance_service_resolves_with_defaults() {
     assert_eq!(settings.stanza, "bs-battles");
     assert_eq!(policy.keep, Some(3));
 
-    let m = manifest(&format!("{HEAD}{INSTANCE}[services.battles.backup]\nkeep = 3\n"));
+    let m = manifest(&format!(
+        "{HEAD}{INSTANCE}[services.battles.backup]\nkeep = 3\n"
+    ));
     let policy = m.service("battles").unwrap().backup.clone().unwrap();
     assert_eq!(policy.method, silo_manifest::BackupMethod::Dump);
 }
@@ -421,16 +423,8 @@ fn pgbackrest_refusals_point_at_their_values() {
     for (extra, line, says) in [
         ("method = \"rsync\"\n", 8, "unknown backup method `rsync`"),
         ("stanza = \"a b\"\n", 10, "invalid stanza name"),
-        (
-            "repository = \"/pg/backups\"\n",
-            10,
-            "overlap",
-        ),
-        (
-            "destination = \"/b\"\n",
-            10,
-            "goes to its `repository`",
-        ),
+        ("repository = \"/pg/backups\"\n", 10, "overlap"),
+        ("destination = \"/b\"\n", 10, "goes to its `repository`"),
     ] {
         let text = if extra.starts_with("method") {
             format!("{HEAD}{INSTANCE}[services.battles.backup]\n{extra}pg_data = \"/pg\"\n")

@@ -182,7 +182,10 @@ async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
                 }),
             })
             .collect();
-        let rows: Vec<_> = rows.into_iter().chain(pitr.json_rows.iter().cloned()).collect();
+        let rows: Vec<_> = rows
+            .into_iter()
+            .chain(pitr.json_rows.iter().cloned())
+            .collect();
         print_json(&json!({ "services": rows }));
     } else {
         let mut t = table(&[
