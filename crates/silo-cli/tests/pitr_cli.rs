@@ -19,6 +19,8 @@ use common::{json, silo};
 
 const BOUND: Duration = Duration::from_secs(60);
 
+// A test's own note on stderr, not the CLI's output.
+#[allow(clippy::disallowed_macros)]
 fn pgbackrest_or_skip(test: &str) -> bool {
     let found = std::process::Command::new("pgbackrest")
         .arg("version")
