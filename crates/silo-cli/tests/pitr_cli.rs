@@ -162,6 +162,9 @@ async fn setup_backup_list_and_restore_to_a_time() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The dump drill does not take pgBackRest services.
+    let out = silo(&["backup", "verify", "battles"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
     // Without a time, and a time without its offset: usage errors.
     let out = silo(&["restore", "battles", "--into", "/tmp/x"])
         .output()

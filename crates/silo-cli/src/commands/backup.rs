@@ -232,7 +232,8 @@ async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
 }
 
 async fn verify(ctx: &Context, args: &BackupVerifyArgs) -> CmdResult {
-    let services = ctx.select(&args.services)?;
+    let (pitr, services) = restore_pitr::split(ctx.select(&args.services)?);
+    restore_pitr::not_verified(!args.services.is_empty(), &pitr)?;
     let id = parse_id(args.backup.as_deref())?;
     let bar = progress(services.len(), "verifying");
     let results = ctx

@@ -336,6 +336,33 @@ pub async fn list(services: &[&Service], as_json: bool) -> Taken {
     Taken { json_rows, code }
 }
 
+/// `silo backup verify` and pgBackRest services: its drill restores dumps.
+/// Named on the command line, they are a usage error; among all services,
+/// they are left out with a note.
+pub fn not_verified(named: bool, pitr: &[&Service]) -> Result<(), Failure> {
+    let Some(first) = pitr.first() else {
+        return Ok(());
+    };
+    if named {
+        return Err(Failure::usage(miette::miette!(
+            help = format!(
+                "prove a pgBackRest backup by restoring it: `silo restore {} --to-time TIME --into DIR`, then start a server on DIR",
+                first.name
+            ),
+            "service `{}` is backed up with pgBackRest; `silo backup verify` restores dumps",
+            first.name
+        )));
+    }
+    for s in pitr {
+        errln!(
+            "{}: not verified (backed up with pgBackRest): restore it with `silo restore {} --to-time TIME --into DIR`",
+            s.name,
+            s.name
+        );
+    }
+    Ok(())
+}
+
 /// `silo restore SERVICE --to-time TIME --into DIR`: point-in-time
 /// recovery of a pgBackRest service into a new data directory (or, with
 /// `--replace --yes`, over the stopped server's own).
