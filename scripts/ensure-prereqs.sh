@@ -3,7 +3,8 @@
 # the PostgreSQL server binaries, a PostgreSQL server answering on
 # 127.0.0.1:5432 (started if it is installed but down), and the
 # nats-server binary (the nats bus's tests start servers of their own),
-# and moto's S3 server (the S3 destination's tests start their own).
+# moto's S3 server (the S3 destination's tests start their own), and
+# pgbackrest (the point-in-time recovery tests run it).
 # With --build, only what building silo needs (`make demo` runs on SQLite).
 set -euo pipefail
 
@@ -67,6 +68,21 @@ if [ -z "${SILO_TEST_MOTO_SERVER:-}" ] && ! python3 -c 'import moto.server, flas
       echo "warning: could not install moto[server]; the S3 tests will skip (pip install 'moto[server]')" >&2
   else
     echo "warning: python3 with pip not found; the S3 tests will skip (pip install 'moto[server]')" >&2
+  fi
+fi
+
+# The pgBackRest method's tests start throwaway servers that archive WAL
+# into a repository with the pgbackrest binary (Debian packages 2.45).
+# Without it (and no apt-get to install it) those tests say why and skip,
+# except under CI, where they fail.
+if ! command -v pgbackrest >/dev/null && [ -z "${SILO_PGBACKREST:-}" ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "pgbackrest is missing; installing it" >&2
+    (apt-get install -y -qq pgbackrest >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq pgbackrest >/dev/null; }) ||
+      echo "warning: could not install pgbackrest; the pgBackRest tests will skip (apt-get install pgbackrest)" >&2
+  else
+    echo "warning: pgbackrest not found; the pgBackRest tests will skip (Debian: apt-get install pgbackrest)" >&2
   fi
 fi
 

@@ -117,6 +117,38 @@ pub enum BackupError {
     #[diagnostic(code(silo::backup::history))]
     History(#[source] silo_migrate::MigrateError),
 
+    /// A pgBackRest command ran and failed.
+    #[error("{what}:\n{stderr}")]
+    #[diagnostic(code(silo::backup::pgbackrest))]
+    PgbackrestFailed {
+        /// `pgbackrest backup of stanza `battles` failed (exit status: 87)`.
+        what: String,
+        /// pgBackRest's own error output (the password is never on its
+        /// command line or in its config).
+        stderr: String,
+        #[help]
+        help: String,
+    },
+
+    /// A restore that would overwrite what it must not.
+    #[error("{reason}")]
+    #[diagnostic(code(silo::backup::restore_refused))]
+    RestoreRefused {
+        reason: String,
+        #[help]
+        help: String,
+    },
+
+    /// A recovery target time silo cannot read.
+    #[error("`{text}` is not a time with its offset")]
+    #[diagnostic(
+        code(silo::backup::bad_target_time),
+        help(
+            "write the time and its UTC offset, such as \"2026-11-28 05:10:00+00\" or 2026-11-28T06:10:00+01:00 (fractions of a second are allowed)"
+        )
+    )]
+    BadTargetTime { text: String },
+
     /// What silo cannot back up or restore yet.
     #[error("{0}")]
     #[diagnostic(code(silo::backup::unsupported))]
@@ -322,7 +354,8 @@ impl BackupError {
             | BackupError::BadRecipient { .. }
             | BackupError::NoRecipients
             | BackupError::IdentityNotSet { .. }
-            | BackupError::BadIdentity { .. } => 2,
+            | BackupError::BadIdentity { .. }
+            | BackupError::BadTargetTime { .. } => 2,
             _ => 1,
         }
     }

@@ -22,6 +22,8 @@
 //!   delete), one code path for local folders and S3.
 //! - [`s3`]: `s3://bucket/prefix` destinations, configured from `AWS_*`.
 //! - [`crypt`]: age encryption of a backup's files.
+//! - [`pgbackrest`]: point-in-time recovery of a service's own server
+//!   (`method = "pgbackrest"`) with the `pgbackrest` binary.
 //!
 //! Engines write a backup's files into a local staging folder and read
 //! them back from one; the destination moves finished folders in and out.
@@ -32,6 +34,7 @@ pub mod destination;
 pub mod error;
 pub mod meta;
 pub mod objects;
+pub mod pgbackrest;
 pub mod postgres;
 pub mod restore;
 pub mod retention;

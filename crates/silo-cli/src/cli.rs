@@ -286,6 +286,13 @@ pub enum Command {
     /// checked out and keeps the old one beside it, named in the output;
     /// sessions still on the live store make it refuse unless --terminate
     /// (stop the service first).
+    ///
+    /// A service with `method = "pgbackrest"` is restored to a point in
+    /// time: --to-time TIME --into DIR restores its server's data
+    /// directory into the new folder DIR, from the newest backup that
+    /// finished before TIME, to replay the archived WAL up to TIME when a
+    /// server starts on it. --replace --yes restores over the server's own
+    /// data directory, only once that server is stopped.
     Restore(RestoreArgs),
 }
 
@@ -315,6 +322,25 @@ pub enum BackupCommand {
     /// The newest backup of each service, or --backup ID. Exit 1 when one
     /// is damaged, missing or does not match.
     Verify(BackupVerifyArgs),
+
+    /// For a service with `method = "pgbackrest"`: write pgBackRest's
+    /// config, print the server settings that archive WAL, check them
+    ///
+    /// silo does not change the server's configuration: add the two
+    /// printed lines (archive_mode, archive_command) to its
+    /// postgresql.conf and restart it. The command then creates the stanza
+    /// and runs `pgbackrest check` (a WAL switch that must reach the
+    /// repository); exit 1 while archiving does not work.
+    Setup(BackupSetupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupSetupArgs {
+    /// The service backed up with pgBackRest
+    pub service: String,
+    /// Print one JSON document instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -347,13 +373,18 @@ pub struct RestoreArgs {
     pub backup: Option<String>,
     /// Restore into a new store of this name beside the live one
     /// (PostgreSQL: a database NAME with a role NAME_svc and new
-    /// credentials in secrets/NAME.env)
-    #[arg(long, value_name = "NAME", conflicts_with = "replace")]
+    /// credentials in secrets/NAME.env; with --to-time: a new data
+    /// directory, DIR)
+    #[arg(long, value_name = "NAME|DIR", conflicts_with = "replace")]
     pub into: Option<String>,
     /// PostgreSQL: the new store belongs to the service's own role and
     /// password instead of a new role with new credentials
     #[arg(long, conflicts_with = "replace")]
     pub keep_credentials: bool,
+    /// Point-in-time recovery to this time, for a service with `method =
+    /// "pgbackrest"`: "2026-11-28 05:10:00+00" (the UTC offset is required)
+    #[arg(long, value_name = "TIME")]
+    pub to_time: Option<String>,
     /// Replace the live store once the restored copy checked out
     #[arg(long)]
     pub replace: bool,

@@ -32,6 +32,62 @@ pub struct BackupPolicy {
     /// Every this many backups, the daemon restores the newest into a
     /// scratch store to prove it (`silo backup verify`).
     pub verify_every: Option<u32>,
+    /// How the backups are taken: logical dumps (the default), or
+    /// pgBackRest on the service's own server for point-in-time recovery.
+    pub method: BackupMethod,
+}
+
+/// How a service is backed up (`method = "dump"` or `"pgbackrest"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BackupMethod {
+    /// A logical dump of the service's store, as its own role, into the
+    /// policy's destination.
+    #[default]
+    Dump,
+    /// pgBackRest backups of the service's whole server (instance
+    /// isolation only), with its WAL archived for point-in-time recovery.
+    Pgbackrest(PgbackrestSettings),
+}
+
+/// What pgBackRest needs to back up one service's server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgbackrestSettings {
+    /// The repository folder, absolute (`repository`; default
+    /// `<data_dir>/pgbackrest/<service>`).
+    pub repository: PathBuf,
+    /// The server's data directory, absolute (`pg_data`).
+    pub pg_data: PathBuf,
+    /// The stanza name (`stanza`; default the service's name).
+    pub stanza: String,
+}
+
+impl BackupPolicy {
+    /// The pgBackRest settings, when the service is backed up that way.
+    pub fn pgbackrest(&self) -> Option<&PgbackrestSettings> {
+        match &self.method {
+            BackupMethod::Pgbackrest(settings) => Some(settings),
+            BackupMethod::Dump => None,
+        }
+    }
+}
+
+/// Checks a pgBackRest stanza name: letters, digits, `_`, `-` and `.`
+/// (it names folders in the repository and a section of the config file).
+pub(crate) fn check_stanza(name: &str) -> Result<(), Refusal> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            format!("invalid stanza name `{name}`"),
+            Some("a stanza is 1 to 64 letters, digits, `_`, `-` and `.`, starting with a letter or digit; leave `stanza` out to use the service's name".into()),
+        ))
+    }
 }
 
 /// `[backup]` and `[defaults] backup_before_migrate`: project-wide backup

@@ -27,7 +27,10 @@ mod parse;
 
 use std::path::{Path, PathBuf};
 
-pub use backup::{BackupDestination, BackupPolicy, BackupSchedule, BackupSettings};
+pub use backup::{
+    BackupDestination, BackupMethod, BackupPolicy, BackupSchedule, BackupSettings,
+    PgbackrestSettings,
+};
 pub use error::{LoadError, ManifestError, Problem, line_column};
 pub use model::{
     AuditSettings, Bus, Compatibility, Declared, Engine, EventsSettings, Isolation, LintSettings,

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backup::{
-    BackupDestination, BackupPolicy, BackupSchedule, BackupSettings, Refusal, check_recipient,
-    parse_cron, parse_destination, parse_retention, parse_timezone,
+    BackupDestination, BackupMethod, BackupPolicy, BackupSchedule, BackupSettings,
+    PgbackrestSettings, Refusal, check_recipient, check_stanza, parse_cron, parse_destination,
+    parse_retention, parse_timezone,
 };
 use crate::error::{LineIndex, Problem};
 use crate::model::{
@@ -71,6 +72,10 @@ struct RawBackup {
     destination: Option<Spanned<String>>,
     encrypt: Option<Spanned<bool>>,
     verify_every: Option<Spanned<i64>>,
+    method: Option<Spanned<String>>,
+    repository: Option<Spanned<String>>,
+    pg_data: Option<Spanned<String>>,
+    stanza: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -276,6 +281,9 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         .backup
         .as_ref()
         .map(|b| partial_policy(b, &root, no_recipients, &mut problems));
+    if let Some(defaults) = &raw.defaults.backup {
+        refuse_method_defaults(defaults, &mut problems);
+    }
 
     let mut located = Vec::new();
     for (name, raw_service) in &raw.services {
@@ -301,6 +309,12 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
                 &mut problems,
             );
             l.service.backup = policy;
+            if let Some(own) = &raw_service.get_ref().backup {
+                let method = backup_method(own, &l.service, &data_dir, &root, &mut problems);
+                if let Some(policy) = &mut l.service.backup {
+                    policy.method = method;
+                }
+            }
             l.destination = destination;
             located.push(l);
         }
@@ -511,8 +525,177 @@ fn backup_policy(
         destination: destination.0.clone(),
         encrypt: own.encrypt.or(defaults.encrypt).unwrap_or(false),
         verify_every: own.verify_every.or(defaults.verify_every),
+        method: BackupMethod::Dump,
     };
     (Some(policy), destination)
+}
+
+/// `method` and the pgBackRest keys name one server: they belong to a
+/// service's own `[services.<name>.backup]`, not to `[defaults.backup]`.
+fn refuse_method_defaults(raw: &RawBackup, problems: &mut Problems) {
+    if let Some(method) = &raw.method
+        && method.get_ref() != "dump"
+    {
+        problems.add(
+            method.span(),
+            format!("`method = \"{}\"` in `[defaults.backup]`: the method is chosen per service", method.get_ref()),
+            Some("set `method = \"pgbackrest\"` with its `pg_data` in each `[services.<name>.backup]` that uses it".into()),
+        );
+    }
+    for (key, value) in [
+        ("repository", &raw.repository),
+        ("pg_data", &raw.pg_data),
+        ("stanza", &raw.stanza),
+    ] {
+        if let Some(value) = value {
+            problems.add(
+                value.span(),
+                format!("`{key}` in `[defaults.backup]`: it names one service's server"),
+                Some(format!("set `{key}` in the `[services.<name>.backup]` of the service with `method = \"pgbackrest\"`")),
+            );
+        }
+    }
+}
+
+/// A service's backup method from its own `[services.<name>.backup]`:
+/// `"dump"` (the default) or `"pgbackrest"`, which backs up the service's
+/// whole server and so needs a server of its own (PostgreSQL, `instance`
+/// isolation) and that server's data directory.
+fn backup_method(
+    raw: &RawBackup,
+    service: &Service,
+    data_dir: &Path,
+    root: &Path,
+    problems: &mut Problems,
+) -> BackupMethod {
+    let is_pgbackrest = match &raw.method {
+        None => false,
+        Some(m) if m.get_ref() == "dump" => false,
+        Some(m) if m.get_ref() == "pgbackrest" => true,
+        Some(m) => {
+            problems.add(
+                m.span(),
+                format!("unknown backup method `{}`", m.get_ref()),
+                Some("use `\"dump\"` (logical dumps, the default) or `\"pgbackrest\"` (point-in-time recovery of a service's own server)".into()),
+            );
+            return BackupMethod::Dump;
+        }
+    };
+    if !is_pgbackrest {
+        for (key, value) in [
+            ("repository", &raw.repository),
+            ("pg_data", &raw.pg_data),
+            ("stanza", &raw.stanza),
+        ] {
+            if let Some(value) = value {
+                problems.add(
+                    value.span(),
+                    format!(
+                        "`{key}` is a pgBackRest setting, and service `{}` is backed up by dumps",
+                        service.name
+                    ),
+                    Some("add `method = \"pgbackrest\"`, or remove it".into()),
+                );
+            }
+        }
+        return BackupMethod::Dump;
+    }
+    let method = raw.method.as_ref().expect("method is pgbackrest");
+    if service.engine != Engine::Postgres || service.isolation != Isolation::Instance {
+        problems.add(
+            method.span(),
+            format!(
+                "`method = \"pgbackrest\"` backs up a whole server, and service `{}` is on {} with `{}` isolation",
+                service.name,
+                service.engine,
+                service.isolation.as_str()
+            ),
+            Some("pgBackRest needs a PostgreSQL server of the service's own: `engine = \"postgres\"` with `isolation = \"instance\"`; otherwise leave `method` out (logical dumps)".into()),
+        );
+        return BackupMethod::Dump;
+    }
+    if let Some(encrypt) = &raw.encrypt
+        && *encrypt.get_ref()
+    {
+        problems.add(
+            encrypt.span(),
+            "`encrypt = true` with `method = \"pgbackrest\"`: silo encrypts dumps only".into(),
+            Some("set `encrypt = false` here and protect the repository folder (mode 0700, owned by the server's OS user)".into()),
+        );
+    }
+    if let Some(destination) = &raw.destination {
+        problems.add(
+            destination.span(),
+            "`destination` is where dumps go; a pgBackRest backup goes to its `repository`".into(),
+            Some("write `repository = \"/var/lib/pgbackrest/...\"` instead".into()),
+        );
+    }
+    let absolute = |text: &str| {
+        normalize(&std::path::absolute(root.join(text)).unwrap_or_else(|_| root.join(text)))
+    };
+    let pg_data = match &raw.pg_data {
+        None => {
+            problems.add(
+                method.span(),
+                format!("service `{}` is backed up with pgBackRest but has no `pg_data`", service.name),
+                Some("add `pg_data = \"/var/lib/postgresql/15/main\"`: the data directory of the service's server, on this host".into()),
+            );
+            PathBuf::new()
+        }
+        Some(p) if !Path::new(p.get_ref()).is_absolute() => {
+            problems.add(
+                p.span(),
+                format!("`pg_data = \"{}\"` is not an absolute path", p.get_ref()),
+                Some("give the server's data directory as an absolute path, such as `/var/lib/postgresql/15/main` (`SHOW data_directory;` prints it)".into()),
+            );
+            PathBuf::new()
+        }
+        Some(p) => normalize(Path::new(p.get_ref())),
+    };
+    let repository = match &raw.repository {
+        Some(r) if r.get_ref().trim().is_empty() => {
+            problems.add(
+                r.span(),
+                "the repository is empty".into(),
+                Some("give a folder, absolute or relative to the folder of silo.toml".into()),
+            );
+            PathBuf::new()
+        }
+        Some(r) => absolute(r.get_ref()),
+        // The data dir is relative to the current folder already.
+        None => {
+            let default = data_dir.join("pgbackrest").join(&service.name);
+            normalize(&std::path::absolute(&default).unwrap_or(default))
+        }
+    };
+    if !pg_data.as_os_str().is_empty()
+        && (holds(&pg_data, &repository) || holds(&repository, &pg_data))
+    {
+        let span = raw.repository.as_ref().map_or(method.span(), |r| r.span());
+        problems.add(
+            span,
+            format!(
+                "the repository `{}` and the data directory `{}` overlap",
+                repository.display(),
+                pg_data.display()
+            ),
+            Some("keep the repository out of the data directory (a restore replaces the data directory) and the other way round".into()),
+        );
+    }
+    let stanza = match &raw.stanza {
+        Some(s) => {
+            if let Err(refusal) = check_stanza(s.get_ref()) {
+                problems.refuse(s.span(), refusal);
+            }
+            s.get_ref().clone()
+        }
+        None => service.name.clone(),
+    };
+    BackupMethod::Pgbackrest(PgbackrestSettings {
+        repository,
+        pg_data,
+        stanza,
+    })
 }
 
 /// No two services back up into the same place, or one into the other's:

@@ -348,3 +348,103 @@ fn every_bad_value_is_reported_at_once() {
     let at: Vec<_> = all.iter().map(|p| (p.line, p.column)).collect();
     assert_eq!(at, [(4, 12), (5, 13), (6, 8), (7, 15)], "{all:#?}");
 }
+
+/// A service on a server of its own, as `method = "pgbackrest"` needs.
+const INSTANCE: &str = "[services.battles]\nengine = \"postgres\"\nisolation = \"instance\"\nurl_env = \"BATTLES_PG_URL\"\n";
+
+#[test]
+fn pgbackrest_on_an_instance_service_resolves_with_defaults() {
+    let m = manifest(&format!(
+        "{HEAD}{INSTANCE}[services.battles.backup]\nmethod = \"pgbackrest\"\npg_data = \"/var/lib/postgresql/15/battles\"\n"
+    ));
+    let policy = m.service("battles").unwrap().backup.clone().unwrap();
+    let settings = policy.pgbackrest().expect("pgbackrest");
+    assert_eq!(
+        settings.pg_data,
+        PathBuf::from("/var/lib/postgresql/15/battles")
+    );
+    assert_eq!(
+        settings.repository,
+        PathBuf::from("/srv/proj/.silo/pgbackrest/battles")
+    );
+    assert_eq!(settings.stanza, "battles");
+
+    let m = manifest(&format!(
+        "{HEAD}{INSTANCE}[services.battles.backup]\nmethod = \"pgbackrest\"\npg_data = \"/pg\"\nrepository = \"/var/backups/pgbackrest/battles\"\nstanza = \"bs-battles\"\nkeep = 3\n"
+    ));
+    let policy = m.service("battles").unwrap().backup.clone().unwrap();
+    let settings = policy.pgbackrest().unwrap();
+    assert_eq!(
+        settings.repository,
+        PathBuf::from("/var/backups/pgbackrest/battles")
+    );
+    assert_eq!(settings.stanza, "bs-battles");
+    assert_eq!(policy.keep, Some(3));
+
+    let m = manifest(&format!(
+        "{HEAD}{INSTANCE}[services.battles.backup]\nkeep = 3\n"
+    ));
+    let policy = m.service("battles").unwrap().backup.clone().unwrap();
+    assert_eq!(policy.method, silo_manifest::BackupMethod::Dump);
+}
+
+#[test]
+fn pgbackrest_needs_instance_isolation() {
+    let (line, column, message) = one(&format!(
+        "{HEAD}[services.battles]\nengine = \"postgres\"\n[services.battles.backup]\nmethod = \"pgbackrest\"\npg_data = \"/pg\"\n"
+    ));
+    assert_eq!((line, column), (6, 10));
+    assert!(message.contains("`database` isolation"), "{message}");
+
+    let (line, _, message) = one(&format!(
+        "{HEAD}[services.battles.backup]\nmethod = \"pgbackrest\"\npg_data = \"/pg\"\n"
+    ));
+    assert_eq!(line, 4);
+    assert!(message.contains("on sqlite"), "{message}");
+}
+
+#[test]
+fn pgbackrest_needs_an_absolute_pg_data() {
+    let (line, column, message) = one(&format!(
+        "{HEAD}{INSTANCE}[services.battles.backup]\nmethod = \"pgbackrest\"\n"
+    ));
+    assert_eq!((line, column), (8, 10));
+    assert!(message.contains("has no `pg_data`"), "{message}");
+
+    let (line, column, message) = one(&format!(
+        "{HEAD}{INSTANCE}[services.battles.backup]\nmethod = \"pgbackrest\"\npg_data = \"data\"\n"
+    ));
+    assert_eq!((line, column), (9, 11));
+    assert!(message.contains("not an absolute path"), "{message}");
+}
+
+#[test]
+fn pgbackrest_refusals_point_at_their_values() {
+    for (extra, line, says) in [
+        ("method = \"rsync\"\n", 8, "unknown backup method `rsync`"),
+        ("stanza = \"a b\"\n", 10, "invalid stanza name"),
+        ("repository = \"/pg/backups\"\n", 10, "overlap"),
+        ("destination = \"/b\"\n", 10, "goes to its `repository`"),
+    ] {
+        let text = if extra.starts_with("method") {
+            format!("{HEAD}{INSTANCE}[services.battles.backup]\n{extra}pg_data = \"/pg\"\n")
+        } else {
+            format!(
+                "{HEAD}{INSTANCE}[services.battles.backup]\nmethod = \"pgbackrest\"\npg_data = \"/pg\"\n{extra}"
+            )
+        };
+        let (l, _, message) = one(&text);
+        assert_eq!(l, line, "{extra}: {message}");
+        assert!(message.contains(says), "{extra}: {message}");
+    }
+    let (line, _, message) = one(&format!(
+        "{HEAD}{INSTANCE}[services.battles.backup]\npg_data = \"/pg\"\n"
+    ));
+    assert_eq!(line, 8);
+    assert!(message.contains("backed up by dumps"), "{message}");
+    let (line, _, message) = one(&format!(
+        "{HEAD}[defaults.backup]\nmethod = \"pgbackrest\"\n{INSTANCE}"
+    ));
+    assert_eq!(line, 4);
+    assert!(message.contains("chosen per service"), "{message}");
+}

@@ -171,10 +171,14 @@ fn give_to_postgres(path: &Path) {
 impl TempServer {
     /// Starts a fresh server and waits until it accepts connections.
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("silo-pg-")
-            .tempdir()
-            .expect("temp dir");
+        Self::start_configured(|_| String::new())
+    }
+
+    /// Starts a fresh server with `conf(data folder)` appended to its
+    /// postgresql.conf (WAL archiving, say), and waits until it accepts
+    /// connections.
+    pub fn start_configured(conf: impl FnOnce(&Path) -> String) -> Self {
+        let dir = Self::folder();
         let password = random_hex(16);
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, &password).unwrap();
@@ -200,6 +204,35 @@ impl TempServer {
             String::from_utf8_lossy(&out.stderr)
         );
         let _ = std::fs::remove_file(&pwfile);
+        let extra = conf(&data);
+        if !extra.is_empty() {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .expect("postgresql.conf");
+            writeln!(file, "\n{extra}").expect("write postgresql.conf");
+        }
+        Self::start_in(dir, password)
+    }
+
+    /// An empty temporary folder the server's OS user owns: the place of
+    /// a data folder that something else (a restore) fills before
+    /// [`TempServer::start_in`] starts a server on it.
+    pub fn folder() -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("silo-pg-")
+            .tempdir()
+            .expect("temp dir");
+        give_to_postgres(dir.path());
+        dir
+    }
+
+    /// Starts a server on the data folder `dir/data` as it is (a restored
+    /// copy, say), whose superuser's password is `password`, on a free
+    /// port with its socket in `dir`; waits until it accepts connections.
+    pub fn start_in(dir: tempfile::TempDir, password: String) -> Self {
+        let data = dir.path().join("data");
         let port = free_port();
         let log = dir.path().join("server.log");
         let out = pg_command("pg_ctl")
@@ -221,13 +254,22 @@ impl TempServer {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        let server = TempServer {
+        // `pg_ctl -w` returned only once the server accepts connections.
+        TempServer {
             dir,
             port,
             password,
-        };
-        // `pg_ctl -w` returned only once the server accepts connections.
-        server
+        }
+    }
+
+    /// The folder of the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// The server's data folder (pg_hba.conf lives there).

@@ -10,6 +10,7 @@ use silo_backup::{BackupError, BackupId, BackupMeta, Destination};
 use silo_manifest::Service;
 
 use crate::cli::{BackupArgs, BackupCommand, BackupListArgs, BackupVerifyArgs};
+use crate::commands::restore_pitr;
 use crate::context::{
     CmdResult, Context, Failure, describe, exit_code_all, human_size, print_json, progress,
     store_report, table,
@@ -19,6 +20,7 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> CmdResult {
     match &args.command {
         Some(BackupCommand::List(list_args)) => list(ctx, list_args).await,
         Some(BackupCommand::Verify(verify_args)) => verify(ctx, verify_args).await,
+        Some(BackupCommand::Setup(setup_args)) => restore_pitr::setup(ctx, setup_args).await,
         None => take(ctx, args).await,
     }
 }
@@ -47,7 +49,14 @@ fn rows(meta: &BackupMeta) -> u64 {
 }
 
 async fn take(ctx: &Context, args: &BackupArgs) -> CmdResult {
-    let services = ctx.select(&args.services)?;
+    let (pitr, services) = restore_pitr::split(ctx.select(&args.services)?);
+    let pitr = restore_pitr::take(ctx, &pitr, args.json).await;
+    if services.is_empty() {
+        if args.json {
+            print_json(&json!({ "backups": pitr.json_rows }));
+        }
+        return Ok(pitr.worse(ExitCode::SUCCESS));
+    }
     let staging = staging_root(ctx);
     let project = ctx.manifest.project.clone();
     let bar = progress(services.len(), "backing up");
@@ -80,7 +89,7 @@ async fn take(ctx: &Context, args: &BackupArgs) -> CmdResult {
     bar.finish_and_clear();
 
     if args.json {
-        let rows: Vec<_> = results
+        let mut rows: Vec<_> = results
             .iter()
             .map(|(s, r)| match r {
                 Ok((meta, destination, took)) => json!({
@@ -97,6 +106,7 @@ async fn take(ctx: &Context, args: &BackupArgs) -> CmdResult {
                 }),
             })
             .collect();
+        rows.extend(pitr.json_rows.iter().cloned());
         print_json(&json!({ "backups": rows }));
     } else {
         let mut t = table(&[
@@ -129,14 +139,21 @@ async fn take(ctx: &Context, args: &BackupArgs) -> CmdResult {
             }
         }
     }
-    Ok(exit_code_all(
+    Ok(pitr.worse(exit_code_all(
         results.iter().filter_map(|(_, r)| r.as_ref().err()),
-    ))
+    )))
 }
 
 async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
     let names: Vec<String> = args.service.iter().cloned().collect();
-    let services = ctx.select(&names)?;
+    let (pitr, services) = restore_pitr::split(ctx.select(&names)?);
+    let pitr = restore_pitr::list(&pitr, args.json).await;
+    if services.is_empty() {
+        if args.json {
+            print_json(&json!({ "services": pitr.json_rows }));
+        }
+        return Ok(pitr.worse(ExitCode::SUCCESS));
+    }
     let mut found = Vec::new();
     for service in services {
         let destination = Destination::of(&ctx.manifest, &service.name)
@@ -164,6 +181,10 @@ async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
                     "error": describe(e),
                 }),
             })
+            .collect();
+        let rows: Vec<_> = rows
+            .into_iter()
+            .chain(pitr.json_rows.iter().cloned())
             .collect();
         print_json(&json!({ "services": rows }));
     } else {
@@ -203,15 +224,16 @@ async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
         }
     }
     let errors = exit_code_all(found.iter().filter_map(|(_, _, l)| l.as_ref().err()));
-    Ok(if errors == ExitCode::SUCCESS && broken {
+    Ok(pitr.worse(if errors == ExitCode::SUCCESS && broken {
         ExitCode::from(1)
     } else {
         errors
-    })
+    }))
 }
 
 async fn verify(ctx: &Context, args: &BackupVerifyArgs) -> CmdResult {
-    let services = ctx.select(&args.services)?;
+    let (pitr, services) = restore_pitr::split(ctx.select(&args.services)?);
+    restore_pitr::not_verified(!args.services.is_empty(), &pitr)?;
     let id = parse_id(args.backup.as_deref())?;
     let bar = progress(services.len(), "verifying");
     let results = ctx

@@ -18,6 +18,7 @@ mod migrations_common;
 pub mod new;
 pub mod repair;
 pub mod restore;
+pub mod restore_pitr;
 pub mod schema;
 pub mod status;
 pub mod undo;

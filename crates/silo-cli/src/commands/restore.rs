@@ -15,6 +15,9 @@ use crate::context::{
 
 pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
     let service = ctx.service(&args.service)?;
+    if args.to_time.is_some() || crate::commands::restore_pitr::is_pitr(service) {
+        return crate::commands::restore_pitr::restore(ctx, args).await;
+    }
     let from = args.from_service.as_deref().unwrap_or(&service.name);
     let mut backup = parse_id(args.backup.as_deref())?;
     if args.replace {
