@@ -6,7 +6,7 @@
 #               outboxes, moved into one consumer's inbox, for 1, 5 and 20
 #               publishers. Two ways (MODES):
 #                 once    `silo events run --once`, from start to exit
-#                         (nats: every relay, then the delivery; outbox
+#                         (nats: the relays and the delivery side by side; outbox
 #                         rows marked or retired included)
 #                 follow  `silo events run` started, stopped when the
 #                         inbox has all K (relay and delivery overlap)

@@ -918,6 +918,103 @@ async fn the_stream_is_made_once_and_foreign_or_incompatible_ones_are_refused() 
     );
 }
 
+/// A durable consumer made by an earlier silo acks one by one
+/// (`AckPolicy::Explicit`), and JetStream cannot change that in place: it
+/// is kept, and every message it hands out is acked, so nothing comes
+/// again, while a durable made now acks cumulatively, once per batch.
+#[tokio::test]
+async fn a_durable_with_acks_one_by_one_from_an_earlier_build_keeps_working() {
+    use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        let conn = p.nats.connect("silo-admin").await.unwrap();
+        stream::ensure_stream(&conn, &p.manifest).await.unwrap();
+        // billing's two durables as the earlier build made them.
+        let js_stream = conn.js.get_stream("shop").await.unwrap();
+        for t in ["order.placed", "order.paid"] {
+            js_stream
+                .create_consumer(consumer::pull::Config {
+                    durable_name: Some(names::durable("billing", t)),
+                    description: Some(format!(
+                        "managed by silo: project=shop; service=billing; type={t}"
+                    )),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::Explicit,
+                    max_deliver: -1,
+                    filter_subject: names::subject("shop", t),
+                    max_ack_pending: stream::MAX_ACK_PENDING,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let mut ids = Vec::new();
+        for n in 0..30 {
+            let t = if n % 3 == 0 {
+                "order.paid"
+            } else {
+                "order.placed"
+            };
+            ids.push(p.publish(t, &format!("k{}", n % 4), n).await);
+        }
+        let worker = Worker::start(&p).await;
+        let billing = p.wait_for("billing", ids.len()).await;
+        let got: Vec<&String> = billing.iter().map(|r| &r.0).collect();
+        assert_eq!(got, ids.iter().collect::<Vec<_>>(), "{engine}");
+        p.wait_for("shipping", 20).await;
+
+        // Everything acked, on both kinds of durable: nothing waits for
+        // the ack wait to come again.
+        let durables = [
+            ("billing", "order.placed", AckPolicy::Explicit, 20),
+            ("billing", "order.paid", AckPolicy::Explicit, 10),
+            ("shipping", "order.placed", AckPolicy::All, 20),
+        ];
+        for (service, t, policy, delivered) in durables {
+            let name = names::durable(service, t);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut c: consumer::PullConsumer = js_stream.get_consumer(&name).await.unwrap();
+                let info = c.info().await.unwrap();
+                assert_eq!(info.config.ack_policy, policy, "{engine}: {name}");
+                if info.num_ack_pending == 0 && info.num_pending == 0 {
+                    assert_eq!(
+                        info.delivered.consumer_sequence, delivered,
+                        "{engine}: {name}"
+                    );
+                    assert_eq!(info.num_redelivered, 0, "{engine}: {name}");
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{engine}: {name} has {} messages not acked",
+                    info.num_ack_pending
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        // A worker started again delivers only what is new.
+        worker.stop().await;
+        for n in 30..36 {
+            ids.push(p.publish("order.placed", "k0", n).await);
+        }
+        let worker = Worker::start(&p).await;
+        let billing = p.wait_for("billing", ids.len()).await;
+        let got: Vec<&String> = billing.iter().map(|r| &r.0).collect();
+        assert_eq!(got, ids.iter().collect::<Vec<_>>(), "{engine}");
+        assert_eq!(
+            worker.counters[1]
+                .delivered
+                .load(std::sync::atomic::Ordering::Relaxed),
+            6,
+            "{engine}: only the new events"
+        );
+        worker.stop().await;
+    }
+}
+
 /// A message published on the bus by hand, its headers forged: the
 /// delivery takes the type from the subject, the source from the manifest
 /// and the dataschema from the contract, checks the payload itself, and

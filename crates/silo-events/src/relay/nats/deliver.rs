@@ -35,7 +35,7 @@ use std::time::Duration;
 use async_nats::Subject;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 use tokio::sync::{mpsc, watch};
@@ -119,11 +119,26 @@ struct Durable {
     /// The last delivery sequence received; deliveries come in order on
     /// one subscription, so a jump means one was lost.
     last_dseq: Option<u64>,
+    /// Whether the durable acks cumulatively (`AckPolicy::All`: an ack
+    /// counts for every message below it too) rather than one by one (a
+    /// durable made by an earlier silo: see [`stream::acks_all`]).
+    acks_all: bool,
 }
 
 impl Durable {
-    fn new(ack_wait: Duration) -> Self {
+    /// Whether a copy of written message `sseq` may be acked now: always
+    /// one by one; cumulatively only when nothing held lies below it, as
+    /// the ack would count for that too. Left unacked, it is covered by
+    /// the next written batch's ack, or comes again after the ack wait.
+    fn may_ack_copy(&self, sseq: u64) -> bool {
+        !self.acks_all || self.held.range(..sseq).next().is_none()
+    }
+}
+
+impl Durable {
+    fn new(ack_wait: Duration, acks_all: bool) -> Self {
         Durable {
+            acks_all,
             held: BTreeMap::new(),
             done: BTreeMap::new(),
             settled: BTreeMap::new(),
@@ -231,6 +246,9 @@ pub struct Delivery {
     feeders: Vec<JoinHandle<()>>,
     /// Tells the feeders to stop pulling.
     stop_feeders: watch::Sender<bool>,
+    /// Tells the feeders to give up their pull requests in flight at once
+    /// rather than let them run out (see [`Delivery::finish`]).
+    give_up: watch::Sender<bool>,
     store: Option<ServiceConnection>,
     /// What a message must pass to reach the inbox.
     gate: Gate,
@@ -265,6 +283,7 @@ impl Delivery {
         }
         let (tx, rx) = mpsc::channel(PULL_BATCH * 2);
         let (stop_feeders, stop) = watch::channel(false);
+        let (give_up, giving_up) = watch::channel(false);
         let feeders = consumers
             .iter()
             .enumerate()
@@ -275,6 +294,7 @@ impl Delivery {
                     bus.client.clone(),
                     tx.clone(),
                     stop.clone(),
+                    giving_up.clone(),
                 ))
             })
             .collect();
@@ -284,12 +304,13 @@ impl Delivery {
             stream: super::names::stream_name(&manifest.project),
             durables: consumers
                 .iter()
-                .map(|c| Durable::new(c.cached_info().config.ack_wait))
+                .map(|c| Durable::new(c.cached_info().config.ack_wait, stream::acks_all(c)))
                 .collect(),
             consumers,
             rx,
             feeders,
             stop_feeders,
+            give_up,
             store: None,
             gate,
             skipped: 0,
@@ -316,19 +337,64 @@ impl Delivery {
     /// they bring: the server hands a nak'd message to any request still
     /// waiting, this one's included.
     pub async fn release(mut self) {
+        self.end().await;
+    }
+
+    /// Ends a delivery that is caught up (see [`Delivery::caught_up`]):
+    /// as [`Delivery::release`], but without waiting up to [`PULL_EXPIRES`]
+    /// for the pull requests in flight to run out. Each is given up (its
+    /// subscription ends) once what it brought has been taken. With
+    /// nothing left to hand out, only an event published in that instant
+    /// could have gone to one of them: the durables' delivered counts,
+    /// read once the server has seen the subscriptions end, tell whether
+    /// one did, and it would come again after the ack wait.
+    pub async fn finish(mut self) {
+        let _ = self.give_up.send(true);
+        let seen = self.end().await;
+        let gone = async {
+            self.bus.client.flush().await.ok()?;
+            self.server_views().await.ok()
+        };
+        if let Some(views) = gone.await {
+            for ((d, v), t) in seen.iter().zip(views).zip(&self.service.consumes) {
+                if v.delivered_dseq > *d {
+                    tracing::warn!(
+                        service = %self.service.name,
+                        "{} messages of {t} went out as the delivery ended: they come again after the ack wait",
+                        v.delivered_dseq - d
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops the feeders, takes what they bring and hands back what was
+    /// not written. Returns, per durable, the last delivery sequence seen.
+    async fn end(&mut self) -> Vec<u64> {
         let _ = self.stop_feeders.send(true);
         let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(6);
         // The feeders end, and the channel closes, once their last
         // requests have.
+        let mut seen: Vec<u64> = self
+            .durables
+            .iter()
+            .map(|d| d.last_dseq.unwrap_or(0))
+            .collect();
         while let Ok(Some(f)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
             if let Feed::Message(i, m) = f {
-                let sseq = m.info().map(|info| info.stream_sequence).ok();
+                let info = m.info().ok();
+                let sseq = info.as_ref().map(|info| info.stream_sequence);
+                if let Some(info) = &info {
+                    seen[i] = seen[i].max(info.consumer_sequence);
+                }
                 let d = &mut self.durables[i];
                 match sseq {
                     // Written and acked already: a copy.
-                    Some(s) if d.acked(s) => {
+                    Some(s) if d.acked(s) && d.may_ack_copy(s) => {
                         let _ = m.ack().await;
                     }
+                    // Left for a later ack (see [`Durable::may_ack_copy`]).
+                    Some(s) if d.acked(s) => {}
                     Some(s) => {
                         d.held.insert(s, (0, *m));
                     }
@@ -352,6 +418,7 @@ impl Delivery {
         if let Some(c) = self.store.take() {
             c.close().await;
         }
+        seen
     }
 
     /// How many requests for the stream's or a durable's state on the
@@ -462,10 +529,20 @@ impl Delivery {
             return Ok(Written::default());
         }
         let written = self.write(stores, &ready).await?;
+        // A durable that acks cumulatively gets one ack, for its last
+        // message written: every message below it that it handed out is
+        // written here now (that is what made them ready) or was acked
+        // before.
+        let mut last: Vec<Option<u64>> = vec![None; self.durables.len()];
+        for (seq, i) in &ready {
+            last[*i] = Some(*seq);
+        }
         for (seq, i) in ready {
             let d = &mut self.durables[i];
             let mut reply = None;
-            if let Some((_, m)) = d.held.remove(&seq) {
+            if let Some((_, m)) = d.held.remove(&seq)
+                && (!d.acks_all || last[i] == Some(seq))
+            {
                 if let Err(e) = m.ack().await {
                     // It comes again after the ack wait; the inbox keeps it
                     // from doubling.
@@ -509,7 +586,9 @@ impl Delivery {
                 }
                 d.last_dseq = Some(d.last_dseq.unwrap_or(0).max(dseq));
                 if d.acked(sseq) {
-                    let _ = m.ack().await;
+                    if d.may_ack_copy(sseq) {
+                        let _ = m.ack().await;
+                    }
                 } else {
                     d.held.insert(sseq, (dseq, *m));
                 }
@@ -647,6 +726,7 @@ async fn feed(
     client: async_nats::Client,
     tx: mpsc::Sender<Feed>,
     mut stop: watch::Receiver<bool>,
+    mut give_up: watch::Receiver<bool>,
 ) {
     let stats = client.statistics();
     let connects = || stats.connects.load(std::sync::atomic::Ordering::Relaxed);
@@ -677,6 +757,7 @@ async fn feed(
         {
             Ok(mut messages) => {
                 let mut ok = true;
+                let mut gave_up = false;
                 loop {
                     // What already arrived is taken before a reconnection
                     // ends the request: dropped, it would come again only
@@ -689,6 +770,10 @@ async fn feed(
                                 continue;
                             }
                             // Told at the top of the loop.
+                            break;
+                        }
+                        _ = give_up.wait_for(|g| *g) => {
+                            gave_up = true;
                             break;
                         }
                     };
@@ -705,6 +790,18 @@ async fn feed(
                             break;
                         }
                         None => break,
+                    }
+                }
+                if gave_up {
+                    // What arrived goes on; dropping the request ends its
+                    // subscription.
+                    loop {
+                        let Some(Some(Ok(m))) = messages.next().now_or_never() else {
+                            return;
+                        };
+                        if tx.send(Feed::Message(i, Box::new(m))).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 // Ended by the client's own timer rather than the server's
@@ -791,11 +888,10 @@ pub(crate) async fn write_inbox(
             inbox_rows::insert_sqlite(c, &service.name, &events, conflict).await?
         }
     };
-    let mut counted = Written::default();
-    for (source, event_type) in written {
-        *counted.rows.entry((source, event_type)).or_default() += 1;
-    }
-    Ok(counted)
+    Ok(Written {
+        rows: written,
+        took: Duration::ZERO,
+    })
 }
 
 #[cfg(test)]

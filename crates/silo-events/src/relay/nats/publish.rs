@@ -88,6 +88,8 @@ pub async fn relay_batch(
     let max_payload = bus.client.server_info().max_payload;
     let mut dead: Vec<(String, String, String)> = Vec::new();
     let mut acks = Vec::new();
+    // Each type's subject, made once per batch.
+    let mut subjects: BTreeMap<String, async_nats::Subject> = BTreeMap::new();
     for row in rows {
         let mut e = row.envelope;
         if !service.publishes.contains(&e.event_type) {
@@ -123,9 +125,12 @@ pub async fn relay_batch(
             continue;
         }
         let message = PublishMessage::build()
-            .payload(e.payload.clone().into())
+            .payload(std::mem::take(&mut e.payload).into())
             .headers(headers);
-        let subject = names::subject(&manifest.project, &e.event_type);
+        let subject = subjects
+            .entry(e.event_type.clone())
+            .or_insert_with(|| names::subject(&manifest.project, &e.event_type).into())
+            .clone();
         match bus.js.send_publish(subject, message).await {
             Ok(ack) => acks.push(((e.id, e.event_type), ack)),
             Err(err) => {
