@@ -119,26 +119,11 @@ struct Durable {
     /// The last delivery sequence received; deliveries come in order on
     /// one subscription, so a jump means one was lost.
     last_dseq: Option<u64>,
-    /// Whether the durable acks cumulatively (`AckPolicy::All`: an ack
-    /// counts for every message below it too) rather than one by one (a
-    /// durable made by an earlier silo: see [`stream::acks_all`]).
-    acks_all: bool,
 }
 
 impl Durable {
-    /// Whether a copy of written message `sseq` may be acked now: always
-    /// one by one; cumulatively only when nothing held lies below it, as
-    /// the ack would count for that too. Left unacked, it is covered by
-    /// the next written batch's ack, or comes again after the ack wait.
-    fn may_ack_copy(&self, sseq: u64) -> bool {
-        !self.acks_all || self.held.range(..sseq).next().is_none()
-    }
-}
-
-impl Durable {
-    fn new(ack_wait: Duration, acks_all: bool) -> Self {
+    fn new(ack_wait: Duration) -> Self {
         Durable {
-            acks_all,
             held: BTreeMap::new(),
             done: BTreeMap::new(),
             settled: BTreeMap::new(),
@@ -304,7 +289,7 @@ impl Delivery {
             stream: super::names::stream_name(&manifest.project),
             durables: consumers
                 .iter()
-                .map(|c| Durable::new(c.cached_info().config.ack_wait, stream::acks_all(c)))
+                .map(|c| Durable::new(c.cached_info().config.ack_wait))
                 .collect(),
             consumers,
             rx,
@@ -390,11 +375,9 @@ impl Delivery {
                 let d = &mut self.durables[i];
                 match sseq {
                     // Written and acked already: a copy.
-                    Some(s) if d.acked(s) && d.may_ack_copy(s) => {
+                    Some(s) if d.acked(s) => {
                         let _ = m.ack().await;
                     }
-                    // Left for a later ack (see [`Durable::may_ack_copy`]).
-                    Some(s) if d.acked(s) => {}
                     Some(s) => {
                         d.held.insert(s, (0, *m));
                     }
@@ -529,20 +512,10 @@ impl Delivery {
             return Ok(Written::default());
         }
         let written = self.write(stores, &ready).await?;
-        // A durable that acks cumulatively gets one ack, for its last
-        // message written: every message below it that it handed out is
-        // written here now (that is what made them ready) or was acked
-        // before.
-        let mut last: Vec<Option<u64>> = vec![None; self.durables.len()];
-        for (seq, i) in &ready {
-            last[*i] = Some(*seq);
-        }
         for (seq, i) in ready {
             let d = &mut self.durables[i];
             let mut reply = None;
-            if let Some((_, m)) = d.held.remove(&seq)
-                && (!d.acks_all || last[i] == Some(seq))
-            {
+            if let Some((_, m)) = d.held.remove(&seq) {
                 if let Err(e) = m.ack().await {
                     // It comes again after the ack wait; the inbox keeps it
                     // from doubling.
@@ -586,9 +559,7 @@ impl Delivery {
                 }
                 d.last_dseq = Some(d.last_dseq.unwrap_or(0).max(dseq));
                 if d.acked(sseq) {
-                    if d.may_ack_copy(sseq) {
-                        let _ = m.ack().await;
-                    }
+                    let _ = m.ack().await;
                 } else {
                     d.held.insert(sseq, (dseq, *m));
                 }

@@ -51,7 +51,7 @@ use super::connect::{Connection, NatsConfig};
 use super::deliver::Delivery;
 use super::error::NatsError;
 use super::names;
-use super::publish::{self, BATCH, Relayed};
+use super::publish::{self, BATCHES_IN_A_ROW, Relayed};
 use super::stream;
 use crate::EventsError;
 use crate::contracts::Contracts;
@@ -293,7 +293,7 @@ impl Relay<'_> {
                     if done.read > 0 {
                         idle.busy();
                     }
-                    if (done.read as i64) < BATCH {
+                    if !done.more {
                         if self.options.once {
                             break;
                         }
@@ -338,7 +338,15 @@ impl Relay<'_> {
         let service = self.service;
         let name = &service.name;
         let started = Instant::now();
-        let done = publish::relay_batch(store, bus, self.manifest, service, self.contracts).await?;
+        let done = publish::relay_batches(
+            store,
+            bus,
+            self.manifest,
+            service,
+            self.contracts,
+            BATCHES_IN_A_ROW,
+        )
+        .await?;
         let c = self.counters;
         c.published.fetch_add(done.published, Ordering::Relaxed);
         c.dead.fetch_add(done.dead, Ordering::Relaxed);

@@ -9,13 +9,9 @@
 //! a stream of that name without the mark is never adopted.
 //!
 //! One durable pull consumer per consuming service and consumed type
-//! ([`names::durable`]), filtered to that type's subject, cumulative acks
-//! (`AckPolicy::All`: the delivery acks the last message of each batch it
-//! writes), starting from the first event of the stream (a new consumer
-//! gets the type's history). A durable made by an earlier silo acks one by
-//! one (`AckPolicy::Explicit`); JetStream cannot change a durable's ack
-//! policy, and deleting it to make it anew would lose its place, so it is
-//! kept and the delivery acks each message on it ([`acks_all`]). nats-server 2.9 has one filter subject per consumer;
+//! ([`names::durable`]), filtered to that type's subject, explicit acks,
+//! starting from the first event of the stream (a new consumer gets the
+//! type's history). nats-server 2.9 has one filter subject per consumer;
 //! 2.10's several would allow one consumer per service.
 
 use std::time::Duration;
@@ -228,7 +224,7 @@ fn wanted_consumer(
             service.name
         )),
         deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::All,
+        ack_policy: AckPolicy::Explicit,
         ack_wait,
         max_deliver: -1,
         filter_subject: names::subject(&manifest.project, event_type),
@@ -238,9 +234,8 @@ fn wanted_consumer(
 }
 
 /// Creates `service`'s durable consumers, one per consumed type, or checks
-/// the ones there: a durable of that name with another filter, or acks
-/// other than cumulative or one by one, is an error (nats-server 2.9
-/// cannot change a filter).
+/// the ones there: a durable of that name with another filter or ack
+/// policy is an error (nats-server 2.9 cannot change a filter).
 pub async fn ensure_consumers(
     conn: &Connection,
     manifest: &Manifest,
@@ -300,21 +295,14 @@ fn check_consumer(
             wanted.filter_subject.clone(),
         );
     }
-    if !matches!(found.ack_policy, AckPolicy::All | AckPolicy::Explicit) {
+    if found.ack_policy != AckPolicy::Explicit {
         return incompatible(
             "ack policy",
             format!("{:?}", found.ack_policy).to_lowercase(),
-            "all (or explicit, as an earlier silo made it)".into(),
+            "explicit".into(),
         );
     }
     Ok(())
-}
-
-/// Whether `consumer` acks cumulatively (`AckPolicy::All`, as silo makes
-/// a durable now) rather than one by one (`AckPolicy::Explicit`, a durable
-/// an earlier silo made, kept as it is).
-pub fn acks_all(consumer: &PullConsumer) -> bool {
-    consumer.cached_info().config.ack_policy == AckPolicy::All
 }
 
 fn consumer_missing(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
