@@ -13,7 +13,8 @@
 #                 relay   `silo events run --once` for the publishers only:
 #                         outbox → stream, every publish acked and the rows
 #                         retired, no delivery (the "relayed" of the goal);
-#                         events = rows gone from the outboxes
+#                         events = rows gone from the outboxes (nats bus
+#                         only: the embedded bus has no stream)
 #               events per second = K / wall time of the silo process.
 #               cpu µs/ev (once and relay): CPU time per event of the silo
 #               process, nats-server (the one at SILO_NATS_URL's port) and
