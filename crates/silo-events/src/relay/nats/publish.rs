@@ -177,7 +177,10 @@ pub async fn relay_batches(
 struct Sending {
     done: Relayed,
     dead: Vec<(String, String, String)>,
-    acks: Vec<((String, String), async_nats::jetstream::context::PublishAckFuture)>,
+    acks: Vec<(
+        (String, String),
+        async_nats::jetstream::context::PublishAckFuture,
+    )>,
 }
 
 /// A batch the stream has answered for: the ids of the rows it acked, in
@@ -369,12 +372,10 @@ async fn read_pending(
         .await
         .map_err(sql(action))?,
     };
-    let after = rows
-        .last()
-        .map_or_else(After::default, |r| After {
-            txid: r.6.clone(),
-            seq: r.7,
-        });
+    let after = rows.last().map_or_else(After::default, |r| After {
+        txid: r.6.clone(),
+        seq: r.7,
+    });
     let rows = rows
         .into_iter()
         .map(|(id, event_type, key, payload, headers, time, _, _)| Row {
