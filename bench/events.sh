@@ -6,11 +6,20 @@
 #               outboxes, moved into one consumer's inbox, for 1, 5 and 20
 #               publishers. Two ways (MODES):
 #                 once    `silo events run --once`, from start to exit
-#                         (nats: every relay, then the delivery; outbox
+#                         (nats: the relays and the delivery side by side; outbox
 #                         rows marked or retired included)
 #                 follow  `silo events run` started, stopped when the
 #                         inbox has all K (relay and delivery overlap)
+#                 relay   `silo events run --once` for the publishers only:
+#                         outbox → stream, every publish acked and the rows
+#                         retired, no delivery (the "relayed" of the goal);
+#                         events = rows gone from the outboxes (nats bus
+#                         only: the embedded bus has no stream)
 #               events per second = K / wall time of the silo process.
+#               cpu µs/ev (once and relay): CPU time per event of the silo
+#               process, nats-server (the one at SILO_NATS_URL's port) and
+#               PostgreSQL (every backend and helper, exited ones
+#               included), and of the whole machine, over the silo run.
 #   raw         the peer: plain async-nats publishing K 256-byte messages
 #               with Nats-Msg-Id to a file-storage stream, 500 in flight
 #               (silo's relay batch); silo/raw compares the nats rows.
@@ -25,7 +34,7 @@
 #   bench/events.sh [K] [R] [T]          defaults: 50000 1000 10
 #   (or EVENTS=K RATE=R SECS=T in the environment: make bench-events EVENTS=10000)
 #   BUSES="embedded nats" ENGINES="postgres sqlite" PUBLISHERS="1 5 20"
-#   MODES="once follow" LATENCY_PUBLISHERS=1
+#   MODES="once follow" (or relay) LATENCY_PUBLISHERS=1
 #   SILO_BIN=target/release/silo RAW_BIN=target/release/examples/nats_raw_publish
 #   SILO_PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 #   SILO_NATS_URL=nats://127.0.0.1:4222
@@ -196,20 +205,62 @@ stop_worker() {
   worker_pid=""
 }
 
+# CPU clock ticks so far: the machine's (busy, every core), nats-server's
+# and PostgreSQL's (the postmaster, its live children, and its reaped ones
+# through its cutime/cstime).
+nats_port=${SILO_NATS_URL##*:}
+nats_pid=$(pgrep -f "nats-server.*-p $nats_port( |$)" | head -1 || true)
+pg_pid=$(head -1 "$(psql -XAtc 'SHOW data_directory' -d postgres 2>/dev/null)/postmaster.pid" 2>/dev/null || true)
+proc_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_snapshot() {
+  local machine nats=0 pg=0 c
+  machine=$(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
+  [ -n "$nats_pid" ] && nats=$(proc_ticks "$nats_pid")
+  if [ -n "$pg_pid" ]; then
+    pg=$(proc_ticks "$pg_pid")
+    for c in $(pgrep -P "$pg_pid"); do pg=$(( pg + $(proc_ticks "$c") )); done
+  fi
+  echo "$machine $nats $pg"
+}
+# µs per event of silo (user+sys seconds from /usr/bin/time), nats-server,
+# PostgreSQL and the machine: cpu_per_event EVENTS SILO_SECONDS BEFORE AFTER
+cpu_per_event() {
+  local events=$1 silo_s=$2
+  read -r m0 n0 p0 <<<"$3"; read -r m1 n1 p1 <<<"$4"
+  awk -v k="$events" -v s="$silo_s" -v hz="$(getconf CLK_TCK)" \
+    -v m=$(( m1 - m0 )) -v n=$(( n1 - n0 )) -v p=$(( p1 - p0 )) \
+    'BEGIN {if (k == 0) k = 1; f = 1e6 / hz / k; printf "%.0f/%.0f/%.0f/%.0f", s * 1e6 / k, n * f, p * f, m * f}'
+}
+
 rate() { awk -v k="$1" -v a="$2" -v b="$3" 'BEGIN {printf "%.0f", k / (b - a)}'; }
 
-# One throughput run: sets got, r (events/s) and size (payload bytes).
+# Rows left in the publishers' outboxes (sent rows kept count as gone).
+outbox_left() {
+  local dir=$1 n=$2 p left=0
+  for p in $(publisher_names "$n"); do
+    left=$(( left + $(as_service "$dir" "$p" "SELECT count(*) FROM silo_outbox WHERE state = 'pending'") ))
+  done
+  echo "$left"
+}
+
+# One throughput run: sets got, r (events/s), size (payload bytes) and cpu
+# (µs per event: silo/nats-server/PostgreSQL/machine, or -).
 throughput() {
-  local bus=$1 engine=$2 n=$3 mode=$4 name dir t0 t1
+  local bus=$1 engine=$2 n=$3 mode=$4 name dir t0 t1 c0 c1 only=()
   name="${prefix}${bus}_${engine}_${n}_$mode"
   dir="$work/$name"
   project "$engine" "$bus" "$n" "$name"
   fill "$dir" "$n"
   local want=$(( K / n * n ))
-  if [ "$mode" = once ]; then
+  cpu="-"
+  if [ "$mode" = once ] || [ "$mode" = relay ]; then
+    [ "$mode" = relay ] && mapfile -t only < <(publisher_names "$n")
+    c0=$(cpu_snapshot)
     t0=$(now)
-    (cd "$dir" && "$SILO" events run --once >"$work/logs/$(basename "$dir").log" 2>&1)
+    (cd "$dir" && /usr/bin/time -f '%U %S' -o "$work/logs/$name.time" \
+      "$SILO" events run --once "${only[@]}" >"$work/logs/$(basename "$dir").log" 2>&1)
     t1=$(now)
+    c1=$(cpu_snapshot)
   else
     t0=$(now)
     start_worker "$dir"
@@ -217,10 +268,19 @@ throughput() {
     t1=$(now)
     stop_worker
   fi
-  got=$(inbox_count "$dir")
-  [ "$got" -eq "$want" ] || echo "warning: $name delivered $got of $want events" >&2
+  if [ "$mode" = relay ]; then
+    got=$(( want - $(outbox_left "$dir" "$n") ))
+    [ "$got" -eq "$want" ] || echo "warning: $name relayed $got of $want events" >&2
+    size="-"
+  else
+    got=$(inbox_count "$dir")
+    [ "$got" -eq "$want" ] || echo "warning: $name delivered $got of $want events" >&2
+    size=$(payload_size "$dir")
+  fi
   r=$(rate "$got" "$t0" "$t1")
-  size=$(payload_size "$dir")
+  if [ -n "${c0:-}" ]; then
+    cpu=$(cpu_per_event "$got" "$(awk '{print $1 + $2}' "$work/logs/$name.time")" "$c0" "$c1")
+  fi
 }
 
 # Publishes at RATE events/s in all, spread over the publishers, for SECS
@@ -293,15 +353,18 @@ echo "raw: $(echo "$raw" | awk '{print $2}') messages in $(echo "$raw" | awk '{p
 echo
 
 echo "## throughput: K events waiting in the outboxes → one consumer's inbox"
-printf '%-9s %-9s %-5s %-7s %8s %9s %8s %10s\n' bus engine pubs mode events events/s payload silo/raw
+echo "(cpu µs/ev: silo/nats-server/PostgreSQL/whole machine, over the silo process's run)"
+printf '%-9s %-9s %-5s %-7s %8s %9s %8s %10s %18s\n' bus engine pubs mode events events/s payload silo/raw "cpu µs/ev"
 results=()
 for bus in $BUSES; do
   for engine in $ENGINES; do
     for n in $PUBLISHERS; do
       for mode in $MODES; do
+        # The embedded bus has no stream to relay to.
+        [ "$mode" = relay ] && [ "$bus" != nats ] && continue
         throughput "$bus" "$engine" "$n" "$mode"
         vs="-"; [ "$bus" = nats ] && vs=$(ratio "$r" "$raw_rate")
-        printf '%-9s %-9s %-5s %-7s %8s %9s %8s %10s\n' "$bus" "$engine" "$n" "$mode" "$got" "$r" "$size" "$vs"
+        printf '%-9s %-9s %-5s %-7s %8s %9s %8s %10s %18s\n' "$bus" "$engine" "$n" "$mode" "$got" "$r" "$size" "$vs" "$cpu"
         results+=("$bus $engine $n $mode $r")
       done
     done
@@ -327,7 +390,11 @@ for line in "${results[@]}"; do
   set -- $line
   if [ "$1 $2" = "nats postgres" ]; then
     verdict=$(awk -v r="$5" 'BEGIN {print (r >= 30000 ? "met" : "missed")}')
-    echo "≥ 30,000 events/s relayed, PostgreSQL → JetStream → inbox, $3 publisher(s), $4: $5 events/s: $verdict"
+    if [ "$4" = relay ]; then
+      echo "≥ 30,000 events/s relayed, PostgreSQL → JetStream (acked, rows retired), $3 publisher(s): $5 events/s: $verdict"
+    else
+      echo "≥ 30,000 events/s relayed, PostgreSQL → JetStream → inbox, $3 publisher(s), $4: $5 events/s: $verdict"
+    fi
   fi
 done
 for line in "${p99s[@]}"; do

@@ -490,6 +490,65 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     assert_eq!(ids, vec![a_id, b_id]);
 }
 
+/// More events than one batch: the relay moves batch after batch, each
+/// next one read on from the last row of the one before while its acks are
+/// on their way. Every event reaches the stream once and in publish order,
+/// nothing is left behind, and a second pass finds nothing.
+#[tokio::test]
+async fn batches_in_a_row_relay_every_event_once_in_order() {
+    const N: i64 = 1234;
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "").await);
+        set_up(&p.nats, &p.manifest, &p.services(), true)
+            .await
+            .unwrap();
+        let mut conn = p.connect("orders").await;
+        let mut ids = Vec::new();
+        for n in 0..N {
+            let key = ["a", "b", "c"][n as usize % 3];
+            let id = publish_event(&mut conn, "order.placed", key, &json!({ "n": n }))
+                .await
+                .unwrap();
+            ids.push(id.to_string());
+        }
+        conn.close().await;
+        let bus = p.nats.connect("orders").await.unwrap();
+        let mut store = p.connect("orders").await;
+        let done = publish::relay_batches(
+            &mut store,
+            &bus,
+            &p.manifest,
+            p.service("orders"),
+            &Contracts::default(),
+            publish::BATCHES_IN_A_ROW,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (done.read, done.published, done.more, done.failed.clone()),
+            (N as usize, N as u64, false, None),
+            "{engine}: {done:?}"
+        );
+        let again = publish::relay_batch(
+            &mut store,
+            &bus,
+            &p.manifest,
+            p.service("orders"),
+            &Contracts::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.read, 0, "{engine}: {again:?}");
+        store.close().await;
+        let worker = Worker::start(&p).await;
+        let shipping = p.wait_for("shipping", ids.len()).await;
+        worker.stop().await;
+        let got: Vec<&String> = shipping.iter().map(|r| &r.0).collect();
+        assert_eq!(got, ids.iter().collect::<Vec<_>>(), "{engine}");
+    }
+}
+
 /// Many events of a handful of keys in one transaction, in one multi-row
 /// `INSERT` and in one `INSERT` each: they reach the stream, and every
 /// consumer's inbox, with each key's events in publish order (on

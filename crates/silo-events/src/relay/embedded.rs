@@ -592,8 +592,8 @@ async fn write_postgres(
     let envelopes = envelopes(publisher, events);
     let rows: Vec<&Envelope> = envelopes.iter().collect();
     let inserted = inbox_rows::insert_postgres(tx, &consumer.name, &rows, "DO NOTHING").await?;
-    for (_, event_type) in inserted {
-        *written.entry(event_type).or_default() += 1;
+    for ((_, event_type), n) in inserted {
+        *written.entry(event_type).or_default() += n;
     }
     sqlx::query(CURSOR_UPSERT)
         .bind(&publisher.name)
@@ -626,8 +626,8 @@ async fn write_sqlite(
     let rows: Vec<&Envelope> = envelopes.iter().collect();
     if !rows.is_empty() {
         let inserted = inbox_rows::insert_sqlite(tx, &consumer.name, &rows, "DO NOTHING").await?;
-        for (_, event_type) in inserted {
-            *written.entry(event_type).or_default() += 1;
+        for ((_, event_type), n) in inserted {
+            *written.entry(event_type).or_default() += n;
         }
     }
     if let Some(last) = events.last() {

@@ -35,7 +35,7 @@ use std::time::Duration;
 use async_nats::Subject;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use silo_manifest::{Manifest, Service};
 use silo_store::{ServiceConnection, Stores};
 use tokio::sync::{mpsc, watch};
@@ -231,6 +231,9 @@ pub struct Delivery {
     feeders: Vec<JoinHandle<()>>,
     /// Tells the feeders to stop pulling.
     stop_feeders: watch::Sender<bool>,
+    /// Tells the feeders to give up their pull requests in flight at once
+    /// rather than let them run out (see [`Delivery::finish`]).
+    give_up: watch::Sender<bool>,
     store: Option<ServiceConnection>,
     /// What a message must pass to reach the inbox.
     gate: Gate,
@@ -265,6 +268,7 @@ impl Delivery {
         }
         let (tx, rx) = mpsc::channel(PULL_BATCH * 2);
         let (stop_feeders, stop) = watch::channel(false);
+        let (give_up, giving_up) = watch::channel(false);
         let feeders = consumers
             .iter()
             .enumerate()
@@ -275,6 +279,7 @@ impl Delivery {
                     bus.client.clone(),
                     tx.clone(),
                     stop.clone(),
+                    giving_up.clone(),
                 ))
             })
             .collect();
@@ -290,6 +295,7 @@ impl Delivery {
             rx,
             feeders,
             stop_feeders,
+            give_up,
             store: None,
             gate,
             skipped: 0,
@@ -316,13 +322,56 @@ impl Delivery {
     /// they bring: the server hands a nak'd message to any request still
     /// waiting, this one's included.
     pub async fn release(mut self) {
+        self.end().await;
+    }
+
+    /// Ends a delivery that is caught up (see [`Delivery::caught_up`]):
+    /// as [`Delivery::release`], but without waiting up to [`PULL_EXPIRES`]
+    /// for the pull requests in flight to run out. Each is given up (its
+    /// subscription ends) once what it brought has been taken. With
+    /// nothing left to hand out, only an event published in that instant
+    /// could have gone to one of them: the durables' delivered counts,
+    /// read once the server has seen the subscriptions end, tell whether
+    /// one did, and it would come again after the ack wait.
+    pub async fn finish(mut self) {
+        let _ = self.give_up.send(true);
+        let seen = self.end().await;
+        let gone = async {
+            self.bus.client.flush().await.ok()?;
+            self.server_views().await.ok()
+        };
+        if let Some(views) = gone.await {
+            for ((d, v), t) in seen.iter().zip(views).zip(&self.service.consumes) {
+                if v.delivered_dseq > *d {
+                    tracing::warn!(
+                        service = %self.service.name,
+                        "{} messages of {t} went out as the delivery ended: they come again after the ack wait",
+                        v.delivered_dseq - d
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops the feeders, takes what they bring and hands back what was
+    /// not written. Returns, per durable, the last delivery sequence seen.
+    async fn end(&mut self) -> Vec<u64> {
         let _ = self.stop_feeders.send(true);
         let deadline = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(6);
         // The feeders end, and the channel closes, once their last
         // requests have.
+        let mut seen: Vec<u64> = self
+            .durables
+            .iter()
+            .map(|d| d.last_dseq.unwrap_or(0))
+            .collect();
         while let Ok(Some(f)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
             if let Feed::Message(i, m) = f {
-                let sseq = m.info().map(|info| info.stream_sequence).ok();
+                let info = m.info().ok();
+                let sseq = info.as_ref().map(|info| info.stream_sequence);
+                if let Some(info) = &info {
+                    seen[i] = seen[i].max(info.consumer_sequence);
+                }
                 let d = &mut self.durables[i];
                 match sseq {
                     // Written and acked already: a copy.
@@ -352,6 +401,7 @@ impl Delivery {
         if let Some(c) = self.store.take() {
             c.close().await;
         }
+        seen
     }
 
     /// How many requests for the stream's or a durable's state on the
@@ -647,6 +697,7 @@ async fn feed(
     client: async_nats::Client,
     tx: mpsc::Sender<Feed>,
     mut stop: watch::Receiver<bool>,
+    mut give_up: watch::Receiver<bool>,
 ) {
     let stats = client.statistics();
     let connects = || stats.connects.load(std::sync::atomic::Ordering::Relaxed);
@@ -677,6 +728,7 @@ async fn feed(
         {
             Ok(mut messages) => {
                 let mut ok = true;
+                let mut gave_up = false;
                 loop {
                     // What already arrived is taken before a reconnection
                     // ends the request: dropped, it would come again only
@@ -689,6 +741,10 @@ async fn feed(
                                 continue;
                             }
                             // Told at the top of the loop.
+                            break;
+                        }
+                        _ = give_up.wait_for(|g| *g) => {
+                            gave_up = true;
                             break;
                         }
                     };
@@ -705,6 +761,18 @@ async fn feed(
                             break;
                         }
                         None => break,
+                    }
+                }
+                if gave_up {
+                    // What arrived goes on; dropping the request ends its
+                    // subscription.
+                    loop {
+                        let Some(Some(Ok(m))) = messages.next().now_or_never() else {
+                            return;
+                        };
+                        if tx.send(Feed::Message(i, Box::new(m))).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 // Ended by the client's own timer rather than the server's
@@ -791,11 +859,10 @@ pub(crate) async fn write_inbox(
             inbox_rows::insert_sqlite(c, &service.name, &events, conflict).await?
         }
     };
-    let mut counted = Written::default();
-    for (source, event_type) in written {
-        *counted.rows.entry((source, event_type)).or_default() += 1;
-    }
-    Ok(counted)
+    Ok(Written {
+        rows: written,
+        took: Duration::ZERO,
+    })
 }
 
 #[cfg(test)]

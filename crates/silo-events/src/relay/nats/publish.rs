@@ -22,6 +22,17 @@
 //! an event larger than the server takes, or one whose headers (its key,
 //! mostly) are larger than JetStream stores.
 //!
+//! [`relay_batches`] moves several batches in a row and reads each next
+//! batch while the stream's acks for the one before are on their way: it
+//! reads on from the last row of that batch (`(txid, seq)` above it on
+//! PostgreSQL, `seq` on SQLite), not from what is still pending, as those
+//! rows are not marked yet. No row can appear below that point later: a
+//! row is read only once every transaction older than its own has ended,
+//! so any row committed afterwards has a larger `txid` (SQLite has one
+//! writer at a time, and `seq` never goes back). The next batch is
+//! published only once every row before it was acked and marked; when a
+//! publish fails, it is dropped and read again on the next pass.
+//!
 //! When a publish fails, the rows before it are marked and the rest are
 //! published again on the next pass, in order. If the connection was lost
 //! part way and the client sent later rows again after it reconnected,
@@ -44,6 +55,10 @@ use crate::{EventsError, sql};
 /// How many outbox rows one pass reads and publishes at most.
 pub const BATCH: i64 = 500;
 
+/// How many batches [`relay_batches`] moves in a row at most, before its
+/// caller looks at its stop signal and metrics again.
+pub const BATCHES_IN_A_ROW: usize = 20;
+
 /// What one [`relay_batch`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Relayed {
@@ -59,11 +74,42 @@ pub struct Relayed {
     /// Whether a publish failed (the rest of the batch waits for the next
     /// pass).
     pub failed: Option<String>,
+    /// Whether the last batch read came back full: more rows may wait.
+    pub more: bool,
+}
+
+impl Relayed {
+    fn add(&mut self, other: Relayed) {
+        self.read += other.read;
+        self.published += other.published;
+        self.dead += other.dead;
+        for (t, (p, d)) in other.by_type {
+            let e = self.by_type.entry(t).or_default();
+            e.0 += p;
+            e.1 += d;
+        }
+        self.failed = other.failed;
+        self.more = other.more;
+    }
 }
 
 /// One outbox row.
 struct Row {
     envelope: Envelope,
+}
+
+/// Where a read of the outbox goes on from: just after this row, in
+/// commit-safe order (`txid` is PostgreSQL's, as text).
+#[derive(Debug, Clone, Default)]
+struct After {
+    txid: Option<String>,
+    seq: i64,
+}
+
+/// Rows read, and the point after the last of them.
+struct Read {
+    rows: Vec<Row>,
+    after: After,
 }
 
 /// Reads one batch of `service`'s pending outbox rows, checks them against
@@ -77,17 +123,92 @@ pub async fn relay_batch(
     service: &Service,
     contracts: &Contracts,
 ) -> Result<Relayed, EventsError> {
-    let rows = read_pending(conn, service).await?;
+    relay_batches(conn, bus, manifest, service, contracts, 1).await
+}
+
+/// As [`relay_batch`], for up to `most` batches in a row while they come
+/// back full, each next one read while the acks of the one before are on
+/// their way (see the module's notes). Returns what they did in all;
+/// `failed` and `more` tell of the last one.
+pub async fn relay_batches(
+    conn: &mut ServiceConnection,
+    bus: &Connection,
+    manifest: &Manifest,
+    service: &Service,
+    contracts: &Contracts,
+    most: usize,
+) -> Result<Relayed, EventsError> {
+    let mut total = Relayed::default();
+    let mut next = read_pending(conn, service, &After::default()).await?;
+    let mut moved = 0;
+    loop {
+        moved += 1;
+        let read = std::mem::take(&mut next.rows);
+        let after = next.after.clone();
+        let full = read.len() as i64 >= BATCH;
+        let mut sending = publish_rows(bus, manifest, service, contracts, read).await;
+        sending.done.more = full;
+        let go_on = full && moved < most && sending.done.failed.is_none();
+        let (acked, following) = tokio::join!(await_acks(service, sending), async {
+            if go_on {
+                Some(read_pending(conn, service, &after).await)
+            } else {
+                None
+            }
+        });
+        let done = retire(conn, service, manifest.events.retention, acked).await?;
+        let failed = done.failed.is_some();
+        total.add(done);
+        match following {
+            Some(following) if !failed => {
+                next = following?;
+                if next.rows.is_empty() {
+                    total.more = false;
+                    return Ok(total);
+                }
+            }
+            _ => return Ok(total),
+        }
+    }
+}
+
+/// A batch on its way to the stream: what it did so far, the rows to mark
+/// dead, and the acks to wait for.
+struct Sending {
+    done: Relayed,
+    dead: Vec<(String, String, String)>,
+    acks: Vec<(
+        (String, String),
+        async_nats::jetstream::context::PublishAckFuture,
+    )>,
+}
+
+/// A batch the stream has answered for: the ids of the rows it acked, in
+/// order up to the first failure, and the rows to mark dead.
+struct Acked {
+    done: Relayed,
+    dead: Vec<(String, String, String)>,
+    sent: Vec<String>,
+}
+
+/// Checks `rows` and publishes them, one after the other without waiting
+/// for acks; stops at the first publish that fails.
+async fn publish_rows(
+    bus: &Connection,
+    manifest: &Manifest,
+    service: &Service,
+    contracts: &Contracts,
+    rows: Vec<Row>,
+) -> Sending {
     let mut done = Relayed {
         read: rows.len(),
         ..Default::default()
     };
-    if rows.is_empty() {
-        return Ok(done);
-    }
     let max_payload = bus.client.server_info().max_payload;
     let mut dead: Vec<(String, String, String)> = Vec::new();
     let mut acks = Vec::new();
+    // Each type's subject, made once per batch.
+    let mut subjects: BTreeMap<String, async_nats::Subject> = BTreeMap::new();
     for row in rows {
         let mut e = row.envelope;
         if !service.publishes.contains(&e.event_type) {
@@ -123,9 +244,12 @@ pub async fn relay_batch(
             continue;
         }
         let message = PublishMessage::build()
-            .payload(e.payload.clone().into())
+            .payload(std::mem::take(&mut e.payload).into())
             .headers(headers);
-        let subject = names::subject(&manifest.project, &e.event_type);
+        let subject = subjects
+            .entry(e.event_type.clone())
+            .or_insert_with(|| names::subject(&manifest.project, &e.event_type).into())
+            .clone();
         match bus.js.send_publish(subject, message).await {
             Ok(ack) => acks.push(((e.id, e.event_type), ack)),
             Err(err) => {
@@ -134,6 +258,17 @@ pub async fn relay_batch(
             }
         }
     }
+    Sending { done, dead, acks }
+}
+
+/// Waits for every ack of `sending`, in order; the first failure ends
+/// what may be marked.
+async fn await_acks(service: &Service, sending: Sending) -> Acked {
+    let Sending {
+        mut done,
+        dead,
+        acks,
+    } = sending;
     // Every ack, in order; the first failure ends what may be marked.
     let mut sent = Vec::new();
     let mut failed_at: Option<usize> = None;
@@ -165,7 +300,23 @@ pub async fn relay_batch(
         );
     }
     done.published = sent.len() as u64;
-    mark_sent(conn, service, &sent, manifest.events.retention).await?;
+    Acked { done, dead, sent }
+}
+
+/// Marks what `acked` says: the rows the stream has as sent (or deletes
+/// them), and the dead ones dead.
+async fn retire(
+    conn: &mut ServiceConnection,
+    service: &Service,
+    retention: Retention,
+    acked: Acked,
+) -> Result<Relayed, EventsError> {
+    let Acked {
+        mut done,
+        dead,
+        sent,
+    } = acked;
+    mark_sent(conn, service, &sent, retention).await?;
     for (id, event_type, why) in &dead {
         contracts::dead_letter(conn, service, id, why).await?;
         done.by_type.entry(event_type.clone()).or_default().1 += 1;
@@ -178,9 +329,19 @@ pub async fn relay_batch(
 async fn read_pending(
     conn: &mut ServiceConnection,
     service: &Service,
-) -> Result<Vec<Row>, EventsError> {
+    after: &After,
+) -> Result<Read, EventsError> {
     let action = format!("reading {}'s outbox", service.name);
-    type R = (String, String, String, String, String, String);
+    type R = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        i64,
+    );
     let rows: Vec<R> = match conn {
         // `ORDER BY` names the table's columns, so it walks the pending
         // (txid, seq) index instead of sorting the outbox. `seq`, not
@@ -188,27 +349,36 @@ async fn read_pending(
         // millisecond differ only in random bits.
         ServiceConnection::Postgres(c) => sqlx::query_as(
             "SELECT id::text, type, key, payload::text, headers::text, \
-                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                    txid::text, seq \
              FROM silo_outbox \
              WHERE state = 'pending' AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND (txid, seq) > ($2::text::xid8, $3) \
              ORDER BY silo_outbox.txid, silo_outbox.seq LIMIT $1",
         )
         .bind(BATCH)
+        .bind(after.txid.as_deref().unwrap_or("0"))
+        .bind(after.seq)
         .fetch_all(&mut *c)
         .await
         .map_err(sql(action))?,
         ServiceConnection::Sqlite(c) => sqlx::query_as(
-            "SELECT id, type, key, payload, headers, created_at FROM silo_outbox \
-             WHERE state = 'pending' ORDER BY seq LIMIT $1",
+            "SELECT id, type, key, payload, headers, created_at, NULL, seq FROM silo_outbox \
+             WHERE state = 'pending' AND seq > $2 ORDER BY seq LIMIT $1",
         )
         .bind(BATCH)
+        .bind(after.seq)
         .fetch_all(&mut *c)
         .await
         .map_err(sql(action))?,
     };
-    Ok(rows
+    let after = rows.last().map_or_else(After::default, |r| After {
+        txid: r.6.clone(),
+        seq: r.7,
+    });
+    let rows = rows
         .into_iter()
-        .map(|(id, event_type, key, payload, headers, time)| Row {
+        .map(|(id, event_type, key, payload, headers, time, _, _)| Row {
             envelope: Envelope {
                 id,
                 source: service.name.clone(),
@@ -220,7 +390,8 @@ async fn read_pending(
                 payload,
             },
         })
-        .collect())
+        .collect();
+    Ok(Read { rows, after })
 }
 
 /// Marks the rows the stream has as sent, or deletes them, in one

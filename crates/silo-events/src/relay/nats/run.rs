@@ -51,7 +51,7 @@ use super::connect::{Connection, NatsConfig};
 use super::deliver::Delivery;
 use super::error::NatsError;
 use super::names;
-use super::publish::{self, BATCH, Relayed};
+use super::publish::{self, BATCHES_IN_A_ROW, Relayed};
 use super::stream;
 use crate::EventsError;
 use crate::contracts::Contracts;
@@ -144,7 +144,8 @@ pub async fn set_up(
 
 /// Runs the relay and the delivery of every service in `services` until
 /// `stop` turns true (or, with `once`, until nothing is left to move: the
-/// relays first, then the deliveries). Each relay checks payloads against
+/// relays and the deliveries side by side, each delivery ending once every
+/// relay has and its durables are caught up). Each relay checks payloads against
 /// `contracts` (loaded once: [`Contracts::load`]).
 /// `counters` has one entry per service, in the same order.
 #[allow(clippy::too_many_arguments)]
@@ -158,6 +159,10 @@ pub async fn run(
     options: RunOptions,
     stop: watch::Receiver<bool>,
 ) {
+    // With `once`, a delivery ends only after every relay has: what they
+    // publish is for the deliveries to find. The two run side by side all
+    // the same, as they do without `once`.
+    let (relays_done, relayed) = watch::channel(false);
     let relays = services
         .iter()
         .zip(counters)
@@ -174,22 +179,28 @@ pub async fn run(
             };
             relay.run(stop.clone())
         });
+    let relays = async {
+        futures::future::join_all(relays).await;
+        let _ = relays_done.send(true);
+    };
     let deliveries = services
         .iter()
         .zip(counters)
         .filter(|(s, _)| !s.consumes.is_empty())
-        .map(|(s, c)| delivery_loop(stores, manifest, config, s, c, options, stop.clone()));
-    if options.once {
-        // Everything published first, so that the deliveries find it.
-        futures::future::join_all(relays).await;
-        futures::future::join_all(deliveries).await;
-    } else {
-        futures::future::join(
-            futures::future::join_all(relays),
-            futures::future::join_all(deliveries),
-        )
-        .await;
-    }
+        .map(|(s, c)| {
+            let relayed = relayed.clone();
+            delivery_loop(
+                stores,
+                manifest,
+                config,
+                s,
+                c,
+                options,
+                relayed,
+                stop.clone(),
+            )
+        });
+    futures::future::join(relays, futures::future::join_all(deliveries)).await;
 }
 
 fn stopped(stop: &watch::Receiver<bool>) -> bool {
@@ -282,7 +293,7 @@ impl Relay<'_> {
                     if done.read > 0 {
                         idle.busy();
                     }
-                    if (done.read as i64) < BATCH {
+                    if !done.more {
                         if self.options.once {
                             break;
                         }
@@ -327,7 +338,15 @@ impl Relay<'_> {
         let service = self.service;
         let name = &service.name;
         let started = Instant::now();
-        let done = publish::relay_batch(store, bus, self.manifest, service, self.contracts).await?;
+        let done = publish::relay_batches(
+            store,
+            bus,
+            self.manifest,
+            service,
+            self.contracts,
+            BATCHES_IN_A_ROW,
+        )
+        .await?;
         let c = self.counters;
         c.published.fetch_add(done.published, Ordering::Relaxed);
         c.dead.fetch_add(done.dead, Ordering::Relaxed);
@@ -406,6 +425,7 @@ fn routes_into(manifest: &Manifest, service: &Service) -> Vec<(String, Vec<Strin
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn delivery_loop(
     stores: &Stores,
     manifest: &Manifest,
@@ -413,6 +433,9 @@ async fn delivery_loop(
     service: &Service,
     counters: &Counters,
     options: RunOptions,
+    // Turns true once every relay of the run has ended: with `once`, the
+    // delivery ends only after that.
+    relayed: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = &service.name;
@@ -423,6 +446,8 @@ async fn delivery_loop(
     let mut holding = Backoff::between(HOLDING_FIRST, HOLDING_MAX);
     let mut delivery: Option<Delivery> = None;
     let mut measured: Option<Instant> = None;
+    // With `once`: whether it ended with nothing left to deliver.
+    let mut caught_up = false;
     while !stopped(&stop) {
         let result = async {
             if delivery.is_none() {
@@ -501,7 +526,15 @@ async fn delivery_loop(
                 backoff.reset();
                 gauge!(m::ROUTE_UP, &labels).set(1.0);
                 let d = delivery.as_ref().expect("set");
-                if options.once && n == 0 && d.held() == 0 && d.caught_up().await {
+                // The relays' end is read before the durables' state: then
+                // everything they published is counted in it.
+                if options.once
+                    && n == 0
+                    && d.held() == 0
+                    && *relayed.borrow()
+                    && d.caught_up().await
+                {
+                    caught_up = true;
                     break;
                 }
             }
@@ -528,7 +561,9 @@ async fn delivery_loop(
         }
     }
     // What it pulled and did not write goes back to the stream at once.
-    if let Some(d) = delivery {
-        d.release().await;
+    match delivery {
+        Some(d) if caught_up => d.finish().await,
+        Some(d) => d.release().await,
+        None => {}
     }
 }
