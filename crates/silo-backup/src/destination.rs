@@ -344,6 +344,19 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Every backup folder at the destination, complete or not (a folder
+    /// without `meta.json` is a killed backup's leftovers), oldest first,
+    /// with the bytes it holds and when it was last written: what a prune
+    /// needs beyond [`Destination::list`].
+    pub async fn contents(&self) -> Result<Vec<crate::objects::Listed>, BackupError> {
+        let Some(store) = self.store(false)? else {
+            return Ok(Vec::new());
+        };
+        crate::objects::list_backups(store.as_ref(), &ObjectPath::default()).await
+    }
+}
+
 /// The object of file `name` of backup `id`.
 fn object(id: &BackupId, name: &str) -> ObjectPath {
     ObjectPath::from(format!("{id}/{name}"))
