@@ -157,6 +157,10 @@ pub enum Event {
         id: BackupId,
         error: String,
     },
+    /// The daemon was told to stop; backups of `running` are waited for.
+    Stopping {
+        running: Vec<String>,
+    },
     /// The service's loop ended: the daemon is stopping, or its schedule
     /// has no next run.
     Ended {
@@ -259,6 +263,9 @@ impl Daemon {
             _ = &mut stop => {}
         }
         let running = self.metrics.running();
+        self.emit(Event::Stopping {
+            running: running.clone(),
+        });
         if !running.is_empty() {
             tracing::info!(
                 running = running.join(", "),
