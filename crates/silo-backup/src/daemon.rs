@@ -363,6 +363,7 @@ impl Daemon {
                     "catching up: one backup for the slots missed while the daemon was down or busy"
                 );
             }
+            self.metrics.update(name, |f| f.running = true);
             self.emit(Event::Started {
                 service: name.to_string(),
                 at,
@@ -386,11 +387,11 @@ impl Daemon {
         });
     }
 
-    /// Takes one backup, logging and counting how it went.
+    /// Takes one backup (marked running by the caller), logging and
+    /// counting how it went.
     async fn one_backup(&self, s: &Scheduled, work: &dyn Work) -> Option<BackupMeta> {
         let name = s.service.name.as_str();
         tracing::info!(service = name, "backup started");
-        self.metrics.update(name, |f| f.running = true);
         let started = Instant::now();
         let result = work.backup(&s.service).await;
         let took = started.elapsed().as_secs_f64();
