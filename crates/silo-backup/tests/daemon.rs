@@ -257,13 +257,20 @@ async fn one_backup_at_a_time_per_service_and_services_at_once() {
         clock.advance(Duration::hours(3));
         open.send(true).unwrap();
         // ...but one catch-up each once they are done.
-        for service in ["orders", "billing"] {
-            let next = events.next(started(service)).await;
+        let mut second: HashMap<String, Event> = HashMap::new();
+        while second.len() < 2 {
+            let next = events.next(|e| matches!(e, Event::Started { .. })).await;
+            let Event::Started { service, .. } = &next else {
+                unreachable!()
+            };
+            second.entry(service.clone()).or_insert(next);
+        }
+        for next in second.values() {
             let Event::Started { at, skipped, .. } = next else {
                 unreachable!()
             };
-            assert!(at >= start + Duration::hours(3), "{next:?}");
-            assert!(skipped >= 2, "{next:?}");
+            assert!(*at >= start + Duration::hours(3), "{next:?}");
+            assert!(*skipped >= 2, "{next:?}");
         }
         stop.send(()).unwrap();
     };
