@@ -24,7 +24,9 @@ use context::{CmdResult, Context};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let wants_json = asks_for_json(std::env::args());
-    init_tracing(cli.global.verbose);
+    // The daemon's logs are its output: `info` without -v.
+    let logs = commands::backup_daemon::logs_by_default(&cli.command);
+    init_tracing(cli.global.verbose.max(u8::from(logs)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
