@@ -483,7 +483,7 @@ impl Daemon {
         let Some(every) = s.verify_every else {
             return;
         };
-        if taken % u64::from(every.max(1)) != 0 {
+        if !taken.is_multiple_of(u64::from(every.max(1))) {
             return;
         }
         match work.verify(&s.service, &meta.id).await {

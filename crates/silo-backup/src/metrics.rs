@@ -74,7 +74,11 @@ impl Metrics {
 
     /// The Prometheus text exposition of every figure.
     pub fn render(&self) -> String {
-        let services = self.services.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let services = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut out = String::new();
         type Read = fn(&ServiceFigures) -> Option<f64>;
         let families: [(&str, &str, &str, Read); 10] = [
@@ -215,11 +219,14 @@ mod tests {
         });
         m.update("billing", |f| f.failures = 2);
         let text = m.render();
-        assert!(text.contains(
-            "# TYPE silo_backup_last_success_timestamp_seconds gauge\n\
+        assert!(
+            text.contains(
+                "# TYPE silo_backup_last_success_timestamp_seconds gauge\n\
              silo_backup_last_success_timestamp_seconds{service=\"billing\"} 0\n\
              silo_backup_last_success_timestamp_seconds{service=\"orders\"} 1795838400\n"
-        ), "{text}");
+            ),
+            "{text}"
+        );
         assert!(text.contains("silo_backup_duration_seconds{service=\"orders\"} 1.5\n"));
         assert!(!text.contains("silo_backup_duration_seconds{service=\"billing\"}"));
         assert!(text.contains("silo_backup_size_bytes{service=\"orders\"} 4096\n"));

@@ -9,12 +9,12 @@ use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use daemon_support::Project;
+use silo_backup::BackupError;
 use silo_backup::daemon::{Daemon, Event, ProjectWork, Summary, Work};
 use silo_backup::meta::{BackupId, BackupMeta};
 use silo_backup::prune::Pruned;
 use silo_backup::restore::Restored;
 use silo_backup::schedule::{FakeClock, slot_after};
-use silo_backup::BackupError;
 use silo_manifest::Service;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -99,10 +99,9 @@ fn floor_hour(t: OffsetDateTime) -> OffsetDateTime {
 
 #[tokio::test]
 async fn after_downtime_one_catch_up_then_back_on_schedule() {
-    let p = Project::new(
-        "[services.orders.backup]\nschedule = \"0 * * * *\"\n[services.billing]\n",
-    )
-    .await;
+    let p =
+        Project::new("[services.orders.backup]\nschedule = \"0 * * * *\"\n[services.billing]\n")
+            .await;
     let (daemon, unscheduled) = Daemon::new(&p.manifest.services);
     assert_eq!(unscheduled, ["billing"], "no schedule, no daemon backups");
     assert_eq!(daemon.services(), ["orders"]);
@@ -285,10 +284,7 @@ async fn one_backup_at_a_time_per_service_and_services_at_once() {
     for service in ["orders", "billing"] {
         // Between the first and the second start of a service: exactly one
         // backup, not one per missed slot.
-        let runs: Vec<&Event> = seen
-            .iter()
-            .filter(|e| started(service)(e))
-            .collect();
+        let runs: Vec<&Event> = seen.iter().filter(|e| started(service)(e)).collect();
         assert!(runs.len() >= 2);
         let before_second = seen
             .iter()
@@ -345,10 +341,8 @@ async fn each_backup_is_followed_by_a_prune() {
 
 #[tokio::test]
 async fn every_nth_backup_is_restore_drilled() {
-    let p = Project::new(
-        "[services.orders.backup]\nschedule = \"* * * * *\"\nverify_every = 2\n",
-    )
-    .await;
+    let p = Project::new("[services.orders.backup]\nschedule = \"* * * * *\"\nverify_every = 2\n")
+        .await;
     let (daemon, mut events) = daemon_of(&p);
     let clock = FakeClock::new(OffsetDateTime::now_utc());
     let work = work(&p);
@@ -360,7 +354,9 @@ async fn every_nth_backup_is_restore_drilled() {
                 .next(|e| {
                     matches!(
                         e,
-                        Event::Succeeded { .. } | Event::Verified { .. } | Event::VerifyFailed { .. }
+                        Event::Succeeded { .. }
+                            | Event::Verified { .. }
+                            | Event::VerifyFailed { .. }
                     )
                 })
                 .await;
@@ -378,7 +374,11 @@ async fn every_nth_backup_is_restore_drilled() {
         service: "orders".into(),
         id: id(i),
     };
-    assert_eq!(seen[2], verified(1), "the second backup is drilled: {seen:#?}");
+    assert_eq!(
+        seen[2],
+        verified(1),
+        "the second backup is drilled: {seen:#?}"
+    );
     assert_eq!(seen[5], verified(4), "and the fourth: {seen:#?}");
     id(0);
     id(3);
@@ -434,7 +434,11 @@ async fn a_failed_backup_is_counted_and_retried_at_the_next_slot() {
         .collect();
     assert!(starts.len() >= 2, "{seen:#?}");
     for pair in starts.windows(2) {
-        assert_eq!(pair[1], slot_after(&schedule, pair[0]).unwrap(), "{seen:#?}");
+        assert_eq!(
+            pair[1],
+            slot_after(&schedule, pair[0]).unwrap(),
+            "{seen:#?}"
+        );
     }
 }
 
@@ -449,9 +453,7 @@ async fn a_stop_waits_for_the_running_backup() {
         events.next(started("orders")).await;
         until("the backup in flight", || work.in_flight() == 1).await;
         stop.send(()).unwrap();
-        let stopping = events
-            .next(|e| matches!(e, Event::Stopping { .. }))
-            .await;
+        let stopping = events.next(|e| matches!(e, Event::Stopping { .. })).await;
         assert_eq!(
             stopping,
             Event::Stopping {
@@ -505,7 +507,10 @@ async fn a_stop_abandons_a_backup_that_outlasts_the_timeout() {
         }
     );
     assert!(!daemon.metrics().get("orders").running);
-    assert!(p.listed("orders").await.is_empty(), "an abandoned backup is no backup");
+    assert!(
+        p.listed("orders").await.is_empty(),
+        "an abandoned backup is no backup"
+    );
     // The next run starts clean.
     p.backup("orders").await.unwrap();
     assert_eq!(p.listed("orders").await.len(), 1);

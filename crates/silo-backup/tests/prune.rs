@@ -21,7 +21,9 @@ async fn run(p: &Project, now: OffsetDateTime, dry_run: bool) -> Pruned {
         dry_run,
         staging_root: &staging,
     };
-    prune::prune(&p.destination("orders"), &options).await.unwrap()
+    prune::prune(&p.destination("orders"), &options)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -59,7 +61,11 @@ async fn keep_and_retention_delete_the_right_ones() {
         p.listed("orders").await,
         [taken[2].id.to_string(), taken[3].id.to_string()]
     );
-    assert!(!p.destination_dir("orders").join(taken[0].id.as_str()).exists());
+    assert!(
+        !p.destination_dir("orders")
+            .join(taken[0].id.as_str())
+            .exists()
+    );
 }
 
 #[tokio::test]
@@ -96,7 +102,11 @@ async fn the_newest_good_backup_is_never_deleted_even_behind_a_damaged_one() {
     );
     assert_eq!(pruned.damaged.len(), 1);
     assert_eq!(pruned.damaged[0].0, c.id.to_string());
-    assert!(pruned.damaged[0].1.contains(&c.files[0].name), "{:?}", pruned.damaged);
+    assert!(
+        pruned.damaged[0].1.contains(&c.files[0].name),
+        "{:?}",
+        pruned.damaged
+    );
     assert_eq!(p.listed("orders").await, [b.id.to_string()]);
 
     // Pruned again and again, the last good backup stays.
@@ -117,7 +127,11 @@ async fn a_dry_run_deletes_nothing() {
     let before = p.listed("orders").await;
     let pruned = run(&p, OffsetDateTime::now_utc() + Duration::days(2), true).await;
     assert!(pruned.dry_run);
-    assert_eq!(pruned.plan.deleted().count(), 2, "it says what it would delete");
+    assert_eq!(
+        pruned.plan.deleted().count(),
+        2,
+        "it says what it would delete"
+    );
     assert_eq!(pruned.plan.leftovers, ["20260101T000000Z-0bad"]);
     assert!(pruned.freed_bytes() > 0);
     assert_eq!(p.listed("orders").await, before);
@@ -143,10 +157,17 @@ async fn leftovers_go_after_a_day_and_without_rules_no_backup_does() {
 
     // A year on: the other leftover goes too, and still no backup.
     let pruned = run(&p, OffsetDateTime::now_utc() + Duration::days(400), false).await;
-    assert_eq!(pruned.plan.deleted().count(), 0, "no rule, no backup deleted");
+    assert_eq!(
+        pruned.plan.deleted().count(),
+        0,
+        "no rule, no backup deleted"
+    );
     assert_eq!(pruned.plan.leftovers, ["20260102T000000Z-0bee"]);
     assert!(!fresh.exists());
-    assert!(stray.exists(), "a folder that is no backup is never touched");
+    assert!(
+        stray.exists(),
+        "a folder that is no backup is never touched"
+    );
     assert_eq!(
         p.listed("orders").await,
         [kept.id.to_string(), old.id.to_string()]

@@ -49,9 +49,17 @@ fn prune_deletes_what_the_policy_no_longer_keeps_and_a_dry_run_nothing() {
     let mut taken = Vec::new();
     for _ in 0..3 {
         let out = json(silo(dir.path()).args(["backup", "orders", "--json"]));
-        taken.push(out["backups"][0]["backup"]["id"].as_str().unwrap().to_string());
+        taken.push(
+            out["backups"][0]["backup"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
-    silo(dir.path()).args(["backup", "billing"]).assert().success();
+    silo(dir.path())
+        .args(["backup", "billing"])
+        .assert()
+        .success();
 
     let dry = json(silo(dir.path()).args(["backup", "prune", "--dry-run", "--json"]));
     assert_eq!(dry["dry_run"], true);
@@ -74,8 +82,15 @@ fn prune_deletes_what_the_policy_no_longer_keeps_and_a_dry_run_nothing() {
     assert_eq!(newest["id"], taken[2].as_str());
     assert_eq!(newest["reason"], "the newest good backup, never deleted");
     let billing = &dry["services"][1];
-    assert_eq!(billing["backups"][0]["reason"], "the newest good backup, never deleted");
-    assert_eq!(listed(dir.path(), "orders").len(), 3, "a dry run deletes nothing");
+    assert_eq!(
+        billing["backups"][0]["reason"],
+        "the newest good backup, never deleted"
+    );
+    assert_eq!(
+        listed(dir.path(), "orders").len(),
+        3,
+        "a dry run deletes nothing"
+    );
 
     let out = silo(dir.path())
         .args(["backup", "prune", "orders"])
@@ -83,10 +98,20 @@ fn prune_deletes_what_the_policy_no_longer_keeps_and_a_dry_run_nothing() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("orders: deleted 2 backups and 0 leftovers"), "{stdout}");
-    assert!(stdout.contains("beyond keep and older than retention"), "{stdout}");
+    assert!(
+        stdout.contains("orders: deleted 2 backups and 0 leftovers"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("beyond keep and older than retention"),
+        "{stdout}"
+    );
     assert_eq!(listed(dir.path(), "orders"), [taken[2].clone()]);
-    assert_eq!(listed(dir.path(), "billing").len(), 1, "billing was not named");
+    assert_eq!(
+        listed(dir.path(), "billing").len(),
+        1,
+        "billing was not named"
+    );
 
     // Again: the last good backup stays, whatever the runs.
     let again = json(silo(dir.path()).args(["backup", "prune", "--json"]));
@@ -105,7 +130,10 @@ fn the_daemon_refuses_to_run_without_a_schedule() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no backup schedule for orders"));
 
     let dir = project("[services.orders]\n");
-    let out = silo(dir.path()).args(["backup", "daemon"]).output().unwrap();
+    let out = silo(dir.path())
+        .args(["backup", "daemon"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no service has a backup schedule"));
 }
@@ -244,14 +272,30 @@ fn the_daemon_backs_up_serves_metrics_and_stops_on_sigterm() {
         .as_secs_f64();
     let last = sample(&body, "silo_backup_last_success_timestamp_seconds").unwrap();
     assert!((now - last).abs() < 600.0, "{body}");
-    assert!(sample(&body, "silo_backup_size_bytes").unwrap() > 0.0, "{body}");
-    assert!(sample(&body, "silo_backup_duration_seconds").is_some(), "{body}");
-    assert_eq!(sample(&body, "silo_backup_failures_total"), Some(0.0), "{body}");
-    assert!(body.contains("# TYPE silo_backup_failures_total counter"), "{body}");
+    assert!(
+        sample(&body, "silo_backup_size_bytes").unwrap() > 0.0,
+        "{body}"
+    );
+    assert!(
+        sample(&body, "silo_backup_duration_seconds").is_some(),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "silo_backup_failures_total"),
+        Some(0.0),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE silo_backup_failures_total counter"),
+        "{body}"
+    );
     // The next run is on the schedule, in the future.
     let next = sample(&body, "silo_backup_next_run_timestamp_seconds").unwrap();
     assert!(next > last, "{body}");
-    assert!(!body.contains("service=\"billing\""), "billing has no schedule: {body}");
+    assert!(
+        !body.contains("service=\"billing\""),
+        "billing has no schedule: {body}"
+    );
 
     let ok = Command::new("kill")
         .args(["-TERM", &daemon.child.id().to_string()])
@@ -261,8 +305,14 @@ fn the_daemon_backs_up_serves_metrics_and_stops_on_sigterm() {
     assert!(ok);
     let (code, err) = daemon.exit();
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("backup taken"), "logs at info by default: {err}");
-    assert!(err.contains("not scheduled (no `schedule`): billing"), "{err}");
+    assert!(
+        err.contains("backup taken"),
+        "logs at info by default: {err}"
+    );
+    assert!(
+        err.contains("not scheduled (no `schedule`): billing"),
+        "{err}"
+    );
     assert!(err.contains("silo backup daemon: stopped"), "{err}");
 
     let list: Value = json(silo(dir.path()).args(["backup", "list", "orders", "--json"]));
