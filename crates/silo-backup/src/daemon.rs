@@ -15,8 +15,9 @@
 //!   never ends the daemon.
 //! - After each backup: a prune of the service's destination, and, every
 //!   `verify_every` backups, a restore drill of the backup just taken.
-//! - Stopping: no new backup starts; a backup running is waited for up to
-//!   [`Daemon::stop_timeout`], then abandoned. An abandoned backup never
+//! - Stopping: no new backup starts; a backup running (or the prune or
+//!   drill after it) is waited for up to [`Daemon::stop_timeout`], then
+//!   abandoned. An abandoned backup never
 //!   shows up as one (its `meta.json` is never written); its uploaded
 //!   files are a leftover the next prune removes after a day.
 //!
@@ -171,7 +172,8 @@ pub enum Event {
 /// How a daemon run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// Services whose running backup was abandoned at the stop timeout.
+    /// Services whose running backup (or the prune or restore drill after
+    /// it) was abandoned at the stop timeout.
     pub abandoned: Vec<String>,
 }
 
@@ -192,6 +194,9 @@ pub struct Daemon {
     pub stop_timeout: Duration,
     metrics: Metrics,
     events: Option<mpsc::UnboundedSender<Event>>,
+    /// What each service is doing now (`backup`, `prune`, `restore
+    /// drill`), to say what a stop waits for or abandons.
+    busy: std::sync::Mutex<std::collections::BTreeMap<String, &'static str>>,
 }
 
 impl Daemon {
@@ -217,6 +222,7 @@ impl Daemon {
             stop_timeout: Duration::from_secs(60),
             metrics: Metrics::new(),
             events: None,
+            busy: Default::default(),
         };
         (daemon, unscheduled)
     }
@@ -262,13 +268,13 @@ impl Daemon {
             _ = &mut loops => return Summary { abandoned: Vec::new() },
             _ = &mut stop => {}
         }
-        let running = self.metrics.running();
+        let running: Vec<String> = self.busy().keys().cloned().collect();
         self.emit(Event::Stopping {
             running: running.clone(),
         });
         if !running.is_empty() {
             tracing::info!(
-                running = running.join(", "),
+                running = self.busy_list(),
                 timeout_seconds = self.stop_timeout.as_secs_f64(),
                 "stopping: waiting for the running backups"
             );
@@ -282,17 +288,43 @@ impl Daemon {
                 abandoned: Vec::new(),
             };
         }
-        let abandoned = self.metrics.running();
-        for service in &abandoned {
-            tracing::warn!(
-                service,
-                "stopping: abandoned the running backup; it will not be listed, and the next prune removes its files after a day"
-            );
+        let abandoned: Vec<String> = self.busy().keys().cloned().collect();
+        for (service, doing) in self.busy().iter() {
+            if *doing == "backup" {
+                tracing::warn!(
+                    service,
+                    "stopping: abandoned the running backup; it will not be listed, and the next prune removes its files after a day"
+                );
+            } else {
+                tracing::warn!(service, "stopping: abandoned the running {doing}");
+            }
             self.metrics.update(service, |f| f.running = false);
         }
         // Dropping the loops cancels the backups: their staging folders go
         // with them.
         Summary { abandoned }
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, &'static str>> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `orders (backup), billing (prune)`.
+    fn busy_list(&self) -> String {
+        self.busy()
+            .iter()
+            .map(|(service, doing)| format!("{service} ({doing})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Marks `service` as doing `what` (`None`: idle).
+    fn doing(&self, service: &str, what: Option<&'static str>) {
+        let mut busy = self.busy();
+        match what {
+            Some(what) => busy.insert(service.to_string(), what),
+            None => busy.remove(service),
+        };
     }
 
     fn emit(&self, event: Event) {
@@ -364,13 +396,16 @@ impl Daemon {
                 );
             }
             self.metrics.update(name, |f| f.running = true);
+            self.doing(name, Some("backup"));
             self.emit(Event::Started {
                 service: name.to_string(),
                 at,
                 slot: due.slot,
                 skipped: due.skipped,
             });
-            let Some(meta) = self.one_backup(s, work).await else {
+            let result = self.one_backup(s, work).await;
+            self.doing(name, None);
+            let Some(meta) = result else {
                 continue;
             };
             taken += 1;
@@ -380,6 +415,7 @@ impl Daemon {
                 break;
             }
             self.after_backup(s, work, clock, &meta, taken).await;
+            self.doing(name, None);
         }
         self.metrics.update(name, |f| f.next_run = None);
         self.emit(Event::Ended {
@@ -449,6 +485,7 @@ impl Daemon {
         taken: u64,
     ) {
         let name = s.service.name.as_str();
+        self.doing(name, Some("prune"));
         match work.prune(&s.service, clock.now()).await {
             Ok(pruned) => {
                 let deleted: Vec<BackupId> = pruned.plan.deleted().map(|b| b.id.clone()).collect();
@@ -486,6 +523,7 @@ impl Daemon {
         if !taken.is_multiple_of(u64::from(every.max(1))) {
             return;
         }
+        self.doing(name, Some("restore drill"));
         match work.verify(&s.service, &meta.id).await {
             Ok(_) => {
                 self.metrics.update(name, |f| f.verifications += 1);

@@ -62,16 +62,6 @@ impl Metrics {
         services.get(service).cloned().unwrap_or_default()
     }
 
-    /// The services with a backup running now.
-    pub fn running(&self) -> Vec<String> {
-        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        services
-            .iter()
-            .filter(|(_, f)| f.running)
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
     /// The Prometheus text exposition of every figure.
     pub fn render(&self) -> String {
         let services = self
