@@ -345,6 +345,19 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Every backup folder at the destination, complete or not (a folder
+    /// without `meta.json` is a killed backup's leftovers), oldest first,
+    /// with the bytes it holds and when it was last written: what a prune
+    /// needs beyond [`Destination::list`].
+    pub async fn contents(&self) -> Result<Vec<crate::objects::Listed>, BackupError> {
+        let Some((store, prefix)) = self.open(false)? else {
+            return Ok(Vec::new());
+        };
+        crate::objects::list_backups(store.as_ref(), &prefix).await
+    }
+}
+
 /// Makes a folder (and its parents) that only its owner can read: backups
 /// hold every row of a store. An existing folder is left as it is.
 fn make_private_dir(dir: &Path) -> Result<(), BackupError> {

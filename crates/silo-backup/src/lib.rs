@@ -24,18 +24,24 @@
 //! - [`crypt`]: age encryption of a backup's files.
 //! - [`pgbackrest`]: point-in-time recovery of a service's own server
 //!   (`method = "pgbackrest"`) with the `pgbackrest` binary.
+//! - [`prune`]: a destination pruned by its policy (`silo backup prune`).
+//! - [`daemon`]: every schedule run until stopped (`silo backup daemon`),
+//!   with its [`metrics`] served for Prometheus.
 //!
 //! Engines write a backup's files into a local staging folder and read
 //! them back from one; the destination moves finished folders in and out.
 
 pub mod backup;
 pub mod crypt;
+pub mod daemon;
 pub mod destination;
 pub mod error;
 pub mod meta;
+pub mod metrics;
 pub mod objects;
 pub mod pgbackrest;
 pub mod postgres;
+pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod s3;

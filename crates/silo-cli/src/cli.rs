@@ -332,6 +332,30 @@ pub enum BackupCommand {
     /// and runs `pgbackrest check` (a WAL switch that must reach the
     /// repository); exit 1 while archiving does not work.
     Setup(BackupSetupArgs),
+
+    /// Delete the backups each service's policy no longer keeps
+    ///
+    /// `keep = N` keeps the N newest good backups, `retention = "30d"`
+    /// those younger than 30 days; with both, a backup goes only when
+    /// neither keeps it; with neither, none goes. The newest good backup
+    /// (its checksums checked) is never deleted, whatever the policy says.
+    /// A killed backup's files (no meta.json) go once a day old. Prints
+    /// every backup with what happens to it and why, and the bytes freed.
+    /// Exit 1 when a damaged or unreadable backup was found.
+    Prune(crate::commands::backup_prune::BackupPruneArgs),
+
+    /// Run every service's backup schedule until Ctrl-C or SIGTERM
+    ///
+    /// Each service with a `schedule` is backed up on it (services at once,
+    /// -j at a time; one backup at a time per service), its destination
+    /// pruned after each backup, and every `verify_every` backups the new
+    /// one restore-drilled. Slots missed while the daemon was down are
+    /// caught up with one backup at start. A failed backup is logged,
+    /// counted and tried again at the next slot. On a signal no backup
+    /// starts and running ones are waited for up to --stop-timeout, then
+    /// abandoned (never listed as backups); exit 0, or 1 when one was
+    /// abandoned. Logs go to stderr (RUST_LOG filters them).
+    Daemon(crate::commands::backup_daemon::BackupDaemonArgs),
 }
 
 #[derive(Debug, Args)]

@@ -69,11 +69,17 @@ pub fn install() {
 /// the first signal cancels [`token`] and the command ends as it chooses
 /// (its exit code stands); a second one exits at once.
 pub fn install_stop() {
-    let _ = STOP_MODE.set(());
-    install_with(
+    install_stop_saying(
         "stopping: the batches in flight commit, no new one starts",
         "nothing is lost: a batch that did not commit is delivered again by the next run",
     );
+}
+
+/// [`install_stop`] for another command: `first_does` says what the first
+/// signal does, `then` what exiting at once on the second leaves.
+pub fn install_stop_saying(first_does: &'static str, then: &'static str) {
+    let _ = STOP_MODE.set(());
+    install_with(first_does, then);
 }
 
 /// Installs the handlers; `first` says what the first signal does, `then`

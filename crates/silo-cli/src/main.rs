@@ -30,7 +30,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let wants_json = asks_for_json(std::env::args());
-    init_tracing(cli.global.verbose);
+    // The daemon's logs are its output: `info` without -v.
+    let logs = commands::backup_daemon::logs_by_default(&cli.command);
+    init_tracing(cli.global.verbose.max(u8::from(logs)), logs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,7 +121,9 @@ async fn run(cli: Cli) -> CmdResult {
     }
 }
 
-fn init_tracing(verbose: u8) {
+/// Logs on stderr; `timestamps` for a long-running command, whose lines
+/// are read long after they were written.
+fn init_tracing(verbose: u8, timestamps: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info,sqlx=warn",
@@ -130,10 +134,13 @@ fn init_tracing(verbose: u8) {
     // collector are noise. NO_COLOR (no-color.org) turns it off anywhere.
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .without_time()
-        .init();
+        .with_ansi(colour);
+    if timestamps {
+        fmt.init();
+    } else {
+        fmt.without_time().init();
+    }
 }

@@ -21,6 +21,10 @@ pub async fn run(ctx: &Context, args: &BackupArgs) -> CmdResult {
         Some(BackupCommand::List(list_args)) => list(ctx, list_args).await,
         Some(BackupCommand::Verify(verify_args)) => verify(ctx, verify_args).await,
         Some(BackupCommand::Setup(setup_args)) => restore_pitr::setup(ctx, setup_args).await,
+        Some(BackupCommand::Prune(prune_args)) => super::backup_prune::run(ctx, prune_args).await,
+        Some(BackupCommand::Daemon(daemon_args)) => {
+            super::backup_daemon::run(ctx, daemon_args).await
+        }
         None => take(ctx, args).await,
     }
 }

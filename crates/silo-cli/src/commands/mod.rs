@@ -3,6 +3,8 @@
 pub mod adopt;
 pub mod audit;
 pub mod backup;
+pub mod backup_daemon;
+pub mod backup_prune;
 pub mod baseline;
 pub mod connect;
 pub mod credentials;
