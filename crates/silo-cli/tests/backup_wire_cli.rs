@@ -41,6 +41,7 @@ const DATA: &str = "
 INSERT INTO items (name, qty) VALUES ('bolt', 5), ('nut', 7), ('gear', 1);
 INSERT INTO lines (item_id) VALUES (1), (3);
 SELECT setval('invoice_no', 4242);
+INSERT INTO silo_outbox (type, key, payload) VALUES ('order.placed', '1', '{\"item\": 1}');
 ";
 
 /// `silo` in `dir` against the server at `admin`, with none of the
@@ -66,6 +67,17 @@ async fn project(admin: &str, prefix: &Prefix, others: &[&str], extra: &str) -> 
             prefix.name(s),
             prefix.name(&format!("{s}_svc"))
         ));
+        // Event tables in the stores: orders publishes (silo_outbox) and
+        // consumes what the others publish (silo_inbox).
+        if *s == "orders" {
+            text.push_str("publishes = [\"order.placed\"]\n");
+            if !others.is_empty() {
+                let types: Vec<String> = others.iter().map(|o| format!("\"{o}.done\"")).collect();
+                text.push_str(&format!("consumes = [{}]\n", types.join(", ")));
+            }
+        } else {
+            text.push_str(&format!("publishes = [\"{s}.done\"]\n"));
+        }
     }
     text.push_str(extra);
     std::fs::write(dir.path().join("silo.toml"), text).unwrap();
@@ -143,6 +155,13 @@ fn backup(admin: &str, dir: &Path, service: &str) -> Value {
 async fn assert_restored(url: &str) {
     let q = |query: &'static str| scalar(url, query);
     assert_eq!(q("SELECT count(*)::text FROM items").await.unwrap(), "3");
+    // The event outbox comes back with the data (its rows not yet relayed).
+    assert_eq!(
+        q("SELECT type || ':' || key FROM silo_outbox")
+            .await
+            .unwrap(),
+        "order.placed:1"
+    );
     assert_eq!(q("SELECT count(*)::text FROM lines").await.unwrap(), "2");
     assert_eq!(
         q("SELECT string_agg(name || ':' || qty, ',' ORDER BY id) FROM items")
@@ -219,8 +238,14 @@ async fn postgres_round_trip_into_a_new_store_with_new_credentials() {
     let server = TempServer::start();
     let admin = server.admin_url();
     let prefix = Prefix::new();
-    let dir = project(&admin, &prefix, &[], "").await;
+    let dir = project(&admin, &prefix, &["billing"], "").await;
     let dir = dir.path();
+    exec(
+        &url_of(dir, "orders"),
+        "INSERT INTO silo_inbox (event_id, type, source, key, payload) \
+         VALUES (gen_random_uuid(), 'billing.done', 'billing', '7', '{}')",
+    )
+    .await;
 
     let meta = backup(&admin, dir, "orders");
     assert_eq!(meta["engine"], "postgres");
@@ -269,6 +294,12 @@ async fn postgres_round_trip_into_a_new_store_with_new_credentials() {
         format!("{copy}_svc")
     );
     assert_restored(&url).await;
+    assert_eq!(
+        scalar(&url, "SELECT source || ':' || state FROM silo_inbox")
+            .await
+            .unwrap(),
+        "billing:pending"
+    );
     // The live store was not touched.
     assert_eq!(
         scalar(&url_of(dir, "orders"), "SELECT count(*)::text FROM items")
@@ -281,7 +312,8 @@ async fn postgres_round_trip_into_a_new_store_with_new_credentials() {
     let manifest = dir.join("silo.toml");
     let mut text = std::fs::read_to_string(&manifest).unwrap();
     text.push_str(&format!(
-        "[services.{copy}]\ndatabase = \"{copy}\"\nrole = \"{copy}_svc\"\n"
+        "[services.{copy}]\ndatabase = \"{copy}\"\nrole = \"{copy}_svc\"\n\
+         publishes = [\"order.placed\"]\nconsumes = [\"billing.done\"]\n"
     ));
     std::fs::write(&manifest, text).unwrap();
     assert_audit_clean(&admin, dir);
