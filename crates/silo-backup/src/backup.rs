@@ -1,6 +1,6 @@
 //! Taking one backup of one service: dump its store into a private staging
-//! folder, upload every file (checksummed as it goes), and write
-//! `meta.json` last.
+//! folder, encrypt the files when the destination's policy says so, upload
+//! every file (checksummed as it goes), and write `meta.json` last.
 //!
 //! A run killed at any point leaves no backup: at worst a staging folder
 //! (removed by the next backup) and files without `meta.json` at the
@@ -44,15 +44,22 @@ pub async fn take(
 
     let dump: Dump = match service.engine {
         Engine::Sqlite => crate::sqlite::dump(&creds, staging.path()).await?,
-        Engine::Postgres => {
-            return Err(BackupError::Unsupported(format!(
-                "service `{}` is on PostgreSQL, whose backups this silo cannot take yet",
-                service.name
-            )));
-        }
+        Engine::Postgres => crate::postgres::dump(&creds, staging.path()).await?,
+    };
+    // The tools write with the process's umask; the rows are private.
+    for name in &dump.files {
+        make_private(&staging.path().join(name))?;
+    }
+    let (names, encrypted) = match destination.recipients() {
+        Some(recipients) => (
+            crate::crypt::encrypt_staged(staging.path(), &dump.files, recipients).await?,
+            true,
+        ),
+        None => (dump.files.clone(), false),
     };
 
-    let files = destination.upload(&id, staging.path(), &dump.files).await?;
+    // The sizes and checksums recorded are of the files as stored.
+    let files = destination.upload(&id, staging.path(), &names).await?;
     let meta = BackupMeta {
         format: FORMAT,
         id,
@@ -64,13 +71,20 @@ pub async fn take(
         started_at,
         finished_at: OffsetDateTime::now_utc(),
         size_bytes: files.iter().map(|f| f.size).sum(),
-        encrypted: false,
+        encrypted,
         reason: request.reason.to_string(),
         files,
         tables: dump.tables,
     };
     destination.commit(&meta).await?;
     Ok(meta)
+}
+
+/// Makes a staged file readable by its owner only.
+fn make_private(path: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| BackupError::io("making private", path, e))
 }
 
 /// A new private staging folder `<pid>-<random>` under `root`, removed when

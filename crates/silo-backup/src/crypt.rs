@@ -246,6 +246,60 @@ fn copy<R: Read, W: Write>(
     }
 }
 
+/// Encrypts each staged file `names` in `staging` to `<name>.age` and
+/// removes the plaintext; returns the names to upload. The plaintext never
+/// leaves this machine.
+pub async fn encrypt_staged(
+    staging: &Path,
+    names: &[String],
+    recipients: &[x25519::Recipient],
+) -> Result<Vec<String>, BackupError> {
+    let mut sealed = Vec::with_capacity(names.len());
+    for name in names {
+        let plain = staging.join(name);
+        let name = format!("{name}{SUFFIX}");
+        encrypt_file(&plain, &staging.join(&name), recipients).await?;
+        tokio::fs::remove_file(&plain)
+            .await
+            .map_err(|e| BackupError::io("removing", &plain, e))?;
+        sealed.push(name);
+    }
+    Ok(sealed)
+}
+
+/// Decrypts each downloaded `<name>.age` of `names` in `staging` into
+/// `<name>`, where the engines read it, and removes the ciphertext.
+pub async fn decrypt_staged(
+    staging: &Path,
+    names: &[String],
+    identities: &Identities,
+) -> Result<(), BackupError> {
+    for name in names {
+        let Some(plain) = name.strip_suffix(SUFFIX) else {
+            continue;
+        };
+        let sealed = staging.join(name);
+        decrypt_file(&sealed, &staging.join(plain), identities)
+            .await
+            .map_err(|e| match e {
+                // Named as the backup names it, not by its staging path.
+                BackupError::Decrypt { reason, .. } => BackupError::Decrypt {
+                    file: name.clone(),
+                    reason,
+                },
+                BackupError::NoMatchingIdentity { identity, .. } => {
+                    BackupError::NoMatchingIdentity {
+                        file: name.clone(),
+                        identity,
+                    }
+                }
+                e => e,
+            })?;
+        let _ = tokio::fs::remove_file(&sealed).await;
+    }
+    Ok(())
+}
+
 /// Runs `write` into `<to>.part`, then renames it to `to`; on failure the
 /// part file is removed.
 fn write_via_part(
@@ -256,8 +310,16 @@ fn write_via_part(
     part.push(".part");
     let part = PathBuf::from(part);
     let result = (|| {
-        let file =
-            std::fs::File::create(&part).map_err(|e| BackupError::io("creating", &part, e))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Only its owner may read it: plaintext or not, it holds a
+        // store's rows.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&part)
+            .map_err(|e| BackupError::io("creating", &part, e))?;
         let mut out = BufWriter::new(file);
         write(&mut out)?;
         out.flush()

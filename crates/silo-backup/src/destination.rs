@@ -1,43 +1,55 @@
-//! Where backups go: a folder (or, later, an object store prefix) holding
-//! one `<id>/` per backup, each with its files and a `meta.json`.
+//! Where backups go: a folder or an S3 prefix holding one `<id>/` per
+//! backup, each with its files and a `meta.json`, and whether the files
+//! are encrypted before they leave this machine.
+//!
+//! Every destination is an object store and a prefix: once opened, a
+//! local folder and a bucket go through the same code ([`crate::objects`]).
+//! Opening differs only in where the store comes from: a local folder is
+//! made (0700) by the first backup written to it; an `s3://` URL is opened
+//! with the `AWS_*` environment ([`crate::s3`]).
 //!
 //! `meta.json` is written last: a backup exists exactly when its
 //! `meta.json` exists and parses. A backup killed half way leaves files
 //! without one, which are never listed (prune removes them after an age).
 //!
-//! Files move through [`object_store`] in chunks, never whole in memory,
-//! so a destination on S3 and one in a local folder behave the same.
+//! The destination carries the policy's encryption too (`encrypt = true`
+//! and the project's `[backup] recipients`), so every caller of
+//! [`Destination::of`] (a backup now, the daemon, a backup before a
+//! migration) encrypts as the manifest says without passing it along.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::StreamExt;
+use age::x25519;
 use object_store::ObjectStore;
-use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use silo_manifest::BackupDestination;
 
 use crate::BackupError;
 use crate::meta::{BackupId, BackupMeta, FileEntry, META_FILE};
-
-/// The bytes read from a staged file at a time; object_store's writer
-/// gathers them into the parts of a multipart upload.
-const CHUNK: usize = 1 << 20;
+use crate::objects;
 
 /// A place backups are written to and read from.
 #[derive(Debug, Clone)]
 pub struct Destination {
     /// The URL or folder as shown to the user.
     shown: String,
-    kind: Kind,
+    place: Place,
+    /// The recipients files are encrypted to before upload; `None`: stored
+    /// as they are.
+    encrypt_to: Option<Vec<x25519::Recipient>>,
 }
 
 #[derive(Debug, Clone)]
-enum Kind {
-    /// A local folder; made (0700) by the first backup written to it.
+enum Place {
+    /// A local folder, opened when used.
     Local(PathBuf),
+    /// An object store opened already, and the prefix backups live under.
+    Objects {
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+    },
 }
 
 /// The backups found at a destination.
@@ -50,9 +62,10 @@ pub struct Listing {
 }
 
 impl Destination {
-    /// The destination of `service`: `configured` (the manifest's
-    /// `destination`: `file:///abs/path`, or a path relative to the project
-    /// folder `root`), or `<data_dir>/backups/<service>` by default.
+    /// The destination of `service`: `configured` (a manifest
+    /// `destination`: `file:///abs/path`, a path relative to the project
+    /// folder `root`, or `s3://bucket/prefix`), or
+    /// `<data_dir>/backups/<service>` by default.
     pub fn resolve(
         configured: Option<&str>,
         root: &Path,
@@ -75,7 +88,7 @@ impl Destination {
             return Ok(Destination::local(Path::new(path)));
         }
         if url.starts_with("s3://") {
-            return Err(bad("S3 destinations are not supported yet"));
+            return Destination::s3(url);
         }
         if let Some((scheme, _)) = url.split_once("://") {
             return Err(bad(&format!("unknown scheme `{scheme}`")));
@@ -86,19 +99,53 @@ impl Destination {
         Ok(Destination::local(&root.join(url)))
     }
 
-    /// The destination of `service` in `manifest`.
+    /// The destination of service `service` as `manifest` sets it: its
+    /// policy's `destination` (or `<data_dir>/backups/<service>`), with its
+    /// files encrypted to the project's recipients when the policy says
+    /// `encrypt = true`. A service no longer in the manifest (a backup
+    /// restored with `--from-service`) has the default folder.
     pub fn of(manifest: &silo_manifest::Manifest, service: &str) -> Result<Self, BackupError> {
-        // The manifest has no backup policy yet: every service backs up to
-        // the default folder.
-        Destination::resolve(None, &manifest.root, &manifest.data_dir, service)
+        let Some(svc) = manifest.service(service) else {
+            return Destination::resolve(None, &manifest.root, &manifest.data_dir, service);
+        };
+        let mut destination = match manifest.backup_destination(svc) {
+            BackupDestination::Local(dir) => Destination::local(&manifest.root.join(dir)),
+            s3 @ BackupDestination::S3 { .. } => Destination::s3(&s3.to_string())?,
+        };
+        if svc.backup.as_ref().is_some_and(|p| p.encrypt) {
+            destination.encrypt_to =
+                Some(crate::crypt::parse_recipients(&manifest.backup.recipients)?);
+        }
+        Ok(destination)
     }
 
     /// A local folder.
     pub fn local(dir: &Path) -> Self {
         Destination {
             shown: dir.display().to_string(),
-            kind: Kind::Local(dir.to_path_buf()),
+            place: Place::Local(dir.to_path_buf()),
+            encrypt_to: None,
         }
+    }
+
+    /// `s3://bucket/prefix`, with credentials and endpoint from the
+    /// `AWS_*` environment (nothing is sent until it is used).
+    pub fn s3(url: &str) -> Result<Self, BackupError> {
+        let s3 = crate::s3::open(url)?;
+        Ok(Destination {
+            shown: s3.url.to_string(),
+            place: Place::Objects {
+                store: s3.store,
+                prefix: s3.prefix,
+            },
+            encrypt_to: None,
+        })
+    }
+
+    /// The same destination with its files encrypted to `recipients`.
+    pub fn encrypted_to(mut self, recipients: Vec<x25519::Recipient>) -> Self {
+        self.encrypt_to = Some(recipients);
+        self
     }
 
     /// The destination as shown to the user.
@@ -106,95 +153,94 @@ impl Destination {
         &self.shown
     }
 
-    /// The object store, or `None` when a local folder does not exist yet
-    /// and `create` is false (nothing was ever written there).
-    fn store(&self, create: bool) -> Result<Option<Arc<dyn ObjectStore>>, BackupError> {
-        match &self.kind {
-            Kind::Local(dir) => {
+    /// The recipients a new backup's files are encrypted to, when the
+    /// policy encrypts.
+    pub fn recipients(&self) -> Option<&[x25519::Recipient]> {
+        self.encrypt_to.as_deref()
+    }
+
+    /// The object store and the prefix backups live under, or `None` when
+    /// a local folder does not exist yet and `create` is false (nothing
+    /// was ever written there).
+    pub fn open(
+        &self,
+        create: bool,
+    ) -> Result<Option<(Arc<dyn ObjectStore>, ObjectPath)>, BackupError> {
+        match &self.place {
+            Place::Local(dir) => {
                 if !dir.exists() {
                     if !create {
                         return Ok(None);
                     }
                     make_private_dir(dir)?;
                 }
-                let fs = LocalFileSystem::new_with_prefix(dir)
-                    .map_err(|e| self.failed("opening the destination", e))?;
-                Ok(Some(Arc::new(fs)))
+                let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+                    BackupError::BadDestination {
+                        url: self.shown.clone(),
+                        reason: format!("the folder cannot be opened: {e}"),
+                    }
+                })?;
+                Ok(Some((Arc::new(fs), ObjectPath::default())))
             }
+            Place::Objects { store, prefix } => Ok(Some((store.clone(), prefix.clone()))),
         }
     }
 
-    fn failed(&self, action: &str, source: object_store::Error) -> BackupError {
-        BackupError::Destination {
-            action: action.to_string(),
-            destination: self.shown.clone(),
-            source,
-        }
+    fn opened(&self) -> Result<(Arc<dyn ObjectStore>, ObjectPath), BackupError> {
+        Ok(self.open(true)?.expect("made when asked to"))
     }
 
     /// Uploads files `names` of backup `id` from `staging`, streaming, and
     /// returns the size and SHA-256 of the bytes written (one read of each
     /// file does both). They are no backup until [`Destination::commit`]
-    /// writes its metadata.
+    /// writes its metadata; a failed upload removes what it wrote.
     pub async fn upload(
         &self,
         id: &BackupId,
         staging: &Path,
         names: &[String],
     ) -> Result<Vec<FileEntry>, BackupError> {
-        let store = self.store(true)?.expect("made when asked to");
+        let (store, prefix) = self.opened()?;
+        let folder = objects::backup_path(&prefix, id);
+        if let Place::Local(dir) = &self.place {
+            // Made private before the first file lands in it.
+            make_private_dir(&dir.join(id.as_str()))?;
+        }
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
-            let path = staging.join(name);
-            let mut local = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| BackupError::io("opening", &path, e))?;
-            // Parts of 10 MB (S3 wants at least 5), two in flight: a
-            // backup holds about 30 MB of a file in memory, whatever its
-            // size, and `-j` backups at once hold that each.
-            let mut writer =
-                BufWriter::new(store.clone(), object(id, name)).with_max_concurrency(2);
-            let mut buf = vec![0u8; CHUNK];
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            loop {
-                let n = local
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| BackupError::io("reading", &path, e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                size += n as u64;
-                if let Err(e) = writer.write_all(&buf[..n]).await {
-                    let _ = writer.abort().await;
-                    return Err(BackupError::io(
-                        format!("writing {name} to {}", self.shown),
-                        &path,
-                        e,
-                    ));
+            let put = objects::put_file(
+                store.as_ref(),
+                &folder.child(name.as_str()),
+                &staging.join(name),
+            )
+            .await;
+            match put {
+                Ok((size, sha256)) => entries.push(FileEntry {
+                    name: name.clone(),
+                    size,
+                    sha256,
+                }),
+                Err(e) => {
+                    let _ = objects::delete_prefix(store.as_ref(), &folder).await;
+                    self.remove_local_folder(id);
+                    return Err(e);
                 }
             }
-            writer.shutdown().await.map_err(|e| {
-                BackupError::io(format!("writing {name} to {}", self.shown), &path, e)
-            })?;
-            entries.push(FileEntry {
-                name: name.clone(),
-                size,
-                sha256: crate::meta::hex(&hasher.finalize()),
-            });
         }
         Ok(entries)
     }
 
     /// Writes `meta.json`, last: from now on the backup exists.
     pub async fn commit(&self, meta: &BackupMeta) -> Result<(), BackupError> {
-        let store = self.store(true)?.expect("made when asked to");
+        let (store, prefix) = self.opened()?;
+        let path = objects::backup_path(&prefix, &meta.id).child(META_FILE);
         store
-            .put(&object(&meta.id, META_FILE), meta.to_json().into())
+            .put(&path, meta.to_json().into())
             .await
-            .map_err(|e| self.failed(&format!("writing {}/{META_FILE}", meta.id), e))?;
+            .map_err(|e| objects::classify(store.as_ref(), "writing", &path, e))?;
+        if let Place::Local(dir) = &self.place {
+            private_files(&dir.join(meta.id.as_str()))?;
+        }
         Ok(())
     }
 
@@ -202,25 +248,21 @@ impl Destination {
     /// is unreadable. Folders without `meta.json` (killed backups) and
     /// names that are no backup id are left out.
     pub async fn list(&self) -> Result<Listing, BackupError> {
-        let Some(store) = self.store(false)? else {
+        let Some((store, prefix)) = self.open(false)? else {
             return Ok(Listing::default());
         };
-        let top = store
-            .list_with_delimiter(None)
-            .await
-            .map_err(|e| self.failed("listing", e))?;
-        let mut ids: Vec<BackupId> = top
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(BackupId::parse))
-            .collect();
-        ids.sort();
         let mut listing = Listing::default();
-        for id in ids {
-            match self.read_meta_of(&store, &id).await {
-                Ok(Some(meta)) => listing.backups.push(meta),
-                Ok(None) => {}
-                Err(e) => listing.broken.push((id.to_string(), e.to_string())),
+        for found in objects::list_backups(store.as_ref(), &prefix).await? {
+            if !found.has_meta {
+                continue;
+            }
+            match objects::read_meta(store.as_ref(), &prefix, &found.id).await {
+                Ok(meta) if meta.id == found.id => listing.backups.push(meta),
+                Ok(meta) => listing.broken.push((
+                    found.id.to_string(),
+                    format!("its metadata names backup {}", meta.id),
+                )),
+                Err(e) => listing.broken.push((found.id.to_string(), e.to_string())),
             }
         }
         Ok(listing)
@@ -228,27 +270,14 @@ impl Destination {
 
     /// The metadata of backup `id`, if it is complete.
     pub async fn meta(&self, id: &BackupId) -> Result<Option<BackupMeta>, BackupError> {
-        let Some(store) = self.store(false)? else {
+        let Some((store, prefix)) = self.open(false)? else {
             return Ok(None);
         };
-        self.read_meta_of(&store, id).await
-    }
-
-    async fn read_meta_of(
-        &self,
-        store: &Arc<dyn ObjectStore>,
-        id: &BackupId,
-    ) -> Result<Option<BackupMeta>, BackupError> {
-        let got = match store.get(&object(id, META_FILE)).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.failed(&format!("reading {id}/{META_FILE}"), e)),
+        let meta = match objects::read_meta(store.as_ref(), &prefix, id).await {
+            Ok(meta) => meta,
+            Err(BackupError::ObjectMissing { .. }) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let bytes = got
-            .bytes()
-            .await
-            .map_err(|e| self.failed(&format!("reading {id}/{META_FILE}"), e))?;
-        let meta = BackupMeta::from_json(id.as_str(), &bytes)?;
         if &meta.id != id {
             return Err(BackupError::BadMeta {
                 id: id.to_string(),
@@ -259,52 +288,39 @@ impl Destination {
     }
 
     /// Downloads the files of `meta` into `into`, checking the size and
-    /// SHA-256 of each against the metadata as it streams: a file that
-    /// differs is [`BackupError::Damaged`], named.
+    /// SHA-256 of each against the metadata: a file that differs is
+    /// [`BackupError::Damaged`], named, and nothing is loaded from it.
     pub async fn fetch(&self, meta: &BackupMeta, into: &Path) -> Result<(), BackupError> {
-        let store = self.store(false)?.ok_or_else(|| BackupError::NotFound {
+        let (store, prefix) = self.open(false)?.ok_or_else(|| BackupError::NotFound {
             what: format!("backup {}", meta.id),
             destination: self.shown.clone(),
         })?;
+        let folder = objects::backup_path(&prefix, &meta.id);
         let damaged = |file: &str, reason: String| BackupError::Damaged {
             id: meta.id.to_string(),
             file: file.to_string(),
             reason,
         };
         for file in &meta.files {
-            let got = match store.get(&object(&meta.id, &file.name)).await {
+            let got = objects::get_file(
+                store.as_ref(),
+                &folder.child(file.name.as_str()),
+                &into.join(&file.name),
+            )
+            .await;
+            let (size, sum) = match got {
                 Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => {
+                Err(BackupError::ObjectMissing { .. }) => {
                     return Err(damaged(&file.name, "is missing".into()));
                 }
-                Err(e) => return Err(self.failed(&format!("reading {}/{}", meta.id, file.name), e)),
+                Err(e) => return Err(e),
             };
-            let path = into.join(&file.name);
-            let mut local = private_file(&path).await?;
-            let mut stream = got.into_stream();
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk
-                    .map_err(|e| self.failed(&format!("reading {}/{}", meta.id, file.name), e))?;
-                size += chunk.len() as u64;
-                hasher.update(&chunk);
-                local
-                    .write_all(&chunk)
-                    .await
-                    .map_err(|e| BackupError::io("writing", &path, e))?;
-            }
-            local
-                .flush()
-                .await
-                .map_err(|e| BackupError::io("writing", &path, e))?;
             if size != file.size {
                 return Err(damaged(
                     &file.name,
                     format!("has {size} bytes; the backup recorded {}", file.size),
                 ));
             }
-            let sum = crate::meta::hex(&hasher.finalize());
             if sum != file.sha256 {
                 return Err(damaged(
                     &file.name,
@@ -318,39 +334,24 @@ impl Destination {
     /// Removes backup `id`, `meta.json` first so that it stops being a
     /// backup before any of its files goes.
     pub async fn delete(&self, id: &BackupId) -> Result<(), BackupError> {
-        let Some(store) = self.store(false)? else {
+        let Some((store, prefix)) = self.open(false)? else {
             return Ok(());
         };
-        match store.delete(&object(id, META_FILE)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(self.failed(&format!("deleting {id}/{META_FILE}"), e)),
-        }
-        let prefix = ObjectPath::from(id.as_str());
-        let mut files = store.list(Some(&prefix));
-        while let Some(file) = files.next().await {
-            let file = file.map_err(|e| self.failed(&format!("listing {id}"), e))?;
-            match store.delete(&file.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.failed(&format!("deleting {}", file.location), e)),
-            }
-        }
-        match &self.kind {
-            // object_store removes files, not the folders that held them.
-            Kind::Local(dir) => {
-                let _ = std::fs::remove_dir(dir.join(id.as_str()));
-            }
-        }
+        objects::delete_backup(store.as_ref(), &prefix, id).await?;
+        self.remove_local_folder(id);
         Ok(())
+    }
+
+    /// object_store removes files, not the folders that held them.
+    fn remove_local_folder(&self, id: &BackupId) {
+        if let Place::Local(dir) = &self.place {
+            let _ = std::fs::remove_dir(dir.join(id.as_str()));
+        }
     }
 }
 
-/// The object of file `name` of backup `id`.
-fn object(id: &BackupId, name: &str) -> ObjectPath {
-    ObjectPath::from(format!("{id}/{name}"))
-}
-
 /// Makes a folder (and its parents) that only its owner can read: backups
-/// hold every row of a store.
+/// hold every row of a store. An existing folder is left as it is.
 fn make_private_dir(dir: &Path) -> Result<(), BackupError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -358,6 +359,21 @@ fn make_private_dir(dir: &Path) -> Result<(), BackupError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| BackupError::io("creating", dir, e))
+}
+
+/// Makes every file in `dir` readable by its owner only (object_store
+/// writes local files with the process's umask).
+fn private_files(dir: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries = std::fs::read_dir(dir).map_err(|e| BackupError::io("reading", dir, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_file() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| BackupError::io("making private", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// A new file only its owner can read.
@@ -385,7 +401,7 @@ mod tests {
         assert_eq!(d.shown(), "/var/b");
         let d = Destination::resolve(Some("backups/x"), root, data, "orders").unwrap();
         assert_eq!(d.shown(), "/proj/backups/x");
-        for bad in ["file://relative", "s3://bucket/p", "ftp://host/x", ""] {
+        for bad in ["file://relative", "s3://B", "ftp://host/x", ""] {
             let err = Destination::resolve(Some(bad), root, data, "orders").unwrap_err();
             assert!(
                 matches!(err, BackupError::BadDestination { .. }),

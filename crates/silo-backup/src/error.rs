@@ -308,13 +308,21 @@ pub enum BackupError {
 }
 
 impl BackupError {
-    /// The exit code the CLI gives this error: 2 for a bad destination or
-    /// an unreachable server, 1 for a backup or restore that failed.
+    /// The exit code the CLI gives this error: 2 for what the user must
+    /// set up (a bad destination, no S3 credentials, no identity to
+    /// decrypt with) or an unreachable server, 1 for a backup or restore
+    /// that failed.
     pub fn exit_code(&self) -> u8 {
         match self {
             BackupError::Store(e) => e.exit_code(),
             BackupError::History(e) => e.exit_code(),
-            BackupError::BadDestination { .. } => 2,
+            BackupError::BadDestination { .. }
+            | BackupError::S3NoCredentials { .. }
+            | BackupError::S3Unreachable { .. }
+            | BackupError::BadRecipient { .. }
+            | BackupError::NoRecipients
+            | BackupError::IdentityNotSet { .. }
+            | BackupError::BadIdentity { .. } => 2,
             _ => 1,
         }
     }

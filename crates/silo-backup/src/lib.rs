@@ -10,11 +10,14 @@
 //!   daemon waits on.
 //! - [`postgres`]: a PostgreSQL store dumped and restored with the server's
 //!   own `pg_dump` and `pg_restore`, as the service's own role.
-//! - [`destination`]: where backups live (a folder; object storage through
-//!   the same seam), `meta.json` written last.
+//! - [`destination`]: where a service's backups live as its manifest policy
+//!   says (a folder or `s3://`, both as an object store and a prefix), and
+//!   whether they are encrypted; `meta.json` written last.
 //! - [`sqlite`]: the SQLite engine's dump and restore.
 //! - [`backup`]: taking one backup of one service.
-//! - [`restore`]: restoring one, and the restore drill (`verify`).
+//! - [`restore`]: restoring one (SQLite files; PostgreSQL into a store
+//!   silo-store makes, swapped in for `--replace`), and the restore drill
+//!   (`verify`).
 //! - [`objects`]: a destination's backups as objects (put, get, list,
 //!   delete), one code path for local folders and S3.
 //! - [`s3`]: `s3://bucket/prefix` destinations, configured from `AWS_*`.

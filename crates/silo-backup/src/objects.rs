@@ -163,7 +163,13 @@ async fn download(
         .await
         .map_err(|e| classify(store, "reading", from, e))?
         .into_stream();
-    let mut file = tokio::fs::File::create(to)
+    // Only its owner may read it: it holds a store's rows.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(to)
         .await
         .map_err(|e| BackupError::io("creating", to, e))?;
     let mut hasher = Sha256::new();

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use silo_manifest::{Engine, Service};
 use silo_store::schema::{Schema, diff};
-use silo_store::{Credentials, Stores};
+use silo_store::{Credentials, RestoreInto, Stores, SwapOptions};
 
 use crate::BackupError;
+use crate::crypt::{Identities, decrypt_staged};
 use crate::destination::Destination;
 use crate::meta::{BackupId, BackupMeta};
 use crate::sqlite::{SCHEMA_FILE, remove_with_sidecars};
@@ -43,6 +44,12 @@ pub struct Request<'a> {
     pub into: Target,
     /// The data dir: SQLite stores and staging folders live there.
     pub data_dir: &'a Path,
+    /// PostgreSQL `--into NAME`: the new store belongs to the service's
+    /// own role and password instead of a new role with new credentials.
+    pub keep_credentials: bool,
+    /// `--replace`: end the service's own sessions on its live store
+    /// before the swap (otherwise a store in use is refused).
+    pub terminate: bool,
 }
 
 /// A restore that checked out.
@@ -57,6 +64,10 @@ pub struct Restored {
     pub store: String,
     /// The replaced live store, kept under this name.
     pub previous: Option<String>,
+    /// The credentials file of a new PostgreSQL store (`--into NAME`).
+    pub credentials: Option<String>,
+    /// Sessions on the live store ended by `--terminate`.
+    pub terminated: u64,
     /// Rows per table in the restored store, as the backup recorded them.
     pub tables: BTreeMap<String, u64>,
     pub migration_version: Option<String>,
@@ -124,15 +135,20 @@ pub async fn restore(
         service,
     )
     .await?;
-    if service.engine == Engine::Postgres {
-        return Err(BackupError::Unsupported(format!(
-            "service `{}` is on PostgreSQL, whose backups this silo cannot restore yet",
-            service.name
-        )));
-    }
+    // Without the identity nothing can be loaded: say so before
+    // downloading anything.
+    let identities = if meta.encrypted {
+        Some(Identities::from_env(meta.id.as_str())?)
+    } else {
+        None
+    };
     let staging =
         crate::backup::staging_folder(&request.data_dir.join("backups").join(".staging"))?;
     destination.fetch(&meta, staging.path()).await?;
+    if let Some(identities) = &identities {
+        let names: Vec<String> = meta.files.iter().map(|f| f.name.clone()).collect();
+        decrypt_staged(staging.path(), &names, identities).await?;
+    }
     let recorded = read_schema(staging.path(), &meta).await?;
 
     let mut restored = Restored {
@@ -141,39 +157,87 @@ pub async fn restore(
         from_service: meta.service.clone(),
         store: String::new(),
         previous: None,
+        credentials: None,
+        terminated: 0,
         tables: meta.tables.clone(),
         migration_version: meta.migration_version.clone(),
     };
-    match &request.into {
-        Target::Scratch => {
+    let loaded = Loaded {
+        staging: staging.path(),
+        meta: &meta,
+        recorded: &recorded,
+    };
+    match (&request.into, service.engine) {
+        (Target::Scratch, _) => {
             let engine = stores.engine(service)?;
             let scratch = engine.scratch(service).await?;
-            let checked = load_and_check(staging.path(), &meta, &recorded, &scratch).await;
+            let checked = loaded.load_into(&scratch).await;
             let dropped = engine.drop_scratch(&scratch).await;
             checked?;
             dropped?;
             restored.store = scratch.database;
         }
-        Target::New(name) => {
+        (Target::New(name), Engine::Sqlite) => {
             let creds = new_file(service, request.data_dir, name)?;
-            if let Err(e) = load_and_check(staging.path(), &meta, &recorded, &creds).await {
+            if let Err(e) = loaded.load_into(&creds).await {
                 let _ = remove_with_sidecars(Path::new(&creds.database));
                 return Err(e);
             }
             restored.store = creds.database;
         }
-        Target::Replace => {
+        (Target::Replace, Engine::Sqlite) => {
             let live = stores.credentials(service)?;
             let live_path = PathBuf::from(&live.database);
             let name = format!(".restored-{}", meta.id);
             let creds = new_file(service, request.data_dir, &name)?;
-            if let Err(e) = load_and_check(staging.path(), &meta, &recorded, &creds).await {
+            if let Err(e) = loaded.load_into(&creds).await {
                 let _ = remove_with_sidecars(Path::new(&creds.database));
                 return Err(e);
             }
             let previous = swap(&live, &live_path, Path::new(&creds.database), &meta.id).await?;
             restored.store = live.database;
             restored.previous = Some(previous.display().to_string());
+        }
+        (Target::New(name), Engine::Postgres) => {
+            let engine = stores.engine(service)?;
+            let into = RestoreInto::Named {
+                name,
+                keep_credentials: request.keep_credentials,
+            };
+            let creds = engine.restore_target(service, into).await?;
+            if let Err(e) = loaded.load_into(&creds).await {
+                let _ = engine.drop_restore_target(service, &creds).await;
+                return Err(e);
+            }
+            restored.credentials =
+                Some(stores.secrets().path(&creds.service).display().to_string());
+            restored.store = creds.database;
+        }
+        (Target::Replace, Engine::Postgres) => {
+            let engine = stores.engine(service)?;
+            let creds = engine
+                .restore_target(service, RestoreInto::Replacement)
+                .await?;
+            if let Err(e) = loaded.load_into(&creds).await {
+                let _ = engine.drop_restore_target(service, &creds).await;
+                return Err(e);
+            }
+            let options = SwapOptions {
+                terminate: request.terminate,
+            };
+            match engine.swap(service, &creds, options).await {
+                Ok(swapped) => {
+                    restored.store = swapped.live;
+                    restored.previous = Some(swapped.kept);
+                    restored.terminated = swapped.terminated;
+                }
+                Err(e) => {
+                    // The live store is untouched; the checked copy is not
+                    // left behind for `silo down` to find.
+                    let _ = engine.drop_restore_target(service, &creds).await;
+                    return Err(e.into());
+                }
+            }
         }
     }
     Ok(restored)
@@ -193,6 +257,8 @@ pub async fn verify(
         from_service: &service.name,
         into: Target::Scratch,
         data_dir,
+        keep_credentials: false,
+        terminate: false,
     };
     restore(stores, service, destination, &request).await
 }
@@ -241,36 +307,55 @@ async fn read_schema(staging: &Path, meta: &BackupMeta) -> Result<Schema, Backup
     })
 }
 
-/// Loads the backup into `into` and checks it against the records.
-async fn load_and_check(
-    staging: &Path,
-    meta: &BackupMeta,
-    recorded: &Schema,
-    into: &Credentials,
-) -> Result<(), BackupError> {
-    crate::sqlite::restore(staging, meta, into).await?;
-    let counts = crate::sqlite::row_counts(into).await?;
-    let schema = crate::sqlite::schema(into).await?;
-    let mut differences = count_differences(&meta.tables, &counts);
-    differences.extend(diff(recorded, &schema).iter().map(|d| {
-        format!(
-            "{} {:?} {}{}",
-            d.object.as_str(),
-            d.change,
-            d.name,
-            d.aspect
-                .as_deref()
-                .map(|a| format!(" ({a})"))
-                .unwrap_or_default()
-        )
-    }));
-    if differences.is_empty() {
-        Ok(())
-    } else {
-        Err(BackupError::Mismatch {
-            id: meta.id.to_string(),
-            differences,
-        })
+/// A downloaded, decrypted backup and the schema it recorded.
+struct Loaded<'a> {
+    staging: &'a Path,
+    meta: &'a BackupMeta,
+    recorded: &'a Schema,
+}
+
+impl Loaded<'_> {
+    /// Loads the backup into the empty store `into` with its engine's
+    /// tool, then compares that store's row counts and schema with what
+    /// the backup recorded.
+    async fn load_into(&self, into: &Credentials) -> Result<(), BackupError> {
+        let (counts, schema) = match into.engine {
+            Engine::Sqlite => {
+                crate::sqlite::restore(self.staging, self.meta, into).await?;
+                (
+                    crate::sqlite::row_counts(into).await?,
+                    crate::sqlite::schema(into).await?,
+                )
+            }
+            Engine::Postgres => {
+                crate::postgres::restore(self.staging, self.meta, into).await?;
+                (
+                    crate::postgres::row_counts(into).await?,
+                    crate::postgres::schema(into).await?,
+                )
+            }
+        };
+        let mut differences = count_differences(&self.meta.tables, &counts);
+        differences.extend(diff(self.recorded, &schema).iter().map(|d| {
+            format!(
+                "{} {:?} {}{}",
+                d.object.as_str(),
+                d.change,
+                d.name,
+                d.aspect
+                    .as_deref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default()
+            )
+        }));
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(BackupError::Mismatch {
+                id: self.meta.id.to_string(),
+                differences,
+            })
+        }
     }
 }
 

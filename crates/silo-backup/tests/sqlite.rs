@@ -153,6 +153,8 @@ impl Project {
                 from_service: from,
                 into,
                 data_dir: self.data_dir(),
+                keep_credentials: false,
+                terminate: false,
             },
         )
         .await
@@ -464,6 +466,8 @@ async fn a_backup_of_another_service_is_refused_unless_asked_for() {
             from_service: "billing",
             into: Target::Replace,
             data_dir: p.data_dir(),
+            keep_credentials: false,
+            terminate: false,
         },
     )
     .await
@@ -517,6 +521,8 @@ async fn restore_from(
             from_service: from,
             into: Target::Scratch,
             data_dir: p.data_dir(),
+            keep_credentials: false,
+            terminate: false,
         },
     )
     .await

@@ -260,8 +260,13 @@ pub enum Command {
     /// versions, times, size, SHA-256 of every file, rows per table),
     /// written last: a backup killed half way is never listed. SQLite
     /// stores are copied online (`VACUUM INTO`, one consistent snapshot
-    /// while the service writes) and checked with `PRAGMA integrity_check`.
-    /// The destination is `<data_dir>/backups/<service>`.
+    /// while the service writes) and checked with `PRAGMA integrity_check`;
+    /// PostgreSQL stores are dumped with the server's own `pg_dump` as the
+    /// service's role, in one snapshot. The destination is the policy's
+    /// (`[services.X.backup] destination`: a folder, file:///path or
+    /// s3://bucket/prefix with AWS_* credentials), else
+    /// `<data_dir>/backups/<service>`; with `encrypt = true` every file is
+    /// encrypted to `[backup] recipients` before it leaves the machine.
     ///
     /// `silo backup list` shows the backups; `silo backup verify` restores
     /// one into a scratch store and compares it with what it recorded.
@@ -270,12 +275,17 @@ pub enum Command {
     /// Restore a service's store from a backup
     ///
     /// Every file's size and SHA-256 is checked before anything is loaded;
-    /// a damaged backup is refused, naming the file. The restored store is
-    /// compared with the backup's row counts and schema before it counts as
-    /// restored. Without --into or --replace it goes into a new store named
-    /// `restored-<backup id>` beside the live one, which is not touched.
+    /// a damaged backup is refused, naming the file. An encrypted backup is
+    /// decrypted with the age identity file SILO_BACKUP_IDENTITY_FILE
+    /// names. The restored store is compared with the backup's row counts
+    /// and schema before it counts as restored. Without --into or --replace
+    /// it goes into a new store named after the backup beside the live
+    /// one, which is not touched (PostgreSQL: a database of its own, made
+    /// the silo way, with new credentials unless --keep-credentials).
     /// --replace --yes swaps the live store only after the restored copy
-    /// checked out and keeps the old one beside it (stop the service first).
+    /// checked out and keeps the old one beside it, named in the output;
+    /// sessions still on the live store make it refuse unless --terminate
+    /// (stop the service first).
     Restore(RestoreArgs),
 }
 
@@ -336,14 +346,24 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "ID")]
     pub backup: Option<String>,
     /// Restore into a new store of this name beside the live one
+    /// (PostgreSQL: a database NAME with a role NAME_svc and new
+    /// credentials in secrets/NAME.env)
     #[arg(long, value_name = "NAME", conflicts_with = "replace")]
     pub into: Option<String>,
+    /// PostgreSQL: the new store belongs to the service's own role and
+    /// password instead of a new role with new credentials
+    #[arg(long, conflicts_with = "replace")]
+    pub keep_credentials: bool,
     /// Replace the live store once the restored copy checked out
     #[arg(long)]
     pub replace: bool,
     /// Confirm --replace
     #[arg(long)]
     pub yes: bool,
+    /// With --replace: end the service's own sessions on its live store
+    /// (otherwise a store in use is refused and nothing changes)
+    #[arg(long, requires = "replace")]
+    pub terminate: bool,
     /// Restore a backup of this other service, on purpose (read from that
     /// service's destination)
     #[arg(long, value_name = "SERVICE")]

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use silo_backup::Destination;
 use silo_backup::restore::{self, Request, Target};
+use silo_backup::{BackupId, Destination};
+use silo_manifest::{Engine, Service};
 
 use crate::cli::RestoreArgs;
 use crate::commands::backup::parse_id;
@@ -37,7 +38,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             let meta = restore::choose(&destination, backup.as_ref(), from, service)
                 .await
                 .map_err(failed)?;
-            let name = format!("restored-{}", meta.id);
+            let name = default_name(service, &meta.id);
             backup = Some(meta.id);
             Target::New(name)
         }
@@ -47,6 +48,8 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
         from_service: from,
         into,
         data_dir: &ctx.manifest.data_dir,
+        keep_credentials: args.keep_credentials,
+        terminate: args.terminate,
     };
     let restored = restore::restore(&ctx.stores, service, &destination, &request)
         .await
@@ -65,11 +68,36 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             restored.tables.len(),
             restored.tables.values().sum::<u64>()
         );
+        if let Some(credentials) = &restored.credentials {
+            outln!("its credentials are in {credentials}");
+        }
+        if restored.terminated > 0 {
+            outln!(
+                "ended {} session(s) of `{}` on the live store",
+                restored.terminated,
+                service.name
+            );
+        }
         if let Some(previous) = &restored.previous {
             outln!(
-                "the previous store is kept at {previous}; remove it once the service runs well"
+                "the previous store is kept as {previous}; remove it once the service runs well"
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store a restore without --into or --replace makes: SQLite's file
+/// `restored-<id>`; PostgreSQL's database `<database>_restored_<time>`
+/// (lower snake case, within 63 bytes with its role's `_svc`).
+fn default_name(service: &Service, id: &BackupId) -> String {
+    match service.engine {
+        Engine::Sqlite => format!("restored-{id}"),
+        Engine::Postgres => {
+            let stamp = id.as_str().to_ascii_lowercase().replace('-', "_");
+            let tail = format!("_restored_{stamp}");
+            let base: String = service.database.chars().take(63 - 4 - tail.len()).collect();
+            format!("{base}{tail}")
+        }
+    }
 }
