@@ -195,7 +195,7 @@ part_postgres() {
   project postgres pg big
   fill_pg "$db" "$role" "$rows"
   echo "   store: $(mb "$(pg_size "$db")") MB (pg_database_size)"
-  pg_dump -Fc -d "$db" -f /dev/null # warm the cache for both sides
+  pg_dump -Fc -d "$db" -f "$dump" # warm the cache for both sides
   for r in $(seq 1 "$RUNS"); do
     rm -rf "$dir/.silo/backups/big"
     silo_b+=("$(timed pg_silo_backup in_dir "$dir" "$SILO" backup big)")
