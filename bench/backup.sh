@@ -202,7 +202,7 @@ part_postgres() {
     rm -f "$dump"
     plain_b+=("$(timed pg_plain_backup pg_dump -Fc -d "$db" -f "$dump")")
 
-    silo_r+=("$(timed pg_silo_restore in_dir "$dir" "$SILO" restore big --into "r$r")")
+    silo_r+=("$(timed pg_silo_restore in_dir "$dir" "$SILO" restore big --into "${prefix}r$r")")
     drop_restored "$db" "$role"
     plain_r+=("$(timed pg_plain_restore sh -c "createdb -O '$role' '${prefix}plain$r' && pg_restore -d '${prefix}plain$r' '$dump'")")
     psql -X -q -d postgres -c "DROP DATABASE \"${prefix}plain$r\" WITH (FORCE)"

@@ -1,15 +1,17 @@
 //! `silo migrate --backup-first` and `[defaults] backup_before_migrate`
-//! through the real binary on SQLite stores: the backup is taken before
-//! the migration and holds the store as it was, nothing pending takes no
-//! backup, a failed backup leaves its store unmigrated, and the manifest's
-//! switch (with `--no-backup-first` over it).
+//! through the real binary, on SQLite stores and on a PostgreSQL one: the
+//! backup is taken before the migration and holds the store as it was,
+//! nothing pending takes no backup, a failed backup leaves its store
+//! unmigrated, and the manifest's switch (with `--no-backup-first` over
+//! it).
 
 use std::path::Path;
 
 use serde_json::Value;
 
 mod common;
-use common::{json, silo};
+use common::{json, orders_project, silo};
+use silo_testkit::Prefix;
 
 /// A project of SQLite services `orders` and `billing` (plus `extra`
 /// lines under `[defaults]`), provisioned, each migrated to version 1.
@@ -214,4 +216,31 @@ fn the_manifest_switch_backs_up_and_the_flag_overrides_it() {
         .args(["migrate", "--backup-first", "--no-backup-first"])
         .assert()
         .code(2);
+}
+
+#[test]
+fn postgres_the_backup_holds_the_store_before_the_migration() {
+    let prefix = Prefix::new();
+    let (dir, _) = orders_project("postgres", &prefix);
+    let dir = dir.path();
+    add(dir, "orders", 1);
+    silo(dir).arg("migrate").assert().success();
+    add(dir, "orders", 2);
+
+    let doc = json(silo(dir).args(["migrate", "--backup-first", "--json"]));
+    let orders = row(&doc, "orders");
+    assert_eq!(orders["error"], Value::Null, "{doc}");
+    let backup = &orders["backup"];
+    assert_eq!(backup["reason"], "before migrating to 2", "{doc}");
+    assert_eq!(backup["engine"], "postgres", "{doc}");
+    assert_eq!(backup["migration_version"], "1", "{doc}");
+    assert_eq!(backup["tables"]["t1"], 1, "{doc}");
+    assert!(backup["tables"].get("t2").is_none(), "{doc}");
+    assert_eq!(applied(dir, "orders"), ["1", "2"]);
+    assert_eq!(listed(dir, "orders").len(), 1);
+
+    // Nothing pending now: no second backup.
+    let doc = json(silo(dir).args(["migrate", "--backup-first", "--json"]));
+    assert_eq!(row(&doc, "orders")["backup"], Value::Null, "{doc}");
+    assert_eq!(listed(dir, "orders").len(), 1);
 }
