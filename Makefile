@@ -5,7 +5,7 @@ DEMO := $(CURDIR)/target/demo
 DEMO_EVENTS := $(CURDIR)/target/demo-events
 BATTLESCOPE := ingestion enrichment battles search notifications
 
-.PHONY: demo demo-events test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest bench-events clean-demo
+.PHONY: demo demo-events test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest bench-events bench-backup clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -73,6 +73,11 @@ bench-events: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	$(CARGO) build --release --quiet -p silo-events --example nats_raw_publish
 	bench/events.sh
+
+## bench-backup: `silo backup`/`silo restore` against pg_dump -Fc/pg_restore on a 1 GB PostgreSQL store, `silo backup -j 5` against -j 1 on five stores, `silo backup` against sqlite3 .backup on a 1 GB SQLite store (smaller: SIZE_MB=200; PARTS, RUNS, JOBS_ENGINE pick parts)
+bench-backup: prereqs
+	$(CARGO) build --release --quiet -p silo-cli
+	bench/backup.sh
 
 ## clean-demo: drop the demos' stores and remove their folders; for a BUS=nats events demo also its JetStream stream (the server at SILO_NATS_URL must answer)
 clean-demo:

@@ -763,6 +763,16 @@ pub struct MigrateArgs {
     /// done; its statements done must be unchanged in the file
     #[arg(long)]
     pub resume: bool,
+    /// Back up each service that has migrations pending before migrating
+    /// it (reason `before migrating to <version>`), and leave a service
+    /// unmigrated when its backup fails. On by default with
+    /// `[defaults] backup_before_migrate = true`
+    #[arg(long, conflicts_with = "no_backup_first")]
+    pub backup_first: bool,
+    /// Migrate without a backup first, even when silo.toml asks for one
+    /// (`[defaults] backup_before_migrate`)
+    #[arg(long)]
+    pub no_backup_first: bool,
     #[command(flatten)]
     pub lock: LockArgs,
     /// Print one JSON document

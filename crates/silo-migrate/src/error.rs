@@ -148,6 +148,11 @@ pub enum MigrateError {
     #[error("{0}")]
     Refused(String),
 
+    /// The backup taken before migrating (`silo migrate --backup-first`)
+    /// failed, so the store was not migrated.
+    #[error("not migrated: the backup {reason} failed: {cause}")]
+    BackupFirst { reason: String, cause: String },
+
     #[error(
         "the store holds {}'s history ({table}, {}) and no silo history: migrating would run again what {} applied",
         tool.title(),
@@ -468,6 +473,9 @@ impl MigrateError {
                 )),
                 _ => None,
             },
+            MigrateError::BackupFirst { .. } => Some(
+                "the store is as it was: make the backup work (`silo backup <service>` shows the same error), or migrate without one with --no-backup-first".into(),
+            ),
             MigrateError::Validation(_) => Some(
                 "run `silo validate` for details; `silo repair SERVICE --yes` realigns checksums, `--ignore-mismatch` runs anyway".into(),
             ),
@@ -510,6 +518,7 @@ impl MigrateError {
             MigrateError::Validation(_) => "validation",
             MigrateError::Undo { .. } => "undo",
             MigrateError::Refused(_) => "refused",
+            MigrateError::BackupFirst { .. } => "backup-first",
             MigrateError::ForeignHistory { .. } => "foreign-history",
             MigrateError::NoForeignHistory { .. } => "no-foreign-history",
             MigrateError::UnknownHistoryKind { .. } => "unknown-history-kind",

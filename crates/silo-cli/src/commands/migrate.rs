@@ -10,6 +10,7 @@ use silo_migrate::service as ops;
 use silo_migrate::{MigrateError, MigrateOptions, Step};
 use silo_store::StoreError;
 
+use super::migrate_backup::BackupFirst;
 use super::migrations_common::{exit_code, policy, report, version};
 use crate::cli::MigrateArgs;
 use crate::context::{CmdResult, Context, print_json, table};
@@ -57,6 +58,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
         out_of_order: args.out_of_order,
         resume: args.resume,
     };
+    let backup_first = BackupFirst::of(ctx, args);
     interrupt::install();
     let cancel = interrupt::token();
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -67,6 +69,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
             &services,
             |_, service| {
                 let (options, stop, cancel, multi) = (&options, &stop, &cancel, &multi);
+                let backup_first = backup_first.as_ref();
                 async move {
                     if cancel.is_cancelled() {
                         let skipped = MigrateError::Cancelled(Box::new(
@@ -84,6 +87,19 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
                         });
                     }
                     let bar = spinner(multi, &service.name);
+                    if let Some(backup_first) = backup_first
+                        && let Err(error) =
+                            backup_first.before(ctx, service, options, args, &bar).await
+                    {
+                        bar.finish_and_clear();
+                        if args.fail_fast {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        return Err(Halted {
+                            applied: Vec::new(),
+                            error,
+                        });
+                    }
                     // Steps arrive as they commit, so a failure still
                     // reports what was applied before it.
                     let mut applied: Vec<Step> = Vec::new();
@@ -116,14 +132,20 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
     if args.json {
         let rows: Vec<_> = results
             .iter()
-            .map(|(s, r)| match r {
-                Ok(steps) => json!({"service": s.name, "applied": steps, "error": null}),
-                Err(h) => json!({
-                    "service": s.name,
-                    "applied": h.applied,
-                    "error": h.error.describe(),
-                    "cancelled": h.error.is_cancelled(),
-                }),
+            .map(|(s, r)| {
+                let mut row = match r {
+                    Ok(steps) => json!({"service": s.name, "applied": steps, "error": null}),
+                    Err(h) => json!({
+                        "service": s.name,
+                        "applied": h.applied,
+                        "error": h.error.describe(),
+                        "cancelled": h.error.is_cancelled(),
+                    }),
+                };
+                if let Some(b) = &backup_first {
+                    row["backup"] = b.json(&s.name);
+                }
+                row
             })
             .collect();
         print_json(
@@ -131,6 +153,9 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
         );
     } else {
         print_table(args, &results);
+        if let Some(b) = &backup_first {
+            b.print();
+        }
     }
     let outcomes: Vec<(&Service, Result<(), MigrateError>)> = results
         .into_iter()

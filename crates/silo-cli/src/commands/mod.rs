@@ -16,6 +16,7 @@ pub mod info;
 pub mod init;
 pub mod lint;
 pub mod migrate;
+mod migrate_backup;
 mod migrations_common;
 pub mod new;
 pub mod repair;
