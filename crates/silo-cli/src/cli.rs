@@ -637,6 +637,11 @@ pub enum CredentialsCommand {
     Rotate {
         /// The service
         service: String,
+        /// Replace the service's gateway token (SILO_GATEWAY_TOKEN, the
+        /// bearer token `silo gateway` knows it by) instead of its
+        /// database password
+        #[arg(long)]
+        gateway: bool,
         /// Print one JSON document: service, rotated, credentials_file
         #[arg(long)]
         json: bool,
