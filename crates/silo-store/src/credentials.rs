@@ -555,6 +555,49 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_token_is_made_once_and_kept_by_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretsDir::new(dir.path());
+        let svc = service("auth");
+        // No secrets file, no token.
+        assert!(!secrets.ensure_gateway_token("auth").unwrap());
+        let mut creds = Credentials {
+            service: "auth".into(),
+            engine: Engine::Postgres,
+            host: Some("db".into()),
+            port: Some(5432),
+            database: "auth".into(),
+            user: Some("auth_svc".into()),
+            password: Some(Secret::new("first")),
+        };
+        secrets.write(&creds).unwrap();
+        assert_eq!(secrets.gateway_token("auth").unwrap(), None);
+        assert!(secrets.ensure_gateway_token("auth").unwrap());
+        let token = secrets.gateway_token("auth").unwrap().unwrap();
+        assert_eq!(token.expose().len(), 43);
+        assert!(!secrets.ensure_gateway_token("auth").unwrap());
+        // A new password (write or stage + commit) keeps the token.
+        creds.password = Some(Secret::new("second"));
+        secrets.write(&creds).unwrap();
+        assert_eq!(secrets.gateway_token("auth").unwrap(), Some(token.clone()));
+        creds.password = Some(Secret::new("third"));
+        let staged = secrets.stage(&creds).unwrap();
+        secrets.commit("auth", &staged).unwrap();
+        assert_eq!(secrets.gateway_token("auth").unwrap(), Some(token.clone()));
+        assert_eq!(secrets.read(&svc).unwrap().unwrap(), creds);
+        // Rotation replaces it, and only it.
+        secrets.replace_gateway_token("auth").unwrap();
+        let rotated = secrets.gateway_token("auth").unwrap().unwrap();
+        assert_ne!(rotated, token);
+        assert_eq!(secrets.read(&svc).unwrap().unwrap(), creds);
+        let text = std::fs::read_to_string(secrets.path("auth")).unwrap();
+        assert_eq!(text.matches("SILO_GATEWAY_TOKEN=").count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(secrets.path("auth")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
     fn view_masks_unless_revealed() {
         let creds = Credentials {
             service: "a".into(),
