@@ -86,6 +86,10 @@ const ITEMS: &str = "CREATE TABLE items (
 INSERT INTO items (id, name, level, note) VALUES (1, 'seed', 1, NULL);";
 
 async fn project(engine: &str, names: &[&str]) -> Project {
+    project_with(engine, names, GatewayConfig::default()).await
+}
+
+async fn project_with(engine: &str, names: &[&str], config: GatewayConfig) -> Project {
     let dir = tempfile::tempdir().unwrap();
     let prefix = Prefix::new();
     let manifest = manifest(dir.path(), &prefix, engine, names);
@@ -108,7 +112,7 @@ async fn project(engine: &str, names: &[&str]) -> Project {
         let token = stores.secrets().gateway_token(&svc.name).unwrap().unwrap();
         tokens.insert(svc.name.clone(), token.expose().to_string());
     }
-    let gateway = Gateway::new(&stores, &manifest.services, GatewayConfig::default()).unwrap();
+    let gateway = Gateway::new(&stores, &manifest.services, config).unwrap();
     assert!(gateway.skipped.is_empty(), "{:?}", gateway.skipped);
     Project {
         _dir: dir,
@@ -683,4 +687,71 @@ async fn new_tables_are_seen_sqlite() {
 #[tokio::test]
 async fn new_tables_are_seen_postgres() {
     new_tables_are_seen("postgres").await;
+}
+
+/// A repeatable-read write that meets a concurrent update gets a
+/// serialization failure (40001): it is run again and succeeds, reporting
+/// its attempts; with no tries left, it is reported as such (409).
+async fn serialization_failure(max_attempts: u32) -> (u16, Value) {
+    let config = GatewayConfig {
+        max_attempts,
+        ..GatewayConfig::default()
+    };
+    let p = Arc::new(project_with("postgres", &["auth"], config).await);
+    let db = p.db("auth");
+    let admin = admin_url();
+    let (server, _) = admin.rsplit_once('/').unwrap();
+    let mut holder = PgConnection::connect(&format!("{server}/{db}")).await.unwrap();
+    sqlx::raw_sql("BEGIN; UPDATE items SET level = 2 WHERE id = 1")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let writer = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let body = json!({"database": p.db("auth"), "transaction": {
+                "isolation": "repeatable_read",
+                "operations": [
+                    {"type": "update", "table": "items", "data": {"note": "gateway"},
+                     "where": {"field": "id", "operator": "=", "value": 1}}
+                ]}});
+            p.call("auth", "/v1/write", body).await
+        })
+    };
+    // Until the gateway's update waits for the held row lock.
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND application_name = 'silo gateway' AND wait_event_type = 'Lock'",
+        )
+        .bind(&db)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the write never waited");
+        tokio::task::yield_now().await;
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    writer.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_serialization_failure_is_retried_postgres() {
+    let (status, body) = serialization_failure(3).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["attempts"], 2, "{body}");
+    assert_eq!(body["results"][0]["rows_affected"], 1, "{body}");
+}
+
+#[tokio::test]
+async fn a_serialization_failure_is_reported_when_tries_run_out_postgres() {
+    let (status, body) = serialization_failure(1).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(code(&body), "SerializationFailure");
+    assert_eq!(body["error"]["sqlstate"], "40001");
 }
