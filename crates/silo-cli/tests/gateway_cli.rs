@@ -42,7 +42,8 @@ fn the_gateway_token_is_made_shown_kept_and_rotated() {
         .assert()
         .success();
     assert_eq!(token(dir.path(), true), first);
-    let rotated = json(silo(dir.path()).args(["credentials", "rotate", "orders", "--gateway", "--json"]));
+    let rotated =
+        json(silo(dir.path()).args(["credentials", "rotate", "orders", "--gateway", "--json"]));
     assert_eq!(rotated["rotated"], "gateway_token", "{rotated}");
     assert!(!rotated.to_string().contains(first.as_str().unwrap()));
     let second = token(dir.path(), true);
@@ -53,7 +54,9 @@ fn the_gateway_token_is_made_shown_kept_and_rotated() {
 /// One HTTP/1.1 exchange over a plain socket: (status, body).
 fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -63,7 +66,10 @@ fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) ->
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -120,7 +126,12 @@ fn the_gateway_serves_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(status.success(), "{status:?}: {err}");
     assert!(!err.contains(&tok), "{err}");
 }

@@ -221,11 +221,11 @@ pub fn sqlite_sqlstate(code: i32, message: &str) -> &'static str {
         787 => "23503",         // SQLITE_CONSTRAINT_FOREIGNKEY
         c if c & 0xff == 19 => "23000",
         c if c & 0xff == 5 || c & 0xff == 6 => "40001", // SQLITE_BUSY, _LOCKED
-        9 => "57014",                                  // SQLITE_INTERRUPT
-        20 => "22P02",                                 // SQLITE_MISMATCH
-        18 => "54000",                                 // SQLITE_TOOBIG
-        25 => "22003",                                 // SQLITE_RANGE
-        c if c & 0xff == 8 => "25006",                 // SQLITE_READONLY
+        9 => "57014",                                   // SQLITE_INTERRUPT
+        20 => "22P02",                                  // SQLITE_MISMATCH
+        18 => "54000",                                  // SQLITE_TOOBIG
+        25 => "22003",                                  // SQLITE_RANGE
+        c if c & 0xff == 8 => "25006",                  // SQLITE_READONLY
         1 if message.starts_with("no such table") => "42P01",
         1 if message.starts_with("no such column") || message.contains("has no column named") => {
             "42703"
@@ -266,7 +266,10 @@ mod tests {
             ("XX000", 500, "StoreError"),
         ];
         for (state, status, code) in cases {
-            assert_eq!(status_of(state), (StatusCode::from_u16(status).unwrap(), code));
+            assert_eq!(
+                status_of(state),
+                (StatusCode::from_u16(status).unwrap(), code)
+            );
         }
     }
 }

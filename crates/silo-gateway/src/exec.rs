@@ -302,7 +302,9 @@ pub async fn write(
     req: &WriteRequest,
 ) -> Result<WriteResponse, GatewayError> {
     if req.transaction.operations.is_empty() {
-        return Err(GatewayError::bad_request("the transaction has no operations"));
+        return Err(GatewayError::bad_request(
+            "the transaction has no operations",
+        ));
     }
     let mut conn = served.pool.acquire().await?;
     let dialect = conn.dialect();

@@ -19,7 +19,9 @@ pub struct Identities {
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.digests.iter().map(|(_, s)| s.as_str()).collect();
-        f.debug_struct("Identities").field("services", &names).finish()
+        f.debug_struct("Identities")
+            .field("services", &names)
+            .finish()
     }
 }
 
@@ -79,7 +81,13 @@ mod tests {
         ]);
         assert_eq!(ids.authenticate(Some("Bearer tok-a")).unwrap(), "a");
         assert_eq!(ids.authenticate(Some("Bearer tok-b")).unwrap(), "b");
-        for bad in [None, Some("tok-a"), Some("Bearer "), Some("Bearer tok-c"), Some("Basic tok-a")] {
+        for bad in [
+            None,
+            Some("tok-a"),
+            Some("Bearer "),
+            Some("Bearer tok-c"),
+            Some("Basic tok-a"),
+        ] {
             let e = ids.authenticate(bad).unwrap_err();
             assert_eq!(e.status.as_u16(), 401, "{bad:?}");
             assert!(!e.message.contains("tok-"), "{e:?}");

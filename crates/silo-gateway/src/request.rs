@@ -186,7 +186,10 @@ impl Operator {
     ];
 
     fn parse(s: &str) -> Option<Operator> {
-        Self::ALL.iter().find(|(name, _)| *name == s).map(|(_, op)| *op)
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, op)| *op)
     }
 }
 
@@ -227,8 +230,7 @@ impl TryFrom<Value> for Where {
             Some(Value::String(f)) => f,
             _ => {
                 return Err(
-                    "a condition is {\"field\",\"operator\",\"value\"} or one of and/or/not"
-                        .into(),
+                    "a condition is {\"field\",\"operator\",\"value\"} or one of and/or/not".into(),
                 );
             }
         };
@@ -330,7 +332,10 @@ mod tests {
             json!({"and": 1}),
             json!([1]),
         ] {
-            assert!(serde_json::from_value::<Where>(bad.clone()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_value::<Where>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -115,7 +115,11 @@ impl<'a> Builder<'a> {
             Where::And(items) if items.is_empty() => "(1=1)".into(),
             Where::Or(items) if items.is_empty() => "(1=0)".into(),
             Where::And(items) | Where::Or(items) => {
-                let glue = if matches!(w, Where::And(_)) { " AND " } else { " OR " };
+                let glue = if matches!(w, Where::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
                 let parts = items
                     .iter()
                     .map(|i| self.condition(i))
@@ -130,7 +134,8 @@ impl<'a> Builder<'a> {
             } => {
                 let ty = self.table.column(field)?.to_string();
                 let col = ident(field);
-                let simple = |op: &str, b: &mut Self| format!("({col} {op} {})", b.bind(&ty, value));
+                let simple =
+                    |op: &str, b: &mut Self| format!("({col} {op} {})", b.bind(&ty, value));
                 match operator {
                     Operator::Eq => simple("=", self),
                     Operator::Ne => simple("<>", self),
@@ -257,7 +262,9 @@ pub fn select(
     let mut b = Builder::new(dialect, table);
     let fields: Vec<String> = match &q.fields {
         Some(f) if f.is_empty() => {
-            return Err(GatewayError::bad_request("`fields` is empty; leave it out for every column"));
+            return Err(GatewayError::bad_request(
+                "`fields` is empty; leave it out for every column",
+            ));
         }
         Some(f) => {
             for name in f {
@@ -265,7 +272,11 @@ pub fn select(
             }
             f.clone()
         }
-        None => table.column_names().into_iter().map(str::to_string).collect(),
+        None => table
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
     };
     let mut keys: Vec<(String, Direction)> = Vec::new();
     for o in &q.order_by {
@@ -331,7 +342,11 @@ pub fn select(
             .collect();
         format!(" ORDER BY {}", list.join(", "))
     };
-    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), table_ref(table, dialect));
+    let mut sql = format!(
+        "SELECT {} FROM {}",
+        cols.join(", "),
+        table_ref(table, dialect)
+    );
     if !conditions.is_empty() {
         sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
     }
@@ -399,7 +414,9 @@ pub fn operation(
         ));
     }
     if !needs_where && op.filter.is_some() {
-        return Err(GatewayError::bad_request("an insert or upsert takes no `where`"));
+        return Err(GatewayError::bad_request(
+            "an insert or upsert takes no `where`",
+        ));
     }
     let mut out = Vec::new();
     match op.kind {
@@ -412,7 +429,9 @@ pub fn operation(
         OperationKind::Update => {
             let row = rows[0];
             if row.is_empty() {
-                return Err(GatewayError::bad_request("an update needs columns in `data`"));
+                return Err(GatewayError::bad_request(
+                    "an update needs columns in `data`",
+                ));
             }
             let mut b = Builder::new(dialect, table);
             let mut sets = Vec::new();
@@ -529,7 +548,10 @@ mod tests {
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(ident("a"), "\"a\"");
-        assert_eq!(ident("x\"; DROP TABLE t; --"), "\"x\"\"; DROP TABLE t; --\"");
+        assert_eq!(
+            ident("x\"; DROP TABLE t; --"),
+            "\"x\"\"; DROP TABLE t; --\""
+        );
     }
 
     #[test]

@@ -126,7 +126,11 @@ async fn project_with(engine: &str, names: &[&str], config: GatewayConfig) -> Pr
 
 impl Project {
     fn svc(&self, name: &str) -> &Service {
-        self.manifest.services.iter().find(|s| s.name == name).unwrap()
+        self.manifest
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
     }
 
     fn db(&self, name: &str) -> String {
@@ -220,7 +224,8 @@ async fn every_pair_is_refused(engine: &str) {
                 {"type": "delete", "table": "items", "where": {"and": []}}
             ]}});
             assert_eq!(p.call(a, "/v1/write", delete).await.0, 403);
-            let select = json!({"database": p.db(b), "query": {"type": "select", "table": "items"}});
+            let select =
+                json!({"database": p.db(b), "query": {"type": "select", "table": "items"}});
             let (status, body) = p.call(a, "/v1/query", select).await;
             assert_eq!(status, 403, "{a} → {b}: {body}");
             // Refused before the body's shape is looked at.
@@ -234,15 +239,25 @@ async fn every_pair_is_refused(engine: &str) {
         }
     }
     for s in SEVEN {
-        assert_eq!(rows(&p.stores, p.svc(s)).await, vec![(1, "seed".to_string())], "{s}");
+        assert_eq!(
+            rows(&p.stores, p.svc(s)).await,
+            vec![(1, "seed".to_string())],
+            "{s}"
+        );
     }
     // Each service reaches its own store.
     for s in SEVEN {
         let (status, body) = p
-            .write(s, json!([{"type": "insert", "table": "items", "data": {"id": 2, "name": s}}]))
+            .write(
+                s,
+                json!([{"type": "insert", "table": "items", "data": {"id": 2, "name": s}}]),
+            )
             .await;
         assert_eq!(status, 200, "{s}: {body}");
-        assert_eq!(p.ids(s, json!({"type": "select", "table": "items"})).await, [1, 2]);
+        assert_eq!(
+            p.ids(s, json!({"type": "select", "table": "items"})).await,
+            [1, 2]
+        );
     }
     if engine == "postgres" {
         // As the service's own role, never an administrator.
@@ -291,11 +306,19 @@ async fn credentials_and_databases(engine: &str) {
     assert_eq!(status, 404, "{resp}");
     assert_eq!(code(&resp), "InvalidDatabase");
     let (status, resp) = p
-        .call("character", "/v1/query", json!({"query": {"type": "select", "table": "items"}}))
+        .call(
+            "character",
+            "/v1/query",
+            json!({"query": {"type": "select", "table": "items"}}),
+        )
         .await;
     assert_eq!(status, 400, "{resp}");
     let (status, _) = p
-        .post("/v1/query", Some(&format!("Bearer {}", p.tokens["character"])), &json!("x"))
+        .post(
+            "/v1/query",
+            Some(&format!("Bearer {}", p.tokens["character"])),
+            &json!("x"),
+        )
         .await;
     assert_eq!(status, 400);
 }
@@ -330,19 +353,36 @@ async fn names_and_injection(engine: &str) {
         "",
     ];
     for name in hostile {
-        let (status, body) = p.query("character", json!({"type": "select", "table": name})).await;
-        assert_eq!((status, code(&body)), (400, "UnknownTable"), "{name}: {body}");
         let (status, body) = p
-            .query("character", json!({"type": "select", "table": "items", "fields": [name]}))
+            .query("character", json!({"type": "select", "table": name}))
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (400, "UnknownTable"),
+            "{name}: {body}"
+        );
+        let (status, body) = p
+            .query(
+                "character",
+                json!({"type": "select", "table": "items", "fields": [name]}),
+            )
             .await;
         if name != "name" {
-            assert_eq!((status, code(&body)), (400, "UnknownColumn"), "{name}: {body}");
+            assert_eq!(
+                (status, code(&body)),
+                (400, "UnknownColumn"),
+                "{name}: {body}"
+            );
             for q in [
                 json!({"type": "select", "table": "items", "where": {"field": name, "operator": "=", "value": 1}}),
                 json!({"type": "select", "table": "items", "order_by": [name]}),
             ] {
                 let (status, body) = p.query("character", q).await;
-                assert_eq!((status, code(&body)), (400, "UnknownColumn"), "{name}: {body}");
+                assert_eq!(
+                    (status, code(&body)),
+                    (400, "UnknownColumn"),
+                    "{name}: {body}"
+                );
             }
             for op in [
                 json!({"type": "insert", "table": "items", "data": {"id": 5, "name": "n", name: 1}}),
@@ -420,7 +460,10 @@ async fn names_and_injection(engine: &str) {
             json!([{"type": "delete", "table": "items", "where": {"field": "id", "operator": "in", "value": ["1) OR (1=1"]}}]),
         )
         .await;
-    assert!(status == 422 || body["results"][0]["rows_affected"] == 0, "{status} {body}");
+    assert!(
+        status == 422 || body["results"][0]["rows_affected"] == 0,
+        "{status} {body}"
+    );
     assert_eq!(rows(&p.stores, svc).await, stored);
 }
 
@@ -462,9 +505,16 @@ async fn all_or_nothing(engine: &str) {
     ];
     for (data, status, state) in cases {
         let (got, body) = p
-            .write("campaign", json!([{"type": "insert", "table": "items", "data": data}]))
+            .write(
+                "campaign",
+                json!([{"type": "insert", "table": "items", "data": data}]),
+            )
             .await;
-        assert_eq!((got, body["error"]["sqlstate"].as_str()), (status, Some(state)), "{body}");
+        assert_eq!(
+            (got, body["error"]["sqlstate"].as_str()),
+            (status, Some(state)),
+            "{body}"
+        );
     }
     assert_eq!(rows(&p.stores, svc).await, before);
 
@@ -539,24 +589,75 @@ async fn operators(engine: &str) {
         .await;
     assert_eq!(status, 200, "{body}");
     let cases = [
-        (json!({"field": "level", "operator": "=", "value": 5}), vec![2, 4]),
-        (json!({"field": "level", "operator": "=", "value": "5"}), vec![2, 4]),
-        (json!({"field": "level", "operator": "!=", "value": 5}), vec![1, 3]),
-        (json!({"field": "level", "operator": "<", "value": 5}), vec![1]),
-        (json!({"field": "level", "operator": "<=", "value": 5}), vec![1, 2, 4]),
-        (json!({"field": "level", "operator": ">", "value": 5}), vec![3]),
-        (json!({"field": "level", "operator": ">=", "value": 5}), vec![2, 3, 4]),
-        (json!({"field": "id", "operator": "in", "value": [1, 3, 99]}), vec![1, 3]),
-        (json!({"field": "id", "operator": "in", "value": []}), vec![]),
-        (json!({"field": "id", "operator": "not_in", "value": [1, 3]}), vec![2, 4]),
-        (json!({"field": "id", "operator": "not_in", "value": []}), vec![1, 2, 3, 4]),
-        (json!({"field": "name", "operator": "like", "value": "alpha%"}), vec![4]),
-        (json!({"field": "name", "operator": "like", "value": "_eta"}), vec![2]),
-        (json!({"field": "name", "operator": "ilike", "value": "ALPHA%"}), vec![1, 4]),
-        (json!({"field": "note", "operator": "like", "value": "a\\%b"}), vec![1]),
-        (json!({"field": "note", "operator": "is_null", "value": true}), vec![2]),
+        (
+            json!({"field": "level", "operator": "=", "value": 5}),
+            vec![2, 4],
+        ),
+        (
+            json!({"field": "level", "operator": "=", "value": "5"}),
+            vec![2, 4],
+        ),
+        (
+            json!({"field": "level", "operator": "!=", "value": 5}),
+            vec![1, 3],
+        ),
+        (
+            json!({"field": "level", "operator": "<", "value": 5}),
+            vec![1],
+        ),
+        (
+            json!({"field": "level", "operator": "<=", "value": 5}),
+            vec![1, 2, 4],
+        ),
+        (
+            json!({"field": "level", "operator": ">", "value": 5}),
+            vec![3],
+        ),
+        (
+            json!({"field": "level", "operator": ">=", "value": 5}),
+            vec![2, 3, 4],
+        ),
+        (
+            json!({"field": "id", "operator": "in", "value": [1, 3, 99]}),
+            vec![1, 3],
+        ),
+        (
+            json!({"field": "id", "operator": "in", "value": []}),
+            vec![],
+        ),
+        (
+            json!({"field": "id", "operator": "not_in", "value": [1, 3]}),
+            vec![2, 4],
+        ),
+        (
+            json!({"field": "id", "operator": "not_in", "value": []}),
+            vec![1, 2, 3, 4],
+        ),
+        (
+            json!({"field": "name", "operator": "like", "value": "alpha%"}),
+            vec![4],
+        ),
+        (
+            json!({"field": "name", "operator": "like", "value": "_eta"}),
+            vec![2],
+        ),
+        (
+            json!({"field": "name", "operator": "ilike", "value": "ALPHA%"}),
+            vec![1, 4],
+        ),
+        (
+            json!({"field": "note", "operator": "like", "value": "a\\%b"}),
+            vec![1],
+        ),
+        (
+            json!({"field": "note", "operator": "is_null", "value": true}),
+            vec![2],
+        ),
         (json!({"field": "note", "operator": "is_null"}), vec![2]),
-        (json!({"field": "note", "operator": "is_null", "value": false}), vec![1, 3, 4]),
+        (
+            json!({"field": "note", "operator": "is_null", "value": false}),
+            vec![1, 3, 4],
+        ),
         (
             json!({"and": [{"field": "level", "operator": "=", "value": 5}, {"field": "name", "operator": "like", "value": "b%"}]}),
             vec![2],
@@ -565,7 +666,10 @@ async fn operators(engine: &str) {
             json!({"or": [{"field": "id", "operator": "=", "value": 1}, {"field": "level", "operator": ">", "value": 5}]}),
             vec![1, 3],
         ),
-        (json!({"not": {"field": "level", "operator": "=", "value": 5}}), vec![1, 3]),
+        (
+            json!({"not": {"field": "level", "operator": "=", "value": 5}}),
+            vec![1, 3],
+        ),
         (json!({"and": []}), vec![1, 2, 3, 4]),
         (json!({"or": []}), vec![]),
         (
@@ -607,7 +711,10 @@ async fn cursor_pagination(engine: &str) {
         .map(|i| json!({"id": i, "name": format!("n{i:02}"), "level": i % 4}))
         .collect();
     let (status, body) = p
-        .write("metrics", json!([{"type": "insert", "table": "items", "data": data}]))
+        .write(
+            "metrics",
+            json!([{"type": "insert", "table": "items", "data": data}]),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     for order in [
@@ -648,11 +755,17 @@ async fn cursor_pagination(engine: &str) {
     }
     // A cursor of another sort is refused.
     let (_, body) = p
-        .query("metrics", json!({"type": "select", "table": "items", "limit": 2}))
+        .query(
+            "metrics",
+            json!({"type": "select", "table": "items", "limit": 2}),
+        )
         .await;
     let cursor = body["next_cursor"].as_str().unwrap().to_string();
     let (status, _) = p
-        .query("metrics", json!({"type": "select", "table": "items", "order_by": ["level"], "after": cursor}))
+        .query(
+            "metrics",
+            json!({"type": "select", "table": "items", "order_by": ["level"], "after": cursor}),
+        )
         .await;
     assert_eq!(status, 400);
 }
@@ -670,13 +783,29 @@ async fn cursor_pagination_postgres() {
 /// A table made after the gateway started is served without a restart.
 async fn new_tables_are_seen(engine: &str) {
     let p = project(engine, &["catalog"]).await;
-    assert_eq!(p.ids("catalog", json!({"type": "select", "table": "items"})).await, [1]);
-    as_service(&p.stores, p.svc("catalog"), "CREATE TABLE later (id INTEGER PRIMARY KEY)").await;
+    assert_eq!(
+        p.ids("catalog", json!({"type": "select", "table": "items"}))
+            .await,
+        [1]
+    );
+    as_service(
+        &p.stores,
+        p.svc("catalog"),
+        "CREATE TABLE later (id INTEGER PRIMARY KEY)",
+    )
+    .await;
     let (status, body) = p
-        .write("catalog", json!([{"type": "insert", "table": "later", "data": {"id": 7}}]))
+        .write(
+            "catalog",
+            json!([{"type": "insert", "table": "later", "data": {"id": 7}}]),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(p.ids("catalog", json!({"type": "select", "table": "later"})).await, [7]);
+    assert_eq!(
+        p.ids("catalog", json!({"type": "select", "table": "later"}))
+            .await,
+        [7]
+    );
 }
 
 #[tokio::test]
@@ -701,7 +830,9 @@ async fn serialization_failure(max_attempts: u32) -> (u16, Value) {
     let db = p.db("auth");
     let admin = admin_url();
     let (server, _) = admin.rsplit_once('/').unwrap();
-    let mut holder = PgConnection::connect(&format!("{server}/{db}")).await.unwrap();
+    let mut holder = PgConnection::connect(&format!("{server}/{db}"))
+        .await
+        .unwrap();
     sqlx::raw_sql("BEGIN; UPDATE items SET level = 2 WHERE id = 1")
         .execute(&mut holder)
         .await
@@ -710,11 +841,11 @@ async fn serialization_failure(max_attempts: u32) -> (u16, Value) {
         let p = p.clone();
         tokio::spawn(async move {
             let body = json!({"database": p.db("auth"), "transaction": {
-                "isolation": "repeatable_read",
-                "operations": [
-                    {"type": "update", "table": "items", "data": {"note": "gateway"},
-                     "where": {"field": "id", "operator": "=", "value": 1}}
-                ]}});
+            "isolation": "repeatable_read",
+            "operations": [
+                {"type": "update", "table": "items", "data": {"note": "gateway"},
+                 "where": {"field": "id", "operator": "=", "value": 1}}
+            ]}});
             p.call("auth", "/v1/write", body).await
         })
     };
@@ -733,7 +864,10 @@ async fn serialization_failure(max_attempts: u32) -> (u16, Value) {
         if waiting > 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the write never waited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never waited"
+        );
         tokio::task::yield_now().await;
     }
     sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();

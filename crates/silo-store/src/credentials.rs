@@ -593,7 +593,10 @@ mod tests {
         let text = std::fs::read_to_string(secrets.path("auth")).unwrap();
         assert_eq!(text.matches("SILO_GATEWAY_TOKEN=").count(), 1);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(secrets.path("auth")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(secrets.path("auth"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
