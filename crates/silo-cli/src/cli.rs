@@ -105,6 +105,17 @@ pub enum Command {
     #[command(subcommand)]
     Credentials(CredentialsCommand),
 
+    /// Serve every service's store over HTTP, each caller on its own store
+    ///
+    /// A service calls with `Authorization: Bearer <SILO_GATEWAY_TOKEN>`
+    /// (from its secrets file; `silo up` makes it) and may only name its
+    /// own database: another's is refused with 403 before anything runs.
+    /// Every statement runs as the service's own role. Endpoints: POST
+    /// /v1/query, POST /v1/write, GET /healthz, GET /readyz
+    /// (docs/gateway.md). Ctrl-C or SIGTERM stops taking requests and
+    /// finishes the ones in flight.
+    Gateway(GatewayArgs),
+
     /// Apply pending migrations, each service as its own role
     ///
     /// Files are Flyway-compatible: V<version>__<desc>.sql (apply, in
@@ -640,6 +651,23 @@ pub enum Example {
 }
 
 #[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Services to serve [default: all]
+    pub services: Vec<String>,
+    /// Address to listen on (port 0 picks a free one; the bound address
+    /// is printed)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Connections kept per service
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub pool_size: usize,
+    /// Longest a statement may run, in seconds (PostgreSQL); past it the
+    /// request gets 504
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub statement_timeout: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct UpArgs {
     /// Services to provision [default: all]
     pub services: Vec<String>,
@@ -712,6 +740,11 @@ pub enum CredentialsCommand {
     Rotate {
         /// The service
         service: String,
+        /// Replace the service's gateway token (SILO_GATEWAY_TOKEN, the
+        /// bearer token `silo gateway` knows it by) instead of its
+        /// database password
+        #[arg(long)]
+        gateway: bool,
         /// Print one JSON document: service, rotated, credentials_file
         #[arg(long)]
         json: bool,

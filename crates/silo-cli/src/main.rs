@@ -118,6 +118,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Events(command) => commands::events::run(&ctx, command).await,
         Command::Backup(args) => commands::backup::run(&ctx, args).await,
         Command::Restore(args) => commands::restore::run(&ctx, args).await,
+        Command::Gateway(args) => commands::gateway::run(&ctx, args).await,
     }
 }
 

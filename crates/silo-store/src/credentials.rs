@@ -13,7 +13,7 @@ use silo_manifest::{Engine, Service};
 use crate::error::StoreError;
 use crate::files;
 use crate::secret::Secret;
-use crate::secrets_layout::{self, DATABASE_URL, Field};
+use crate::secrets_layout::{self, DATABASE_URL, Field, GATEWAY_TOKEN};
 
 /// Everything a service needs to reach its own store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,7 +292,7 @@ impl SecretsDir {
     /// Returns false when the file already said exactly this.
     pub fn write(&self, creds: &Credentials) -> Result<bool, StoreError> {
         let path = self.path(&creds.service);
-        let text = creds.to_env_file();
+        let text = self.with_kept_lines(&creds.service, creds.to_env_file())?;
         if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
             files::ensure_mode(&path, files::FILE_MODE).map_err(|source| StoreError::Io {
                 path: path.clone(),
@@ -311,7 +311,66 @@ impl SecretsDir {
     pub fn stage(&self, creds: &Credentials) -> Result<PathBuf, StoreError> {
         self.prepare()?;
         let path = self.path(&creds.service);
-        files::stage_private(&path, creds.to_env_file().as_bytes())
+        let text = self.with_kept_lines(&creds.service, creds.to_env_file())?;
+        files::stage_private(&path, text.as_bytes())
+            .map_err(|source| StoreError::Io { path, source })
+    }
+
+    /// `text` (a new credentials file) with the lines of the old file that
+    /// are not database credentials (the gateway token): replacing a
+    /// password must not take away the service's other credentials.
+    fn with_kept_lines(&self, service: &str, mut text: String) -> Result<String, StoreError> {
+        if let Some(token) = self.gateway_token(service)? {
+            text.push_str(&format!("{GATEWAY_TOKEN}={}\n", token.expose()));
+        }
+        Ok(text)
+    }
+
+    /// `service`'s gateway token (`SILO_GATEWAY_TOKEN=` in its secrets
+    /// file); `None` when the file or the line is missing.
+    pub fn gateway_token(&self, service: &str) -> Result<Option<Secret>, StoreError> {
+        let path = self.path(service);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let key = format!("{GATEWAY_TOKEN}=");
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .filter(|t| !t.is_empty())
+            .map(Secret::new))
+    }
+
+    /// Gives `service`'s secrets file a gateway token when it has none
+    /// (`silo up`). Returns whether one was added. A service without a
+    /// secrets file (no store yet) gets none.
+    pub fn ensure_gateway_token(&self, service: &str) -> Result<bool, StoreError> {
+        if self.gateway_token(service)?.is_some() || !self.path(service).exists() {
+            return Ok(false);
+        }
+        self.replace_gateway_token(service)?;
+        Ok(true)
+    }
+
+    /// Replaces `service`'s gateway token with a fresh one (256 random
+    /// bits, URL-safe), atomically; the old one stops working when the
+    /// gateway next reads the file.
+    pub fn replace_gateway_token(&self, service: &str) -> Result<(), StoreError> {
+        let path = self.path(service);
+        let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let key = format!("{GATEWAY_TOKEN}=");
+        let mut out: String = text
+            .lines()
+            .filter(|l| !l.starts_with(key.as_str()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push_str(&format!("{key}{}\n", Secret::generate().expose()));
+        files::write_private_atomic(&path, out.as_bytes())
             .map_err(|source| StoreError::Io { path, source })
     }
 
@@ -493,6 +552,52 @@ mod tests {
             "postgres://a_svc:***@localhost:5432/a?host=%2Fvar%2Frun%2Fpostgresql"
         );
         assert!(!format!("{creds:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn the_gateway_token_is_made_once_and_kept_by_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretsDir::new(dir.path());
+        let svc = service("auth");
+        // No secrets file, no token.
+        assert!(!secrets.ensure_gateway_token("auth").unwrap());
+        let mut creds = Credentials {
+            service: "auth".into(),
+            engine: Engine::Postgres,
+            host: Some("db".into()),
+            port: Some(5432),
+            database: "auth".into(),
+            user: Some("auth_svc".into()),
+            password: Some(Secret::new("first")),
+        };
+        secrets.write(&creds).unwrap();
+        assert_eq!(secrets.gateway_token("auth").unwrap(), None);
+        assert!(secrets.ensure_gateway_token("auth").unwrap());
+        let token = secrets.gateway_token("auth").unwrap().unwrap();
+        assert_eq!(token.expose().len(), 43);
+        assert!(!secrets.ensure_gateway_token("auth").unwrap());
+        // A new password (write or stage + commit) keeps the token.
+        creds.password = Some(Secret::new("second"));
+        secrets.write(&creds).unwrap();
+        assert_eq!(secrets.gateway_token("auth").unwrap(), Some(token.clone()));
+        creds.password = Some(Secret::new("third"));
+        let staged = secrets.stage(&creds).unwrap();
+        secrets.commit("auth", &staged).unwrap();
+        assert_eq!(secrets.gateway_token("auth").unwrap(), Some(token.clone()));
+        assert_eq!(secrets.read(&svc).unwrap().unwrap(), creds);
+        // Rotation replaces it, and only it.
+        secrets.replace_gateway_token("auth").unwrap();
+        let rotated = secrets.gateway_token("auth").unwrap().unwrap();
+        assert_ne!(rotated, token);
+        assert_eq!(secrets.read(&svc).unwrap().unwrap(), creds);
+        let text = std::fs::read_to_string(secrets.path("auth")).unwrap();
+        assert_eq!(text.matches("SILO_GATEWAY_TOKEN=").count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(secrets.path("auth"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use silo_manifest::Service;
 
 pub use admin::{Admin, ServerId};
 pub use connect::{ServiceConnection, StoreKind, connect_with};
-pub use credentials::{Credentials, CredentialsView, SecretsDir};
+pub use credentials::{Credentials, CredentialsView, MASK, SecretsDir};
 pub use error::{StoreError, is_privilege_error, root_cause};
 pub use leftover::{Leftover, LeftoverKind};
 pub use orphans::Orphan;

@@ -26,6 +26,10 @@ pub fn nats_relative_path(user: &str) -> String {
     format!("{SECRETS_FOLDER}/{NATS_FOLDER}/{}", file_name(user))
 }
 
+/// The variable of a service's secrets file that holds its gateway
+/// credential: the bearer token `silo gateway` knows the service by.
+pub const GATEWAY_TOKEN: &str = "SILO_GATEWAY_TOKEN";
+
 /// The variable that holds the whole connection URL, password included.
 pub const DATABASE_URL: &str = "DATABASE_URL";
 

@@ -17,8 +17,22 @@ pub async fn run(ctx: &Context, command: &CredentialsCommand) -> CmdResult {
             let service = ctx.service(service)?;
             let creds = ctx.stores.credentials(service).map_err(Failure::store)?;
             let v = creds.view(*reveal);
+            let token = ctx
+                .stores
+                .secrets()
+                .gateway_token(&service.name)
+                .map_err(Failure::store)?;
+            let token = token.as_ref().map(|t| {
+                if *reveal {
+                    t.expose()
+                } else {
+                    silo_store::MASK
+                }
+            });
             if *json {
-                print_json(&serde_json::to_value(&v).expect("serializable"));
+                let mut doc = serde_json::to_value(&v).expect("serializable");
+                doc["gateway_token"] = json!(token);
+                print_json(&doc);
             } else {
                 let dash = |o: Option<&str>| o.unwrap_or("-").to_string();
                 outln!("service   {}", v.service);
@@ -33,10 +47,48 @@ pub async fn run(ctx: &Context, command: &CredentialsCommand) -> CmdResult {
                     (Some(p), false) => outln!("password  {p} (--reveal to show)"),
                 }
                 outln!("url       {}", v.url);
+                match (token, reveal) {
+                    (None, _) => outln!("gateway   - (`silo up` makes one)"),
+                    (Some(t), true) => outln!("gateway   {t}"),
+                    (Some(t), false) => outln!("gateway   {t} (--reveal to show)"),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
-        CredentialsCommand::Rotate { service, json } => {
+        CredentialsCommand::Rotate {
+            service,
+            gateway: true,
+            json,
+        } => {
+            let service = ctx.service(service)?;
+            let secrets = ctx.stores.secrets();
+            // The store's own credentials file is where the token lives:
+            // without it (no `silo up` yet) there is nothing to rotate.
+            secrets.require(service).map_err(Failure::store)?;
+            secrets
+                .replace_gateway_token(&service.name)
+                .map_err(Failure::store)?;
+            let file = secrets.path(&service.name);
+            if *json {
+                print_json(&json!({
+                    "service": service.name,
+                    "rotated": "gateway_token",
+                    "credentials_file": file
+                }));
+            } else {
+                outln!(
+                    "rotated the gateway token of `{}`; a running `silo gateway` takes it at its next start. New token in {}",
+                    service.name,
+                    file.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CredentialsCommand::Rotate {
+            service,
+            gateway: false,
+            json,
+        } => {
             let service = ctx.service(service)?;
             let engine = ctx.stores.engine(service).map_err(Failure::store)?;
             engine.rotate(service).await.map_err(Failure::store)?;

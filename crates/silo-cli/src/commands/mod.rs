@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod diff;
 pub mod down;
 pub mod events;
+pub mod gateway;
 pub mod import;
 pub mod info;
 pub mod init;

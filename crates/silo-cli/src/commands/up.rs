@@ -24,6 +24,15 @@ pub async fn run(ctx: &Context, args: &UpArgs) -> CmdResult {
                 silo_events::ensure(&ctx.stores, service)
                     .await?
                     .record(&mut provisioned);
+                // Its credential for `silo gateway`, kept once made.
+                if ctx.stores.secrets().ensure_gateway_token(&service.name)? {
+                    provisioned
+                        .changes
+                        .push("generated the gateway token (SILO_GATEWAY_TOKEN)".into());
+                    if provisioned.outcome == Outcome::Unchanged {
+                        provisioned.outcome = Outcome::Updated;
+                    }
+                }
                 Ok::<_, silo_events::EventsError>(provisioned)
             },
             |service, _| {

@@ -1,0 +1,137 @@
+//! `silo gateway` and the gateway token: made by `silo up`, shown masked
+//! unless revealed, kept by a password rotation, replaced by `--gateway`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::{json, orders_project, silo};
+use silo_testkit::Prefix;
+
+fn token(dir: &std::path::Path, reveal: bool) -> Value {
+    let mut cmd = silo(dir);
+    cmd.args(["credentials", "show", "orders", "--json"]);
+    if reveal {
+        cmd.arg("--reveal");
+    }
+    json(&mut cmd)["gateway_token"].clone()
+}
+
+#[test]
+fn the_gateway_token_is_made_shown_kept_and_rotated() {
+    let prefix = Prefix::new();
+    let (dir, _) = orders_project("postgres", &prefix);
+    let first = token(dir.path(), true);
+    assert_eq!(first.as_str().unwrap().len(), 43, "{first}");
+    assert_eq!(token(dir.path(), false), "***");
+    let shown = silo(dir.path())
+        .args(["credentials", "show", "orders"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(!shown.contains(first.as_str().unwrap()), "{shown}");
+    // A second `up` changes nothing; a password rotation keeps the token.
+    let up = json(silo(dir.path()).args(["up", "--json"]));
+    assert_eq!(up["services"][0]["outcome"], "unchanged", "{up}");
+    silo(dir.path())
+        .args(["credentials", "rotate", "orders"])
+        .assert()
+        .success();
+    assert_eq!(token(dir.path(), true), first);
+    let rotated =
+        json(silo(dir.path()).args(["credentials", "rotate", "orders", "--gateway", "--json"]));
+    assert_eq!(rotated["rotated"], "gateway_token", "{rotated}");
+    assert!(!rotated.to_string().contains(first.as_str().unwrap()));
+    let second = token(dir.path(), true);
+    assert_ne!(second, first);
+    assert_eq!(second.as_str().unwrap().len(), 43);
+}
+
+/// One HTTP/1.1 exchange over a plain socket: (status, body).
+fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_gateway_serves_and_stops_on_sigterm() {
+    let prefix = Prefix::new();
+    let (dir, _) = orders_project("sqlite", &prefix);
+    let tok = token(dir.path(), true).as_str().unwrap().to_string();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("silo"))
+        .current_dir(dir.path())
+        .env_remove("SILO_ENGINE")
+        .env_remove("SILO_DATA_DIR")
+        .env_remove("SILO_MANIFEST")
+        .args(["gateway", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    assert!(line.contains("orders"), "{line}");
+    let (status, body) = http(&addr, "GET", "/healthz", None, "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(&addr, "GET", "/readyz", None, "");
+    assert_eq!(status, 200, "{body}");
+    let query = format!(
+        r#"{{"database":"{}","query":{{"type":"select","table":"nope"}}}}"#,
+        prefix.name("orders")
+    );
+    let (status, body) = http(&addr, "POST", "/v1/query", Some(&tok), &query);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("UnknownTable"), "{body}");
+    let (status, _) = http(&addr, "POST", "/v1/query", Some("wrong"), &query);
+    assert_eq!(status, 401);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(!err.contains(&tok), "{err}");
+}

@@ -1,0 +1,404 @@
+//! Running requests: a pool of connections per service, each made through
+//! silo-store's connect seam as the service's own role (after the store
+//! proved it is the service's own), queries, and writes in one
+//! transaction, retried on serialization failures and deadlocks.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use silo_manifest::Service;
+use silo_store::{Credentials, ServiceConnection, StoreKind, connect_with};
+use sqlx::{Column, Row, TypeInfo, ValueRef};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::catalog::Tables;
+use crate::error::GatewayError;
+use crate::request::{
+    IsolationLevel, OperationResult, QueryRequest, QueryResponse, WriteRequest, WriteResponse,
+};
+use crate::sql::{self, Dialect, Param, Statement};
+use crate::{GatewayConfig, Served};
+
+/// The name connections carry on the server (`pg_stat_activity`).
+pub const APPLICATION: &str = "silo gateway";
+
+/// One service's connections.
+pub struct Pool {
+    service: Service,
+    creds: Credentials,
+    idle: Mutex<Vec<ServiceConnection>>,
+    permits: Semaphore,
+    acquire_timeout: Duration,
+    statement_timeout: Duration,
+}
+
+/// A connection taken from a [`Pool`]; back into it when dropped, unless
+/// it broke.
+pub struct Pooled<'a> {
+    conn: Option<ServiceConnection>,
+    pool: &'a Pool,
+    _permit: SemaphorePermit<'a>,
+    broken: bool,
+}
+
+impl Pooled<'_> {
+    pub fn conn(&mut self) -> &mut ServiceConnection {
+        self.conn.as_mut().expect("connection present until drop")
+    }
+
+    /// Whether the connection is to PostgreSQL or SQLite.
+    pub fn dialect(&self) -> Dialect {
+        match self.conn.as_ref().expect("connection present until drop") {
+            ServiceConnection::Postgres(_) => Dialect::Postgres,
+            ServiceConnection::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Keeps the connection out of the pool (its state is unknown).
+    pub fn discard(&mut self) {
+        self.broken = true;
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && !self.broken
+        {
+            self.pool.idle.lock().expect("pool lock").push(conn);
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(service: Service, creds: Credentials, config: &GatewayConfig) -> Self {
+        Pool {
+            service,
+            creds,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(config.pool_size.max(1)),
+            acquire_timeout: config.acquire_timeout,
+            statement_timeout: config.statement_timeout,
+        }
+    }
+
+    /// A connection as the service: an idle one, or a new one. Waits for a
+    /// free slot at most the acquire timeout (then 503 `PoolExhausted`).
+    pub async fn acquire(&self) -> Result<Pooled<'_>, GatewayError> {
+        let permit = tokio::time::timeout(self.acquire_timeout, self.permits.acquire())
+            .await
+            .map_err(|_| GatewayError::pool_exhausted(&self.service.name))?
+            .map_err(|_| GatewayError::pool_exhausted(&self.service.name))?;
+        let idle = self.idle.lock().expect("pool lock").pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        Ok(Pooled {
+            conn: Some(conn),
+            pool: self,
+            _permit: permit,
+            broken: false,
+        })
+    }
+
+    async fn connect(&self) -> Result<ServiceConnection, GatewayError> {
+        let mut conn = connect_with(&self.creds, &self.service, StoreKind::Own, APPLICATION)
+            .await
+            .map_err(|e| GatewayError::store_unavailable(&self.service.name, &e.to_string()))?;
+        if let ServiceConnection::Postgres(c) = &mut conn {
+            // The statement timeout is the gateway's number, never input.
+            let ms = self.statement_timeout.as_millis();
+            sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                .execute(&mut *c)
+                .await
+                .map_err(|e| GatewayError::from_sqlx(&e))?;
+        }
+        Ok(conn)
+    }
+}
+
+/// A built statement for the driver. Its text holds catalog-checked,
+/// quoted names and placeholders only (see [`crate::sql`]).
+fn safe(st: &Statement) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(st.sql.clone())
+}
+
+/// Runs a statement that returns rows.
+async fn fetch(
+    conn: &mut ServiceConnection,
+    st: &Statement,
+) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
+    match conn {
+        ServiceConnection::Postgres(c) => {
+            let mut q = sqlx::query_scalar::<_, String>(safe(st));
+            for p in &st.params {
+                q = match p {
+                    Param::Null => q.bind(None::<String>),
+                    Param::Text(s) => q.bind(s.as_str()),
+                    Param::Int(i) => q.bind(i.to_string()),
+                    Param::Float(f) => q.bind(f.to_string()),
+                };
+            }
+            let texts = q.fetch_all(&mut *c).await?;
+            Ok(texts
+                .iter()
+                .map(|t| match serde_json::from_str(t) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                })
+                .collect())
+        }
+        ServiceConnection::Sqlite(c) => {
+            let mut q = sqlx::query(safe(st));
+            for p in &st.params {
+                q = match p {
+                    Param::Null => q.bind(None::<String>),
+                    Param::Text(s) => q.bind(s.as_str()),
+                    Param::Int(i) => q.bind(*i),
+                    Param::Float(f) => q.bind(*f),
+                };
+            }
+            let rows = q.fetch_all(&mut *c).await?;
+            rows.iter().map(sqlite_row).collect()
+        }
+    }
+}
+
+/// A SQLite row as JSON, each value as the type it is stored as (blobs as
+/// URL-safe base64).
+fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<Map<String, Value>, sqlx::Error> {
+    use base64::Engine as _;
+    let mut out = Map::new();
+    for (i, col) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        let value = if raw.is_null() {
+            Value::Null
+        } else {
+            let ty = raw.type_info().name().to_string();
+            match ty.as_str() {
+                "INTEGER" => Value::from(row.try_get_unchecked::<i64, _>(i)?),
+                "REAL" => Value::from(row.try_get_unchecked::<f64, _>(i)?),
+                "BLOB" => Value::from(
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(row.try_get_unchecked::<Vec<u8>, _>(i)?),
+                ),
+                _ => Value::from(row.try_get_unchecked::<String, _>(i)?),
+            }
+        };
+        out.insert(col.name().to_string(), value);
+    }
+    Ok(out)
+}
+
+/// Runs a statement that returns a count.
+async fn execute(conn: &mut ServiceConnection, st: &Statement) -> Result<u64, sqlx::Error> {
+    match conn {
+        ServiceConnection::Postgres(c) => {
+            let mut q = sqlx::query(safe(st));
+            for p in &st.params {
+                q = match p {
+                    Param::Null => q.bind(None::<String>),
+                    Param::Text(s) => q.bind(s.as_str()),
+                    Param::Int(i) => q.bind(i.to_string()),
+                    Param::Float(f) => q.bind(f.to_string()),
+                };
+            }
+            Ok(q.execute(&mut *c).await?.rows_affected())
+        }
+        ServiceConnection::Sqlite(c) => {
+            let mut q = sqlx::query(safe(st));
+            for p in &st.params {
+                q = match p {
+                    Param::Null => q.bind(None::<String>),
+                    Param::Text(s) => q.bind(s.as_str()),
+                    Param::Int(i) => q.bind(*i),
+                    Param::Float(f) => q.bind(*f),
+                };
+            }
+            Ok(q.execute(&mut *c).await?.rows_affected())
+        }
+    }
+}
+
+/// Runs fixed SQL (transaction control) without parameters.
+async fn control(conn: &mut ServiceConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    match conn {
+        ServiceConnection::Postgres(c) => sqlx::raw_sql(sql).execute(&mut *c).await.map(|_| ()),
+        ServiceConnection::Sqlite(c) => sqlx::raw_sql(sql).execute(&mut *c).await.map(|_| ()),
+    }
+}
+
+/// Whether an error means the connection itself is no longer usable.
+fn breaks_connection(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)
+    )
+}
+
+/// The tables of `served`'s store; after a name the cached catalog lacks,
+/// `build` is tried once more on a freshly read catalog.
+async fn with_catalog<T>(
+    served: &Served,
+    conn: &mut Pooled<'_>,
+    build: impl Fn(&Tables) -> Result<T, GatewayError>,
+) -> Result<T, GatewayError> {
+    let tables = served.catalog.get(conn.conn()).await?;
+    match build(&tables) {
+        Err(e) if matches!(e.code, "UnknownTable" | "UnknownColumn") => {
+            let tables = served.catalog.reload(conn.conn()).await?;
+            build(&tables)
+        }
+        other => other,
+    }
+}
+
+/// A query of `served`'s store.
+pub async fn query(
+    served: &Served,
+    config: &GatewayConfig,
+    req: &QueryRequest,
+) -> Result<QueryResponse, GatewayError> {
+    let mut conn = served.pool.acquire().await?;
+    let dialect = conn.dialect();
+    let built = with_catalog(served, &mut conn, |t| {
+        sql::select(dialect, t, &req.query, config.default_limit)
+    })
+    .await?;
+    let mut rows = match fetch(conn.conn(), &built.statement).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            if breaks_connection(&e) {
+                conn.discard();
+            }
+            let err = GatewayError::from_sqlx(&e);
+            if matches!(err.sqlstate.as_deref(), Some("42P01" | "42703")) {
+                served.catalog.invalidate();
+            }
+            return Err(err);
+        }
+    };
+    drop(conn);
+    let limit = usize::try_from(built.limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = match rows.last() {
+        Some(last) if more && !built.keys.is_empty() => Some(sql::encode_cursor(&built.keys, last)),
+        _ => None,
+    };
+    for row in &mut rows {
+        row.retain(|k, _| built.fields.iter().any(|f| f == k));
+    }
+    Ok(QueryResponse { rows, next_cursor })
+}
+
+/// A write: every operation in one transaction, retried from the start
+/// on a serialization failure or deadlock up to `max_attempts` times.
+pub async fn write(
+    served: &Served,
+    config: &GatewayConfig,
+    req: &WriteRequest,
+) -> Result<WriteResponse, GatewayError> {
+    if req.transaction.operations.is_empty() {
+        return Err(GatewayError::bad_request(
+            "the transaction has no operations",
+        ));
+    }
+    let mut conn = served.pool.acquire().await?;
+    let dialect = conn.dialect();
+    let ops = &req.transaction.operations;
+    let statements = with_catalog(served, &mut conn, |t| {
+        ops.iter()
+            .map(|op| sql::operation(dialect, t, op))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let begin = match (dialect, req.transaction.isolation) {
+        (Dialect::Sqlite, _) => "BEGIN IMMEDIATE",
+        (Dialect::Postgres, IsolationLevel::ReadCommitted) => {
+            "BEGIN ISOLATION LEVEL READ COMMITTED"
+        }
+        (Dialect::Postgres, IsolationLevel::RepeatableRead) => {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ"
+        }
+        (Dialect::Postgres, IsolationLevel::Serializable) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    };
+    let attempts_allowed = config.max_attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match transaction(conn.conn(), begin, ops, &statements).await {
+            Ok(results) => {
+                return Ok(WriteResponse {
+                    results,
+                    attempts: attempt,
+                });
+            }
+            Err(e) => {
+                // Whatever failed, nothing of the transaction stays.
+                if control(conn.conn(), "ROLLBACK").await.is_err() || breaks_connection(&e) {
+                    conn.discard();
+                }
+                let err = GatewayError::from_sqlx(&e);
+                if matches!(err.sqlstate.as_deref(), Some("42P01" | "42703")) {
+                    served.catalog.invalidate();
+                }
+                if err.is_retryable() && attempt < attempts_allowed && !conn.broken {
+                    // Backoff grows with each try, with jitter so two
+                    // conflicting writers do not meet again.
+                    let base = 5u64 << attempt.min(6);
+                    let jitter = u64::from(std::process::id() ^ attempt) % base.max(1);
+                    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                    continue;
+                }
+                let mut err = err;
+                if err.is_retryable() {
+                    err.message = format!("{} (tried {attempt} times)", err.message);
+                }
+                return Err(err);
+            }
+        }
+    }
+}
+
+async fn transaction(
+    conn: &mut ServiceConnection,
+    begin: &'static str,
+    ops: &[crate::request::Operation],
+    statements: &[Vec<Statement>],
+) -> Result<Vec<OperationResult>, sqlx::Error> {
+    control(conn, begin).await?;
+    let mut results = Vec::with_capacity(ops.len());
+    for (op, sts) in ops.iter().zip(statements) {
+        let mut result = OperationResult {
+            kind: op.kind,
+            table: op.table.clone(),
+            rows_affected: 0,
+            returning: Vec::new(),
+        };
+        for st in sts {
+            if st.returns_rows {
+                let rows = fetch(conn, st).await?;
+                result.rows_affected += rows.len() as u64;
+                result.returning.extend(rows);
+            } else {
+                result.rows_affected += execute(conn, st).await?;
+            }
+        }
+        results.push(result);
+    }
+    control(conn, "COMMIT").await?;
+    Ok(results)
+}
+
+/// Whether `served`'s store answers as the service.
+pub async fn ping(served: &Served) -> Result<(), GatewayError> {
+    let mut conn = served.pool.acquire().await?;
+    if let Err(e) = control(conn.conn(), "SELECT 1").await {
+        conn.discard();
+        return Err(GatewayError::from_sqlx(&e));
+    }
+    Ok(())
+}

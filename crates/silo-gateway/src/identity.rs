@@ -1,0 +1,97 @@
+//! Who is calling: a bearer token names one service.
+//!
+//! Tokens come from each service's secrets file (`SILO_GATEWAY_TOKEN=`) and
+//! are kept only as SHA-256 digests. A presented token is hashed and
+//! compared with every digest in constant time, so neither the answer's
+//! timing nor memory holds a usable token.
+
+use sha2::{Digest, Sha256};
+use silo_store::Secret;
+
+use crate::error::GatewayError;
+
+/// The services the gateway knows, by the digest of their tokens.
+#[derive(Default)]
+pub struct Identities {
+    digests: Vec<([u8; 32], String)>,
+}
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.digests.iter().map(|(_, s)| s.as_str()).collect();
+        f.debug_struct("Identities")
+            .field("services", &names)
+            .finish()
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Equal without an early exit.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Identities {
+    /// Identities of `(service, token)` pairs.
+    pub fn new(tokens: impl IntoIterator<Item = (String, Secret)>) -> Self {
+        Identities {
+            digests: tokens
+                .into_iter()
+                .map(|(service, token)| (digest(token.expose()), service))
+                .collect(),
+        }
+    }
+
+    /// The service an `Authorization` header's value names.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<&str, GatewayError> {
+        let header = authorization
+            .ok_or_else(|| GatewayError::unauthenticated("the request carries no credential"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                GatewayError::unauthenticated("the Authorization header is not `Bearer <token>`")
+            })?;
+        let presented = digest(token);
+        // Every digest is compared, found or not.
+        let mut found = None;
+        for (d, service) in &self.digests {
+            if same(d, &presented) && found.is_none() {
+                found = Some(service.as_str());
+            }
+        }
+        found.ok_or_else(|| GatewayError::unauthenticated("the token is not any service's"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_its_service_only() {
+        let ids = Identities::new([
+            ("a".to_string(), Secret::new("tok-a")),
+            ("b".to_string(), Secret::new("tok-b")),
+        ]);
+        assert_eq!(ids.authenticate(Some("Bearer tok-a")).unwrap(), "a");
+        assert_eq!(ids.authenticate(Some("Bearer tok-b")).unwrap(), "b");
+        for bad in [
+            None,
+            Some("tok-a"),
+            Some("Bearer "),
+            Some("Bearer tok-c"),
+            Some("Basic tok-a"),
+        ] {
+            let e = ids.authenticate(bad).unwrap_err();
+            assert_eq!(e.status.as_u16(), 401, "{bad:?}");
+            assert!(!e.message.contains("tok-"), "{e:?}");
+        }
+        assert!(!format!("{ids:?}").contains("tok-"));
+    }
+}
