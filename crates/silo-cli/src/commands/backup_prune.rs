@@ -77,17 +77,25 @@ fn kept_reason(kept: Kept, service: &Service) -> String {
     }
 }
 
-fn deleted_reason(deleted: Deleted) -> &'static str {
-    match deleted {
-        Deleted::Expired => "beyond keep and older than retention",
-        Deleted::Damaged => "damaged (its checksums do not match)",
+/// Why a backup goes, naming only the rules the policy sets.
+fn deleted_reason(deleted: Deleted, service: &Service) -> String {
+    let policy = service.backup.as_ref();
+    let keep = policy.and_then(|p| p.keep);
+    let retention = policy.and_then(|p| p.retention.as_ref());
+    match (deleted, keep, retention) {
+        (Deleted::Damaged, ..) => "damaged (its checksums do not match)".into(),
+        (Deleted::Expired, Some(keep), Some(_)) => {
+            format!("beyond the newest {keep} (keep) and older than retention")
+        }
+        (Deleted::Expired, Some(keep), None) => format!("beyond the newest {keep} (keep)"),
+        (Deleted::Expired, None, _) => "older than retention".into(),
     }
 }
 
 fn reason(verdict: Result<Kept, Deleted>, service: &Service) -> String {
     match verdict {
         Ok(kept) => kept_reason(kept, service),
-        Err(deleted) => deleted_reason(deleted).into(),
+        Err(deleted) => deleted_reason(deleted, service),
     }
 }
 
