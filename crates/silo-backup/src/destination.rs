@@ -125,6 +125,10 @@ impl Destination {
 
     /// A local folder.
     pub fn local(dir: &Path) -> Self {
+        // `./.silo/backups/x` joined onto the project folder shows as
+        // `/project/./.silo/...`: components() drops the inner `.`.
+        let dir: PathBuf = dir.components().collect();
+        let dir = dir.as_path();
         Destination {
             shown: dir.display().to_string(),
             place: Place::Local(dir.to_path_buf()),

@@ -275,7 +275,9 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         raw.defaults.backup_before_migrate,
         &mut problems,
     );
-    let no_recipients = backup.recipients.is_empty();
+    // Recipients that were written but refused are reported as such; saying
+    // again that there are none would be the same mistake twice.
+    let no_recipients = raw.backup.as_ref().is_none_or(|b| b.recipients.is_empty());
     let default_policy = raw
         .defaults
         .backup

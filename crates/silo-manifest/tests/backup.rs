@@ -313,6 +313,17 @@ fn mistyped_recipient() {
 }
 
 #[test]
+fn a_refused_recipient_is_one_problem_even_with_encrypt() {
+    // The only recipient is refused; `encrypt = true` is not reported
+    // again as having none.
+    let (line, column, message) = one(&format!(
+        "{HEAD}[backup]\nrecipients = [\"\"]\n[services.a.backup]\nencrypt = true\n"
+    ));
+    assert_eq!((line, column), (4, 15));
+    assert!(message.contains("does not start with `age1`"), "{message}");
+}
+
+#[test]
 fn two_services_backing_up_to_one_place() {
     let (line, column, message) = one(&format!(
         "{HEAD}[services.a.backup]\ndestination = \"/var/backups/x\"\n[services.b.backup]\ndestination = \"file:///var/backups/x/\"\n"

@@ -212,7 +212,9 @@ async fn list(ctx: &Context, args: &BackupListArgs) -> CmdResult {
                 ]);
             }
         }
-        outln!("{t}");
+        if !t.is_empty() {
+            outln!("{t}");
+        }
         for (s, d, l) in &found {
             match l {
                 Ok(l) => {
