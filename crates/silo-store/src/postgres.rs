@@ -695,20 +695,14 @@ impl PgEngine {
     /// `<database>_restore_<8 hex>`) and owner, and by the scratch or
     /// replacement comment when they got that far.
     pub async fn scratch_leftovers(&self, service: &Service) -> Result<Vec<String>, StoreError> {
-        let base: String = service.database.chars().take(63 - 14).collect();
-        let names: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database')
-             FROM pg_database d
-             WHERE pg_get_userbyid(d.datdba) = $1
-               AND left(d.datname, length($2)) = $2
-               AND substr(d.datname, length($2) + 1) ~ '^_(scratch|restore)_[0-9a-f]{8}$'
-             ORDER BY 1",
-        )
-        .bind(&service.role)
-        .bind(&base)
-        .fetch_all(self.admin_pool().await?)
-        .await
-        .map_err(|e| self.classify(e, "looking for leftover scratch databases"))?;
+        let names = self
+            .named_after(
+                service,
+                14,
+                "^_(scratch|restore)_[0-9a-f]{8}$",
+                "looking for leftover scratch databases",
+            )
+            .await?;
         Ok(names
             .into_iter()
             .filter(|(_, comment)| {
@@ -719,6 +713,35 @@ impl PgEngine {
             })
             .map(|(name, _)| name)
             .collect())
+    }
+
+    /// The databases owned by `service`'s role whose names are its
+    /// database's (cut to leave `reserved` of PostgreSQL's 63 bytes) and a
+    /// suffix matching `suffix` (a regular expression anchored on both
+    /// ends), with their comments: the stores silo made beside the
+    /// service's own (scratch, restore and replaced stores).
+    pub(crate) async fn named_after(
+        &self,
+        service: &Service,
+        reserved: usize,
+        suffix: &str,
+        doing: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let base: String = service.database.chars().take(63 - reserved).collect();
+        sqlx::query_as(
+            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database')
+             FROM pg_database d
+             WHERE pg_get_userbyid(d.datdba) = $1
+               AND left(d.datname, length($2)) = $2
+               AND substr(d.datname, length($2) + 1) ~ $3
+             ORDER BY 1",
+        )
+        .bind(&service.role)
+        .bind(&base)
+        .bind(suffix)
+        .fetch_all(self.admin_pool().await?)
+        .await
+        .map_err(|e| self.classify(e, doing))
     }
 
     /// Holds `service`'s provisioning lock on this server until the

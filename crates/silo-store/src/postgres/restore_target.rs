@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use silo_manifest::Service;
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, Connection};
 
 use super::{PgEngine, quote_ident, quote_literal};
 use crate::credentials::Credentials;
@@ -434,28 +434,19 @@ impl PgEngine {
     /// `<database>_replaced_<14 digits>`, owned by its role, with the
     /// replaced-store comment.
     pub async fn replaced_stores(&self, service: &Service) -> Result<Vec<String>, StoreError> {
-        let base: String = service.database.chars().take(63 - 24).collect();
-        let rows = sqlx::query(
-            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database')
-             FROM pg_database d
-             WHERE pg_get_userbyid(d.datdba) = $1
-               AND left(d.datname, length($2)) = $2
-               AND substr(d.datname, length($2) + 1) ~ '^_replaced_[0-9]{14}$'
-             ORDER BY 1",
-        )
-        .bind(&service.role)
-        .bind(&base)
-        .fetch_all(self.admin_pool().await?)
-        .await
-        .map_err(|e| self.classify(e, "looking for replaced databases"))?;
+        let names = self
+            .named_after(
+                service,
+                24,
+                "^_replaced_[0-9]{14}$",
+                "looking for replaced databases",
+            )
+            .await?;
         let prefix = format!("silo store of service={} replaced", service.name);
-        Ok(rows
+        Ok(names
             .into_iter()
-            .filter(|r| {
-                r.get::<Option<String>, _>(1)
-                    .is_some_and(|c| c.starts_with(&prefix))
-            })
-            .map(|r| r.get(0))
+            .filter(|(_, comment)| comment.as_deref().is_some_and(|c| c.starts_with(&prefix)))
+            .map(|(name, _)| name)
             .collect())
     }
 }
