@@ -125,6 +125,37 @@ fn safe(st: &Statement) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(st.sql.clone())
 }
 
+/// `st` with its parameters bound for PostgreSQL: numbers as text, which
+/// the statement casts to the column's type.
+fn pg_query(st: &Statement) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query(safe(st));
+    for p in &st.params {
+        q = match p {
+            Param::Null => q.bind(None::<String>),
+            Param::Text(s) => q.bind(s.as_str()),
+            Param::Int(i) => q.bind(i.to_string()),
+            Param::Float(f) => q.bind(f.to_string()),
+        };
+    }
+    q
+}
+
+/// `st` with its parameters bound for SQLite, numbers as numbers.
+fn sqlite_query(
+    st: &Statement,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    let mut q = sqlx::query(safe(st));
+    for p in &st.params {
+        q = match p {
+            Param::Null => q.bind(None::<String>),
+            Param::Text(s) => q.bind(s.as_str()),
+            Param::Int(i) => q.bind(*i),
+            Param::Float(f) => q.bind(*f),
+        };
+    }
+    q
+}
+
 /// Runs a statement that returns rows.
 async fn fetch(
     conn: &mut ServiceConnection,
@@ -132,16 +163,12 @@ async fn fetch(
 ) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
     match conn {
         ServiceConnection::Postgres(c) => {
-            let mut q = sqlx::query_scalar::<_, String>(safe(st));
-            for p in &st.params {
-                q = match p {
-                    Param::Null => q.bind(None::<String>),
-                    Param::Text(s) => q.bind(s.as_str()),
-                    Param::Int(i) => q.bind(i.to_string()),
-                    Param::Float(f) => q.bind(f.to_string()),
-                };
-            }
-            let texts = q.fetch_all(&mut *c).await?;
+            let texts = pg_query(st)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(texts
                 .iter()
                 .map(|t| match serde_json::from_str(t) {
@@ -151,16 +178,7 @@ async fn fetch(
                 .collect())
         }
         ServiceConnection::Sqlite(c) => {
-            let mut q = sqlx::query(safe(st));
-            for p in &st.params {
-                q = match p {
-                    Param::Null => q.bind(None::<String>),
-                    Param::Text(s) => q.bind(s.as_str()),
-                    Param::Int(i) => q.bind(*i),
-                    Param::Float(f) => q.bind(*f),
-                };
-            }
-            let rows = q.fetch_all(&mut *c).await?;
+            let rows = sqlite_query(st).fetch_all(&mut *c).await?;
             rows.iter().map(sqlite_row).collect()
         }
     }
@@ -195,29 +213,9 @@ fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<Map<String, Value>, sqlx:
 /// Runs a statement that returns a count.
 async fn execute(conn: &mut ServiceConnection, st: &Statement) -> Result<u64, sqlx::Error> {
     match conn {
-        ServiceConnection::Postgres(c) => {
-            let mut q = sqlx::query(safe(st));
-            for p in &st.params {
-                q = match p {
-                    Param::Null => q.bind(None::<String>),
-                    Param::Text(s) => q.bind(s.as_str()),
-                    Param::Int(i) => q.bind(i.to_string()),
-                    Param::Float(f) => q.bind(f.to_string()),
-                };
-            }
-            Ok(q.execute(&mut *c).await?.rows_affected())
-        }
+        ServiceConnection::Postgres(c) => Ok(pg_query(st).execute(&mut *c).await?.rows_affected()),
         ServiceConnection::Sqlite(c) => {
-            let mut q = sqlx::query(safe(st));
-            for p in &st.params {
-                q = match p {
-                    Param::Null => q.bind(None::<String>),
-                    Param::Text(s) => q.bind(s.as_str()),
-                    Param::Int(i) => q.bind(*i),
-                    Param::Float(f) => q.bind(*f),
-                };
-            }
-            Ok(q.execute(&mut *c).await?.rows_affected())
+            Ok(sqlite_query(st).execute(&mut *c).await?.rows_affected())
         }
     }
 }
