@@ -1,11 +1,6 @@
 //! The HTTP face: `POST /v1/query`, `POST /v1/write`, `GET /healthz`,
-//! `GET /readyz`.
-//!
-//! Each request is checked in this order, and stops at the first failure:
-//! the credential (401), the body as JSON (400), the database it names
-//! (404 unknown, 403 another service's: no connection to that store is
-//! taken), the request's shape (400), its table and column names against
-//! the caller's catalog (400), and only then the store.
+//! `GET /readyz`. Requests go through [`crate::dispatch`], which NATS
+//! shares.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,13 +11,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::dispatch::{self, Operation};
 use crate::error::GatewayError;
-use crate::request::{QueryRequest, WriteRequest};
-use crate::{Gateway, Served, exec};
+use crate::{Gateway, exec};
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
@@ -54,55 +48,19 @@ pub async fn serve(
         .await
 }
 
-/// The caller, its store, and its request parsed, in the order above.
-fn admit<'g, T: DeserializeOwned>(
-    gateway: &'g Gateway,
-    headers: &HeaderMap,
-    body: &[u8],
-    operation: &str,
-) -> Result<(&'g Arc<Served>, T), GatewayError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    let caller = gateway.identities.authenticate(authorization)?;
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::bad_request(format!("the body is not JSON: {e}")))?;
-    let database = value
-        .get("database")
-        .and_then(Value::as_str)
-        .ok_or_else(|| GatewayError::bad_request("the request names no `database`"))?;
-    let served = gateway.route(caller, database)?;
-    if let Some(op) = value.get("operation")
-        && op.as_str() != Some(operation)
-    {
-        return Err(GatewayError::bad_request(format!(
-            "this endpoint runs `\"operation\":\"{operation}\"`"
-        )));
-    }
-    let request = serde_json::from_value(value)
-        .map_err(|e| GatewayError::bad_request(format!("the request is malformed: {e}")))?;
-    Ok((served, request))
-}
-
 async fn query(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = async {
-        let (served, req) = admit::<QueryRequest>(&gw, &headers, &body, "query")?;
-        exec::query(served, &gw.config, &req).await
-    }
-    .await;
-    match result {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => e.into_response(),
-    }
+    run(&gw, &headers, Operation::Query, &body).await
 }
 
 async fn write(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = async {
-        let (served, req) = admit::<WriteRequest>(&gw, &headers, &body, "write")?;
-        exec::write(served, &gw.config, &req).await
-    }
-    .await;
-    match result {
+    run(&gw, &headers, Operation::Write, &body).await
+}
+
+async fn run(gw: &Gateway, headers: &HeaderMap, operation: Operation, body: &[u8]) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    match dispatch::handle(gw, authorization, operation, body).await {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => e.into_response(),
     }

@@ -10,12 +10,15 @@
 //!   every name in a request is checked there before SQL is built.
 //! - [`sql`]: statements from checked names and bound parameters only.
 //! - [`exec`]: per-service connection pools, queries, transactions.
+//! - [`dispatch`]: one entry for every transport: credential, routing,
+//!   parsing, then the store.
 //! - [`error`]: one error shape with PostgreSQL's SQLSTATE and an HTTP
 //!   status.
 //! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`, `GET
 //!   /healthz`, `/readyz`).
 
 pub mod catalog;
+pub mod dispatch;
 pub mod error;
 pub mod exec;
 pub mod http;
