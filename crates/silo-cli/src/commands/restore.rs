@@ -74,10 +74,12 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
             restored.from_service,
             restored.store
         );
+        let tables = restored.tables.len();
+        let rows = restored.tables.values().sum::<u64>();
         outln!(
-            "checked: every file's SHA-256, then {} tables ({} rows) and the schema match the backup",
-            restored.tables.len(),
-            restored.tables.values().sum::<u64>()
+            "checked: every file's SHA-256, then {tables} {} ({rows} {}) and the schema match the backup",
+            if tables == 1 { "table" } else { "tables" },
+            if rows == 1 { "row" } else { "rows" },
         );
         if let Some(credentials) = &restored.credentials {
             outln!("its credentials are in {credentials}");
