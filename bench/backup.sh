@@ -10,12 +10,15 @@
 #   jobs      five stores of SIZE_MB / 5 each (JOBS_ENGINE, PostgreSQL by
 #             default): `silo backup -j 5` against the five one after
 #             another (`silo backup -j 1`). Speed-up (-j 1) / (-j 5); goal
-#             >= 1.5 on a 2-core machine.
+#             >= 1.5 on a 2-core machine. On PostgreSQL, also five plain
+#             `pg_dump -Fc` one after another and all at once, at each
+#             compression level in ZLEVELS: what the machine itself gains
+#             from running dumps side by side (the physical reference).
 #   sqlite    one SQLite store of about SIZE_MB: `silo backup` against
-#             `sqlite3 FILE ".backup OUT"` (a page copy), and against the
-#             steps silo takes done by hand with sqlite3 (`VACUUM INTO`,
-#             `PRAGMA integrity_check` of the copy, sha256sum), which says
-#             how much of the difference is the method and how much silo.
+#             `sqlite3 FILE ".backup OUT"` (the same page copy silo makes),
+#             and against what silo did before (`VACUUM INTO`, `PRAGMA
+#             integrity_check` of the copy, sha256sum, one after another)
+#             done by hand with sqlite3.
 #
 # silo's side is the whole process, start to exit: the dump or copy plus
 # what a silo backup adds (checksums of every file, row counts and schema
@@ -27,6 +30,8 @@
 #   bench/backup.sh [SIZE_MB]              default 1024 (or SIZE_MB=...)
 #   PARTS="postgres jobs sqlite" RUNS=3 JOBS_ENGINE=postgres|sqlite
 #   SILO_BIN=target/release/silo
+#   SILO_BEFORE=/path/to/an/older/silo   adds its runs beside, same store
+#   ZLEVELS="default 1"   pg_dump compression levels of the plain dumps
 #   SILO_PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 #   BENCH_LOGS=DIR keeps silo's output of every run
 #
@@ -41,12 +46,15 @@ PARTS=${PARTS-"postgres jobs sqlite"}
 RUNS=${RUNS:-3}
 JOBS_ENGINE=${JOBS_ENGINE:-postgres}
 SILO=${SILO_BIN:-$PWD/target/release/silo}
+BEFORE=${SILO_BEFORE:-}
+ZLEVELS=${ZLEVELS:-default}
 export SILO_PG_ADMIN_URL=${SILO_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
 export PGHOST PGPORT PGUSER
 unset SILO_ENGINE SILO_DATA_DIR SILO_MANIFEST SILO_JOBS
 
 [ -x "$SILO" ] || { echo "error: $SILO is missing: make bench-backup builds it" >&2; exit 2; }
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || { echo "error: SILO_BEFORE=$BEFORE is not an executable" >&2; exit 2; }
 for tool in psql pg_dump pg_restore createdb sqlite3; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not on PATH" >&2; exit 2; }
 done
@@ -190,7 +198,7 @@ header() { printf '%-34s %10s %10s  %-22s %6s\n' "$1" silo peer "(peer)" ratio; 
 # --- PostgreSQL: silo backup / restore against pg_dump -Fc / pg_restore ---
 part_postgres() {
   local dir=$work/pg db=${prefix}big role=${prefix}big_svc rows=$(( SIZE_MB * $(rows_per_mb postgres) ))
-  local r silo_b=() plain_b=() silo_r=() plain_r=() dump=$work/plain.dump store
+  local r silo_b=() plain_b=() silo_r=() plain_r=() old_b=() old_r=() dump=$work/plain.dump store
   echo "== postgres: generating $rows events (~${SIZE_MB} MB) ..."
   project postgres pg big
   fill_pg "$db" "$role" "$rows"
@@ -204,6 +212,12 @@ part_postgres() {
 
     silo_r+=("$(timed pg_silo_restore in_dir "$dir" "$SILO" restore big --into "${prefix}r$r")")
     drop_restored "$db" "$role"
+    if [ -n "$BEFORE" ]; then
+      rm -rf "$dir/.silo/backups/big"
+      old_b+=("$(timed pg_before_backup in_dir "$dir" "$BEFORE" backup big)")
+      old_r+=("$(timed pg_before_restore in_dir "$dir" "$BEFORE" restore big --into "${prefix}o$r")")
+      drop_restored "$db" "$role"
+    fi
     plain_r+=("$(timed pg_plain_restore sh -c "createdb -O '$role' '${prefix}plain$r' && pg_restore -d '${prefix}plain$r' '$dump'")")
     psql -X -q -d postgres -c "DROP DATABASE \"${prefix}plain$r\" WITH (FORCE)"
   done
@@ -214,13 +228,27 @@ part_postgres() {
   header "postgres, ${SIZE_MB} MB, median of $RUNS"
   row "backup" "$(printf '%s\n' "${silo_b[@]}" | median)" "$(printf '%s\n' "${plain_b[@]}" | median)" "pg_dump -Fc" "<= 1.10"
   row "restore (fresh database)" "$(printf '%s\n' "${silo_r[@]}" | median)" "$(printf '%s\n' "${plain_r[@]}" | median)" "createdb + pg_restore" "<= 1.10"
+  if [ -n "$BEFORE" ]; then
+    row "backup, before" "$(printf '%s\n' "${old_b[@]}" | median)" "$(printf '%s\n' "${plain_b[@]}" | median)" "pg_dump -Fc" "<= 1.10"
+    row "restore (fresh database), before" "$(printf '%s\n' "${old_r[@]}" | median)" "$(printf '%s\n' "${plain_r[@]}" | median)" "createdb + pg_restore" "<= 1.10"
+  fi
   drop_prefixed "$prefix"
   rm -rf "$dir" "$dump"
 }
 
+# The row of a speed-up: label, the times side by side (space separated),
+# the times in turn.
+speedup() {
+  local t5 t1
+  t5=$(printf '%s\n' $2 | median)
+  t1=$(printf '%s\n' $3 | median)
+  printf '%-34s %9.2fs %9.2fs  speed-up %.2fx (goal >= 1.5x)\n' \
+    "$1" "$t5" "$t1" "$(awk -v a="$t1" -v b="$t5" 'BEGIN {print a / b}')"
+}
+
 # --- Five services: silo backup -j 5 against -j 1 ---
 part_jobs() {
-  local dir=$work/jobs each=$(( SIZE_MB / 5 )) rows s r one=() five=() total=0
+  local dir=$work/jobs each=$(( SIZE_MB / 5 )) rows s r z one=() five=() old1=() old5=() total=0
   rows=$(( each * $(rows_per_mb "$JOBS_ENGINE") ))
   echo "== jobs: five $JOBS_ENGINE stores of $rows events (~${each} MB each) ..."
   project "$JOBS_ENGINE" jobs s0 s1 s2 s3 s4
@@ -240,19 +268,37 @@ part_jobs() {
     five+=("$(timed jobs_5 in_dir "$dir" "$SILO" -j 5 backup)")
     rm -rf "$dir/.silo/backups"
     one+=("$(timed jobs_1 in_dir "$dir" "$SILO" -j 1 backup)")
+    if [ -n "$BEFORE" ]; then
+      rm -rf "$dir/.silo/backups"
+      old5+=("$(timed jobs_before_5 in_dir "$dir" "$BEFORE" -j 5 backup)")
+      rm -rf "$dir/.silo/backups"
+      old1+=("$(timed jobs_before_1 in_dir "$dir" "$BEFORE" -j 1 backup)")
+    fi
   done
-  local t1 t5
-  t1=$(printf '%s\n' "${one[@]}" | median)
-  t5=$(printf '%s\n' "${five[@]}" | median)
-  printf '%-34s %9.2fs %9.2fs  speed-up %.2fx (goal >= 1.5x)\n' \
-    "jobs ($JOBS_ENGINE), -j 5 vs -j 1" "$t5" "$t1" "$(awk -v a="$t1" -v b="$t5" 'BEGIN {print a / b}')"
+  speedup "jobs ($JOBS_ENGINE), -j 5 vs -j 1" "${five[*]}" "${one[*]}"
+  [ -z "$BEFORE" ] || speedup "jobs ($JOBS_ENGINE), before" "${old5[*]}" "${old1[*]}"
+  if [ "$JOBS_ENGINE" = postgres ]; then
+    for z in $ZLEVELS; do
+      local zarg=() seq=() par=()
+      [ "$z" = default ] || zarg=("-Z$z")
+      for r in $(seq 1 "$RUNS"); do
+        rm -f "$work"/jobs_*.dump
+        seq+=("$(timed jobs_plain_seq bash -c "for s in s0 s1 s2 s3 s4; do pg_dump -Fc ${zarg[*]} -d ${prefix}\$s -f $work/jobs_\$s.dump || exit 1; done")")
+        rm -f "$work"/jobs_*.dump
+        par+=("$(timed jobs_plain_par bash -c "for s in s0 s1 s2 s3 s4; do pg_dump -Fc ${zarg[*]} -d ${prefix}\$s -f $work/jobs_\$s.dump & done; for s in s0 s1 s2 s3 s4; do wait -n || exit 1; done")")
+      done
+      echo "   5 pg_dump -Fc files at -Z$z: $(mb "$(cat "$work"/jobs_*.dump | wc -c)") MB"
+      speedup "5 plain pg_dumps -Z$z, at once" "${par[*]}" "${seq[*]}"
+      rm -f "$work"/jobs_*.dump
+    done
+  fi
   drop_prefixed "$prefix"
   rm -rf "$dir"
 }
 
 # --- SQLite: silo backup against sqlite3 .backup ---
 part_sqlite() {
-  local dir=$work/sqlite rows=$(( SIZE_MB * $(rows_per_mb sqlite) )) file r silo_b=() plain_b=() same_b=() out=$work/plain.sqlite3
+  local dir=$work/sqlite rows=$(( SIZE_MB * $(rows_per_mb sqlite) )) file r silo_b=() plain_b=() same_b=() old_b=() out=$work/plain.sqlite3
   echo "== sqlite: generating $rows events (~${SIZE_MB} MB) ..."
   project sqlite sqlite big
   file=$(credential "$dir" big PATH)
@@ -266,14 +312,19 @@ part_sqlite() {
     plain_b+=("$(timed sqlite_plain_backup sqlite3 "$file" ".backup '$out'")")
     rm -f "$out"
     same_b+=("$(timed sqlite_same_steps sh -c "sqlite3 '$file' \"VACUUM INTO '$out'\" && sqlite3 '$out' 'PRAGMA integrity_check' && sha256sum '$out'")")
+    if [ -n "$BEFORE" ]; then
+      rm -rf "$dir/.silo/backups/big"
+      old_b+=("$(timed sqlite_before_backup in_dir "$dir" "$BEFORE" backup big)")
+    fi
   done
   header "sqlite, ${SIZE_MB} MB, median of $RUNS"
   row "backup" "$(printf '%s\n' "${silo_b[@]}" | median)" "$(printf '%s\n' "${plain_b[@]}" | median)" "sqlite3 .backup" "<= 1.10"
-  row "backup, silo's steps by hand" "$(printf '%s\n' "${silo_b[@]}" | median)" "$(printf '%s\n' "${same_b[@]}" | median)" "VACUUM INTO+check+sha" "-"
+  row "backup, VACUUM INTO by hand" "$(printf '%s\n' "${silo_b[@]}" | median)" "$(printf '%s\n' "${same_b[@]}" | median)" "VACUUM INTO+check+sha" "-"
+  [ -z "$BEFORE" ] || row "backup, before" "$(printf '%s\n' "${old_b[@]}" | median)" "$(printf '%s\n' "${plain_b[@]}" | median)" "sqlite3 .backup" "<= 1.10"
   rm -rf "$dir" "$out"
 }
 
-echo "silo $("$SILO" --version | awk '{print $2}'), $(nproc) cores, PostgreSQL $(psql -X -qAt -d postgres -c 'SHOW server_version'), SQLite $(sqlite3 --version | awk '{print $1}')"
+echo "silo $("$SILO" --version | awk '{print $2}')${BEFORE:+ (before: $BEFORE)}, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL $(psql -X -qAt -d postgres -c 'SHOW server_version'), SQLite $(sqlite3 --version | awk '{print $1}')"
 for part in $PARTS; do
   case $part in
     postgres) part_postgres ;;

@@ -57,9 +57,14 @@ pub async fn take(
         ),
         None => (dump.files.clone(), false),
     };
+    // Checksums a dump took are of the plain files: of no use once they
+    // are encrypted.
+    let hashed: &[crate::FileEntry] = if encrypted { &[] } else { &dump.hashed };
 
     // The sizes and checksums recorded are of the files as stored.
-    let files = destination.upload(&id, staging.path(), &names).await?;
+    let files = destination
+        .upload(&id, staging.path(), &names, hashed)
+        .await?;
     let meta = BackupMeta {
         format: FORMAT,
         id,

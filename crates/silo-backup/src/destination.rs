@@ -193,18 +193,29 @@ impl Destination {
     /// returns the size and SHA-256 of the bytes written (one read of each
     /// file does both). They are no backup until [`Destination::commit`]
     /// writes its metadata; a failed upload removes what it wrote.
+    ///
+    /// A local folder gets the files moved in (renamed; copied across
+    /// filesystems), their checksums taken from `hashed` when the dump
+    /// computed them already.
     pub async fn upload(
         &self,
         id: &BackupId,
         staging: &Path,
         names: &[String],
+        hashed: &[FileEntry],
     ) -> Result<Vec<FileEntry>, BackupError> {
+        if let Place::Local(dir) = &self.place {
+            let folder = dir.join(id.as_str());
+            // Made private before the first file lands in it.
+            make_private_dir(&folder)?;
+            let moved = move_all(staging, &folder, names, hashed).await;
+            if moved.is_err() {
+                let _ = std::fs::remove_dir_all(&folder);
+            }
+            return moved;
+        }
         let (store, prefix) = self.opened()?;
         let folder = objects::backup_path(&prefix, id);
-        if let Place::Local(dir) = &self.place {
-            // Made private before the first file lands in it.
-            make_private_dir(&dir.join(id.as_str()))?;
-        }
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
             let put = objects::put_file(
@@ -301,12 +312,26 @@ impl Destination {
             reason,
         };
         for file in &meta.files {
-            let got = objects::get_file(
-                store.as_ref(),
-                &folder.child(file.name.as_str()),
-                &into.join(&file.name),
-            )
-            .await;
+            let got = match &self.place {
+                Place::Local(dir) => {
+                    fetch_local(
+                        store.as_ref(),
+                        &folder,
+                        &dir.join(meta.id.as_str()),
+                        &file.name,
+                        into,
+                    )
+                    .await
+                }
+                Place::Objects { .. } => {
+                    objects::get_file(
+                        store.as_ref(),
+                        &folder.child(file.name.as_str()),
+                        &into.join(&file.name),
+                    )
+                    .await
+                }
+            };
             let (size, sum) = match got {
                 Ok(got) => got,
                 Err(BackupError::ObjectMissing { .. }) => {
@@ -362,6 +387,53 @@ impl Destination {
     }
 }
 
+/// Moves files `names` from `staging` into the local backup folder
+/// `folder`, with their sizes and SHA-256 (from `hashed`, or read before
+/// the move).
+async fn move_all(
+    staging: &Path,
+    folder: &Path,
+    names: &[String],
+    hashed: &[FileEntry],
+) -> Result<Vec<FileEntry>, BackupError> {
+    let mut entries = Vec::with_capacity(names.len());
+    for name in names {
+        let from = staging.join(name);
+        let (size, sha256) = match hashed.iter().find(|f| &f.name == name) {
+            Some(known) => (known.size, known.sha256.clone()),
+            None => crate::digest::file(&from).await?,
+        };
+        crate::local_files::move_in(&from, &folder.join(name)).await?;
+        entries.push(FileEntry {
+            name: name.clone(),
+            size,
+            sha256,
+        });
+    }
+    Ok(entries)
+}
+
+/// File `name` of a local backup folder `local` put in `into`: linked
+/// where the filesystem allows (then read once, for its checksum),
+/// downloaded otherwise. Returns its size and SHA-256.
+async fn fetch_local(
+    store: &dyn ObjectStore,
+    folder: &ObjectPath,
+    local: &Path,
+    name: &str,
+    into: &Path,
+) -> Result<(u64, String), BackupError> {
+    let to = into.join(name);
+    match crate::local_files::link(&local.join(name), &to) {
+        Ok(true) => crate::digest::file(&to).await,
+        Ok(false) => objects::get_file(store, &folder.child(name), &to).await,
+        Err(_) => Err(BackupError::ObjectMissing {
+            path: folder.child(name).to_string(),
+            destination: objects::describe(store),
+        }),
+    }
+}
+
 /// Makes a folder (and its parents) that only its owner can read: backups
 /// hold every row of a store. An existing folder is left as it is.
 fn make_private_dir(dir: &Path) -> Result<(), BackupError> {
@@ -388,14 +460,14 @@ fn private_files(dir: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// A new file only its owner can read.
-pub(crate) async fn private_file(path: &Path) -> Result<tokio::fs::File, BackupError> {
-    tokio::fs::OpenOptions::new()
+/// A new, empty file only its owner can read, made from blocking code.
+pub(crate) fn private_file_now(path: &Path) -> Result<std::fs::File, BackupError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .await
         .map_err(|e| BackupError::io("creating", path, e))
 }
 

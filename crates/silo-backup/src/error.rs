@@ -164,6 +164,31 @@ pub enum BackupError {
     )]
     Integrity { service: String, report: String },
 
+    /// A restored SQLite store failed the full `PRAGMA integrity_check`
+    /// (indexes against their tables, which the check at backup time
+    /// skips).
+    #[error("backup {id} does not restore to a sound store: {report}")]
+    #[diagnostic(
+        code(silo::backup::restore_integrity),
+        help(
+            "the backup's store file was damaged before it was checksummed; restore an older backup (`silo backup list`)"
+        )
+    )]
+    RestoreIntegrity { id: String, report: String },
+
+    /// SQLite's online copy of a store, or a check of the copy, failed.
+    #[error("{action} {path}: {source}")]
+    #[diagnostic(
+        code(silo::backup::sqlite_copy),
+        help("check that the store file and the backup folder are readable and the disk has room")
+    )]
+    SqliteCopy {
+        action: String,
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
     /// No backup matches what was asked for.
     #[error("{what} at {destination}")]
     #[diagnostic(

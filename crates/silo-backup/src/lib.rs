@@ -13,7 +13,9 @@
 //! - [`destination`]: where a service's backups live as its manifest policy
 //!   says (a folder or `s3://`, both as an object store and a prefix), and
 //!   whether they are encrypted; `meta.json` written last.
-//! - [`sqlite`]: the SQLite engine's dump and restore.
+//! - [`sqlite`]: the SQLite engine's dump and restore; its online copy
+//!   and the checks of the copy run on threads (`sqlite_copy`).
+//! - [`digest`]: SHA-256 of files and streams, off the async runtime.
 //! - [`backup`]: taking one backup of one service.
 //! - [`restore`]: restoring one (SQLite files; PostgreSQL into a store
 //!   silo-store makes, swapped in for `--replace`), and the restore drill
@@ -35,7 +37,9 @@ pub mod backup;
 pub mod crypt;
 pub mod daemon;
 pub mod destination;
+pub mod digest;
 pub mod error;
+mod local_files;
 pub mod meta;
 pub mod metrics;
 pub mod objects;
@@ -47,6 +51,7 @@ pub mod retention;
 pub mod s3;
 pub mod schedule;
 pub mod sqlite;
+mod sqlite_copy;
 
 pub use destination::{Destination, Listing};
 pub use error::BackupError;

@@ -98,6 +98,11 @@ pub struct Dump {
     pub tables: BTreeMap<String, u64>,
     /// The files written, by name inside the staging folder.
     pub files: Vec<String>,
+    /// Those of `files` whose size and SHA-256 the dump computed already
+    /// (while checking them): a local destination moves them in without
+    /// reading them again.
+    #[serde(default)]
+    pub hashed: Vec<FileEntry>,
 }
 
 /// The metadata of one complete backup (`meta.json`).

@@ -21,11 +21,10 @@ use std::path::Path as LocalPath;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::meta::{META_FILE, hex};
+use crate::meta::META_FILE;
 use crate::{BackupError, BackupId, BackupMeta};
 
 /// The size of one part of a multipart upload. S3 needs at least 5 MiB for
@@ -70,7 +69,8 @@ pub async fn put_file(
     let mut file = tokio::fs::File::open(from)
         .await
         .map_err(|e| BackupError::io("opening", from, e))?;
-    let mut hasher = Sha256::new();
+    // Hashed on a thread of its own while the bytes go up.
+    let digest = crate::digest::Stream::new();
 
     // Up to one part decides how to send it: one request when it all fits
     // (a multipart upload of one part costs three), parts otherwise. Read,
@@ -82,14 +82,14 @@ pub async fn put_file(
         .read_to_end(&mut first)
         .await
         .map_err(|e| BackupError::io("reading", from, e))?;
-    hasher.update(&first);
-    let mut size = first.len() as u64;
+    let first = bytes::Bytes::from(first);
+    digest.update(first.clone()).await;
     if first.len() <= PART_SIZE {
         store
             .put(to, PutPayload::from(first))
             .await
             .map_err(|e| classify(store, "writing", to, e))?;
-        return Ok((size, hex(&hasher.finalize())));
+        return Ok(digest.finish().await);
     }
 
     let upload = store
@@ -97,8 +97,7 @@ pub async fn put_file(
         .await
         .map_err(|e| classify(store, "starting the upload of", to, e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-    writer.write(&first);
-    drop(first);
+    writer.put(first);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
@@ -115,16 +114,16 @@ pub async fn put_file(
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-        writer.write(&buf[..n]);
+        let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
+        digest.update(chunk.clone()).await;
+        writer.put(chunk);
     }
     // `finish` aborts the upload itself when a part fails.
     writer
         .finish()
         .await
         .map_err(|e| classify(store, "writing", to, e))?;
-    Ok((size, hex(&hasher.finalize())))
+    Ok(digest.finish().await)
 }
 
 /// Downloads `from` into the local file `to`, streaming; returns the size
@@ -172,12 +171,11 @@ async fn download(
         .open(to)
         .await
         .map_err(|e| BackupError::io("creating", to, e))?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
+    // Hashed on a thread of its own while the bytes come down.
+    let digest = crate::digest::Stream::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| classify(store, "reading", from, e))?;
-        hasher.update(&chunk);
-        size += chunk.len() as u64;
+        digest.update(chunk.clone()).await;
         file.write_all(&chunk)
             .await
             .map_err(|e| BackupError::io("writing", to, e))?;
@@ -185,7 +183,7 @@ async fn download(
     file.flush()
         .await
         .map_err(|e| BackupError::io("writing", to, e))?;
-    Ok((size, hex(&hasher.finalize())))
+    Ok(digest.finish().await)
 }
 
 /// Uploads backup `meta.id` from the local folder `staging`: every file

@@ -528,6 +528,7 @@ pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupErr
             GLOBALS_FILE.to_string(),
             SCHEMA_FILE.to_string(),
         ],
+        hashed: Vec::new(),
     })
 }
 

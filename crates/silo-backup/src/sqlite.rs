@@ -24,7 +24,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::BackupError;
-use crate::meta::{BackupMeta, Dump};
+use crate::meta::{BackupMeta, Dump, FileEntry};
 
 /// The database copy in a SQLite backup.
 pub const STORE_FILE: &str = "store.sqlite3";
@@ -104,36 +104,32 @@ async fn open_own(creds: &Credentials) -> Result<SqliteConnection, BackupError> 
 /// the copy and describes it.
 pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupError> {
     let copy = staging.join(STORE_FILE);
-    let mut live = open_own(creds).await?;
-    sqlx::query("VACUUM INTO ?")
-        .bind(copy.display().to_string())
-        .execute(&mut live)
-        .await
-        .map_err(sql("copying the store (VACUUM INTO)"))?;
+    // The mark is checked through sqlx like every open of a store; the
+    // copy itself is SQLite's backup API on a blocking thread.
+    let live = open_own(creds).await?;
     let _ = live.close().await;
-    make_private(&copy)?;
-
-    // A copy stands alone: no WAL beside it.
-    let mut conn = open(&copy).await?;
-    sqlx::query("PRAGMA journal_mode = DELETE")
-        .execute(&mut conn)
+    let live_path = PathBuf::from(&creds.database);
+    let checked = {
+        let into = copy.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::sqlite_copy::copy(&live_path, &into)?;
+            crate::sqlite_copy::check(&into)
+        })
         .await
-        .map_err(sql("setting the copy's journal mode"))?;
-    let report: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_all(&mut conn)
-        .await
-        .map_err(sql("checking the copy (PRAGMA integrity_check)"))?;
-    if report != ["ok"] {
+        .map_err(|e| BackupError::io("copying into", &copy, std::io::Error::other(e)))??
+    };
+    if checked.quick_check != ["ok"] {
         return Err(BackupError::Integrity {
             service: creds.service.clone(),
-            report: report.join("; "),
+            report: checked.quick_check.join("; "),
         });
     }
+
+    let mut conn = open(&copy).await?;
     let server_version: String = sqlx::query_scalar("SELECT sqlite_version()")
         .fetch_one(&mut conn)
         .await
         .map_err(sql("reading the SQLite version"))?;
-    let tables = count_rows(&mut conn).await?;
     let schema = snapshot_sqlite(&mut conn)
         .await
         .map_err(sql("reading the copy's schema"))?;
@@ -144,8 +140,13 @@ pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupErr
     Ok(Dump {
         server_version,
         migration_version,
-        tables,
+        tables: checked.tables,
         files: vec![STORE_FILE.to_string(), SCHEMA_FILE.to_string()],
+        hashed: vec![FileEntry {
+            name: STORE_FILE.to_string(),
+            size: checked.size,
+            sha256: checked.sha256,
+        }],
     })
 }
 
@@ -222,7 +223,7 @@ pub async fn schema(creds: &Credentials) -> Result<Schema, BackupError> {
 /// `into` is never half written.
 pub async fn restore(
     staging: &Path,
-    _meta: &BackupMeta,
+    meta: &BackupMeta,
     into: &Credentials,
 ) -> Result<(), BackupError> {
     let target = PathBuf::from(&into.database);
@@ -231,17 +232,28 @@ pub async fn restore(
     remove_with_sidecars(&tmp)?;
     let src = staging.join(STORE_FILE);
     let copied = async {
-        {
-            let mut from = tokio::fs::File::open(&src)
-                .await
-                .map_err(|e| BackupError::io("opening", &src, e))?;
-            let mut to = crate::destination::private_file(&tmp).await?;
-            tokio::io::copy(&mut from, &mut to)
-                .await
-                .map_err(|e| BackupError::io("copying into", &tmp, e))?;
-            to.sync_all()
-                .await
-                .map_err(|e| BackupError::io("writing", &tmp, e))?;
+        // The kernel copies (copy_file_range), and the full integrity
+        // check reads the copy while it is still in the page cache: it
+        // compares every index with its table, which the check at backup
+        // time skipped.
+        let report = {
+            let (from, to) = (src.clone(), tmp.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::destination::private_file_now(&to)?;
+                std::fs::copy(&from, &to).map_err(|e| BackupError::io("copying into", &to, e))?;
+                std::fs::File::open(&to)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| BackupError::io("writing", &to, e))?;
+                crate::sqlite_copy::integrity_check(&to)
+            })
+            .await
+            .map_err(|e| BackupError::io("copying into", &tmp, std::io::Error::other(e)))??
+        };
+        if report != ["ok"] {
+            return Err(BackupError::RestoreIntegrity {
+                id: meta.id.to_string(),
+                report: report.join("; "),
+            });
         }
         let mut conn = open(&tmp).await?;
         sqlx::query("UPDATE silo_store SET value = ? WHERE key = 'service'")
@@ -298,10 +310,4 @@ pub(crate) fn remove_with_sidecars(path: &Path) -> Result<(), BackupError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(BackupError::io("removing", path, e)),
     }
-}
-
-fn make_private(path: &Path) -> Result<(), BackupError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| BackupError::io("making private", path, e))
 }

@@ -599,3 +599,76 @@ async fn a_restore_that_does_not_match_the_records_is_refused() {
             .exists()
     );
 }
+
+#[tokio::test]
+async fn a_backup_with_a_damaged_index_is_refused_at_restore() {
+    let p = Project::new().await;
+    let mut conn = p.connect(&p.store_path("orders")).await;
+    fill(&mut conn).await;
+    conn.close().await.unwrap();
+    let mut meta = p.backup("orders").await.unwrap();
+
+    // The index's definition no longer matches its entries: every page and
+    // record is well formed (the quick check at backup time passes such a
+    // file), but the index disagrees with its table. The checksums are
+    // taken again, as if the file had been damaged before the backup
+    // recorded them.
+    let folder = p.data_dir().join("backups/orders").join(meta.id.as_str());
+    let file = folder.join("store.sqlite3");
+    let mut copy = p.connect(&file).await;
+    sqlx::raw_sql(
+        "PRAGMA writable_schema = ON;
+         UPDATE sqlite_master SET sql = replace(sql, '(customer_id)', '(amount)')
+           WHERE name = 'orders_customer';
+         PRAGMA writable_schema = OFF;
+         PRAGMA journal_mode = DELETE;",
+    )
+    .execute(&mut copy)
+    .await
+    .unwrap();
+    copy.close().await.unwrap();
+    let (size, sha256) = silo_backup::digest::file(&file).await.unwrap();
+    let entry = meta
+        .files
+        .iter_mut()
+        .find(|f| f.name == "store.sqlite3")
+        .unwrap();
+    entry.size = size;
+    entry.sha256 = sha256;
+    std::fs::write(folder.join("meta.json"), meta.to_json()).unwrap();
+
+    let err = p
+        .restore("orders", "orders", None, Target::New("copy".into()))
+        .await
+        .unwrap_err();
+    match &err {
+        BackupError::RestoreIntegrity { id, report } => {
+            assert_eq!(id, meta.id.as_str());
+            assert!(report.contains("orders_customer"), "{report}");
+        }
+        other => panic!("expected RestoreIntegrity, got {other}"),
+    }
+    assert_eq!(
+        miette::Diagnostic::code(&err).unwrap().to_string(),
+        "silo::backup::restore_integrity"
+    );
+    assert!(
+        !p.store_path("orders")
+            .with_file_name("copy.sqlite3")
+            .exists()
+    );
+
+    let err = restore::verify(
+        &p.stores,
+        p.service("orders"),
+        &p.destination("orders"),
+        Some(meta.id.clone()),
+        p.data_dir(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, BackupError::RestoreIntegrity { .. }),
+        "{err}"
+    );
+}
