@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupDestination, BackupPolicy, BackupSettings};
+use crate::gateway_limits::GatewayLimits;
 
 /// Where a service's store lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -414,6 +415,9 @@ pub struct Service {
     /// neither table exists (the service is backed up only when asked, to
     /// [`Manifest::backup_destination`]).
     pub backup: Option<BackupPolicy>,
+    /// `[services.<name>.gateway]` over `[defaults.gateway]`: what `silo
+    /// gateway` allows the service.
+    pub gateway: GatewayLimits,
 }
 
 /// The project-wide sections of silo.toml, validated.

@@ -17,6 +17,7 @@ use crate::backup::{
     parse_retention, parse_timezone,
 };
 use crate::error::{LineIndex, Problem};
+use crate::gateway_limits::{self, PartialLimits, RawGatewayLimits};
 use crate::model::{
     AuditSettings, Declared, Engine, EventsSettings, Isolation, LintSettings, Manifest,
     RuleSetting, Sections, Service,
@@ -125,6 +126,7 @@ struct RawDefaults {
     isolation: Option<Spanned<String>>,
     backup_before_migrate: Option<bool>,
     backup: Option<RawBackup>,
+    gateway: Option<RawGatewayLimits>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +150,7 @@ struct RawService {
     placeholders: std::collections::BTreeMap<String, String>,
     lint: Option<RawLint>,
     backup: Option<RawBackup>,
+    gateway: Option<RawGatewayLimits>,
 }
 
 /// Collects problems against one source text.
@@ -287,6 +290,12 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
         refuse_method_defaults(defaults, &mut problems);
     }
 
+    let default_limits = raw
+        .defaults
+        .gateway
+        .as_ref()
+        .map(|g| gateway_partial(g, &mut problems));
+
     let mut located = Vec::new();
     for (name, raw_service) in &raw.services {
         if let Some(mut l) = resolve_service(
@@ -318,6 +327,16 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
                 }
             }
             l.destination = destination;
+            let own_limits = raw_service
+                .get_ref()
+                .gateway
+                .as_ref()
+                .map(|g| gateway_partial(g, &mut problems));
+            l.service.gateway = gateway_limits::resolve(
+                own_limits.as_ref(),
+                default_limits.as_ref(),
+                &mut |span, refusal| problems.refuse(span, refusal),
+            );
             located.push(l);
         }
     }
@@ -445,6 +464,11 @@ fn partial_policy(
         encrypt: raw.encrypt.as_ref().map(|e| *e.get_ref()),
         verify_every,
     }
+}
+
+/// One `gateway` table's valid values, each refused one reported.
+fn gateway_partial(raw: &RawGatewayLimits, problems: &mut Problems) -> PartialLimits {
+    gateway_limits::partial(raw, &mut |span, refusal| problems.refuse(span, refusal))
 }
 
 /// A string value through `check`, or its refusal reported at its place.
@@ -1127,6 +1151,7 @@ fn resolve_service(
             placeholders: r.placeholders.clone(),
             lint,
             backup: None,
+            gateway: Default::default(),
         },
         database_span,
         role_span,

@@ -158,6 +158,7 @@ fn stand_in(name: &str, engine: Engine, database: String, role: String) -> Servi
         placeholders: Default::default(),
         lint: Default::default(),
         backup: None,
+        gateway: Default::default(),
     }
 }
 
