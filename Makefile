@@ -5,7 +5,7 @@ DEMO := $(CURDIR)/target/demo
 DEMO_EVENTS := $(CURDIR)/target/demo-events
 BATTLESCOPE := ingestion enrichment battles search notifications
 
-.PHONY: demo demo-events test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest bench-events bench-backup clean-demo
+.PHONY: demo demo-events demo-gateway fuzz-gateway bench-gateway test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest bench-events bench-backup clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -25,6 +25,18 @@ demo-events:
 	@if [ -f $(DEMO_EVENTS)/silo.toml ]; then cd $(DEMO_EVENTS) && $(SILO) destroy --yes >/dev/null; fi
 	rm -rf $(DEMO_EVENTS)
 	SILO=$(SILO) scripts/demo-events.sh $(if $(BUS),--bus $(BUS)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(FOLLOW),--follow) $(DEMO_EVENTS)
+
+## demo-gateway: the D&D example (seed 003) on SQLite behind `silo gateway`, and curl showing a query, a write transaction, a schema migration and a refused cross-service request
+demo-gateway:
+	@scripts/ensure-prereqs.sh --build
+	$(CARGO) build --quiet -p silo-cli
+	SILO=$(SILO) scripts/demo-gateway.sh $(CURDIR)/target/demo-gateway
+
+## fuzz-gateway: schemathesis (pinned, in a venv under target/) against the live gateway's /openapi.json: no 5xx, every response as documented
+fuzz-gateway:
+	@scripts/ensure-prereqs.sh --build
+	$(CARGO) build --quiet -p silo-cli
+	SILO=$(SILO) scripts/fuzz-gateway.sh
 
 ## test: prerequisites, formatting, lints, the linter's dependencies, then every test
 test: prereqs fmt-check clippy offline-lint unit
@@ -78,6 +90,11 @@ bench-events: prereqs
 bench-backup: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	bench/backup.sh
+
+## bench-gateway: the gateway on PostgreSQL (release build, wrk) against pgbench on the same database: single-row read by primary key, single-row write transaction, the seven D&D services at once (short runs: SECS=5)
+bench-gateway: prereqs
+	$(CARGO) build --release --quiet -p silo-cli
+	bench/gateway.sh
 
 ## clean-demo: drop the demos' stores and remove their folders; for a BUS=nats events demo also its JetStream stream (the server at SILO_NATS_URL must answer)
 clean-demo:

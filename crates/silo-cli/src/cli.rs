@@ -648,6 +648,8 @@ pub enum Example {
     Orion,
     /// Seed 004: auth, project, deploy with Flyway folders as they are
     Capsule,
+    /// Seed 003: seven D&D services behind `silo gateway`
+    Dnd,
 }
 
 #[derive(Debug, Args)]

@@ -62,6 +62,7 @@ fn examples_lint_clean_on_every_engine_they_support() {
     for (example, engines) in [
         ("battlescope", &["sqlite", "postgres"][..]),
         ("orion", &["sqlite", "postgres"]),
+        ("dnd", &["sqlite", "postgres"]),
     ] {
         let dir = init(example);
         for engine in engines {

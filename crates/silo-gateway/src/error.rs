@@ -8,6 +8,7 @@
 
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A failed request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,17 +24,24 @@ pub struct GatewayError {
 }
 
 /// The JSON body of an error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorFields<'a>,
 }
 
-#[derive(Debug, Serialize)]
+/// What went wrong. Every field is always present (`null` when empty).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorFields<'a> {
+    /// A stable name to match on: `UnknownTable`, `UniqueViolation`.
     pub code: &'a str,
+    /// PostgreSQL's SQLSTATE when the store refused (SQLite's codes are
+    /// mapped to the same states).
+    #[schema(required)]
     pub sqlstate: Option<&'a str>,
     pub message: &'a str,
+    #[schema(required)]
     pub detail: Option<&'a str>,
+    #[schema(required)]
     pub hint: Option<&'a str>,
 }
 

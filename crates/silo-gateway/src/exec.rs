@@ -34,12 +34,18 @@ pub struct Pool {
 }
 
 /// A connection taken from a [`Pool`]; back into it when dropped, unless
-/// it broke.
+/// it broke or a transaction on it never finished.
 pub struct Pooled<'a> {
     conn: Option<ServiceConnection>,
     pool: &'a Pool,
     _permit: SemaphorePermit<'a>,
     broken: bool,
+    /// Set from `BEGIN` until `COMMIT` or `ROLLBACK` has completed. A
+    /// request whose future is dropped in between (the client went away)
+    /// leaves it set; the next caller of a pooled connection would
+    /// otherwise run inside that half-done transaction and see, or commit,
+    /// its writes.
+    in_transaction: bool,
 }
 
 impl Pooled<'_> {
@@ -59,15 +65,37 @@ impl Pooled<'_> {
     pub fn discard(&mut self) {
         self.broken = true;
     }
+
+    /// Runs `BEGIN...` (any of its forms), marking the connection as in a
+    /// transaction before the statement is sent: if the future is dropped
+    /// while it is in flight, the server may already have begun.
+    async fn begin(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        self.in_transaction = true;
+        control(self.conn(), sql).await
+    }
+
+    /// Runs `COMMIT` or `ROLLBACK`; the mark is cleared only once the
+    /// server has answered, so a drop mid-way still closes the connection.
+    async fn end(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        control(self.conn(), sql).await?;
+        self.in_transaction = false;
+        Ok(())
+    }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && !self.broken
-        {
-            self.pool.idle.lock().expect("pool lock").push(conn);
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.broken || self.in_transaction {
+            // Dropping the connection closes its socket: PostgreSQL rolls
+            // back whatever it had open, SQLite's handle rolls back on
+            // close. It never reaches another caller.
+            drop(conn);
+            return;
         }
+        self.pool.idle.lock().expect("pool lock").push(conn);
     }
 }
 
@@ -100,6 +128,7 @@ impl Pool {
             pool: self,
             _permit: permit,
             broken: false,
+            in_transaction: false,
         })
     }
 
@@ -327,7 +356,7 @@ pub async fn write(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match transaction(conn.conn(), begin, ops, &statements).await {
+        match transaction(&mut conn, begin, ops, &statements).await {
             Ok(results) => {
                 return Ok(WriteResponse {
                     results,
@@ -336,7 +365,7 @@ pub async fn write(
             }
             Err(e) => {
                 // Whatever failed, nothing of the transaction stays.
-                if control(conn.conn(), "ROLLBACK").await.is_err() || breaks_connection(&e) {
+                if conn.end("ROLLBACK").await.is_err() || breaks_connection(&e) {
                     conn.discard();
                 }
                 let err = GatewayError::from_sqlx(&e);
@@ -362,12 +391,13 @@ pub async fn write(
 }
 
 async fn transaction(
-    conn: &mut ServiceConnection,
+    pooled: &mut Pooled<'_>,
     begin: &'static str,
     ops: &[crate::request::Operation],
     statements: &[Vec<Statement>],
 ) -> Result<Vec<OperationResult>, sqlx::Error> {
-    control(conn, begin).await?;
+    pooled.begin(begin).await?;
+    let conn = pooled.conn();
     let mut results = Vec::with_capacity(ops.len());
     for (op, sts) in ops.iter().zip(statements) {
         let mut result = OperationResult {
@@ -387,7 +417,7 @@ async fn transaction(
         }
         results.push(result);
     }
-    control(conn, "COMMIT").await?;
+    pooled.end("COMMIT").await?;
     Ok(results)
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP face: `POST /v1/query`, `POST /v1/write`, `GET /healthz`,
-//! `GET /readyz`. Requests go through [`crate::dispatch`], which NATS
+//! `GET /readyz`, `GET /openapi.json`. Requests go through [`crate::dispatch`], which NATS
 //! shares.
 
 use std::future::Future;
@@ -32,6 +32,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/write", post(write))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
@@ -64,6 +65,15 @@ async fn run(gw: &Gateway, headers: &HeaderMap, operation: Operation, body: &[u8
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// The OpenAPI document ([`crate::openapi`]), built once.
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {

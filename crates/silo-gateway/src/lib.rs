@@ -15,7 +15,8 @@
 //! - [`error`]: one error shape with PostgreSQL's SQLSTATE and an HTTP
 //!   status.
 //! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`, `GET
-//!   /healthz`, `/readyz`).
+//!   /healthz`, `/readyz`, `/openapi.json`).
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the types.
 
 pub mod catalog;
 pub mod dispatch;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod exec;
 pub mod http;
 pub mod identity;
+pub mod openapi;
 pub mod request;
 pub mod sql;
 

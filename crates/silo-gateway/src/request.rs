@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// `POST /v1/query`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// `"query"` when given (the seed's messages carry it).
@@ -17,7 +18,7 @@ pub struct QueryRequest {
 }
 
 /// A `select` of one table's rows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Select {
     #[serde(rename = "type")]
@@ -39,14 +40,14 @@ pub struct Select {
     pub after: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SelectKind {
     Select,
 }
 
 /// One sort key: `"name"` or `{"field":"name","direction":"desc"}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum OrderBy {
     Field(String),
@@ -71,7 +72,7 @@ impl OrderBy {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     #[default]
@@ -80,7 +81,7 @@ pub enum Direction {
 }
 
 /// `POST /v1/write`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteRequest {
     #[serde(default)]
@@ -90,7 +91,7 @@ pub struct WriteRequest {
 }
 
 /// Operations run in one transaction: all or nothing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transaction {
     #[serde(default)]
@@ -98,7 +99,7 @@ pub struct Transaction {
     pub operations: Vec<Operation>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IsolationLevel {
     #[default]
@@ -107,7 +108,7 @@ pub enum IsolationLevel {
     Serializable,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationKind {
     Insert,
@@ -117,8 +118,9 @@ pub enum OperationKind {
 }
 
 /// One statement of a write.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WriteOperation)]
 pub struct Operation {
     #[serde(rename = "type")]
     pub kind: OperationKind,
@@ -139,7 +141,9 @@ pub struct Operation {
     pub conflict: Option<Vec<String>>,
 }
 
-/// A condition tree.
+/// A condition tree. Its schema is written by hand in
+/// [`crate::openapi`]: it is parsed from JSON by [`TryFrom`], which no
+/// derive can see through.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "Value")]
 pub enum Where {
@@ -277,15 +281,16 @@ impl TryFrom<Value> for Where {
 }
 
 /// What a query returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueryResponse {
+    #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Map<String, Value>>,
     /// Where the next page starts; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
 /// What a write returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WriteResponse {
     pub results: Vec<OperationResult>,
     /// How many times the transaction ran (more than 1 after a retried
@@ -293,13 +298,14 @@ pub struct WriteResponse {
     pub attempts: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OperationResult {
     #[serde(rename = "type")]
     pub kind: OperationKind,
     pub table: String,
     pub rows_affected: u64,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    #[schema(value_type = Vec<Object>)]
     pub returning: Vec<serde_json::Map<String, Value>>,
 }
 

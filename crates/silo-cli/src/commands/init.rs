@@ -14,12 +14,14 @@ use crate::context::{CmdResult, Failure};
 static BATTLESCOPE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/battlescope");
 static ORION: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/orion");
 static CAPSULE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/capsule");
+static DND: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../examples/dnd");
 
 fn example_dir(example: Example) -> &'static Dir<'static> {
     match example {
         Example::Battlescope => &BATTLESCOPE,
         Example::Orion => &ORION,
         Example::Capsule => &CAPSULE,
+        Example::Dnd => &DND,
     }
 }
 
