@@ -16,24 +16,27 @@ use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::request::{QueryRequest, WriteRequest};
-use crate::{Gateway, Served, exec};
+use crate::schema::SchemaRequest;
+use crate::{Gateway, Served, exec, schema};
 
 /// The operations of seed 003 that the gateway runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     Query,
     Write,
+    Schema,
 }
 
 impl Operation {
     /// Every operation, in the order the docs list them.
-    pub const ALL: [Operation; 2] = [Operation::Query, Operation::Write];
+    pub const ALL: [Operation; 3] = [Operation::Query, Operation::Write, Operation::Schema];
 
     /// The name used in URLs (`/v1/<name>`), NATS subjects and logs.
     pub fn name(self) -> &'static str {
         match self {
             Operation::Query => "query",
             Operation::Write => "write",
+            Operation::Schema => "schema",
         }
     }
 
@@ -59,6 +62,11 @@ pub async fn handle(
         Operation::Write => {
             let (served, req) = admit::<WriteRequest>(gateway, authorization, body, operation)?;
             to_value(exec::write(served, &gateway.config, &req).await?)
+        }
+        Operation::Schema => {
+            let (served, req) = admit::<SchemaRequest>(gateway, authorization, body, operation)?;
+            let mut hook = silo_migrate::NoHook;
+            to_value(schema::run(served, &gateway.config, &req, &mut hook).await?)
         }
     }
 }

@@ -111,6 +111,12 @@ impl Pool {
         }
     }
 
+    /// The service's own credentials (a schema request opens the
+    /// migration engine's connection with them).
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
     /// A connection as the service: an idle one, or a new one. Waits for a
     /// free slot at most the acquire timeout (then 503 `PoolExhausted`).
     pub async fn acquire(&self) -> Result<Pooled<'_>, GatewayError> {

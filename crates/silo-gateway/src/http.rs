@@ -1,4 +1,4 @@
-//! The HTTP face: `POST /v1/query`, `POST /v1/write`, `GET /healthz`,
+//! The HTTP face: `POST /v1/query`, `/v1/write`, `/v1/schema`, `GET /healthz`,
 //! `GET /readyz`, `GET /openapi.json`. Requests go through [`crate::dispatch`], which NATS
 //! shares.
 
@@ -30,6 +30,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/query", post(query))
         .route("/v1/write", post(write))
+        .route("/v1/schema", post(schema))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
@@ -55,6 +56,10 @@ async fn query(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) 
 
 async fn write(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
     run(&gw, &headers, Operation::Write, &body).await
+}
+
+async fn schema(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    run(&gw, &headers, Operation::Schema, &body).await
 }
 
 async fn run(gw: &Gateway, headers: &HeaderMap, operation: Operation, body: &[u8]) -> Response {

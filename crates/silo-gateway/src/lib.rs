@@ -10,12 +10,14 @@
 //!   every name in a request is checked there before SQL is built.
 //! - [`sql`]: statements from checked names and bound parameters only.
 //! - [`exec`]: per-service connection pools, queries, transactions.
+//! - [`schema`]: `/v1/schema`, a service migrating its own store through
+//!   silo's migration engine.
 //! - [`dispatch`]: one entry for every transport: credential, routing,
 //!   parsing, then the store.
 //! - [`error`]: one error shape with PostgreSQL's SQLSTATE and an HTTP
 //!   status.
-//! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`, `GET
-//!   /healthz`, `/readyz`, `/openapi.json`).
+//! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`,
+//!   `/v1/schema`, `GET /healthz`, `/readyz`, `/openapi.json`).
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the types.
 
 pub mod catalog;
@@ -26,6 +28,7 @@ pub mod http;
 pub mod identity;
 pub mod openapi;
 pub mod request;
+pub mod schema;
 pub mod sql;
 
 use std::collections::HashMap;

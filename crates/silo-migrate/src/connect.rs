@@ -32,6 +32,17 @@ pub async fn open_scratch(
     open_with(scratch.clone(), service, StoreKind::Scratch, policy).await
 }
 
+/// Connects to `service`'s own store with credentials the caller already
+/// holds (the gateway keeps each service's), as `service`; the store must
+/// prove it is the service's own as with [`open`].
+pub async fn open_as(
+    creds: &Credentials,
+    service: &Service,
+    policy: LockPolicy,
+) -> Result<Box<dyn Target>, MigrateError> {
+    open_with(creds.clone(), service, StoreKind::Own, policy).await
+}
+
 fn application(service: &Service) -> String {
     format!("silo migrate {}", service.name)
 }

@@ -9,6 +9,8 @@
 //!   refinery.
 //! - [`run`]: `migrate`, `undo`, `baseline`, `repair` through a
 //!   [`target::Target`] ([`postgres::PgTarget`], [`sqlite::SqliteTarget`]).
+//! - [`given`]: migrations sent as text (the gateway's `/v1/schema`),
+//!   run as the files they stand for.
 //! - [`cancel`]: calling a run off (Ctrl-C): the running statement is
 //!   cancelled on the server, the transaction rolled back, the lock
 //!   released, and the error says what the store holds.
@@ -17,6 +19,7 @@ pub mod adopt;
 pub mod cancel;
 pub mod connect;
 pub mod error;
+pub mod given;
 pub mod history;
 pub mod postgres;
 pub mod run;
@@ -30,11 +33,11 @@ pub use cancel::Cancel;
 pub use error::{Cancelled, Failure, Location, MigrateError, PartialStop, ServiceError, Stopped};
 pub use history::HistoryKind;
 pub use run::{
-    MigrateOptions, Prepared, Step, UndoOptions, baseline, migrate, prepare, repair, undo,
-    undo_plan, undo_with,
+    Applied, MigrateOptions, NoHook, Prepared, Step, UndoOptions, baseline, migrate, migrate_with,
+    prepare, repair, undo, undo_plan, undo_with,
 };
 pub use silo_migration_files::{
     FileError, Kind, Migration, Version, discover, file, import, placeholders, split, sum, version,
 };
 pub use state::{Entry, Partial, State, entries};
-pub use target::{LockPolicy, Target};
+pub use target::{Conn, LockPolicy, Target};

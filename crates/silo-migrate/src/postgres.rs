@@ -523,6 +523,10 @@ impl Target for PgTarget {
         .map_err(sql("recording the migration"))
     }
 
+    fn conn(&mut self) -> crate::target::Conn<'_> {
+        crate::target::Conn::Postgres(&mut self.conn)
+    }
+
     async fn snapshot(&mut self) -> Result<silo_store::schema::Schema, MigrateError> {
         silo_store::schema::snapshot_postgres(&mut self.conn)
             .await

@@ -77,6 +77,38 @@ pub struct MigrateOptions {
     /// Go on with a file that ran outside a transaction and stopped part
     /// way, from its first statement not done, instead of refusing.
     pub resume: bool,
+    /// Do not object to applied versions that have no file: a caller that
+    /// sends only its new migrations (the gateway) knows no others.
+    pub ignore_missing: bool,
+}
+
+/// Writes a caller makes beside each migration it applies, in that
+/// migration's own transaction after its history row: they commit exactly
+/// when the migration does and roll back with it (the gateway's events, a
+/// given migration's undo). An error rolls the migration back.
+#[async_trait::async_trait]
+pub trait Applied: Send {
+    async fn applied(
+        &mut self,
+        target: &mut dyn Target,
+        migration: &Migration,
+        step: &Step,
+    ) -> Result<(), MigrateError>;
+}
+
+/// No writes beside migrations.
+pub struct NoHook;
+
+#[async_trait::async_trait]
+impl Applied for NoHook {
+    async fn applied(
+        &mut self,
+        _: &mut dyn Target,
+        _: &Migration,
+        _: &Step,
+    ) -> Result<(), MigrateError> {
+        Ok(())
+    }
 }
 
 /// Options of [`undo_with`].
@@ -276,6 +308,9 @@ fn check(
     if options.ignore_mismatch {
         problems.retain(|p| p.state() != State::ChecksumMismatch);
     }
+    if options.ignore_missing {
+        problems.retain(|p| p.state() != State::Missing);
+    }
     if let Some(first) = problems.first() {
         let more = if problems.len() > 1 {
             format!(" (and {} more)", problems.len() - 1)
@@ -307,7 +342,18 @@ pub async fn migrate(
     target: &mut dyn Target,
     prepared: &[Prepared],
     options: &MigrateOptions,
+    on_step: impl FnMut(&Step) + Send,
+) -> Result<Vec<Step>, MigrateError> {
+    migrate_with(target, prepared, options, on_step, &mut NoHook).await
+}
+
+/// [`migrate`], with `hook`'s writes in each migration's transaction.
+pub async fn migrate_with(
+    target: &mut dyn Target,
+    prepared: &[Prepared],
+    options: &MigrateOptions,
     mut on_step: impl FnMut(&Step) + Send,
+    hook: &mut dyn Applied,
 ) -> Result<Vec<Step>, MigrateError> {
     refuse_foreign_history(target).await?;
     if options.dry_run {
@@ -316,7 +362,7 @@ pub async fn migrate(
     if let Err(e) = target.lock().await {
         return Err(settle(target, e).await);
     }
-    let result = match apply_all(target, prepared, options, &mut on_step).await {
+    let result = match apply_all(target, prepared, options, &mut on_step, hook).await {
         Err(e) => Err(settle(target, e).await),
         ok => ok,
     };
@@ -451,6 +497,7 @@ async fn apply_all(
     prepared: &[Prepared],
     options: &MigrateOptions,
     on_step: &mut (dyn FnMut(&Step) + Send),
+    hook: &mut dyn Applied,
 ) -> Result<Vec<Step>, MigrateError> {
     let migrations = files_of(prepared);
     let mut steps = Vec::new();
@@ -493,7 +540,7 @@ async fn apply_all(
                 return Err(e);
             }
         };
-        steps.push(run_file(target, p, resume).await?);
+        steps.push(run_file(target, p, resume, hook).await?);
         on_step(steps.last().expect("just pushed"));
     }
 }
@@ -514,6 +561,7 @@ async fn run_file(
     target: &mut dyn Target,
     p: &Prepared,
     resume: Option<Resume>,
+    hook: &mut dyn Applied,
 ) -> Result<Step, MigrateError> {
     if let Some(f) = refusal(p, &*target) {
         let _ = target.rollback().await;
@@ -542,8 +590,13 @@ async fn run_file(
         }
         let ms = elapsed_ms(started);
         target.record(&new_row(p, ms, true)).await?;
+        let step = step_of(p, &*target, ms, false);
+        if let Err(e) = hook.applied(target, &p.migration, &step).await {
+            target.rollback().await?;
+            return Err(e);
+        }
         target.commit().await?;
-        return Ok(step_of(p, &*target, ms, false));
+        return Ok(step);
     }
     let texts: Vec<&str> = analysis
         .statements
@@ -636,9 +689,13 @@ async fn run_file(
     target
         .finish_progress(rank, Some(&p.migration.checksum), ms)
         .await?;
-    target.commit().await?;
     let mut step = step_of(p, &*target, ms, false);
     step.resumed_from = resume.map(|_| from + 1);
+    if let Err(e) = hook.applied(target, &p.migration, &step).await {
+        target.rollback().await?;
+        return Err(e);
+    }
+    target.commit().await?;
     Ok(step)
 }
 
@@ -1018,7 +1075,7 @@ async fn undo_locked(
             .filter(|p| p.script == u.migration.script)
             .map(Resume::of);
         target.begin().await?;
-        steps.push(run_file(target, u, resume).await?);
+        steps.push(run_file(target, u, resume, &mut NoHook).await?);
         on_step(steps.last().expect("just pushed"));
     }
     Ok(steps)

@@ -26,9 +26,13 @@ async fn open_prepared(
     service: &Service,
     policy: LockPolicy,
 ) -> Result<(Box<dyn Target>, Vec<Prepared>), MigrateError> {
-    let files = migrations(manifest, service)?;
+    let mut files = migrations(manifest, service)?;
+    let mut target = connect::open(stores, service, policy).await?;
+    // Migrations given through the gateway keep their undo in the store.
+    let stored = crate::given::stored_undos(target.as_mut(), &files).await?;
+    files.extend(stored);
     let prepared = run::prepare(&files, service)?;
-    Ok((connect::open(stores, service, policy).await?, prepared))
+    Ok((target, prepared))
 }
 
 /// `silo migrate` for one service.
@@ -60,8 +64,10 @@ pub async fn info(
     service: &Service,
     policy: LockPolicy,
 ) -> Result<Info, MigrateError> {
-    let files = migrations(manifest, service)?;
+    let mut files = migrations(manifest, service)?;
     let mut target = connect::open(stores, service, policy).await?;
+    let stored = crate::given::stored_undos(target.as_mut(), &files).await?;
+    files.extend(stored);
     let history = target.history().await?;
     let foreign = if history.is_empty() {
         adopt::detect(target.as_mut()).await?

@@ -521,6 +521,10 @@ impl Target for SqliteTarget {
         .map_err(sql("recording the migration"))
     }
 
+    fn conn(&mut self) -> crate::target::Conn<'_> {
+        crate::target::Conn::Sqlite(&mut self.conn)
+    }
+
     async fn snapshot(&mut self) -> Result<silo_store::schema::Schema, MigrateError> {
         silo_store::schema::snapshot_sqlite(&mut self.conn)
             .await

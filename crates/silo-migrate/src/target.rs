@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use silo_manifest::Engine;
+use sqlx::{PgConnection, SqliteConnection};
 
 use crate::cancel::Cancel;
 use crate::error::MigrateError;
@@ -20,6 +21,14 @@ pub struct DbError {
     pub code: Option<String>,
     /// Byte offset in the text sent.
     pub offset: Option<usize>,
+}
+
+/// The store's connection as the run holds it, in whatever transaction is
+/// open: what an [`crate::Applied`] hook writes on, so its rows commit or
+/// roll back with the migration.
+pub enum Conn<'c> {
+    Postgres(&'c mut PgConnection),
+    Sqlite(&'c mut SqliteConnection),
 }
 
 /// How a run waits for another migrator, and when it stops.
@@ -145,6 +154,10 @@ pub trait Target: Send {
 
     /// The store's schema, read from its catalog.
     async fn snapshot(&mut self) -> Result<silo_store::schema::Schema, MigrateError>;
+
+    /// The connection itself, for writes beside a migration in its own
+    /// transaction ([`crate::Applied`]).
+    fn conn(&mut self) -> Conn<'_>;
 }
 
 /// Converts a 1-based character position into a byte offset in `text`.

@@ -57,6 +57,7 @@ pub async fn migrate(ctx: &Context, args: &MigrateArgs) -> CmdResult {
         ignore_mismatch: args.ignore_mismatch,
         out_of_order: args.out_of_order,
         resume: args.resume,
+        ignore_missing: false,
     };
     let backup_first = BackupFirst::of(ctx, args);
     interrupt::install();
