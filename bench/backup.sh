@@ -285,7 +285,7 @@ part_jobs() {
         rm -f "$work"/jobs_*.dump
         seq+=("$(timed jobs_plain_seq bash -c "for s in s0 s1 s2 s3 s4; do pg_dump -Fc ${zarg[*]} -d ${prefix}\$s -f $work/jobs_\$s.dump || exit 1; done")")
         rm -f "$work"/jobs_*.dump
-        par+=("$(timed jobs_plain_par bash -c "for s in s0 s1 s2 s3 s4; do pg_dump -Fc ${zarg[*]} -d ${prefix}\$s -f $work/jobs_\$s.dump & done; for s in s0 s1 s2 s3 s4; do wait -n || exit 1; done")")
+        par+=("$(timed jobs_plain_par bash -c "for s in s0 s1 s2 s3 s4; do pg_dump -Fc ${zarg[*]} -d ${prefix}\$s -f $work/jobs_\$s.dump & pids+=(\$!); done; for p in \${pids[@]}; do wait \$p || exit 1; done")")
       done
       echo "   5 pg_dump -Fc files at -Z$z: $(mb "$(cat "$work"/jobs_*.dump | wc -c)") MB"
       speedup "5 plain pg_dumps -Z$z, at once" "${par[*]}" "${seq[*]}"
