@@ -69,7 +69,7 @@ call() {
   local name=$1 tok=$2 path=$3 body=$4 want=$5 out
   echo
   echo "== $name"
-  echo "POST $path   (Authorization: Bearer <$name's token>)"
+  echo "POST $path   (Authorization: Bearer <${name%% *}'s token>)"
   echo "$body"
   out=$(curl -sS -w '\n%{http_code}' -X POST "$url$path" \
     -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' -d "$body")

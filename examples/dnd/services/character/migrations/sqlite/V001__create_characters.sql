@@ -29,3 +29,4 @@ CREATE TABLE inventories (
   created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE UNIQUE INDEX idx_inventories_character_id_item_id ON inventories (character_id, item_id);
+CREATE INDEX idx_inventories_item_id ON inventories (item_id);

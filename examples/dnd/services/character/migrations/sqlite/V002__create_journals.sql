@@ -14,11 +14,11 @@ CREATE TABLE journals (
 );
 CREATE INDEX idx_journals_character_id ON journals (character_id);
 
-CREATE TABLE progression (
+CREATE TABLE progressions (
   id INTEGER PRIMARY KEY,
   character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
   experience INTEGER NOT NULL DEFAULT 0,
   milestone TEXT,
   created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
-CREATE INDEX idx_progression_character_id ON progression (character_id);
+CREATE INDEX idx_progressions_character_id ON progressions (character_id);
