@@ -21,6 +21,7 @@
 
 mod backup;
 mod error;
+mod jwt;
 mod model;
 pub mod names;
 mod parse;
@@ -32,6 +33,7 @@ pub use backup::{
     PgbackrestSettings,
 };
 pub use error::{LoadError, ManifestError, Problem, line_column};
+pub use jwt::{DEFAULT_SECRET_ENV, JwtAlgorithm, JwtKey, JwtSettings};
 pub use model::{
     AuditSettings, Bus, Compatibility, Declared, Engine, EventsSettings, Isolation, LintSettings,
     Manifest, Retention, RuleLevel, RuleSetting, Service,

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupDestination, BackupPolicy, BackupSettings};
+use crate::jwt::JwtSettings;
 
 /// Where a service's store lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +97,8 @@ pub struct Manifest {
     pub events: EventsSettings,
     /// `[backup]` and `[defaults] backup_before_migrate`.
     pub backup: BackupSettings,
+    /// `[gateway.jwt]`: JWTs the gateway accepts; `None` when absent.
+    pub gateway_jwt: Option<JwtSettings>,
     /// Position of each service in `services`, by name.
     index: ServiceIndex,
     /// Where silo.toml names each service's event types.
@@ -423,6 +426,7 @@ pub(crate) struct Sections {
     pub events: EventsSettings,
     pub declarations: EventDeclarations,
     pub backup: BackupSettings,
+    pub gateway_jwt: Option<JwtSettings>,
 }
 
 impl Manifest {
@@ -441,6 +445,7 @@ impl Manifest {
             events,
             declarations,
             backup,
+            gateway_jwt,
         } = sections;
         Manifest {
             index: ServiceIndex::new(&services),
@@ -454,6 +459,7 @@ impl Manifest {
             events,
             declarations,
             backup,
+            gateway_jwt,
         }
     }
 
