@@ -22,6 +22,7 @@
 mod backup;
 mod error;
 mod gateway_limits;
+mod jwt;
 mod model;
 pub mod names;
 mod parse;
@@ -34,6 +35,7 @@ pub use backup::{
 };
 pub use error::{LoadError, ManifestError, Problem, line_column};
 pub use gateway_limits::{GatewayLimits, RateLimit, parse_timeout};
+pub use jwt::{DEFAULT_SECRET_ENV, JwtAlgorithm, JwtKey, JwtSettings};
 pub use model::{
     AuditSettings, Bus, Compatibility, Declared, Engine, EventsSettings, Isolation, LintSettings,
     Manifest, Retention, RuleLevel, RuleSetting, Service,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupDestination, BackupPolicy, BackupSettings};
 use crate::gateway_limits::GatewayLimits;
+use crate::jwt::JwtSettings;
 
 /// Where a service's store lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,6 +98,8 @@ pub struct Manifest {
     pub events: EventsSettings,
     /// `[backup]` and `[defaults] backup_before_migrate`.
     pub backup: BackupSettings,
+    /// `[gateway.jwt]`: JWTs the gateway accepts; `None` when absent.
+    pub gateway_jwt: Option<JwtSettings>,
     /// Position of each service in `services`, by name.
     index: ServiceIndex,
     /// Where silo.toml names each service's event types.
@@ -427,6 +430,7 @@ pub(crate) struct Sections {
     pub events: EventsSettings,
     pub declarations: EventDeclarations,
     pub backup: BackupSettings,
+    pub gateway_jwt: Option<JwtSettings>,
 }
 
 impl Manifest {
@@ -445,6 +449,7 @@ impl Manifest {
             events,
             declarations,
             backup,
+            gateway_jwt,
         } = sections;
         Manifest {
             index: ServiceIndex::new(&services),
@@ -458,6 +463,7 @@ impl Manifest {
             events,
             declarations,
             backup,
+            gateway_jwt,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::backup::{
 };
 use crate::error::{LineIndex, Problem};
 use crate::gateway_limits::{self, PartialLimits, RawGatewayLimits};
+use crate::jwt::{RawGateway, jwt_settings};
 use crate::model::{
     AuditSettings, Declared, Engine, EventsSettings, Isolation, LintSettings, Manifest,
     RuleSetting, Sections, Service,
@@ -52,6 +53,7 @@ struct RawManifest {
     audit: Option<RawAudit>,
     events: Option<RawEvents>,
     backup: Option<RawBackupSettings>,
+    gateway: Option<RawGateway>,
 }
 
 /// `[backup]`: project-wide backup settings.
@@ -154,7 +156,7 @@ struct RawService {
 }
 
 /// Collects problems against one source text.
-struct Problems<'t> {
+pub(crate) struct Problems<'t> {
     lines: LineIndex<'t>,
     list: Vec<Problem>,
 }
@@ -164,7 +166,12 @@ impl Problems<'_> {
         self.add(span, message, help);
     }
 
-    fn add(&mut self, span: Range<usize>, message: String, help: Option<String>) {
+    /// How many problems were found so far.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub(crate) fn add(&mut self, span: Range<usize>, message: String, help: Option<String>) {
         let (line, column) = self.lines.line_column(span.start);
         self.list.push(Problem {
             message,
@@ -345,6 +352,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
     let lint = lint_settings(raw.lint.as_ref(), &mut problems);
     let audit = audit_settings(raw.audit.as_ref(), &mut problems);
     let events = events_settings(raw.events.as_ref(), &mut problems);
+    let gateway_jwt = jwt_settings(raw.gateway.as_ref(), &root, &mut problems);
     let declarations = located
         .iter()
         .flat_map(|l| {
@@ -372,6 +380,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Manifest,
             events,
             declarations,
             backup,
+            gateway_jwt,
         },
     ))
 }
