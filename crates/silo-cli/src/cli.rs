@@ -660,13 +660,34 @@ pub struct GatewayArgs {
     /// is printed)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub listen: String,
-    /// Connections kept per service
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub pool_size: usize,
-    /// Longest a statement may run, in seconds (PostgreSQL); past it the
-    /// request gets 504
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub statement_timeout: u64,
+    /// Connections kept per service, for every service: overrides each
+    /// service's `pool_size` in silo.toml (`[services.<name>.gateway]`,
+    /// default 10). On PostgreSQL a pool never exceeds the role's
+    /// `connection_limit`; the gateway says when it caps one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pool_size: Option<u32>,
+    /// Longest a statement may run, for every service: overrides each
+    /// service's `statement_timeout` in silo.toml (default 30s). A
+    /// duration (`10s`, `1500ms`, `2m`) or whole seconds (`10`); past it
+    /// the statement is cancelled and the request gets 504
+    /// `StatementTimeout`, on PostgreSQL and SQLite alike
+    #[arg(long, value_name = "DURATION", value_parser = statement_timeout)]
+    pub statement_timeout: Option<std::time::Duration>,
+}
+
+/// `--statement-timeout`: whole seconds, or a duration as silo.toml
+/// writes it.
+fn statement_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let duration = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{text}s")
+    } else {
+        text.to_string()
+    };
+    silo_manifest::parse_timeout(&duration).map_err(|(message, help)| match help {
+        Some(help) => format!("{message}; {help}"),
+        None => message,
+    })
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,8 @@
 //! here once, so the two faces cannot drift apart.
 //!
 //! Each request is checked in this order, and stops at the first failure:
-//! the credential (401), the body as JSON (400), the database it names
+//! the credential (401), the caller's own rate limit (429) and body size
+//! (413), the body as JSON (400), the database it names
 //! (404 unknown, 403 another service's: no connection to that store is
 //! taken), the request's shape (400), its table and column names against
 //! the caller's catalog (400), and only then the store.
@@ -57,7 +58,7 @@ pub async fn handle(
     match operation {
         Operation::Query => {
             let (served, req) = admit::<QueryRequest>(gateway, authorization, body, operation)?;
-            to_value(exec::query(served, &gateway.config, &req).await?)
+            to_value(exec::query(served, &req).await?)
         }
         Operation::Write => {
             let (served, req) = admit::<WriteRequest>(gateway, authorization, body, operation)?;
@@ -79,6 +80,11 @@ fn admit<'g, T: DeserializeOwned>(
     operation: Operation,
 ) -> Result<(&'g Arc<Served>, T), GatewayError> {
     let caller = gateway.identities.authenticate(authorization)?;
+    // The caller's own limits, before any work is spent on its request.
+    if let Some(own) = gateway.served.get(caller) {
+        own.limits.admit()?;
+        own.limits.check_body(body.len())?;
+    }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::bad_request(format!("the body is not JSON: {e}")))?;
     let database = value

@@ -21,6 +21,9 @@ pub struct GatewayError {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// Whole seconds after which the request may succeed, sent as the
+    /// `Retry-After` header (rate limited, pool exhausted).
+    pub retry_after: Option<u16>,
 }
 
 /// The JSON body of an error response.
@@ -54,11 +57,18 @@ impl GatewayError {
             message: message.into(),
             detail: None,
             hint: None,
+            retry_after: None,
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Tells the caller to try again after `seconds` (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u16) -> Self {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -122,7 +132,20 @@ impl GatewayError {
             "PoolExhausted",
             format!("every connection to `{service}`'s store is busy"),
         )
-        .with_hint("retry later")
+        .with_hint("retry after a second, or raise the service's `pool_size` in silo.toml")
+        .with_retry_after(1)
+    }
+
+    /// The service sent more requests than its `requests_per_second` and
+    /// `burst` allow; a token is free again in `retry_after` seconds.
+    pub fn rate_limited(service: &str, retry_after: u16) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimited",
+            format!("`{service}` sent more requests than its rate limit allows"),
+        )
+        .with_hint("wait for `Retry-After` seconds, or raise the service's `requests_per_second` in silo.toml")
+        .with_retry_after(retry_after)
     }
 
     pub fn store_unavailable(service: &str, why: &str) -> Self {
@@ -152,6 +175,7 @@ impl GatewayError {
             message,
             detail,
             hint,
+            retry_after: None,
         }
     }
 
@@ -180,7 +204,8 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "PoolExhausted",
                 "no connection was free in time",
-            ),
+            )
+            .with_retry_after(1),
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "StoreUnavailable",

@@ -3,17 +3,18 @@
 //! proved it is the service's own), queries, and writes in one
 //! transaction, retried on serialization failures and deadlocks.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use silo_manifest::Service;
+use silo_manifest::{GatewayLimits, Service};
 use silo_store::{Credentials, ServiceConnection, StoreKind, connect_with};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::catalog::Tables;
 use crate::error::GatewayError;
+use crate::limits::Deadline;
 use crate::request::{
     IsolationLevel, OperationResult, QueryRequest, QueryResponse, WriteRequest, WriteResponse,
 };
@@ -27,16 +28,24 @@ pub const APPLICATION: &str = "silo gateway";
 pub struct Pool {
     service: Service,
     creds: Credentials,
-    idle: Mutex<Vec<ServiceConnection>>,
+    idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
+    size: usize,
     acquire_timeout: Duration,
     statement_timeout: Duration,
+}
+
+/// A connection and, on SQLite, the deadline its progress handler
+/// watches (PostgreSQL enforces its own `statement_timeout`).
+struct Conn {
+    conn: ServiceConnection,
+    deadline: Option<Arc<Deadline>>,
 }
 
 /// A connection taken from a [`Pool`]; back into it when dropped, unless
 /// it broke or a transaction on it never finished.
 pub struct Pooled<'a> {
-    conn: Option<ServiceConnection>,
+    conn: Option<Conn>,
     pool: &'a Pool,
     _permit: SemaphorePermit<'a>,
     broken: bool,
@@ -50,12 +59,34 @@ pub struct Pooled<'a> {
 
 impl Pooled<'_> {
     pub fn conn(&mut self) -> &mut ServiceConnection {
-        self.conn.as_mut().expect("connection present until drop")
+        &mut self
+            .conn
+            .as_mut()
+            .expect("connection present until drop")
+            .conn
+    }
+
+    /// Starts the statement timeout of the next statement on SQLite
+    /// (PostgreSQL's server times every statement itself).
+    pub fn arm(&self) {
+        if let Some(deadline) = self.deadline() {
+            deadline.arm();
+        }
+    }
+
+    /// The SQLite deadline, for code that holds the connection borrowed.
+    fn deadline(&self) -> Option<Arc<Deadline>> {
+        self.conn.as_ref().and_then(|c| c.deadline.clone())
     }
 
     /// Whether the connection is to PostgreSQL or SQLite.
     pub fn dialect(&self) -> Dialect {
-        match self.conn.as_ref().expect("connection present until drop") {
+        match &self
+            .conn
+            .as_ref()
+            .expect("connection present until drop")
+            .conn
+        {
             ServiceConnection::Postgres(_) => Dialect::Postgres,
             ServiceConnection::Sqlite(_) => Dialect::Sqlite,
         }
@@ -100,14 +131,26 @@ impl Drop for Pooled<'_> {
 }
 
 impl Pool {
-    pub fn new(service: Service, creds: Credentials, config: &GatewayConfig) -> Self {
+    /// A pool of `limits.pool_size` connections as `service`, each
+    /// statement on them bounded by `limits.statement_timeout`; a request
+    /// waits at most `acquire_timeout` for a free one.
+    pub fn new(
+        service: Service,
+        creds: Credentials,
+        limits: &GatewayLimits,
+        acquire_timeout: Duration,
+    ) -> Self {
+        let size = usize::try_from(limits.pool_size)
+            .unwrap_or(usize::MAX)
+            .max(1);
         Pool {
             service,
             creds,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(config.pool_size.max(1)),
-            acquire_timeout: config.acquire_timeout,
-            statement_timeout: config.statement_timeout,
+            permits: Semaphore::new(size),
+            size,
+            acquire_timeout,
+            statement_timeout: limits.statement_timeout,
         }
     }
 
@@ -115,6 +158,11 @@ impl Pool {
     /// migration engine's connection with them).
     pub fn credentials(&self) -> &Credentials {
         &self.creds
+    }
+
+    /// `(in use, size)`: connections handed out, and the most there may be.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.size - self.permits.available_permits(), self.size)
     }
 
     /// A connection as the service: an idle one, or a new one. Waits for a
@@ -129,6 +177,11 @@ impl Pool {
             Some(conn) => conn,
             None => self.connect().await?,
         };
+        // A deadline armed for the last request's statements must not
+        // interrupt this one's catalog reads.
+        if let Some(deadline) = &conn.deadline {
+            deadline.disarm();
+        }
         Ok(Pooled {
             conn: Some(conn),
             pool: self,
@@ -138,19 +191,28 @@ impl Pool {
         })
     }
 
-    async fn connect(&self) -> Result<ServiceConnection, GatewayError> {
+    async fn connect(&self) -> Result<Conn, GatewayError> {
         let mut conn = connect_with(&self.creds, &self.service, StoreKind::Own, APPLICATION)
             .await
             .map_err(|e| GatewayError::store_unavailable(&self.service.name, &e.to_string()))?;
-        if let ServiceConnection::Postgres(c) = &mut conn {
-            // The statement timeout is the gateway's number, never input.
-            let ms = self.statement_timeout.as_millis();
-            sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
-                .execute(&mut *c)
-                .await
-                .map_err(|e| GatewayError::from_sqlx(&e))?;
-        }
-        Ok(conn)
+        let deadline = match &mut conn {
+            ServiceConnection::Postgres(c) => {
+                // The statement timeout is the manifest's number, never
+                // input.
+                let ms = self.statement_timeout.as_millis();
+                sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| GatewayError::from_sqlx(&e))?;
+                None
+            }
+            ServiceConnection::Sqlite(c) => Some(
+                Deadline::install(c, self.statement_timeout)
+                    .await
+                    .map_err(|e| GatewayError::from_sqlx(&e))?,
+            ),
+        };
+        Ok(Conn { conn, deadline })
     }
 }
 
@@ -289,17 +351,15 @@ async fn with_catalog<T>(
 }
 
 /// A query of `served`'s store.
-pub async fn query(
-    served: &Served,
-    config: &GatewayConfig,
-    req: &QueryRequest,
-) -> Result<QueryResponse, GatewayError> {
+pub async fn query(served: &Served, req: &QueryRequest) -> Result<QueryResponse, GatewayError> {
+    let page_size = served.limits.page_size(req.query.limit)?;
     let mut conn = served.pool.acquire().await?;
     let dialect = conn.dialect();
     let built = with_catalog(served, &mut conn, |t| {
-        sql::select(dialect, t, &req.query, config.default_limit)
+        sql::select(dialect, t, &req.query, page_size)
     })
     .await?;
+    conn.arm();
     let mut rows = match fetch(conn.conn(), &built.statement).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -359,18 +419,33 @@ pub async fn write(
         (Dialect::Postgres, IsolationLevel::Serializable) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
     };
     let attempts_allowed = config.max_attempts.max(1);
+    let deadline = conn.deadline();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match transaction(&mut conn, begin, ops, &statements).await {
+        let run = Run {
+            begin,
+            ops,
+            statements: &statements,
+            deadline: deadline.as_deref(),
+            served,
+        };
+        match run.transaction(&mut conn).await {
             Ok(results) => {
                 return Ok(WriteResponse {
                     results,
                     attempts: attempt,
                 });
             }
-            Err(e) => {
+            Err(Failed::Limit(err)) => {
+                if conn.end("ROLLBACK").await.is_err() {
+                    conn.discard();
+                }
+                return Err(err);
+            }
+            Err(Failed::Store(e)) => {
                 // Whatever failed, nothing of the transaction stays.
+                conn.arm();
                 if conn.end("ROLLBACK").await.is_err() || breaks_connection(&e) {
                     conn.discard();
                 }
@@ -396,40 +471,80 @@ pub async fn write(
     }
 }
 
-async fn transaction(
-    pooled: &mut Pooled<'_>,
-    begin: &'static str,
-    ops: &[crate::request::Operation],
-    statements: &[Vec<Statement>],
-) -> Result<Vec<OperationResult>, sqlx::Error> {
-    pooled.begin(begin).await?;
-    let conn = pooled.conn();
-    let mut results = Vec::with_capacity(ops.len());
-    for (op, sts) in ops.iter().zip(statements) {
-        let mut result = OperationResult {
-            kind: op.kind,
-            table: op.table.clone(),
-            rows_affected: 0,
-            returning: Vec::new(),
-        };
-        for st in sts {
-            if st.returns_rows {
-                let rows = fetch(conn, st).await?;
-                result.rows_affected += rows.len() as u64;
-                result.returning.extend(rows);
-            } else {
-                result.rows_affected += execute(conn, st).await?;
-            }
-        }
-        results.push(result);
+/// Why a transaction stopped: the store refused a statement, or the
+/// service's own limit was reached.
+enum Failed {
+    Store(sqlx::Error),
+    Limit(GatewayError),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Self {
+        Failed::Store(e)
     }
-    pooled.end("COMMIT").await?;
-    Ok(results)
+}
+
+/// One try of a write transaction.
+struct Run<'r> {
+    begin: &'static str,
+    ops: &'r [crate::request::Operation],
+    statements: &'r [Vec<Statement>],
+    /// SQLite's statement deadline, armed before each statement.
+    deadline: Option<&'r Deadline>,
+    served: &'r Served,
+}
+
+impl Run<'_> {
+    fn arm(&self) {
+        if let Some(deadline) = self.deadline {
+            deadline.arm();
+        }
+    }
+
+    async fn transaction(&self, pooled: &mut Pooled<'_>) -> Result<Vec<OperationResult>, Failed> {
+        self.arm();
+        pooled.begin(self.begin).await?;
+        let conn = pooled.conn();
+        let mut results = Vec::with_capacity(self.ops.len());
+        let mut affected = 0u64;
+        for (op, sts) in self.ops.iter().zip(self.statements) {
+            let mut result = OperationResult {
+                kind: op.kind,
+                table: op.table.clone(),
+                rows_affected: 0,
+                returning: Vec::new(),
+            };
+            for st in sts {
+                self.arm();
+                let rows = if st.returns_rows {
+                    let rows = fetch(conn, st).await?;
+                    let n = rows.len() as u64;
+                    result.returning.extend(rows);
+                    n
+                } else {
+                    execute(conn, st).await?
+                };
+                result.rows_affected += rows;
+                affected += rows;
+                // Checked after each statement: the rows it changed are
+                // inside the transaction, which the caller rolls back.
+                self.served
+                    .limits
+                    .check_affected(affected)
+                    .map_err(Failed::Limit)?;
+            }
+            results.push(result);
+        }
+        self.arm();
+        pooled.end("COMMIT").await?;
+        Ok(results)
+    }
 }
 
 /// Whether `served`'s store answers as the service.
 pub async fn ping(served: &Served) -> Result<(), GatewayError> {
     let mut conn = served.pool.acquire().await?;
+    conn.arm();
     if let Err(e) = control(conn.conn(), "SELECT 1").await {
         conn.discard();
         return Err(GatewayError::from_sqlx(&e));

@@ -20,13 +20,21 @@ use crate::{Gateway, exec};
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
 /// The gateway's routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let limit = gateway.config.body_limit;
+    // The largest any service may send; each service's own limit is
+    // checked once the caller is known (crate::dispatch).
+    let limit = gateway.max_body_bytes();
     Router::new()
         .route("/v1/query", post(query))
         .route("/v1/write", post(write))

@@ -12,6 +12,8 @@
 //! - [`exec`]: per-service connection pools, queries, transactions.
 //! - [`schema`]: `/v1/schema`, a service migrating its own store through
 //!   silo's migration engine.
+//! - [`limits`]: each service's limits from silo.toml, applied: rate,
+//!   body size, page size, rows affected, statement deadline.
 //! - [`dispatch`]: one entry for every transport: credential, routing,
 //!   parsing, then the store.
 //! - [`error`]: one error shape with PostgreSQL's SQLSTATE and an HTTP
@@ -26,6 +28,7 @@ pub mod error;
 pub mod exec;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod openapi;
 pub mod request;
 pub mod schema;
@@ -44,33 +47,31 @@ pub use identity::Identities;
 
 use crate::catalog::Catalog;
 use crate::exec::Pool;
+use crate::limits::Limits;
 
-/// How the gateway treats every service (per-service limits come later).
+/// What the gateway applies to every service alike; the per-service
+/// limits are each service's `[services.<name>.gateway]` in silo.toml
+/// ([`silo_manifest::GatewayLimits`]).
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// Connections kept per service.
-    pub pool_size: usize,
+    /// Overrides every service's `pool_size` (`--pool-size`).
+    pub pool_size: Option<u32>,
+    /// Overrides every service's `statement_timeout`
+    /// (`--statement-timeout`).
+    pub statement_timeout: Option<Duration>,
     /// How long a request waits for a free connection before 503.
     pub acquire_timeout: Duration,
-    /// Longest a statement may run (PostgreSQL `statement_timeout`).
-    pub statement_timeout: Duration,
     /// Tries of a write that meets a serialization failure or deadlock.
     pub max_attempts: u32,
-    /// Largest request body, in bytes.
-    pub body_limit: usize,
-    /// Most rows a query returns when it names no `limit`.
-    pub default_limit: u64,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
-            pool_size: 10,
+            pool_size: None,
+            statement_timeout: None,
             acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
             max_attempts: 3,
-            body_limit: 1024 * 1024,
-            default_limit: 1000,
         }
     }
 }
@@ -78,6 +79,8 @@ impl Default for GatewayConfig {
 /// One served service: its store's pool and catalog.
 pub struct Served {
     pub service: Service,
+    /// Its limits, overrides applied.
+    pub limits: Limits,
     pub(crate) pool: Pool,
     pub(crate) catalog: Catalog,
 }
@@ -100,6 +103,9 @@ pub struct Gateway {
     pub(crate) databases: HashMap<String, String>,
     /// Services left out at start.
     pub skipped: Vec<Skipped>,
+    /// What the gateway changed of the manifest's limits, and why (a pool
+    /// capped by the role's `connection_limit`), for the operator.
+    pub notes: Vec<String>,
 }
 
 impl Gateway {
@@ -116,6 +122,7 @@ impl Gateway {
         let mut databases = HashMap::new();
         let mut tokens = Vec::new();
         let mut skipped = Vec::new();
+        let mut notes = Vec::new();
         for service in services {
             databases.insert(service.database.clone(), service.name.clone());
             let creds = match stores.credentials(service) {
@@ -146,11 +153,19 @@ impl Gateway {
                 }
             };
             tokens.push((service.name.clone(), token));
+            let (limits, changed) = Limits::new(service, &config);
+            notes.extend(changed);
             served.insert(
                 service.name.clone(),
                 Arc::new(Served {
                     service: service.clone(),
-                    pool: Pool::new(service.clone(), creds, &config),
+                    pool: Pool::new(
+                        service.clone(),
+                        creds,
+                        &limits.values,
+                        config.acquire_timeout,
+                    ),
+                    limits,
                     catalog: Catalog::default(),
                 }),
             );
@@ -161,7 +176,31 @@ impl Gateway {
             served,
             databases,
             skipped,
+            notes,
         })
+    }
+
+    /// The largest body any served service may send: what the HTTP layer
+    /// reads at most before each service's own `max_body_bytes` is
+    /// checked.
+    pub fn max_body_bytes(&self) -> usize {
+        let largest = self
+            .served
+            .values()
+            .map(|s| s.limits.values.max_body_bytes)
+            .max()
+            .unwrap_or(silo_manifest::GatewayLimits::DEFAULT_MAX_BODY_BYTES);
+        usize::try_from(largest).unwrap_or(usize::MAX)
+    }
+
+    /// A served service's limits, overrides applied.
+    pub fn limits(&self, service: &str) -> Option<&Limits> {
+        self.served.get(service).map(|s| &s.limits)
+    }
+
+    /// `(in use, size)` of a served service's connection pool.
+    pub fn pool_use(&self, service: &str) -> Option<(usize, usize)> {
+        self.served.get(service).map(|s| s.pool.usage())
     }
 
     /// The services served, by name, sorted.

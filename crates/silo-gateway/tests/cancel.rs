@@ -84,7 +84,7 @@ async fn a_dropped_write_never_returns_its_connection_to_the_pool() {
     // One connection, so the next request gets the same one if it was
     // wrongly put back.
     let config = GatewayConfig {
-        pool_size: 1,
+        pool_size: Some(1),
         ..GatewayConfig::default()
     };
     let app = router(Arc::new(

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use silo_gateway::{Gateway, GatewayConfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -12,15 +11,19 @@ use crate::context::{CmdResult, Context, Failure};
 
 pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
     let services: Vec<_> = ctx.select(&args.services)?.into_iter().cloned().collect();
+    // Flags beat silo.toml's per-service limits, for every service.
     let config = GatewayConfig {
-        pool_size: args.pool_size.max(1),
-        statement_timeout: Duration::from_secs(args.statement_timeout.max(1)),
+        pool_size: args.pool_size,
+        statement_timeout: args.statement_timeout,
         ..GatewayConfig::default()
     };
     let gateway = Gateway::new(&ctx.stores, &services, config)
         .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
     for skipped in &gateway.skipped {
         errln!("not serving `{}`: {}", skipped.service, skipped.reason);
+    }
+    for note in &gateway.notes {
+        errln!("note: {note}");
     }
     if gateway.services().is_empty() {
         return Err(Failure::usage(miette::miette!(
