@@ -28,6 +28,8 @@ pub struct Pool {
     service: Service,
     creds: Credentials,
     idle: Mutex<Vec<ServiceConnection>>,
+    /// The most connections at once: the permits' number.
+    size: usize,
     permits: Semaphore,
     acquire_timeout: Duration,
     statement_timeout: Duration,
@@ -71,13 +73,26 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// How a pool is used right now (the `silo_gateway_pool_*` metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The most connections the pool holds at once.
+    pub size: usize,
+    /// Open connections waiting for a request.
+    pub idle: usize,
+    /// Connections taken by a request (or being opened for one).
+    pub busy: usize,
+}
+
 impl Pool {
     pub fn new(service: Service, creds: Credentials, config: &GatewayConfig) -> Self {
+        let size = config.pool_size.max(1);
         Pool {
             service,
             creds,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(config.pool_size.max(1)),
+            size,
+            permits: Semaphore::new(size),
             acquire_timeout: config.acquire_timeout,
             statement_timeout: config.statement_timeout,
         }
@@ -101,6 +116,16 @@ impl Pool {
             _permit: permit,
             broken: false,
         })
+    }
+
+    /// Its use now. A taken permit is a busy connection, so `busy` counts
+    /// a request from the moment it holds its slot.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.size,
+            idle: self.idle.lock().expect("pool lock").len(),
+            busy: self.size.saturating_sub(self.permits.available_permits()),
+        }
     }
 
     async fn connect(&self) -> Result<ServiceConnection, GatewayError> {

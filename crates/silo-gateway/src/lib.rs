@@ -15,16 +15,25 @@
 //! - [`error`]: one error shape with PostgreSQL's SQLSTATE and an HTTP
 //!   status.
 //! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`, `GET
-//!   /healthz`, `/readyz`).
+//!   /healthz`, `/readyz`, `/metrics`).
+//! - [`serve`]: the accept loop: TLS, and a shutdown that lets requests in
+//!   flight finish within a bound.
+//! - [`request_id`], [`prometheus`], [`audit`]: what operators see of
+//!   each request.
 
+pub mod audit;
 pub mod catalog;
 pub mod dispatch;
 pub mod error;
 pub mod exec;
 pub mod http;
 pub mod identity;
+pub mod prometheus;
 pub mod request;
+pub mod request_id;
+pub mod serve;
 pub mod sql;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,9 +42,12 @@ use std::time::Duration;
 use silo_manifest::Service;
 use silo_store::Stores;
 
+pub use audit::AuditLog;
 pub use error::GatewayError;
-pub use http::{router, serve};
+pub use http::router;
 pub use identity::Identities;
+pub use serve::{ServeOptions, Stopped, serve, serve_with};
+pub use tls::Tls;
 
 use crate::catalog::Catalog;
 use crate::exec::Pool;
@@ -95,6 +107,8 @@ pub struct Gateway {
     pub(crate) databases: HashMap<String, String>,
     /// Services left out at start.
     pub skipped: Vec<Skipped>,
+    pub(crate) metrics: prometheus::Metrics,
+    pub(crate) audit: Option<AuditLog>,
 }
 
 impl Gateway {
@@ -156,7 +170,34 @@ impl Gateway {
             served,
             databases,
             skipped,
+            metrics: prometheus::Metrics::new(),
+            audit: None,
         })
+    }
+
+    /// The gateway, writing a line per request to `log`.
+    pub fn with_audit_log(mut self, log: AuditLog) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// The Prometheus exposition text (`GET /metrics`).
+    pub fn metrics(&self) -> String {
+        let names = self.services();
+        self.metrics.render(
+            names
+                .iter()
+                .map(|name| (*name, self.served[*name].pool.stats())),
+        )
+    }
+
+    /// Writes what is left of the audit log. Call it once every face
+    /// that serves this gateway has stopped; requests answered later are
+    /// not logged.
+    pub fn close(&self) {
+        if let Some(audit) = &self.audit {
+            audit.close();
+        }
     }
 
     /// The services served, by name, sorted.
