@@ -673,6 +673,25 @@ pub struct GatewayArgs {
     /// `StatementTimeout`, on PostgreSQL and SQLite alike
     #[arg(long, value_name = "DURATION", value_parser = statement_timeout)]
     pub statement_timeout: Option<std::time::Duration>,
+    /// Write one JSON line per request to PATH (`-`: standard output):
+    /// time, service, operation, tables, rows, duration, outcome and
+    /// request id — never values or tokens. The file is created 0600 and
+    /// appended to.
+    #[arg(long, value_name = "PATH|-")]
+    pub audit_log: Option<String>,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may take to
+    /// finish (their transactions commit and are answered) before the
+    /// gateway exits anyway. New connections are refused at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs
+    /// --tls-key
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key; refused when every user may
+    /// read it (`chmod 600`)
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `--statement-timeout`: whole seconds, or a duration as silo.toml

@@ -9,16 +9,31 @@
 //! (404 unknown, 403 another service's: no connection to that store is
 //! taken), the request's shape (400), its table and column names against
 //! the caller's catalog (400), and only then the store.
+//!
+//! Every answer, success or failure, is counted in the gateway's metrics
+//! and written to its audit log here, so no transport can skip either.
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::audit::{Entry, Outcome};
 use crate::error::GatewayError;
 use crate::request::{QueryRequest, WriteRequest};
 use crate::schema::SchemaRequest;
 use crate::{Gateway, Served, exec, schema};
+
+/// What a transport knows about a request besides its credential and body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// `"http"` or `"nats"`.
+    pub transport: &'static str,
+    /// The request's id ([`crate::request_id`]): echoed to the caller, put
+    /// in error bodies and audit lines.
+    pub request_id: &'a str,
+}
 
 /// The operations of seed 003 that the gateway runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,24 +63,98 @@ impl Operation {
 }
 
 /// Runs one request: `authorization` is the caller's `Authorization`
-/// header value (`Bearer ...`), `body` the request's JSON.
+/// header value (`Bearer ...`), `body` the request's JSON. A transport
+/// answers an error with [`GatewayError::body_for`] `ctx.request_id`.
 pub async fn handle(
     gateway: &Gateway,
+    ctx: &RequestContext<'_>,
     authorization: Option<&str>,
     operation: Operation,
     body: &[u8],
 ) -> Result<Value, GatewayError> {
+    let arrived = SystemTime::now();
+    let started = Instant::now();
+    let mut seen = Seen::default();
+    let result = run(gateway, authorization, operation, body, &mut seen).await;
+    let took = started.elapsed();
+    let outcome = match &result {
+        Ok(_) => Outcome {
+            status: 200,
+            code: "ok",
+        },
+        Err(e) => Outcome {
+            status: e.status.as_u16(),
+            code: e.code,
+        },
+    };
+    gateway.metrics.request(
+        seen.service.unwrap_or(""),
+        operation.name(),
+        outcome.code,
+        took,
+    );
+    if let Some(audit) = &gateway.audit {
+        audit.record(Entry {
+            time: arrived,
+            request_id: ctx.request_id.to_string(),
+            transport: ctx.transport,
+            service: seen.service.map(str::to_string),
+            operation: operation.name(),
+            tables: seen.tables,
+            rows: seen.rows,
+            duration_ms: took.as_secs_f64() * 1000.0,
+            outcome,
+        });
+    }
+    result
+}
+
+/// What a request turned out to touch, as far as it got: names and
+/// counts for the metrics and the audit log, never values.
+#[derive(Default)]
+struct Seen<'g> {
+    service: Option<&'g str>,
+    tables: Vec<String>,
+    rows: Option<u64>,
+}
+
+impl Seen<'_> {
+    fn table(&mut self, table: &str) {
+        if !self.tables.iter().any(|t| t == table) {
+            self.tables.push(table.to_string());
+        }
+    }
+}
+
+async fn run<'g>(
+    gateway: &'g Gateway,
+    authorization: Option<&str>,
+    operation: Operation,
+    body: &[u8],
+    seen: &mut Seen<'g>,
+) -> Result<Value, GatewayError> {
     match operation {
         Operation::Query => {
-            let (served, req) = admit::<QueryRequest>(gateway, authorization, body, operation)?;
-            to_value(exec::query(served, &req).await?)
+            let (served, req) =
+                admit::<QueryRequest>(gateway, authorization, body, operation, seen)?;
+            seen.table(&req.query.table);
+            let response = exec::query(served, &req).await?;
+            seen.rows = Some(response.rows.len() as u64);
+            to_value(response)
         }
         Operation::Write => {
-            let (served, req) = admit::<WriteRequest>(gateway, authorization, body, operation)?;
-            to_value(exec::write(served, &gateway.config, &req).await?)
+            let (served, req) =
+                admit::<WriteRequest>(gateway, authorization, body, operation, seen)?;
+            for op in &req.transaction.operations {
+                seen.table(&op.table);
+            }
+            let response = exec::write(served, &gateway.config, &req).await?;
+            seen.rows = Some(response.results.iter().map(|r| r.rows_affected).sum());
+            to_value(response)
         }
         Operation::Schema => {
-            let (served, req) = admit::<SchemaRequest>(gateway, authorization, body, operation)?;
+            let (served, req) =
+                admit::<SchemaRequest>(gateway, authorization, body, operation, seen)?;
             let mut hook = silo_migrate::NoHook;
             to_value(schema::run(served, &gateway.config, &req, &mut hook).await?)
         }
@@ -78,8 +167,10 @@ fn admit<'g, T: DeserializeOwned>(
     authorization: Option<&str>,
     body: &[u8],
     operation: Operation,
+    seen: &mut Seen<'g>,
 ) -> Result<(&'g Arc<Served>, T), GatewayError> {
     let caller = gateway.identities.authenticate(authorization)?;
+    seen.service = Some(caller);
     // The caller's own limits, before any work is spent on its request.
     if let Some(own) = gateway.served.get(caller) {
         own.limits.admit()?;

@@ -1,6 +1,6 @@
 //! One error shape for every failure, with PostgreSQL's SQLSTATE when the
 //! store said no, and the HTTP status it maps to:
-//! `{"error":{"code","sqlstate","message","detail","hint"}}`.
+//! `{"error":{"code","sqlstate","message","detail","hint","request_id"}}`.
 //!
 //! SQLite's result codes are mapped to the SQLSTATE PostgreSQL would give
 //! for the same failure, so a caller handles one set of codes whatever the
@@ -46,6 +46,9 @@ pub struct ErrorFields<'a> {
     pub detail: Option<&'a str>,
     #[schema(required)]
     pub hint: Option<&'a str>,
+    /// The request's id, as the transport answering it knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
 }
 
 impl GatewayError {
@@ -80,8 +83,18 @@ impl GatewayError {
                 message: &self.message,
                 detail: self.detail.as_deref(),
                 hint: self.hint.as_deref(),
+                request_id: None,
             },
         }
+    }
+
+    /// The body naming the request it answers. The id stays out of the
+    /// error itself, which every failing path returns by value and so is
+    /// kept small.
+    pub fn body_for<'a>(&'a self, request_id: &'a str) -> ErrorBody<'a> {
+        let mut body = self.body();
+        body.error.request_id = Some(request_id);
+        body
     }
 
     pub fn unauthenticated(message: &str) -> Self {

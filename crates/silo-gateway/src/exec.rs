@@ -130,6 +130,17 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// How a pool is used right now (the `silo_gateway_pool_*` metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// The most connections the pool holds at once.
+    pub size: usize,
+    /// Open connections waiting for a request.
+    pub idle: usize,
+    /// Connections taken by a request (or being opened for one).
+    pub busy: usize,
+}
+
 impl Pool {
     /// A pool of `limits.pool_size` connections as `service`, each
     /// statement on them bounded by `limits.statement_timeout`; a request
@@ -189,6 +200,16 @@ impl Pool {
             broken: false,
             in_transaction: false,
         })
+    }
+
+    /// Its use now. A taken permit is a busy connection, so `busy` counts
+    /// a request from the moment it holds its slot.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.size,
+            idle: self.idle.lock().expect("pool lock").len(),
+            busy: self.size.saturating_sub(self.permits.available_permits()),
+        }
     }
 
     async fn connect(&self) -> Result<Conn, GatewayError> {

@@ -1,22 +1,25 @@
 //! The HTTP face: `POST /v1/query`, `/v1/write`, `/v1/schema`, `GET /healthz`,
-//! `GET /readyz`, `GET /openapi.json`. Requests go through [`crate::dispatch`], which NATS
-//! shares.
+//! `GET /readyz`, `GET /metrics`, `GET /openapi.json`. Requests go through
+//! [`crate::dispatch`], which NATS shares. Every response carries `X-Request-Id`.
 
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::json;
-use tokio::net::TcpListener;
 
-use crate::dispatch::{self, Operation};
+use crate::dispatch::{self, Operation, RequestContext};
 use crate::error::GatewayError;
-use crate::{Gateway, exec};
+use crate::{Gateway, exec, request_id};
+
+/// A request's id, put in its extensions by [`tag`].
+#[derive(Debug, Clone)]
+struct RequestId(Arc<str>);
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
@@ -42,41 +45,72 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(tag))
         .with_state(gateway)
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then stops
-/// taking connections and lets requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway))
-        .with_graceful_shutdown(shutdown)
-        .await
+/// Gives every request its id (the caller's when sane, else a new one)
+/// and echoes it on the response, whatever route or rejection answers.
+async fn tag(mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let id: Arc<str> = request_id::accept(presented).into();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(request_id::HEADER, value);
+    }
+    resp
 }
 
-async fn query(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    run(&gw, &headers, Operation::Query, &body).await
+async fn query(
+    State(gw): State<Arc<Gateway>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(&gw, &id, &headers, Operation::Query, &body).await
 }
 
-async fn write(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    run(&gw, &headers, Operation::Write, &body).await
+async fn write(
+    State(gw): State<Arc<Gateway>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(&gw, &id, &headers, Operation::Write, &body).await
 }
 
-async fn schema(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    run(&gw, &headers, Operation::Schema, &body).await
+async fn schema(
+    State(gw): State<Arc<Gateway>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(&gw, &id, &headers, Operation::Schema, &body).await
 }
 
-async fn run(gw: &Gateway, headers: &HeaderMap, operation: Operation, body: &[u8]) -> Response {
+async fn run(
+    gw: &Gateway,
+    id: &RequestId,
+    headers: &HeaderMap,
+    operation: Operation,
+    body: &[u8],
+) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    match dispatch::handle(gw, authorization, operation, body).await {
+    let ctx = RequestContext {
+        transport: "http",
+        request_id: &id.0,
+    };
+    match dispatch::handle(gw, &ctx, authorization, operation, body).await {
         Ok(r) => axum::Json(r).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => (e.status, axum::Json(e.body_for(&id.0))).into_response(),
     }
 }
 
@@ -85,6 +119,18 @@ async fn openapi_json() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         crate::openapi::json(),
+    )
+        .into_response()
+}
+
+/// Prometheus text (see [`crate::prometheus`]).
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.metrics(),
     )
         .into_response()
 }

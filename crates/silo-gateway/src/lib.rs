@@ -21,7 +21,12 @@
 //! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`,
 //!   `/v1/schema`, `GET /healthz`, `/readyz`, `/openapi.json`).
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the types.
+//! - [`serve`]: the accept loop: TLS, and a shutdown that lets requests in
+//!   flight finish within a bound.
+//! - [`request_id`], [`prometheus`], [`audit`]: what operators see of
+//!   each request.
 
+pub mod audit;
 pub mod catalog;
 pub mod dispatch;
 pub mod error;
@@ -30,9 +35,13 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod openapi;
+pub mod prometheus;
 pub mod request;
+pub mod request_id;
 pub mod schema;
+pub mod serve;
 pub mod sql;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,9 +50,12 @@ use std::time::Duration;
 use silo_manifest::Service;
 use silo_store::Stores;
 
+pub use audit::AuditLog;
 pub use error::GatewayError;
-pub use http::{router, serve};
+pub use http::router;
 pub use identity::Identities;
+pub use serve::{ServeOptions, Stopped, serve, serve_with};
+pub use tls::Tls;
 
 use crate::catalog::Catalog;
 use crate::exec::Pool;
@@ -106,6 +118,8 @@ pub struct Gateway {
     /// What the gateway changed of the manifest's limits, and why (a pool
     /// capped by the role's `connection_limit`), for the operator.
     pub notes: Vec<String>,
+    pub(crate) metrics: prometheus::Metrics,
+    pub(crate) audit: Option<AuditLog>,
 }
 
 impl Gateway {
@@ -177,7 +191,34 @@ impl Gateway {
             databases,
             skipped,
             notes,
+            metrics: prometheus::Metrics::new(),
+            audit: None,
         })
+    }
+
+    /// The gateway, writing a line per request to `log`.
+    pub fn with_audit_log(mut self, log: AuditLog) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// The Prometheus exposition text (`GET /metrics`).
+    pub fn metrics(&self) -> String {
+        let names = self.services();
+        self.metrics.render(
+            names
+                .iter()
+                .map(|name| (*name, self.served[*name].pool.stats())),
+        )
+    }
+
+    /// Writes what is left of the audit log. Call it once every face
+    /// that serves this gateway has stopped; requests answered later are
+    /// not logged.
+    pub fn close(&self) {
+        if let Some(audit) = &self.audit {
+            audit.close();
+        }
     }
 
     /// The largest body any served service may send: what the HTTP layer

@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use silo_gateway::{Gateway, GatewayConfig};
+use silo_gateway::audit::Target;
+use silo_gateway::{AuditLog, Gateway, GatewayConfig, ServeOptions, Stopped, Tls};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::GatewayArgs;
@@ -17,8 +19,32 @@ pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
         statement_timeout: args.statement_timeout,
         ..GatewayConfig::default()
     };
-    let gateway = Gateway::new(&ctx.stores, &services, config)
+    // Refused before anything else starts, so a bad key or log path is
+    // the one thing the operator sees.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            Tls::from_pem_files(cert, key).map_err(|e| Failure::usage(miette::Report::new(e)))?,
+        ),
+        _ => None,
+    };
+    let audit = args
+        .audit_log
+        .as_deref()
+        .map(|path| {
+            AuditLog::open(&Target::parse(path)).map_err(|e| {
+                Failure::usage(miette::miette!(
+                    code = "silo::gateway::audit_log",
+                    help = "--audit-log takes a file path in a folder that exists, or - for standard output",
+                    "cannot open the audit log {path}: {e}"
+                ))
+            })
+        })
+        .transpose()?;
+    let mut gateway = Gateway::new(&ctx.stores, &services, config)
         .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
+    if let Some(audit) = audit {
+        gateway = gateway.with_audit_log(audit);
+    }
     for skipped in &gateway.skipped {
         errln!("not serving `{}`: {}", skipped.service, skipped.reason);
     }
@@ -46,7 +72,8 @@ pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
         .local_addr()
         .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
     outln!(
-        "silo gateway listening on http://{addr} for {}",
+        "silo gateway listening on {}://{addr} for {}",
+        if tls.is_some() { "https" } else { "http" },
         gateway.services().join(", ")
     );
     let shutdown = async {
@@ -62,8 +89,21 @@ pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
         }
         errln!("stopping: finishing the requests in flight");
     };
-    silo_gateway::serve(listener, Arc::new(gateway), shutdown)
+    let gateway = Arc::new(gateway);
+    let options = ServeOptions {
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        tls,
+    };
+    let stopped = silo_gateway::serve_with(listener, gateway.clone(), shutdown, options)
         .await
         .map_err(|e| Failure::usage(miette::miette!("the gateway stopped: {e}")))?;
+    gateway.close();
+    if stopped == Stopped::DrainTimedOut {
+        errln!(
+            "stopped with requests still in flight after {}s (--drain-timeout); their transactions roll back",
+            args.drain_timeout
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
