@@ -80,6 +80,7 @@ token() {
   "$SILO" credentials show "$1" --json --reveal | sed -n 's/.*"gateway_token": *"\([^"]*\)".*/\1/p'
 }
 
+: >gateway.out
 "$SILO" gateway --listen 127.0.0.1:0 --pool-size "$CONNS" >gateway.out 2>gateway.log &
 gateway=$!
 addr=""
