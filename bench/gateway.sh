@@ -56,7 +56,7 @@ cd "$work"
 # This run's own databases and roles, so nothing on the server collides.
 sed -i -e 's/^engine = "sqlite"/engine = "postgres"/' \
   -e "s/^database = \"\([a-z_]*\)\"\(.*\)/database = \"${prefix}\1\"\2\nrole = \"${prefix}\1_svc\"/" silo.toml
-"$SILO" up >/dev/null
+"$SILO" up >/dev/null 2>&1 || "$SILO" up
 "$SILO" migrate >/dev/null
 
 # service table columns-and-values (for INSERT ... SELECT FROM generate_series)
@@ -80,6 +80,7 @@ token() {
   "$SILO" credentials show "$1" --json --reveal | sed -n 's/.*"gateway_token": *"\([^"]*\)".*/\1/p'
 }
 
+: >gateway.out
 "$SILO" gateway --listen 127.0.0.1:0 --pool-size "$CONNS" >gateway.out 2>gateway.log &
 gateway=$!
 addr=""
@@ -105,7 +106,7 @@ pgbench_run() {
   out=$(cd "$logs" && pgbench -n -M prepared -c "$CONNS" -j 2 -T "$SECS" -D rows="$ROWS" \
     -f "$here/bench/$1" -l --log-prefix=pgb "$(admin_db "${prefix}character_db")" 2>&1)
   local tps p95
-  tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+  tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1 | awk '{printf "%.1f", $1}')
   # Per-transaction log: the third column is the latency in microseconds.
   p95=$(cat "$logs"/pgb.* | awk '{print $3}' | sort -n |
     awk '{a[NR]=$1} END {printf "%.3f", a[int(NR*0.95)]/1000}')
@@ -138,6 +139,11 @@ report write "$gw" "$direct"
 
 echo
 echo "== the seven services at once, each reading its own table ($((CONNS / 4 > 0 ? CONNS / 4 : 1)) connections each)"
+# Each service's pool and catalog warmed first, as for character above.
+for entry in "${SEVEN[@]}"; do
+  read -r svc tbl _ <<<"$entry"
+  SECS=1 wrk_run read "$svc" "$tbl" 2 1 >/dev/null
+done
 pids=()
 for entry in "${SEVEN[@]}"; do
   read -r svc tbl _ <<<"$entry"

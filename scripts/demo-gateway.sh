@@ -47,6 +47,7 @@ AUTH=$(token auth)
 [ -n "$CHARACTER" ] && [ -n "$CAMPAIGN" ] && [ -n "$AUTH" ] || fail "no gateway tokens (silo up makes them)"
 
 log=$dir/gateway.log
+: >"$dir/gateway.out"
 "$SILO" gateway --listen 127.0.0.1:0 >"$dir/gateway.out" 2>"$log" &
 gateway=$!
 trap 'kill "$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true' EXIT

@@ -46,6 +46,7 @@ token=$("$SILO" credentials show character --json --reveal |
   sed -n 's/.*"gateway_token": *"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || fail "no gateway token for character"
 
+: >gateway.out
 "$SILO" gateway --listen 127.0.0.1:0 >gateway.out 2>gateway.log &
 gateway=$!
 trap 'kill "$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true' EXIT
