@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::error::GatewayError;
 use crate::request::{QueryRequest, WriteRequest};
 use crate::schema::SchemaRequest;
-use crate::{Gateway, Served, exec, schema};
+use crate::{Gateway, Served, events, exec, schema};
 
 /// The operations of seed 003 that the gateway runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,11 +61,14 @@ pub async fn handle(
         }
         Operation::Write => {
             let (served, req) = admit::<WriteRequest>(gateway, authorization, body, operation)?;
-            to_value(exec::write(served, &gateway.config, &req).await?)
+            let events = events::events_for(served);
+            to_value(exec::write(served, &gateway.config, &req, &events).await?)
         }
         Operation::Schema => {
             let (served, req) = admit::<SchemaRequest>(gateway, authorization, body, operation)?;
-            let mut hook = silo_migrate::NoHook;
+            let mut hook = events::MigrationEvents {
+                events: events::events_for(served),
+            };
             to_value(schema::run(served, &gateway.config, &req, &mut hook).await?)
         }
     }

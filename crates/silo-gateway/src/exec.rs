@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::catalog::Tables;
 use crate::error::GatewayError;
+use crate::events::Events;
 use crate::request::{
     IsolationLevel, OperationResult, QueryRequest, QueryResponse, WriteRequest, WriteResponse,
 };
@@ -304,6 +305,7 @@ pub async fn write(
     served: &Served,
     config: &GatewayConfig,
     req: &WriteRequest,
+    events: &Events,
 ) -> Result<WriteResponse, GatewayError> {
     if req.transaction.operations.is_empty() {
         return Err(GatewayError::bad_request(
@@ -333,7 +335,17 @@ pub async fn write(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match transaction(conn.conn(), begin, ops, &statements).await {
+        let isolation = req.transaction.isolation;
+        let run = transaction(
+            conn.conn(),
+            begin,
+            ops,
+            &statements,
+            events,
+            isolation,
+            attempt,
+        );
+        match run.await {
             Ok(results) => {
                 return Ok(WriteResponse {
                     results,
@@ -349,7 +361,16 @@ pub async fn write(
                 if matches!(err.sqlstate.as_deref(), Some("42P01" | "42703")) {
                     served.catalog.invalidate();
                 }
-                if err.is_retryable() && attempt < attempts_allowed && !conn.broken {
+                let retry = err.is_retryable() && attempt < attempts_allowed && !conn.broken;
+                if !conn.broken {
+                    // Told after the rollback, in a transaction of its own:
+                    // the failed write left nothing to go with.
+                    let tables: Vec<&str> = ops.iter().map(|op| op.table.as_str()).collect();
+                    events
+                        .failed(conn.conn(), "write", &tables, attempt, retry, &err)
+                        .await;
+                }
+                if retry {
                     // Backoff grows with each try, with jitter so two
                     // conflicting writers do not meet again.
                     let base = 5u64 << attempt.min(6);
@@ -372,6 +393,9 @@ async fn transaction(
     begin: &'static str,
     ops: &[crate::request::Operation],
     statements: &[Vec<Statement>],
+    events: &Events,
+    isolation: IsolationLevel,
+    attempt: u32,
 ) -> Result<Vec<OperationResult>, sqlx::Error> {
     control(conn, begin).await?;
     let mut results = Vec::with_capacity(ops.len());
@@ -391,8 +415,13 @@ async fn transaction(
                 result.rows_affected += execute(conn, st).await?;
             }
         }
+        events.write_complete(conn, results.len(), &result).await?;
         results.push(result);
     }
+    // The events commit with the write, or not at all.
+    events
+        .transaction_complete(conn, isolation, attempt, &results)
+        .await?;
     control(conn, "COMMIT").await?;
     Ok(results)
 }
