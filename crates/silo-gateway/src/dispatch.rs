@@ -23,7 +23,7 @@ use crate::audit::{Entry, Outcome};
 use crate::error::GatewayError;
 use crate::request::{QueryRequest, WriteRequest};
 use crate::schema::SchemaRequest;
-use crate::{Gateway, Served, exec, schema};
+use crate::{Gateway, Served, events, exec, schema};
 
 /// What a transport knows about a request besides its credential and body.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ pub async fn handle(
     let arrived = SystemTime::now();
     let started = Instant::now();
     let mut seen = Seen::default();
-    let result = run(gateway, authorization, operation, body, &mut seen).await;
+    let result = run(gateway, ctx, authorization, operation, body, &mut seen).await;
     let took = started.elapsed();
     let outcome = match &result {
         Ok(_) => Outcome {
@@ -128,6 +128,7 @@ impl Seen<'_> {
 
 async fn run<'g>(
     gateway: &'g Gateway,
+    ctx: &RequestContext<'_>,
     authorization: Option<&str>,
     operation: Operation,
     body: &[u8],
@@ -148,14 +149,17 @@ async fn run<'g>(
             for op in &req.transaction.operations {
                 seen.table(&op.table);
             }
-            let response = exec::write(served, &gateway.config, &req).await?;
+            let events = events::events_for(served).with_request_id(Some(ctx.request_id));
+            let response = exec::write(served, &gateway.config, &req, &events).await?;
             seen.rows = Some(response.results.iter().map(|r| r.rows_affected).sum());
             to_value(response)
         }
         Operation::Schema => {
             let (served, req) =
                 admit::<SchemaRequest>(gateway, authorization, body, operation, seen)?;
-            let mut hook = silo_migrate::NoHook;
+            let mut hook = events::MigrationEvents {
+                events: events::events_for(served).with_request_id(Some(ctx.request_id)),
+            };
             to_value(schema::run(served, &gateway.config, &req, &mut hook).await?)
         }
     }

@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::catalog::Tables;
 use crate::error::GatewayError;
+use crate::events::Events;
 use crate::limits::Deadline;
 use crate::request::{
     IsolationLevel, OperationResult, QueryRequest, QueryResponse, WriteRequest, WriteResponse,
@@ -414,6 +415,7 @@ pub async fn write(
     served: &Served,
     config: &GatewayConfig,
     req: &WriteRequest,
+    events: &Events,
 ) -> Result<WriteResponse, GatewayError> {
     if req.transaction.operations.is_empty() {
         return Err(GatewayError::bad_request(
@@ -450,6 +452,9 @@ pub async fn write(
             statements: &statements,
             deadline: deadline.as_deref(),
             served,
+            events,
+            isolation: req.transaction.isolation,
+            attempt,
         };
         match run.transaction(&mut conn).await {
             Ok(results) => {
@@ -474,7 +479,16 @@ pub async fn write(
                 if matches!(err.sqlstate.as_deref(), Some("42P01" | "42703")) {
                     served.catalog.invalidate();
                 }
-                if err.is_retryable() && attempt < attempts_allowed && !conn.broken {
+                let retry = err.is_retryable() && attempt < attempts_allowed && !conn.broken;
+                if !conn.broken {
+                    // Told after the rollback, in a transaction of its own:
+                    // the failed write left nothing to go with.
+                    let tables: Vec<&str> = ops.iter().map(|op| op.table.as_str()).collect();
+                    events
+                        .failed(conn.conn(), "write", &tables, attempt, retry, &err)
+                        .await;
+                }
+                if retry {
                     // Backoff grows with each try, with jitter so two
                     // conflicting writers do not meet again.
                     let base = 5u64 << attempt.min(6);
@@ -513,6 +527,10 @@ struct Run<'r> {
     /// SQLite's statement deadline, armed before each statement.
     deadline: Option<&'r Deadline>,
     served: &'r Served,
+    /// Database events, written in the transaction so they commit with it.
+    events: &'r Events,
+    isolation: IsolationLevel,
+    attempt: u32,
 }
 
 impl Run<'_> {
@@ -554,8 +572,15 @@ impl Run<'_> {
                     .check_affected(affected)
                     .map_err(Failed::Limit)?;
             }
+            self.events
+                .write_complete(conn, results.len(), &result)
+                .await?;
             results.push(result);
         }
+        // The events commit with the write, or not at all.
+        self.events
+            .transaction_complete(conn, self.isolation, self.attempt, &results)
+            .await?;
         self.arm();
         pooled.end("COMMIT").await?;
         Ok(results)

@@ -16,6 +16,8 @@
 //!   body size, page size, rows affected, statement deadline.
 //! - [`dispatch`]: one entry for every transport: credential, routing,
 //!   parsing, then the store.
+//! - [`events`]: seed 003's database events, through the service's own
+//!   outbox in the transaction of what they tell of.
 //! - [`error`]: one error shape with PostgreSQL's SQLSTATE and an HTTP
 //!   status.
 //! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`,
@@ -30,6 +32,7 @@ pub mod audit;
 pub mod catalog;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod http;
 pub mod identity;

@@ -16,6 +16,7 @@ use silo_manifest::{Manifest, Overrides, Service};
 use silo_migrate::{Cancel, LockPolicy, State};
 use silo_store::{ProvisionOptions, ServiceConnection, Stores, StoresConfig};
 use silo_testkit::{Prefix, admin_url};
+use sqlx::{Connection, PgConnection};
 use tower::ServiceExt;
 
 struct Project {
@@ -29,6 +30,16 @@ struct Project {
 
 const SERVICE: &str = "character";
 
+/// Every event type the gateway writes.
+const ALL_EVENTS: [&str; 6] = [
+    "storage.db.write_complete",
+    "storage.db.transaction_complete",
+    "storage.db.error",
+    "storage.db.deadlock",
+    "storage.db.migration_complete",
+    "storage.schema.version_change",
+];
+
 fn manifest(dir: &Path, prefix: &Prefix, engine: &str, publishes: &[&str]) -> Manifest {
     let publishes: Vec<String> = publishes.iter().map(|t| format!("\"{t}\"")).collect();
     let text = format!(
@@ -40,6 +51,42 @@ fn manifest(dir: &Path, prefix: &Prefix, engine: &str, publishes: &[&str]) -> Ma
     );
     std::fs::write(dir.join("silo.toml"), &text).unwrap();
     Manifest::from_str(&text, &dir.join("silo.toml"), &Overrides::default()).unwrap()
+}
+
+/// Runs SQL as the service itself.
+async fn as_service(stores: &Stores, svc: &Service, sql: &str) {
+    match stores.connect_as(svc, "test").await.unwrap() {
+        ServiceConnection::Postgres(mut c) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        ServiceConnection::Sqlite(mut c) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// One text column of every row `sql` returns, read as the service.
+async fn texts(stores: &Stores, svc: &Service, sql: &str) -> Vec<String> {
+    match stores.connect_as(svc, "test").await.unwrap() {
+        ServiceConnection::Postgres(mut c) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+        }
+        ServiceConnection::Sqlite(mut c) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+        }
+    }
 }
 
 async fn project(engine: &str, publishes: &[&str], config: GatewayConfig) -> Project {
@@ -137,6 +184,28 @@ impl Project {
             .entries
             .into_iter()
             .map(|e| (e.script, e.state))
+            .collect()
+    }
+
+    /// The outbox's event types, oldest first.
+    async fn events(&self) -> Vec<String> {
+        texts(
+            &self.stores,
+            self.svc(),
+            "SELECT type FROM silo_outbox ORDER BY seq",
+        )
+        .await
+    }
+
+    /// The payloads of the outbox's events of `event_type`, oldest first.
+    async fn payloads(&self, event_type: &str) -> Vec<Value> {
+        let sql = format!(
+            "SELECT CAST(payload AS TEXT) FROM silo_outbox WHERE type = '{event_type}' ORDER BY seq"
+        );
+        texts(&self.stores, self.svc(), &sql)
+            .await
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
             .collect()
     }
 }
@@ -391,6 +460,220 @@ async fn concurrent_requests(engine: &str) {
         .schema(json!({"action": "migrate", "version": "1.5", "migrations": [{"up": "SELECT 1;"}]}))
         .await;
     assert_eq!((status, code(&body)), (409, "MigrationRefused"), "{body}");
+}
+
+const ITEMS: &str =
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, n INTEGER);
+INSERT INTO items (id, name, n) VALUES (1, 'one', 0), (2, 'two', 0);";
+
+/// Events are in the outbox exactly when their write committed: a write's
+/// events with it, a failed write's none but its error event; a
+/// migration's in its transaction. Each payload matches the shipped
+/// contract, adopted as a service adopts it (a copy in its contracts
+/// folder), and carries no row value.
+async fn events_follow_commits(engine: &str) {
+    let p = project(engine, &ALL_EVENTS, GatewayConfig::default()).await;
+    let contracts = p.manifest.contracts_dir(p.svc());
+    std::fs::create_dir_all(&contracts).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, contracts.join(path.file_name().unwrap())).unwrap();
+    }
+    as_service(&p.stores, p.svc(), ITEMS).await;
+
+    let (status, body) = p
+        .write(json!([
+            {"type": "insert", "table": "items", "data": {"id": 3, "name": "secret-value"}},
+            {"type": "update", "table": "items", "data": {"n": 5}, "where": {"field": "id", "operator": "<", "value": 3}}
+        ]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        p.events().await,
+        [
+            "storage.db.write_complete",
+            "storage.db.write_complete",
+            "storage.db.transaction_complete"
+        ]
+    );
+    let writes = p.payloads("storage.db.write_complete").await;
+    assert_eq!(writes[0]["table"], "items");
+    assert_eq!(writes[0]["operation"], "insert");
+    assert_eq!(writes[0]["rows"], 1);
+    assert_eq!(writes[1]["operation"], "update");
+    assert_eq!(writes[1]["rows"], 2);
+    assert_eq!(writes[0]["database"], json!(p.db()));
+    let tx = &p.payloads("storage.db.transaction_complete").await[0];
+    assert_eq!(
+        (tx["operations"].clone(), tx["rows"].clone()),
+        (json!(2), json!(3))
+    );
+
+    // The third operation fails: nothing of the write stays, and only the
+    // error is told.
+    let (status, body) = p
+        .write(json!([
+            {"type": "insert", "table": "items", "data": {"id": 4, "name": "four"}},
+            {"type": "update", "table": "items", "data": {"n": 9}, "where": {"field": "id", "operator": "=", "value": 1}},
+            {"type": "insert", "table": "items", "data": {"id": 5, "name": "four"}}
+        ]))
+        .await;
+    assert_eq!((status, code(&body)), (409, "UniqueViolation"), "{body}");
+    assert_eq!(p.events().await.len(), 4);
+    let errors = p.payloads("storage.db.error").await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["sqlstate"], "23505");
+    assert_eq!(errors[0]["tables"], json!(["items"]));
+    assert_eq!(errors[0]["retried"], false);
+    assert_eq!(p.payloads("storage.db.write_complete").await.len(), 2);
+
+    let (status, body) = p
+        .schema(json!({"action": "migrate", "description": "add spells",
+            "migrations": [{"up": SPELLS_UP, "down": SPELLS_DOWN}]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let done = p.payloads("storage.db.migration_complete").await;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["script"], "V1__add_spells.sql");
+    assert_eq!(
+        p.payloads("storage.schema.version_change").await,
+        [json!({"database": p.db(), "request_id": null, "from": null, "to": "1"})]
+    );
+    // A failing migration tells nothing.
+    let (status, _) = p
+        .schema(
+            json!({"action": "migrate", "migrations": [{"up": "INSERT INTO nowhere VALUES (1);"}]}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(p.events().await.len(), 6);
+
+    // Every payload is one its contract takes, and none holds a value.
+    let loaded = silo_events::contracts::Contracts::load(&p.manifest).unwrap();
+    let sql = "SELECT CAST(payload AS TEXT) || '|' || type FROM silo_outbox";
+    for row in texts(&p.stores, p.svc(), sql).await {
+        let (payload, event_type) = row.rsplit_once('|').unwrap();
+        assert!(
+            !payload.contains("secret-value") && !payload.contains("four"),
+            "{payload}"
+        );
+        let verdict = silo_events::contracts::check(&loaded, SERVICE, event_type, payload);
+        assert!(
+            matches!(
+                verdict,
+                silo_events::contracts::Verdict::Deliver {
+                    dataschema: Some(_)
+                }
+            ),
+            "{event_type}: {verdict:?}"
+        );
+    }
+}
+
+/// A service gets only the types it lists in `publishes`.
+async fn only_published_types(engine: &str) {
+    let p = project(
+        engine,
+        &["storage.db.write_complete"],
+        GatewayConfig::default(),
+    )
+    .await;
+    as_service(&p.stores, p.svc(), ITEMS).await;
+    let (status, _) = p
+        .write(json!([{"type": "insert", "table": "items", "data": {"id": 3, "name": "three"}}]))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = p
+        .write(json!([{"type": "insert", "table": "items", "data": {"id": 4, "name": "three"}}]))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = p
+        .schema(json!({"action": "migrate", "migrations": [{"up": SPELLS_UP}]}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(p.events().await, ["storage.db.write_complete"]);
+}
+
+/// A real deadlock on PostgreSQL, with one try allowed: the write is
+/// refused as `Deadlock` and told as `storage.db.deadlock`, with no write
+/// event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_told() {
+    let config = GatewayConfig {
+        max_attempts: 1,
+        ..GatewayConfig::default()
+    };
+    let p = project("postgres", &ALL_EVENTS, config).await;
+    as_service(&p.stores, p.svc(), ITEMS).await;
+    let url = admin_url();
+    let db_url = format!("{}/{}", &url[..url.rfind('/').unwrap()], p.db());
+    // The other side of the deadlock waits long before it checks for one,
+    // so the gateway's transaction (checking after the default second) is
+    // the one PostgreSQL breaks.
+    let mut other = PgConnection::connect(&db_url).await.unwrap();
+    sqlx::raw_sql("SET deadlock_timeout = '30s'; BEGIN; UPDATE items SET n = 1 WHERE id = 2")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let mut watch = PgConnection::connect(&db_url).await.unwrap();
+    let gateway = p.write(json!([
+        {"type": "update", "table": "items", "data": {"n": 2}, "where": {"field": "id", "operator": "=", "value": 1}},
+        {"type": "update", "table": "items", "data": {"n": 2}, "where": {"field": "id", "operator": "=", "value": 2}}
+    ]));
+    let closing = async {
+        // Wait (bounded) until the gateway's transaction waits for our lock.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'silo gateway' AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watch)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sqlx::raw_sql("UPDATE items SET n = 1 WHERE id = 1; COMMIT")
+            .execute(&mut other)
+            .await
+            .unwrap();
+    };
+    let ((status, body), ()) = tokio::join!(gateway, closing);
+    assert_eq!((status, code(&body)), (409, "Deadlock"), "{body}");
+    assert_eq!(p.events().await, ["storage.db.deadlock"]);
+    let told = &p.payloads("storage.db.deadlock").await[0];
+    assert_eq!(told["sqlstate"], "40P01");
+    assert_eq!(
+        (told["attempt"].clone(), told["retried"].clone()),
+        (json!(1), json!(false))
+    );
+}
+
+#[tokio::test]
+async fn events_follow_commits_sqlite() {
+    events_follow_commits("sqlite").await;
+}
+
+#[tokio::test]
+async fn events_follow_commits_postgres() {
+    events_follow_commits("postgres").await;
+}
+
+#[tokio::test]
+async fn only_published_types_sqlite() {
+    only_published_types("sqlite").await;
+}
+
+#[tokio::test]
+async fn only_published_types_postgres() {
+    only_published_types("postgres").await;
 }
 
 #[tokio::test]
