@@ -60,6 +60,7 @@ async fn main() {
     let orders = manifest.service("orders").unwrap();
     let billing = manifest.service("billing").unwrap();
     let mut store = stores.connect_as(orders, "bench").await.unwrap();
+    publish::prepare(&mut store, orders).await.unwrap();
     let ServiceConnection::Postgres(pg) = &mut store else {
         unreachable!()
     };
@@ -145,6 +146,7 @@ async fn main() {
     );
     let paced = async {
         let mut store = stores.connect_as(orders, "bench").await.unwrap();
+        publish::prepare(&mut store, orders).await.unwrap();
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         for n in 0..5_000 {
             tick.tick().await;

@@ -434,10 +434,11 @@ async fn the_envelope_reaches_the_inbox_and_keep_marks_rows_sent() {
     }
 }
 
-/// The out-of-order commit (watermill #311) on the nats bus: A takes the
-/// earlier outbox position and stays open, B a later one and commits
-/// first. While A is open the relay publishes neither; once A commits,
-/// both reach the stream and the inbox, A first.
+/// The out-of-order commit (watermill #311) on the nats bus: X commits,
+/// then A takes the next outbox position and stays open, B a later one and
+/// commits first. While A is open the relay publishes X alone, and retires
+/// X's range without touching A's or B's rows; once A commits, both reach
+/// the stream and the inbox, A first.
 #[tokio::test]
 async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     let server = NatsServer::start();
@@ -445,6 +446,7 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     set_up(&p.nats, &p.manifest, &p.services(), true)
         .await
         .unwrap();
+    let x_id = p.publish("order.placed", "k", 0).await;
     let mut a_conn = p.connect("orders").await;
     let ServiceConnection::Postgres(a_pg) = &mut a_conn else {
         unreachable!()
@@ -459,6 +461,9 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
 
     let bus = p.nats.connect("orders").await.unwrap();
     let mut store = p.connect("orders").await;
+    publish::prepare(&mut store, p.service("orders"))
+        .await
+        .unwrap();
     let held = publish::relay_batch(
         &mut store,
         &bus,
@@ -468,7 +473,21 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     )
     .await
     .unwrap();
-    assert_eq!(held.read, 0, "B is committed but A is open: {held:?}");
+    assert_eq!(
+        (held.read, held.published),
+        (1, 1),
+        "X alone: B is committed but A is open: {held:?}"
+    );
+    let pending: Vec<String> = p
+        .rows(
+            "orders",
+            "SELECT id::text FROM silo_outbox WHERE state = 'pending' ORDER BY seq",
+        )
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(pending, vec![b_id.clone()], "X retired, B kept (A is open)");
 
     a.commit().await.unwrap();
     a_conn.close().await;
@@ -484,10 +503,10 @@ async fn postgres_a_later_commit_does_not_skip_an_earlier_open_transaction() {
     assert_eq!(done.published, 2, "{done:?}");
     store.close().await;
     let worker = Worker::start(&p).await;
-    let shipping = p.wait_for("shipping", 2).await;
+    let shipping = p.wait_for("shipping", 3).await;
     worker.stop().await;
     let ids: Vec<String> = shipping.into_iter().map(|r| r.0).collect();
-    assert_eq!(ids, vec![a_id, b_id]);
+    assert_eq!(ids, vec![x_id, a_id, b_id]);
 }
 
 /// More events than one batch: the relay moves batch after batch, each
@@ -546,6 +565,103 @@ async fn batches_in_a_row_relay_every_event_once_in_order() {
         worker.stop().await;
         let got: Vec<&String> = shipping.iter().map(|r| &r.0).collect();
         assert_eq!(got, ids.iter().collect::<Vec<_>>(), "{engine}");
+    }
+}
+
+/// A batch ends before the row whose payload would take it past
+/// `BATCH_BYTES`, and always holds one row, however large. Batch after
+/// batch, every event reaches the stream once and in order; the dead rows
+/// inside a batch's range (an undeclared type, an event larger than the
+/// server takes) stay dead while the rows around them are marked sent.
+#[tokio::test]
+async fn a_batch_stops_at_the_byte_cap_yet_relays_everything_in_order() {
+    let big = publish::BATCH_BYTES as usize * 6 / 10;
+    let huge = publish::BATCH_BYTES as usize + 1000;
+    for engine in ENGINES {
+        let server = NatsServer::start();
+        let p = Arc::new(Project::new(engine, &server, "retention = \"keep\"").await);
+        set_up(&p.nats, &p.manifest, &p.services(), true)
+            .await
+            .unwrap();
+        // (type, payload bytes of padding)
+        let events = [
+            ("order.placed", 10),
+            ("order.placed", big),
+            ("order.placed", big),
+            ("order.placed", 10),
+            ("order.refunded", 10),
+            ("order.placed", 10),
+            ("order.placed", huge),
+            ("order.placed", 10),
+        ];
+        let mut ids = Vec::new();
+        for (n, (event_type, pad)) in events.iter().enumerate() {
+            let payload = json!({ "n": n, "pad": "x".repeat(*pad) });
+            ids.push(p.publish_payload(event_type, payload).await);
+        }
+        let bus = p.nats.connect("orders").await.unwrap();
+        let mut store = p.connect("orders").await;
+        publish::prepare(&mut store, p.service("orders"))
+            .await
+            .unwrap();
+        let mut batches = Vec::new();
+        loop {
+            let done = publish::relay_batch(
+                &mut store,
+                &bus,
+                &p.manifest,
+                p.service("orders"),
+                &Contracts::default(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(done.failed, None, "{engine}: {done:?}");
+            batches.push((done.read, done.published, done.dead, done.more));
+            if !done.more {
+                break;
+            }
+            assert!(batches.len() < 10, "{engine}: {batches:?}");
+        }
+        store.close().await;
+        // [small, big] | [big, small, undeclared, small] | [huge] | [small]
+        assert_eq!(
+            batches,
+            vec![
+                (2, 2, 0, true),
+                (4, 3, 1, true),
+                (1, 0, 1, true),
+                (1, 1, 0, false)
+            ],
+            "{engine}"
+        );
+        let states: Vec<(String, String)> = p
+            .rows(
+                "orders",
+                "SELECT CAST(id AS TEXT), state FROM silo_outbox ORDER BY seq",
+            )
+            .await
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+        let want: Vec<(String, String)> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| {
+                let state = if n == 4 || n == 6 { "dead" } else { "sent" };
+                (id.clone(), state.to_string())
+            })
+            .collect();
+        assert_eq!(states, want, "{engine}");
+        let worker = Worker::start(&p).await;
+        let shipping = p.wait_for("shipping", 6).await;
+        worker.stop().await;
+        let got: Vec<&String> = shipping.iter().map(|r| &r.0).collect();
+        let sent: Vec<&String> = want
+            .iter()
+            .filter(|(_, state)| state == "sent")
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(got, sent, "{engine}");
     }
 }
 

@@ -2,11 +2,13 @@
 //! project's stream, read as the service.
 //!
 //! Rows are read in commit-safe order (PostgreSQL: only transactions
-//! older than every running one, by `(txid, seq)`; SQLite: by `seq`),
+//! older than every running one, by `(txid, seq)`; SQLite: by `seq`), at
+//! most [`BATCH`] rows and [`BATCH_BYTES`] of payloads at a time,
 //! published one after the other on one connection without waiting
 //! (JetStream stores them in that order), then every publish ack is
 //! awaited and the acknowledged rows are marked `sent` (retention `keep`)
-//! or deleted (retention `delete`) in one statement. A relay killed
+//! or deleted (retention `delete`) in one statement over their range (see
+//! [`mark_sent`] for why the range holds nothing else). A relay killed
 //! between the publish and the mark publishes those rows again: the
 //! stream's duplicate window (`Nats-Msg-Id` = event id) drops them, and
 //! past it the inbox's unique event id does.
@@ -53,7 +55,13 @@ use crate::contracts::{self, Contracts, Verdict};
 use crate::{EventsError, sql};
 
 /// How many outbox rows one pass reads and publishes at most.
-pub const BATCH: i64 = 500;
+pub const BATCH: i64 = 1000;
+
+/// How many bytes of payloads one pass reads at most: a batch ends before
+/// the row that would pass them, except that it always holds one row. Large
+/// events make smaller batches instead of megabytes held at once in the
+/// relay's memory and on its way to the server.
+pub const BATCH_BYTES: i64 = 1 << 20;
 
 /// How many batches [`relay_batches`] moves in a row at most, before its
 /// caller looks at its stop signal and metrics again.
@@ -93,23 +101,51 @@ impl Relayed {
     }
 }
 
-/// One outbox row.
+/// One outbox row, and its place.
 struct Row {
     envelope: Envelope,
+    place: Place,
 }
 
-/// Where a read of the outbox goes on from: just after this row, in
-/// commit-safe order (`txid` is PostgreSQL's, as text).
+/// A row's place in commit-safe order (`txid` is PostgreSQL's, as text);
+/// a read of the outbox goes on from just after one.
 #[derive(Debug, Clone, Default)]
-struct After {
+struct Place {
     txid: Option<String>,
     seq: i64,
 }
 
-/// Rows read, and the point after the last of them.
+/// Rows read, the place of the last of them, and whether the batch came
+/// back full (its row or byte limit cut it: more rows may wait).
 struct Read {
     rows: Vec<Row>,
-    after: After,
+    after: Place,
+    full: bool,
+}
+
+/// Sets up a store connection for the relay, once per connection, before
+/// its first batch.
+///
+/// On PostgreSQL it turns bitmap scans off for the session. The pending
+/// read must walk the `(txid, seq)` index in order and stop after one
+/// batch; on an outbox whose statistics are old or missing (a backlog
+/// written since the last `ANALYZE`, the common case when the relay falls
+/// behind), the planner guesses few rows and takes a bitmap heap scan,
+/// which fetches and sorts the whole backlog on every batch: tens of
+/// milliseconds a batch at 50,000 rows instead of under one. The relay's
+/// other statements are lookups by `(txid, seq)` too, for which a plain
+/// index scan is as good.
+pub async fn prepare(conn: &mut ServiceConnection, service: &Service) -> Result<(), EventsError> {
+    if let ServiceConnection::Postgres(c) = conn {
+        sqlx::query("SET enable_bitmapscan = off")
+            .execute(&mut *c)
+            .await
+            .map_err(sql(format!(
+                "preparing {}'s relay connection",
+                service.name
+            )))?;
+    }
+    Ok(())
 }
 
 /// Reads one batch of `service`'s pending outbox rows, checks them against
@@ -139,13 +175,13 @@ pub async fn relay_batches(
     most: usize,
 ) -> Result<Relayed, EventsError> {
     let mut total = Relayed::default();
-    let mut next = read_pending(conn, service, &After::default()).await?;
+    let mut next = read_pending(conn, service, &Place::default()).await?;
     let mut moved = 0;
     loop {
         moved += 1;
         let read = std::mem::take(&mut next.rows);
         let after = next.after.clone();
-        let full = read.len() as i64 >= BATCH;
+        let full = next.full;
         let mut sending = publish_rows(bus, manifest, service, contracts, read).await;
         sending.done.more = full;
         let go_on = full && moved < most && sending.done.failed.is_none();
@@ -178,17 +214,17 @@ struct Sending {
     done: Relayed,
     dead: Vec<(String, String, String)>,
     acks: Vec<(
-        (String, String),
+        (String, String, Place),
         async_nats::jetstream::context::PublishAckFuture,
     )>,
 }
 
-/// A batch the stream has answered for: the ids of the rows it acked, in
-/// order up to the first failure, and the rows to mark dead.
+/// A batch the stream has answered for: the places of the rows it acked,
+/// in order up to the first failure, and the rows to mark dead.
 struct Acked {
     done: Relayed,
     dead: Vec<(String, String, String)>,
-    sent: Vec<String>,
+    sent: Vec<Place>,
 }
 
 /// Checks `rows` and publishes them, one after the other without waiting
@@ -210,7 +246,10 @@ async fn publish_rows(
     // Each type's subject, made once per batch.
     let mut subjects: BTreeMap<String, async_nats::Subject> = BTreeMap::new();
     for row in rows {
-        let mut e = row.envelope;
+        let Row {
+            envelope: mut e,
+            place,
+        } = row;
         if !service.publishes.contains(&e.event_type) {
             dead.push((
                 e.id.clone(),
@@ -251,7 +290,7 @@ async fn publish_rows(
             .or_insert_with(|| names::subject(&manifest.project, &e.event_type).into())
             .clone();
         match bus.js.send_publish(subject, message).await {
-            Ok(ack) => acks.push(((e.id, e.event_type), ack)),
+            Ok(ack) => acks.push(((e.id, e.event_type, place), ack)),
             Err(err) => {
                 done.failed = Some(err.to_string());
                 break;
@@ -275,13 +314,13 @@ async fn await_acks(service: &Service, sending: Sending) -> Acked {
     let mut later_ok = Vec::new();
     // All at once: with the server gone, each times out, and one after
     // the other would take the timeout times the batch.
-    let (ids, futures): (Vec<(String, String)>, Vec<_>) = acks.into_iter().unzip();
+    let (rows, futures): (Vec<(String, String, Place)>, Vec<_>) = acks.into_iter().unzip();
     let results = futures::future::join_all(futures.into_iter().map(|f| f.into_future())).await;
-    for (i, ((id, event_type), result)) in ids.into_iter().zip(results).enumerate() {
+    for (i, ((id, event_type, place), result)) in rows.into_iter().zip(results).enumerate() {
         match (result.map_err(|e| e.to_string()), failed_at) {
             (Ok(_), None) => {
                 done.by_type.entry(event_type).or_default().0 += 1;
-                sent.push(id);
+                sent.push(place);
             }
             (Ok(a), Some(_)) if !a.duplicate => later_ok.push(id),
             (Ok(_), Some(_)) => {}
@@ -303,8 +342,10 @@ async fn await_acks(service: &Service, sending: Sending) -> Acked {
     Acked { done, dead, sent }
 }
 
-/// Marks what `acked` says: the rows the stream has as sent (or deletes
-/// them), and the dead ones dead.
+/// Marks what `acked` says: the dead rows dead, then the rows the stream
+/// has as sent (or deletes them). In that order: the rows sent are retired
+/// by their range, which holds the dead ones between them too, and only
+/// the rows still pending in it are touched.
 async fn retire(
     conn: &mut ServiceConnection,
     service: &Service,
@@ -316,20 +357,26 @@ async fn retire(
         dead,
         sent,
     } = acked;
-    mark_sent(conn, service, &sent, retention).await?;
     for (id, event_type, why) in &dead {
         contracts::dead_letter(conn, service, id, why).await?;
         done.by_type.entry(event_type.clone()).or_default().1 += 1;
     }
     done.dead = dead.len() as u64;
+    if let (Some(first), Some(last)) = (sent.first(), sent.last()) {
+        mark_sent(conn, service, first, last, retention).await?;
+    }
     Ok(done)
 }
 
-/// The next batch of pending rows in commit-safe order.
+/// The next batch of pending rows in commit-safe order, after `after`: at
+/// most [`BATCH`] rows, and rows while their payloads add up to at most
+/// [`BATCH_BYTES`] (always the first one). The byte count is a running sum
+/// in SQL, so the rows past it never leave the server. `more` is whether a
+/// row followed the last one taken among the [`BATCH`] read.
 async fn read_pending(
     conn: &mut ServiceConnection,
     service: &Service,
-    after: &After,
+    after: &Place,
 ) -> Result<Read, EventsError> {
     let action = format!("reading {}'s outbox", service.name);
     type R = (
@@ -341,82 +388,124 @@ async fn read_pending(
         String,
         Option<String>,
         i64,
+        bool,
     );
     let rows: Vec<R> = match conn {
-        // `ORDER BY` names the table's columns, so it walks the pending
-        // (txid, seq) index instead of sorting the outbox. `seq`, not
-        // `id`: the ids of one transaction's events made in the same
-        // millisecond differ only in random bits.
+        // The inner `ORDER BY` names the table's columns, so it walks the
+        // pending (txid, seq) index instead of sorting the outbox (with
+        // bitmap scans off: [`prepare`]), and the windows over its rows
+        // in the same order add no sort. `seq`, not `id`: the ids of one
+        // transaction's events made in the same millisecond differ only in
+        // random bits.
         ServiceConnection::Postgres(c) => sqlx::query_as(
-            "SELECT id::text, type, key, payload::text, headers::text, \
-                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-                    txid::text, seq \
-             FROM silo_outbox \
-             WHERE state = 'pending' AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
-               AND (txid, seq) > ($2::text::xid8, $3) \
-             ORDER BY silo_outbox.txid, silo_outbox.seq LIMIT $1",
+            "SELECT id, type, key, payload, headers, time, txid::text, seq, more FROM ( \
+               SELECT p.*, sum(octet_length(p.payload)) OVER w AS upto, \
+                      octet_length(p.payload) AS bytes, lead(p.seq) OVER w IS NOT NULL AS more \
+               FROM (SELECT id::text AS id, type, key, payload::text AS payload, \
+                            headers::text AS headers, \
+                            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS time, \
+                            txid, seq \
+                     FROM silo_outbox \
+                     WHERE state = 'pending' AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                       AND (txid, seq) > ($2::text::xid8, $3) \
+                     ORDER BY silo_outbox.txid, silo_outbox.seq LIMIT $1) p \
+               WINDOW w AS (ORDER BY p.txid, p.seq ROWS UNBOUNDED PRECEDING) \
+             ) b \
+             WHERE upto <= $4 OR upto = bytes \
+             ORDER BY b.txid, b.seq",
         )
         .bind(BATCH)
         .bind(after.txid.as_deref().unwrap_or("0"))
         .bind(after.seq)
+        .bind(BATCH_BYTES)
         .fetch_all(&mut *c)
         .await
         .map_err(sql(action))?,
         ServiceConnection::Sqlite(c) => sqlx::query_as(
-            "SELECT id, type, key, payload, headers, created_at, NULL, seq FROM silo_outbox \
-             WHERE state = 'pending' AND seq > $2 ORDER BY seq LIMIT $1",
+            "SELECT id, type, key, payload, headers, created_at, NULL, seq, more FROM ( \
+               SELECT p.*, sum(length(CAST(p.payload AS BLOB))) OVER w AS upto, \
+                      length(CAST(p.payload AS BLOB)) AS bytes, \
+                      lead(p.seq) OVER w IS NOT NULL AS more \
+               FROM (SELECT id, type, key, payload, headers, created_at, seq FROM silo_outbox \
+                     WHERE state = 'pending' AND seq > $2 ORDER BY seq LIMIT $1) p \
+               WINDOW w AS (ORDER BY p.seq ROWS UNBOUNDED PRECEDING) \
+             ) \
+             WHERE upto <= $3 OR upto = bytes \
+             ORDER BY seq",
         )
         .bind(BATCH)
         .bind(after.seq)
+        .bind(BATCH_BYTES)
         .fetch_all(&mut *c)
         .await
         .map_err(sql(action))?,
     };
-    let after = rows.last().map_or_else(After::default, |r| After {
+    let full = rows.len() as i64 >= BATCH || rows.last().is_some_and(|r| r.8);
+    let after = rows.last().map_or_else(Place::default, |r| Place {
         txid: r.6.clone(),
         seq: r.7,
     });
     let rows = rows
         .into_iter()
-        .map(|(id, event_type, key, payload, headers, time, _, _)| Row {
-            envelope: Envelope {
-                id,
-                source: service.name.clone(),
-                event_type,
-                key,
-                time,
-                dataschema: None,
-                headers,
-                payload,
+        .map(
+            |(id, event_type, key, payload, headers, time, txid, seq, _)| Row {
+                envelope: Envelope {
+                    id,
+                    source: service.name.clone(),
+                    event_type,
+                    key,
+                    time,
+                    dataschema: None,
+                    headers,
+                    payload,
+                },
+                place: Place { txid, seq },
             },
-        })
+        )
         .collect();
-    Ok(Read { rows, after })
+    Ok(Read { rows, after, full })
 }
 
-/// Marks the rows the stream has as sent, or deletes them, in one
-/// statement.
+/// Marks the rows from `first` to `last` (both in, in commit-safe order)
+/// that are still pending as sent, or deletes them, in one statement.
+///
+/// The range holds exactly the rows of the batch up to `last` and nothing
+/// else: the batch took every pending row between the two when it read
+/// them, and no row can enter the range later. On PostgreSQL the read took
+/// only rows whose `txid` is below the oldest transaction still running,
+/// so every transaction whose `txid` lies in the range had ended when it
+/// read: a transaction that commits later has a larger `txid`, even if it
+/// began before a row of the range was committed (the out-of-order
+/// commit). On SQLite, writers are serialized and `seq` never goes back.
+/// A row is pending only from its insert on (silo never makes an outbox
+/// row pending again), so the rows of the range not published are the
+/// dead ones, marked dead first ([`retire`]) and spared here.
 async fn mark_sent(
     conn: &mut ServiceConnection,
     service: &Service,
-    ids: &[String],
+    first: &Place,
+    last: &Place,
     retention: Retention,
 ) -> Result<(), EventsError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
     let action = format!("marking {}'s relayed events", service.name);
     match conn {
         ServiceConnection::Postgres(c) => {
             let statement = match retention {
                 Retention::Keep => {
                     "UPDATE silo_outbox SET state = 'sent', sent_at = clock_timestamp(), error = NULL \
-                     WHERE id = ANY($1::text[]::uuid[]) AND state = 'pending'"
+                     WHERE state = 'pending' \
+                       AND (txid, seq) >= ($1::text::xid8, $2) AND (txid, seq) <= ($3::text::xid8, $4)"
                 }
-                Retention::Delete => "DELETE FROM silo_outbox WHERE id = ANY($1::text[]::uuid[])",
+                Retention::Delete => {
+                    "DELETE FROM silo_outbox WHERE state = 'pending' \
+                       AND (txid, seq) >= ($1::text::xid8, $2) AND (txid, seq) <= ($3::text::xid8, $4)"
+                }
             };
             sqlx::query(statement)
-                .bind(ids)
+                .bind(first.txid.as_deref().unwrap_or("0"))
+                .bind(first.seq)
+                .bind(last.txid.as_deref().unwrap_or("0"))
+                .bind(last.seq)
                 .execute(&mut *c)
                 .await
                 .map_err(sql(action))?;
@@ -426,15 +515,15 @@ async fn mark_sent(
                 Retention::Keep => {
                     "UPDATE silo_outbox SET state = 'sent', \
                      sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), error = NULL \
-                     WHERE id IN (SELECT value FROM json_each($1)) AND state = 'pending'"
+                     WHERE state = 'pending' AND seq BETWEEN $1 AND $2"
                 }
                 Retention::Delete => {
-                    "DELETE FROM silo_outbox WHERE id IN (SELECT value FROM json_each($1))"
+                    "DELETE FROM silo_outbox WHERE state = 'pending' AND seq BETWEEN $1 AND $2"
                 }
             };
-            let ids = serde_json::to_string(ids).expect("a list of strings is JSON");
             sqlx::query(statement)
-                .bind(ids)
+                .bind(first.seq)
+                .bind(last.seq)
                 .execute(&mut *c)
                 .await
                 .map_err(sql(action))?;

@@ -266,7 +266,9 @@ impl Relay<'_> {
                         // The event tables made or completed first, as the
                         // embedded worker does (a store of an earlier build).
                         crate::ensure(self.stores, service).await?;
-                        store = Some(self.stores.connect_as(service, APPLICATION).await?);
+                        let mut conn = self.stores.connect_as(service, APPLICATION).await?;
+                        publish::prepare(&mut conn, service).await?;
+                        store = Some(conn);
                     }
                     Ok::<_, EventsError>(())
                 };
