@@ -5,7 +5,7 @@ DEMO := $(CURDIR)/target/demo
 DEMO_EVENTS := $(CURDIR)/target/demo-events
 BATTLESCOPE := ingestion enrichment battles search notifications
 
-.PHONY: demo demo-events demo-gateway fuzz-gateway bench-gateway test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest bench-events bench-backup clean-demo
+.PHONY: demo demo-events demo-gateway fuzz-gateway bench-gateway test test-corpora prereqs fmt-check clippy offline-lint unit bench bench-lint bench-audit bench-manifest bench-events bench-backup bench-gateway-fairness clean-demo
 
 ## demo: build, provision and migrate the battlescope example on SQLite, show status and info
 demo:
@@ -95,6 +95,11 @@ bench-backup: prereqs
 bench-gateway: prereqs
 	$(CARGO) build --release --quiet -p silo-cli
 	bench/gateway.sh
+
+## bench-gateway-fairness: one service's p95 at a steady rate, alone and while another floods the gateway (unlimited, then held by requests_per_second), on SQLite and PostgreSQL (SECS, QUIET_RPS, FLOOD, NOISY_RPS, ENGINES pick the load)
+bench-gateway-fairness: prereqs
+	$(CARGO) build --release --quiet -p silo-gateway --example fairness
+	bench/gateway_fairness.sh
 
 ## clean-demo: drop the demos' stores and remove their folders; for a BUS=nats events demo also its JetStream stream (the server at SILO_NATS_URL must answer)
 clean-demo:

@@ -135,3 +135,25 @@ fn the_gateway_serves_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}: {err}");
     assert!(!err.contains(&tok), "{err}");
 }
+
+/// `--statement-timeout` takes a duration as silo.toml writes it, or whole
+/// seconds; anything else is a usage error (exit 2) that says what it
+/// wants, before any store is touched.
+#[test]
+fn a_bad_statement_timeout_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["soon", "0s", "-3"] {
+        let out = silo(dir.path())
+            .args(["gateway", &format!("--statement-timeout={bad}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--statement-timeout"), "{bad}: {stderr}");
+    }
+    let out = silo(dir.path())
+        .args(["gateway", "--pool-size", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -53,7 +53,11 @@ pub enum LoadError {
 
 impl ManifestError {
     pub(crate) fn new(path: PathBuf, text: &str, mut problems: Vec<Problem>) -> Self {
-        problems.sort_by_key(|p| (p.line, p.column));
+        problems
+            .sort_by(|a, b| (a.line, a.column, &a.message).cmp(&(b.line, b.column, &b.message)));
+        // A value every service inherits (`[defaults.gateway] burst`)
+        // can be wrong for each of them in the same way: say it once.
+        problems.dedup();
         let source = Arc::new(NamedSource::new(
             path.display().to_string(),
             text.to_string(),

@@ -199,6 +199,13 @@ fn burst_needs_a_rate() {
         message.contains("`burst` without `requests_per_second`"),
         "{message}"
     );
+    // A burst in the defaults that no service gives a rate is one
+    // problem, not one per service.
+    let (line, _, message) = one(&format!(
+        "{HEAD}[defaults.gateway]\nburst = 5\n[services.a]\n[services.b]\n"
+    ));
+    assert_eq!(line, 4);
+    assert!(message.contains("`burst` without"), "{message}");
     // A rate in the defaults gives the service's burst its refill.
     let m = manifest(&format!(
         "{HEAD}[defaults.gateway]\nrequests_per_second = 3\n[services.a.gateway]\nburst = 5\n"
