@@ -5,6 +5,7 @@
 //! what the gateway might wrongly let through.
 //!
 //! - [`identity`]: bearer token → service.
+//! - [`jwt`]: signed JWTs (`[gateway.jwt]`) → service.
 //! - [`request`]: the JSON shapes of `query` and `write` (seed 003 §11).
 //! - [`catalog`]: each store's tables and columns, read as the service;
 //!   every name in a request is checked there before SQL is built.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod exec;
 pub mod http;
 pub mod identity;
+pub mod jwt;
 pub mod request;
 pub mod sql;
 
@@ -36,6 +38,7 @@ use silo_store::Stores;
 pub use error::GatewayError;
 pub use http::{router, serve};
 pub use identity::Identities;
+pub use jwt::JwtAuth;
 
 use crate::catalog::Catalog;
 use crate::exec::Pool;
@@ -55,6 +58,9 @@ pub struct GatewayConfig {
     pub body_limit: usize,
     /// Most rows a query returns when it names no `limit`.
     pub default_limit: u64,
+    /// Signed JWTs accepted beside the services' gateway tokens
+    /// (`[gateway.jwt]`); `None`: gateway tokens only.
+    pub jwt: Option<JwtAuth>,
 }
 
 impl Default for GatewayConfig {
@@ -66,6 +72,7 @@ impl Default for GatewayConfig {
             max_attempts: 3,
             body_limit: 1024 * 1024,
             default_limit: 1000,
+            jwt: None,
         }
     }
 }
@@ -150,9 +157,10 @@ impl Gateway {
                 }),
             );
         }
+        let identities = Identities::new(tokens).with_jwt(config.jwt.clone());
         Ok(Gateway {
             config,
-            identities: Identities::new(tokens),
+            identities,
             served,
             databases,
             skipped,
