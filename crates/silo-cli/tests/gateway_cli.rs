@@ -157,3 +157,96 @@ fn a_bad_statement_timeout_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `[gateway.jwt]`: the binary stops at start (exit 2) without the secret,
+/// and with it accepts a JWT that names the service.
+#[test]
+fn the_gateway_accepts_a_jwt() {
+    let prefix = Prefix::new();
+    let (dir, _) = orders_project("sqlite", &prefix);
+    let manifest = dir.path().join("silo.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("[gateway.jwt]\nalgorithm = \"HS256\"\nsecret_env = \"ORDERS_TEST_JWT\"\n");
+    std::fs::write(&manifest, text).unwrap();
+    let secret = "a test secret, 32 bytes or longer, never printed";
+
+    let missing = common::silo(dir.path())
+        .env_remove("ORDERS_TEST_JWT")
+        .args(["gateway", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("ORDERS_TEST_JWT"), "{err}");
+
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("silo"))
+        .current_dir(dir.path())
+        .env_remove("SILO_ENGINE")
+        .env_remove("SILO_DATA_DIR")
+        .env_remove("SILO_MANIFEST")
+        .env("ORDERS_TEST_JWT", secret)
+        .args(["gateway", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let sign = |key: &[u8]| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": "orders", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(key).unwrap(),
+        )
+        .unwrap()
+    };
+    let query = format!(
+        r#"{{"database":"{}","query":{{"type":"select","table":"nope"}}}}"#,
+        prefix.name("orders")
+    );
+    // Past authentication: the store's catalog answers.
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/v1/query",
+        Some(&sign(secret.as_bytes())),
+        &query,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("UnknownTable"), "{body}");
+    let forged = sign(b"not the secret, but 32 bytes or longer");
+    let (status, body) = http(&addr, "POST", "/v1/query", Some(&forged), &query);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("signature"), "{body}");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains(secret), "{err}");
+}

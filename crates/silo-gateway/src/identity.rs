@@ -1,4 +1,6 @@
-//! Who is calling: a bearer token names one service.
+//! Who is calling: a bearer token names one service, either the service's
+//! own gateway token or, when `[gateway.jwt]` is set, a signed JWT whose
+//! claim names it (see [`crate::jwt`]).
 //!
 //! Tokens come from each service's secrets file (`SILO_GATEWAY_TOKEN=`) and
 //! are kept only as SHA-256 digests. A presented token is hashed and
@@ -9,11 +11,13 @@ use sha2::{Digest, Sha256};
 use silo_store::Secret;
 
 use crate::error::GatewayError;
+use crate::jwt::{JwtAuth, looks_like_jwt};
 
 /// The services the gateway knows, by the digest of their tokens.
 #[derive(Default)]
 pub struct Identities {
     digests: Vec<([u8; 32], String)>,
+    jwt: Option<JwtAuth>,
 }
 
 impl std::fmt::Debug for Identities {
@@ -42,7 +46,14 @@ impl Identities {
                 .into_iter()
                 .map(|(service, token)| (digest(token.expose()), service))
                 .collect(),
+            jwt: None,
         }
+    }
+
+    /// These identities, also accepting JWTs that `jwt` verifies.
+    pub fn with_jwt(mut self, jwt: Option<JwtAuth>) -> Self {
+        self.jwt = jwt;
+        self
     }
 
     /// The service an `Authorization` header's value names.
@@ -57,6 +68,18 @@ impl Identities {
             .ok_or_else(|| {
                 GatewayError::unauthenticated("the Authorization header is not `Bearer <token>`")
             })?;
+        // Gateway tokens hold no `.`, so a JWT-shaped token is never one.
+        if let Some(jwt) = &self.jwt
+            && looks_like_jwt(token)
+        {
+            let service = jwt.verify(token, |name| self.serves(name))?;
+            return self
+                .digests
+                .iter()
+                .map(|(_, s)| s.as_str())
+                .find(|s| *s == service)
+                .ok_or_else(|| GatewayError::unauthenticated("the JWT names no served service"));
+        }
         let presented = digest(token);
         // Every digest is compared, found or not.
         let mut found = None;
@@ -66,6 +89,10 @@ impl Identities {
             }
         }
         found.ok_or_else(|| GatewayError::unauthenticated("the token is not any service's"))
+    }
+
+    fn serves(&self, name: &str) -> bool {
+        self.digests.iter().any(|(_, s)| s == name)
     }
 }
 

@@ -5,6 +5,7 @@
 //! what the gateway might wrongly let through.
 //!
 //! - [`identity`]: bearer token → service.
+//! - [`jwt`]: signed JWTs (`[gateway.jwt]`) → service.
 //! - [`request`]: the JSON shapes of `query` and `write` (seed 003 §11).
 //! - [`catalog`]: each store's tables and columns, read as the service;
 //!   every name in a request is checked there before SQL is built.
@@ -36,6 +37,7 @@ pub mod events;
 pub mod exec;
 pub mod http;
 pub mod identity;
+pub mod jwt;
 pub mod limits;
 pub mod openapi;
 pub mod prometheus;
@@ -57,6 +59,7 @@ pub use audit::AuditLog;
 pub use error::GatewayError;
 pub use http::router;
 pub use identity::Identities;
+pub use jwt::JwtAuth;
 pub use serve::{ServeOptions, Stopped, serve, serve_with};
 pub use tls::Tls;
 
@@ -78,6 +81,9 @@ pub struct GatewayConfig {
     pub acquire_timeout: Duration,
     /// Tries of a write that meets a serialization failure or deadlock.
     pub max_attempts: u32,
+    /// Signed JWTs accepted beside the services' gateway tokens
+    /// (`[gateway.jwt]`); `None`: gateway tokens only.
+    pub jwt: Option<JwtAuth>,
 }
 
 impl Default for GatewayConfig {
@@ -87,6 +93,7 @@ impl Default for GatewayConfig {
             statement_timeout: None,
             acquire_timeout: Duration::from_secs(5),
             max_attempts: 3,
+            jwt: None,
         }
     }
 }
@@ -187,9 +194,10 @@ impl Gateway {
                 }),
             );
         }
+        let identities = Identities::new(tokens).with_jwt(config.jwt.clone());
         Ok(Gateway {
             config,
-            identities: Identities::new(tokens),
+            identities,
             served,
             databases,
             skipped,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use silo_gateway::audit::Target;
-use silo_gateway::{AuditLog, Gateway, GatewayConfig, ServeOptions, Stopped, Tls};
+use silo_gateway::{AuditLog, Gateway, GatewayConfig, JwtAuth, ServeOptions, Stopped, Tls};
+use silo_manifest::{JwtKey, JwtSettings};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::GatewayArgs;
@@ -17,6 +18,12 @@ pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
     let config = GatewayConfig {
         pool_size: args.pool_size,
         statement_timeout: args.statement_timeout,
+        jwt: ctx
+            .manifest
+            .gateway_jwt
+            .as_ref()
+            .map(jwt_auth)
+            .transpose()?,
         ..GatewayConfig::default()
     };
     // Refused before anything else starts, so a bad key or log path is
@@ -106,4 +113,48 @@ pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The JWT verifier of `[gateway.jwt]`, its key read now so that a missing
+/// or weak one stops the start (exit 2) rather than refusing every caller.
+/// Neither the secret nor the key file's content is ever printed.
+fn jwt_auth(settings: &JwtSettings) -> Result<JwtAuth, Failure> {
+    let key = match &settings.key {
+        JwtKey::SecretEnv(var) => std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                Failure::usage(miette::miette!(
+                    code = "silo::gateway::jwt_secret",
+                    help = "export the HS256 secret in that variable, or name another with `secret_env` / a file with `secret_file` under [gateway.jwt]",
+                    "[gateway.jwt] reads its secret from ${var}, which is not set"
+                ))
+            })?
+            .into_bytes(),
+        JwtKey::SecretFile(path) | JwtKey::PublicKey(path) => {
+            let mut bytes = std::fs::read(path).map_err(|e| {
+                Failure::usage(miette::miette!(
+                    code = "silo::gateway::jwt_key",
+                    help = "fix the path under [gateway.jwt] in silo.toml (relative to its folder)",
+                    "cannot read the JWT key file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            // A secret file written by `echo` ends with a newline that is
+            // not part of the secret.
+            if matches!(settings.key, JwtKey::SecretFile(_)) {
+                while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+                    bytes.pop();
+                }
+            }
+            bytes
+        }
+    };
+    JwtAuth::new(settings, &key).map_err(|e| {
+        Failure::usage(miette::miette!(
+            code = "silo::gateway::jwt_key",
+            help = "HS256 needs a random secret of 32 bytes or more (`openssl rand -base64 32`); ES256 the issuer's PEM public key",
+            "[gateway.jwt]: {e}"
+        ))
+    })
 }
