@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::GatewayError;
+use crate::identity::Credential;
 use crate::request::{QueryRequest, WriteRequest};
 use crate::{Gateway, Served, exec};
 
@@ -43,21 +44,21 @@ impl Operation {
     }
 }
 
-/// Runs one request: `authorization` is the caller's `Authorization`
-/// header value (`Bearer ...`), `body` the request's JSON.
+/// Runs one request: `credential` is what the caller offers as proof of
+/// who it is, `body` the request's JSON.
 pub async fn handle(
     gateway: &Gateway,
-    authorization: Option<&str>,
+    credential: Credential<'_>,
     operation: Operation,
     body: &[u8],
 ) -> Result<Value, GatewayError> {
     match operation {
         Operation::Query => {
-            let (served, req) = admit::<QueryRequest>(gateway, authorization, body, operation)?;
+            let (served, req) = admit::<QueryRequest>(gateway, credential, body, operation)?;
             to_value(exec::query(served, &gateway.config, &req).await?)
         }
         Operation::Write => {
-            let (served, req) = admit::<WriteRequest>(gateway, authorization, body, operation)?;
+            let (served, req) = admit::<WriteRequest>(gateway, credential, body, operation)?;
             to_value(exec::write(served, &gateway.config, &req).await?)
         }
     }
@@ -66,11 +67,11 @@ pub async fn handle(
 /// The caller, its store, and its request parsed, in the order above.
 fn admit<'g, T: DeserializeOwned>(
     gateway: &'g Gateway,
-    authorization: Option<&str>,
+    credential: Credential<'_>,
     body: &[u8],
     operation: Operation,
 ) -> Result<(&'g Arc<Served>, T), GatewayError> {
-    let caller = gateway.identities.authenticate(authorization)?;
+    let caller = gateway.identities.authenticate(credential)?;
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::bad_request(format!("the body is not JSON: {e}")))?;
     let database = value

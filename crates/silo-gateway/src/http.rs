@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::dispatch::{self, Operation};
 use crate::error::GatewayError;
+use crate::identity::Credential;
 use crate::{Gateway, exec};
 
 impl IntoResponse for GatewayError {
@@ -60,7 +61,7 @@ async fn run(gw: &Gateway, headers: &HeaderMap, operation: Operation, body: &[u8
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    match dispatch::handle(gw, authorization, operation, body).await {
+    match dispatch::handle(gw, Credential::from(authorization), operation, body).await {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => e.into_response(),
     }

@@ -16,6 +16,8 @@
 //!   status.
 //! - [`http`]: the axum router (`POST /v1/query`, `/v1/write`, `GET
 //!   /healthz`, `/readyz`).
+//! - [`nats`]: the same operations over NATS request/reply, the caller
+//!   known by its token or by its NATS user.
 
 pub mod catalog;
 pub mod dispatch;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod exec;
 pub mod http;
 pub mod identity;
+pub mod nats;
 pub mod request;
 pub mod sql;
 
@@ -35,7 +38,7 @@ use silo_store::Stores;
 
 pub use error::GatewayError;
 pub use http::{router, serve};
-pub use identity::Identities;
+pub use identity::{Credential, Identities};
 
 use crate::catalog::Catalog;
 use crate::exec::Pool;
