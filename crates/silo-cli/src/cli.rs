@@ -692,6 +692,23 @@ pub struct GatewayArgs {
     /// read it (`chmod 600`)
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Also answer the same operations over NATS request/reply, on the
+    /// server at SILO_NATS_URL (default nats://127.0.0.1:4222)
+    ///
+    /// A service sends its request to `<project>_db.<service>.<operation>`
+    /// (`query`, `write`) with the same JSON as HTTP; the reply has the
+    /// same body and the HTTP status in its `Silo-Status` header. The
+    /// caller is the token in the message's `Authorization: Bearer ...`
+    /// header, or, with `[events] nats_auth = true`, the service's own
+    /// NATS user (the gateway then connects as `silo-gateway`; `silo
+    /// events nats-config` writes both). Gateways share the requests in
+    /// the queue group `silo-gateway`.
+    #[arg(long)]
+    pub nats: bool,
+    /// Most NATS requests run at once; past it the gateway takes no more
+    /// messages until one finishes (with --nats)
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "nats")]
+    pub nats_concurrency: usize,
 }
 
 /// `--statement-timeout`: whole seconds, or a duration as silo.toml

@@ -100,7 +100,8 @@ fn nats_config_writes_one_stable_private_block_and_apply_sets_the_bus_up() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("wrote the authorization block to auth.conf"));
     assert!(
-        stderr(&out).contains("generated credentials for silo-admin, orders, billing"),
+        stderr(&out)
+            .contains("generated credentials for silo-admin, silo-gateway, orders, billing"),
         "{}",
         stderr(&out)
     );

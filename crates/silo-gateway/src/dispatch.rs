@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::audit::{Entry, Outcome};
 use crate::error::GatewayError;
+use crate::identity::Credential;
 use crate::request::{QueryRequest, WriteRequest};
 use crate::schema::SchemaRequest;
 use crate::{Gateway, Served, events, exec, schema};
@@ -62,20 +63,20 @@ impl Operation {
     }
 }
 
-/// Runs one request: `authorization` is the caller's `Authorization`
-/// header value (`Bearer ...`), `body` the request's JSON. A transport
-/// answers an error with [`GatewayError::body_for`] `ctx.request_id`.
+/// Runs one request: `credential` is what the caller offers as proof of
+/// who it is, `body` the request's JSON. A transport answers an error
+/// with [`GatewayError::body_for`] `ctx.request_id`.
 pub async fn handle(
     gateway: &Gateway,
     ctx: &RequestContext<'_>,
-    authorization: Option<&str>,
+    credential: Credential<'_>,
     operation: Operation,
     body: &[u8],
 ) -> Result<Value, GatewayError> {
     let arrived = SystemTime::now();
     let started = Instant::now();
     let mut seen = Seen::default();
-    let result = run(gateway, ctx, authorization, operation, body, &mut seen).await;
+    let result = run(gateway, ctx, credential, operation, body, &mut seen).await;
     let took = started.elapsed();
     let outcome = match &result {
         Ok(_) => Outcome {
@@ -129,23 +130,21 @@ impl Seen<'_> {
 async fn run<'g>(
     gateway: &'g Gateway,
     ctx: &RequestContext<'_>,
-    authorization: Option<&str>,
+    credential: Credential<'_>,
     operation: Operation,
     body: &[u8],
     seen: &mut Seen<'g>,
 ) -> Result<Value, GatewayError> {
     match operation {
         Operation::Query => {
-            let (served, req) =
-                admit::<QueryRequest>(gateway, authorization, body, operation, seen)?;
+            let (served, req) = admit::<QueryRequest>(gateway, credential, body, operation, seen)?;
             seen.table(&req.query.table);
             let response = exec::query(served, &req).await?;
             seen.rows = Some(response.rows.len() as u64);
             to_value(response)
         }
         Operation::Write => {
-            let (served, req) =
-                admit::<WriteRequest>(gateway, authorization, body, operation, seen)?;
+            let (served, req) = admit::<WriteRequest>(gateway, credential, body, operation, seen)?;
             for op in &req.transaction.operations {
                 seen.table(&op.table);
             }
@@ -155,8 +154,7 @@ async fn run<'g>(
             to_value(response)
         }
         Operation::Schema => {
-            let (served, req) =
-                admit::<SchemaRequest>(gateway, authorization, body, operation, seen)?;
+            let (served, req) = admit::<SchemaRequest>(gateway, credential, body, operation, seen)?;
             let mut hook = events::MigrationEvents {
                 events: events::events_for(served).with_request_id(Some(ctx.request_id)),
             };
@@ -168,12 +166,12 @@ async fn run<'g>(
 /// The caller, its store, and its request parsed, in the order above.
 fn admit<'g, T: DeserializeOwned>(
     gateway: &'g Gateway,
-    authorization: Option<&str>,
+    credential: Credential<'_>,
     body: &[u8],
     operation: Operation,
     seen: &mut Seen<'g>,
 ) -> Result<(&'g Arc<Served>, T), GatewayError> {
-    let caller = gateway.identities.authenticate(authorization)?;
+    let caller = gateway.identities.authenticate(credential)?;
     seen.service = Some(caller);
     // The caller's own limits, before any work is spent on its request.
     if let Some(own) = gateway.served.get(caller) {

@@ -123,6 +123,24 @@ impl GatewayError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("the request body is larger than {limit} bytes"),
+        )
+        .with_hint("split the write into several transactions, or page the query")
+    }
+
+    pub fn unknown_operation(operation: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "UnknownOperation",
+            format!("the gateway runs no operation `{operation}`"),
+        )
+        .with_hint("the operations are `query` and `write`")
+    }
+
     pub fn unknown_table(table: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

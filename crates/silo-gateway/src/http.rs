@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::dispatch::{self, Operation, RequestContext};
 use crate::error::GatewayError;
+use crate::identity::Credential;
 use crate::{Gateway, exec, request_id};
 
 /// A request's id, put in its extensions by [`tag`].
@@ -23,14 +24,20 @@ struct RequestId(Arc<str>);
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body())).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-        }
-        response
+        let response = (self.status, axum::Json(self.body())).into_response();
+        with_retry_after(response, &self)
     }
+}
+
+/// `Retry-After` on an answer to a refusal that names when to come back
+/// (rate limit, pool exhausted).
+fn with_retry_after(mut response: Response, e: &GatewayError) -> Response {
+    if let Some(seconds) = e.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// The gateway's routes.
@@ -108,9 +115,12 @@ async fn run(
         transport: "http",
         request_id: &id.0,
     };
-    match dispatch::handle(gw, &ctx, authorization, operation, body).await {
+    match dispatch::handle(gw, &ctx, Credential::from(authorization), operation, body).await {
         Ok(r) => axum::Json(r).into_response(),
-        Err(e) => (e.status, axum::Json(e.body_for(&id.0))).into_response(),
+        Err(e) => with_retry_after(
+            (e.status, axum::Json(e.body_for(&id.0))).into_response(),
+            &e,
+        ),
     }
 }
 

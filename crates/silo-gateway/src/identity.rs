@@ -1,6 +1,7 @@
 //! Who is calling: a bearer token names one service, either the service's
 //! own gateway token or, when `[gateway.jwt]` is set, a signed JWT whose
-//! claim names it (see [`crate::jwt`]).
+//! claim names it (see [`crate::jwt`]); or, over NATS under per-service
+//! NATS users, the user the server let publish the request.
 //!
 //! Tokens come from each service's secrets file (`SILO_GATEWAY_TOKEN=`) and
 //! are kept only as SHA-256 digests. A presented token is hashed and
@@ -12,6 +13,26 @@ use silo_store::Secret;
 
 use crate::error::GatewayError;
 use crate::jwt::{JwtAuth, looks_like_jwt};
+
+/// What a request offers as proof of who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// Nothing.
+    None,
+    /// An `Authorization` header's value (`Bearer <token>`), from HTTP or
+    /// a NATS message's headers.
+    Authorization(&'a str),
+    /// The service whose NATS user published the request. Only a
+    /// transport that knows the server enforced it (each service's user
+    /// may publish on its own subjects only) hands this over.
+    NatsUser(&'a str),
+}
+
+impl<'a> From<Option<&'a str>> for Credential<'a> {
+    fn from(authorization: Option<&'a str>) -> Self {
+        authorization.map_or(Credential::None, Credential::Authorization)
+    }
+}
 
 /// The services the gateway knows, by the digest of their tokens.
 #[derive(Default)]
@@ -56,10 +77,26 @@ impl Identities {
         self
     }
 
-    /// The service an `Authorization` header's value names.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<&str, GatewayError> {
-        let header = authorization
-            .ok_or_else(|| GatewayError::unauthenticated("the request carries no credential"))?;
+    /// The service `credential` proves the caller to be.
+    pub fn authenticate(&self, credential: Credential<'_>) -> Result<&str, GatewayError> {
+        let header = match credential {
+            Credential::None => {
+                return Err(GatewayError::unauthenticated(
+                    "the request carries no credential",
+                ));
+            }
+            Credential::NatsUser(user) => {
+                return self
+                    .digests
+                    .iter()
+                    .find(|(_, service)| service == user)
+                    .map(|(_, service)| service.as_str())
+                    .ok_or_else(|| {
+                        GatewayError::unauthenticated("the NATS user is not a served service")
+                    });
+            }
+            Credential::Authorization(header) => header,
+        };
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -106,8 +143,9 @@ mod tests {
             ("a".to_string(), Secret::new("tok-a")),
             ("b".to_string(), Secret::new("tok-b")),
         ]);
-        assert_eq!(ids.authenticate(Some("Bearer tok-a")).unwrap(), "a");
-        assert_eq!(ids.authenticate(Some("Bearer tok-b")).unwrap(), "b");
+        let auth = |h: Option<&str>| ids.authenticate(Credential::from(h));
+        assert_eq!(auth(Some("Bearer tok-a")).unwrap(), "a");
+        assert_eq!(auth(Some("Bearer tok-b")).unwrap(), "b");
         for bad in [
             None,
             Some("tok-a"),
@@ -115,10 +153,20 @@ mod tests {
             Some("Bearer tok-c"),
             Some("Basic tok-a"),
         ] {
-            let e = ids.authenticate(bad).unwrap_err();
+            let e = auth(bad).unwrap_err();
             assert_eq!(e.status.as_u16(), 401, "{bad:?}");
             assert!(!e.message.contains("tok-"), "{e:?}");
         }
         assert!(!format!("{ids:?}").contains("tok-"));
+    }
+
+    #[test]
+    fn a_nats_user_is_a_served_service_or_nobody() {
+        let ids = Identities::new([("a".to_string(), Secret::new("tok-a"))]);
+        assert_eq!(ids.authenticate(Credential::NatsUser("a")).unwrap(), "a");
+        for user in ["b", "silo-gateway", ""] {
+            let e = ids.authenticate(Credential::NatsUser(user)).unwrap_err();
+            assert_eq!(e.status.as_u16(), 401, "{user}");
+        }
     }
 }

@@ -28,6 +28,8 @@
 //!   flight finish within a bound.
 //! - [`request_id`], [`prometheus`], [`audit`]: what operators see of
 //!   each request.
+//! - [`nats`]: the same operations over NATS request/reply, the caller
+//!   known by its token or by its NATS user.
 
 pub mod audit;
 pub mod catalog;
@@ -39,6 +41,7 @@ pub mod http;
 pub mod identity;
 pub mod jwt;
 pub mod limits;
+pub mod nats;
 pub mod openapi;
 pub mod prometheus;
 pub mod request;
@@ -58,7 +61,7 @@ use silo_store::Stores;
 pub use audit::AuditLog;
 pub use error::GatewayError;
 pub use http::router;
-pub use identity::Identities;
+pub use identity::{Credential, Identities};
 pub use jwt::JwtAuth;
 pub use serve::{ServeOptions, Stopped, serve, serve_with};
 pub use tls::Tls;

@@ -4,10 +4,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use silo_events::relay::nats::NatsConfig;
+use silo_events::relay::nats::connect::redact;
 use silo_gateway::audit::Target;
+use silo_gateway::nats::{NatsListener, NatsOptions};
 use silo_gateway::{AuditLog, Gateway, GatewayConfig, JwtAuth, ServeOptions, Stopped, Tls};
 use silo_manifest::{JwtKey, JwtSettings};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 use crate::cli::GatewayArgs;
 use crate::context::{CmdResult, Context, Failure};
@@ -78,32 +82,75 @@ pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
     let addr = listener
         .local_addr()
         .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
+    let nats = if args.nats {
+        let options = NatsOptions {
+            bus: NatsConfig::from_env(&ctx.manifest),
+            concurrency: args.nats_concurrency.max(1),
+        };
+        let listener = NatsListener::bind(&options).await.map_err(nats_failure)?;
+        Some((listener, redact(&options.bus.url)))
+    } else {
+        None
+    };
     outln!(
         "silo gateway listening on {}://{addr} for {}",
         if tls.is_some() { "https" } else { "http" },
         gateway.services().join(", ")
     );
-    let shutdown = async {
+    if let Some((listener, url)) = &nats {
+        let caller = if listener.trusts_nats_users() {
+            "the NATS user"
+        } else {
+            "the Authorization header"
+        };
+        outln!(
+            "silo gateway answering {} on NATS at {url} (caller: {caller})",
+            listener.subjects()
+        );
+    }
+    // One signal stops both faces.
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
         ) else {
-            return std::future::pending().await;
+            // No signals: serve until killed (`stop` stays alive).
+            return std::future::pending::<()>().await;
         };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
         errln!("stopping: finishing the requests in flight");
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
     let gateway = Arc::new(gateway);
     let options = ServeOptions {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         tls,
     };
-    let stopped = silo_gateway::serve_with(listener, gateway.clone(), shutdown, options)
-        .await
-        .map_err(|e| Failure::usage(miette::miette!("the gateway stopped: {e}")))?;
+    let http = silo_gateway::serve_with(
+        listener,
+        gateway.clone(),
+        until_stopped(stopped.clone()),
+        options,
+    );
+    let nats = async {
+        match nats {
+            Some((listener, _)) => {
+                silo_gateway::nats::serve(listener, gateway.clone(), until_stopped(stopped.clone()))
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let (http, nats) = tokio::join!(http, nats);
+    let stopped = http.map_err(|e| Failure::usage(miette::miette!("the gateway stopped: {e}")))?;
+    nats.map_err(nats_failure)?;
     gateway.close();
     if stopped == Stopped::DrainTimedOut {
         errln!(
@@ -157,4 +204,11 @@ fn jwt_auth(settings: &JwtSettings) -> Result<JwtAuth, Failure> {
             "[gateway.jwt]: {e}"
         ))
     })
+}
+
+fn nats_failure(e: silo_events::relay::nats::NatsError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        report: crate::context::store_report("", &e),
+    }
 }

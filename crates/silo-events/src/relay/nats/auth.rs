@@ -15,6 +15,13 @@
 //! --apply`, or `silo events run` for every service), and each service
 //! may only pull from, look at and acknowledge its own durables. Replies
 //! reach a user only under its own inbox prefix.
+//!
+//! The storage gateway over NATS (`silo gateway --nats`) rests on the same
+//! users: every service's user may send requests on
+//! `<project>_db.<service>.>` and on no other service's, so the gateway
+//! takes the subject's service as the caller; the gateway's own user
+//! ([`names::GATEWAY_USER`]) may receive those requests and publish
+//! nothing but replies to them.
 
 use silo_manifest::{Manifest, Service};
 use silo_store::{SecretsDir, secrets_layout};
@@ -33,11 +40,15 @@ pub struct Permissions {
     pub publish: Vec<String>,
     /// Subjects it may subscribe to.
     pub subscribe: Vec<String>,
+    /// Whether it may publish a reply to a request it received
+    /// (nats-server's `allow_responses`).
+    pub allow_responses: bool,
 }
 
 /// The permissions of `service`'s user: publish its own types; pull from,
-/// look at and acknowledge its own durables; look at the stream; receive
-/// replies under its own inbox prefix.
+/// look at and acknowledge its own durables; look at the stream (those
+/// when it publishes or consumes); send requests to the gateway as itself;
+/// receive replies under its own inbox prefix.
 pub fn permissions(manifest: &Manifest, service: &Service) -> Permissions {
     let stream = names::stream_name(&manifest.project);
     let mut publish: Vec<String> = service
@@ -51,10 +62,32 @@ pub fn permissions(manifest: &Manifest, service: &Service) -> Permissions {
         publish.push(format!("$JS.API.CONSUMER.INFO.{stream}.{durable}"));
         publish.push(format!("$JS.ACK.{stream}.{durable}.>"));
     }
-    publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
+    if crate::needs_tables(service) {
+        publish.push(format!("$JS.API.STREAM.INFO.{stream}"));
+    }
+    publish.push(format!(
+        "{}.{}.>",
+        names::gateway_prefix(&manifest.project),
+        service.name
+    ));
     Permissions {
         publish,
         subscribe: vec![format!("{}.>", names::inbox_prefix(&service.name))],
+        allow_responses: false,
+    }
+}
+
+/// The permissions of the gateway's user: receive every service's
+/// requests and answer them; publish nothing else (`allow_responses`
+/// denies every other subject when no publish list is given).
+pub fn gateway_permissions(manifest: &Manifest) -> Permissions {
+    Permissions {
+        publish: Vec::new(),
+        subscribe: vec![
+            names::gateway_subjects(&manifest.project),
+            format!("{}.>", names::inbox_prefix(names::GATEWAY_USER)),
+        ],
+        allow_responses: true,
     }
 }
 
@@ -66,18 +99,24 @@ pub fn admin_permissions(manifest: &Manifest) -> Permissions {
     Permissions {
         publish: vec!["$JS.API.>".into(), format!("$JS.ACK.{stream}.>")],
         subscribe: vec![format!("{}.>", names::inbox_prefix(names::ADMIN_USER))],
+        allow_responses: false,
     }
 }
 
-/// The users of the block: the admin, then every service that publishes
-/// or consumes, in manifest order.
+/// The users of the block: the admin, the gateway, then every service in
+/// manifest order (one without events still calls the gateway).
 pub fn users(manifest: &Manifest) -> Vec<(String, Permissions)> {
-    let mut out = vec![(names::ADMIN_USER.to_string(), admin_permissions(manifest))];
+    let mut out = vec![
+        (names::ADMIN_USER.to_string(), admin_permissions(manifest)),
+        (
+            names::GATEWAY_USER.to_string(),
+            gateway_permissions(manifest),
+        ),
+    ];
     out.extend(
         manifest
             .services
             .iter()
-            .filter(|s| crate::needs_tables(s))
             .map(|s| (s.name.clone(), permissions(manifest, s))),
     );
     out
@@ -144,9 +183,20 @@ fn entry(user: &str, hash: &str, perms: &Permissions) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // No publish list at all when empty: `allow_responses` alone denies
+    // every subject but the replies.
+    let publish = if perms.publish.is_empty() {
+        String::new()
+    } else {
+        format!("        publish: {{ allow: [{}] }}\n", list(&perms.publish))
+    };
+    let responses = if perms.allow_responses {
+        "        allow_responses: true\n"
+    } else {
+        ""
+    };
     format!(
-        "    {{\n      user: {user:?}\n      password: {hash:?}\n      permissions: {{\n        publish: {{ allow: [{}] }}\n        subscribe: {{ allow: [{}] }}\n      }}\n    }}\n",
-        list(&perms.publish),
+        "    {{\n      user: {user:?}\n      password: {hash:?}\n      permissions: {{\n{publish}        subscribe: {{ allow: [{}] }}\n{responses}      }}\n    }}\n",
         list(&perms.subscribe),
     )
 }
@@ -237,11 +287,31 @@ mod tests {
                 "$JS.API.CONSUMER.INFO.shop.billing-order-placed",
                 "$JS.ACK.shop.billing-order-placed.>",
                 "$JS.API.STREAM.INFO.shop",
+                "shop_db.billing.>",
             ]
         );
         assert_eq!(p.subscribe, vec!["_INBOX.billing.>"]);
+        assert!(!p.allow_responses);
         let names: Vec<String> = users(&m).into_iter().map(|u| u.0).collect();
-        assert_eq!(names, vec!["silo-admin", "orders", "billing"]);
+        assert_eq!(
+            names,
+            vec!["silo-admin", "silo-gateway", "orders", "billing", "idle"]
+        );
+    }
+
+    #[test]
+    fn a_service_calls_the_gateway_as_itself_and_the_gateway_only_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(dir.path());
+        let idle = permissions(&m, m.service("idle").unwrap());
+        assert_eq!(idle.publish, vec!["shop_db.idle.>"]);
+        let gw = gateway_permissions(&m);
+        assert!(gw.publish.is_empty());
+        assert!(gw.allow_responses);
+        assert_eq!(gw.subscribe, vec!["shop_db.>", "_INBOX.silo-gateway.>"]);
+        let text = entry("silo-gateway", "h", &gw);
+        assert!(!text.contains("publish"), "{text}");
+        assert!(text.contains("allow_responses: true"), "{text}");
     }
 
     #[test]
@@ -249,7 +319,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = manifest(dir.path());
         let first = authorization_block(&m).unwrap();
-        assert_eq!(first.generated, vec!["silo-admin", "orders", "billing"]);
+        assert_eq!(
+            first.generated,
+            vec!["silo-admin", "silo-gateway", "orders", "billing", "idle"]
+        );
         let second = authorization_block(&m).unwrap();
         assert!(second.generated.is_empty());
         assert_eq!(first.text, second.text);
@@ -270,6 +343,6 @@ mod tests {
         }
         assert!(first.text.starts_with("# nats-server authorization"));
         assert!(first.text.contains("user: \"orders\""));
-        assert!(!first.text.contains("user: \"idle\""));
+        assert!(first.text.contains("user: \"idle\""));
     }
 }

@@ -79,7 +79,10 @@ impl NatsConfig {
     /// back.
     pub async fn connect(&self, user: &str) -> Result<Connection, NatsError> {
         let mut options = async_nats::ConnectOptions::new()
-            .name(format!("silo events {user}"))
+            .name(match user {
+                names::GATEWAY_USER => "silo gateway".to_string(),
+                _ => format!("silo events {user}"),
+            })
             .custom_inbox_prefix(names::inbox_prefix(user))
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(Some(REQUEST_TIMEOUT))
@@ -126,7 +129,7 @@ impl NatsConfig {
 }
 
 /// `url` without a password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url
         .split_once("://")
         .map(|(s, rest)| (s, rest.rsplit_once('@')))

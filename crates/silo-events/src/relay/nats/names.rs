@@ -61,6 +61,32 @@ pub fn durable(service: &str, event_type: &str) -> String {
 /// name is snake_case, so it can never be this.
 pub const ADMIN_USER: &str = "silo-admin";
 
+/// The NATS user of `silo gateway --nats`: it answers every service's
+/// storage requests and publishes nothing but replies. Not snake_case, so
+/// no service can be named this.
+pub const GATEWAY_USER: &str = "silo-gateway";
+
+/// The first token of the gateway's subjects: `<project>_db`. Not
+/// `<project>.db`: the project's stream captures `<project>.>`, and a
+/// stream that captures a request stores it and answers it with a
+/// publish ack, racing the gateway's reply. `<project>_db` is another
+/// token, so the stream never sees a request (only a project named
+/// `<project>_db` on the same server would).
+pub fn gateway_prefix(project: &str) -> String {
+    format!("{}_db", project_token(project))
+}
+
+/// The subject `service` sends `operation` requests to:
+/// `<project>_db.<service>.<operation>`.
+pub fn gateway_subject(project: &str, service: &str, operation: &str) -> String {
+    format!("{}.{service}.{operation}", gateway_prefix(project))
+}
+
+/// Every gateway subject of the project: `<project>_db.>`.
+pub fn gateway_subjects(project: &str) -> String {
+    format!("{}.>", gateway_prefix(project))
+}
+
 /// The inbox prefix a NATS user's connections use for replies (publish
 /// acks, pulled messages, API answers): `_INBOX.<user>`. Under
 /// `nats_auth` each user may subscribe only below its own prefix, so no
@@ -94,5 +120,12 @@ mod tests {
             "battles-killmail-enriched"
         );
         assert_eq!(inbox_prefix("battles"), "_INBOX.battles");
+        assert_eq!(
+            gateway_subject("dnd", "character", "query"),
+            "dnd_db.character.query"
+        );
+        assert_eq!(gateway_subjects("a b"), "a_b_db.>");
+        // The stream's filter never takes a gateway subject.
+        assert!(!gateway_subject("p", "s", "write").starts_with("p."));
     }
 }
