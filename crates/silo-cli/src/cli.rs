@@ -270,8 +270,10 @@ pub enum Command {
     /// store's copy, its schema and a `meta.json` (service, engine,
     /// versions, times, size, SHA-256 of every file, rows per table),
     /// written last: a backup killed half way is never listed. SQLite
-    /// stores are copied online (`VACUUM INTO`, one consistent snapshot
-    /// while the service writes) and checked with `PRAGMA integrity_check`;
+    /// stores are copied online (SQLite's backup API in one read
+    /// transaction: one consistent snapshot while the service writes) and
+    /// checked with `PRAGMA quick_check` (a restore runs the full
+    /// `integrity_check`);
     /// PostgreSQL stores are dumped with the server's own `pg_dump` as the
     /// service's role, in one snapshot. The destination is the policy's
     /// (`[services.X.backup] destination`: a folder, file:///path or
