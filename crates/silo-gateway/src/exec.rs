@@ -172,11 +172,6 @@ impl Pool {
         &self.creds
     }
 
-    /// `(in use, size)`: connections handed out, and the most there may be.
-    pub fn usage(&self) -> (usize, usize) {
-        (self.size - self.permits.available_permits(), self.size)
-    }
-
     /// A connection as the service: an idle one, or a new one. Waits for a
     /// free slot at most the acquire timeout (then 503 `PoolExhausted`).
     pub async fn acquire(&self) -> Result<Pooled<'_>, GatewayError> {

@@ -253,9 +253,13 @@ impl Gateway {
         self.served.get(service).map(|s| &s.limits)
     }
 
-    /// `(in use, size)` of a served service's connection pool.
+    /// `(in use, size)` of a served service's connection pool, as the
+    /// `silo_gateway_pool_*` metrics count them.
     pub fn pool_use(&self, service: &str) -> Option<(usize, usize)> {
-        self.served.get(service).map(|s| s.pool.usage())
+        self.served.get(service).map(|s| {
+            let stats = s.pool.stats();
+            (stats.busy, stats.size)
+        })
     }
 
     /// The services served, by name, sorted.
