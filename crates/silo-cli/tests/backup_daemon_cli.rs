@@ -248,17 +248,27 @@ fn the_daemon_backs_up_serves_metrics_and_stops_on_sigterm() {
     let daemon = Daemon::start(dir.path());
     let addr = daemon.metrics_addr();
 
-    // Never backed up: the first backup runs at once.
+    // Never backed up: the first backup runs at once. The daemon sets the
+    // next run only once that backup is done, so a scrape between the two
+    // updates sees the catch-up's due time: wait for both.
     let deadline = Instant::now() + BOUND;
+    let rescheduled = |body: &str| match (
+        sample(body, "silo_backup_next_run_timestamp_seconds"),
+        sample(body, "silo_backup_last_success_timestamp_seconds"),
+    ) {
+        (Some(next), Some(last)) => next > last,
+        _ => false,
+    };
     let body = loop {
         if let Some(body) = scrape(&addr)
             && sample(&body, "silo_backup_successes_total") == Some(1.0)
+            && rescheduled(&body)
         {
             break body;
         }
         assert!(
             Instant::now() < deadline,
-            "no backup in the metrics: {}",
+            "no backup, then its next run, in the metrics: {}",
             daemon.stderr()
         );
         std::thread::sleep(POLL);
