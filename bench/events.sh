@@ -169,6 +169,27 @@ fill() {
   done
 }
 
+# Waits until every pending outbox row of the publishers is ready for the
+# relay (PostgreSQL: its transaction older than every one still running on
+# the server). A transaction of another database that began before the
+# fill and still runs holds the rows back, and `--once` would find nothing
+# ready and exit at once; fails after DEADLINE s.
+wait_ready() {
+  local dir=$1 n=$2 start p held
+  [ "$(engine_of "$dir")" = postgres ] || return 0
+  start=$(now)
+  for p in $(publisher_names "$n"); do
+    while held=$(as_service "$dir" "$p" "SELECT count(*) FROM silo_outbox
+        WHERE state = 'pending' AND txid >= pg_snapshot_xmin(pg_current_snapshot())"); [ "$held" -gt 0 ]; do
+      if awk -v a="$start" -v b="$(now)" -v d="$DEADLINE" 'BEGIN {exit !(b - a > d)}'; then
+        echo "error: $held outbox rows of $p are still held back by running transactions after ${DEADLINE}s" >&2
+        return 1
+      fi
+      sleep 0.05
+    done
+  done
+}
+
 inbox_count() { as_service "$1" sink "SELECT count(*) FROM silo_inbox"; }
 
 payload_size() {
@@ -251,6 +272,7 @@ throughput() {
   dir="$work/$name"
   project "$engine" "$bus" "$n" "$name"
   fill "$dir" "$n"
+  wait_ready "$dir" "$n"
   local want=$(( K / n * n ))
   cpu="-"
   if [ "$mode" = once ] || [ "$mode" = relay ]; then
