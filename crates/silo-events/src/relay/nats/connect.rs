@@ -88,9 +88,7 @@ impl NatsConfig {
             .request_timeout(Some(REQUEST_TIMEOUT))
             // Give up on nothing: a worker waits for the server to return.
             .max_reconnects(None)
-            .reconnect_delay_callback(|attempt| {
-                Duration::from_millis((100u64 << attempt.min(5) as u64).min(2_000))
-            });
+            .reconnect_delay_callback(reconnect_delay);
         if self.auth {
             let secrets = SecretsDir::new(&self.data_dir);
             let password =
@@ -125,6 +123,21 @@ impl NatsConfig {
             js,
             user: user.to_string(),
         })
+    }
+}
+
+/// How long the client waits before its `attempt`th try to reach the server
+/// in a row (from 1; the count starts again after each connection made).
+///
+/// The client sleeps this long before every try, the first one of a
+/// connect or a reconnect included: the first goes at once (a pause there
+/// would add itself to every worker's start, and to every `--once` run),
+/// the later ones back off from 400 ms, doubling, up to 2 s, so a server
+/// that is down is not hammered.
+pub(crate) fn reconnect_delay(attempt: usize) -> Duration {
+    match attempt {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis((100u64 << n.min(5) as u64).min(2_000)),
     }
 }
 
@@ -170,6 +183,14 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_try_goes_at_once_and_later_ones_back_off() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(400));
+        assert_eq!(reconnect_delay(3), Duration::from_millis(800));
+        assert_eq!(reconnect_delay(9), Duration::from_secs(2));
+    }
 
     #[test]
     fn urls_lose_their_password() {
