@@ -58,6 +58,38 @@ const APPLICATION: &str = "silo events relay";
 /// How many events one transaction on a consumer's store takes at most.
 pub const BATCH: i64 = 500;
 
+/// Sets up a connection to a publisher's store for reading its outbox,
+/// once per connection, before the first batch.
+///
+/// On PostgreSQL it turns bitmap and sequential scans off for the session,
+/// so the outbox read walks the `(txid, seq)` index in order and stops
+/// after one batch. On an outbox whose statistics are old or missing (a
+/// backlog written since the last `ANALYZE`, the common case when delivery
+/// falls behind), the planner guesses a few dozen rows, reads the whole
+/// backlog by a bitmap scan or a sequential one and sorts it on every
+/// batch: about 70 ms a batch at 40,000 rows instead of 1. (The nats
+/// relay's read has its partial pending index and needs only the first:
+/// [`crate::relay::nats::publish::prepare`].) The connection's other
+/// statements are lookups by id or by `(txid, seq)`, which an index serves
+/// as well; a statement with no index to use still scans the table.
+pub async fn prepare_source(
+    conn: &mut ServiceConnection,
+    publisher: &Service,
+) -> Result<(), EventsError> {
+    if let ServiceConnection::Postgres(c) = conn {
+        for setting in ["SET enable_bitmapscan = off", "SET enable_seqscan = off"] {
+            sqlx::query(setting)
+                .execute(&mut *c)
+                .await
+                .map_err(sql(format!(
+                    "preparing the read of {}'s outbox",
+                    publisher.name
+                )))?;
+        }
+    }
+    Ok(())
+}
+
 /// What one [`deliver_once`] moved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivered {
@@ -189,6 +221,7 @@ pub async fn deliver_pair(
 ) -> Result<(u64, u64), EventsError> {
     let types = routed_types(publisher, consumer);
     let mut source = stores.connect_as(publisher, APPLICATION).await?;
+    prepare_source(&mut source, publisher).await?;
     let mut sink = stores.connect_as(consumer, APPLICATION).await?;
     let (mut total, mut refused) = (0, 0);
     let result = loop {

@@ -36,7 +36,7 @@ use super::metrics as m;
 use super::{Backoff, Health, Idle, Route, Status, Summary, listen, pause, stopped};
 use crate::EventsError;
 use crate::relay::backlog::{backlog, dead, held_back};
-use crate::relay::embedded::{Position, deliver_batch, routed_types};
+use crate::relay::embedded::{Position, deliver_batch, prepare_source, routed_types};
 use crate::relay::retention::{Watermark, retire};
 
 /// The connections' name on the server.
@@ -320,7 +320,11 @@ impl Link {
         publisher: &Service,
         consumer: &Service,
     ) -> Result<Link, EventsError> {
-        let source = shared.stores.connect_as(publisher, APPLICATION).await?;
+        let mut source = shared.stores.connect_as(publisher, APPLICATION).await?;
+        if let Err(e) = prepare_source(&mut source, publisher).await {
+            source.close().await;
+            return Err(e);
+        }
         let sink = match shared.stores.connect_as(consumer, APPLICATION).await {
             Ok(sink) => sink,
             Err(e) => {
