@@ -1,9 +1,9 @@
 //! `silo gateway` and the gateway token: made by `silo up`, shown masked
 //! unless revealed, kept by a password rotation, replaced by `--gateway`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -78,31 +78,12 @@ fn the_gateway_serves_and_stops_on_sigterm() {
     let prefix = Prefix::new();
     let (dir, _) = orders_project("sqlite", &prefix);
     let tok = token(dir.path(), true).as_str().unwrap().to_string();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("silo"))
-        .current_dir(dir.path())
-        .env_remove("SILO_ENGINE")
-        .env_remove("SILO_DATA_DIR")
-        .env_remove("SILO_MANIFEST")
-        .args(["gateway", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    assert!(line.contains("orders"), "{line}");
+    let (child, addr, _out) = common::start_gateway(dir.path(), &[], &[]);
     let (status, body) = http(&addr, "GET", "/healthz", None, "");
     assert_eq!(status, 200, "{body}");
     let (status, body) = http(&addr, "GET", "/readyz", None, "");
     assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"orders\":\"ok\""), "{body}");
     let query = format!(
         r#"{{"database":"{}","query":{{"type":"select","table":"nope"}}}}"#,
         prefix.name("orders")
@@ -113,25 +94,7 @@ fn the_gateway_serves_and_stops_on_sigterm() {
     let (status, _) = http(&addr, "POST", "/v1/query", Some("wrong"), &query);
     assert_eq!(status, 401);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the gateway did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = terminate(child);
     assert!(status.success(), "{status:?}: {err}");
     assert!(!err.contains(&tok), "{err}");
 }
@@ -179,27 +142,8 @@ fn the_gateway_accepts_a_jwt() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("ORDERS_TEST_JWT"), "{err}");
 
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("silo"))
-        .current_dir(dir.path())
-        .env_remove("SILO_ENGINE")
-        .env_remove("SILO_DATA_DIR")
-        .env_remove("SILO_MANIFEST")
-        .env("ORDERS_TEST_JWT", secret)
-        .args(["gateway", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let (child, addr, _out) =
+        common::start_gateway(dir.path(), &[], &[("ORDERS_TEST_JWT", secret)]);
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -232,15 +176,26 @@ fn the_gateway_accepts_a_jwt() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("signature"), "{body}");
 
+    let (status, err) = terminate(child);
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(!err.contains(secret), "{err}");
+}
+
+/// Stops `child` with SIGTERM and waits (bounded): its exit status and
+/// standard error.
+fn terminate(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         assert!(Instant::now() < deadline, "the gateway did not stop");
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     let mut err = String::new();
     child
         .stderr
@@ -248,5 +203,89 @@ fn the_gateway_accepts_a_jwt() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert!(!err.contains(secret), "{err}");
+    (status, err)
+}
+
+/// `silo gateway --nats` answers the operations on the project's subjects
+/// with the caller's token in a header, as HTTP does, and stops on
+/// SIGTERM; with no NATS server to reach it stops at start (exit 2) and
+/// says where it looked.
+#[test]
+fn the_gateway_answers_over_nats() {
+    let prefix = Prefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let project = prefix.name("gwnats");
+    std::fs::write(
+        dir.path().join("silo.toml"),
+        format!(
+            "[project]\nname = \"{project}\"\n[services.orders]\ndatabase = \"{}\"\n",
+            prefix.name("orders")
+        ),
+    )
+    .unwrap();
+    silo(dir.path()).arg("up").assert().success();
+    let tok = token(dir.path(), true).as_str().unwrap().to_string();
+
+    let unreachable = silo(dir.path())
+        .env("SILO_NATS_URL", "nats://127.0.0.1:1")
+        .args(["gateway", "--listen", "127.0.0.1:0", "--nats"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(2), "{unreachable:?}");
+    let err = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+
+    let url = "nats://127.0.0.1:4222";
+    let (child, addr, mut out) =
+        common::start_gateway(dir.path(), &["--nats"], &[("SILO_NATS_URL", url)]);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let subjects = format!("{project}_db.<service>.<operation>");
+    assert!(line.contains(&subjects) && line.contains(url), "{line}");
+
+    let query = format!(
+        r#"{{"database":"{}","query":{{"type":"select","table":"nope"}}}}"#,
+        prefix.name("orders")
+    );
+    let (_, over_http) = http(&addr, "POST", "/v1/query", Some(&tok), &query);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ask = |token: &str| {
+        runtime.block_on(async {
+            let nc = async_nats::connect(url).await.unwrap();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Authorization", format!("Bearer {token}").as_str());
+            let reply = nc
+                .request_with_headers(
+                    format!("{project}_db.orders.query"),
+                    headers,
+                    query.clone().into(),
+                )
+                .await
+                .unwrap();
+            let status = reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Silo-Status"))
+                .map(|v| v.to_string());
+            let body: Value = serde_json::from_slice(&reply.payload).unwrap();
+            (status, body)
+        })
+    };
+    let (status, mut body) = ask(&tok);
+    // The same answer as over HTTP, but for the request's own id.
+    let mut over_http: Value = serde_json::from_str(&over_http).unwrap();
+    for b in [&mut body, &mut over_http] {
+        b["error"].as_object_mut().unwrap().remove("request_id");
+    }
+    assert_eq!((status.as_deref(), &body), (Some("400"), &over_http));
+    assert_eq!(body["error"]["code"], "UnknownTable", "{body}");
+    let (status, body) = ask("not-a-token");
+    assert_eq!(status.as_deref(), Some("401"), "{body}");
+
+    let (status, err) = terminate(child);
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(!err.contains(&tok), "{err}");
 }

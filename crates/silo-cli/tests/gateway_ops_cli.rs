@@ -2,10 +2,10 @@
 //! writes a private audit line per request without values or tokens, and
 //! refuses a key file every user can read.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,33 +84,18 @@ fn the_gateway_serves_https_and_audits_each_request() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("silo"))
-        .current_dir(dir.path())
-        .env_remove("SILO_ENGINE")
-        .env_remove("SILO_DATA_DIR")
-        .env_remove("SILO_MANIFEST")
-        .args([
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
+    let (mut child, addr, _out) = common::start_gateway(
+        dir.path(),
+        &[
             "--audit-log",
             "audit.jsonl",
-        ])
-        .args(["--tls-cert", "cert.pem", "--tls-key", "key.pem"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("https://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no https address in {line:?}"))
-        .to_string();
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+        ],
+        &[],
+    );
     let secret = "a-value-the-log-must-not-hold";
     let query = format!(
         r#"{{"database":"{}","query":{{"type":"select","table":"nope","where":{{"field":"x","operator":"=","value":"{secret}"}}}}}}"#,

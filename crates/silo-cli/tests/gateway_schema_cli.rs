@@ -2,9 +2,9 @@
 //! over HTTP is seen by `silo info`, and `silo migrate` with the same file
 //! has nothing left to do.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use serde_json::{Value, json};
 
@@ -31,26 +31,7 @@ fn post(addr: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
 
 /// `silo gateway` on a free port: the child and its address.
 fn gateway(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("silo"))
-        .current_dir(dir)
-        .env_remove("SILO_ENGINE")
-        .env_remove("SILO_DATA_DIR")
-        .env_remove("SILO_MANIFEST")
-        .args(["gateway", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let (child, addr, _) = common::start_gateway(dir, &[], &[]);
     (child, addr)
 }
 

@@ -50,6 +50,16 @@ pub struct Outcome {
     pub code: &'static str,
 }
 
+impl Outcome {
+    /// How a request refused with `error` ended.
+    pub fn of(error: &crate::error::GatewayError) -> Self {
+        Outcome {
+            status: error.status.as_u16(),
+            code: error.code,
+        }
+    }
+}
+
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     let t = time::OffsetDateTime::from(*t);
     let text = t

@@ -77,37 +77,82 @@ pub async fn handle(
     let started = Instant::now();
     let mut seen = Seen::default();
     let result = run(gateway, ctx, credential, operation, body, &mut seen).await;
-    let took = started.elapsed();
     let outcome = match &result {
         Ok(_) => Outcome {
             status: 200,
             code: "ok",
         },
-        Err(e) => Outcome {
-            status: e.status.as_u16(),
-            code: e.code,
-        },
+        Err(e) => Outcome::of(e),
     };
-    gateway.metrics.request(
-        seen.service.unwrap_or(""),
+    record(
+        gateway,
+        ctx,
         operation.name(),
-        outcome.code,
-        took,
+        arrived,
+        started,
+        seen,
+        outcome,
     );
+    result
+}
+
+/// Counts and audits a request a transport refused before [`handle`]
+/// could take it (a body over every service's limit, a route or method
+/// the gateway does not serve), then returns `error` for the transport to
+/// answer. `operation` is the operation's name, or `"none"` for a route
+/// that names none. The caller is named when its credential holds.
+pub fn refused(
+    gateway: &Gateway,
+    ctx: &RequestContext<'_>,
+    credential: Credential<'_>,
+    operation: &'static str,
+    error: GatewayError,
+) -> GatewayError {
+    let arrived = SystemTime::now();
+    let started = Instant::now();
+    let seen = Seen {
+        service: gateway.identities.authenticate(credential).ok(),
+        ..Seen::default()
+    };
+    record(
+        gateway,
+        ctx,
+        operation,
+        arrived,
+        started,
+        seen,
+        Outcome::of(&error),
+    );
+    error
+}
+
+/// One answer in the metrics and the audit log.
+fn record(
+    gateway: &Gateway,
+    ctx: &RequestContext<'_>,
+    operation: &'static str,
+    arrived: SystemTime,
+    started: Instant,
+    seen: Seen<'_>,
+    outcome: Outcome,
+) {
+    let took = started.elapsed();
+    gateway
+        .metrics
+        .request(seen.service.unwrap_or(""), operation, outcome.code, took);
     if let Some(audit) = &gateway.audit {
         audit.record(Entry {
             time: arrived,
             request_id: ctx.request_id.to_string(),
             transport: ctx.transport,
             service: seen.service.map(str::to_string),
-            operation: operation.name(),
+            operation,
             tables: seen.tables,
             rows: seen.rows,
             duration_ms: took.as_secs_f64() * 1000.0,
             outcome,
         });
     }
-    result
 }
 
 /// What a request turned out to touch, as far as it got: names and
@@ -158,7 +203,7 @@ async fn run<'g>(
             let mut hook = events::MigrationEvents {
                 events: events::events_for(served).with_request_id(Some(ctx.request_id)),
             };
-            to_value(schema::run(served, &gateway.config, &req, &mut hook).await?)
+            to_value(schema::run(served, &req, &mut hook).await?)
         }
     }
 }

@@ -6,8 +6,9 @@
 //!   transaction, just before its commit;
 //! - `storage.db.migration_complete` and `storage.schema.version_change`,
 //!   in the migration's own transaction;
-//! - `storage.db.error` and `storage.db.deadlock`, after the rollback, in
-//!   a transaction of their own (the failed one left nothing behind).
+//! - `storage.db.error` and `storage.db.deadlock` for a write or a
+//!   migration the store refused, after the rollback, in a transaction of
+//!   their own (the failed one left nothing behind).
 //!
 //! So an event exists exactly when what it tells of committed: a write
 //! rolled back takes its events with it. A service gets only the types it
@@ -159,13 +160,13 @@ impl Events {
     }
 
     /// `storage.db.deadlock` (SQLSTATE 40P01) or `storage.db.error` for a
-    /// write that failed in the store, on `conn` after its rollback, as a
+    /// write or migration that failed in the store, on `conn` after its rollback, as a
     /// transaction of its own. `retried`: the write runs again. Best
     /// effort: the caller's answer is the write's own error, so a failure
     /// here is logged, not returned.
-    pub async fn failed(
+    pub async fn failed<'c>(
         &self,
-        conn: &mut ServiceConnection,
+        conn: impl Into<silo_events::Outbox<'c>>,
         operation: &str,
         tables: &[&str],
         attempt: u32,
@@ -201,6 +202,16 @@ impl Events {
 /// `storage.schema.version_change` in each migration's own transaction.
 pub struct MigrationEvents {
     pub events: Events,
+}
+
+impl MigrationEvents {
+    /// `storage.db.error` (or `storage.db.deadlock`) for a migration the
+    /// store refused, on `target` after its transaction rolled back.
+    pub async fn failed(&self, target: &mut dyn Target, error: &GatewayError) {
+        self.events
+            .failed(outbox(target), "schema", &[], 1, false, error)
+            .await;
+    }
 }
 
 #[async_trait::async_trait]

@@ -145,13 +145,8 @@ pub struct PoolStats {
 impl Pool {
     /// A pool of `limits.pool_size` connections as `service`, each
     /// statement on them bounded by `limits.statement_timeout`; a request
-    /// waits at most `acquire_timeout` for a free one.
-    pub fn new(
-        service: Service,
-        creds: Credentials,
-        limits: &GatewayLimits,
-        acquire_timeout: Duration,
-    ) -> Self {
+    /// waits at most `limits.acquire_timeout` for a free one.
+    pub fn new(service: Service, creds: Credentials, limits: &GatewayLimits) -> Self {
         let size = usize::try_from(limits.pool_size)
             .unwrap_or(usize::MAX)
             .max(1);
@@ -161,7 +156,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size),
             size,
-            acquire_timeout,
+            acquire_timeout: limits.acquire_timeout,
             statement_timeout: limits.statement_timeout,
         }
     }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -53,6 +54,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(tag))
         .with_state(gateway)
@@ -78,27 +81,27 @@ async fn query(
     State(gw): State<Arc<Gateway>>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(&gw, &id, &headers, Operation::Query, &body).await
+    run(&gw, &id, &headers, Operation::Query, body).await
 }
 
 async fn write(
     State(gw): State<Arc<Gateway>>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(&gw, &id, &headers, Operation::Write, &body).await
+    run(&gw, &id, &headers, Operation::Write, body).await
 }
 
 async fn schema(
     State(gw): State<Arc<Gateway>>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(&gw, &id, &headers, Operation::Schema, &body).await
+    run(&gw, &id, &headers, Operation::Schema, body).await
 }
 
 async fn run(
@@ -106,22 +109,109 @@ async fn run(
     id: &RequestId,
     headers: &HeaderMap,
     operation: Operation,
-    body: &[u8],
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
     let ctx = RequestContext {
         transport: "http",
         request_id: &id.0,
     };
-    match dispatch::handle(gw, &ctx, Credential::from(authorization), operation, body).await {
+    let credential = credential(headers);
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // Over the largest limit of any service (the HTTP layer stops
+            // reading there), or a body that broke off.
+            let error = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                GatewayError::payload_too_large(gw.max_body_bytes())
+            } else {
+                GatewayError::bad_request(format!("the body could not be read: {rejection}"))
+            };
+            let error = dispatch::refused(gw, &ctx, credential, operation.name(), error);
+            return answer_error(&error, &id.0);
+        }
+    };
+    match dispatch::handle(gw, &ctx, credential, operation, &body).await {
         Ok(r) => axum::Json(r).into_response(),
-        Err(e) => with_retry_after(
-            (e.status, axum::Json(e.body_for(&id.0))).into_response(),
-            &e,
-        ),
+        Err(e) => answer_error(&e, &id.0),
     }
+}
+
+/// The caller's credential: its `Authorization` header, if any.
+fn credential(headers: &HeaderMap) -> Credential<'_> {
+    Credential::from(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("")),
+    )
+}
+
+/// `e` as the gateway's JSON error body naming `request_id`.
+fn answer_error(e: &GatewayError, request_id: &str) -> Response {
+    with_retry_after(
+        (e.status, axum::Json(e.body_for(request_id))).into_response(),
+        e,
+    )
+}
+
+/// A path the gateway does not serve: 404 `UnknownRoute`, counted and
+/// audited like every request.
+async fn unknown_route(
+    State(gw): State<Arc<Gateway>>,
+    Extension(id): Extension<RequestId>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let error = GatewayError::new(
+        StatusCode::NOT_FOUND,
+        "UnknownRoute",
+        format!("the gateway serves no `{method} {}`", uri.path()),
+    )
+    .with_hint(ROUTES_HINT);
+    refuse(&gw, &id, &headers, operation_of(&uri), error)
+}
+
+/// A served path asked with another method: 405 `MethodNotAllowed`.
+async fn wrong_method(
+    State(gw): State<Arc<Gateway>>,
+    Extension(id): Extension<RequestId>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let error = GatewayError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("`{}` does not take {method}", uri.path()),
+    )
+    .with_hint(ROUTES_HINT);
+    refuse(&gw, &id, &headers, operation_of(&uri), error)
+}
+
+const ROUTES_HINT: &str = "the operations are POST /v1/query, /v1/write and /v1/schema; \
+     GET /openapi.json describes them";
+
+/// The operation a path names, for the metrics and the audit log.
+fn operation_of(uri: &Uri) -> &'static str {
+    uri.path()
+        .strip_prefix("/v1/")
+        .and_then(Operation::from_name)
+        .map_or("none", Operation::name)
+}
+
+fn refuse(
+    gw: &Gateway,
+    id: &RequestId,
+    headers: &HeaderMap,
+    operation: &'static str,
+    error: GatewayError,
+) -> Response {
+    let ctx = RequestContext {
+        transport: "http",
+        request_id: &id.0,
+    };
+    let error = dispatch::refused(gw, &ctx, credential(headers), operation, error);
+    answer_error(&error, &id.0)
 }
 
 /// The OpenAPI document ([`crate::openapi`]), built once.

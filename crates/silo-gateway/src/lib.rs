@@ -80,8 +80,9 @@ pub struct GatewayConfig {
     /// Overrides every service's `statement_timeout`
     /// (`--statement-timeout`).
     pub statement_timeout: Option<Duration>,
-    /// How long a request waits for a free connection before 503.
-    pub acquire_timeout: Duration,
+    /// Overrides every service's `acquire_timeout`: how long a request
+    /// waits for a free connection before 503.
+    pub acquire_timeout: Option<Duration>,
     /// Tries of a write that meets a serialization failure or deadlock.
     pub max_attempts: u32,
     /// Signed JWTs accepted beside the services' gateway tokens
@@ -94,7 +95,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             pool_size: None,
             statement_timeout: None,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: None,
             max_attempts: 3,
             jwt: None,
         }
@@ -186,12 +187,7 @@ impl Gateway {
                 service.name.clone(),
                 Arc::new(Served {
                     service: service.clone(),
-                    pool: Pool::new(
-                        service.clone(),
-                        creds,
-                        &limits.values,
-                        config.acquire_timeout,
-                    ),
+                    pool: Pool::new(service.clone(), creds, &limits.values),
                     limits,
                     catalog: Catalog::default(),
                 }),

@@ -49,6 +49,9 @@ impl Limits {
         if let Some(timeout) = config.statement_timeout {
             values.statement_timeout = timeout;
         }
+        if let Some(timeout) = config.acquire_timeout {
+            values.acquire_timeout = timeout;
+        }
         values.pool_size = values.pool_size.max(1);
         // More connections than the role may open would fail at the
         // server (53300) under load instead of queueing in the gateway.

@@ -277,21 +277,11 @@ async fn respond(
     trust_users: bool,
     message: &Message,
 ) -> Result<Value, GatewayError> {
-    // The largest any service may send; each service's own
-    // `max_body_bytes` is checked once the caller is known.
-    let limit = gateway.max_body_bytes();
-    if message.payload.len() > limit {
-        return Err(GatewayError::payload_too_large(limit));
-    }
     // The subscription is `<prefix>.*.*`: the last two tokens.
     let mut tokens = message.subject.rsplitn(3, '.');
-    let (Some(operation), Some(service)) = (tokens.next(), tokens.next()) else {
-        return Err(GatewayError::bad_request("the subject names no operation"));
-    };
-    let operation = Operation::from_name(operation)
-        .ok_or_else(|| GatewayError::unknown_operation(operation))?;
+    let (operation, service) = (tokens.next(), tokens.next());
     let credential = if trust_users {
-        Credential::NatsUser(service)
+        service.map_or(Credential::None, Credential::NatsUser)
     } else {
         Credential::from(
             message
@@ -300,6 +290,27 @@ async fn respond(
                 .and_then(|h| h.get(AUTHORIZATION_HEADER))
                 .map(|v| v.as_str()),
         )
+    };
+    // Refused before dispatch, yet counted and audited like the rest.
+    let refuse = |name: &'static str, error: GatewayError| {
+        Err(dispatch::refused(gateway, ctx, credential, name, error))
+    };
+    let known = operation.and_then(Operation::from_name);
+    // The largest any service may send; each service's own
+    // `max_body_bytes` is checked once the caller is known.
+    let limit = gateway.max_body_bytes();
+    if message.payload.len() > limit {
+        let name = known.map_or("none", Operation::name);
+        return refuse(name, GatewayError::payload_too_large(limit));
+    }
+    let (Some(operation), Some(_)) = (operation, service) else {
+        return refuse(
+            "none",
+            GatewayError::bad_request("the subject names no operation"),
+        );
+    };
+    let Some(operation) = known else {
+        return refuse("none", GatewayError::unknown_operation(operation));
     };
     dispatch::handle(gateway, ctx, credential, operation, &message.payload).await
 }

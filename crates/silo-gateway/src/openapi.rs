@@ -107,6 +107,10 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     ("404", "No service has this database (`InvalidDatabase`)"),
     (
+        "413",
+        "The body is larger than the service's limit, or than any service's (`PayloadTooLarge`)",
+    ),
+    (
         "409",
         "Unique or foreign key violation, serialization failure or deadlock (after retries)",
     ),
@@ -144,14 +148,6 @@ impl Modify for Errors {
                     .build(),
             )
         };
-        // A body over the limit is refused by the HTTP layer before the
-        // gateway reads it, in plain text.
-        let too_large = RefOr::T(
-            ResponseBuilder::new()
-                .description("The body is larger than the service's limit")
-                .content("text/plain", ContentBuilder::new().build())
-                .build(),
-        );
         for (path, item) in doc.paths.paths.iter_mut() {
             if !path.starts_with("/v1/") {
                 continue;
@@ -165,10 +161,6 @@ impl Modify for Errors {
                     .entry((*status).to_string())
                     .or_insert_with(|| error(description));
             }
-            op.responses
-                .responses
-                .entry("413".to_string())
-                .or_insert_with(|| too_large.clone());
         }
     }
 }

@@ -21,8 +21,9 @@ use silo_migrate::history::HistoryRow;
 use silo_migrate::state::State;
 use silo_migrate::{Applied, Cancel, LockPolicy, MigrateError, Migration, Target};
 
+use crate::Served;
 use crate::error::{GatewayError, sqlite_sqlstate};
-use crate::{GatewayConfig, Served};
+use crate::events::MigrationEvents;
 
 /// `POST /v1/schema`.
 #[derive(Debug, Clone, Deserialize)]
@@ -142,9 +143,8 @@ impl SchemaRequest {
 /// `hook`'s writes in each migration's own transaction.
 pub async fn run(
     served: &Arc<Served>,
-    config: &GatewayConfig,
     req: &SchemaRequest,
-    hook: &mut dyn Applied,
+    hook: &mut MigrationEvents,
 ) -> Result<SchemaResponse, GatewayError> {
     if req.action == SchemaAction::Status && !req.migrations.is_empty() {
         return Err(GatewayError::bad_request(
@@ -154,7 +154,7 @@ pub async fn run(
     let policy = LockPolicy {
         // A request waits for another migration of the store no longer
         // than it waits for a connection.
-        timeout: config.acquire_timeout,
+        timeout: served.limits.values.acquire_timeout,
         on_wait: Arc::new(|_| {}),
         cancel: Cancel::new(),
     };
@@ -173,11 +173,20 @@ pub async fn run(
             r
         }
     };
-    result.map_err(|e| match e {
-        Failure::Given(e) => GatewayError::bad_request(e.0),
-        Failure::Gateway(e) => e,
-        Failure::Migrate(e) => migrate_error(&served.service.name, &e),
-    })
+    match result {
+        Ok(response) => Ok(response),
+        Err(Failure::Given(e)) => Err(GatewayError::bad_request(e.0)),
+        Err(Failure::Gateway(e)) => Err(e),
+        Err(Failure::Migrate(e)) => {
+            let error = migrate_error(&served.service.name, &e);
+            // The store refused a statement (it rolled back): told like a
+            // refused write.
+            if error.sqlstate.is_some() {
+                hook.failed(target, &error).await;
+            }
+            Err(error)
+        }
+    }
 }
 
 enum Failure {

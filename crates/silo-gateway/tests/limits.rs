@@ -463,20 +463,18 @@ async fn statement_timeout_postgres() {
 // ---- pool exhaustion ---------------------------------------------------------
 
 /// `a` has one connection: while a slow write holds it, another request
-/// waits the acquire timeout and gets 503 `PoolExhausted` with
-/// `Retry-After: 1`; `b`'s pool is its own and serves at once. Once the
-/// slow write ends (here: at its statement timeout), `a` is served again.
+/// waits `a`'s own acquire timeout (300 ms, set in silo.toml; the slow
+/// write holds its connection for 3 s, so a wait of the default 5 s would
+/// be served instead) and gets 503 `PoolExhausted` with `Retry-After: 1`;
+/// `b`'s pool is its own and serves at once. Once the slow write ends
+/// (here: at its statement timeout), `a` is served again.
 async fn pool_exhausted(engine: &str) {
-    let config = GatewayConfig {
-        acquire_timeout: Duration::from_millis(300),
-        ..GatewayConfig::default()
-    };
     let p = Arc::new(
         project(
             engine,
-            "pool_size = 1\nstatement_timeout = \"3s\"",
+            "pool_size = 1\nstatement_timeout = \"3s\"\nacquire_timeout = \"300ms\"",
             "",
-            config,
+            GatewayConfig::default(),
         )
         .await,
     );

@@ -329,6 +329,14 @@ async fn nats_answers_as_http_does() {
     let (status, body, _) = send("character", "write", Some(tok("character")), &big).await;
     assert_eq!((status, code(&body)), (413, "PayloadTooLarge"), "{body}");
     assert_eq!(rows(&p.stores, p.svc("character")).await.len(), 2);
+    // Refused before dispatch, and counted all the same.
+    let metrics = p.gateway.metrics();
+    for line in [
+        r#"silo_gateway_requests_total{service="character",operation="write",outcome="PayloadTooLarge"} 1"#,
+        r#"silo_gateway_requests_total{service="character",operation="none",outcome="UnknownOperation"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 
     running.stop();
     running.task.await.unwrap();

@@ -37,9 +37,16 @@ struct Project {
 /// Services `names` on `engine`, provisioned, each with the `items` table
 /// and a gateway token.
 async fn project(engine: &str, names: &[&str]) -> Project {
+    project_with(engine, names, "").await
+}
+
+/// As [`project`], with `gateway` as every service's `[defaults.gateway]`.
+async fn project_with(engine: &str, names: &[&str], gateway: &str) -> Project {
     let dir = tempfile::tempdir().unwrap();
     let prefix = Prefix::new();
-    let mut text = format!("[project]\nname = \"ops\"\n[defaults]\nengine = \"{engine}\"\n");
+    let mut text = format!(
+        "[project]\nname = \"ops\"\n[defaults]\nengine = \"{engine}\"\n[defaults.gateway]\n{gateway}\n"
+    );
     for name in names {
         text.push_str(&format!(
             "[services.{name}]\ndatabase = \"{}\"\nrole = \"{}\"\n",
@@ -350,6 +357,121 @@ async fn metrics_count_requests_per_service_operation_and_outcome() {
 
     run.shutdown();
     assert_eq!(run.task.await.unwrap().unwrap(), Stopped::Drained);
+}
+
+/// What the HTTP layer refuses before a request reaches an operation (a
+/// body over every service's limit, a path or method the gateway does not
+/// serve) is answered with the gateway's JSON error, echoes the request
+/// id, and is counted and audited like every other request.
+#[tokio::test]
+async fn refusals_before_an_operation_are_answered_counted_and_audited() {
+    let p = project_with("sqlite", &["orders"], "max_body_bytes = 512").await;
+    let path = p.dir.path().join("audit.jsonl");
+    let gw = Arc::new(
+        p.gateway()
+            .with_audit_log(AuditLog::open(&Target::File(path.clone())).unwrap()),
+    );
+    let mut run = start(gw.clone(), ServeOptions::default()).await;
+    let big = json!({"database": p.db("orders"), "transaction": {"operations": [
+        {"type": "insert", "table": "items", "data": {"id": 2, "name": "x".repeat(600)}}
+    ]}});
+    let too_large = http(
+        run.addr,
+        "POST",
+        "/v1/write",
+        vec![
+            ("Authorization", p.bearer("orders")),
+            ("X-Request-Id", "too-large".into()),
+        ],
+        big.to_string(),
+    )
+    .await;
+    assert_eq!(too_large.status, 413, "{too_large:?}");
+    assert_eq!(too_large.json()["error"]["code"], "PayloadTooLarge");
+    assert_eq!(too_large.json()["error"]["request_id"], "too-large");
+    assert_eq!(too_large.headers["x-request-id"], "too-large");
+    let unknown = http(
+        run.addr,
+        "POST",
+        "/v1/nothing",
+        vec![("Authorization", p.bearer("orders"))],
+        "{}".into(),
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert_eq!(unknown.json()["error"]["code"], "UnknownRoute");
+    assert!(unknown.headers.contains_key("x-request-id"), "{unknown:?}");
+    let wrong = http(run.addr, "GET", "/v1/query", vec![], String::new()).await;
+    assert_eq!(wrong.status, 405, "{wrong:?}");
+    assert_eq!(wrong.json()["error"]["code"], "MethodNotAllowed");
+    // Nothing of the oversize write ran.
+    let all = json!({"database": p.db("orders"), "query": {"type": "select", "table": "items"}});
+    let rows = http(
+        run.addr,
+        "POST",
+        "/v1/query",
+        vec![("Authorization", p.bearer("orders"))],
+        all.to_string(),
+    )
+    .await;
+    assert_eq!(
+        rows.json()["rows"].as_array().map(Vec::len),
+        Some(1),
+        "{rows:?}"
+    );
+
+    let m = http(run.addr, "GET", "/metrics", vec![], String::new()).await;
+    let count = |labels: &str| sample(&m.body, &format!("silo_gateway_requests_total{{{labels}}}"));
+    assert_eq!(
+        count(r#"service="orders",operation="write",outcome="PayloadTooLarge""#),
+        Some(1.0),
+        "{}",
+        m.body
+    );
+    assert_eq!(
+        count(r#"service="orders",operation="none",outcome="UnknownRoute""#),
+        Some(1.0),
+        "{}",
+        m.body
+    );
+    assert_eq!(
+        count(r#"service="",operation="query",outcome="MethodNotAllowed""#),
+        Some(1.0),
+        "{}",
+        m.body
+    );
+    run.shutdown();
+    assert_eq!(run.task.await.unwrap().unwrap(), Stopped::Drained);
+    gw.close();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["operation"].as_str().unwrap(),
+                l["outcome"]["code"].as_str().unwrap(),
+                l["service"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("write", "PayloadTooLarge", "orders"),
+            ("none", "UnknownRoute", "orders"),
+            ("query", "MethodNotAllowed", "-"),
+            ("query", "ok", "orders"),
+        ],
+        "{text}"
+    );
+    assert_eq!(lines[0]["request_id"], "too-large");
+    assert_eq!(lines[0]["outcome"]["status"], 413);
+    assert!(!text.contains(&"x".repeat(600)), "{text}");
 }
 
 #[tokio::test]

@@ -388,7 +388,7 @@ async fn refusals(engine: &str) {
 /// once.
 async fn concurrent_requests(engine: &str) {
     let config = GatewayConfig {
-        acquire_timeout: Duration::from_millis(300),
+        acquire_timeout: Some(Duration::from_millis(300)),
         ..GatewayConfig::default()
     };
     let p = project(engine, &[], config).await;
@@ -545,14 +545,24 @@ async fn events_follow_commits(engine: &str) {
         changes,
         [json!({"database": p.db(), "from": null, "to": "1"})]
     );
-    // A failing migration tells nothing.
+    // A migration the store refuses tells its error, and nothing else.
     let (status, _) = p
         .schema(
             json!({"action": "migrate", "migrations": [{"up": "INSERT INTO nowhere VALUES (1);"}]}),
         )
         .await;
     assert_eq!(status, 422);
-    assert_eq!(p.events().await.len(), 6);
+    assert_eq!(p.events().await.len(), 7);
+    let errors = p.payloads("storage.db.error").await;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let failed = &errors[1];
+    assert_eq!(
+        (&failed["operation"], &failed["code"], &failed["tables"]),
+        (&json!("schema"), &json!("MigrationFailed"), &json!([])),
+        "{failed}"
+    );
+    assert!(failed["sqlstate"].is_string(), "{failed}");
+    assert_eq!(p.payloads("storage.db.migration_complete").await.len(), 1);
 
     // Every payload is one its contract takes, and none holds a value.
     let loaded = silo_events::contracts::Contracts::load(&p.manifest).unwrap();

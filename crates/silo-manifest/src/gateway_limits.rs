@@ -26,6 +26,9 @@ pub struct GatewayLimits {
     /// Longest a statement may run before the store cancels it (default
     /// 30 s).
     pub statement_timeout: Duration,
+    /// Longest a request waits for a free connection of the service's
+    /// pool before it is refused (503 `PoolExhausted`; default 5 s).
+    pub acquire_timeout: Duration,
     /// Most rows one query returns: the page size when a query names no
     /// `limit`, and the largest `limit` it may name (default 1000).
     pub max_rows: u64,
@@ -57,6 +60,8 @@ impl GatewayLimits {
     pub const DEFAULT_POOL_SIZE: u32 = 10;
     /// The statement timeout when nothing sets one.
     pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The acquire timeout when nothing sets one.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
     /// `max_rows` when nothing sets it.
     pub const DEFAULT_MAX_ROWS: u64 = 1000;
     /// `max_body_bytes` when nothing sets it: 1 MiB.
@@ -68,6 +73,7 @@ impl Default for GatewayLimits {
         GatewayLimits {
             pool_size: Self::DEFAULT_POOL_SIZE,
             statement_timeout: Self::DEFAULT_STATEMENT_TIMEOUT,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
             max_rows: Self::DEFAULT_MAX_ROWS,
             max_rows_affected: None,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
@@ -83,6 +89,7 @@ impl Default for GatewayLimits {
 pub(crate) struct RawGatewayLimits {
     pool_size: Option<Spanned<i64>>,
     statement_timeout: Option<Spanned<String>>,
+    acquire_timeout: Option<Spanned<String>>,
     max_rows: Option<Spanned<i64>>,
     max_rows_affected: Option<Spanned<i64>>,
     max_body_bytes: Option<Spanned<i64>>,
@@ -97,6 +104,7 @@ pub(crate) struct RawGatewayLimits {
 pub(crate) struct PartialLimits {
     pool_size: Option<u32>,
     statement_timeout: Option<Duration>,
+    acquire_timeout: Option<Duration>,
     max_rows: Option<u64>,
     max_rows_affected: Option<u64>,
     max_body_bytes: Option<u64>,
@@ -172,9 +180,15 @@ pub(crate) fn partial(
             .map_err(|refusal| refuse(t.span(), refusal))
             .ok()
     });
+    let acquire_timeout = raw.acquire_timeout.as_ref().and_then(|t| {
+        parse_acquire_timeout(t.get_ref())
+            .map_err(|refusal| refuse(t.span(), refusal))
+            .ok()
+    });
     PartialLimits {
         pool_size,
         statement_timeout,
+        acquire_timeout,
         max_rows: max_rows.map(u64::from),
         max_rows_affected: max_rows_affected.map(u64::from),
         max_body_bytes: max_body_bytes.map(u64::from),
@@ -224,6 +238,10 @@ pub(crate) fn resolve(
             .statement_timeout
             .or(defaults.statement_timeout)
             .unwrap_or(built_in.statement_timeout),
+        acquire_timeout: own
+            .acquire_timeout
+            .or(defaults.acquire_timeout)
+            .unwrap_or(built_in.acquire_timeout),
         max_rows: own
             .max_rows
             .or(defaults.max_rows)
@@ -241,27 +259,49 @@ pub(crate) fn resolve(
 /// Parses a statement timeout: a duration as humantime writes it (`30s`,
 /// `1500ms`, `2m`, `1h 30m`), from 1 ms to PostgreSQL's largest.
 pub fn parse_timeout(text: &str) -> Result<Duration, Refusal> {
-    let help =
-        || Some("a duration such as `30s`, `1500ms` or `2m`; leave it out for 30s".to_string());
+    parse_duration(
+        "statement_timeout",
+        "every statement would be cancelled",
+        "30s",
+        text,
+    )
+}
+
+/// Parses an acquire timeout, as [`parse_timeout`] does.
+pub fn parse_acquire_timeout(text: &str) -> Result<Duration, Refusal> {
+    parse_duration(
+        "acquire_timeout",
+        "every request would be refused while the pool is busy",
+        "5s",
+        text,
+    )
+}
+
+/// A duration for `key` in whole milliseconds, from 1 ms to the largest
+/// PostgreSQL keeps; `zero` says what a duration under 1 ms would do.
+fn parse_duration(key: &str, zero: &str, default: &str, text: &str) -> Result<Duration, Refusal> {
+    let help = || {
+        Some(format!(
+            "a duration such as `30s`, `1500ms` or `2m`; leave it out for {default}"
+        ))
+    };
     let duration = humantime::parse_duration(text.trim())
-        .map_err(|e| (format!("invalid statement_timeout `{text}`: {e}"), help()))?;
+        .map_err(|e| (format!("invalid {key} `{text}`: {e}"), help()))?;
     if duration.as_millis() == 0 {
         return Err((
-            format!(
-                "statement_timeout `{text}` is under a millisecond: every statement would be cancelled"
-            ),
+            format!("{key} `{text}` is under a millisecond: {zero}"),
             help(),
         ));
     }
     if duration.as_millis() > MAX_TIMEOUT_MS {
         return Err((
-            format!("statement_timeout `{text}` is longer than PostgreSQL allows (about 24 days)"),
+            format!("{key} `{text}` is longer than PostgreSQL allows (about 24 days)"),
             help(),
         ));
     }
     if duration.subsec_nanos() % 1_000_000 != 0 {
         return Err((
-            format!("statement_timeout `{text}` is not a whole number of milliseconds"),
+            format!("{key} `{text}` is not a whole number of milliseconds"),
             help(),
         ));
     }

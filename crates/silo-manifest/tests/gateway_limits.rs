@@ -65,6 +65,7 @@ events = false
 [services.b.gateway]
 pool_size = 20
 statement_timeout = "1500ms"
+acquire_timeout = "250ms"
 max_rows_affected = 50
 max_body_bytes = 4096
 requests_per_second = 10
@@ -77,6 +78,7 @@ events = true
         GatewayLimits {
             pool_size: 100,
             statement_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
             max_rows: 500,
             max_rows_affected: None,
             max_body_bytes: 1024 * 1024,
@@ -93,6 +95,7 @@ events = true
         GatewayLimits {
             pool_size: 20,
             statement_timeout: Duration::from_millis(1500),
+            acquire_timeout: Duration::from_millis(250),
             max_rows: 500,
             max_rows_affected: Some(50),
             max_body_bytes: 4096,
@@ -170,6 +173,14 @@ fn bad_durations_are_refused_with_their_reason() {
         assert_eq!((line, column), (4, 21), "{value}");
         assert!(message.contains(says), "{value}: {message}");
     }
+    let (line, column, message) = one(&format!(
+        "{HEAD}[services.a.gateway]\nacquire_timeout = \"0ms\"\n"
+    ));
+    assert_eq!((line, column), (4, 19));
+    assert!(
+        message.contains("acquire_timeout `0ms` is under a millisecond"),
+        "{message}"
+    );
     // A number is not a duration: TOML's own type error, at its place.
     let (line, _, _) = one(&format!(
         "{HEAD}[services.a.gateway]\nstatement_timeout = 30\n"

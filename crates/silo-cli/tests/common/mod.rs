@@ -75,3 +75,43 @@ pub fn prefix_names(dir: &Path, prefix: &Prefix) {
     }
     std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
 }
+
+/// `silo gateway --listen 127.0.0.1:0 ARGS...` started in `dir` with
+/// `envs` set: the child, the address of its first line
+/// (`... listening on http[s]://ADDR for ...`), and the rest of its
+/// standard output. Its standard error is piped.
+#[allow(dead_code)] // only the gateway's test files start one
+pub fn start_gateway(
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("silo"));
+    cmd.current_dir(dir)
+        .env_remove("SILO_ENGINE")
+        .env_remove("SILO_DATA_DIR")
+        .env_remove("SILO_MANIFEST")
+        .args(["gateway", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr, stdout)
+}
