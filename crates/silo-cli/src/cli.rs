@@ -111,9 +111,10 @@ pub enum Command {
     /// (from its secrets file; `silo up` makes it) and may only name its
     /// own database: another's is refused with 403 before anything runs.
     /// Every statement runs as the service's own role. Endpoints: POST
-    /// /v1/query, POST /v1/write, GET /healthz, GET /readyz
-    /// (docs/gateway.md). Ctrl-C or SIGTERM stops taking requests and
-    /// finishes the ones in flight.
+    /// /v1/query, /v1/write, /v1/schema, GET /healthz, /readyz, /metrics,
+    /// /openapi.json (docs/gateway.md). SIGHUP reads the tokens and
+    /// credentials again after `silo credentials rotate`. Ctrl-C or
+    /// SIGTERM stops taking requests and finishes the ones in flight.
     Gateway(GatewayArgs),
 
     /// Apply pending migrations, each service as its own role

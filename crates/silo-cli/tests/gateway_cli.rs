@@ -289,3 +289,44 @@ fn the_gateway_answers_over_nats() {
     assert!(status.success(), "{status:?}: {err}");
     assert!(!err.contains(&tok), "{err}");
 }
+
+/// SIGHUP makes a running gateway read the tokens again: after `silo
+/// credentials rotate --gateway` and a SIGHUP, the new token is served and
+/// the old one gets 401, without a restart.
+#[test]
+fn sighup_takes_a_rotated_token() {
+    let prefix = Prefix::new();
+    let (dir, _) = orders_project("sqlite", &prefix);
+    let old = token(dir.path(), true).as_str().unwrap().to_string();
+    let (child, addr, _out) = common::start_gateway(dir.path(), &[], &[]);
+    let query = format!(
+        r#"{{"database":"{}","query":{{"type":"select","table":"nope"}}}}"#,
+        prefix.name("orders")
+    );
+    // 400 UnknownTable: past authentication.
+    assert_eq!(http(&addr, "POST", "/v1/query", Some(&old), &query).0, 400);
+    silo(dir.path())
+        .args(["credentials", "rotate", "orders", "--gateway"])
+        .assert()
+        .success();
+    let new = token(dir.path(), true).as_str().unwrap().to_string();
+    assert_eq!(http(&addr, "POST", "/v1/query", Some(&new), &query).0, 401);
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    // The signal is handled on the gateway's own time: poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(&addr, "POST", "/v1/query", Some(&new), &query).0 != 400 {
+        assert!(Instant::now() < deadline, "the new token was never taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(http(&addr, "POST", "/v1/query", Some(&old), &query).0, 401);
+    let (status, err) = terminate(child);
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(
+        err.contains("reloaded the gateway tokens and credentials of 1 services"),
+        "{err}"
+    );
+    assert!(!err.contains(&new) && !err.contains(&old), "{err}");
+}

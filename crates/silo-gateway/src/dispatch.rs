@@ -111,7 +111,7 @@ pub fn refused(
     let arrived = SystemTime::now();
     let started = Instant::now();
     let seen = Seen {
-        service: gateway.identities.authenticate(credential).ok(),
+        service: gateway.authenticate(credential).ok(),
         ..Seen::default()
     };
     record(
@@ -216,7 +216,7 @@ fn admit<'g, T: DeserializeOwned>(
     operation: Operation,
     seen: &mut Seen<'g>,
 ) -> Result<(&'g Arc<Served>, T), GatewayError> {
-    let caller = gateway.identities.authenticate(credential)?;
+    let caller = gateway.authenticate(credential)?;
     seen.service = Some(caller);
     // The caller's own limits, before any work is spent on its request.
     if let Some(own) = gateway.served.get(caller) {

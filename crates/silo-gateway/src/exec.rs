@@ -3,7 +3,7 @@
 //! proved it is the service's own), queries, and writes in one
 //! transaction, retried on serialization failures and deadlocks.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -28,7 +28,9 @@ pub const APPLICATION: &str = "silo gateway";
 /// One service's connections.
 pub struct Pool {
     service: Service,
-    creds: Credentials,
+    /// Read at each new connection: [`Pool::set_credentials`] replaces
+    /// them after a rotation, and the connections already open go on.
+    creds: RwLock<Credentials>,
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
     size: usize,
@@ -152,7 +154,7 @@ impl Pool {
             .max(1);
         Pool {
             service,
-            creds,
+            creds: RwLock::new(creds),
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size),
             size,
@@ -163,8 +165,13 @@ impl Pool {
 
     /// The service's own credentials (a schema request opens the
     /// migration engine's connection with them).
-    pub fn credentials(&self) -> &Credentials {
-        &self.creds
+    pub fn credentials(&self) -> Credentials {
+        self.creds.read().expect("credentials lock").clone()
+    }
+
+    /// The credentials new connections are made with from now on.
+    pub fn set_credentials(&self, creds: Credentials) {
+        *self.creds.write().expect("credentials lock") = creds;
     }
 
     /// A connection as the service: an idle one, or a new one. Waits for a
@@ -204,7 +211,8 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Conn, GatewayError> {
-        let mut conn = connect_with(&self.creds, &self.service, StoreKind::Own, APPLICATION)
+        let creds = self.credentials();
+        let mut conn = connect_with(&creds, &self.service, StoreKind::Own, APPLICATION)
             .await
             .map_err(|e| GatewayError::store_unavailable(&self.service.name, &e.to_string()))?;
         let deadline = match &mut conn {
@@ -337,12 +345,18 @@ async fn control(conn: &mut ServiceConnection, sql: &'static str) -> Result<(), 
     }
 }
 
-/// Whether an error means the connection itself is no longer usable.
+/// Whether an error means the connection itself is no longer usable:
+/// its socket or protocol failed, or the server ended the session
+/// (SQLSTATE 57P01-57P05: terminated by an administrator, a crash, the
+/// server going down; class 08: connection exceptions).
 fn breaks_connection(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)
-    )
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
 }
 
 /// The tables of `served`'s store; after a name the cached catalog lacks,

@@ -52,7 +52,7 @@ pub mod sql;
 pub mod tls;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use silo_manifest::Service;
@@ -121,7 +121,8 @@ pub struct Skipped {
 /// The gateway: who may call, and every store it serves.
 pub struct Gateway {
     pub(crate) config: GatewayConfig,
-    pub(crate) identities: Identities,
+    /// Replaced whole by [`Gateway::reload`].
+    pub(crate) identities: RwLock<Identities>,
     /// By service name.
     pub(crate) served: HashMap<String, Arc<Served>>,
     /// Database name (the manifest's `database`) → service name, for every
@@ -196,7 +197,7 @@ impl Gateway {
         let identities = Identities::new(tokens).with_jwt(config.jwt.clone());
         Ok(Gateway {
             config,
-            identities,
+            identities: RwLock::new(identities),
             served,
             databases,
             skipped,
@@ -229,6 +230,52 @@ impl Gateway {
         if let Some(audit) = &self.audit {
             audit.close();
         }
+    }
+
+    /// The served service `credential` proves the caller is (401
+    /// otherwise).
+    pub(crate) fn authenticate(&self, credential: Credential<'_>) -> Result<&str, GatewayError> {
+        let identities = self.identities.read().expect("identities lock");
+        let name = identities.authenticate(credential)?;
+        // Named from the served map, which lives as long as the gateway:
+        // the identities may be replaced by the next reload.
+        self.served
+            .get_key_value(name)
+            .map(|(name, _)| name.as_str())
+            .ok_or_else(|| GatewayError::unauthenticated("the credential names no served service"))
+    }
+
+    /// Reads every served service's gateway token and store credentials
+    /// again from its secrets file (after `silo credentials rotate`): a
+    /// rotated token works and the old one is refused from now on, and new
+    /// connections use the rotated password (open ones go on). A service
+    /// whose file has no token any more is refused until it has one; one
+    /// whose credentials cannot be read keeps its old ones. Returns what
+    /// the operator should know.
+    pub fn reload(&self, stores: &Stores) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut tokens = Vec::new();
+        for name in self.services() {
+            let served = &self.served[name];
+            match stores.secrets().gateway_token(name) {
+                Ok(Some(token)) => tokens.push((name.to_string(), token)),
+                Ok(None) => notes.push(format!(
+                    "`{name}`: its secrets file has no SILO_GATEWAY_TOKEN; its requests are refused until `silo up` makes one"
+                )),
+                Err(e) => notes.push(format!(
+                    "`{name}`: its gateway token could not be read ({e}); its requests are refused"
+                )),
+            }
+            match stores.credentials(&served.service) {
+                Ok(creds) => served.pool.set_credentials(creds),
+                Err(e) => notes.push(format!(
+                    "`{name}`: its credentials could not be read ({e}); new connections use the old ones"
+                )),
+            }
+        }
+        let identities = Identities::new(tokens).with_jwt(self.config.jwt.clone());
+        *self.identities.write().expect("identities lock") = identities;
+        notes
     }
 
     /// The largest body any served service may send: what the HTTP layer

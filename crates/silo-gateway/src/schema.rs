@@ -159,7 +159,7 @@ pub async fn run(
         cancel: Cancel::new(),
     };
     let mut target =
-        silo_migrate::connect::open_as(served.pool.credentials(), &served.service, policy)
+        silo_migrate::connect::open_as(&served.pool.credentials(), &served.service, policy)
             .await
             .map_err(|e| migrate_error(&served.service.name, &e))?;
     let target = target.as_mut();

@@ -37,11 +37,12 @@ struct Project {
 /// Services `names` on `engine`, provisioned, each with the `items` table
 /// and a gateway token.
 async fn project(engine: &str, names: &[&str]) -> Project {
-    project_with(engine, names, "").await
+    project_with(engine, names, "", admin_url()).await
 }
 
-/// As [`project`], with `gateway` as every service's `[defaults.gateway]`.
-async fn project_with(engine: &str, names: &[&str], gateway: &str) -> Project {
+/// As [`project`], with `gateway` as every service's `[defaults.gateway]`,
+/// on the PostgreSQL server `admin` reaches.
+async fn project_with(engine: &str, names: &[&str], gateway: &str, admin: String) -> Project {
     let dir = tempfile::tempdir().unwrap();
     let prefix = Prefix::new();
     let mut text = format!(
@@ -59,7 +60,7 @@ async fn project_with(engine: &str, names: &[&str], gateway: &str) -> Project {
     let stores = Stores::new(StoresConfig {
         project: None,
         data_dir: manifest.data_dir.clone(),
-        admin_url: Some(admin_url()),
+        admin_url: Some(admin),
         concurrency: 4,
     });
     let mut tokens = HashMap::new();
@@ -365,7 +366,7 @@ async fn metrics_count_requests_per_service_operation_and_outcome() {
 /// id, and is counted and audited like every other request.
 #[tokio::test]
 async fn refusals_before_an_operation_are_answered_counted_and_audited() {
-    let p = project_with("sqlite", &["orders"], "max_body_bytes = 512").await;
+    let p = project_with("sqlite", &["orders"], "max_body_bytes = 512", admin_url()).await;
     let path = p.dir.path().join("audit.jsonl");
     let gw = Arc::new(
         p.gateway()
@@ -853,6 +854,85 @@ async fn tls_serves_https_and_refuses_a_key_every_user_can_read() {
     .await
     .unwrap();
     assert!(plain.map(|a| a.status).unwrap_or(0) != 200);
+    run.shutdown();
+    assert_eq!(run.task.await.unwrap().unwrap(), Stopped::Drained);
+}
+
+/// `Gateway::reload` (SIGHUP in the CLI) takes a rotated gateway token and
+/// a rotated password without a restart: the old token gets 401 and the
+/// new one is served; a connection made after the password rotation
+/// fails until the reload, and succeeds after it. On a server of the
+/// test's own that checks passwords (the shared one trusts loopback).
+#[tokio::test]
+async fn a_reload_takes_rotated_tokens_and_passwords_postgres() {
+    let server = silo_testkit::TempServer::start();
+    let p = project_with("postgres", &["orders"], "", server.admin_url()).await;
+    let gw = Arc::new(p.gateway());
+    let mut run = start(gw.clone(), ServeOptions::default()).await;
+    let query = json!({"database": p.db("orders"), "query": {"type": "select", "table": "items"}});
+    let ask = |bearer: String| {
+        http(
+            run.addr,
+            "POST",
+            "/v1/query",
+            vec![("Authorization", bearer)],
+            query.to_string(),
+        )
+    };
+    let old = p.bearer("orders");
+    assert_eq!(ask(old.clone()).await.status, 200);
+
+    p.stores.secrets().replace_gateway_token("orders").unwrap();
+    let new = format!(
+        "Bearer {}",
+        p.stores
+            .secrets()
+            .gateway_token("orders")
+            .unwrap()
+            .unwrap()
+            .expose()
+    );
+    assert_ne!(new, old);
+    // Until the reload the gateway knows the old token only.
+    assert_eq!(ask(new.clone()).await.status, 401);
+
+    // A new password, and the service's open sessions ended, so the next
+    // request needs a new connection.
+    let svc = p.svc("orders");
+    p.stores.engine(svc).unwrap().rotate(svc).await.unwrap();
+    let mut admin = PgConnection::connect(&server.admin_url()).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+        .bind(&svc.role)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // The first request meets the ended session (57P01), which leaves the
+    // pool; the next needs a new connection, which the server refuses
+    // with the old password.
+    let ended = ask(old.clone()).await;
+    assert_eq!(ended.json()["error"]["sqlstate"], "57P01", "{ended:?}");
+    let refused = ask(old.clone()).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.json()["error"]["code"], "StoreUnavailable");
+    assert!(
+        refused
+            .body
+            .contains("refused service `orders`'s own login"),
+        "{refused:?}"
+    );
+
+    let notes = gw.reload(&p.stores);
+    assert!(notes.is_empty(), "{notes:?}");
+    let a = ask(old.clone()).await;
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (401, json!("Unauthenticated")),
+        "{a:?}"
+    );
+    let a = ask(new).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.json()["rows"].as_array().map(Vec::len), Some(1), "{a:?}");
+
     run.shutdown();
     assert_eq!(run.task.await.unwrap().unwrap(), Stopped::Drained);
 }

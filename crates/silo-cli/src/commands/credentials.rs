@@ -77,7 +77,7 @@ pub async fn run(ctx: &Context, command: &CredentialsCommand) -> CmdResult {
                 }));
             } else {
                 outln!(
-                    "rotated the gateway token of `{}`; a running `silo gateway` takes it at its next start. New token in {}",
+                    "rotated the gateway token of `{}`; a running `silo gateway` takes it on SIGHUP or at its next start. New token in {}",
                     service.name,
                     file.display()
                 );

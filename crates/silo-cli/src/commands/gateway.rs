@@ -148,7 +148,30 @@ pub async fn run(ctx: &Context, args: &GatewayArgs) -> CmdResult {
             None => Ok(()),
         }
     };
-    let (http, nats) = tokio::join!(http, nats);
+    // SIGHUP reads every service's gateway token and credentials again
+    // (after `silo credentials rotate`), without a restart.
+    let reloads = async {
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        let mut stopped = stopped.clone();
+        loop {
+            tokio::select! {
+                _ = hangups.recv() => {
+                    let notes = gateway.reload(&ctx.stores);
+                    errln!(
+                        "reloaded the gateway tokens and credentials of {} services",
+                        gateway.services().len()
+                    );
+                    for note in notes {
+                        errln!("note: {note}");
+                    }
+                }
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    };
+    let (http, nats, ()) = tokio::join!(http, nats, reloads);
     let stopped = http.map_err(|e| Failure::usage(miette::miette!("the gateway stopped: {e}")))?;
     nats.map_err(nats_failure)?;
     gateway.close();
