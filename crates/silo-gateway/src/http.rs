@@ -18,6 +18,9 @@ use crate::error::GatewayError;
 use crate::identity::Credential;
 use crate::{Gateway, exec, request_id};
 
+/// The content type of every JSON answer (as `axum::Json` sets it).
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// A request's id, put in its extensions by [`tag`].
 #[derive(Debug, Clone)]
 struct RequestId(Arc<str>);
@@ -116,7 +119,7 @@ async fn run(
         request_id: &id.0,
     };
     match dispatch::handle(gw, &ctx, Credential::from(authorization), operation, body).await {
-        Ok(r) => axum::Json(r).into_response(),
+        Ok(json) => ([(header::CONTENT_TYPE, JSON)], json).into_response(),
         Err(e) => with_retry_after(
             (e.status, axum::Json(e.body_for(&id.0))).into_response(),
             &e,
