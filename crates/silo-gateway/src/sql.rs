@@ -36,9 +36,30 @@ pub enum Param {
 pub struct Statement {
     pub sql: String,
     pub params: Vec<Param>,
-    /// Whether it returns rows (as JSON text on PostgreSQL, as columns on
-    /// SQLite) rather than a count.
+    /// Whether it returns rows (as columns, see [`pg_output`] for
+    /// PostgreSQL's) rather than a count.
     pub returns_rows: bool,
+}
+
+/// Whether a column of catalog type `ty` is read from PostgreSQL as it is
+/// (integers, booleans, text): its value is the same JSON that `to_json`
+/// would give, and decoding it costs neither side a JSON round trip.
+fn pg_native(ty: &str) -> bool {
+    matches!(ty, "smallint" | "integer" | "bigint" | "boolean" | "text")
+        || ty.starts_with("character varying")
+}
+
+/// A column as a PostgreSQL statement returns it: as it is when
+/// [`pg_native`], else `to_json(column)`, PostgreSQL's own JSON for its
+/// value (what `row_to_json` gives for it), under the column's name.
+fn pg_output(table: &TableInfo, column: &str) -> Result<String, GatewayError> {
+    let ty = table.column(column)?;
+    let col = ident(column);
+    Ok(if pg_native(ty) {
+        col
+    } else {
+        format!("to_json({col}) AS {col}")
+    })
 }
 
 /// A quoted identifier.
@@ -327,7 +348,10 @@ pub fn select(
     let limit = q.limit.unwrap_or(default_limit);
     let cols: Vec<String> = selected
         .iter()
-        .map(|c| b.column(c))
+        .map(|c| match dialect {
+            Dialect::Postgres => pg_output(table, c),
+            Dialect::Sqlite => b.column(c),
+        })
         .collect::<Result<_, _>>()?;
     let order = |prefix: &str| -> String {
         if keys.is_empty() {
@@ -350,14 +374,17 @@ pub fn select(
     if !conditions.is_empty() {
         sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
     }
-    sql.push_str(&order(""));
+    // On PostgreSQL the sort keys are qualified: a bare name in ORDER BY
+    // would be the output column, which for a `to_json` column is JSON.
+    let qualifier = match dialect {
+        Dialect::Postgres => format!("{}.", table_ref(table, dialect)),
+        Dialect::Sqlite => String::new(),
+    };
+    sql.push_str(&order(&qualifier));
     // One row more than asked tells whether there is a next page.
     sql.push_str(&format!(" LIMIT {}", limit.saturating_add(1)));
     if let Some(offset) = q.offset {
         sql.push_str(&format!(" OFFSET {offset}"));
-    }
-    if dialect == Dialect::Postgres {
-        sql = format!("SELECT row_to_json(q)::text FROM ({sql}) q{}", order("q."));
     }
     Ok(BuiltQuery {
         statement: Statement {
@@ -515,7 +542,7 @@ pub fn operation(
     Ok(out)
 }
 
-/// Adds `RETURNING`: on PostgreSQL the rows come back as JSON text.
+/// Adds `RETURNING`, its columns as [`pg_output`] on PostgreSQL.
 fn finish(
     b: Builder<'_>,
     mut sql: String,
@@ -529,11 +556,14 @@ fn finish(
             returns_rows: false,
         });
     };
-    let list: Vec<String> = cols.iter().map(|c| ident(c)).collect();
+    let list: Vec<String> = cols
+        .iter()
+        .map(|c| match dialect {
+            Dialect::Postgres => pg_output(b.table, c),
+            Dialect::Sqlite => Ok(ident(c)),
+        })
+        .collect::<Result<_, _>>()?;
     sql.push_str(&format!(" RETURNING {}", list.join(", ")));
-    if dialect == Dialect::Postgres {
-        sql = format!("WITH w AS ({sql}) SELECT row_to_json(w)::text FROM w");
-    }
     Ok(Statement {
         sql,
         params: b.params,
