@@ -58,13 +58,28 @@ fn pg_output(table: &TableInfo, column: &str) -> Result<String, GatewayError> {
     Ok(if pg_native(ty) {
         col
     } else {
-        format!("to_json({col}) AS {col}")
+        let mut out = String::with_capacity(2 * col.len() + 13);
+        out.push_str("to_json(");
+        out.push_str(&col);
+        out.push_str(") AS ");
+        out.push_str(&col);
+        out
     })
 }
 
 /// A quoted identifier.
 pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    // Built by hand: this runs for every column of every statement.
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// A table as SQL names it: `"accounts"`, `"app"."accounts"`.
