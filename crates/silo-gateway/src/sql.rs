@@ -7,6 +7,8 @@
 //! integer), `?n` on SQLite. Operators come from a closed list. Nothing a
 //! caller sends is pasted into SQL.
 
+use std::fmt::Write as _;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
@@ -65,6 +67,16 @@ fn pg_output(table: &TableInfo, column: &str) -> Result<String, GatewayError> {
         out.push_str(&col);
         out
     })
+}
+
+/// Appends `parts` to `out`, `sep` between them.
+fn push_joined(out: &mut String, parts: &[String], sep: &str) {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(part);
+    }
 }
 
 /// A quoted identifier.
@@ -368,38 +380,37 @@ pub fn select(
             Dialect::Sqlite => b.column(c),
         })
         .collect::<Result<_, _>>()?;
-    let order = |prefix: &str| -> String {
-        if keys.is_empty() {
-            return String::new();
-        }
-        let list: Vec<String> = keys
-            .iter()
-            .map(|(k, d)| {
-                let dir = if *d == Direction::Asc { "ASC" } else { "DESC" };
-                format!("{prefix}{} {dir}", ident(k))
-            })
-            .collect();
-        format!(" ORDER BY {}", list.join(", "))
-    };
-    let mut sql = format!(
-        "SELECT {} FROM {}",
-        cols.join(", "),
-        table_ref(table, dialect)
-    );
+    // Assembled in one string: this runs for every query.
+    let from = table_ref(table, dialect);
+    let mut sql = String::with_capacity(128 + 16 * cols.len());
+    sql.push_str("SELECT ");
+    push_joined(&mut sql, &cols, ", ");
+    sql.push_str(" FROM ");
+    sql.push_str(&from);
     if !conditions.is_empty() {
-        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        sql.push_str(" WHERE ");
+        push_joined(&mut sql, &conditions, " AND ");
     }
-    // On PostgreSQL the sort keys are qualified: a bare name in ORDER BY
-    // would be the output column, which for a `to_json` column is JSON.
-    let qualifier = match dialect {
-        Dialect::Postgres => format!("{}.", table_ref(table, dialect)),
-        Dialect::Sqlite => String::new(),
-    };
-    sql.push_str(&order(&qualifier));
+    for (i, (k, d)) in keys.iter().enumerate() {
+        sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
+        // On PostgreSQL the sort keys are qualified: a bare name in ORDER
+        // BY would be the output column, which for a `to_json` column is
+        // JSON.
+        if dialect == Dialect::Postgres {
+            sql.push_str(&from);
+            sql.push('.');
+        }
+        sql.push_str(&ident(k));
+        sql.push_str(if *d == Direction::Asc {
+            " ASC"
+        } else {
+            " DESC"
+        });
+    }
     // One row more than asked tells whether there is a next page.
-    sql.push_str(&format!(" LIMIT {}", limit.saturating_add(1)));
+    let _ = write!(sql, " LIMIT {}", limit.saturating_add(1));
     if let Some(offset) = q.offset {
-        sql.push_str(&format!(" OFFSET {offset}"));
+        let _ = write!(sql, " OFFSET {offset}");
     }
     Ok(BuiltQuery {
         statement: Statement {
