@@ -64,15 +64,16 @@ impl Operation {
 }
 
 /// Runs one request: `credential` is what the caller offers as proof of
-/// who it is, `body` the request's JSON. A transport answers an error
-/// with [`GatewayError::body_for`] `ctx.request_id`.
+/// who it is, `body` the request's JSON. The answer is the response's
+/// JSON, encoded once here (a transport sends it as it is). A transport
+/// answers an error with [`GatewayError::body_for`] `ctx.request_id`.
 pub async fn handle(
     gateway: &Gateway,
     ctx: &RequestContext<'_>,
     credential: Credential<'_>,
     operation: Operation,
     body: &[u8],
-) -> Result<Value, GatewayError> {
+) -> Result<Vec<u8>, GatewayError> {
     let arrived = SystemTime::now();
     let started = Instant::now();
     let mut seen = Seen::default();
@@ -179,14 +180,14 @@ async fn run<'g>(
     operation: Operation,
     body: &[u8],
     seen: &mut Seen<'g>,
-) -> Result<Value, GatewayError> {
+) -> Result<Vec<u8>, GatewayError> {
     match operation {
         Operation::Query => {
             let (served, req) = admit::<QueryRequest>(gateway, credential, body, operation, seen)?;
             seen.table(&req.query.table);
             let response = exec::query(served, &req).await?;
             seen.rows = Some(response.rows.len() as u64);
-            to_value(response)
+            encode(&response)
         }
         Operation::Write => {
             let (served, req) = admit::<WriteRequest>(gateway, credential, body, operation, seen)?;
@@ -196,20 +197,54 @@ async fn run<'g>(
             let events = events::events_for(served).with_request_id(Some(ctx.request_id));
             let response = exec::write(served, &gateway.config, &req, &events).await?;
             seen.rows = Some(response.results.iter().map(|r| r.rows_affected).sum());
-            to_value(response)
+            encode(&response)
         }
         Operation::Schema => {
             let (served, req) = admit::<SchemaRequest>(gateway, credential, body, operation, seen)?;
             let mut hook = events::MigrationEvents {
                 events: events::events_for(served).with_request_id(Some(ctx.request_id)),
             };
-            to_value(schema::run(served, &req, &mut hook).await?)
+            encode(&schema::run(served, &req, &mut hook).await?)
         }
     }
 }
 
+/// A request body's address: the database it names and the operation it
+/// says it is, read from the typed request.
+pub(crate) trait Addressed {
+    fn database(&self) -> &str;
+    fn operation(&self) -> Option<&str>;
+}
+
+impl Addressed for QueryRequest {
+    fn database(&self) -> &str {
+        &self.database
+    }
+    fn operation(&self) -> Option<&str> {
+        self.operation.as_deref()
+    }
+}
+
+impl Addressed for WriteRequest {
+    fn database(&self) -> &str {
+        &self.database
+    }
+    fn operation(&self) -> Option<&str> {
+        self.operation.as_deref()
+    }
+}
+
+impl Addressed for SchemaRequest {
+    fn database(&self) -> &str {
+        &self.database
+    }
+    fn operation(&self) -> Option<&str> {
+        self.operation.as_deref()
+    }
+}
+
 /// The caller, its store, and its request parsed, in the order above.
-fn admit<'g, T: DeserializeOwned>(
+fn admit<'g, T: DeserializeOwned + Addressed>(
     gateway: &'g Gateway,
     credential: Credential<'_>,
     body: &[u8],
@@ -223,6 +258,18 @@ fn admit<'g, T: DeserializeOwned>(
         own.limits.admit()?;
         own.limits.check_body(body.len())?;
     }
+    // A well-formed request is parsed once, straight into its type. Any
+    // body that does not parse takes the step-by-step path below, whose
+    // checks come in the documented order and name what is wrong.
+    if let Ok(request) = serde_json::from_slice::<T>(body) {
+        let served = gateway.route(caller, request.database())?;
+        if let Some(op) = request.operation()
+            && op != operation.name()
+        {
+            return Err(wrong_operation(operation));
+        }
+        return Ok((served, request));
+    }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::bad_request(format!("the body is not JSON: {e}")))?;
     let database = value
@@ -233,17 +280,22 @@ fn admit<'g, T: DeserializeOwned>(
     if let Some(op) = value.get("operation")
         && op.as_str() != Some(operation.name())
     {
-        return Err(GatewayError::bad_request(format!(
-            "this endpoint runs `\"operation\":\"{}\"`",
-            operation.name()
-        )));
+        return Err(wrong_operation(operation));
     }
     let request = serde_json::from_value(value)
         .map_err(|e| GatewayError::bad_request(format!("the request is malformed: {e}")))?;
     Ok((served, request))
 }
 
-fn to_value(response: impl serde::Serialize) -> Result<Value, GatewayError> {
-    serde_json::to_value(response)
+fn wrong_operation(operation: Operation) -> GatewayError {
+    GatewayError::bad_request(format!(
+        "this endpoint runs `\"operation\":\"{}\"`",
+        operation.name()
+    ))
+}
+
+/// The response as JSON, straight from its type (no intermediate tree).
+fn encode(response: &impl serde::Serialize) -> Result<Vec<u8>, GatewayError> {
+    serde_json::to_vec(response)
         .map_err(|e| GatewayError::internal(format!("could not encode the response: {e}")))
 }

@@ -280,25 +280,51 @@ async fn fetch(
 ) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
     match conn {
         ServiceConnection::Postgres(c) => {
-            let texts = pg_query(st)
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(|row| row.try_get::<String, _>(0))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(texts
-                .iter()
-                .map(|t| match serde_json::from_str(t) {
-                    Ok(Value::Object(m)) => m,
-                    _ => Map::new(),
-                })
-                .collect())
+            let rows = pg_query(st).fetch_all(&mut *c).await?;
+            rows.iter().map(pg_row).collect()
         }
         ServiceConnection::Sqlite(c) => {
             let rows = sqlite_query(st).fetch_all(&mut *c).await?;
             rows.iter().map(sqlite_row).collect()
         }
     }
+}
+
+/// A PostgreSQL row as JSON. The statement returns integers, booleans and
+/// text as they are and every other column as `to_json(column)`
+/// ([`crate::sql`]), so each value is what `row_to_json` would give. A
+/// type outside that set means the cached catalog is out of date: an
+/// error, after which the caller reads the catalog again.
+fn pg_row(row: &sqlx::postgres::PgRow) -> Result<Map<String, Value>, sqlx::Error> {
+    let mut out = Map::new();
+    for (i, col) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        let value = if raw.is_null() {
+            Value::Null
+        } else {
+            let ty = raw.type_info();
+            match ty.name() {
+                "INT2" => Value::from(row.try_get_unchecked::<i16, _>(i)?),
+                "INT4" => Value::from(row.try_get_unchecked::<i32, _>(i)?),
+                "INT8" => Value::from(row.try_get_unchecked::<i64, _>(i)?),
+                "BOOL" => Value::from(row.try_get_unchecked::<bool, _>(i)?),
+                "TEXT" | "VARCHAR" => Value::from(row.try_get_unchecked::<&str, _>(i)?),
+                "JSON" => serde_json::from_str(row.try_get_unchecked::<&str, _>(i)?)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                other => {
+                    return Err(sqlx::Error::Decode(
+                        format!(
+                            "column `{}` has type {other}, not the catalog's",
+                            col.name()
+                        )
+                        .into(),
+                    ));
+                }
+            }
+        };
+        out.insert(col.name().to_string(), value);
+    }
+    Ok(out)
 }
 
 /// A SQLite row as JSON, each value as the type it is stored as (blobs as
@@ -393,7 +419,9 @@ pub async fn query(served: &Served, req: &QueryRequest) -> Result<QueryResponse,
                 conn.discard();
             }
             let err = GatewayError::from_sqlx(&e);
-            if matches!(err.sqlstate.as_deref(), Some("42P01" | "42703")) {
+            if matches!(err.sqlstate.as_deref(), Some("42P01" | "42703"))
+                || matches!(e, sqlx::Error::Decode(_))
+            {
                 served.catalog.invalidate();
             }
             return Err(err);

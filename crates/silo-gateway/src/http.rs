@@ -19,6 +19,9 @@ use crate::error::GatewayError;
 use crate::identity::Credential;
 use crate::{Gateway, exec, request_id};
 
+/// The content type of every JSON answer (as `axum::Json` sets it).
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// A request's id, put in its extensions by [`tag`].
 #[derive(Debug, Clone)]
 struct RequestId(Arc<str>);
@@ -131,7 +134,7 @@ async fn run(
         }
     };
     match dispatch::handle(gw, &ctx, credential, operation, &body).await {
-        Ok(r) => axum::Json(r).into_response(),
+        Ok(json) => ([(header::CONTENT_TYPE, JSON)], json).into_response(),
         Err(e) => answer_error(&e, &id.0),
     }
 }

@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures::StreamExt;
-use serde_json::Value;
 use silo_events::relay::nats::{NatsConfig, NatsError, names};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -249,9 +248,9 @@ async fn answer(client: &Client, gateway: &Gateway, trust_users: bool, message: 
     let mut headers = HeaderMap::new();
     headers.insert(request_id::HEADER, id.as_str());
     let body = match respond(gateway, &ctx, trust_users, &message).await {
-        Ok(value) => {
+        Ok(json) => {
             headers.insert(STATUS_HEADER, "200");
-            serde_json::to_vec(&value)
+            Ok(json)
         }
         Err(e) => {
             headers.insert(STATUS_HEADER, e.status.as_str());
@@ -276,7 +275,7 @@ async fn respond(
     ctx: &RequestContext<'_>,
     trust_users: bool,
     message: &Message,
-) -> Result<Value, GatewayError> {
+) -> Result<Vec<u8>, GatewayError> {
     // The subscription is `<prefix>.*.*`: the last two tokens.
     let mut tokens = message.subject.rsplitn(3, '.');
     let (operation, service) = (tokens.next(), tokens.next());

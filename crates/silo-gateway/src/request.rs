@@ -2,7 +2,7 @@
 //! fields are refused, so a misspelt `wher` is an error, not a query of
 //! every row.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// `"query"` when given (the seed's messages carry it).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "operation_name")]
     pub operation: Option<String>,
     pub database: String,
     pub query: Select,
@@ -84,7 +84,7 @@ pub enum Direction {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "operation_name")]
     pub operation: Option<String>,
     pub database: String,
     pub transaction: Transaction,
@@ -139,6 +139,13 @@ pub struct Operation {
     /// absent).
     #[serde(default)]
     pub conflict: Option<Vec<String>>,
+}
+
+/// `operation` when given: a string. `null` is refused here, so that
+/// [`crate::dispatch`] answers it as an operation this endpoint does not
+/// run, as it does any other value that is not the endpoint's name.
+pub(crate) fn operation_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 /// A condition tree. Its schema is written by hand in

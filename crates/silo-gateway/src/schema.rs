@@ -30,7 +30,7 @@ use crate::events::MigrationEvents;
 #[serde(deny_unknown_fields)]
 pub struct SchemaRequest {
     /// `"schema"` when given (the seed's messages carry it).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::request::operation_name")]
     pub operation: Option<String>,
     pub database: String,
     pub action: SchemaAction,

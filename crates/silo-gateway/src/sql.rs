@@ -7,6 +7,8 @@
 //! integer), `?n` on SQLite. Operators come from a closed list. Nothing a
 //! caller sends is pasted into SQL.
 
+use std::fmt::Write as _;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
@@ -36,14 +38,60 @@ pub enum Param {
 pub struct Statement {
     pub sql: String,
     pub params: Vec<Param>,
-    /// Whether it returns rows (as JSON text on PostgreSQL, as columns on
-    /// SQLite) rather than a count.
+    /// Whether it returns rows (as columns, see [`pg_output`] for
+    /// PostgreSQL's) rather than a count.
     pub returns_rows: bool,
+}
+
+/// Whether a column of catalog type `ty` is read from PostgreSQL as it is
+/// (integers, booleans, text): its value is the same JSON that `to_json`
+/// would give, and decoding it costs neither side a JSON round trip.
+fn pg_native(ty: &str) -> bool {
+    matches!(ty, "smallint" | "integer" | "bigint" | "boolean" | "text")
+        || ty.starts_with("character varying")
+}
+
+/// A column as a PostgreSQL statement returns it: as it is when
+/// [`pg_native`], else `to_json(column)`, PostgreSQL's own JSON for its
+/// value (what `row_to_json` gives for it), under the column's name.
+fn pg_output(table: &TableInfo, column: &str) -> Result<String, GatewayError> {
+    let ty = table.column(column)?;
+    let col = ident(column);
+    Ok(if pg_native(ty) {
+        col
+    } else {
+        let mut out = String::with_capacity(2 * col.len() + 13);
+        out.push_str("to_json(");
+        out.push_str(&col);
+        out.push_str(") AS ");
+        out.push_str(&col);
+        out
+    })
+}
+
+/// Appends `parts` to `out`, `sep` between them.
+fn push_joined(out: &mut String, parts: &[String], sep: &str) {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(part);
+    }
 }
 
 /// A quoted identifier.
 pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    // Built by hand: this runs for every column of every statement.
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// A table as SQL names it: `"accounts"`, `"app"."accounts"`.
@@ -327,37 +375,42 @@ pub fn select(
     let limit = q.limit.unwrap_or(default_limit);
     let cols: Vec<String> = selected
         .iter()
-        .map(|c| b.column(c))
+        .map(|c| match dialect {
+            Dialect::Postgres => pg_output(table, c),
+            Dialect::Sqlite => b.column(c),
+        })
         .collect::<Result<_, _>>()?;
-    let order = |prefix: &str| -> String {
-        if keys.is_empty() {
-            return String::new();
-        }
-        let list: Vec<String> = keys
-            .iter()
-            .map(|(k, d)| {
-                let dir = if *d == Direction::Asc { "ASC" } else { "DESC" };
-                format!("{prefix}{} {dir}", ident(k))
-            })
-            .collect();
-        format!(" ORDER BY {}", list.join(", "))
-    };
-    let mut sql = format!(
-        "SELECT {} FROM {}",
-        cols.join(", "),
-        table_ref(table, dialect)
-    );
+    // Assembled in one string: this runs for every query.
+    let from = table_ref(table, dialect);
+    let mut sql = String::with_capacity(128 + 16 * cols.len());
+    sql.push_str("SELECT ");
+    push_joined(&mut sql, &cols, ", ");
+    sql.push_str(" FROM ");
+    sql.push_str(&from);
     if !conditions.is_empty() {
-        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        sql.push_str(" WHERE ");
+        push_joined(&mut sql, &conditions, " AND ");
     }
-    sql.push_str(&order(""));
+    for (i, (k, d)) in keys.iter().enumerate() {
+        sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
+        // On PostgreSQL the sort keys are qualified: a bare name in ORDER
+        // BY would be the output column, which for a `to_json` column is
+        // JSON.
+        if dialect == Dialect::Postgres {
+            sql.push_str(&from);
+            sql.push('.');
+        }
+        sql.push_str(&ident(k));
+        sql.push_str(if *d == Direction::Asc {
+            " ASC"
+        } else {
+            " DESC"
+        });
+    }
     // One row more than asked tells whether there is a next page.
-    sql.push_str(&format!(" LIMIT {}", limit.saturating_add(1)));
+    let _ = write!(sql, " LIMIT {}", limit.saturating_add(1));
     if let Some(offset) = q.offset {
-        sql.push_str(&format!(" OFFSET {offset}"));
-    }
-    if dialect == Dialect::Postgres {
-        sql = format!("SELECT row_to_json(q)::text FROM ({sql}) q{}", order("q."));
+        let _ = write!(sql, " OFFSET {offset}");
     }
     Ok(BuiltQuery {
         statement: Statement {
@@ -515,7 +568,7 @@ pub fn operation(
     Ok(out)
 }
 
-/// Adds `RETURNING`: on PostgreSQL the rows come back as JSON text.
+/// Adds `RETURNING`, its columns as [`pg_output`] on PostgreSQL.
 fn finish(
     b: Builder<'_>,
     mut sql: String,
@@ -529,11 +582,14 @@ fn finish(
             returns_rows: false,
         });
     };
-    let list: Vec<String> = cols.iter().map(|c| ident(c)).collect();
+    let list: Vec<String> = cols
+        .iter()
+        .map(|c| match dialect {
+            Dialect::Postgres => pg_output(b.table, c),
+            Dialect::Sqlite => Ok(ident(c)),
+        })
+        .collect::<Result<_, _>>()?;
     sql.push_str(&format!(" RETURNING {}", list.join(", ")));
-    if dialect == Dialect::Postgres {
-        sql = format!("WITH w AS ({sql}) SELECT row_to_json(w)::text FROM w");
-    }
     Ok(Statement {
         sql,
         params: b.params,
