@@ -219,11 +219,17 @@ impl Pool {
             ServiceConnection::Postgres(c) => {
                 // The statement timeout is the manifest's number, never
                 // input.
+                // READ COMMITTED whatever the role's or database's
+                // default: a write of one statement runs without `BEGIN`
+                // (see `single_statement`).
                 let ms = self.statement_timeout.as_millis();
-                sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
-                    .execute(&mut *c)
-                    .await
-                    .map_err(|e| GatewayError::from_sqlx(&e))?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "SET statement_timeout = {ms}; \
+                     SET default_transaction_isolation = 'read committed'"
+                )))
+                .execute(&mut *c)
+                .await
+                .map_err(|e| GatewayError::from_sqlx(&e))?;
                 None
             }
             ServiceConnection::Sqlite(c) => Some(
@@ -473,6 +479,7 @@ pub async fn write(
         }
         (Dialect::Postgres, IsolationLevel::Serializable) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
     };
+    let begin = (!single_statement(dialect, req, &statements, served, events)).then_some(begin);
     let attempts_allowed = config.max_attempts.max(1);
     let deadline = conn.deadline();
     let mut attempt = 0;
@@ -496,15 +503,17 @@ pub async fn write(
                 });
             }
             Err(Failed::Limit(err)) => {
-                if conn.end("ROLLBACK").await.is_err() {
+                if begin.is_some() && conn.end("ROLLBACK").await.is_err() {
                     conn.discard();
                 }
                 return Err(err);
             }
             Err(Failed::Store(e)) => {
-                // Whatever failed, nothing of the transaction stays.
+                // Whatever failed, nothing of the transaction stays (a
+                // statement alone rolled back by itself).
                 conn.arm();
-                if conn.end("ROLLBACK").await.is_err() || breaks_connection(&e) {
+                let rolled_back = begin.is_none() || conn.end("ROLLBACK").await.is_ok();
+                if !rolled_back || breaks_connection(&e) {
                     conn.discard();
                 }
                 let err = GatewayError::from_sqlx(&e);
@@ -538,6 +547,28 @@ pub async fn write(
     }
 }
 
+/// Whether a write is one statement that is a transaction by itself, so
+/// `BEGIN` and `COMMIT` would only add two round trips: on PostgreSQL, at
+/// the default `read_committed` (each connection's
+/// `default_transaction_isolation`, set when it is opened), with no
+/// `max_rows_affected` to check before the commit and no event to write
+/// beside it. Its effect is the same: the statement commits whole or not
+/// at all.
+fn single_statement(
+    dialect: Dialect,
+    req: &WriteRequest,
+    statements: &[Vec<Statement>],
+    served: &Served,
+    events: &Events,
+) -> bool {
+    dialect == Dialect::Postgres
+        && req.transaction.isolation == IsolationLevel::ReadCommitted
+        && statements.iter().map(Vec::len).sum::<usize>() == 1
+        && served.limits.values.max_rows_affected.is_none()
+        && !events.wants(crate::events::WRITE_COMPLETE)
+        && !events.wants(crate::events::TRANSACTION_COMPLETE)
+}
+
 /// Why a transaction stopped: the store refused a statement, or the
 /// service's own limit was reached.
 enum Failed {
@@ -553,7 +584,9 @@ impl From<sqlx::Error> for Failed {
 
 /// One try of a write transaction.
 struct Run<'r> {
-    begin: &'static str,
+    /// `None`: the one statement is its own transaction
+    /// ([`single_statement`]).
+    begin: Option<&'static str>,
     ops: &'r [crate::request::Operation],
     statements: &'r [Vec<Statement>],
     /// SQLite's statement deadline, armed before each statement.
@@ -574,7 +607,9 @@ impl Run<'_> {
 
     async fn transaction(&self, pooled: &mut Pooled<'_>) -> Result<Vec<OperationResult>, Failed> {
         self.arm();
-        pooled.begin(self.begin).await?;
+        if let Some(begin) = self.begin {
+            pooled.begin(begin).await?;
+        }
         let conn = pooled.conn();
         let mut results = Vec::with_capacity(self.ops.len());
         let mut affected = 0u64;
@@ -613,8 +648,10 @@ impl Run<'_> {
         self.events
             .transaction_complete(conn, self.isolation, self.attempt, &results)
             .await?;
-        self.arm();
-        pooled.end("COMMIT").await?;
+        if self.begin.is_some() {
+            self.arm();
+            pooled.end("COMMIT").await?;
+        }
         Ok(results)
     }
 }

@@ -889,3 +889,50 @@ async fn a_serialization_failure_is_reported_when_tries_run_out_postgres() {
     assert_eq!(code(&body), "SerializationFailure");
     assert_eq!(body["error"]["sqlstate"], "40001");
 }
+
+/// A write runs at the isolation it asks for, whatever the role's default:
+/// a one-statement write (sent without `BEGIN`, as its own transaction) at
+/// `read_committed`, a two-operation one at `repeatable_read`, though the
+/// role defaults to `serializable`.
+#[tokio::test]
+async fn a_write_runs_at_the_isolation_it_asks_for_whatever_the_roles_default_postgres() {
+    let p = project("postgres", &["auth"]).await;
+    let svc = p.svc("auth");
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE \"{}\" SET default_transaction_isolation = 'serializable'",
+        svc.role
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    as_service(
+        &p.stores,
+        svc,
+        "CREATE TABLE isolations (id INTEGER PRIMARY KEY, \
+         level TEXT NOT NULL DEFAULT current_setting('transaction_isolation'))",
+    )
+    .await;
+    let insert = |id: i64| json!({"type": "insert", "table": "isolations", "data": {"id": id}, "returning": ["level"]});
+    let (status, body) = p.write("auth", json!([insert(1)])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"][0]["returning"][0]["level"],
+        "read committed"
+    );
+    let (status, body) = p
+        .call(
+            "auth",
+            "/v1/write",
+            json!({"database": p.db("auth"), "transaction": {
+                "isolation": "repeatable_read", "operations": [insert(2), insert(3)]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for result in 0..2 {
+        assert_eq!(
+            body["results"][result]["returning"][0]["level"], "repeatable read",
+            "{body}"
+        );
+    }
+}
