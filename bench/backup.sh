@@ -6,7 +6,10 @@
 #             key, four indexes): `silo backup` against `pg_dump -Fc` of
 #             the same database, and `silo restore --into` against
 #             `createdb` + `pg_restore` of pg_dump's file into a fresh
-#             database. Ratio silo / plain; goal <= 1.10.
+#             database. Ratio silo / plain; goal <= 1.10. silo restores
+#             with `pg_restore --jobs` (RESTORE_JOBS, silo's default: one
+#             per CPU, 2 to 4), so plain `pg_restore -j RESTORE_JOBS` is
+#             timed too, and compared with silo.
 #   jobs      five stores of SIZE_MB / 5 each (JOBS_ENGINE, PostgreSQL by
 #             default): `silo backup -j 5` against the five one after
 #             another (`silo backup -j 1`). Speed-up (-j 1) / (-j 5); goal
@@ -32,6 +35,7 @@
 #   SILO_BIN=target/release/silo
 #   SILO_BEFORE=/path/to/an/older/silo   adds its runs beside, same store
 #   ZLEVELS="default 1"   pg_dump compression levels of the plain dumps
+#   RESTORE_JOBS=N        silo restore --restore-jobs N, and plain pg_restore -j N
 #   SILO_PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 #   BENCH_LOGS=DIR keeps silo's output of every run
 #
@@ -48,6 +52,7 @@ JOBS_ENGINE=${JOBS_ENGINE:-postgres}
 SILO=${SILO_BIN:-$PWD/target/release/silo}
 BEFORE=${SILO_BEFORE:-}
 ZLEVELS=${ZLEVELS:-default}
+RESTORE_JOBS=${RESTORE_JOBS:-$(n=$(nproc); echo $(( n < 2 ? 2 : n > 4 ? 4 : n )))}
 export SILO_PG_ADMIN_URL=${SILO_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres
 export PGHOST PGPORT PGUSER
@@ -198,7 +203,7 @@ header() { printf '%-34s %10s %10s  %-22s %6s\n' "$1" silo peer "(peer)" ratio; 
 # --- PostgreSQL: silo backup / restore against pg_dump -Fc / pg_restore ---
 part_postgres() {
   local dir=$work/pg db=${prefix}big role=${prefix}big_svc rows=$(( SIZE_MB * $(rows_per_mb postgres) ))
-  local r silo_b=() plain_b=() silo_r=() plain_r=() old_b=() old_r=() dump=$work/plain.dump store
+  local r silo_b=() plain_b=() silo_r=() plain_r=() plain_rj=() old_b=() old_r=() dump=$work/plain.dump store
   echo "== postgres: generating $rows events (~${SIZE_MB} MB) ..."
   project postgres pg big
   fill_pg "$db" "$role" "$rows"
@@ -210,7 +215,7 @@ part_postgres() {
     rm -f "$dump"
     plain_b+=("$(timed pg_plain_backup pg_dump -Fc -d "$db" -f "$dump")")
 
-    silo_r+=("$(timed pg_silo_restore in_dir "$dir" "$SILO" restore big --into "${prefix}r$r")")
+    silo_r+=("$(timed pg_silo_restore in_dir "$dir" "$SILO" restore big --into "${prefix}r$r" --restore-jobs "$RESTORE_JOBS")")
     drop_restored "$db" "$role"
     if [ -n "$BEFORE" ]; then
       rm -rf "$dir/.silo/backups/big"
@@ -220,6 +225,8 @@ part_postgres() {
     fi
     plain_r+=("$(timed pg_plain_restore sh -c "createdb -O '$role' '${prefix}plain$r' && pg_restore -d '${prefix}plain$r' '$dump'")")
     psql -X -q -d postgres -c "DROP DATABASE \"${prefix}plain$r\" WITH (FORCE)"
+    plain_rj+=("$(timed pg_plain_restore_jobs sh -c "createdb -O '$role' '${prefix}plainj$r' && pg_restore -j $RESTORE_JOBS -d '${prefix}plainj$r' '$dump'")")
+    psql -X -q -d postgres -c "DROP DATABASE \"${prefix}plainj$r\" WITH (FORCE)"
   done
   local silo_size plain_size
   silo_size=$(du -sb "$dir/.silo/backups/big" | cut -f1)
@@ -228,6 +235,8 @@ part_postgres() {
   header "postgres, ${SIZE_MB} MB, median of $RUNS"
   row "backup" "$(printf '%s\n' "${silo_b[@]}" | median)" "$(printf '%s\n' "${plain_b[@]}" | median)" "pg_dump -Fc" "<= 1.10"
   row "restore (fresh database)" "$(printf '%s\n' "${silo_r[@]}" | median)" "$(printf '%s\n' "${plain_r[@]}" | median)" "createdb + pg_restore" "<= 1.10"
+  row "restore, vs pg_restore -j $RESTORE_JOBS" "$(printf '%s\n' "${silo_r[@]}" | median)" "$(printf '%s\n' "${plain_rj[@]}" | median)" "createdb + pg_restore -j" "-"
+  row "pg_restore -j $RESTORE_JOBS vs pg_restore" "$(printf '%s\n' "${plain_rj[@]}" | median)" "$(printf '%s\n' "${plain_r[@]}" | median)" "createdb + pg_restore" "-"
   if [ -n "$BEFORE" ]; then
     row "backup, before" "$(printf '%s\n' "${old_b[@]}" | median)" "$(printf '%s\n' "${plain_b[@]}" | median)" "pg_dump -Fc" "<= 1.10"
     row "restore (fresh database), before" "$(printf '%s\n' "${old_r[@]}" | median)" "$(printf '%s\n' "${plain_r[@]}" | median)" "createdb + pg_restore" "<= 1.10"

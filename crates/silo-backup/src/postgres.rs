@@ -349,25 +349,37 @@ async fn count_rows(
         .map_err(sql_error("listing the tables", creds))?;
     let mut out = BTreeMap::new();
     for (schema, table) in tables {
-        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM ONLY {}.{}",
-            quote_ident(&schema),
-            quote_ident(&table)
-        )))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(sql_error(
-            &format!("counting the rows of {schema}.{table}"),
-            creds,
-        ))?;
-        let name = if schema == "public" {
-            table
-        } else {
-            format!("{schema}.{table}")
-        };
-        out.insert(name, u64::try_from(count).unwrap_or(0));
+        let (name, n) = count_table(conn, creds, schema, table).await?;
+        out.insert(name, n);
     }
     Ok(out)
+}
+
+/// The rows of `schema.table` in the snapshot of `conn`, under the name
+/// schema snapshots give it (`public` unqualified).
+async fn count_table(
+    conn: &mut PgConnection,
+    creds: &Credentials,
+    schema: String,
+    table: String,
+) -> Result<(String, u64), BackupError> {
+    let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM ONLY {}.{}",
+        quote_ident(&schema),
+        quote_ident(&table)
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql_error(
+        &format!("counting the rows of {schema}.{table}"),
+        creds,
+    ))?;
+    let name = if schema == "public" {
+        table
+    } else {
+        format!("{schema}.{table}")
+    };
+    Ok((name, u64::try_from(count).unwrap_or(0)))
 }
 
 /// The role's attributes and the database's properties, as the service's
@@ -567,15 +579,38 @@ const OBJECTS: &str = "SELECT
   + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
      WHERE n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' AND t.typtype IN ('e', 'd', 'r', 'm'))";
 
-/// Loads the backup in `staging` into the empty store `into`, as that
-/// store's role: `pg_restore --no-owner --no-acl` in one transaction, so a
-/// failed restore leaves the store empty. The database's own settings
-/// (`ALTER DATABASE ... SET`) come back too; its owner, ACL and comment
-/// stay the ones silo gave the target.
+/// [`restore_with`] the [`default_restore_jobs`].
 pub async fn restore(
     staging: &Path,
     meta: &BackupMeta,
     into: &Credentials,
+) -> Result<(), BackupError> {
+    restore_with(staging, meta, into, default_restore_jobs()).await
+}
+
+/// How many jobs a PostgreSQL restore runs at once unless told otherwise
+/// (`silo restore --restore-jobs`): one per CPU, at least 2 and at most 4.
+/// `pg_restore --jobs` loads tables and builds indexes side by side, and
+/// the row counts after it run on as many connections.
+pub fn default_restore_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 4)
+}
+
+/// Loads the backup in `staging` into the empty store `into`, as that
+/// store's role, with `pg_restore --no-owner --no-acl`: with `jobs` > 1 as
+/// `pg_restore --jobs` (tables loaded and indexes built side by side; a
+/// failed restore leaves part of the backup behind, and every caller drops
+/// such a store), with 1 in one transaction (a failed restore leaves the
+/// store empty). The database's own settings (`ALTER DATABASE ... SET`)
+/// come back too; its owner, ACL and comment stay the ones silo gave the
+/// target.
+pub async fn restore_with(
+    staging: &Path,
+    meta: &BackupMeta,
+    into: &Credentials,
+    jobs: usize,
 ) -> Result<(), BackupError> {
     let globals = read_globals_file(staging).await?;
     let mut conn = connect(into, "silo restore").await?;
@@ -597,15 +632,21 @@ pub async fn restore(
     let pg_restore = find_tool("pg_restore", major_of(version_num).max(dumped_major)).await?;
 
     let mut cmd = command(&pg_restore, into);
+    if jobs > 1 {
+        cmd.arg(format!("--jobs={jobs}"));
+    } else {
+        cmd.arg("--single-transaction");
+    }
     cmd.arg("--no-owner")
         .arg("--no-acl")
-        .arg("--single-transaction")
         .arg("--exit-on-error")
         .arg("--no-password")
         .arg(format!("--dbname={}", conninfo(into, "silo restore")))
         .arg(staging.join(DUMP_FILE));
-    tracing::debug!(backup = %meta.id, database = %into.database, "pg_restore");
+    tracing::debug!(backup = %meta.id, database = %into.database, jobs, "pg_restore");
+    let started = std::time::Instant::now();
     run_tool("pg_restore", cmd, into).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "pg_restore done");
 
     apply_database_settings(&mut conn, into, &globals.database_settings).await?;
     let _ = conn.close().await;
@@ -676,6 +717,87 @@ pub async fn row_counts(creds: &Credentials) -> Result<BTreeMap<String, u64>, Ba
     let _ = tx.rollback().await;
     let _ = conn.close().await;
     counts
+}
+
+/// The row counts ([`row_counts`]) and the schema snapshot ([`schema`]) of
+/// the store `creds` reach, as its own role, in one snapshot: the tables
+/// are counted on up to `jobs` connections at once (each takes the next
+/// table not yet counted), the first of them reading the schema before it
+/// counts. A restored store's checks take the time of its largest table,
+/// not of all of them one after another.
+pub async fn row_counts_and_schema(
+    creds: &Credentials,
+    jobs: usize,
+) -> Result<(BTreeMap<String, u64>, Schema), BackupError> {
+    let started = std::time::Instant::now();
+    let mut conn = connect(creds, "silo restore").await?;
+    let mut tx = conn
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(sql_error("starting a transaction", creds))?;
+    let facts = async {
+        let tables: Vec<(String, String)> = sqlx::query_as(TABLES)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(sql_error("listing the tables", creds))?;
+        let helpers = jobs.min(tables.len()).saturating_sub(1);
+        let snapshot: Option<String> = if helpers > 0 {
+            Some(
+                sqlx::query_scalar("SELECT pg_export_snapshot()")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(sql_error("exporting the snapshot", creds))?,
+            )
+        } else {
+            None
+        };
+        let queue = std::sync::Mutex::new(tables.into_iter());
+        let next = || queue.lock().expect("no panic holds the lock").next();
+        let first = async {
+            let schema = snapshot_postgres(&mut tx)
+                .await
+                .map_err(sql_error("reading the schema", creds))?;
+            let mut counts = BTreeMap::new();
+            while let Some((schema, table)) = next() {
+                let (name, n) = count_table(&mut tx, creds, schema, table).await?;
+                counts.insert(name, n);
+            }
+            Ok::<_, BackupError>((counts, schema))
+        };
+        let others = futures::future::try_join_all((0..helpers).map(|_| async {
+            let snapshot = snapshot.as_deref().expect("exported for the helpers");
+            let mut conn = connect(creds, "silo restore").await?;
+            let mut tx = conn
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(sql_error("starting a transaction", creds))?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "SET TRANSACTION SNAPSHOT '{}'",
+                snapshot.replace('\'', "''")
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error("importing the snapshot", creds))?;
+            let mut counts = BTreeMap::new();
+            while let Some((schema, table)) = next() {
+                let (name, n) = count_table(&mut tx, creds, schema, table).await?;
+                counts.insert(name, n);
+            }
+            let _ = tx.rollback().await;
+            let _ = conn.close().await;
+            Ok::<_, BackupError>(counts)
+        }));
+        let ((mut counts, schema), others) = futures::future::try_join(first, others).await?;
+        for more in others {
+            counts.extend(more);
+        }
+        Ok((counts, schema))
+    }
+    .await;
+    let _ = tx.rollback().await;
+    let _ = conn.close().await;
+    tracing::debug!(elapsed = ?started.elapsed(), jobs, "row counts and schema read");
+    facts
 }
 
 /// The schema snapshot of the store `creds` reach, as its own role.

@@ -53,6 +53,10 @@ pub struct Request<'a> {
     /// `--replace`: end the service's own sessions on its live store
     /// before the swap (otherwise a store in use is refused).
     pub terminate: bool,
+    /// PostgreSQL: `pg_restore --jobs`, and the connections the restored
+    /// store's rows are counted on (1: one `pg_restore` transaction, one
+    /// connection). [`crate::postgres::default_restore_jobs`] unless told.
+    pub jobs: usize,
 }
 
 /// A restore that checked out.
@@ -169,6 +173,7 @@ pub async fn restore(
         staging: staging.path(),
         meta: &meta,
         recorded: &recorded,
+        jobs: request.jobs,
     };
     match (&request.into, service.engine) {
         (Target::Scratch, _) => {
@@ -262,6 +267,7 @@ pub async fn verify(
         data_dir,
         keep_credentials: false,
         terminate: false,
+        jobs: crate::postgres::default_restore_jobs(),
     };
     restore(stores, service, destination, &request).await
 }
@@ -315,6 +321,7 @@ struct Loaded<'a> {
     staging: &'a Path,
     meta: &'a BackupMeta,
     recorded: &'a Schema,
+    jobs: usize,
 }
 
 impl Loaded<'_> {
@@ -331,11 +338,8 @@ impl Loaded<'_> {
                 )
             }
             Engine::Postgres => {
-                crate::postgres::restore(self.staging, self.meta, into).await?;
-                (
-                    crate::postgres::row_counts(into).await?,
-                    crate::postgres::schema(into).await?,
-                )
+                crate::postgres::restore_with(self.staging, self.meta, into, self.jobs).await?;
+                crate::postgres::row_counts_and_schema(into, self.jobs).await?
             }
         };
         let mut differences = count_differences(&self.meta.tables, &counts);

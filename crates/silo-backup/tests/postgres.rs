@@ -250,6 +250,17 @@ async fn assert_silo_way(admin: &str, database: &str, role: &str) {
 
 #[tokio::test]
 async fn round_trip_into_a_fresh_store_of_its_own() {
+    round_trip(4).await;
+}
+
+#[tokio::test]
+async fn round_trip_in_one_transaction_on_one_connection() {
+    round_trip(1).await;
+}
+
+/// A backup restored with `pg_restore --jobs JOBS` (1: one transaction)
+/// into a fresh store comes back whole, the silo way.
+async fn round_trip(jobs: usize) {
     let p = Project::new().await;
     let creds = p.creds();
     fill(&creds).await;
@@ -318,7 +329,7 @@ async fn round_trip_into_a_fresh_store_of_its_own() {
     let file = p.stores.secrets().path(&name);
     assert_eq!(mode(&file), 0o600);
 
-    postgres::restore(staging.path(), &meta(&dump), &target)
+    postgres::restore_with(staging.path(), &meta(&dump), &target, jobs)
         .await
         .unwrap();
 
@@ -327,6 +338,13 @@ async fn round_trip_into_a_fresh_store_of_its_own() {
     let restored = postgres::schema(&target).await.unwrap();
     let differences = silo_store::schema::diff(&recorded, &restored);
     assert!(differences.is_empty(), "{differences:?}");
+    // Counted on several connections in one snapshot, read beside the
+    // schema: the same figures.
+    let (counts, schema) = postgres::row_counts_and_schema(&target, jobs)
+        .await
+        .unwrap();
+    assert_eq!(counts, dump.tables);
+    assert_eq!(schema, restored);
     assert!(!recorded.enum_types.is_empty() && !recorded.functions.is_empty());
 
     let mut c = as_service(&target).await;
@@ -722,8 +740,26 @@ async fn a_failed_restore_leaves_the_target_empty() {
     std::fs::write(&archive, &bytes[..bytes.len() * 3 / 4]).unwrap();
 
     let engine = p.stores.engine(p.svc()).unwrap();
+    // Side by side (`--jobs`) it fails too; what it leaves behind is
+    // dropped by the restore that made the store.
     let scratch = engine.scratch(p.svc()).await.unwrap();
-    let err = postgres::restore(staging.path(), &meta(&dump), &scratch)
+    let err = postgres::restore_with(staging.path(), &meta(&dump), &scratch, 4)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            BackupError::ToolFailed {
+                tool: "pg_restore",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    engine.drop_scratch(&scratch).await.unwrap();
+    // In one transaction it leaves the store as empty as it was.
+    let scratch = engine.scratch(p.svc()).await.unwrap();
+    let err = postgres::restore_with(staging.path(), &meta(&dump), &scratch, 1)
         .await
         .unwrap_err();
     let BackupError::ToolFailed { tool, stderr, .. } = &err else {

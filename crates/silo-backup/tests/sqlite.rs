@@ -155,6 +155,7 @@ impl Project {
                 data_dir: self.data_dir(),
                 keep_credentials: false,
                 terminate: false,
+                jobs: 2,
             },
         )
         .await
@@ -468,6 +469,7 @@ async fn a_backup_of_another_service_is_refused_unless_asked_for() {
             data_dir: p.data_dir(),
             keep_credentials: false,
             terminate: false,
+            jobs: 2,
         },
     )
     .await
@@ -523,6 +525,7 @@ async fn restore_from(
             data_dir: p.data_dir(),
             keep_credentials: false,
             terminate: false,
+            jobs: 2,
         },
     )
     .await

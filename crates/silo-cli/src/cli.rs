@@ -437,6 +437,11 @@ pub struct RestoreArgs {
     /// service's destination)
     #[arg(long, value_name = "SERVICE")]
     pub from_service: Option<String>,
+    /// PostgreSQL: `pg_restore --jobs N` (tables loaded and indexes built
+    /// side by side), and N connections counting the restored rows; 1
+    /// restores in one transaction [default: one per CPU, 2 to 4]
+    #[arg(long, value_name = "N", env = "SILO_RESTORE_JOBS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub restore_jobs: Option<u16>,
     /// Print one JSON document instead of a summary
     #[arg(long)]
     pub json: bool,

@@ -61,6 +61,9 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> CmdResult {
         data_dir: &ctx.manifest.data_dir,
         keep_credentials: args.keep_credentials,
         terminate: args.terminate,
+        jobs: args
+            .restore_jobs
+            .map_or_else(silo_backup::postgres::default_restore_jobs, usize::from),
     };
     let restored = restore::restore(&ctx.stores, service, &destination, &request)
         .await
