@@ -36,6 +36,7 @@
 #   SILO_BEFORE=/path/to/an/older/silo   adds its runs beside, same store
 #   ZLEVELS="default 1"   pg_dump compression levels of the plain dumps
 #   RESTORE_JOBS=N        silo restore --restore-jobs N, and plain pg_restore -j N
+#   COMPRESSION=N         silo's backups at `compression = N` (pg_dump -Z N)
 #   SILO_PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432/postgres
 #   BENCH_LOGS=DIR keeps silo's output of every run
 #
@@ -49,6 +50,7 @@ SIZE_MB=${1:-${SIZE_MB:-1024}}
 PARTS=${PARTS-"postgres jobs sqlite"}
 RUNS=${RUNS:-3}
 JOBS_ENGINE=${JOBS_ENGINE:-postgres}
+COMPRESSION=${COMPRESSION:-}
 SILO=${SILO_BIN:-$PWD/target/release/silo}
 BEFORE=${SILO_BEFORE:-}
 ZLEVELS=${ZLEVELS:-default}
@@ -85,6 +87,7 @@ manifest() {
   local engine=$1 project=$2 s; shift 2
   echo '[project]'; echo "name = \"$project\""
   echo '[defaults]'; echo "engine = \"$engine\""
+  [ -z "$COMPRESSION" ] || { echo '[defaults.backup]'; echo "compression = $COMPRESSION"; }
   for s in "$@"; do
     echo "[services.$s]"
     echo "database = \"${prefix}$s\""; echo "role = \"${prefix}${s}_svc\""

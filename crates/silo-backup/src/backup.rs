@@ -44,7 +44,10 @@ pub async fn take(
 
     let dump: Dump = match service.engine {
         Engine::Sqlite => crate::sqlite::dump(&creds, staging.path()).await?,
-        Engine::Postgres => crate::postgres::dump(&creds, staging.path()).await?,
+        Engine::Postgres => {
+            let compression = service.backup.as_ref().and_then(|p| p.compression);
+            crate::postgres::dump_with(&creds, staging.path(), compression).await?
+        }
     };
     // The tools write with the process's umask; the rows are private.
     for name in &dump.files {

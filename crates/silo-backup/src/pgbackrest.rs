@@ -983,6 +983,7 @@ mod tests {
             keep,
             destination: silo_manifest::BackupDestination::Local("/b".into()),
             encrypt: false,
+            compression: None,
             verify_every: None,
             method: silo_manifest::BackupMethod::Dump,
         };

@@ -455,6 +455,16 @@ async fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BackupEr
 /// Dumps the store `creds` reach, as its own role, into `staging`: the
 /// archive, [`GLOBALS_FILE`] and [`SCHEMA_FILE`], all of one snapshot.
 pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupError> {
+    dump_with(creds, staging, None).await
+}
+
+/// As [`dump`], the archive compressed at `compression` (pg_dump's
+/// `--compress`, 0 to 9; `None`: its default).
+pub async fn dump_with(
+    creds: &Credentials,
+    staging: &Path,
+    compression: Option<u8>,
+) -> Result<Dump, BackupError> {
     let mut conn = connect(creds, "silo backup").await?;
     let (version_num, server_version) = server_version(&mut conn, creds).await?;
     let pg_dump = find_tool("pg_dump", major_of(version_num)).await?;
@@ -470,8 +480,11 @@ pub async fn dump(creds: &Credentials, staging: &Path) -> Result<Dump, BackupErr
 
     let archive = staging.join(DUMP_FILE);
     let mut cmd = command(&pg_dump, creds);
-    cmd.arg("--format=custom")
-        .arg(format!("--snapshot={snapshot}"))
+    cmd.arg("--format=custom");
+    if let Some(level) = compression {
+        cmd.arg(format!("--compress={level}"));
+    }
+    cmd.arg(format!("--snapshot={snapshot}"))
         .arg("--no-password")
         .arg("--file")
         .arg(&archive)

@@ -778,3 +778,48 @@ async fn a_failed_restore_leaves_the_target_empty() {
     let _ = c.close().await;
     engine.drop_scratch(&scratch).await.unwrap();
 }
+
+/// `compression` reaches pg_dump: the archive's header names the level,
+/// and an uncompressed archive restores the same rows.
+#[tokio::test]
+async fn the_policy_compression_level_reaches_pg_dump() {
+    let p = Project::new().await;
+    let creds = p.creds();
+    fill(&creds).await;
+    let header = |dir: &Path| {
+        let out = std::process::Command::new("pg_restore")
+            .arg("-l")
+            .arg(dir.join(DUMP_FILE))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix(';').map(str::trim))
+            .find(|l| l.starts_with("Compression:"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let plain = tempfile::tempdir().unwrap();
+    let dump = postgres::dump_with(&creds, plain.path(), Some(0))
+        .await
+        .unwrap();
+    assert_eq!(header(plain.path()), "Compression: 0");
+    let default = tempfile::tempdir().unwrap();
+    postgres::dump(&creds, default.path()).await.unwrap();
+    let default_level = header(default.path());
+    assert!(
+        default_level.starts_with("Compression:") && default_level != "Compression: 0",
+        "{default_level:?}"
+    );
+    let size = |dir: &Path| std::fs::metadata(dir.join(DUMP_FILE)).unwrap().len();
+    assert!(size(plain.path()) > size(default.path()));
+
+    let engine = p.stores.engine(p.svc()).unwrap();
+    let scratch = engine.scratch(p.svc()).await.unwrap();
+    postgres::restore(plain.path(), &meta(&dump), &scratch)
+        .await
+        .unwrap();
+    assert_eq!(postgres::row_counts(&scratch).await.unwrap(), dump.tables);
+    engine.drop_scratch(&scratch).await.unwrap();
+}

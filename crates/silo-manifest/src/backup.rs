@@ -29,6 +29,9 @@ pub struct BackupPolicy {
     pub destination: BackupDestination,
     /// Whether backups are encrypted to the project's age recipients.
     pub encrypt: bool,
+    /// pg_dump's compression level, 0 (none) to 9 (`compression = 1`);
+    /// `None`: pg_dump's own default. PostgreSQL dumps only.
+    pub compression: Option<u8>,
     /// Every this many backups, the daemon restores the newest into a
     /// scratch store to prove it (`silo backup verify`).
     pub verify_every: Option<u32>,

@@ -74,6 +74,7 @@ struct RawBackup {
     keep: Option<Spanned<i64>>,
     destination: Option<Spanned<String>>,
     encrypt: Option<Spanned<bool>>,
+    compression: Option<Spanned<i64>>,
     verify_every: Option<Spanned<i64>>,
     method: Option<Spanned<String>>,
     repository: Option<Spanned<String>>,
@@ -414,6 +415,7 @@ struct PartialPolicy {
     keep: Option<u32>,
     destination: Option<(BackupDestination, Range<usize>)>,
     encrypt: Option<bool>,
+    compression: Option<u8>,
     verify_every: Option<u32>,
 }
 
@@ -454,6 +456,19 @@ fn partial_policy(
             problems,
         )
     });
+    let compression = raw.compression.as_ref().and_then(|c| {
+        match u8::try_from(*c.get_ref()) {
+            Ok(level) if level <= 9 => Some(level),
+            _ => {
+                problems.add(
+                    c.span(),
+                    format!("compression must be 0 to 9, not {}", c.get_ref()),
+                    Some("pg_dump's zlib level: 0 none, 1 fastest, 9 smallest; leave it out for pg_dump's default".into()),
+                );
+                None
+            }
+        }
+    });
     if let Some(encrypt) = &raw.encrypt
         && *encrypt.get_ref()
         && no_recipients
@@ -471,6 +486,7 @@ fn partial_policy(
         keep,
         destination,
         encrypt: raw.encrypt.as_ref().map(|e| *e.get_ref()),
+        compression,
         verify_every,
     }
 }
@@ -559,6 +575,7 @@ fn backup_policy(
         keep: own.keep.or(defaults.keep),
         destination: destination.0.clone(),
         encrypt: own.encrypt.or(defaults.encrypt).unwrap_or(false),
+        compression: own.compression.or(defaults.compression),
         verify_every: own.verify_every.or(defaults.verify_every),
         method: BackupMethod::Dump,
     };

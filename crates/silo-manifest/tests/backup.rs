@@ -63,6 +63,7 @@ encrypt = true
     );
     assert!(policy.encrypt);
     assert_eq!(policy.verify_every, None);
+    assert_eq!(policy.compression, None, "pg_dump's own default");
     assert_eq!(m.backup.recipients, [RECIPIENT]);
     assert!(!m.backup.backup_before_migrate);
 }
@@ -78,11 +79,13 @@ timezone = "Europe/Paris"
 keep = 7
 destination = "s3://acme-backups/silo"
 verify_every = 10
+compression = 1
 [services.battles.backup]
 schedule = "0 */4 * * *"
 retention = "30d"
 [services.ingestion.backup]
 keep = 3
+compression = 0
 destination = "../elsewhere/ingestion"
 timezone = "America/New_York"
 [services.search]
@@ -106,6 +109,7 @@ timezone = "America/New_York"
         "a defaults destination is a base with a prefix per service"
     );
     assert_eq!(battles.verify_every, Some(10));
+    assert_eq!(battles.compression, Some(1));
     assert!(!battles.encrypt);
 
     let ingestion = m.service("ingestion").unwrap().backup.clone().unwrap();
@@ -113,6 +117,11 @@ timezone = "America/New_York"
     assert_eq!(schedule.expression(), "0 2 * * *");
     assert_eq!(schedule.timezone(), chrono_tz::America::New_York);
     assert_eq!(ingestion.keep, Some(3));
+    assert_eq!(
+        ingestion.compression,
+        Some(0),
+        "its own level over the defaults'"
+    );
     assert_eq!(ingestion.retention, None);
     assert_eq!(
         ingestion.destination,
@@ -224,6 +233,13 @@ fn keep_of_zero() {
     let (line, column, message) = one(&format!("{HEAD}[services.a.backup]\nkeep = 0\n"));
     assert_eq!((line, column), (4, 8));
     assert_eq!(message, "keep must be 1 or more, not 0");
+}
+
+#[test]
+fn compression_past_nine() {
+    let (line, column, message) = one(&format!("{HEAD}[services.a.backup]\ncompression = 10\n"));
+    assert_eq!((line, column), (4, 15));
+    assert_eq!(message, "compression must be 0 to 9, not 10");
 }
 
 #[test]
