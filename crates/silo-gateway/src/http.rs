@@ -165,13 +165,16 @@ async fn unknown_route(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let error = GatewayError::new(
+    let message = format!("the gateway serves no `{method} {}`", uri.path());
+    refuse_route(
+        &gw,
+        &id,
+        &headers,
+        &uri,
         StatusCode::NOT_FOUND,
         "UnknownRoute",
-        format!("the gateway serves no `{method} {}`", uri.path()),
+        message,
     )
-    .with_hint(ROUTES_HINT);
-    refuse(&gw, &id, &headers, operation_of(&uri), error)
 }
 
 /// A served path asked with another method: 405 `MethodNotAllowed`.
@@ -182,33 +185,40 @@ async fn wrong_method(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let error = GatewayError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+    let message = format!("`{}` does not take {method}", uri.path());
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    refuse_route(
+        &gw,
+        &id,
+        &headers,
+        &uri,
+        status,
         "MethodNotAllowed",
-        format!("`{}` does not take {method}", uri.path()),
+        message,
     )
-    .with_hint(ROUTES_HINT);
-    refuse(&gw, &id, &headers, operation_of(&uri), error)
 }
 
-const ROUTES_HINT: &str = "the operations are POST /v1/query, /v1/write and /v1/schema; \
-     GET /openapi.json describes them";
-
-/// The operation a path names, for the metrics and the audit log.
-fn operation_of(uri: &Uri) -> &'static str {
-    uri.path()
-        .strip_prefix("/v1/")
-        .and_then(Operation::from_name)
-        .map_or("none", Operation::name)
-}
-
-fn refuse(
+/// The answer to a request no route takes: the error, with a hint naming
+/// the operations, counted and audited under the operation its path
+/// names (`none` for a path that names none).
+fn refuse_route(
     gw: &Gateway,
     id: &RequestId,
     headers: &HeaderMap,
-    operation: &'static str,
-    error: GatewayError,
+    uri: &Uri,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
 ) -> Response {
+    let error = GatewayError::new(status, code, message).with_hint(
+        "the operations are POST /v1/query, /v1/write and /v1/schema; \
+         GET /openapi.json describes them",
+    );
+    let operation = uri
+        .path()
+        .strip_prefix("/v1/")
+        .and_then(Operation::from_name)
+        .map_or("none", Operation::name);
     let ctx = RequestContext {
         transport: "http",
         request_id: &id.0,
